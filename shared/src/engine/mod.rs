@@ -1,0 +1,1 @@
+//! The image engine: bytes in, bytes out (being written).
