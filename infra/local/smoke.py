@@ -1,0 +1,217 @@
+#!/usr/bin/env python3
+"""Smoke checks of the deployed local stack's wiring (infra, not function logic).
+
+Run by `make test` before the Rust integration suites, and useful alone after `make dev`:
+    .venv/bin/python infra/local/smoke.py
+Each check reads `.local/stack.env`; the closing line is `smoke: N passed, N failed`.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sys
+import time
+import traceback
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+ENV_FILE = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local")) / "stack.env"
+
+
+def load_env() -> dict[str, str]:
+    env = {}
+    for line in ENV_FILE.read_text().splitlines():
+        if "=" in line and not line.startswith("#"):
+            k, v = line.split("=", 1)
+            env[k] = v.strip("'")
+    return env
+
+
+ENV = load_env()
+
+
+def client(service: str):
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=ENV["AWS_ENDPOINT_URL"],
+        region_name=ENV["AWS_REGION"],
+        aws_access_key_id=ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def http(method: str, url: str, token: str | None = None, body: bytes | None = None,
+         content_type: str = "application/json") -> tuple[int, bytes]:
+    req = urllib.request.Request(url, data=body, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    if body is not None:
+        req.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read()
+
+
+def token(query: str) -> str:
+    with urllib.request.urlopen(f"{ENV['SAFELIGHT_TOKEN_URL']}?{query}", timeout=10) as resp:
+        return resp.read().decode().strip()
+
+
+def claims_of(tok: str) -> dict:
+    payload = tok.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+# ------------------------------------------------------------------ checks
+def check_request_without_token_is_refused_by_the_authorizer():
+    status, _ = http("GET", f"{ENV['SAFELIGHT_API_URL']}/api/images")
+    assert status == 401, f"expected 401, got {status}"
+
+
+def check_forged_expired_and_wrong_audience_tokens_are_refused():
+    for query in ("user=demo&forge=1", "user=demo&ttl=-120", "user=demo&aud=someone-else"):
+        status, _ = http("GET", f"{ENV['SAFELIGHT_API_URL']}/api/images", token(query))
+        assert status == 401, f"{query}: expected 401, got {status}"
+
+
+def check_a_valid_token_reaches_the_upload_function():
+    body = json.dumps({"filename": "smoke.jpg", "content_type": "image/jpeg", "size": 1234}).encode()
+    status, resp = http("POST", f"{ENV['SAFELIGHT_API_URL']}/api/images/upload", token("user=demo"), body)
+    # Past the authorizer: the function answered (any status but the gateway's 401/403/404).
+    assert status not in (401, 403, 404), f"gateway refused a valid token: {status} {resp[:200]!r}"
+    # The function's invocation shows up in the emulator's Lambda logs is not portable; the answer is.
+    if status >= 500:
+        raise AssertionError(f"upload function failed: {status} {resp[:300]!r}")
+
+
+def check_tokens_carry_sub_audience_and_admin_group():
+    admin = claims_of(token("user=admin"))
+    demo = claims_of(token("user=demo"))
+    assert admin["groups"] == ["admin"] and admin["sub"] == "admin", admin
+    assert "groups" not in demo and demo["aud"] == ENV["SAFELIGHT_JWT_AUDIENCE"], demo
+    fresh = claims_of(token(f"sub=smoke-{uuid.uuid4().hex[:8]}&admin=1"))
+    assert fresh["groups"] == ["admin"], fresh
+
+
+def check_an_original_fans_out_to_both_processing_queues():
+    """S3 Object Created under originals/ -> EventBridge rule -> thumbnails and variants queues.
+
+    The processors' event source mappings are paused meanwhile so the messages stay readable."""
+    lam, sqs, s3 = client("lambda"), client("sqs"), client("s3")
+    queues = {
+        "thumbnails": ENV["SAFELIGHT_THUMBNAILS_QUEUE_URL"],
+        "variants": ENV["SAFELIGHT_VARIANTS_QUEUE_URL"],
+    }
+    arns = {sqs.get_queue_attributes(QueueUrl=u, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            for u in queues.values()}
+    mappings = [m for m in lam.list_event_source_mappings()["EventSourceMappings"]
+                if m.get("EventSourceArn") in arns]
+    for m in mappings:
+        lam.update_event_source_mapping(UUID=m["UUID"], Enabled=False)
+    try:
+        time.sleep(1.0)  # let an in-flight poll finish
+        key = f"originals/smoke/{uuid.uuid4().hex}"
+        other = f"thumbnails/smoke/{uuid.uuid4().hex}.jpg"  # outside originals/: must not fan out
+        s3.put_object(Bucket=ENV["SAFELIGHT_BUCKET"], Key=other, Body=b"x")
+        s3.put_object(Bucket=ENV["SAFELIGHT_BUCKET"], Key=key, Body=b"\xff\xd8\xff\xe0smoke")
+        for name, url in queues.items():
+            keys: list[str] = []
+            deadline = time.monotonic() + 10
+            while key not in keys and time.monotonic() < deadline:
+                resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1)
+                for msg in resp.get("Messages", []):
+                    body = json.loads(msg["Body"])
+                    got = body.get("detail", {}).get("object", {}).get("key")
+                    assert body.get("detail-type") == "Object Created", body
+                    assert got != other, f"{name}: an object outside originals/ was routed"
+                    keys.append(got)
+                    sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+            assert key in keys, f"{name}: no Object Created message for {key} (saw {keys})"
+        s3.delete_object(Bucket=ENV["SAFELIGHT_BUCKET"], Key=key)
+        s3.delete_object(Bucket=ENV["SAFELIGHT_BUCKET"], Key=other)
+    finally:
+        for m in mappings:
+            lam.update_event_source_mapping(UUID=m["UUID"], Enabled=True)
+
+
+def check_queues_redrive_to_their_dlq_after_three_receives():
+    sqs = client("sqs")
+    for q, dlq in (("THUMBNAILS", "THUMBNAILS_DLQ"), ("VARIANTS", "VARIANTS_DLQ")):
+        attrs = sqs.get_queue_attributes(QueueUrl=ENV[f"SAFELIGHT_{q}_QUEUE_URL"], AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=ENV[f"SAFELIGHT_{dlq}_URL"],
+                                           AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == 3 and redrive["deadLetterTargetArn"] == dlq_arn, redrive
+        assert int(attrs["VisibilityTimeout"]) >= 6 * 30, attrs["VisibilityTimeout"]
+
+
+def check_ttl_is_on_for_the_expiring_tables():
+    ddb = client("dynamodb")
+    for key in ("SAFELIGHT_CONTROL_TABLE", "SAFELIGHT_CONNECTIONS_TABLE", "SAFELIGHT_NOTICES_TABLE"):
+        desc = ddb.describe_time_to_live(TableName=ENV[key])["TimeToLiveDescription"]
+        assert desc.get("TimeToLiveStatus") == "ENABLED" and desc.get("AttributeName") == "expires_at", (key, desc)
+
+
+def check_images_table_has_its_indexes_and_stream():
+    desc = client("dynamodb").describe_table(TableName=ENV["SAFELIGHT_IMAGES_TABLE"])["Table"]
+    indexes = {i["IndexName"] for i in desc.get("GlobalSecondaryIndexes", [])}
+    assert {"by_owner", "by_status"} <= indexes, indexes
+    assert desc["StreamSpecification"]["StreamViewType"] == "NEW_AND_OLD_IMAGES", desc["StreamSpecification"]
+
+
+def check_websocket_api_is_deployed_with_its_routes():
+    api_id = ENV["SAFELIGHT_WS_URL"].rstrip("/").split("/")[-2]
+    apigw = client("apigatewayv2")
+    routes = {r["RouteKey"] for r in apigw.get_routes(ApiId=api_id)["Items"]}
+    assert {"$connect", "$disconnect", "$default"} <= routes, routes
+    api = apigw.get_api(ApiId=api_id)
+    assert api["ProtocolType"] == "WEBSOCKET" and api["RouteSelectionExpression"] == "$request.body.action", api
+
+
+def check_websocket_connect_without_token_is_refused():
+    url = urllib.parse.urlsplit(ENV["SAFELIGHT_WS_URL"])
+    with socket.create_connection((url.hostname, url.port or 80), timeout=15) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((
+            f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode())
+        status_line = sock.recv(4096).split(b"\r\n", 1)[0].decode(errors="replace")
+    assert " 101 " not in status_line + " ", f"connected without a token: {status_line}"
+
+
+def main() -> int:
+    checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
+    only = sys.argv[1:]
+    passed = failed = 0
+    for name, fn in checks:
+        if only and not any(o in name for o in only):
+            continue
+        started = time.monotonic()
+        try:
+            fn()
+        except Exception as err:  # report and go on
+            failed += 1
+            print(f"FAIL {name[6:]}: {err}")
+            if os.environ.get("SMOKE_VERBOSE"):
+                traceback.print_exc()
+        else:
+            passed += 1
+            print(f"ok   {name[6:]} ({(time.monotonic() - started) * 1000:.0f} ms)")
+    print(f"smoke: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+#!/usr/bin/env python3
+"""Helpers for infra/local/stack.sh that are easier with boto3 than with a shell.
+
+Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
+  zip BINARY OUT.zip            deterministic Lambda zip holding BINARY as `bootstrap` (0755)
+  stub NAME OUT.zip             zip whose `bootstrap` only fails, for a function whose crate is missing
+  ensure-bucket NAME            create the deployment artifacts bucket if absent
+  fixups [--watch]              local fix-ups after `sam deploy` (see LOCAL FIX-UPS below)
+  write-env                     write .local/stack.env and .local/watch.env from the stack outputs
+  wait-health URL SECONDS       poll a health URL until it answers 200
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
+STACK = os.environ.get("STACK_NAME", "safelight")
+ENDPOINT = os.environ.get("AWS_ENDPOINT_URL", "http://127.0.0.1:4566")
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+ISSUER_URL = os.environ.get("ISSUER_URL", "http://127.0.0.1:4590")
+WATCH_ADDR = os.environ.get("WATCH_ADDR", "127.0.0.1:9000")
+# Logical id in infra/template.yaml -> cargo binary name (= crate under functions/).
+FUNCTIONS = {
+    "UploadFunction": "upload",
+    "ImagesFunction": "images",
+    "ThumbnailFunction": "thumbnail",
+    "VariantFunction": "variant",
+    "WsFunction": "ws",
+    "NotifyFunction": "notify",
+}
+PROXY_VAR = "MINISTACK_LAMBDA_PROXY_URL"
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so an unchanged binary gives a byte-identical zip
+
+
+def client(service: str):
+    import boto3
+
+    return boto3.client(
+        service,
+        endpoint_url=ENDPOINT,
+        region_name=REGION,
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+
+
+def write_zip(out: Path, payload: bytes) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = zipfile.ZipInfo("bootstrap", date_time=ZIP_DATE)
+    info.external_attr = (0o100755 & 0xFFFF) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    tmp = out.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        zf.writestr(info, payload, compresslevel=1)
+    if out.exists() and out.read_bytes() == tmp.read_bytes():
+        tmp.unlink()
+        return
+    tmp.replace(out)
+
+
+def cmd_zip(binary: str, out: str) -> None:
+    write_zip(Path(out), Path(binary).read_bytes())
+
+
+def cmd_stub(name: str, out: str) -> None:
+    script = (
+        "#!/bin/sh\n"
+        f"echo 'safelight local stack: function {name} is not built (no crate functions/{name} in the workspace yet)' >&2\n"
+        "exit 1\n"
+    )
+    write_zip(Path(out), script.encode())
+
+
+def cmd_ensure_bucket(name: str) -> None:
+    s3 = client("s3")
+    try:
+        s3.head_bucket(Bucket=name)
+    except Exception:
+        s3.create_bucket(Bucket=name)
+
+
+def stack_outputs() -> dict[str, str]:
+    cfn = client("cloudformation")
+    stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
+
+
+def physical_ids() -> dict[str, str]:
+    cfn = client("cloudformation")
+    res = cfn.describe_stack_resources(StackName=STACK)["StackResources"]
+    return {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in res}
+
+
+def cmd_fixups(watch: bool) -> None:
+    """LOCAL FIX-UPS: each one names the emulator difference it papers over."""
+    out = stack_outputs()
+    ddb = client("dynamodb")
+    # 1. Emulator difference: CloudFormation's TimeToLiveSpecification is ignored by MiniStack, so
+    #    turn TTL on through the API. (It still never deletes expired rows: readers filter them.)
+    for key in ("ControlTableName", "ConnectionsTableName", "NoticesTableName"):
+        table = out[key]
+        desc = ddb.describe_time_to_live(TableName=table).get("TimeToLiveDescription", {})
+        if desc.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
+            ddb.update_time_to_live(
+                TableName=table,
+                TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
+            )
+    # 2. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
+    #    through MiniStack's per-function MINISTACK_LAMBDA_PROXY_URL (an emulator-only variable,
+    #    never in the template). Without --watch the variable is removed again, because `sam deploy`
+    #    with an unchanged template does not rewrite the function configuration.
+    lam = client("lambda")
+    ids = physical_ids()
+    for logical, binary in FUNCTIONS.items():
+        name = ids.get(logical)
+        if not name:
+            continue
+        cfg = lam.get_function_configuration(FunctionName=name)
+        env = dict((cfg.get("Environment") or {}).get("Variables") or {})
+        want = dict(env)
+        if watch:
+            want[PROXY_VAR] = f"http://{WATCH_ADDR}/2015-03-31/functions/{binary}/invocations"
+        else:
+            want.pop(PROXY_VAR, None)
+        if want != env:
+            lam.update_function_configuration(FunctionName=name, Environment={"Variables": want})
+
+
+def shell_quote(value: str) -> str:
+    if value and all(c.isalnum() or c in "-_./:@%+=," for c in value):
+        return value
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+def cmd_write_env() -> None:
+    out = stack_outputs()
+    http_api, ws_api, ws_stage = out["HttpApiId"], out["WebSocketApiId"], out["WebSocketStageName"]
+    ws_base = ENDPOINT.replace("http://", "ws://", 1).replace("https://", "wss://", 1)
+    env = {
+        "AWS_ENDPOINT_URL": ENDPOINT,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+        "SAFELIGHT_STACK_NAME": STACK,
+        # Emulator difference: APIs are served path-style under the emulator's port instead of on
+        # {apiId}.execute-api.{region}.amazonaws.com (the HTTP API uses the $default stage).
+        "SAFELIGHT_API_URL": f"{ENDPOINT}/_aws/execute-api/{http_api}",
+        "SAFELIGHT_WS_URL": f"{ws_base}/_aws/execute-api/{ws_api}/{ws_stage}",
+        "SAFELIGHT_WS_MANAGEMENT_URL": out["WebSocketManagementEndpoint"],
+        "SAFELIGHT_ISSUER_URL": ISSUER_URL,
+        "SAFELIGHT_TOKEN_URL": f"{ISSUER_URL}/dev/token",
+        "SAFELIGHT_JWT_AUDIENCE": os.environ.get("JWT_AUDIENCE", "safelight"),
+        "SAFELIGHT_BUCKET": out["BucketName"],
+        "SAFELIGHT_IMAGES_TABLE": out["ImagesTableName"],
+        "SAFELIGHT_CONTROL_TABLE": out["ControlTableName"],
+        "SAFELIGHT_CONNECTIONS_TABLE": out["ConnectionsTableName"],
+        "SAFELIGHT_NOTICES_TABLE": out["NoticesTableName"],
+        "SAFELIGHT_THUMBNAILS_QUEUE_URL": out["ThumbnailsQueueUrl"],
+        "SAFELIGHT_THUMBNAILS_DLQ_URL": out["ThumbnailsDlqUrl"],
+        "SAFELIGHT_VARIANTS_QUEUE_URL": out["VariantsQueueUrl"],
+        "SAFELIGHT_VARIANTS_DLQ_URL": out["VariantsDlqUrl"],
+    }
+    for logical, binary in FUNCTIONS.items():
+        key = logical.replace("Function", "FunctionName")
+        if key in out:
+            env[f"SAFELIGHT_{binary.upper()}_FUNCTION"] = out[key]
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    lines = ["# Written by infra/local (make dev); shell-sourceable. Local emulator values only."]
+    lines += [f"{k}={shell_quote(v)}" for k, v in env.items()]
+    (LOCAL / "stack.env").write_text("\n".join(lines) + "\n")
+
+    # The environment `cargo lambda watch --env-file` gives every function in proxy mode (MiniStack
+    # does not forward the template's variables to a proxied function): the union of all functions'
+    # variables (names do not clash: each function reads only its own) plus the emulator endpoint.
+    lam = client("lambda")
+    ids = physical_ids()
+    watch_env: dict[str, str] = {}
+    for logical in FUNCTIONS:
+        name = ids.get(logical)
+        if not name:
+            continue
+        cfg = lam.get_function_configuration(FunctionName=name)
+        watch_env.update((cfg.get("Environment") or {}).get("Variables") or {})
+    watch_env.pop(PROXY_VAR, None)
+    watch_env.update({
+        "AWS_ENDPOINT_URL": ENDPOINT,
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "test",
+        "AWS_SECRET_ACCESS_KEY": "test",
+    })
+    (LOCAL / "watch.env").write_text("".join(f"{k}={v}\n" for k, v in sorted(watch_env.items())))
+
+
+def cmd_wait_health(url: str, seconds: str) -> None:
+    deadline = time.monotonic() + float(seconds)
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except Exception:
+            pass
+        if time.monotonic() > deadline:
+            sys.exit(f"timed out waiting for {url}")
+        time.sleep(0.1)
+
+
+def main(argv: list[str]) -> None:
+    if not argv:
+        sys.exit(__doc__)
+    cmd, args = argv[0], argv[1:]
+    if cmd == "zip":
+        cmd_zip(*args)
+    elif cmd == "stub":
+        cmd_stub(*args)
+    elif cmd == "ensure-bucket":
+        cmd_ensure_bucket(*args)
+    elif cmd == "fixups":
+        cmd_fixups(watch="--watch" in args)
+    elif cmd == "write-env":
+        cmd_write_env()
+    elif cmd == "wait-health":
+        cmd_wait_health(*args)
+    else:
+        sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
