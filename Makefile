@@ -50,6 +50,8 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1 >/dev/null
+	@if command -v cargo-deny >/dev/null; then cargo deny check licenses bans sources; \
+	  else echo "cargo-deny not installed: skipping the deny.toml checks"; fi
 
 test:
 	@infra/local/test.sh

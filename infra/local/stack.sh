@@ -41,7 +41,8 @@ unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
 export ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
 export STACK_NAME JWT_AUDIENCE SAFELIGHT_LOCAL_DIR="$LOCAL"
 export WATCH_ADDR="127.0.0.1:$WATCH_PORT"
-export SAM_CLI_TELEMETRY=0 SAM_CLI_CONTAINER_CONNECTION_TIMEOUT=1
+# SAM_CLI_POLL_DELAY: the emulator finishes a stack in well under a second; poll accordingly.
+export SAM_CLI_TELEMETRY=0 SAM_CLI_POLL_DELAY=0.5
 
 log() { printf '\033[1m[local]\033[0m %s\n' "$*" >&2; }
 die() { printf '\033[31m[local] %s\033[0m\n' "$*" >&2; exit 1; }
