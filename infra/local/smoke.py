@@ -95,6 +95,25 @@ def check_a_valid_token_reaches_the_upload_function():
         raise AssertionError(f"upload function failed: {status} {resp[:300]!r}")
 
 
+def check_browser_preflight_to_the_api_is_allowed():
+    req = urllib.request.Request(f"{ENV['SAFELIGHT_API_URL']}/api/images/upload", method="OPTIONS")
+    req.add_header("Origin", ENV["SAFELIGHT_ISSUER_URL"])
+    req.add_header("Access-Control-Request-Method", "POST")
+    req.add_header("Access-Control-Request-Headers", "authorization,content-type")
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status in (200, 204), resp.status
+        allowed = resp.headers.get("Access-Control-Allow-Headers", "").lower()
+        assert "authorization" in allowed and resp.headers.get("Access-Control-Allow-Origin"), dict(resp.headers)
+
+
+def check_bucket_cors_rules_allow_browser_uploads():
+    rules = client("s3").get_bucket_cors(Bucket=ENV["SAFELIGHT_BUCKET"])["CORSRules"]
+    methods = {m for r in rules for m in r["AllowedMethods"]}
+    headers = {h.lower() for r in rules for h in r.get("AllowedHeaders", [])}
+    assert {"PUT", "POST"} <= methods, rules
+    assert {"content-type", "x-amz-checksum-sha256"} <= headers, rules
+
+
 def check_tokens_carry_sub_audience_and_admin_group():
     admin = claims_of(token("user=admin"))
     demo = claims_of(token("user=demo"))

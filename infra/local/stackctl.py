@@ -112,12 +112,20 @@ def cmd_fixups(watch: bool) -> None:
                 TableName=table,
                 TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"},
             )
-    # 2. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
+    # 2. Emulator difference: MiniStack's CloudFormation stores an AWS::ApiGatewayV2::Api's
+    #    CorsConfiguration with CloudFormation's key casing, which its gateway does not read (every
+    #    preflight then gets 403 "CORS origin denied"). Re-apply the template's own configuration
+    #    through UpdateApi, parameters resolved with the values this stack was deployed with.
+    apigw = client("apigatewayv2")
+    ids = physical_ids()
+    for logical, cors in template_cors().items():
+        if ids.get(logical):
+            apigw.update_api(ApiId=ids[logical], CorsConfiguration=cors)
+    # 3. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
     #    through MiniStack's per-function MINISTACK_LAMBDA_PROXY_URL (an emulator-only variable,
     #    never in the template). Without --watch the variable is removed again, because `sam deploy`
     #    with an unchanged template does not rewrite the function configuration.
     lam = client("lambda")
-    ids = physical_ids()
     for logical, binary in FUNCTIONS.items():
         name = ids.get(logical)
         if not name:
@@ -131,6 +139,35 @@ def cmd_fixups(watch: bool) -> None:
             want.pop(PROXY_VAR, None)
         if want != env:
             lam.update_function_configuration(FunctionName=name, Environment={"Variables": want})
+
+
+def template_cors() -> dict[str, dict]:
+    """CorsConfiguration of each AWS::ApiGatewayV2::Api in the template, Refs to parameters resolved."""
+    from cfnlint.decode import cfn_yaml
+
+    template = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
+    cfn = client("cloudformation")
+    stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+    params = {p["ParameterKey"]: p.get("ResolvedValue", p["ParameterValue"]) for p in stack.get("Parameters", [])}
+    types = {k: v.get("Type") for k, v in template.get("Parameters", {}).items()}
+    for key, spec in template.get("Parameters", {}).items():
+        params.setdefault(key, str(spec.get("Default", "")))
+
+    def resolve(node):
+        if isinstance(node, dict):
+            if set(node) == {"Ref"} and node["Ref"] in params:
+                value = params[node["Ref"]]
+                return value.split(",") if "List" in str(types.get(node["Ref"])) else value
+            return {k: resolve(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [resolve(v) for v in node]
+        return node
+
+    return {
+        logical: resolve(res["Properties"]["CorsConfiguration"])
+        for logical, res in template.get("Resources", {}).items()
+        if res.get("Type") == "AWS::ApiGatewayV2::Api" and "CorsConfiguration" in res.get("Properties", {})
+    }
 
 
 def shell_quote(value: str) -> str:
