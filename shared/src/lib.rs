@@ -1,7 +1,18 @@
 //! Safelight's library crate: the domain (ids, status machine, notices), the image engine, the
 //! retry policy and circuit-breaker rules, configuration, and one adapter module per AWS service.
 
+pub mod api;
+pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod ports;
 
-pub use domain::{ContentType, UnsupportedContentType};
+#[cfg(feature = "aws")]
+pub mod aws;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use api::ApiError;
+pub use config::{Config, ConfigError};
+pub use domain::*;

@@ -99,7 +99,12 @@ impl FromStr for ContentType {
 
     /// Accepts the media type case-insensitively, ignoring parameters (`; charset=…`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let essence = s.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        let essence = s
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "image/jpeg" | "image/jpg" => Ok(ContentType::Jpeg),
             "image/png" => Ok(ContentType::Png),
@@ -124,17 +129,29 @@ mod tests {
     #[test]
     fn media_types_parse_case_insensitively_with_parameters() {
         assert_eq!("IMAGE/JPEG".parse::<ContentType>(), Ok(ContentType::Jpeg));
-        assert_eq!("image/png; q=1".parse::<ContentType>(), Ok(ContentType::Png));
+        assert_eq!(
+            "image/png; q=1".parse::<ContentType>(),
+            Ok(ContentType::Png)
+        );
         assert!("image/svg+xml".parse::<ContentType>().is_err());
         assert!("".parse::<ContentType>().is_err());
     }
 
     #[test]
     fn magic_bytes_identify_each_accepted_type() {
-        assert_eq!(ContentType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]), Some(ContentType::Jpeg));
-        assert_eq!(ContentType::sniff(b"\x89PNG\r\n\x1a\n...."), Some(ContentType::Png));
+        assert_eq!(
+            ContentType::sniff(&[0xFF, 0xD8, 0xFF, 0xE0]),
+            Some(ContentType::Jpeg)
+        );
+        assert_eq!(
+            ContentType::sniff(b"\x89PNG\r\n\x1a\n...."),
+            Some(ContentType::Png)
+        );
         assert_eq!(ContentType::sniff(b"GIF89a......"), Some(ContentType::Gif));
-        assert_eq!(ContentType::sniff(b"RIFF\0\0\0\0WEBPVP8 "), Some(ContentType::Webp));
+        assert_eq!(
+            ContentType::sniff(b"RIFF\0\0\0\0WEBPVP8 "),
+            Some(ContentType::Webp)
+        );
         let avif = b"\0\0\0\x1cftypavif\0\0\0\0avifmif1miaf";
         assert_eq!(ContentType::sniff(avif), Some(ContentType::Avif));
         let heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic";

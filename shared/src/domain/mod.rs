@@ -1,5 +1,16 @@
-//! The domain: identifiers, content types, object keys and the status model. No AWS types here.
+//! The domain: identifiers, content types, object keys, identity and the status model.
+//! No AWS types here.
 
 pub mod content_type;
+pub mod identity;
+pub mod ids;
+pub mod record;
+pub mod status;
+pub mod time;
 
 pub use content_type::{ContentType, UnsupportedContentType};
+pub use identity::{Identity, IdentityError};
+pub use ids::{IdError, ImageId, ObjectKey, OwnerId};
+pub use record::{Derivative, ImageRecord, NewImage, NotFailed, StageResult};
+pub use status::{ErrorKind, Stage, Status, TransitionError, UploadState};
+pub use time::Timestamp;

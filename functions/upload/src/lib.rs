@@ -1,0 +1,394 @@
+//! `POST /api/images/upload`.
+//!
+//! - `application/json` `{filename, content_type, size, sha256?}`: answers 201 with a presigned
+//!   PUT (type, length and checksum signed) and a presigned POST policy (exact key, type and
+//!   `content-length-range`), and writes the row as `awaiting_upload`. The browser uploads
+//!   straight to S3; the S3 event starts processing.
+//! - `image/*` body of at most 5 MiB: the magic bytes must match the declared type; the row is
+//!   written (`stored`) and then the original; 202.
+//!
+//! Every refusal happens before anything is written, so a refused request leaves no row and no
+//! object.
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use safelight::aws::apigw_http;
+use safelight::config::MAX_DIRECT_UPLOAD_BYTES;
+use safelight::ports::{
+    ImageRepository, ObjectStore, PresignedPost, PresignedRequest, UploadConstraints,
+};
+use safelight::{
+    ApiError, ContentType, Identity, ImageId, ImageRecord, NewImage, ObjectKey, Status, Timestamp,
+    UploadState,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The largest JSON request body accepted.
+const MAX_JSON_BYTES: usize = 16 * 1024;
+/// The longest file name kept for display.
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// Limits the handler enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest original a presigned upload allows.
+    pub max_upload_bytes: u64,
+    /// Validity of presigned uploads (≤ 15 min).
+    pub presign_expires: Duration,
+}
+
+/// The handler with its ports.
+#[derive(Debug)]
+pub struct Upload<S, R> {
+    store: S,
+    images: R,
+    limits: Limits,
+}
+
+/// The JSON request of the presigned path.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// The client's file name (display only).
+    pub filename: String,
+    /// The media type the upload will carry.
+    pub content_type: String,
+    /// Exact size in bytes.
+    pub size: u64,
+    /// Optional hex SHA-256 of the file; S3 then verifies it.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PresignedUpload {
+    image_id: ImageId,
+    upload: PutForm,
+    upload_post: PostForm,
+    status_url: String,
+}
+
+#[derive(Debug, Serialize)]
+struct PutForm {
+    method: String,
+    url: String,
+    headers: std::collections::BTreeMap<String, String>,
+    expires_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+struct PostForm {
+    method: &'static str,
+    url: String,
+    fields: std::collections::BTreeMap<String, String>,
+    expires_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    image_id: ImageId,
+    status: Status,
+    status_url: String,
+}
+
+impl From<PresignedRequest> for PutForm {
+    fn from(p: PresignedRequest) -> Self {
+        PutForm {
+            method: p.method,
+            url: p.url,
+            headers: p.headers,
+            expires_at: p.expires_at,
+        }
+    }
+}
+
+impl From<PresignedPost> for PostForm {
+    fn from(p: PresignedPost) -> Self {
+        PostForm {
+            method: "POST",
+            url: p.url,
+            fields: p.fields,
+            expires_at: p.expires_at,
+        }
+    }
+}
+
+fn status_url(id: ImageId) -> String {
+    format!("/api/images/{id}/processing-status")
+}
+
+/// Keeps the last path segment, drops control characters, trims, and bounds the length.
+pub fn clean_filename(raw: &str) -> Option<String> {
+    let last = raw.rsplit(['/', '\\']).next().unwrap_or_default();
+    let cleaned: String = last
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_FILENAME_CHARS)
+        .collect();
+    let cleaned = cleaned.trim();
+    (!cleaned.is_empty() && cleaned != "." && cleaned != "..").then(|| cleaned.to_owned())
+}
+
+/// Parses a declared hex SHA-256 into the base64 form S3's checksum header takes.
+fn sha256_base64(hex_digest: &str) -> Result<String, ApiError> {
+    let bytes = hex::decode(hex_digest.trim())
+        .ok()
+        .filter(|b| b.len() == 32)
+        .ok_or_else(|| {
+            ApiError::bad_request("bad_sha256", "sha256 must be 64 hexadecimal characters")
+        })?;
+    Ok(B64.encode(bytes))
+}
+
+impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
+    /// A handler over the given ports.
+    pub fn new(store: S, images: R, limits: Limits) -> Self {
+        Upload {
+            store,
+            images,
+            limits,
+        }
+    }
+
+    /// Handles one API Gateway request; every outcome is an HTTP response.
+    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        match self.route(request).await {
+            Ok(response) => response,
+            Err(err) => apigw_http::error(&err),
+        }
+    }
+
+    async fn route(
+        &self,
+        request: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let identity = apigw_http::identity(request)?;
+        let declared = apigw_http::header(request, "content-type").unwrap_or_default();
+        let essence = declared
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        if essence == "application/json" {
+            let body = apigw_http::body_bytes(request)?;
+            self.presign(&identity, &body).await
+        } else if essence.starts_with("image/") {
+            let content_type: ContentType =
+                declared
+                    .parse()
+                    .map_err(|e: safelight::UnsupportedContentType| {
+                        ApiError::new(415, "unsupported_type", e.to_string())
+                    })?;
+            let body = apigw_http::body_bytes(request)?;
+            let filename = apigw_http::header(request, "x-filename")
+                .or_else(|| apigw_http::query_param(request, "filename"))
+                .and_then(clean_filename);
+            self.store_direct(&identity, content_type, body, filename)
+                .await
+        } else if essence.is_empty() {
+            Err(ApiError::new(
+                415,
+                "missing_content_type",
+                "send application/json (presigned upload) or an image/* body",
+            ))
+        } else {
+            Err(ApiError::new(
+                415,
+                "unsupported_type",
+                format!("content type {declared:?} is not accepted: send application/json or an image/* body"),
+            ))
+        }
+    }
+
+    async fn presign(
+        &self,
+        identity: &Identity,
+        body: &[u8],
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        if body.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "the request body is empty",
+            ));
+        }
+        if body.len() > MAX_JSON_BYTES {
+            return Err(ApiError::new(
+                413,
+                "too_large",
+                "the JSON request is too large",
+            ));
+        }
+        let req: UploadRequest = serde_json::from_slice(body).map_err(|e| {
+            ApiError::bad_request("bad_json", format!("invalid upload request: {e}"))
+        })?;
+        let content_type: ContentType =
+            req.content_type
+                .parse()
+                .map_err(|e: safelight::UnsupportedContentType| {
+                    ApiError::new(415, "unsupported_type", e.to_string())
+                })?;
+        if req.size == 0 {
+            return Err(ApiError::bad_request(
+                "empty_file",
+                "size must be at least 1 byte",
+            ));
+        }
+        if req.size > self.limits.max_upload_bytes {
+            return Err(ApiError::new(
+                413,
+                "too_large",
+                format!(
+                    "size {} exceeds the limit of {} bytes",
+                    req.size, self.limits.max_upload_bytes
+                ),
+            ));
+        }
+        let filename = clean_filename(&req.filename)
+            .ok_or_else(|| ApiError::bad_request("bad_filename", "filename must name a file"))?;
+        let checksum = req.sha256.as_deref().map(sha256_base64).transpose()?;
+
+        let image_id = ImageId::new();
+        let key = ObjectKey::original(&identity.owner, image_id);
+        let constraints = UploadConstraints {
+            content_type: content_type.as_str().to_owned(),
+            content_length: req.size,
+            sha256_base64: checksum,
+        };
+        let expires = self.limits.presign_expires;
+        let put = self
+            .store
+            .presign_put(&key, &constraints, expires)
+            .await
+            .map_err(storage_failed)?;
+        let post = self
+            .store
+            .presign_post(&key, &constraints, expires)
+            .await
+            .map_err(storage_failed)?;
+
+        let record = ImageRecord::new(
+            NewImage {
+                image_id,
+                owner_id: identity.owner.clone(),
+                filename: Some(filename),
+                content_type,
+                byte_size: req.size,
+                sha256: req.sha256.map(|s| s.trim().to_ascii_lowercase()),
+                upload_state: UploadState::AwaitingUpload,
+            },
+            Timestamp::now(),
+        );
+        self.images.create(&record).await.map_err(repo_failed)?;
+        tracing::info!(image_id = %image_id, content_type = %content_type, size = req.size, "presigned upload issued");
+
+        Ok(apigw_http::json(
+            201,
+            &PresignedUpload {
+                image_id,
+                upload: put.into(),
+                upload_post: post.into(),
+                status_url: status_url(image_id),
+            },
+        ))
+    }
+
+    async fn store_direct(
+        &self,
+        identity: &Identity,
+        content_type: ContentType,
+        body: Vec<u8>,
+        filename: Option<String>,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        if body.is_empty() {
+            return Err(ApiError::bad_request(
+                "empty_body",
+                "the request body is empty",
+            ));
+        }
+        if body.len() as u64 > MAX_DIRECT_UPLOAD_BYTES {
+            return Err(ApiError::new(
+                413,
+                "too_large",
+                format!("direct uploads are limited to {MAX_DIRECT_UPLOAD_BYTES} bytes; request a presigned upload instead"),
+            ));
+        }
+        match ContentType::sniff(&body) {
+            Some(actual) if actual == content_type => {}
+            Some(actual) => {
+                return Err(ApiError::bad_request(
+                    "type_mismatch",
+                    format!("the body is {actual}, not the declared {content_type}"),
+                ))
+            }
+            None => {
+                return Err(ApiError::bad_request(
+                    "type_mismatch",
+                    format!("the body is not a recognisable image (declared {content_type})"),
+                ))
+            }
+        }
+
+        let image_id = ImageId::new();
+        let record = ImageRecord::new(
+            NewImage {
+                image_id,
+                owner_id: identity.owner.clone(),
+                filename,
+                content_type,
+                byte_size: body.len() as u64,
+                sha256: Some(hex::encode(Sha256::digest(&body))),
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::now(),
+        );
+        // The row goes first: the S3 event that starts processing must find it.
+        self.images.create(&record).await.map_err(repo_failed)?;
+        if let Err(e) = self
+            .store
+            .put(&record.original_key, body, content_type.as_str())
+            .await
+        {
+            tracing::error!(image_id = %image_id, error = %e, "storing the original failed; removing the row");
+            if let Err(undo) = self.images.delete(image_id).await {
+                tracing::error!(image_id = %image_id, error = %undo, "could not remove the row of a failed upload");
+            }
+            return Err(storage_failed(e));
+        }
+        tracing::info!(image_id = %image_id, content_type = %content_type, size = record.byte_size, "original stored");
+        Ok(apigw_http::json(
+            202,
+            &Accepted {
+                image_id,
+                status: record.processing_status,
+                status_url: status_url(image_id),
+            },
+        ))
+    }
+}
+
+fn storage_failed(e: safelight::ports::StoreError) -> ApiError {
+    tracing::error!(error = %e, "object storage call failed");
+    ApiError::unavailable()
+}
+
+fn repo_failed(e: safelight::ports::RepoError) -> ApiError {
+    tracing::error!(error = %e, "image table call failed");
+    ApiError::unavailable()
+}
+
+impl<S, R> Upload<S, R> {
+    /// The object store port (tests inspect it).
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// The repository port (tests inspect it).
+    pub fn images(&self) -> &R {
+        &self.images
+    }
+}

@@ -1,0 +1,290 @@
+//! The upload handler against in-memory ports, driven by the sample events in `events/`.
+
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::encodings::Body;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use safelight::testing::{MemoryImages, MemoryStore};
+use safelight::{ContentType, Status, UploadState};
+use serde_json::{json, Value};
+use upload::{Limits, Upload};
+
+fn handler() -> Upload<MemoryStore, MemoryImages> {
+    Upload::new(
+        MemoryStore::default(),
+        MemoryImages::default(),
+        Limits {
+            max_upload_bytes: 25 * 1024 * 1024,
+            presign_expires: Duration::from_secs(900),
+        },
+    )
+}
+
+fn event(name: &str) -> Value {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn request(v: Value) -> ApiGatewayV2httpRequest {
+    serde_json::from_value(v).unwrap()
+}
+
+fn presign_request(body: Value) -> ApiGatewayV2httpRequest {
+    let mut e = event("upload-presign.json");
+    e["body"] = json!(body.to_string());
+    request(e)
+}
+
+fn direct_request(content_type: &str, bytes: &[u8]) -> ApiGatewayV2httpRequest {
+    let mut e = event("upload-direct.json");
+    e["headers"]["content-type"] = json!(content_type);
+    e["body"] = json!(B64.encode(bytes));
+    request(e)
+}
+
+fn body(r: &ApiGatewayV2httpResponse) -> Value {
+    match &r.body {
+        Some(Body::Text(t)) => serde_json::from_str(t).unwrap(),
+        other => panic!("unexpected body {other:?}"),
+    }
+}
+
+fn assert_refused(
+    h: &Upload<MemoryStore, MemoryImages>,
+    r: &ApiGatewayV2httpResponse,
+    status: i64,
+    code: &str,
+) {
+    assert_eq!(r.status_code, status, "{:?}", r.body);
+    assert_eq!(body(r)["error"]["code"], code);
+    assert!(body(r)["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    assert!(h.images_rows().is_empty(), "a refused request left a row");
+    assert!(
+        h.store_keys().is_empty(),
+        "a refused request left an object"
+    );
+}
+
+trait Inspect {
+    fn images_rows(&self) -> Vec<safelight::ImageRecord>;
+    fn store_keys(&self) -> Vec<String>;
+}
+
+impl Inspect for Upload<MemoryStore, MemoryImages> {
+    fn images_rows(&self) -> Vec<safelight::ImageRecord> {
+        self.images().rows()
+    }
+    fn store_keys(&self) -> Vec<String> {
+        self.store().keys()
+    }
+}
+
+fn tiny_png() -> Vec<u8> {
+    let e = event("upload-direct.json");
+    B64.decode(e["body"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn a_json_request_gets_a_presigned_put_and_post_and_a_pending_row() {
+    let h = handler();
+    let r = h.handle(&request(event("upload-presign.json"))).await;
+    assert_eq!(r.status_code, 201, "{:?}", r.body);
+    let b = body(&r);
+    let id = b["image_id"].as_str().unwrap();
+    assert_eq!(
+        b["status_url"],
+        format!("/api/images/{id}/processing-status")
+    );
+    assert_eq!(b["upload"]["method"], "PUT");
+    assert_eq!(b["upload"]["headers"]["content-type"], "image/jpeg");
+    assert_eq!(b["upload"]["headers"]["content-length"], "2483201");
+    // The declared hex digest is handed to S3 as base64, so S3 verifies the body.
+    let sum = B64.encode(
+        hex::decode("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08").unwrap(),
+    );
+    assert_eq!(b["upload"]["headers"]["x-amz-checksum-sha256"], sum);
+    assert_eq!(b["upload_post"]["method"], "POST");
+    assert_eq!(
+        b["upload_post"]["fields"]["key"],
+        format!("originals/demo-user/{id}")
+    );
+
+    let rows = h.images_rows();
+    assert_eq!(rows.len(), 1);
+    let row = &rows[0];
+    assert_eq!(row.image_id.to_string(), id);
+    assert_eq!(row.owner_id.as_str(), "demo-user");
+    assert_eq!(row.upload_state, UploadState::AwaitingUpload);
+    assert_eq!(row.processing_status, Status::Pending);
+    assert_eq!(row.thumbnail_status, Status::Pending);
+    assert_eq!(row.variant_status, Status::Pending);
+    assert_eq!(row.processing_attempts, 0);
+    assert_eq!(row.filename.as_deref(), Some("holiday.jpg"));
+    assert!(
+        h.store_keys().is_empty(),
+        "the presigned path stores nothing itself"
+    );
+}
+
+#[tokio::test]
+async fn a_small_image_body_is_stored_under_a_server_made_key_with_a_row() {
+    let h = handler();
+    let r = h.handle(&request(event("upload-direct.json"))).await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    let id = body(&r)["image_id"].as_str().unwrap().to_owned();
+    assert_eq!(body(&r)["status"], "pending");
+    let key = format!("originals/demo-user/{id}");
+    let (bytes, ct) = h.store().object(&key).expect("original stored");
+    assert_eq!(bytes, tiny_png());
+    assert_eq!(ct, "image/png");
+    let row = &h.images_rows()[0];
+    assert_eq!(row.upload_state, UploadState::Stored);
+    assert_eq!(row.content_type, ContentType::Png);
+    assert_eq!(row.byte_size, bytes.len() as u64);
+    assert_eq!(row.sha256.as_deref().map(str::len), Some(64));
+}
+
+#[tokio::test]
+async fn an_unsupported_type_is_refused_on_both_paths() {
+    let h = handler();
+    let r = h
+        .handle(&presign_request(
+            json!({"filename": "a.svg", "content_type": "image/svg+xml", "size": 10}),
+        ))
+        .await;
+    assert_refused(&h, &r, 415, "unsupported_type");
+    let r = h.handle(&direct_request("image/tiff", b"II*\0....")).await;
+    assert_refused(&h, &r, 415, "unsupported_type");
+    let r = h.handle(&direct_request("text/plain", b"hello")).await;
+    assert_refused(&h, &r, 415, "unsupported_type");
+}
+
+#[tokio::test]
+async fn a_declared_size_over_the_limit_or_zero_is_refused() {
+    let h = handler();
+    let r = h
+        .handle(&presign_request(json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": 25 * 1024 * 1024 + 1})))
+        .await;
+    assert_refused(&h, &r, 413, "too_large");
+    let r = h
+        .handle(&presign_request(
+            json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": 0}),
+        ))
+        .await;
+    assert_refused(&h, &r, 400, "empty_file");
+}
+
+#[tokio::test]
+async fn an_empty_body_is_refused_on_both_paths() {
+    let h = handler();
+    let mut e = event("upload-presign.json");
+    e.as_object_mut().unwrap().remove("body");
+    let r = h.handle(&request(e)).await;
+    assert_refused(&h, &r, 400, "empty_body");
+    let r = h.handle(&direct_request("image/png", b"")).await;
+    assert_refused(&h, &r, 400, "empty_body");
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_the_declared_type_are_refused() {
+    let h = handler();
+    let r = h.handle(&direct_request("image/jpeg", &tiny_png())).await;
+    assert_refused(&h, &r, 400, "type_mismatch");
+    assert!(body(&r)["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("image/png"));
+    let r = h
+        .handle(&direct_request("image/png", b"<html>not an image</html>"))
+        .await;
+    assert_refused(&h, &r, 400, "type_mismatch");
+}
+
+#[tokio::test]
+async fn a_direct_body_over_five_mebibytes_is_refused() {
+    let h = handler();
+    let mut big = tiny_png();
+    big.resize(5 * 1024 * 1024 + 1, 0);
+    let r = h.handle(&direct_request("image/png", &big)).await;
+    assert_refused(&h, &r, 413, "too_large");
+}
+
+#[tokio::test]
+async fn a_request_without_verified_identity_is_refused() {
+    let h = handler();
+    let mut e = event("upload-direct.json");
+    e["requestContext"]
+        .as_object_mut()
+        .unwrap()
+        .remove("authorizer");
+    let r = h.handle(&request(e)).await;
+    assert_refused(&h, &r, 401, "unauthorized");
+    let mut e = event("upload-presign.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]
+        .as_object_mut()
+        .unwrap()
+        .remove("sub");
+    let r = h.handle(&request(e)).await;
+    assert_refused(&h, &r, 401, "unauthorized");
+}
+
+#[tokio::test]
+async fn malformed_json_requests_are_refused_with_the_reason() {
+    let h = handler();
+    let cases = [
+        (
+            json!({"content_type": "image/jpeg", "size": 10}),
+            "bad_json",
+        ),
+        (
+            json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": -1}),
+            "bad_json",
+        ),
+        (
+            json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10, "key": "originals/x"}),
+            "bad_json",
+        ),
+        (
+            json!({"filename": "../", "content_type": "image/jpeg", "size": 10}),
+            "bad_filename",
+        ),
+        (
+            json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": 10, "sha256": "abc"}),
+            "bad_sha256",
+        ),
+    ];
+    for (req, code) in cases {
+        let r = h.handle(&presign_request(req.clone())).await;
+        assert_refused(&h, &r, 400, code);
+    }
+}
+
+#[tokio::test]
+async fn a_client_file_name_never_reaches_the_object_key() {
+    let h = handler();
+    let r = h
+        .handle(&presign_request(
+            json!({"filename": "../../etc/passwd.jpg", "content_type": "image/jpeg", "size": 10}),
+        ))
+        .await;
+    assert_eq!(r.status_code, 201);
+    let row = &h.images_rows()[0];
+    assert_eq!(row.filename.as_deref(), Some("passwd.jpg"));
+    assert_eq!(
+        row.original_key.as_str(),
+        format!("originals/demo-user/{}", row.image_id)
+    );
+}
+
+#[tokio::test]
+async fn a_storage_failure_on_the_fast_path_leaves_no_row_behind() {
+    let h = handler();
+    *h.store().failing.lock().unwrap() = true;
+    let r = h.handle(&request(event("upload-direct.json"))).await;
+    assert_eq!(r.status_code, 503);
+    assert!(h.images_rows().is_empty());
+}

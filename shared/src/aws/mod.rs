@@ -1,0 +1,16 @@
+//! AWS adapters: one module per service, implementing the ports in `crate::ports`.
+
+pub mod apigw_http;
+pub mod dynamodb;
+pub mod faults;
+pub mod s3;
+
+pub use dynamodb::DynamoImages;
+pub use faults::Faults;
+pub use s3::S3Store;
+
+/// Loads the SDK configuration from the environment (honours `AWS_ENDPOINT_URL`, which points
+/// the SDKs at the local emulator). Call once at cold start.
+pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_from_env().await
+}

@@ -1,0 +1,164 @@
+//! Typed configuration, read once at cold start from SCREAMING_SNAKE environment variables.
+//! A missing or malformed variable fails the init with a message naming it.
+
+use std::time::Duration;
+
+/// A configuration problem, naming the variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A required variable is unset or empty.
+    #[error("environment variable {0} is required but not set")]
+    Missing(&'static str),
+    /// A variable is set to something unusable.
+    #[error("environment variable {name} is invalid: {reason}")]
+    Invalid {
+        /// The variable.
+        name: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The largest body the direct-upload fast path takes (API Gateway and Lambda payload limits
+/// leave room for about 6 MB of base64; 5 MiB of image is the documented bound).
+pub const MAX_DIRECT_UPLOAD_BYTES: u64 = 5 * 1024 * 1024;
+
+/// The longest a presigned upload may stay valid.
+pub const MAX_PRESIGN_EXPIRY: Duration = Duration::from_secs(15 * 60);
+
+/// Everything the functions read from their environment. Resources a function does not use are
+/// optional here; the function asks for them with [`Config::require`] at init.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `BUCKET`
+    pub bucket: String,
+    /// `IMAGES_TABLE`
+    pub images_table: String,
+    /// `CONTROL_TABLE`
+    pub control_table: Option<String>,
+    /// `CONNECTIONS_TABLE`
+    pub connections_table: Option<String>,
+    /// `NOTICES_TABLE`
+    pub notices_table: Option<String>,
+    /// `THUMBNAILS_QUEUE_URL`
+    pub thumbnails_queue_url: Option<String>,
+    /// `VARIANTS_QUEUE_URL`
+    pub variants_queue_url: Option<String>,
+    /// `WEBSOCKET_ENDPOINT`
+    pub websocket_endpoint: Option<String>,
+    /// `MAX_UPLOAD_BYTES`: the largest original a presigned upload allows (default 25 MiB).
+    pub max_upload_bytes: u64,
+    /// `PRESIGN_EXPIRES_SECS`: validity of presigned uploads (default and maximum 900 s).
+    pub presign_expires: Duration,
+    /// `SAFELIGHT_FAULTS`: fault injection spec, off unless set (see `faults`).
+    pub faults: Option<String>,
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let required = |name: &'static str| get(name).ok_or(ConfigError::Missing(name));
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| {
+                v.trim().parse().map_err(|_| ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a whole number"),
+                })
+            })
+        };
+        let max_upload_bytes = number("MAX_UPLOAD_BYTES", 25 * 1024 * 1024)?;
+        if max_upload_bytes == 0 || max_upload_bytes > 5 * 1024 * 1024 * 1024 {
+            return Err(ConfigError::Invalid {
+                name: "MAX_UPLOAD_BYTES",
+                reason: "must be between 1 byte and 5 GiB (S3's single PUT limit)".into(),
+            });
+        }
+        let presign_secs = number("PRESIGN_EXPIRES_SECS", MAX_PRESIGN_EXPIRY.as_secs())?;
+        if presign_secs == 0 || presign_secs > MAX_PRESIGN_EXPIRY.as_secs() {
+            return Err(ConfigError::Invalid {
+                name: "PRESIGN_EXPIRES_SECS",
+                reason: "must be between 1 and 900 seconds".into(),
+            });
+        }
+        Ok(Config {
+            bucket: required("BUCKET")?,
+            images_table: required("IMAGES_TABLE")?,
+            control_table: get("CONTROL_TABLE"),
+            connections_table: get("CONNECTIONS_TABLE"),
+            notices_table: get("NOTICES_TABLE"),
+            thumbnails_queue_url: get("THUMBNAILS_QUEUE_URL"),
+            variants_queue_url: get("VARIANTS_QUEUE_URL"),
+            websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
+            max_upload_bytes,
+            presign_expires: Duration::from_secs(presign_secs),
+            faults: get("SAFELIGHT_FAULTS"),
+        })
+    }
+
+    /// An optional resource this function cannot run without.
+    pub fn require<'a>(
+        value: &'a Option<String>,
+        name: &'static str,
+    ) -> Result<&'a str, ConfigError> {
+        value.as_deref().ok_or(ConfigError::Missing(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_and_a_missing_bucket_is_named() {
+        assert_eq!(
+            from(&[("IMAGES_TABLE", "t")]),
+            Err(ConfigError::Missing("BUCKET"))
+        );
+        let c = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t")]).unwrap();
+        assert_eq!(c.max_upload_bytes, 25 * 1024 * 1024);
+        assert_eq!(c.presign_expires, Duration::from_secs(900));
+        assert_eq!(
+            Config::require(&c.control_table, "CONTROL_TABLE"),
+            Err(ConfigError::Missing("CONTROL_TABLE"))
+        );
+    }
+
+    #[test]
+    fn presign_expiry_over_fifteen_minutes_is_refused() {
+        let err = from(&[
+            ("BUCKET", "b"),
+            ("IMAGES_TABLE", "t"),
+            ("PRESIGN_EXPIRES_SECS", "3600"),
+        ])
+        .unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Invalid {
+                name: "PRESIGN_EXPIRES_SECS",
+                ..
+            }
+        ));
+        let err = from(&[
+            ("BUCKET", "b"),
+            ("IMAGES_TABLE", "t"),
+            ("MAX_UPLOAD_BYTES", "lots"),
+        ])
+        .unwrap_err();
+        assert!(err.to_string().contains("MAX_UPLOAD_BYTES"));
+    }
+}
