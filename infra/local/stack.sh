@@ -146,14 +146,20 @@ down() {
 # Native x86_64 binaries for the emulator (it runs provided.al2023 functions as local processes).
 # Crates not in the workspace yet get a stub bootstrap that fails every invocation, so the whole
 # template deploys while the functions are being written. Stubs live only in .local/.
-build() {
+# The function binaries the workspace has (of FUNCTIONS), one per line.
+present_functions() {
   local bins
   bins="$(cargo metadata --no-deps --format-version 1 --manifest-path "$ROOT/Cargo.toml" \
     | "$PY" -c 'import json,sys; print(" ".join(t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]))')"
-  local present=() args=()
   for fn in "${FUNCTIONS[@]}"; do
-    if [[ " $bins " == *" $fn "* ]]; then present+=("$fn"); args+=(--bin "$fn"); fi
+    if [[ " $bins " == *" $fn "* ]]; then echo "$fn"; fi
   done
+}
+
+build() {
+  local present=() args=()
+  mapfile -t present < <(present_functions)
+  for fn in "${present[@]}"; do args+=(--bin "$fn"); done
   local target_dir="${CARGO_TARGET_DIR:-$ROOT/target}"
   local profile_dir="$LOCAL_PROFILE"
   [ "$LOCAL_PROFILE" = dev ] && profile_dir=debug
@@ -251,6 +257,11 @@ watch() {
   log "functions now proxy to cargo lambda watch on $WATCH_ADDR (make dev restores native mode)"
   log "cargo lambda watch --env-file .local/watch.env (Ctrl-C to stop)"
   cd "$ROOT"
+  # Build once up front (cargo lambda watch uses the dev profile) so the first invocation does not
+  # wait for a cold compile.
+  local args=()
+  for fn in $(present_functions); do args+=(--bin "$fn"); done
+  if ((${#args[@]})); then cargo build "${args[@]}"; fi
   # setsid: its own process group, so `down` (or Ctrl-C here) stops it and the functions it runs.
   PATH="$VENV/bin:$PATH" setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" \
     --env-file "$LOCAL/watch.env" </dev/null &

@@ -66,7 +66,20 @@ def write_zip(out: Path, payload: bytes) -> None:
 
 
 def cmd_zip(binary: str, out: str) -> None:
-    write_zip(Path(out), Path(binary).read_bytes())
+    # Debug info would push a `dev` build past Lambda's 250 MB unzipped limit (which the emulator
+    # enforces too); symbols stay, so backtraces keep function names.
+    import shutil
+    import subprocess
+    import tempfile
+
+    strip = shutil.which("strip")
+    if strip:
+        with tempfile.TemporaryDirectory() as tmp:
+            stripped = Path(tmp) / "bootstrap"
+            subprocess.run([strip, "--strip-debug", "-o", str(stripped), binary], check=True)
+            write_zip(Path(out), stripped.read_bytes())
+    else:
+        write_zip(Path(out), Path(binary).read_bytes())
 
 
 def cmd_stub(name: str, out: str) -> None:
