@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
-use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, Timestamp};
+use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -155,4 +155,32 @@ pub trait ImageRepository: Send + Sync {
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// Removes a row (used to undo a half-made upload).
     fn delete(&self, id: ImageId) -> impl Future<Output = Result<(), RepoError>> + Send;
+}
+
+/// Failures of the job queues.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The queue failed or could not be reached; retrying may help.
+    #[error("job queue failed: {0}")]
+    Unavailable(#[source] BoxError),
+    /// This function has no queue configured for the stage.
+    #[error("no queue is configured for the {0} stage")]
+    NotConfigured(Stage),
+}
+
+/// The thumbnails and variants queues.
+pub trait JobQueue: Send + Sync {
+    /// Sends a processing message to the stage's queue.
+    fn enqueue(
+        &self,
+        message: &RetryMessage,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Hides a received message for `delay` (SQS `ChangeMessageVisibility`): backoff, or a
+    /// deferral while the circuit breaker is open.
+    fn delay(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

@@ -5,10 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, Timestamp};
+use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 use crate::ports::{
-    ImageRepository, ObjectMeta, ObjectStore, Page, PresignedPost, PresignedRequest, RepoError,
-    StoreError, UploadConstraints,
+    ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost, PresignedRequest,
+    QueueError, RepoError, StoreError, UploadConstraints,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -222,6 +222,52 @@ impl ImageRepository for MemoryImages {
     async fn delete(&self, id: ImageId) -> Result<(), RepoError> {
         self.check()?;
         lock(&self.rows).remove(&id);
+        Ok(())
+    }
+}
+
+/// The job queues in memory: what was sent and what was delayed.
+#[derive(Debug, Default)]
+pub struct MemoryQueue {
+    /// Messages sent, in order.
+    pub sent: Mutex<Vec<RetryMessage>>,
+    /// Visibility changes: (stage, receipt handle, delay).
+    pub delays: Mutex<Vec<(Stage, String, Duration)>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryQueue {
+    /// Messages sent so far.
+    pub fn sent(&self) -> Vec<RetryMessage> {
+        lock(&self.sent).clone()
+    }
+
+    /// Visibility changes so far.
+    pub fn delays(&self) -> Vec<(Stage, String, Duration)> {
+        lock(&self.delays).clone()
+    }
+}
+
+impl JobQueue for MemoryQueue {
+    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
+        if *lock(&self.failing) {
+            return Err(QueueError::Unavailable("memory queue set to fail".into()));
+        }
+        lock(&self.sent).push(message.clone());
+        Ok(())
+    }
+
+    async fn delay(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        if *lock(&self.failing) {
+            return Err(QueueError::Unavailable("memory queue set to fail".into()));
+        }
+        lock(&self.delays).push((stage, receipt_handle.to_owned(), delay));
         Ok(())
     }
 }

@@ -4,10 +4,12 @@ pub mod apigw_http;
 pub mod dynamodb;
 pub mod faults;
 pub mod s3;
+pub mod sqs;
 
 pub use dynamodb::DynamoImages;
 pub use faults::Faults;
 pub use s3::S3Store;
+pub use sqs::SqsQueues;
 
 /// Loads the SDK configuration from the environment (honours `AWS_ENDPOINT_URL`, which points
 /// the SDKs at the local emulator). Call once at cold start.

@@ -4,6 +4,7 @@
 pub mod content_type;
 pub mod identity;
 pub mod ids;
+pub mod job;
 pub mod record;
 pub mod status;
 pub mod time;
@@ -11,6 +12,7 @@ pub mod time;
 pub use content_type::{ContentType, UnsupportedContentType};
 pub use identity::{Identity, IdentityError};
 pub use ids::{IdError, ImageId, ObjectKey, OwnerId};
+pub use job::{parse_jobs, Job, JobError, RetryMessage};
 pub use record::{Derivative, ImageRecord, NewImage, NotFailed, StageResult};
 pub use status::{ErrorKind, Stage, Status, TransitionError, UploadState};
 pub use time::Timestamp;

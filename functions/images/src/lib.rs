@@ -1,0 +1,407 @@
+//! The owner's view of their images:
+//! `GET /api/images` (own images, newest first, paginated), `GET /api/images/{id}` (the row and
+//! short-lived GET URLs), `GET /api/images/{id}/processing-status` (the 7 status fields and the
+//! derivatives), `POST /api/images/{id}/retry-processing` (failed -> re-enqueued, 409 otherwise).
+//!
+//! Someone else's image answers 404, exactly like a missing one, so existence is not revealed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use aws_lambda_events::http::Method;
+use safelight::aws::apigw_http;
+use safelight::ports::{ImageRepository, JobQueue, ObjectStore, RepoError};
+use safelight::{
+    ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, RetryMessage,
+    Status, Timestamp, UploadState,
+};
+use serde::Serialize;
+
+/// How long the GET URLs in responses stay valid.
+const URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// Default and largest page size.
+const DEFAULT_PAGE: u32 = 20;
+const MAX_PAGE: u32 = 100;
+/// Attempts at a conditional write before answering 409.
+const WRITE_ATTEMPTS: usize = 3;
+
+/// The handler with its ports.
+#[derive(Debug)]
+pub struct Images<S, R, Q> {
+    store: S,
+    images: R,
+    queue: Q,
+}
+
+/// The 7 processing fields, as every status answer and notice carries them.
+#[derive(Debug, Serialize)]
+pub struct StatusFields {
+    processing_status: Status,
+    thumbnail_status: Status,
+    variant_status: Status,
+    processing_error: Option<String>,
+    error_kind: Option<ErrorKind>,
+    processing_attempts: u32,
+    processing_started_at: Option<Timestamp>,
+    processing_completed_at: Option<Timestamp>,
+}
+
+impl From<&ImageRecord> for StatusFields {
+    fn from(r: &ImageRecord) -> Self {
+        StatusFields {
+            processing_status: r.processing_status,
+            thumbnail_status: r.thumbnail_status,
+            variant_status: r.variant_status,
+            processing_error: r.processing_error.clone(),
+            error_kind: r.error_kind,
+            processing_attempts: r.processing_attempts,
+            processing_started_at: r.processing_started_at,
+            processing_completed_at: r.processing_completed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ProcessingStatus<'a> {
+    image_id: ImageId,
+    upload_state: UploadState,
+    #[serde(flatten)]
+    status: StatusFields,
+    thumbnails: &'a BTreeMap<String, Derivative>,
+    variants: &'a BTreeMap<String, Derivative>,
+    placeholder: Option<&'a str>,
+    updated_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+struct DerivativeView {
+    url: String,
+    width: u32,
+    height: u32,
+    bytes: u64,
+    format: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageView {
+    image_id: ImageId,
+    filename: Option<String>,
+    content_type: ContentType,
+    byte_size: u64,
+    width: Option<u32>,
+    height: Option<u32>,
+    upload_state: UploadState,
+    #[serde(flatten)]
+    status: StatusFields,
+    placeholder: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    original_url: Option<String>,
+    thumbnails: BTreeMap<String, DerivativeView>,
+    variants: BTreeMap<String, DerivativeView>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageSummary {
+    image_id: ImageId,
+    filename: Option<String>,
+    content_type: ContentType,
+    processing_status: Status,
+    placeholder: Option<String>,
+    created_at: Timestamp,
+    thumbnail_url: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct ImageList {
+    items: Vec<ImageSummary>,
+    next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct RetryAccepted {
+    image_id: ImageId,
+    processing_status: Status,
+    requeued: Vec<safelight::Stage>,
+}
+
+enum Route {
+    List,
+    Get(String),
+    Status(String),
+    Retry(String),
+}
+
+/// Routes by method and path, so the handler does not depend on the route key's spelling.
+fn route(request: &ApiGatewayV2httpRequest) -> Option<Route> {
+    let path = request
+        .request_context
+        .http
+        .path
+        .as_deref()
+        .or(request.raw_path.as_deref())
+        .unwrap_or_default();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // API Gateway's path parameter wins; the path segment is the fallback.
+    let id = |seg: &str| {
+        apigw_http::path_param(request, "id")
+            .unwrap_or(seg)
+            .to_owned()
+    };
+    let method = &request.request_context.http.method;
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["api", "images"]) => Some(Route::List),
+        (&Method::GET, ["api", "images", seg]) => Some(Route::Get(id(seg))),
+        (&Method::GET, ["api", "images", seg, "processing-status"]) => Some(Route::Status(id(seg))),
+        (&Method::POST, ["api", "images", seg, "retry-processing"]) => Some(Route::Retry(id(seg))),
+        _ => None,
+    }
+}
+
+impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
+    /// A handler over the given ports.
+    pub fn new(store: S, images: R, queue: Q) -> Self {
+        Images {
+            store,
+            images,
+            queue,
+        }
+    }
+
+    /// Handles one API Gateway request; every outcome is an HTTP response.
+    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        let result = async {
+            let identity = apigw_http::identity(request)?;
+            match route(request).ok_or_else(|| ApiError::not_found("route"))? {
+                Route::List => self.list(&identity, request).await,
+                Route::Get(id) => self.get(&identity, &id).await,
+                Route::Status(id) => self.status(&identity, &id).await,
+                Route::Retry(id) => self.retry(&identity, &id).await,
+            }
+        }
+        .await;
+        result.unwrap_or_else(|e| apigw_http::error(&e))
+    }
+
+    /// The caller's own image, or 404.
+    async fn own(&self, identity: &Identity, id: &str) -> Result<ImageRecord, ApiError> {
+        let id: ImageId = id.parse().map_err(|_| ApiError::not_found("image"))?;
+        match self.images.get(id).await.map_err(repo_failed)? {
+            Some(record) if record.is_visible_to(&identity.owner) => Ok(record),
+            _ => Err(ApiError::not_found("image")),
+        }
+    }
+
+    async fn status(
+        &self,
+        identity: &Identity,
+        id: &str,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let r = self.own(identity, id).await?;
+        Ok(apigw_http::json(
+            200,
+            &ProcessingStatus {
+                image_id: r.image_id,
+                upload_state: r.upload_state,
+                status: StatusFields::from(&r),
+                thumbnails: &r.thumbnails,
+                variants: &r.variants,
+                placeholder: r.placeholder.as_deref(),
+                updated_at: r.updated_at,
+            },
+        ))
+    }
+
+    async fn urls(
+        &self,
+        map: &BTreeMap<String, Derivative>,
+    ) -> Result<BTreeMap<String, DerivativeView>, ApiError> {
+        let mut out = BTreeMap::new();
+        for (name, d) in map {
+            let url = self
+                .store
+                .presign_get(&d.key, URL_TTL)
+                .await
+                .map_err(store_failed)?;
+            out.insert(
+                name.clone(),
+                DerivativeView {
+                    url,
+                    width: d.width,
+                    height: d.height,
+                    bytes: d.bytes,
+                    format: d.format.clone(),
+                },
+            );
+        }
+        Ok(out)
+    }
+
+    async fn get(
+        &self,
+        identity: &Identity,
+        id: &str,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let r = self.own(identity, id).await?;
+        let original_url = match r.upload_state {
+            UploadState::Stored => Some(
+                self.store
+                    .presign_get(&r.original_key, URL_TTL)
+                    .await
+                    .map_err(store_failed)?,
+            ),
+            UploadState::AwaitingUpload | UploadState::Rejected => None,
+        };
+        let view = ImageView {
+            image_id: r.image_id,
+            filename: r.filename.clone(),
+            content_type: r.content_type,
+            byte_size: r.byte_size,
+            width: r.width,
+            height: r.height,
+            upload_state: r.upload_state,
+            status: StatusFields::from(&r),
+            placeholder: r.placeholder.clone(),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+            original_url,
+            thumbnails: self.urls(&r.thumbnails).await?,
+            variants: self.urls(&r.variants).await?,
+        };
+        Ok(apigw_http::json(200, &view))
+    }
+
+    async fn list(
+        &self,
+        identity: &Identity,
+        request: &ApiGatewayV2httpRequest,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        let limit = match apigw_http::query_param(request, "limit") {
+            None => DEFAULT_PAGE,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=MAX_PAGE).contains(n))
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "bad_limit",
+                        format!("limit must be between 1 and {MAX_PAGE}"),
+                    )
+                })?,
+        };
+        let cursor = apigw_http::query_param(request, "cursor");
+        let page = self
+            .images
+            .list_by_owner(&identity.owner, limit, cursor)
+            .await
+            .map_err(|e| match e {
+                RepoError::BadCursor => {
+                    ApiError::bad_request("bad_cursor", "the cursor is not one this API handed out")
+                }
+                other => repo_failed(other),
+            })?;
+        let mut items = Vec::with_capacity(page.items.len());
+        for r in page.items {
+            // The smallest thumbnail is the list's preview.
+            let smallest = r.thumbnails.values().min_by_key(|d| d.width.max(d.height));
+            let thumbnail_url = match smallest {
+                Some(d) => Some(
+                    self.store
+                        .presign_get(&d.key, URL_TTL)
+                        .await
+                        .map_err(store_failed)?,
+                ),
+                None => None,
+            };
+            items.push(ImageSummary {
+                image_id: r.image_id,
+                filename: r.filename,
+                content_type: r.content_type,
+                processing_status: r.processing_status,
+                placeholder: r.placeholder,
+                created_at: r.created_at,
+                thumbnail_url,
+            });
+        }
+        Ok(apigw_http::json(
+            200,
+            &ImageList {
+                items,
+                next_cursor: page.next,
+            },
+        ))
+    }
+
+    async fn retry(
+        &self,
+        identity: &Identity,
+        id: &str,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        for _ in 0..WRITE_ATTEMPTS {
+            let before = self.own(identity, id).await?;
+            let mut after = before.clone();
+            let stages = after
+                .retry(Timestamp::now())
+                .map_err(|e| ApiError::conflict("not_failed", e.to_string()))?;
+            match self.images.update(&mut after).await {
+                Ok(()) => {}
+                Err(RepoError::Conflict) => continue,
+                Err(e) => return Err(repo_failed(e)),
+            }
+            for stage in &stages {
+                let message = RetryMessage::new(after.image_id, after.original_key.clone(), *stage);
+                if let Err(e) = self.queue.enqueue(&message).await {
+                    tracing::error!(image_id = %after.image_id, error = %e, "re-enqueue failed; restoring the failed status");
+                    self.restore(before, after.version).await;
+                    return Err(ApiError::unavailable());
+                }
+            }
+            tracing::info!(image_id = %after.image_id, stages = ?stages, "processing re-enqueued");
+            return Ok(apigw_http::json(
+                202,
+                &RetryAccepted {
+                    image_id: after.image_id,
+                    processing_status: after.processing_status,
+                    requeued: stages,
+                },
+            ));
+        }
+        Err(ApiError::conflict(
+            "busy",
+            "the image changed while retrying; try again",
+        ))
+    }
+
+    /// Puts the failed row back after a retry could not be enqueued, so it can be retried again
+    /// rather than sitting in `pending` with no job.
+    async fn restore(&self, mut before: ImageRecord, current_version: u64) {
+        before.version = current_version;
+        before.updated_at = Timestamp::now();
+        if let Err(e) = self.images.update(&mut before).await {
+            tracing::error!(image_id = %before.image_id, error = %e, "could not restore the failed status");
+        }
+    }
+}
+
+impl<S, R, Q> Images<S, R, Q> {
+    /// The repository port (tests inspect it).
+    pub fn images(&self) -> &R {
+        &self.images
+    }
+
+    /// The queue port (tests inspect it).
+    pub fn queue(&self) -> &Q {
+        &self.queue
+    }
+}
+
+fn store_failed(e: safelight::ports::StoreError) -> ApiError {
+    tracing::error!(error = %e, "object storage call failed");
+    ApiError::unavailable()
+}
+
+fn repo_failed(e: RepoError) -> ApiError {
+    tracing::error!(error = %e, "image table call failed");
+    ApiError::unavailable()
+}

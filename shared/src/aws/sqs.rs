@@ -1,0 +1,84 @@
+//! The SQS adapter: `JobQueue` on the thumbnails and variants queues.
+
+use std::time::Duration;
+
+use aws_config::SdkConfig;
+use aws_sdk_sqs::Client;
+
+use super::faults::Faults;
+use crate::domain::{RetryMessage, Stage};
+use crate::ports::{JobQueue, QueueError};
+
+/// SQS's longest visibility timeout (12 hours).
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// The two processing queues.
+#[derive(Debug, Clone)]
+pub struct SqsQueues {
+    client: Client,
+    thumbnails_url: Option<String>,
+    variants_url: Option<String>,
+    faults: Faults,
+}
+
+impl SqsQueues {
+    /// Queues by URL; a function that only uses one may leave the other out.
+    pub fn new(
+        config: &SdkConfig,
+        thumbnails_url: Option<String>,
+        variants_url: Option<String>,
+        faults: Faults,
+    ) -> Self {
+        SqsQueues {
+            client: Client::new(config),
+            thumbnails_url,
+            variants_url,
+            faults,
+        }
+    }
+
+    fn url(&self, stage: Stage) -> Result<&str, QueueError> {
+        match stage {
+            Stage::Thumbnail => self.thumbnails_url.as_deref(),
+            Stage::Variant => self.variants_url.as_deref(),
+        }
+        .ok_or(QueueError::NotConfigured(stage))
+    }
+}
+
+fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> QueueError {
+    QueueError::Unavailable(Box::new(e))
+}
+
+impl JobQueue for SqsQueues {
+    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
+        let body = serde_json::to_string(message).map_err(unavailable)?;
+        self.client
+            .send_message()
+            .queue_url(self.url(message.stage)?)
+            .message_body(body)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn delay(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.faults.check("sqs_visibility").map_err(unavailable)?;
+        let secs = delay.min(MAX_VISIBILITY).as_secs();
+        self.client
+            .change_message_visibility()
+            .queue_url(self.url(stage)?)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(secs).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
