@@ -1,1 +1,244 @@
-//! The image engine: bytes in, bytes out (being written).
+//! The image engine: bytes in, bytes out, no AWS types.
+//!
+//! [`probe`] reads format, size and orientation from the header alone. [`render`] decodes an
+//! original **once** and produces every requested [`Spec`] from that decode, plus a thumbhash
+//! placeholder from the smallest output.
+//!
+//! # Pipeline
+//! 1. Header: format from magic bytes ([`ContentType::sniff`]), stored size, EXIF orientation.
+//!    [`Limits`] are checked here, before any pixel buffer exists.
+//! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest scale
+//!    n/8 (libjpeg-turbo; 1/8, 1/4, 1/2 with jpeg-decoder) that still leaves at least 2x
+//!    ([`HEADROOM`]) the largest output's longest edge, so the final resampling has detail to work
+//!    with. Other formats decode at full size.
+//! 3. Per distinct output size: Lanczos3 resampling with SIMD (fast_image_resize, alpha-aware),
+//!    then the EXIF orientation is applied to the small result (cheaper than rotating the big
+//!    one), so outputs are upright and carry orientation 1 implicitly.
+//! 4. Encode: JPEG 4:2:0 with optimised Huffman tables (alpha flattened on white), WebP lossy
+//!    (alpha kept), PNG (alpha kept), AVIF only with the `avif` feature.
+//!
+//! # Codec builds
+//! - feature `turbo` (in `safelight-shared`'s default features): libjpeg-turbo (turbojpeg) for
+//!   JPEG decode and encode, libwebp (webp) for lossy WebP encode. Needs a C toolchain, cmake and
+//!   nasm.
+//! - without it, pure Rust: jpeg-decoder (scaled decode at 1/8, 1/4, 1/2) and jpeg-encoder; WebP
+//!   output is **lossless** (image-webp has no lossy encoder), so bigger, and `quality` is unused.
+//!
+//! PNG, GIF and WebP originals decode with the `image` crate's pure-Rust decoders in both builds.
+//!
+//! # What is kept and what is not
+//! - Metadata: nothing is copied. Outputs carry no EXIF, GPS, XMP, ICC profile or embedded
+//!   thumbnail; the orientation is baked into the pixels.
+//! - Colour: embedded ICC profiles are **not applied**; pixel values are taken as sRGB and outputs
+//!   are untagged (browsers assume sRGB). Wide-gamut originals (e.g. Display P3) therefore look
+//!   slightly less saturated than the original in a colour-managed viewer. This is the same for
+//!   every input and both builds.
+//! - Gray originals become RGB; 16-bit PNG is reduced to 8 bits; CMYK/YCCK JPEG is converted to RGB
+//!   assuming Adobe-inverted CMYK (what Photoshop and libjpeg write), without a profile.
+//! - Animated GIF/WebP: the first frame (composited on the canvas).
+//! - Alpha: kept for PNG and WebP outputs, flattened on white for JPEG.
+//! - AVIF originals: `probe` reads their size; `render` refuses them as unsupported (no AV1
+//!   decoder in this build).
+//!
+//! # Safety
+//! Every failure is an [`EngineError`], all permanent. Decoders run under `catch_unwind` as a last
+//! line of defence; the `fuzz/` target feeds arbitrary bytes to `probe` and `render`. Memory is
+//! bounded by the header limits: the largest buffer is the decoded image, at most
+//! `max_pixels` x 4 bytes (less for JPEG at reduced scale).
+
+mod decode;
+mod encode;
+mod error;
+mod probe;
+mod spec;
+mod transform;
+
+use fast_image_resize::Resizer;
+
+pub use crate::domain::ContentType;
+pub use decode::HEADROOM;
+pub use error::EngineError;
+pub use probe::Probe;
+pub use spec::{
+    default_thumbnail_specs, default_variant_specs, parse_specs, Limits, OutputFormat, Spec,
+    SpecError, DEFAULT_QUALITY,
+};
+
+/// One encoded output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The spec's name.
+    pub name: String,
+    /// The encoding of `bytes`.
+    pub format: OutputFormat,
+    /// Width in pixels (upright).
+    pub width: u32,
+    /// Height in pixels (upright).
+    pub height: u32,
+    /// The encoded file.
+    pub bytes: Vec<u8>,
+}
+
+impl Output {
+    /// The object file name, `{name}.{extension}`.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.name, self.format.extension())
+    }
+}
+
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Output")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("bytes", &format_args!("{} bytes", self.bytes.len()))
+            .finish()
+    }
+}
+
+/// Everything [`render`] produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// What the header said about the original.
+    pub source: Probe,
+    /// One output per spec, in the order of the specs.
+    pub outputs: Vec<Output>,
+    /// Thumbhash of the smallest output, base64 (standard alphabet); `None` without outputs.
+    pub placeholder: Option<String>,
+}
+
+/// Reads format, displayed size and orientation from the header, without decoding pixels, and
+/// checks `limits`.
+pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, EngineError> {
+    probe::read_header(bytes, limits).map(|h| h.probe())
+}
+
+/// The upright size of an output whose longest edge is `min(max_edge, source's)`.
+pub fn output_size(source_width: u32, source_height: u32, max_edge: u32) -> (u32, u32) {
+    let long = source_width.max(source_height).max(1);
+    let edge = u64::from(max_edge.min(long));
+    let scale = |side: u32| {
+        ((u64::from(side) * edge + u64::from(long) / 2) / u64::from(long)).clamp(1, edge) as u32
+    };
+    (scale(source_width), scale(source_height))
+}
+
+fn check_spec(spec: &Spec) -> Result<(), EngineError> {
+    if spec.max_edge == 0 {
+        return Err(EngineError::InvalidSpec(format!(
+            "output {:?} has a max edge of 0",
+            spec.name
+        )));
+    }
+    if !(1..=100).contains(&spec.quality) {
+        return Err(EngineError::InvalidSpec(format!(
+            "output {:?} has quality {} (1-100)",
+            spec.name, spec.quality
+        )));
+    }
+    if !spec.format.is_available() {
+        return Err(EngineError::InvalidSpec(format!(
+            "{} output is not built in",
+            spec.format
+        )));
+    }
+    Ok(())
+}
+
+/// Decodes `original` once and renders every spec from that decode (never upscaling), plus the
+/// placeholder from the smallest output. Outputs come back in the order of `specs`.
+pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Rendered, EngineError> {
+    specs.iter().try_for_each(check_spec)?;
+    let header = probe::read_header(original, limits)?;
+    let source = header.probe();
+    if specs.is_empty() {
+        return Ok(Rendered {
+            source,
+            outputs: Vec::new(),
+            placeholder: None,
+        });
+    }
+
+    // Distinct upright sizes, largest first.
+    let mut sizes: Vec<(u32, u32)> = specs
+        .iter()
+        .map(|s| output_size(source.width, source.height, s.max_edge))
+        .collect();
+    sizes.sort_unstable_by(|a, b| b.cmp(a));
+    sizes.dedup();
+    let largest = sizes.first().map_or(1, |&(w, h)| w.max(h));
+
+    let pixels = decode::decode(original, &header, largest.saturating_mul(HEADROOM), limits)?;
+
+    let mut resizer = Resizer::new();
+    let mut upright: Vec<((u32, u32), decode::Pixels)> = Vec::with_capacity(sizes.len());
+    for &(w, h) in &sizes {
+        let (sw, sh) = if header.transposed() { (h, w) } else { (w, h) };
+        let resized = transform::resize(&mut resizer, &pixels, sw, sh)?;
+        upright.push(((w, h), transform::orient(resized, header.orientation)));
+    }
+    drop(pixels);
+
+    let mut outputs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let size = output_size(source.width, source.height, spec.max_edge);
+        let Some((_, px)) = upright.iter().find(|(s, _)| *s == size) else {
+            return Err(EngineError::InvalidSpec(format!(
+                "output {:?} has no rendered size",
+                spec.name
+            )));
+        };
+        let bytes = encode::encode(px, spec.format, spec.quality)?;
+        outputs.push(Output {
+            name: spec.name.clone(),
+            format: spec.format,
+            width: px.width,
+            height: px.height,
+            bytes,
+        });
+    }
+
+    let placeholder = match upright.last() {
+        Some((_, smallest)) => Some(transform::placeholder(&mut resizer, smallest)?),
+        None => None,
+    };
+    Ok(Rendered {
+        source,
+        outputs,
+        placeholder,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_keep_the_aspect_ratio_and_never_upscale() {
+        assert_eq!(output_size(4000, 3000, 600), (600, 450));
+        assert_eq!(output_size(3000, 4000, 600), (450, 600));
+        assert_eq!(output_size(300, 200, 600), (300, 200));
+        assert_eq!(output_size(10_000, 10, 150), (150, 1));
+        assert_eq!(output_size(1, 1, 150), (1, 1));
+    }
+
+    #[test]
+    fn invalid_specs_are_refused_before_decoding() {
+        let mut spec = Spec::new(0, OutputFormat::Jpeg);
+        assert_eq!(
+            render(b"", &[spec.clone()], &Limits::default())
+                .unwrap_err()
+                .code(),
+            "invalid_spec"
+        );
+        spec.max_edge = 10;
+        spec.quality = 0;
+        assert_eq!(
+            render(b"", &[spec], &Limits::default()).unwrap_err().code(),
+            "invalid_spec"
+        );
+    }
+}

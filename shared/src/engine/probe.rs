@@ -1,0 +1,575 @@
+//! Reading what an image is from its header alone: format (magic bytes), stored dimensions, EXIF
+//! orientation, and the JPEG details the decoder needs. No pixel is decoded and nothing larger
+//! than the header is allocated, so limits are enforced before any pixel buffer exists.
+
+use crate::domain::ContentType;
+
+use super::{EngineError, Limits};
+
+/// What [`probe`](super::probe) learns from the header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The format, from the magic bytes (whatever the upload claimed).
+    pub content_type: ContentType,
+    /// Width as displayed, i.e. after applying the EXIF orientation.
+    pub width: u32,
+    /// Height as displayed, i.e. after applying the EXIF orientation.
+    pub height: u32,
+    /// EXIF orientation 1-8 (1 when absent or invalid).
+    pub orientation: u8,
+}
+
+/// The header facts the engine works from (stored, not displayed, dimensions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
+    pub content_type: ContentType,
+    pub width: u32,
+    pub height: u32,
+    pub orientation: u8,
+    /// JPEG only: number of components in the frame (1 gray, 3 YCbCr/RGB, 4 CMYK/YCCK).
+    pub jpeg_components: u8,
+    /// JPEG only: offset of the first scan's data (after the SOS marker).
+    pub jpeg_scan_start: usize,
+}
+
+impl Header {
+    /// Whether the orientation swaps width and height (5-8).
+    pub fn transposed(&self) -> bool {
+        self.orientation >= 5
+    }
+
+    pub fn probe(&self) -> Probe {
+        let (width, height) = if self.transposed() {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        };
+        Probe {
+            content_type: self.content_type,
+            width,
+            height,
+            orientation: self.orientation,
+        }
+    }
+}
+
+/// The format's short lower-case name, for messages.
+pub(crate) fn format_name(ct: ContentType) -> &'static str {
+    match ct {
+        ContentType::Jpeg => "jpeg",
+        ContentType::Png => "png",
+        ContentType::Webp => "webp",
+        ContentType::Gif => "gif",
+        ContentType::Avif => "avif",
+    }
+}
+
+/// Reads and checks the header: format, dimensions, orientation, and the limits.
+pub(crate) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, EngineError> {
+    if bytes.is_empty() {
+        return Err(EngineError::Empty);
+    }
+    let content_type = ContentType::sniff(bytes).ok_or(EngineError::UnknownFormat)?;
+    let header = match content_type {
+        ContentType::Jpeg => jpeg(bytes)?,
+        ContentType::Png => png(bytes)?,
+        ContentType::Gif => gif(bytes)?,
+        ContentType::Webp => webp(bytes)?,
+        ContentType::Avif => avif(bytes)?,
+    };
+    check_limits(&header, limits)?;
+    Ok(header)
+}
+
+fn check_limits(h: &Header, limits: &Limits) -> Result<(), EngineError> {
+    let (width, height) = (h.width, h.height);
+    if width.max(height) > limits.max_side {
+        return Err(EngineError::SideTooLarge {
+            width,
+            height,
+            max_side: limits.max_side,
+        });
+    }
+    if u64::from(width) * u64::from(height) > limits.max_pixels {
+        return Err(EngineError::TooManyPixels {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+        });
+    }
+    Ok(())
+}
+
+fn u16_be(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn u32_be(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
+}
+
+fn u16_le(b: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_le_bytes([*b.get(at)?, *b.get(at + 1)?]))
+}
+
+fn u24_le(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        0,
+    ]))
+}
+
+fn u32_le(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes([
+        *b.get(at)?,
+        *b.get(at + 1)?,
+        *b.get(at + 2)?,
+        *b.get(at + 3)?,
+    ]))
+}
+
+fn zero_sized(format: &'static str) -> EngineError {
+    EngineError::corrupt(format, "the header declares a width or height of 0")
+}
+
+/// JPEG: walks the marker segments up to the first SOS, taking the first SOF and the first EXIF
+/// orientation.
+fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
+    const F: &str = "jpeg";
+    let truncated = EngineError::Truncated { format: F };
+    let mut pos = 2;
+    let mut frame: Option<(u32, u32, u8)> = None;
+    let mut orientation = None;
+    loop {
+        // Skip anything up to the next marker (libjpeg tolerates stray bytes here), then fill bytes.
+        while *b.get(pos).ok_or(truncated.clone())? != 0xFF {
+            pos += 1;
+        }
+        while *b.get(pos).ok_or(truncated.clone())? == 0xFF {
+            pos += 1;
+        }
+        let marker = b[pos];
+        pos += 1;
+        match marker {
+            0x00 | 0x01 | 0xD0..=0xD8 => continue,
+            0x02..=0xBF => return Err(EngineError::corrupt(F, "invalid marker in the header")),
+            0xD9 => {
+                return Err(EngineError::corrupt(
+                    F,
+                    "the file ends before any image data",
+                ))
+            }
+            0xDA => break,
+            _ => {}
+        }
+        let len = usize::from(u16_be(b, pos).ok_or(truncated.clone())?);
+        if len < 2 {
+            return Err(EngineError::corrupt(
+                F,
+                "a marker segment has an invalid length",
+            ));
+        }
+        let seg = b.get(pos + 2..pos + len).ok_or(truncated.clone())?;
+        match marker {
+            // Start of frame, any coding process (C4 DHT, C8 JPG and CC DAC are not frames).
+            0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() => {
+                let height = u16_be(seg, 1).ok_or(truncated.clone())?;
+                let width = u16_be(seg, 3).ok_or(truncated.clone())?;
+                let comps = *seg.get(5).ok_or(truncated.clone())?;
+                if height == 0 {
+                    return Err(EngineError::Unsupported(
+                        "jpeg images whose height is given after the scan (DNL) are not supported"
+                            .into(),
+                    ));
+                }
+                if width == 0 {
+                    return Err(zero_sized(F));
+                }
+                if !matches!(comps, 1 | 3 | 4) {
+                    return Err(EngineError::Unsupported(format!(
+                        "jpeg images with {comps} colour components are not supported"
+                    )));
+                }
+                frame = Some((u32::from(width), u32::from(height), comps));
+            }
+            0xE1 if orientation.is_none() => {
+                if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
+                    orientation = exif_orientation(tiff);
+                }
+            }
+            _ => {}
+        }
+        pos += len;
+    }
+    let (width, height, jpeg_components) = frame
+        .ok_or_else(|| EngineError::corrupt(F, "the image data starts before the frame header"))?;
+    Ok(Header {
+        content_type: ContentType::Jpeg,
+        width,
+        height,
+        orientation: orientation.unwrap_or(1),
+        jpeg_components,
+        jpeg_scan_start: pos,
+    })
+}
+
+/// The orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block, if valid (1-8).
+pub(crate) fn exif_orientation(tiff: &[u8]) -> Option<u8> {
+    let le = match tiff.get(0..2)? {
+        b"II" => true,
+        b"MM" => false,
+        _ => return None,
+    };
+    let r16 = |at: usize| {
+        if le {
+            u16_le(tiff, at)
+        } else {
+            u16_be(tiff, at)
+        }
+    };
+    let r32 = |at: usize| {
+        if le {
+            u32_le(tiff, at)
+        } else {
+            u32_be(tiff, at)
+        }
+    };
+    if r16(2)? != 42 {
+        return None;
+    }
+    let ifd = usize::try_from(r32(4)?).ok()?;
+    let count = usize::from(r16(ifd)?);
+    (0..count).find_map(|i| {
+        let entry = ifd.checked_add(2 + 12 * i)?;
+        // Tag 0x0112, type SHORT (3), count 1: the value sits in the first two bytes of the field.
+        if r16(entry)? == 0x0112 && r16(entry + 2)? == 3 {
+            let v = r16(entry + 8)?;
+            u8::try_from(v).ok().filter(|v| (1..=8).contains(v))
+        } else {
+            None
+        }
+    })
+}
+
+/// PNG: IHDR, then the chunks before the first IDAT for an `eXIf` orientation.
+fn png(b: &[u8]) -> Result<Header, EngineError> {
+    const F: &str = "png";
+    let truncated = EngineError::Truncated { format: F };
+    if b.get(12..16).ok_or(truncated.clone())? != b"IHDR" {
+        return Err(EngineError::corrupt(F, "the first chunk is not IHDR"));
+    }
+    let width = u32_be(b, 16).ok_or(truncated.clone())?;
+    let height = u32_be(b, 20).ok_or(truncated.clone())?;
+    if width == 0 || height == 0 {
+        return Err(zero_sized(F));
+    }
+    // Chunks: length(4) type(4) data(length) crc(4).
+    // A cut before IDAT is left for the decoder to report: the header itself is complete.
+    let mut pos = 8usize;
+    let mut orientation = 1;
+    while let (Some(len), Some(kind)) = (u32_be(b, pos), b.get(pos + 4..pos + 8)) {
+        if kind == b"IDAT" || kind == b"IEND" {
+            break;
+        }
+        let len = len as usize;
+        if kind == b"eXIf" {
+            if let Some(data) = b.get(pos + 8..pos.saturating_add(8 + len)) {
+                let tiff = data.strip_prefix(b"Exif\0\0").unwrap_or(data);
+                orientation = exif_orientation(tiff).unwrap_or(1);
+            }
+        }
+        match pos.checked_add(12 + len) {
+            Some(next) => pos = next,
+            None => break,
+        }
+    }
+    Ok(Header {
+        content_type: ContentType::Png,
+        width,
+        height,
+        orientation,
+        jpeg_components: 0,
+        jpeg_scan_start: 0,
+    })
+}
+
+/// GIF: the logical screen size (frames are composited onto it).
+fn gif(b: &[u8]) -> Result<Header, EngineError> {
+    const F: &str = "gif";
+    let truncated = EngineError::Truncated { format: F };
+    let width = u32::from(u16_le(b, 6).ok_or(truncated.clone())?);
+    let height = u32::from(u16_le(b, 8).ok_or(truncated)?);
+    if width == 0 || height == 0 {
+        return Err(zero_sized(F));
+    }
+    Ok(Header {
+        content_type: ContentType::Gif,
+        width,
+        height,
+        orientation: 1,
+        jpeg_components: 0,
+        jpeg_scan_start: 0,
+    })
+}
+
+/// WebP: the first chunk gives the size (VP8, VP8L or VP8X canvas); an EXIF chunk may give the
+/// orientation.
+fn webp(b: &[u8]) -> Result<Header, EngineError> {
+    const F: &str = "webp";
+    let truncated = EngineError::Truncated { format: F };
+    let kind = b.get(12..16).ok_or(truncated.clone())?;
+    let (width, height, extended) = match kind {
+        b"VP8 " => {
+            if b.get(23..26).ok_or(truncated.clone())? != [0x9d, 0x01, 0x2a] {
+                return Err(EngineError::corrupt(F, "bad VP8 start code"));
+            }
+            let w = u32::from(u16_le(b, 26).ok_or(truncated.clone())? & 0x3fff);
+            let h = u32::from(u16_le(b, 28).ok_or(truncated.clone())? & 0x3fff);
+            (w, h, false)
+        }
+        b"VP8L" => {
+            if *b.get(20).ok_or(truncated.clone())? != 0x2f {
+                return Err(EngineError::corrupt(F, "bad VP8L signature"));
+            }
+            let bits = u32_le(b, 21).ok_or(truncated.clone())?;
+            ((bits & 0x3fff) + 1, ((bits >> 14) & 0x3fff) + 1, false)
+        }
+        b"VP8X" => {
+            let w = u24_le(b, 24).ok_or(truncated.clone())? + 1;
+            let h = u24_le(b, 27).ok_or(truncated.clone())? + 1;
+            (w, h, true)
+        }
+        _ => return Err(EngineError::corrupt(F, "unknown first chunk")),
+    };
+    if width == 0 || height == 0 {
+        return Err(zero_sized(F));
+    }
+    let mut orientation = 1;
+    if extended {
+        let mut pos = 12usize;
+        while let (Some(kind), Some(len)) = (b.get(pos..pos + 4), u32_le(b, pos + 4)) {
+            let len = len as usize;
+            if kind == b"EXIF" {
+                if let Some(data) = b.get(pos + 8..pos + 8 + len) {
+                    let tiff = data.strip_prefix(b"Exif\0\0").unwrap_or(data);
+                    orientation = exif_orientation(tiff).unwrap_or(1);
+                }
+                break;
+            }
+            match pos.checked_add(8 + len + (len & 1)) {
+                Some(next) => pos = next,
+                None => break,
+            }
+        }
+    }
+    Ok(Header {
+        content_type: ContentType::Webp,
+        width,
+        height,
+        orientation,
+        jpeg_components: 0,
+        jpeg_scan_start: 0,
+    })
+}
+
+/// AVIF: the first `ispe` (image spatial extent) property in `meta/iprp/ipco`.
+fn avif(b: &[u8]) -> Result<Header, EngineError> {
+    const F: &str = "avif";
+    let not_found = || EngineError::corrupt(F, "no image size (ispe) in the header");
+    let meta = find_box(b, b"meta").ok_or_else(not_found)?;
+    // `meta` is a full box: 4 bytes of version and flags before its children.
+    let iprp = find_box(meta.get(4..).ok_or_else(not_found)?, b"iprp").ok_or_else(not_found)?;
+    let ipco = find_box(iprp, b"ipco").ok_or_else(not_found)?;
+    let ispe = find_box(ipco, b"ispe").ok_or_else(not_found)?;
+    let width = u32_be(ispe, 4).ok_or_else(not_found)?;
+    let height = u32_be(ispe, 8).ok_or_else(not_found)?;
+    if width == 0 || height == 0 {
+        return Err(zero_sized(F));
+    }
+    Ok(Header {
+        content_type: ContentType::Avif,
+        width,
+        height,
+        orientation: 1,
+        jpeg_components: 0,
+        jpeg_scan_start: 0,
+    })
+}
+
+/// The payload of the first ISO-BMFF box of type `kind` among the boxes laid out in `b`.
+fn find_box<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
+    let mut pos = 0usize;
+    while pos + 8 <= b.len() {
+        let size = u32_be(b, pos)? as usize;
+        let (header, size) = match size {
+            0 => (8, b.len() - pos),
+            1 => (
+                16,
+                usize::try_from(
+                    u64::from(u32_be(b, pos + 8)?) << 32 | u64::from(u32_be(b, pos + 12)?),
+                )
+                .ok()?,
+            ),
+            s => (8, s),
+        };
+        if size < header {
+            return None;
+        }
+        let end = pos.checked_add(size)?.min(b.len());
+        if b.get(pos + 4..pos + 8)? == kind {
+            return b.get(pos + header..end);
+        }
+        pos = pos.checked_add(size)?;
+    }
+    None
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    fn png_header(width: u32, height: u32) -> Vec<u8> {
+        let mut b = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+        b.extend_from_slice(&width.to_be_bytes());
+        b.extend_from_slice(&height.to_be_bytes());
+        b.extend_from_slice(&[8, 6, 0, 0, 0, 0, 0, 0, 0]);
+        b
+    }
+
+    #[test]
+    fn a_png_declaring_100000_squared_pixels_is_rejected_from_its_header() {
+        let err = read_header(&png_header(100_000, 100_000), &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "too_large");
+        let err = read_header(&png_header(10_000, 10_001), &Limits::default()).unwrap_err();
+        assert!(matches!(err, EngineError::TooManyPixels { .. }), "{err:?}");
+        let tight = Limits {
+            max_pixels: 100,
+            max_side: 10,
+        };
+        assert!(matches!(
+            read_header(&png_header(11, 2), &tight),
+            Err(EngineError::SideTooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_unknown_and_cut_headers_give_typed_errors() {
+        assert_eq!(
+            read_header(b"", &Limits::default()),
+            Err(EngineError::Empty)
+        );
+        assert_eq!(
+            read_header(b"hello", &Limits::default()),
+            Err(EngineError::UnknownFormat)
+        );
+        assert_eq!(
+            read_header(&[0xFF, 0xD8, 0xFF], &Limits::default()),
+            Err(EngineError::Truncated { format: "jpeg" })
+        );
+        assert_eq!(
+            read_header(&png_header(4, 4)[..20], &Limits::default()),
+            Err(EngineError::Truncated { format: "png" })
+        );
+        assert_eq!(
+            read_header(b"GIF89a\x01", &Limits::default()),
+            Err(EngineError::Truncated { format: "gif" })
+        );
+    }
+
+    fn tiff(le: bool, orientation: u16) -> Vec<u8> {
+        let mut t = Vec::new();
+        type Writers = (fn(u16) -> [u8; 2], fn(u32) -> [u8; 4]);
+        let (w16, w32): Writers = if le {
+            (u16::to_le_bytes, u32::to_le_bytes)
+        } else {
+            (u16::to_be_bytes, u32::to_be_bytes)
+        };
+        t.extend_from_slice(if le { b"II" } else { b"MM" });
+        t.extend_from_slice(&w16(42));
+        t.extend_from_slice(&w32(8));
+        t.extend_from_slice(&w16(1));
+        t.extend_from_slice(&w16(0x0112));
+        t.extend_from_slice(&w16(3));
+        t.extend_from_slice(&w32(1));
+        t.extend_from_slice(&w16(orientation));
+        t.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+        t
+    }
+
+    #[test]
+    fn exif_orientation_is_read_in_both_byte_orders_and_bad_values_are_ignored() {
+        assert_eq!(exif_orientation(&tiff(true, 6)), Some(6));
+        assert_eq!(exif_orientation(&tiff(false, 8)), Some(8));
+        assert_eq!(exif_orientation(&tiff(true, 9)), None);
+        assert_eq!(exif_orientation(&tiff(true, 0)), None);
+        assert_eq!(exif_orientation(&tiff(false, 3)[..12]), None);
+        assert_eq!(exif_orientation(b"XX"), None);
+    }
+
+    #[test]
+    fn jpeg_headers_give_stored_size_and_orientation() {
+        // SOI, APP1 Exif (orientation 6), SOF0 40x30 3 components, SOS.
+        let mut b = vec![0xFF, 0xD8];
+        let mut app1 = b"Exif\0\0".to_vec();
+        app1.extend(tiff(false, 6));
+        b.extend_from_slice(&[0xFF, 0xE1]);
+        b.extend_from_slice(&(app1.len() as u16 + 2).to_be_bytes());
+        b.extend(app1);
+        b.extend_from_slice(&[
+            0xFF, 0xC0, 0, 17, 8, 0, 30, 0, 40, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1,
+        ]);
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 2]);
+        let h = read_header(&b, &Limits::default()).unwrap();
+        assert_eq!(
+            (h.width, h.height, h.orientation, h.jpeg_components),
+            (40, 30, 6, 3)
+        );
+        let p = h.probe();
+        assert_eq!((p.width, p.height), (30, 40));
+    }
+
+    #[test]
+    fn webp_headers_of_each_kind_give_their_size() {
+        let mut vp8x = b"RIFF\0\0\0\0WEBPVP8X\x0a\0\0\0\0\0\0\0".to_vec();
+        vp8x.extend_from_slice(&[0x1f, 0x03, 0x00, 0xff, 0x00, 0x00]); // 800 x 256
+        let h = read_header(&vp8x, &Limits::default()).unwrap();
+        assert_eq!((h.width, h.height), (800, 256));
+        let mut vp8l = b"RIFF\0\0\0\0WEBPVP8L\0\0\0\0\x2f".to_vec();
+        let bits: u32 = 99 | (49 << 14);
+        vp8l.extend_from_slice(&bits.to_le_bytes());
+        let h = read_header(&vp8l, &Limits::default()).unwrap();
+        assert_eq!((h.width, h.height), (100, 50));
+    }
+
+    #[test]
+    fn avif_headers_give_the_ispe_size() {
+        fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+            let mut v = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+            v.extend_from_slice(kind);
+            v.extend_from_slice(payload);
+            v
+        }
+        let mut ispe = vec![0, 0, 0, 0];
+        ispe.extend_from_slice(&640u32.to_be_bytes());
+        ispe.extend_from_slice(&480u32.to_be_bytes());
+        let ipco = bx(b"ipco", &bx(b"ispe", &ispe));
+        let mut meta = vec![0, 0, 0, 0];
+        meta.extend(bx(b"hdlr", b"xxxxxxxx"));
+        meta.extend(bx(b"iprp", &ipco));
+        let mut file = bx(b"ftyp", b"avif\0\0\0\0avifmif1");
+        file.extend(bx(b"meta", &meta));
+        let h = read_header(&file, &Limits::default()).unwrap();
+        assert_eq!(
+            (h.content_type, h.width, h.height),
+            (ContentType::Avif, 640, 480)
+        );
+    }
+}
