@@ -13,20 +13,23 @@
 #   stack.sh tokens    print ready-to-paste tokens for demo / other / admin
 #   stack.sh down      stop what `start` / `watch` started
 #
-# Knobs (environment): LOCAL_PROFILE (cargo profile for the native build, default `local`),
+# Knobs (environment): LOCAL_PROFILE (cargo profile of the native build: `dev`, the default, shares
+# its artifacts with `cargo test`; `local` is optimised without fat LTO, for benchmarks),
 # FAULTS (SAFELIGHT_FAULTS for the processors), LOG_LEVEL, EMULATOR_PORT (4566), ISSUER_PORT (4590),
-# WATCH=1 (make `up` end in watch mode).
+# WATCH=1 (make `up` end in watch mode), STRICT_IAM (default 1: the emulator enforces IAM, each
+# function runs with its execution role's policies from the template, so a missing permission fails
+# here as on AWS; 0 turns it off; applies when the emulator starts).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
-LOCAL="$ROOT/.local"
+LOCAL="${SAFELIGHT_LOCAL_DIR:-$ROOT/.local}"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 EMULATOR_PORT="${EMULATOR_PORT:-4566}"
 ISSUER_PORT="${ISSUER_PORT:-4590}"
 WATCH_PORT="${WATCH_PORT:-9000}"
 STACK_NAME="${STACK_NAME:-safelight}"
-LOCAL_PROFILE="${LOCAL_PROFILE:-local}"
+LOCAL_PROFILE="${LOCAL_PROFILE:-dev}"
 LOG_LEVEL="${LOG_LEVEL:-INFO}"
 FAULTS="${FAULTS:-}"
 JWT_AUDIENCE="${JWT_AUDIENCE:-safelight}"
@@ -97,7 +100,7 @@ start_emulator() {
     BIND_HOST=127.0.0.1 GATEWAY_PORT="$EMULATOR_PORT" IOT_MTLS_ENABLED=0 SFTP_ENABLED=0 \
     AWS_ENDPOINT_URL="$AWS_ENDPOINT_URL" AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \
     AWS_DEFAULT_REGION="$AWS_REGION" MINISTACK_HOST=127.0.0.1 \
-    TMPDIR="$LOCAL/tmp" STATE_DIR="$LOCAL/state" \
+    TMPDIR="$LOCAL/tmp" STATE_DIR="$LOCAL/state" AUTH="$([ "${STRICT_IAM:-1}" = 1 ] && echo true || echo false)" \
     "$VENV/bin/ministack" >>"$LOCAL/logs/ministack.log" 2>&1 </dev/null &
   echo $! >"$LOCAL/ministack.pid"
   "$PY" "$ROOT/infra/local/stackctl.py" wait-health "$AWS_ENDPOINT_URL/_ministack/health" 60 \

@@ -6,7 +6,7 @@
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
 #      wiring, then each integration suite of the `safelight-e2e` crate with a reset between suites
 #   5. stop what this run started, also on failure
-# The native functions are built with the `dev` profile here (LOCAL_PROFILE), sharing the unit
+# The native functions are built with the `dev` profile (LOCAL_PROFILE), sharing the unit
 # tests' artifacts: a cold run compiles the dependency graph once instead of twice.
 set -euo pipefail
 
