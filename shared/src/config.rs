@@ -46,6 +46,10 @@ pub struct Config {
     pub variants_queue_url: Option<String>,
     /// `WEBSOCKET_ENDPOINT`
     pub websocket_endpoint: Option<String>,
+    /// `JWT_ISSUER`: the OpenID issuer whose tokens `$connect` accepts.
+    pub jwt_issuer: Option<String>,
+    /// `JWT_AUDIENCE`: the `aud` (or `client_id`) those tokens must carry.
+    pub jwt_audience: Option<String>,
     /// `MAX_UPLOAD_BYTES`: the largest original a presigned upload allows (default 25 MiB).
     pub max_upload_bytes: u64,
     /// `PRESIGN_EXPIRES_SECS`: validity of presigned uploads (default and maximum 900 s).
@@ -95,6 +99,8 @@ impl Config {
             thumbnails_queue_url: get("THUMBNAILS_QUEUE_URL"),
             variants_queue_url: get("VARIANTS_QUEUE_URL"),
             websocket_endpoint: get("WEBSOCKET_ENDPOINT"),
+            jwt_issuer: get("JWT_ISSUER"),
+            jwt_audience: get("JWT_AUDIENCE"),
             max_upload_bytes,
             presign_expires: Duration::from_secs(presign_secs),
             faults: get("SAFELIGHT_FAULTS"),
@@ -107,6 +113,82 @@ impl Config {
         name: &'static str,
     ) -> Result<&'a str, ConfigError> {
         value.as_deref().ok_or(ConfigError::Missing(name))
+    }
+}
+
+/// The processing functions' settings: what to render, input limits, backoff and breaker.
+#[derive(Debug, Clone)]
+pub struct ProcessingConfig {
+    /// `THUMBNAIL_SPECS` / `VARIANT_SPECS` (engine spec syntax), else the defaults.
+    pub specs: Vec<crate::engine::Spec>,
+    /// `MAX_PIXELS` (default 100 MP) and `MAX_SIDE` (default 16384 px).
+    pub limits: crate::engine::Limits,
+    /// `BACKOFF_BASE_SECS` (2), `BACKOFF_CAP_SECS` (300), `BREAKER_THRESHOLD` (5),
+    /// `BREAKER_WINDOW_SECS` (3600), `BREAKER_COOLDOWN_SECS` (60), `LEASE_SECS` (60).
+    pub policy: crate::processing::Policy,
+}
+
+impl ProcessingConfig {
+    /// Reads the process environment for `stage`.
+    pub fn from_env(stage: crate::domain::Stage) -> Result<Self, ConfigError> {
+        Self::from_lookup(stage, |name| std::env::var(name).ok())
+    }
+
+    /// Reads configuration through `lookup`.
+    pub fn from_lookup(
+        stage: crate::domain::Stage,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        use crate::domain::Stage;
+        use crate::engine;
+        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+        let number = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| {
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Invalid {
+                        name,
+                        reason: format!("{v:?} is not a positive whole number"),
+                    })
+            })
+        };
+        let (specs_var, defaults) = match stage {
+            Stage::Thumbnail => ("THUMBNAIL_SPECS", engine::default_thumbnail_specs()),
+            Stage::Variant => ("VARIANT_SPECS", engine::default_variant_specs()),
+        };
+        let specs = match get(specs_var) {
+            None => defaults,
+            Some(v) => engine::parse_specs(&v).map_err(|e| ConfigError::Invalid {
+                name: specs_var,
+                reason: e.to_string(),
+            })?,
+        };
+        let secs = |name, default| number(name, default).map(Duration::from_secs);
+        let policy = crate::processing::Policy {
+            backoff: crate::retry::Backoff {
+                base: secs("BACKOFF_BASE_SECS", 2)?,
+                cap: secs("BACKOFF_CAP_SECS", 300)?,
+            },
+            breaker: crate::breaker::BreakerConfig {
+                threshold: u32::try_from(number("BREAKER_THRESHOLD", 5)?).unwrap_or(u32::MAX),
+                window: secs("BREAKER_WINDOW_SECS", 3600)?,
+                cooldown: secs("BREAKER_COOLDOWN_SECS", 60)?,
+                probe_lease: secs("LEASE_SECS", 60)?,
+            },
+            lease: secs("LEASE_SECS", 60)?,
+            ..crate::processing::Policy::default()
+        };
+        let limits = engine::Limits {
+            max_pixels: number("MAX_PIXELS", 100_000_000)?,
+            max_side: u32::try_from(number("MAX_SIDE", 16_384)?).unwrap_or(u32::MAX),
+        };
+        Ok(ProcessingConfig {
+            specs,
+            limits,
+            policy,
+        })
     }
 }
 
@@ -136,6 +218,28 @@ mod tests {
             Config::require(&c.control_table, "CONTROL_TABLE"),
             Err(ConfigError::Missing("CONTROL_TABLE"))
         );
+    }
+
+    #[test]
+    fn processing_defaults_follow_the_design_and_bad_specs_are_named() {
+        use crate::domain::Stage;
+        let c = ProcessingConfig::from_lookup(Stage::Thumbnail, |_| None).unwrap();
+        let edges: Vec<u32> = c.specs.iter().map(|s| s.max_edge).collect();
+        assert_eq!(edges, vec![150, 300, 600]);
+        assert_eq!(c.policy.breaker.threshold, 5);
+        assert_eq!(c.policy.breaker.window, Duration::from_secs(3600));
+        let v = ProcessingConfig::from_lookup(Stage::Variant, |_| None).unwrap();
+        assert_eq!(v.specs.len(), 4);
+        let err = ProcessingConfig::from_lookup(Stage::Variant, |k| {
+            (k == "VARIANT_SPECS").then(|| "huge:gif".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("VARIANT_SPECS"), "{err}");
+        let err = ProcessingConfig::from_lookup(Stage::Thumbnail, |k| {
+            (k == "BREAKER_THRESHOLD").then(|| "0".into())
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("BREAKER_THRESHOLD"), "{err}");
     }
 
     #[test]

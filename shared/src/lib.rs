@@ -2,10 +2,13 @@
 //! retry policy and circuit-breaker rules, configuration, and one adapter module per AWS service.
 
 pub mod api;
+pub mod breaker;
 pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod ports;
+pub mod processing;
+pub mod retry;
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -14,5 +17,5 @@ pub mod aws;
 pub mod testing;
 
 pub use api::ApiError;
-pub use config::{Config, ConfigError};
+pub use config::{Config, ConfigError, ProcessingConfig};
 pub use domain::*;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 
 /// A boxed error source.
@@ -183,4 +184,172 @@ pub trait JobQueue: Send + Sync {
         receipt_handle: &str,
         delay: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Sends a copy of a received message body to the stage's queue, invisible for `delay`
+    /// (at most 15 minutes). Deferring this way, then deleting the original, does not use up
+    /// the original's receives, so an open circuit never pushes work into the DLQ.
+    fn requeue(
+        &self,
+        stage: Stage,
+        body: &str,
+        delay: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The control table: circuit breakers and processing leases.
+pub trait ControlStore: Send + Sync {
+    /// The stage's breaker and its version (0 when never written).
+    fn load_breaker(
+        &self,
+        stage: Stage,
+    ) -> impl Future<Output = Result<(Breaker, u64), RepoError>> + Send;
+    /// Writes the breaker if it still has `expected_version`; `Conflict` otherwise.
+    fn save_breaker(
+        &self,
+        stage: Stage,
+        breaker: &Breaker,
+        expected_version: u64,
+    ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// Takes the processing lease for (stage, image) until `until`, if it is free, expired, or
+    /// already held by `holder`. Returns whether the caller holds it now.
+    fn acquire_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+    /// Gives the lease up if `holder` still holds it.
+    fn release_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), RepoError>> + Send;
+}
+
+// ----------------------------------------------------------------------------- live notices
+
+/// Failures of the connections table, the notice log and the WebSocket management API.
+#[derive(Debug, thiserror::Error)]
+pub enum RealtimeError {
+    /// A stored row could not be read back.
+    #[error("stored realtime row is malformed: {0}")]
+    Malformed(String),
+    /// The table or API failed or could not be reached; retrying may help.
+    #[error("realtime storage or delivery failed: {0}")]
+    Unavailable(#[source] BoxError),
+}
+
+/// A WebSocket connection of an owner (a row of the connections table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Connection {
+    /// API Gateway's connection id.
+    pub connection_id: String,
+    /// Whose notices it receives.
+    pub owner: OwnerId,
+    /// When `$connect` accepted it.
+    pub connected_at: Timestamp,
+    /// When the row stops counting (API Gateway closes connections after 2 h).
+    pub expires_at: Timestamp,
+}
+
+/// The connections table. Reads treat expired rows as absent (TTL deletion is lazy on AWS and
+/// not done at all by the local emulator).
+pub trait ConnectionRepository: Send + Sync {
+    /// Stores (or replaces) a connection.
+    fn put(
+        &self,
+        connection: &Connection,
+    ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
+    /// Reads a connection unless it is absent or expired at `now`.
+    fn get(
+        &self,
+        connection_id: &str,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Option<Connection>, RealtimeError>> + Send;
+    /// Removes a connection (absent is fine).
+    fn delete(&self, connection_id: &str)
+        -> impl Future<Output = Result<(), RealtimeError>> + Send;
+    /// The owner's connections that have not expired at `now`.
+    fn for_owner(
+        &self,
+        owner: &OwnerId,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Connection>, RealtimeError>> + Send;
+}
+
+/// The idempotency record of one notice derived from one stream record: which notice (with its
+/// seq) the record produced, and to which connections it has been delivered. A redelivered stream
+/// record finds it and resends only what is missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The owner the notice is for.
+    pub owner: OwnerId,
+    /// The notice, numbered.
+    pub notice: crate::domain::Notice,
+    /// Connections that got it (or turned out to be gone).
+    pub delivered: std::collections::BTreeSet<String>,
+    /// Every connection of the owner was served: nothing left to do.
+    pub done: bool,
+    /// When the record may be forgotten (after the stream's 24 h retention).
+    pub expires_at: Timestamp,
+}
+
+/// The notice log: per-owner sequence numbers, the replay log and the delivery records.
+pub trait NoticeLog: Send + Sync {
+    /// The owner's next sequence number (an atomic counter: never handed out twice).
+    fn next_seq(&self, owner: &OwnerId) -> impl Future<Output = Result<u64, RealtimeError>> + Send;
+    /// The delivery record under `key`, if any.
+    fn delivery(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Delivery>, RealtimeError>> + Send;
+    /// Stores `delivery` under `key` unless a record is there already; returns the record that
+    /// is stored afterwards (this one, or the earlier one that won).
+    fn claim(
+        &self,
+        key: &str,
+        delivery: &Delivery,
+    ) -> impl Future<Output = Result<Delivery, RealtimeError>> + Send;
+    /// Updates a delivery record's progress.
+    fn record_progress(
+        &self,
+        key: &str,
+        delivered: &std::collections::BTreeSet<String>,
+        done: bool,
+    ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
+    /// Appends a notice to the owner's replay log (writing the same notice again is a no-op).
+    fn append(
+        &self,
+        owner: &OwnerId,
+        notice: &crate::domain::Notice,
+        expires_at: Timestamp,
+    ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
+    /// The owner's stored notices with `seq > after`, in order, without those expired at `now`.
+    fn since(
+        &self,
+        owner: &OwnerId,
+        after: u64,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<Vec<crate::domain::Notice>, RealtimeError>> + Send;
+}
+
+/// What became of one message to a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PostOutcome {
+    /// API Gateway accepted it for the connection.
+    Delivered,
+    /// The connection no longer exists (`410 Gone`): forget it.
+    Gone,
+}
+
+/// Sends frames to WebSocket connections (API Gateway Management `PostToConnection`).
+pub trait ConnectionPoster: Send + Sync {
+    /// Sends one text frame.
+    fn post(
+        &self,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> impl Future<Output = Result<PostOutcome, RealtimeError>> + Send;
 }

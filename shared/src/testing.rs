@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use crate::breaker::Breaker;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 use crate::ports::{
-    ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost, PresignedRequest,
-    QueueError, RepoError, StoreError, UploadConstraints,
+    ControlStore, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost,
+    PresignedRequest, QueueError, RepoError, StoreError, UploadConstraints,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -233,11 +234,18 @@ pub struct MemoryQueue {
     pub sent: Mutex<Vec<RetryMessage>>,
     /// Visibility changes: (stage, receipt handle, delay).
     pub delays: Mutex<Vec<(Stage, String, Duration)>>,
+    /// Deferred copies: (stage, body, delay).
+    pub requeued: Mutex<Vec<(Stage, String, Duration)>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
 
 impl MemoryQueue {
+    /// Deferred copies so far.
+    pub fn requeued(&self) -> Vec<(Stage, String, Duration)> {
+        lock(&self.requeued).clone()
+    }
+
     /// Messages sent so far.
     pub fn sent(&self) -> Vec<RetryMessage> {
         lock(&self.sent).clone()
@@ -268,6 +276,364 @@ impl JobQueue for MemoryQueue {
             return Err(QueueError::Unavailable("memory queue set to fail".into()));
         }
         lock(&self.delays).push((stage, receipt_handle.to_owned(), delay));
+        Ok(())
+    }
+
+    async fn requeue(&self, stage: Stage, body: &str, delay: Duration) -> Result<(), QueueError> {
+        if *lock(&self.failing) {
+            return Err(QueueError::Unavailable("memory queue set to fail".into()));
+        }
+        lock(&self.requeued).push((stage, body.to_owned(), delay));
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------------------- live notices
+
+use std::collections::BTreeSet;
+
+use crate::domain::Notice;
+use crate::ports::{
+    Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
+    RealtimeError,
+};
+
+fn realtime_failure(what: &str) -> RealtimeError {
+    RealtimeError::Unavailable(format!("{what} set to fail").into())
+}
+
+/// The connections table in memory (expired rows stay, as in the emulator, and reads skip them).
+#[derive(Debug, Default)]
+pub struct MemoryConnections {
+    rows: Mutex<BTreeMap<String, Connection>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryConnections {
+    /// Puts a row directly (test setup), expired or not.
+    pub fn insert(&self, connection: Connection) {
+        lock(&self.rows).insert(connection.connection_id.clone(), connection);
+    }
+
+    /// A stored row, expired or not.
+    pub fn row(&self, connection_id: &str) -> Option<Connection> {
+        lock(&self.rows).get(connection_id).cloned()
+    }
+
+    /// Connection ids stored, expired ones included.
+    pub fn ids(&self) -> Vec<String> {
+        lock(&self.rows).keys().cloned().collect()
+    }
+
+    fn check(&self) -> Result<(), RealtimeError> {
+        if *lock(&self.failing) {
+            return Err(realtime_failure("memory connections"));
+        }
+        Ok(())
+    }
+}
+
+impl ConnectionRepository for MemoryConnections {
+    async fn put(&self, connection: &Connection) -> Result<(), RealtimeError> {
+        self.check()?;
+        self.insert(connection.clone());
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        connection_id: &str,
+        now: Timestamp,
+    ) -> Result<Option<Connection>, RealtimeError> {
+        self.check()?;
+        Ok(lock(&self.rows)
+            .get(connection_id)
+            .filter(|c| c.expires_at > now)
+            .cloned())
+    }
+
+    async fn delete(&self, connection_id: &str) -> Result<(), RealtimeError> {
+        self.check()?;
+        lock(&self.rows).remove(connection_id);
+        Ok(())
+    }
+
+    async fn for_owner(
+        &self,
+        owner: &OwnerId,
+        now: Timestamp,
+    ) -> Result<Vec<Connection>, RealtimeError> {
+        self.check()?;
+        Ok(lock(&self.rows)
+            .values()
+            .filter(|c| &c.owner == owner && c.expires_at > now)
+            .cloned()
+            .collect())
+    }
+}
+
+/// The notices table in memory: counters, the log (with expiry) and delivery records.
+#[derive(Debug, Default)]
+pub struct MemoryNotices {
+    counters: Mutex<HashMap<OwnerId, u64>>,
+    log: Mutex<BTreeMap<(OwnerId, u64), (Notice, Timestamp)>>,
+    deliveries: Mutex<HashMap<String, Delivery>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryNotices {
+    /// The owner's stored notices in seq order, expired ones included.
+    pub fn stored(&self, owner: &OwnerId) -> Vec<Notice> {
+        lock(&self.log)
+            .iter()
+            .filter(|((o, _), _)| o == owner)
+            .map(|(_, (n, _))| n.clone())
+            .collect()
+    }
+
+    /// Stores a notice directly (test setup), e.g. one that has already expired.
+    pub fn insert(&self, owner: &OwnerId, notice: Notice, expires_at: Timestamp) {
+        lock(&self.log).insert((owner.clone(), notice.seq), (notice, expires_at));
+    }
+
+    /// All delivery records by key.
+    pub fn deliveries(&self) -> HashMap<String, Delivery> {
+        lock(&self.deliveries).clone()
+    }
+
+    fn check(&self) -> Result<(), RealtimeError> {
+        if *lock(&self.failing) {
+            return Err(realtime_failure("memory notices"));
+        }
+        Ok(())
+    }
+}
+
+impl NoticeLog for MemoryNotices {
+    async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
+        self.check()?;
+        let mut counters = lock(&self.counters);
+        let seq = counters.entry(owner.clone()).or_insert(0);
+        *seq += 1;
+        Ok(*seq)
+    }
+
+    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
+        self.check()?;
+        Ok(lock(&self.deliveries).get(key).cloned())
+    }
+
+    async fn claim(&self, key: &str, delivery: &Delivery) -> Result<Delivery, RealtimeError> {
+        self.check()?;
+        Ok(lock(&self.deliveries)
+            .entry(key.to_owned())
+            .or_insert_with(|| delivery.clone())
+            .clone())
+    }
+
+    async fn record_progress(
+        &self,
+        key: &str,
+        delivered: &BTreeSet<String>,
+        done: bool,
+    ) -> Result<(), RealtimeError> {
+        self.check()?;
+        let mut deliveries = lock(&self.deliveries);
+        let d = deliveries
+            .get_mut(key)
+            .ok_or_else(|| RealtimeError::Malformed(format!("no delivery record {key}")))?;
+        d.delivered = delivered.clone();
+        d.done = done;
+        Ok(())
+    }
+
+    async fn append(
+        &self,
+        owner: &OwnerId,
+        notice: &Notice,
+        expires_at: Timestamp,
+    ) -> Result<(), RealtimeError> {
+        self.check()?;
+        self.insert(owner, notice.clone(), expires_at);
+        Ok(())
+    }
+
+    async fn since(
+        &self,
+        owner: &OwnerId,
+        after: u64,
+        now: Timestamp,
+    ) -> Result<Vec<Notice>, RealtimeError> {
+        self.check()?;
+        Ok(lock(&self.log)
+            .range((owner.clone(), after.saturating_add(1))..=(owner.clone(), u64::MAX))
+            .filter(|(_, (_, expires_at))| *expires_at > now)
+            .map(|(_, (n, _))| n.clone())
+            .collect())
+    }
+}
+
+/// The WebSocket management API in memory: frames per connection; some connections can be made
+/// gone (410) or failing (5xx).
+#[derive(Debug, Default)]
+pub struct MemoryPoster {
+    frames: Mutex<Vec<(String, String)>>,
+    /// Connections that answer `410 Gone`.
+    pub gone: Mutex<BTreeSet<String>>,
+    /// Connections whose posts fail as unavailable.
+    pub failing: Mutex<BTreeSet<String>>,
+}
+
+impl MemoryPoster {
+    /// Every frame sent so far: (connection id, text).
+    pub fn frames(&self) -> Vec<(String, String)> {
+        lock(&self.frames).clone()
+    }
+
+    /// The frames one connection got, parsed as JSON.
+    pub fn frames_to(&self, connection_id: &str) -> Vec<serde_json::Value> {
+        lock(&self.frames)
+            .iter()
+            .filter(|(c, _)| c == connection_id)
+            .filter_map(|(_, text)| serde_json::from_str(text).ok())
+            .collect()
+    }
+
+    /// Makes a connection answer `410 Gone` from now on.
+    pub fn make_gone(&self, connection_id: &str) {
+        lock(&self.gone).insert(connection_id.to_owned());
+    }
+
+    /// Makes posts to a connection fail (`true`) or succeed again (`false`).
+    pub fn set_failing(&self, connection_id: &str, failing: bool) {
+        let mut set = lock(&self.failing);
+        if failing {
+            set.insert(connection_id.to_owned());
+        } else {
+            set.remove(connection_id);
+        }
+    }
+}
+
+impl ConnectionPoster for MemoryPoster {
+    async fn post(
+        &self,
+        connection_id: &str,
+        payload: &[u8],
+    ) -> Result<PostOutcome, RealtimeError> {
+        if lock(&self.failing).contains(connection_id) {
+            return Err(realtime_failure("memory poster"));
+        }
+        if lock(&self.gone).contains(connection_id) {
+            return Ok(PostOutcome::Gone);
+        }
+        let text = String::from_utf8_lossy(payload).into_owned();
+        lock(&self.frames).push((connection_id.to_owned(), text));
+        Ok(PostOutcome::Delivered)
+    }
+}
+
+/// The control table in memory: breakers with versions, and leases.
+#[derive(Debug, Default)]
+pub struct MemoryControl {
+    breakers: Mutex<HashMap<Stage, (Breaker, u64)>>,
+    leases: Mutex<HashMap<(Stage, ImageId), (String, Timestamp)>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryControl {
+    /// A stage's breaker as stored.
+    pub fn breaker(&self, stage: Stage) -> Breaker {
+        lock(&self.breakers)
+            .get(&stage)
+            .map(|(b, _)| b.clone())
+            .unwrap_or_default()
+    }
+
+    /// Replaces a stage's breaker (test setup).
+    pub fn set_breaker(&self, stage: Stage, breaker: Breaker) {
+        let mut all = lock(&self.breakers);
+        let version = all.get(&stage).map_or(0, |(_, v)| *v) + 1;
+        all.insert(stage, (breaker, version));
+    }
+
+    /// Gives a lease to `holder` (test setup).
+    pub fn hold_lease(&self, stage: Stage, image: ImageId, holder: &str, until: Timestamp) {
+        lock(&self.leases).insert((stage, image), (holder.to_owned(), until));
+    }
+
+    fn check(&self) -> Result<(), RepoError> {
+        if *lock(&self.failing) {
+            return Err(RepoError::Unavailable(
+                "memory control table set to fail".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl ControlStore for MemoryControl {
+    async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
+        self.check()?;
+        Ok(lock(&self.breakers)
+            .get(&stage)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    async fn save_breaker(
+        &self,
+        stage: Stage,
+        breaker: &Breaker,
+        expected_version: u64,
+    ) -> Result<(), RepoError> {
+        self.check()?;
+        let mut all = lock(&self.breakers);
+        let current = all.get(&stage).map_or(0, |(_, v)| *v);
+        if current != expected_version {
+            return Err(RepoError::Conflict);
+        }
+        all.insert(stage, (breaker.clone(), expected_version + 1));
+        Ok(())
+    }
+
+    async fn acquire_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<bool, RepoError> {
+        self.check()?;
+        let mut leases = lock(&self.leases);
+        let free = match leases.get(&(stage, image)) {
+            None => true,
+            Some((h, u)) => *u < now || h == holder,
+        };
+        if free {
+            leases.insert((stage, image), (holder.to_owned(), until));
+        }
+        Ok(free)
+    }
+
+    async fn release_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+    ) -> Result<(), RepoError> {
+        self.check()?;
+        let mut leases = lock(&self.leases);
+        if leases
+            .get(&(stage, image))
+            .is_some_and(|(h, _)| h == holder)
+        {
+            leases.remove(&(stage, image));
+        }
         Ok(())
     }
 }

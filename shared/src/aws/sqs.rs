@@ -3,11 +3,16 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::Client;
 
 use super::faults::Faults;
 use crate::domain::{RetryMessage, Stage};
 use crate::ports::{JobQueue, QueueError};
+use crate::processing::Message;
+
+/// SQS's longest message delay (15 minutes).
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 
 /// SQS's longest visibility timeout (12 hours).
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
@@ -81,4 +86,42 @@ impl JobQueue for SqsQueues {
             .map_err(unavailable)?;
         Ok(())
     }
+
+    async fn requeue(&self, stage: Stage, body: &str, delay: Duration) -> Result<(), QueueError> {
+        let secs = delay.min(MAX_DELAY).as_secs();
+        self.client
+            .send_message()
+            .queue_url(self.url(stage)?)
+            .message_body(body)
+            .delay_seconds(i32::try_from(secs).unwrap_or(0))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+/// The messages of an SQS event, as the processing pipeline sees them.
+pub fn messages(event: &SqsEvent) -> Vec<Message> {
+    event
+        .records
+        .iter()
+        .map(|r| Message {
+            message_id: r.message_id.clone().unwrap_or_default(),
+            receipt_handle: r.receipt_handle.clone().unwrap_or_default(),
+            body: r.body.clone().unwrap_or_default(),
+            receive_count: r
+                .attributes
+                .get("ApproximateReceiveCount")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+        })
+        .collect()
+}
+
+/// The partial-batch answer: the ids of the messages that must stay in the queue.
+pub fn batch_response(failed: Vec<String>) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    response.set_failures(failed);
+    response
 }

@@ -1,0 +1,307 @@
+//! Helpers for the integration suites: the deployed local stack's coordinates (from
+//! `.local/stack.env`, written by `make dev`), tokens from the local issuer, SDK clients and HTTP.
+//!
+//! The same suites can run against real AWS: leave `AWS_ENDPOINT_URL` out of the env file and
+//! give the stack outputs and a token URL.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+
+/// The deployed stack.
+#[derive(Debug, Clone)]
+pub struct Stack {
+    vars: HashMap<String, String>,
+    /// SDK configuration pointed at the stack.
+    pub sdk: aws_config::SdkConfig,
+    http: reqwest::Client,
+}
+
+fn env_file() -> PathBuf {
+    std::env::var_os("SAFELIGHT_STACK_ENV").map_or_else(
+        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.local/stack.env"),
+        PathBuf::from,
+    )
+}
+
+impl Stack {
+    /// Reads the stack's env file; fails with a hint when the stack is not up.
+    pub async fn load() -> Result<Stack> {
+        let path = env_file();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "{} is missing: run `make dev` (or `make test`) first",
+                path.display()
+            )
+        })?;
+        let vars: HashMap<String, String> = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
+            .collect();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+        if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
+            loader = loader.endpoint_url(endpoint);
+        }
+        if let Some(region) = vars.get("AWS_REGION") {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        if let (Some(id), Some(secret)) = (
+            vars.get("AWS_ACCESS_KEY_ID"),
+            vars.get("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "stack.env",
+            ));
+        }
+        let sdk = loader.load().await;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()?;
+        Ok(Stack { vars, sdk, http })
+    }
+
+    /// A value of the env file, e.g. `SAFELIGHT_API_URL`.
+    pub fn var(&self, name: &str) -> Result<&str> {
+        self.vars
+            .get(name)
+            .map(String::as_str)
+            .ok_or_else(|| anyhow!("{name} is not in the stack env file"))
+    }
+
+    /// The HTTP API's base URL.
+    pub fn api(&self, path: &str) -> Result<String> {
+        Ok(format!(
+            "{}{path}",
+            self.var("SAFELIGHT_API_URL")?.trim_end_matches('/')
+        ))
+    }
+
+    /// A plain HTTP client.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// An S3 client (path style when pointed at the emulator).
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        let mut b = aws_sdk_s3::config::Builder::from(&self.sdk);
+        if self.sdk.endpoint_url().is_some() {
+            b = b.force_path_style(true);
+        }
+        aws_sdk_s3::Client::from_conf(b.build())
+    }
+
+    /// A DynamoDB client.
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    /// An SQS client.
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// A token from the local issuer; `query` is e.g. `sub=u1`, `user=admin`, `sub=u1&ttl=-60`.
+    pub async fn token(&self, query: &str) -> Result<String> {
+        let url = format!("{}?{query}", self.var("SAFELIGHT_TOKEN_URL")?);
+        let resp = self.http.get(&url).send().await?;
+        if !resp.status().is_success() {
+            bail!("token endpoint answered {}", resp.status());
+        }
+        Ok(resp.text().await?.trim().to_owned())
+    }
+
+    /// A token for a fresh, unique user (tests never share owners).
+    pub async fn fresh_user(&self) -> Result<(String, String)> {
+        let sub = format!("t-{}", ulid::Ulid::new().to_string().to_lowercase());
+        let token = self.token(&format!("sub={sub}")).await?;
+        Ok((sub, token))
+    }
+
+    /// `GET` an API path with a token; returns status and JSON body (Null when not JSON).
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
+        let mut req = self.http.get(self.api(path)?);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        Ok((
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
+    /// `POST` JSON to an API path with a token.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        body: &Value,
+    ) -> Result<(u16, Value)> {
+        let mut req = self.http.post(self.api(path)?).json(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        Ok((
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
+    /// `POST` raw bytes with a content type to an API path.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        token: Option<&str>,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> Result<(u16, Value)> {
+        let mut req = self
+            .http
+            .post(self.api(path)?)
+            .header("content-type", content_type)
+            .body(body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        let resp = req.send().await?;
+        Ok((
+            resp.status().as_u16(),
+            resp.json().await.unwrap_or(Value::Null),
+        ))
+    }
+
+    /// Asks for a presigned upload and PUTs `bytes` with the signed headers. Returns the image id.
+    pub async fn upload(&self, token: &str, content_type: &str, bytes: &[u8]) -> Result<String> {
+        let (status, body) = self
+            .post_json(
+                "/api/images/upload",
+                Some(token),
+                &serde_json::json!({"filename": "photo", "content_type": content_type, "size": bytes.len()}),
+            )
+            .await?;
+        if status != 201 {
+            bail!("upload request answered {status}: {body}");
+        }
+        let put = self.put_presigned(&body["upload"], bytes.to_vec()).await?;
+        if !(200..300).contains(&put) {
+            bail!("presigned PUT answered {put}");
+        }
+        body["image_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow!("no image_id in {body}"))
+    }
+
+    /// Sends a presigned PUT as the browser would: the URL and exactly the signed headers.
+    pub async fn put_presigned(&self, upload: &Value, body: Vec<u8>) -> Result<u16> {
+        let url = upload["url"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no url in {upload}"))?;
+        let mut req = self.http.put(url).body(body);
+        for (k, v) in upload["headers"].as_object().into_iter().flatten() {
+            req = req.header(k, v.as_str().unwrap_or_default());
+        }
+        Ok(req.send().await?.status().as_u16())
+    }
+
+    /// Polls the processing status until `done` holds or `timeout` passes; returns the last body.
+    pub async fn wait_status(
+        &self,
+        token: &str,
+        image_id: &str,
+        timeout: Duration,
+        done: impl Fn(&Value) -> bool,
+    ) -> Result<Value> {
+        let start = Instant::now();
+        loop {
+            let (status, body) = self
+                .get(
+                    &format!("/api/images/{image_id}/processing-status"),
+                    Some(token),
+                )
+                .await?;
+            if status == 200 && done(&body) {
+                return Ok(body);
+            }
+            if start.elapsed() > timeout {
+                bail!("timed out after {timeout:?} waiting for {image_id}; last answer {status}: {body}");
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+
+    /// Reads an object's bytes.
+    pub async fn object(&self, key: &str) -> Result<Vec<u8>> {
+        let out = self
+            .s3()
+            .get_object()
+            .bucket(self.var("SAFELIGHT_BUCKET")?)
+            .key(key)
+            .send()
+            .await?;
+        Ok(out.body.collect().await?.into_bytes().to_vec())
+    }
+
+    /// Keys under a prefix.
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut token = None;
+        loop {
+            let out = self
+                .s3()
+                .list_objects_v2()
+                .bucket(self.var("SAFELIGHT_BUCKET")?)
+                .prefix(prefix)
+                .set_continuation_token(token)
+                .send()
+                .await?;
+            keys.extend(
+                out.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+            match out.next_continuation_token() {
+                Some(t) => token = Some(t.to_owned()),
+                None => return Ok(keys),
+            }
+        }
+    }
+}
+
+/// A real JPEG photo-like image (gradient with detail) of the given size.
+pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(width, height, |x, y| {
+        image::Rgb([
+            (x * 255 / width.max(1)) as u8,
+            (y * 255 / height.max(1)) as u8,
+            ((x ^ y) & 0xff) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgb8(img)
+        .write_to(&mut out, image::ImageFormat::Jpeg)
+        .unwrap_or_default();
+    out.into_inner()
+}
+
+/// A real PNG of the given size.
+pub fn png(width: u32, height: u32) -> Vec<u8> {
+    let img = image::RgbaImage::from_fn(width, height, |x, y| {
+        image::Rgba([x as u8, y as u8, 128, 255])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageRgba8(img)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .unwrap_or_default();
+    out.into_inner()
+}

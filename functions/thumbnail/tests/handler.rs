@@ -1,0 +1,88 @@
+//! The thumbnail handler on the sample SQS events (EventBridge and classic S3 bodies) over
+//! in-memory ports: the partial batch response and the row it leaves.
+
+use aws_lambda_events::sqs::SqsEvent;
+use safelight::engine::{default_thumbnail_specs, Limits};
+use safelight::processing::{Policy, Ports, Processor};
+use safelight::testing::{MemoryControl, MemoryImages, MemoryQueue, MemoryStore};
+use safelight::{ContentType, ImageRecord, NewImage, Status, Timestamp, UploadState};
+use thumbnail::{handle_sqs, STAGE};
+
+fn sample(name: &str) -> SqsEvent {
+    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/../../shared/tests/fixtures/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap()
+}
+
+fn processor() -> Processor<MemoryStore, MemoryImages, MemoryQueue, MemoryControl> {
+    let ports = Ports {
+        store: MemoryStore::default(),
+        images: MemoryImages::default(),
+        queue: MemoryQueue::default(),
+        control: MemoryControl::default(),
+    };
+    Processor::new(
+        STAGE,
+        default_thumbnail_specs(),
+        Limits::default(),
+        Policy::default(),
+        ports,
+    )
+}
+
+/// Stores `bytes` as the original the sample events name, with its row.
+fn seed(
+    p: &Processor<MemoryStore, MemoryImages, MemoryQueue, MemoryControl>,
+    bytes: Vec<u8>,
+) -> ImageRecord {
+    let r = ImageRecord::new(
+        NewImage {
+            image_id: "01KB4XV6Z0R8QW3M5T7N9P1C2D".parse().unwrap(),
+            owner_id: "demo-user".parse().unwrap(),
+            filename: None,
+            content_type: ContentType::Jpeg,
+            byte_size: bytes.len() as u64,
+            sha256: None,
+            upload_state: UploadState::AwaitingUpload,
+        },
+        Timestamp::now(),
+    );
+    let (store, images, _, _) = p.ports();
+    store.insert(r.original_key.as_str(), bytes, "image/jpeg");
+    images.insert(r.clone());
+    r
+}
+
+#[tokio::test]
+async fn the_eventbridge_sample_completes_the_thumbnail_stage() {
+    let p = processor();
+    let r = seed(&p, fixture("orientation-6.jpg"));
+    let response = handle_sqs(&p, &sample("sqs-thumbnails-eventbridge.json")).await;
+    assert!(response.batch_item_failures.is_empty());
+    let row = p.ports().1.rows().pop().unwrap();
+    assert_eq!(row.image_id, r.image_id);
+    assert_eq!(row.thumbnail_status, Status::Completed);
+    assert_eq!(row.thumbnails.len(), 3);
+}
+
+#[tokio::test]
+async fn the_classic_s3_sample_is_understood_too_and_a_store_outage_is_a_batch_item_failure() {
+    let p = processor();
+    seed(&p, fixture("orientation-1.jpg"));
+    *p.ports().0.failing.lock().unwrap() = true;
+    let response = handle_sqs(&p, &sample("sqs-variants-s3-notification.json")).await;
+    let ids: Vec<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(ids, vec!["059f36b4-87a3-44ab-83d2-661975830a7d"]);
+    assert_eq!(p.ports().1.rows()[0].thumbnail_status, Status::Processing);
+}

@@ -1,0 +1,62 @@
+//! Wiring of the `thumbnail` and `variant` functions: the processing pipeline on S3, DynamoDB
+//! and SQS, fed by the SQS event source with partial batch responses.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+
+use super::{load_sdk_config, sqs, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use crate::config::{Config, ProcessingConfig};
+use crate::domain::Stage;
+use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
+use crate::processing::{Ports, Processor};
+
+/// Runs one SQS event through the processor and answers with the messages to keep.
+pub async fn handle_sqs<S, R, Q, C>(
+    processor: &Processor<S, R, Q, C>,
+    event: &SqsEvent,
+) -> SqsBatchResponse
+where
+    S: ObjectStore,
+    R: ImageRepository,
+    Q: JobQueue,
+    C: ControlStore,
+{
+    sqs::batch_response(processor.handle_batch(&sqs::messages(event)).await)
+}
+
+/// Cold start and the Lambda loop for a processing function.
+pub async fn run(stage: Stage) -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let processing = ProcessingConfig::from_env(stage)?;
+    let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
+    let (thumbnails, variants) = match stage {
+        Stage::Thumbnail => (
+            Some(Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?.to_owned()),
+            None,
+        ),
+        Stage::Variant => (
+            None,
+            Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
+        ),
+    };
+    let faults = Faults::parse(config.faults.as_deref())?;
+    let sdk = load_sdk_config().await;
+    let processor = Processor::new(
+        stage,
+        processing.specs,
+        processing.limits,
+        processing.policy,
+        Ports {
+            store: S3Store::new(&sdk, &config.bucket, faults.clone()),
+            images: DynamoImages::new(&sdk, &config.images_table, faults.clone()),
+            queue: SqsQueues::new(&sdk, thumbnails, variants, faults.clone()),
+            control: DynamoControl::new(&sdk, control_table, faults),
+        },
+    );
+    let processor = &processor;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<_, Error>(handle_sqs(processor, &event.payload).await)
+    }))
+    .await
+}

@@ -1,0 +1,594 @@
+//! The processing pipeline over in-memory ports: status transitions, derivatives that decode at
+//! the right size, permanent vs transient failures, backoff, the last receive, duplicates, the
+//! circuit breaker and panic isolation.
+
+use std::time::Duration;
+
+use safelight::breaker::{BreakerConfig, CircuitState};
+use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
+use safelight::ports::{
+    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, UploadConstraints,
+};
+use safelight::processing::{Message, Policy, Ports, Processor};
+use safelight::retry::Backoff;
+use safelight::testing::{MemoryControl, MemoryImages, MemoryQueue, MemoryStore};
+use safelight::{
+    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage, Status,
+    Timestamp, UploadState,
+};
+use serde_json::json;
+
+type Mem<S = MemoryStore> = Processor<S, MemoryImages, MemoryQueue, MemoryControl>;
+
+fn policy() -> Policy {
+    Policy {
+        backoff: Backoff {
+            base: Duration::from_secs(2),
+            cap: Duration::from_secs(60),
+        },
+        breaker: BreakerConfig {
+            cooldown: Duration::from_millis(300),
+            ..BreakerConfig::default()
+        },
+        ..Policy::default()
+    }
+}
+
+fn processor_with<S: ObjectStore>(stage: Stage, store: S) -> Mem<S> {
+    let specs = match stage {
+        Stage::Thumbnail => default_thumbnail_specs(),
+        Stage::Variant => default_variant_specs(),
+    };
+    Processor::new(
+        stage,
+        specs,
+        Limits::default(),
+        policy(),
+        Ports {
+            store,
+            images: MemoryImages::default(),
+            queue: MemoryQueue::default(),
+            control: MemoryControl::default(),
+        },
+    )
+}
+
+fn processor(stage: Stage) -> Mem {
+    processor_with(stage, MemoryStore::default())
+}
+
+fn jpeg(width: u16, height: u16) -> Vec<u8> {
+    let pixels: Vec<u8> = (0..u32::from(width) * u32::from(height))
+        .flat_map(|i| {
+            let (x, y) = (i % u32::from(width), i / u32::from(width));
+            [(x % 256) as u8, (y % 256) as u8, ((x + y) % 256) as u8]
+        })
+        .collect();
+    let mut out = Vec::new();
+    jpeg_encoder::Encoder::new(&mut out, 90)
+        .encode(&pixels, width, height, jpeg_encoder::ColorType::Rgb)
+        .unwrap();
+    out
+}
+
+/// A row for a stored original, and the original itself.
+fn upload<S: ObjectStore>(
+    p: &Mem<S>,
+    put: impl FnOnce(&S, &ObjectKey, Vec<u8>),
+    bytes: Vec<u8>,
+    declared: ContentType,
+) -> ImageRecord {
+    let owner: OwnerId = "alice".parse().unwrap();
+    let r = ImageRecord::new(
+        NewImage {
+            image_id: ImageId::new(),
+            owner_id: owner,
+            filename: Some("p.jpg".into()),
+            content_type: declared,
+            byte_size: bytes.len() as u64,
+            sha256: None,
+            upload_state: UploadState::AwaitingUpload,
+        },
+        Timestamp::now(),
+    );
+    let (store, images, _, _) = p.ports();
+    images.insert(r.clone());
+    put(store, &r.original_key, bytes);
+    r
+}
+
+fn put_mem(store: &MemoryStore, key: &ObjectKey, bytes: Vec<u8>) {
+    store.insert(key.as_str(), bytes, "image/jpeg");
+}
+
+fn event(key: &ObjectKey, id: &str, receive_count: u32) -> Message {
+    let body = json!({
+        "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": key.as_str(), "size": 1}}
+    });
+    Message {
+        message_id: id.into(),
+        receipt_handle: format!("rh-{id}-{receive_count}"),
+        body: body.to_string(),
+        receive_count,
+    }
+}
+
+fn row<S>(p: &Mem<S>, id: ImageId) -> ImageRecord {
+    p.ports()
+        .1
+        .rows()
+        .into_iter()
+        .find(|r| r.image_id == id)
+        .unwrap()
+}
+
+fn longest_edge(bytes: &[u8]) -> u32 {
+    let img = image::load_from_memory(bytes).expect("derivative decodes");
+    img.width().max(img.height())
+}
+
+#[tokio::test]
+async fn a_photo_yields_thumbnails_that_decode_at_the_configured_sizes() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(1200, 800), ContentType::Jpeg);
+    let failed = p.handle_batch(&[event(&r.original_key, "m1", 1)]).await;
+    assert!(failed.is_empty());
+
+    let done = row(&p, r.image_id);
+    assert_eq!(done.thumbnail_status, Status::Completed);
+    assert_eq!(done.variant_status, Status::Pending);
+    assert_eq!(done.processing_status, Status::Processing);
+    assert_eq!(done.upload_state, UploadState::Stored);
+    assert_eq!(done.processing_attempts, 1);
+    assert!(done.processing_started_at.is_some());
+    assert_eq!((done.width, done.height), (Some(1200), Some(800)));
+    assert!(done.placeholder.is_some());
+    let store = p.ports().0;
+    for edge in [150, 300, 600] {
+        let key = format!("thumbnails/{}/{edge}.jpg", r.image_id);
+        let (bytes, ct) = store
+            .object(&key)
+            .unwrap_or_else(|| panic!("{key} missing"));
+        assert_eq!(ct, "image/jpeg");
+        assert_eq!(longest_edge(&bytes), edge);
+        let d = &done.thumbnails[&format!("{edge}.jpg")];
+        assert_eq!((d.width, d.height), (edge, edge * 2 / 3));
+    }
+}
+
+#[tokio::test]
+async fn variants_come_in_jpeg_and_webp_and_are_never_upscaled() {
+    let p = processor(Stage::Variant);
+    let r = upload(&p, put_mem, jpeg(1600, 900), ContentType::Jpeg);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let done = row(&p, r.image_id);
+    assert_eq!(done.variant_status, Status::Completed);
+    let store = p.ports().0;
+    for (file, edge) in [
+        ("1280.jpg", 1280),
+        ("1280.webp", 1280),
+        ("2048.jpg", 1600),
+        ("2048.webp", 1600),
+    ] {
+        let (bytes, _) = store
+            .object(&format!("variants/{}/{file}", r.image_id))
+            .unwrap();
+        assert_eq!(longest_edge(&bytes), edge, "{file}");
+        assert_eq!(done.variants[file].width, edge);
+    }
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_makes_one_set_of_objects_and_one_transition() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(640, 480), ContentType::Jpeg);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let first = row(&p, r.image_id);
+    let keys = p.ports().0.keys();
+    // The same event again, later, and as a second message in one batch.
+    assert!(p
+        .handle_batch(&[
+            event(&r.original_key, "m2", 1),
+            event(&r.original_key, "m3", 1)
+        ])
+        .await
+        .is_empty());
+    assert_eq!(
+        row(&p, r.image_id),
+        first,
+        "a duplicate must not touch the row"
+    );
+    assert_eq!(p.ports().0.keys(), keys);
+}
+
+#[tokio::test]
+async fn a_duplicate_arriving_while_another_worker_holds_the_image_is_dropped() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(640, 480), ContentType::Jpeg);
+    let until = Timestamp::now().plus_secs(60);
+    p.ports()
+        .3
+        .hold_lease(Stage::Thumbnail, r.image_id, "other-message", until);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m2", 1)])
+        .await
+        .is_empty());
+    assert_eq!(
+        row(&p, r.image_id).thumbnail_status,
+        Status::Pending,
+        "the lease holder does the work"
+    );
+    // Once the holder's lease has run out (it crashed), its redelivery — or any copy — proceeds.
+    p.ports().3.hold_lease(
+        Stage::Thumbnail,
+        r.image_id,
+        "other-message",
+        Timestamp::now().plus_secs(-1),
+    );
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m2", 2)])
+        .await
+        .is_empty());
+    assert_eq!(row(&p, r.image_id).thumbnail_status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_crash_after_storing_derivatives_is_finished_by_the_redelivery() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(640, 480), ContentType::Jpeg);
+    // The state a crash leaves behind: the stage began, some objects exist, the row says processing.
+    let mut crashed = row(&p, r.image_id);
+    crashed.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    p.ports().1.insert(crashed);
+    p.ports().0.insert(
+        &format!("thumbnails/{}/150.jpg", r.image_id),
+        b"partial".to_vec(),
+        "image/jpeg",
+    );
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 2)])
+        .await
+        .is_empty());
+    let done = row(&p, r.image_id);
+    assert_eq!(done.thumbnail_status, Status::Completed);
+    assert_eq!(done.processing_attempts, 2);
+    let (bytes, _) = p
+        .ports()
+        .0
+        .object(&format!("thumbnails/{}/150.jpg", r.image_id))
+        .unwrap();
+    assert_eq!(longest_edge(&bytes), 150, "the partial object was replaced");
+}
+
+#[tokio::test]
+async fn in_a_batch_of_ten_only_the_corrupt_file_fails_with_a_reason_and_is_not_retried() {
+    let p = processor(Stage::Thumbnail);
+    let mut records = Vec::new();
+    for i in 0..10 {
+        let bytes = if i == 4 {
+            let mut b = jpeg(300, 200);
+            b.truncate(400);
+            b
+        } else {
+            jpeg(300, 200)
+        };
+        records.push(upload(&p, put_mem, bytes, ContentType::Jpeg));
+    }
+    let batch: Vec<Message> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| event(&r.original_key, &format!("m{i}"), 1))
+        .collect();
+    assert!(
+        p.handle_batch(&batch).await.is_empty(),
+        "a permanent failure is not retried"
+    );
+    for (i, r) in records.iter().enumerate() {
+        let got = row(&p, r.image_id);
+        if i == 4 {
+            assert_eq!(got.thumbnail_status, Status::Failed);
+            assert_eq!(got.processing_status, Status::Failed);
+            assert_eq!(got.error_kind, Some(ErrorKind::Permanent));
+            assert!(
+                got.processing_error.as_deref().is_some_and(|e| e.len() > 5),
+                "{:?}",
+                got.processing_error
+            );
+            assert!(got.processing_completed_at.is_some());
+        } else {
+            assert_eq!(got.thumbnail_status, Status::Completed, "image {i}");
+        }
+    }
+    assert!(p.ports().2.delays().is_empty());
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_the_declared_type_are_rejected() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(
+        &p,
+        put_mem,
+        b"this is a text file, not a photo".to_vec(),
+        ContentType::Jpeg,
+    );
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Failed);
+    assert_eq!(got.error_kind, Some(ErrorKind::Rejected));
+    assert_eq!(got.upload_state, UploadState::Rejected);
+    assert!(got
+        .processing_error
+        .unwrap()
+        .contains("not a recognisable image"));
+}
+
+#[tokio::test]
+async fn a_missing_original_fails_for_good() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, |_, _, _| {}, jpeg(10, 10), ContentType::Jpeg);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Failed);
+    assert_eq!(
+        got.processing_error.as_deref(),
+        Some("the original file no longer exists")
+    );
+}
+
+#[tokio::test]
+async fn an_original_without_a_row_is_adopted_by_the_owner_in_its_key() {
+    let p = processor(Stage::Thumbnail);
+    let owner: OwnerId = "migrated-user".parse().unwrap();
+    let id = ImageId::new();
+    let key = ObjectKey::original(&owner, id);
+    p.ports()
+        .0
+        .insert(key.as_str(), jpeg(400, 300), "application/octet-stream");
+    assert!(p.handle_batch(&[event(&key, "m1", 1)]).await.is_empty());
+    let got = row(&p, id);
+    assert_eq!(got.owner_id, owner);
+    assert_eq!(got.content_type, ContentType::Jpeg);
+    assert_eq!(got.thumbnail_status, Status::Completed);
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_with_growing_visibility_then_fail_on_the_last_receive() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
+    *p.ports().0.failing.lock().unwrap() = true;
+    for receive in 1..=2 {
+        let failed = p
+            .handle_batch(&[event(&r.original_key, "m1", receive)])
+            .await;
+        assert_eq!(failed, vec!["m1".to_owned()]);
+        let got = row(&p, r.image_id);
+        assert_eq!(
+            got.thumbnail_status,
+            Status::Processing,
+            "a transient failure is not failed yet"
+        );
+        assert_eq!(got.error_kind, Some(ErrorKind::Transient));
+    }
+    let delays = p.ports().2.delays();
+    assert_eq!(delays.len(), 2);
+    assert!(
+        delays[0].2 <= Duration::from_secs(2) && delays[1].2 <= Duration::from_secs(4),
+        "{delays:?}"
+    );
+    assert_eq!(
+        delays[1].1, "rh-m1-2",
+        "the visibility of the received copy is changed"
+    );
+
+    let failed = p.handle_batch(&[event(&r.original_key, "m1", 3)]).await;
+    assert_eq!(
+        failed,
+        vec!["m1".to_owned()],
+        "the last receive still fails, so SQS moves it to the DLQ"
+    );
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Failed);
+    assert_eq!(got.processing_status, Status::Failed);
+    assert_eq!(got.error_kind, Some(ErrorKind::Transient));
+    assert!(got
+        .processing_error
+        .unwrap()
+        .starts_with("gave up after 3 attempts"));
+}
+
+#[tokio::test]
+async fn a_transient_failure_then_success_completes_and_clears_the_error() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
+    *p.ports().0.failing.lock().unwrap() = true;
+    assert_eq!(
+        p.handle_batch(&[event(&r.original_key, "m1", 1)])
+            .await
+            .len(),
+        1
+    );
+    *p.ports().0.failing.lock().unwrap() = false;
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 2)])
+        .await
+        .is_empty());
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Completed);
+    assert_eq!(got.processing_error, None);
+    assert_eq!(got.processing_attempts, 2);
+}
+
+#[tokio::test]
+async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_once_and_closes() {
+    let p = processor(Stage::Thumbnail);
+    let control = &p.ports().3;
+    *p.ports().0.failing.lock().unwrap() = true;
+    let rows: Vec<ImageRecord> = (0..6)
+        .map(|_| upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg))
+        .collect();
+    for (i, r) in rows.iter().take(4).enumerate() {
+        p.handle_batch(&[event(&r.original_key, &format!("m{i}"), 1)])
+            .await;
+        assert_eq!(
+            control.breaker(Stage::Thumbnail).state,
+            CircuitState::Closed,
+            "after failure {}",
+            i + 1
+        );
+    }
+    p.handle_batch(&[event(&rows[4].original_key, "m4", 1)])
+        .await;
+    let b = control.breaker(Stage::Thumbnail);
+    assert_eq!(
+        b.state,
+        CircuitState::Open,
+        "the fifth failure opens the circuit"
+    );
+    assert_eq!(b.times_opened, 1);
+
+    // While open: deferred as a delayed copy, acknowledged, not failed, no receive used.
+    let failed = p
+        .handle_batch(&[event(&rows[5].original_key, "m5", 1)])
+        .await;
+    assert!(failed.is_empty(), "a deferral is not a failure");
+    let requeued = p.ports().2.requeued();
+    assert_eq!(requeued.len(), 1);
+    assert!(requeued[0].2 >= Duration::from_secs(1));
+    assert_eq!(
+        row(&p, rows[5].image_id).thumbnail_status,
+        Status::Pending,
+        "the row is untouched while open"
+    );
+
+    // After the cool-down exactly one probe goes through; a concurrent message is deferred.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    *p.ports().0.failing.lock().unwrap() = false;
+    let mut probe = control.breaker(Stage::Thumbnail);
+    let (admission, _) = probe.admit(Timestamp::now(), &policy().breaker);
+    assert_eq!(
+        admission,
+        safelight::breaker::Admission::Probe,
+        "the cool-down is over"
+    );
+    assert!(p
+        .handle_batch(&[event(&rows[5].original_key, "m5-copy", 1)])
+        .await
+        .is_empty());
+    assert_eq!(
+        row(&p, rows[5].image_id).thumbnail_status,
+        Status::Completed
+    );
+    let b = control.breaker(Stage::Thumbnail);
+    assert_eq!(
+        b.state,
+        CircuitState::Closed,
+        "the successful probe closes the circuit"
+    );
+    assert_eq!(b.times_opened, 1);
+}
+
+#[tokio::test]
+async fn while_a_probe_is_in_flight_other_messages_are_deferred() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let mut b = safelight::breaker::Breaker::default();
+    b.state = CircuitState::HalfOpen;
+    b.until = Some(Timestamp::now().plus_secs(30));
+    p.ports().3.set_breaker(Stage::Thumbnail, b);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    assert_eq!(p.ports().2.requeued().len(), 1);
+    assert_eq!(row(&p, r.image_id).thumbnail_status, Status::Pending);
+}
+
+/// A store whose reads panic, to show a panic stays inside its message.
+#[derive(Debug, Default)]
+struct PanickyStore(MemoryStore);
+
+impl ObjectStore for PanickyStore {
+    async fn put(&self, key: &ObjectKey, body: Vec<u8>, ct: &str) -> Result<(), StoreError> {
+        self.0.put(key, body, ct).await
+    }
+    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+        if key.as_str().contains("panic") {
+            panic!("simulated bug");
+        }
+        self.0.get(key).await
+    }
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        self.0.head(key).await
+    }
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.0.delete(key).await
+    }
+    async fn presign_put(
+        &self,
+        key: &ObjectKey,
+        c: &UploadConstraints,
+        e: Duration,
+    ) -> Result<PresignedRequest, StoreError> {
+        self.0.presign_put(key, c, e).await
+    }
+    async fn presign_post(
+        &self,
+        key: &ObjectKey,
+        c: &UploadConstraints,
+        e: Duration,
+    ) -> Result<PresignedPost, StoreError> {
+        self.0.presign_post(key, c, e).await
+    }
+    async fn presign_get(&self, key: &ObjectKey, e: Duration) -> Result<String, StoreError> {
+        self.0.presign_get(key, e).await
+    }
+}
+
+#[tokio::test]
+async fn a_panic_in_one_message_fails_only_that_message() {
+    let p = processor_with(Stage::Thumbnail, PanickyStore::default());
+    let put = |s: &PanickyStore, k: &ObjectKey, b: Vec<u8>| s.0.insert(k.as_str(), b, "image/jpeg");
+    let good = upload(&p, put, jpeg(100, 100), ContentType::Jpeg);
+    let owner: OwnerId = "panic".parse().unwrap();
+    let bad_key = ObjectKey::original(&owner, ImageId::new());
+    let failed = p
+        .handle_batch(&[
+            event(&bad_key, "bad", 1),
+            event(&good.original_key, "good", 1),
+        ])
+        .await;
+    assert_eq!(failed, vec!["bad".to_owned()]);
+    assert_eq!(row(&p, good.image_id).thumbnail_status, Status::Completed);
+}
+
+#[tokio::test]
+async fn test_events_are_skipped_and_unreadable_messages_kept_for_the_dlq() {
+    let p = processor(Stage::Thumbnail);
+    let test_event = Message {
+        message_id: "t".into(),
+        receipt_handle: "rh".into(),
+        body: json!({"Service": "Amazon S3", "Event": "s3:TestEvent"}).to_string(),
+        receive_count: 1,
+    };
+    assert!(p.handle_batch(&[test_event]).await.is_empty());
+    let garbage = Message {
+        message_id: "g".into(),
+        receipt_handle: "rh".into(),
+        body: "<xml/>".into(),
+        receive_count: 1,
+    };
+    assert_eq!(p.handle_batch(&[garbage]).await, vec!["g".to_owned()]);
+}
