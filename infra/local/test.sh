@@ -17,7 +17,7 @@ export LOCAL_PROFILE="${LOCAL_PROFILE:-dev}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 E2E=safelight-e2e
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+step() { printf '\n\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
 started_stack=0
 cleanup() {
   local rc=$?
@@ -28,8 +28,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
-
 SECONDS=0
+
 step "setup"
 "$STACK" setup
 
