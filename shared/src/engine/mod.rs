@@ -7,13 +7,15 @@
 //! # Pipeline
 //! 1. Header: format from magic bytes ([`ContentType::sniff`]), stored size, EXIF orientation.
 //!    [`Limits`] are checked here, before any pixel buffer exists.
-//! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest scale
-//!    n/8 (libjpeg-turbo; 1/8, 1/4, 1/2 with jpeg-decoder) that still leaves at least 2x
-//!    ([`HEADROOM`]) the largest output's longest edge, so the final resampling has detail to work
-//!    with. Other formats decode at full size.
-//! 3. Per distinct output size: Lanczos3 resampling with SIMD (fast_image_resize, alpha-aware),
-//!    then the EXIF orientation is applied to the small result (cheaper than rotating the big
-//!    one), so outputs are upright and carry orientation 1 implicitly.
+//! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest of
+//!    1/8, 1/4, 1/2 or 1 that still leaves at least 2x ([`HEADROOM`]) the largest output's
+//!    longest edge, so the final resampling has detail to work with. (libjpeg-turbo's other n/8
+//!    scales lack SIMD and cost more than the next power of two.) Other formats decode at full
+//!    size.
+//! 3. Per distinct output size, largest first: Lanczos3 resampling with SIMD (fast_image_resize,
+//!    alpha-aware) from the smallest image already made that still has 2x headroom (the 300 px
+//!    thumbnail from the 600 px one), else from the decode. Then the EXIF orientation is applied
+//!    to the small result (cheaper than rotating the big one), so outputs are upright.
 //! 4. Encode: JPEG 4:2:0 with optimised Huffman tables (alpha flattened on white), WebP lossy
 //!    (alpha kept), PNG (alpha kept), AVIF only with the `avif` feature.
 //!
@@ -173,13 +175,23 @@ pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Render
     let pixels = decode::decode(original, &header, largest.saturating_mul(HEADROOM), limits)?;
 
     let mut resizer = Resizer::new();
-    let mut upright: Vec<((u32, u32), decode::Pixels)> = Vec::with_capacity(sizes.len());
+    // Largest first; each size resamples from the smallest image already made that still has
+    // HEADROOM over it (e.g. 300 from the 600 px one), else from the decode: cheaper, same filter.
+    let mut stored: Vec<decode::Pixels> = Vec::with_capacity(sizes.len());
     for &(w, h) in &sizes {
         let (sw, sh) = if header.transposed() { (h, w) } else { (w, h) };
-        let resized = transform::resize(&mut resizer, &pixels, sw, sh)?;
-        upright.push(((w, h), transform::orient(resized, header.orientation)));
+        let enough =
+            |p: &&decode::Pixels| p.width.max(p.height) >= sw.max(sh).saturating_mul(HEADROOM);
+        let from = stored.iter().rev().find(enough).unwrap_or(&pixels);
+        let resized = transform::resize(&mut resizer, from, sw, sh)?;
+        stored.push(resized);
     }
     drop(pixels);
+    let upright: Vec<((u32, u32), decode::Pixels)> = sizes
+        .iter()
+        .zip(stored)
+        .map(|(&size, px)| (size, transform::orient(px, header.orientation)))
+        .collect();
 
     let mut outputs = Vec::with_capacity(specs.len());
     for spec in specs {

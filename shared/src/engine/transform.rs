@@ -101,12 +101,12 @@ pub(crate) fn flatten_on_white(src: &Pixels) -> Pixels {
 
 /// The thumbhash of upright pixels, base64 (standard alphabet, padded).
 pub(crate) fn placeholder(resizer: &mut Resizer, src: &Pixels) -> Result<String, EngineError> {
-    // Thumbhash takes at most 100x100.
-    let long = src.width.max(src.height);
-    let small = if long > 100 {
-        let scale = |side: u32| {
-            ((u64::from(side) * 100 + u64::from(long) / 2) / u64::from(long)).max(1) as u32
-        };
+    // Thumbhash takes at most 100x100 and keeps only low frequencies: 32 px on the longest edge
+    // gives the same hash quality at a tenth of the cosine work.
+    const EDGE: u64 = 32;
+    let long = u64::from(src.width.max(src.height));
+    let small = if long > EDGE {
+        let scale = |side: u32| ((u64::from(side) * EDGE + long / 2) / long).max(1) as u32;
         resize(resizer, src, scale(src.width), scale(src.height))?
     } else {
         src.clone()

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""Runs the image benchmark side by side and writes BENCHMARKS.md (called by bench/run.sh).
+
+Every tool gets the same jobs on the same files, one thread each for latency (every process is
+pinned to one core with taskset, libvips to one thread), two worker processes for throughput.
+Numbers are medians over rounds that interleave the tools, so machine noise hits all of them; the
+report states ratios to sharp from the same run, never absolute times as claims.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+CORPUS = os.path.join(BENCH, "corpus")
+OUT = os.path.join(BENCH, "out")
+PY = os.path.join(ROOT, ".venv", "bin", "python")
+TURBO = os.path.join(ROOT, "target", "release", "safelight-bench")
+PURE = os.path.join(ROOT, "target", "bench-pure", "release", "safelight-bench")
+
+TOOLS = {
+    "safelight": [TURBO, "time"],
+    "safelight-pure": [PURE, "time"],
+    "sharp": ["node", os.path.join(BENCH, "tools", "sharp_run.mjs")],
+    "pyvips": [PY, os.path.join(BENCH, "tools", "vips_run.py")],
+    "pillow": [PY, os.path.join(BENCH, "tools", "pillow_run.py")],
+}
+ENV = dict(os.environ, VIPS_CONCURRENCY="1", UV_THREADPOOL_SIZE="1", RAYON_NUM_THREADS="1")
+
+
+def run(tool, job, inp, iters, pin=True):
+    """Runs one tool process; returns (parsed JSON, peak RSS in MB)."""
+    out_dir = os.path.join(OUT, tool, job.replace(":", "-"), os.path.basename(inp))
+    cmd = TOOLS[tool] + [job, inp, str(iters), out_dir]
+    if pin:
+        cmd = ["taskset", "-c", "0"] + cmd
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    _, status, usage = os.wait4(p.pid, 0)
+    out, err = p.stdout.read(), p.stderr.read()
+    if status != 0:
+        raise RuntimeError(f"{tool} {job} {inp}: {err.decode()[-2000:]}")
+    return json.loads(out.decode().strip().splitlines()[-1]), usage.ru_maxrss / 1024.0
+
+
+def latency(tools, job, inp, rounds, iters):
+    """Median ms per tool over `rounds` interleaved processes of `iters` timed runs each."""
+    samples = {t: [] for t in tools}
+    last = {}
+    for _ in range(rounds):
+        for t in tools:
+            res, _ = run(t, job, inp, iters)
+            samples[t] += res["ms"]
+            last[t] = res["outputs"]
+    return {t: statistics.median(v) for t, v in samples.items()}, last
+
+
+def throughput(tool, job, inp, iters):
+    """Images per second with 2 concurrent worker processes (unpinned), from in-process timings."""
+    out_dir = os.path.join(OUT, "tp")
+    procs = []
+    for w in range(2):
+        cmd = TOOLS[tool] + [job, inp, str(iters), os.path.join(out_dir, f"{tool}-{w}")]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV))
+    wall = 0.0
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise RuntimeError(err.decode()[-2000:])
+        wall = max(wall, sum(json.loads(out.decode().strip().splitlines()[-1])["ms"]) / 1e3)
+    return 2 * iters / wall
+
+
+def dssim(original, output):
+    r = subprocess.run([TURBO, "quality", original, output], capture_output=True, check=True)
+    return json.loads(r.stdout)["dssim"]
+
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+    except Exception:  # noqa: BLE001 - a version string is best effort
+        return "?"
+
+
+def fmt_ratio(x):
+    return f"{x:.2f}x"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--quick", action="store_true", help="fewer cells, for trying the harness")
+    ap.add_argument("--out", default=os.path.join(ROOT, "BENCHMARKS.md"))
+    a = ap.parse_args()
+
+    tools = [t for t in TOOLS if os.path.exists(TOOLS[t][0]) or not TOOLS[t][0].startswith("/")]
+    rows_a, rows_b, quality_rows, notes = [], [], [], []
+    results = {"a": {}, "b": {}, "floor": {}, "rss": {}, "tp": {}, "quality": {}}
+
+    inputs = ["4mp.jpg", "12mp.jpg", "24mp.jpg"] if not a.quick else ["12mp.jpg"]
+    edges = [200, 800, 1600]
+    for inp in inputs:
+        for fmt in ("jpeg", "webp"):
+            for e in edges:
+                job = f"{fmt}:{e}"
+                med, last = latency(tools, job, os.path.join(CORPUS, inp), a.rounds, a.iters)
+                results["a"][f"{inp} {job}"] = med
+                rows_a.append((inp, job, med, last))
+                print(f"(a) {inp} {job}: " + ", ".join(f"{t} {v:.1f}" for t, v in med.items()), file=sys.stderr)
+
+    b_inputs = ["12mp.jpg", "24mp.jpg", "4mp.jpg", "12mp.png", "12mp.webp"] if not a.quick else ["12mp.jpg"]
+    for inp in b_inputs:
+        for job in ("thumbs", "variants"):
+            med, last = latency(tools, job, os.path.join(CORPUS, inp), a.rounds, a.iters)
+            results["b"][f"{inp} {job}"] = med
+            rows_b.append((inp, job, med, last))
+            print(f"(b) {inp} {job}: " + ", ".join(f"{t} {v:.1f}" for t, v in med.items()), file=sys.stderr)
+
+    # The entropy-decode floor: libjpeg-turbo decoding at 1/8 scale, nothing else.
+    floor = {}
+    for inp in ("4mp.jpg", "12mp.jpg", "24mp.jpg"):
+        ms = []
+        for _ in range(a.rounds):
+            r = subprocess.run(["taskset", "-c", "0", TURBO, "floor", os.path.join(CORPUS, inp), str(a.iters)], capture_output=True, check=True)
+            ms += json.loads(r.stdout)["ms"]
+        floor[inp] = statistics.median(ms)
+    results["floor"] = floor
+
+    # Peak RSS of one process doing one render (includes each runtime's own baseline).
+    rss = {}
+    for label, job, inp in (("24 MP -> 800 JPEG", "jpeg:800", "24mp.jpg"), ("12 MP -> thumbnails", "thumbs", "12mp.jpg")):
+        rss[label] = {t: run(t, job, os.path.join(CORPUS, inp), 1)[1] for t in tools}
+    results["rss"] = rss
+
+    tp = {}
+    for label, job, inp in (("12 MP -> thumbnails", "thumbs", "12mp.jpg"), ("12 MP -> 800 JPEG", "jpeg:800", "12mp.jpg")):
+        tp[label] = {t: statistics.median([throughput(t, job, os.path.join(CORPUS, inp), a.iters * 2) for _ in range(max(1, a.rounds - 1))]) for t in tools}
+    results["tp"] = tp
+
+    # Quality: DSSIM against the f32 linear-light Lanczos3 reference, 12 MP JPEG outputs.
+    q = {}
+    for inp, job, _, last in [r for r in rows_a if r[0] == "12mp.jpg"] + [r for r in rows_b if r[0] == "12mp.jpg"]:
+        for t, outs in last.items():
+            for o in outs:
+                key = f"{inp} {job} {os.path.basename(o['path'])}"
+                q.setdefault(key, {})[t] = (dssim(os.path.join(CORPUS, inp), o["path"]), o["bytes"])
+    results["quality"] = q
+
+    with open(os.path.join(BENCH, "results.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    write_report(a, tools, rows_a, rows_b, floor, rss, tp, q)
+
+
+def cell(med, t):
+    return f"{med[t]:.1f} ({fmt_ratio(med[t] / med['sharp'])})" if t in med else "-"
+
+
+def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q):
+    L = []
+    cpu = version(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])
+    L.append("# Benchmarks: Safelight's image engine side by side\n")
+    L.append("Regenerated by `make bench` (`bench/run.sh`); do not edit by hand. Machine noise is real here:")
+    L.append("read the **ratios to sharp** (same run, tools interleaved), not the milliseconds.\n")
+    L.append(f"- Machine: {os.cpu_count()} vCPU, {cpu.strip()}, {platform.system()} {platform.release()}; run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    L.append(f"- Tools: Safelight (`turbo`: libjpeg-turbo + libwebp; `pure`: jpeg-decoder/jpeg-encoder, lossless WebP), "
+             f"sharp {version(['node', '-p', 'require(\"' + os.path.join(BENCH, 'node_modules', 'sharp', 'package.json') + '\").version'])}, "
+             f"pyvips {version([PY, '-c', 'import pyvips; print(pyvips.__version__, \"libvips\", pyvips.version(0), pyvips.version(1), pyvips.version(2))'])}, "
+             f"Pillow {version([PY, '-c', 'import PIL; print(PIL.__version__)'])}")
+    L.append("- Corpus: mate-backgrounds' `Elephants_5640x3172.jpg` (Debian) resized to 4, 12 and 24 MP, baseline 4:2:0 JPEG q90; 12 MP also as PNG and WebP q90 (`bench/tools/make_corpus.py`).")
+    L.append(f"- Latency: median of {a.rounds} interleaved rounds x {a.iters} timed runs (after one warm-up) per tool and cell, each process pinned to one core (`taskset -c 0`), libvips at one thread. "
+             "Outputs: JPEG q80 (4:2:0, optimised Huffman), WebP q80; longest edge as given; EXIF autorotate on.")
+    L.append("- Several outputs: sharp `clone()`s one input pipeline; pyvips calls `thumbnail_buffer` per output; Pillow opens once, drafts for the largest and `thumbnail()`s copies; Safelight decodes once in `render`.\n")
+
+    L.append("## (a) One output: ms (ratio to sharp)\n")
+    L.append("| input | job | " + " | ".join(tools) + " |")
+    L.append("|---|---|" + "---|" * len(tools))
+    for inp, job, med, _ in rows_a:
+        L.append(f"| {inp} | {job} q80 | " + " | ".join(cell(med, t) for t in tools) + " |")
+
+    L.append("\n## (b) One original -> a default set: ms (ratio to sharp)\n")
+    L.append("b1 = thumbnails 150/300/600 JPEG; b2 = variants 1280/2048 as JPEG and WebP.\n")
+    L.append("| input | job | " + " | ".join(tools) + " |")
+    L.append("|---|---|" + "---|" * len(tools))
+    for inp, job, med, _ in rows_b:
+        label = "b1 thumbnails" if job == "thumbs" else "b2 variants"
+        L.append(f"| {inp} | {label} | " + " | ".join(cell(med, t) for t in tools) + " |")
+
+    L.append("\n## The entropy-decode floor\n")
+    L.append("libjpeg-turbo decoding the file at 1/8 scale and nothing else (`safelight-bench floor`), against Safelight's whole b1 job.\n")
+    L.append("| input | floor ms | Safelight b1 ms | b1 / floor |")
+    L.append("|---|---|---|---|")
+    for inp, f in floor.items():
+        b1 = next((m for i, j, m, _ in rows_b if i == inp and j == "thumbs"), None)
+        if b1 and "safelight" in b1:
+            L.append(f"| {inp} | {f:.1f} | {b1['safelight']:.1f} | {b1['safelight'] / f:.2f}x |")
+
+    L.append("\n## Peak RSS of one process (MB, ratio to sharp)\n")
+    L.append("Whole-process maximum resident set (`wait4`), so each runtime's own baseline (Node.js, CPython + libvips) is included.\n")
+    L.append("| render | " + " | ".join(tools) + " |")
+    L.append("|---|" + "---|" * len(tools))
+    for label, m in rss.items():
+        L.append(f"| {label} | " + " | ".join(f"{m[t]:.0f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools) + " |")
+
+    L.append("\n## Throughput with 2 workers (images/s, ratio to sharp; higher is better)\n")
+    L.append("Two worker processes of the tool at once, one thread each, unpinned.\n")
+    L.append("| job | " + " | ".join(tools) + " |")
+    L.append("|---|" + "---|" * len(tools))
+    for label, m in tp.items():
+        L.append(f"| {label} | " + " | ".join(f"{m[t]:.1f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools) + " |")
+
+    L.append("\n## Quality and size (12 MP JPEG original)\n")
+    L.append("DSSIM of each output against a float reference (the original decoded, resized in linear light with f32 Lanczos3); 0 is identical, **lower is better**. Bytes in parentheses.\n")
+    L.append("| output | " + " | ".join(tools) + " |")
+    L.append("|---|" + "---|" * len(tools))
+    for key, m in q.items():
+        L.append(f"| {key.replace('12mp.jpg ', '')} | " + " | ".join(f"{m[t][0]:.5f} ({m[t][1]:,})" if t in m else "-" for t in tools) + " |")
+    L.append("")
+    with open(a.out, "w") as f:
+        f.write("\n".join(L) + "\n")
+    print(f"wrote {a.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
