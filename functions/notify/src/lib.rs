@@ -1,0 +1,229 @@
+//! The images table's change stream (NEW_AND_OLD_IMAGES) -> live notices to the owner's
+//! WebSocket connections.
+//!
+//! For each stream record, in order: read the old and new rows, derive the notices the change
+//! calls for ([`safelight::notice::transitions`]), and for each of them:
+//!
+//! 1. find or create its **delivery record**, keyed by (stream `eventID`, notice type). Creating
+//!    it takes the owner's next `seq` (an atomic counter) and is a conditional put, so the notice
+//!    and its number are fixed once, whatever happens later;
+//! 2. **append** the notice to the owner's replay log (24 h) — before any send, so a client that
+//!    misses the frame finds it on `resume`;
+//! 3. **send** it to every live connection of the owner not yet served; `410 Gone` removes that
+//!    connection's row and counts as served; other failures fail the record;
+//! 4. record which connections were served, and `done` once all were.
+//!
+//! A redelivered record (a retry after a failure, or the stream delivering twice) finds the
+//! delivery records: done ones are skipped, unfinished ones resume at step 2 with the same seq
+//! and only reach the connections that did not get it. So one change gives one notice, once.
+//!
+//! Failures: the first record that fails is reported in `batchItemFailures` together with every
+//! record after it (not attempted, so notices keep their order); the stream retries from there.
+//! A row that is not an image record can never yield a notice and is skipped with a warning
+//! rather than blocking the shard.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::dynamodb::{Event, EventRecord};
+use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use safelight::notice::{transitions, DELIVERY_TTL_SECS, NOTICE_TTL_SECS};
+use safelight::ports::{
+    ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome, RealtimeError,
+};
+use safelight::{ImageRecord, Notice, NoticeType, Timestamp};
+
+/// Why a stream record could not be processed (it is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    /// A table or the management API failed.
+    #[error(transparent)]
+    Realtime(#[from] RealtimeError),
+    /// A notice could not be serialised (cannot happen with the types involved).
+    #[error("notice could not be serialised: {0}")]
+    Serialise(#[from] serde_json::Error),
+}
+
+/// The handler with its ports.
+#[derive(Debug)]
+pub struct Notify<C, N, P> {
+    connections: C,
+    notices: N,
+    poster: P,
+}
+
+/// Reads a stream image as an image row; `None` when the image is absent (insert / remove).
+pub fn stream_row(image: &serde_dynamo::Item) -> Option<Result<ImageRecord, String>> {
+    if image.is_empty() {
+        return None;
+    }
+    Some(serde_dynamo::from_item(image.clone()).map_err(|e| e.to_string()))
+}
+
+/// The key of a delivery record: one per (stream record, notice type).
+pub fn delivery_key(event_id: &str, kind: NoticeType) -> String {
+    format!("{event_id}#{kind}")
+}
+
+fn failure(record: &EventRecord) -> DynamoDbBatchItemFailure {
+    let mut f = DynamoDbBatchItemFailure::default();
+    // The stream's checkpoint is the sequence number; the event id stands in if it is missing.
+    f.item_identifier = Some(
+        record
+            .change
+            .sequence_number
+            .clone()
+            .unwrap_or_else(|| record.event_id.clone()),
+    );
+    f
+}
+
+impl<C, N, P> Notify<C, N, P>
+where
+    C: ConnectionRepository,
+    N: NoticeLog,
+    P: ConnectionPoster,
+{
+    /// A handler on these ports.
+    pub fn new(connections: C, notices: N, poster: P) -> Self {
+        Notify {
+            connections,
+            notices,
+            poster,
+        }
+    }
+
+    /// The connections table (tests inspect it).
+    pub fn connections(&self) -> &C {
+        &self.connections
+    }
+
+    /// The notice log (tests inspect it).
+    pub fn notices(&self) -> &N {
+        &self.notices
+    }
+
+    /// The management API (tests inspect it).
+    pub fn poster(&self) -> &P {
+        &self.poster
+    }
+
+    /// Handles a batch; failed records (and those after them) are reported for a retry.
+    pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
+        let mut response = DynamoDbEventResponse::default();
+        for (i, record) in event.records.iter().enumerate() {
+            if let Err(e) = self.process(record).await {
+                tracing::error!(
+                    event_id = %record.event_id,
+                    error = %e,
+                    retried = event.records.len() - i,
+                    "stream record failed; it and the records after it will be retried"
+                );
+                response.batch_item_failures = event.records[i..].iter().map(failure).collect();
+                break;
+            }
+        }
+        response
+    }
+
+    async fn process(&self, record: &EventRecord) -> Result<(), NotifyError> {
+        let Some(new) = stream_row(&record.change.new_image) else {
+            return Ok(()); // a removal: nothing became anything
+        };
+        let new = match new {
+            Ok(row) => row,
+            Err(reason) => {
+                tracing::warn!(event_id = %record.event_id, reason, "not an image row; no notice");
+                return Ok(());
+            }
+        };
+        // An unreadable old image counts as "no old row": at worst a notice is repeated.
+        let old = stream_row(&record.change.old_image).and_then(Result::ok);
+        let kinds = transitions(old.as_ref(), &new);
+        let span = tracing::info_span!(
+            "record",
+            event_id = %record.event_id,
+            image_id = %new.image_id,
+            owner = %new.owner_id
+        );
+        let _entered = span.enter();
+        for kind in kinds {
+            self.deliver(&record.event_id, kind, &new).await?;
+        }
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        event_id: &str,
+        kind: NoticeType,
+        row: &ImageRecord,
+    ) -> Result<(), NotifyError> {
+        let key = delivery_key(event_id, kind);
+        let now = Timestamp::now();
+        let delivery = match self.notices.delivery(&key).await? {
+            Some(existing) => existing,
+            None => {
+                let seq = self.notices.next_seq(&row.owner_id).await?;
+                let fresh = Delivery {
+                    owner: row.owner_id.clone(),
+                    notice: Notice::new(kind, row, seq),
+                    delivered: BTreeSet::new(),
+                    done: false,
+                    expires_at: now.plus_secs(DELIVERY_TTL_SECS),
+                };
+                self.notices.claim(&key, &fresh).await?
+            }
+        };
+        if delivery.done {
+            tracing::info!(kind = %kind, seq = delivery.notice.seq, "already delivered");
+            return Ok(());
+        }
+        let owner = &delivery.owner;
+        let notice = &delivery.notice;
+        self.notices
+            .append(owner, notice, now.plus_secs(NOTICE_TTL_SECS))
+            .await?;
+        let payload = serde_json::to_vec(notice)?;
+        let mut served = delivery.delivered.clone();
+        let mut first_error = None;
+        let mut gone = 0_usize;
+        for connection in self.connections.for_owner(owner, now).await? {
+            let id = connection.connection_id;
+            if served.contains(&id) {
+                continue;
+            }
+            match self.poster.post(&id, &payload).await {
+                Ok(PostOutcome::Delivered) => {
+                    served.insert(id);
+                }
+                Ok(PostOutcome::Gone) => match self.connections.delete(&id).await {
+                    Ok(()) => {
+                        gone += 1;
+                        served.insert(id);
+                    }
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                },
+                Err(e) => {
+                    tracing::warn!(connection_id = %id, error = %e, "post failed");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        let done = first_error.is_none();
+        self.notices.record_progress(&key, &served, done).await?;
+        tracing::info!(
+            kind = %kind,
+            seq = notice.seq,
+            connections = served.len(),
+            gone,
+            done,
+            "notice sent"
+        );
+        match first_error {
+            None => Ok(()),
+            Some(e) => Err(e.into()),
+        }
+    }
+}

@@ -1,0 +1,387 @@
+//! The notify handler against in-memory ports: which notices a change produces, who gets them,
+//! and that redelivery, failures and stale connections never duplicate or lose one.
+
+// Test helpers panic on broken fixtures by design.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use aws_lambda_events::dynamodb::Event;
+use notify::Notify;
+use safelight::ports::Connection;
+use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster};
+use safelight::{
+    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, OwnerId, Stage, StageResult, Timestamp,
+    UploadState,
+};
+use serde_json::{json, Value};
+
+type Handler = Notify<MemoryConnections, MemoryNotices, MemoryPoster>;
+
+fn handler() -> Handler {
+    Notify::new(
+        MemoryConnections::default(),
+        MemoryNotices::default(),
+        MemoryPoster::default(),
+    )
+}
+
+fn owner(name: &str) -> OwnerId {
+    name.parse().unwrap()
+}
+
+fn connect(h: &Handler, id: &str, who: &str) {
+    let now = Timestamp::now();
+    h_connections(h).insert(Connection {
+        connection_id: id.into(),
+        owner: owner(who),
+        connected_at: now,
+        expires_at: now.plus_secs(7200),
+    });
+}
+
+fn h_connections(h: &Handler) -> &MemoryConnections {
+    h.connections()
+}
+fn h_notices(h: &Handler) -> &MemoryNotices {
+    h.notices()
+}
+fn h_poster(h: &Handler) -> &MemoryPoster {
+    h.poster()
+}
+
+fn row(who: &str) -> ImageRecord {
+    ImageRecord::new(
+        NewImage {
+            image_id: ImageId::new(),
+            owner_id: owner(who),
+            filename: Some("harbour.jpg".into()),
+            content_type: ContentType::Jpeg,
+            byte_size: 1000,
+            sha256: None,
+            upload_state: UploadState::Stored,
+        },
+        Timestamp::now(),
+    )
+}
+
+/// The row's history as the pipeline writes it: started, thumbnail done, variant done.
+fn history(who: &str) -> (ImageRecord, ImageRecord, ImageRecord) {
+    let mut started = row(who);
+    let now = Timestamp::now();
+    started.begin(Stage::Thumbnail, now).unwrap();
+    started.begin(Stage::Variant, now).unwrap();
+    let mut thumb = started.clone();
+    thumb
+        .complete(Stage::Thumbnail, StageResult::default(), now)
+        .unwrap();
+    let mut done = thumb.clone();
+    done.complete(Stage::Variant, StageResult::default(), now)
+        .unwrap();
+    (started, thumb, done)
+}
+
+fn image(r: &ImageRecord) -> Value {
+    let item: serde_dynamo::Item = serde_dynamo::to_item(r).unwrap();
+    serde_json::to_value(item).unwrap()
+}
+
+/// A stream batch: (event id, old row, new row) per record.
+fn batch(records: &[(&str, Option<&ImageRecord>, Option<&ImageRecord>)]) -> Event {
+    let records: Vec<Value> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (id, old, new))| {
+            let mut change = json!({
+                "ApproximateCreationDateTime": 1_795_870_801,
+                "Keys": {"image_id": {"S": "x"}},
+                "SequenceNumber": format!("{}", 1000 + i),
+                "SizeBytes": 100,
+                "StreamViewType": "NEW_AND_OLD_IMAGES"
+            });
+            if let Some(o) = old {
+                change["OldImage"] = image(o);
+            }
+            if let Some(n) = new {
+                change["NewImage"] = image(n);
+            }
+            let name = match (old, new) {
+                (None, Some(_)) => "INSERT",
+                (Some(_), None) => "REMOVE",
+                _ => "MODIFY",
+            };
+            json!({"eventID": id, "eventName": name, "eventSource": "aws:dynamodb",
+                   "awsRegion": "eu-west-1", "dynamodb": change})
+        })
+        .collect();
+    serde_json::from_value(json!({ "Records": records })).unwrap()
+}
+
+fn types(frames: &[Value]) -> Vec<String> {
+    frames
+        .iter()
+        .map(|f| {
+            f["type"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("image:processing:")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn seqs(frames: &[Value]) -> Vec<u64> {
+    frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()
+}
+
+fn failures(r: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<String> {
+    r.batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.clone().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_history_sends_thumbnail_then_variant_then_complete_to_every_owner_socket() {
+    let h = handler();
+    connect(&h, "a-laptop", "alice");
+    connect(&h, "a-phone", "alice");
+    let (started, thumb, done) = history("alice");
+    let r = h
+        .handle(&batch(&[
+            ("e1", None, Some(&started)),
+            ("e2", Some(&started), Some(&thumb)),
+            ("e3", Some(&thumb), Some(&done)),
+        ]))
+        .await;
+    assert!(r.batch_item_failures.is_empty());
+    for socket in ["a-laptop", "a-phone"] {
+        let frames = h_poster(&h).frames_to(socket);
+        assert_eq!(
+            types(&frames),
+            ["thumbnail_complete", "variant_complete", "complete"]
+        );
+        assert_eq!(seqs(&frames), [1, 2, 3]);
+        assert_eq!(frames[2]["image_id"], done.image_id.to_string());
+        assert_eq!(frames[2]["status"]["processing_status"], "completed");
+    }
+    let stored = h_notices(&h).stored(&owner("alice"));
+    assert_eq!(
+        stored.iter().map(|n| n.seq).collect::<Vec<_>>(),
+        [1, 2, 3],
+        "every notice is in the replay log"
+    );
+}
+
+#[tokio::test]
+async fn another_owner_gets_nothing_and_keeps_an_own_sequence() {
+    let h = handler();
+    connect(&h, "alice-1", "alice");
+    connect(&h, "bob-1", "bob");
+    let (a_started, a_thumb, _) = history("alice");
+    let (b_started, b_thumb, _) = history("bob");
+    h.handle(&batch(&[
+        ("e1", Some(&a_started), Some(&a_thumb)),
+        ("e2", Some(&b_started), Some(&b_thumb)),
+    ]))
+    .await;
+    let to_alice = h_poster(&h).frames_to("alice-1");
+    let to_bob = h_poster(&h).frames_to("bob-1");
+    assert_eq!(to_alice.len(), 1);
+    assert_eq!(to_bob.len(), 1);
+    assert_eq!(to_alice[0]["image_id"], a_thumb.image_id.to_string());
+    assert_eq!(to_bob[0]["image_id"], b_thumb.image_id.to_string());
+    assert_eq!(seqs(&to_bob), [1], "bob's numbering does not see alice's");
+    assert!(h_notices(&h).stored(&owner("bob"))[0].image_id == b_thumb.image_id);
+}
+
+#[tokio::test]
+async fn a_redelivered_record_neither_stores_nor_sends_its_notices_again() {
+    let h = handler();
+    connect(&h, "c1", "alice");
+    let (_, thumb, done) = history("alice");
+    let event = batch(&[("e3", Some(&thumb), Some(&done))]);
+    h.handle(&event).await;
+    h.handle(&event).await;
+    h.handle(&event).await;
+    assert_eq!(
+        types(&h_poster(&h).frames_to("c1")),
+        ["variant_complete", "complete"]
+    );
+    assert_eq!(h_notices(&h).stored(&owner("alice")).len(), 2);
+    // The counter did not move either: the next change gets seq 3.
+    let mut retried = done.clone();
+    retried.processing_status = safelight::Status::Failed;
+    retried.processing_error = Some("x".into());
+    h.handle(&batch(&[("e4", Some(&done), Some(&retried))]))
+        .await;
+    assert_eq!(seqs(&h_poster(&h).frames_to("c1")), [1, 2, 3]);
+}
+
+#[tokio::test]
+async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_that_missed_it() {
+    let h = handler();
+    connect(&h, "ok", "alice");
+    connect(&h, "flaky", "alice");
+    h_poster(&h).set_failing("flaky", true);
+    let (started, thumb, done) = history("alice");
+    let event = batch(&[
+        ("e1", Some(&started), Some(&thumb)),
+        ("e2", Some(&thumb), Some(&done)),
+    ]);
+    let r = h.handle(&event).await;
+    assert_eq!(
+        failures(&r),
+        ["1000", "1001"],
+        "the failed record and everything after it are retried, in order"
+    );
+    assert_eq!(types(&h_poster(&h).frames_to("ok")), ["thumbnail_complete"]);
+    assert_eq!(
+        h_notices(&h).stored(&owner("alice")).len(),
+        1,
+        "stored before sending, so a resume finds it even though a send failed"
+    );
+
+    h_poster(&h).set_failing("flaky", false);
+    let r = h.handle(&event).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(
+        types(&h_poster(&h).frames_to("ok")),
+        ["thumbnail_complete", "variant_complete", "complete"],
+        "no duplicate for the socket that already had it"
+    );
+    assert_eq!(
+        types(&h_poster(&h).frames_to("flaky")),
+        ["thumbnail_complete", "variant_complete", "complete"]
+    );
+    assert_eq!(
+        seqs(&h_poster(&h).frames_to("flaky")),
+        [1, 2, 3],
+        "the retry resends the same numbered notice"
+    );
+}
+
+#[tokio::test]
+async fn a_gone_connection_is_forgotten_on_the_first_410_without_failing_the_record() {
+    let h = handler();
+    connect(&h, "live", "alice");
+    connect(&h, "stale", "alice");
+    h_poster(&h).make_gone("stale");
+    let (started, thumb, done) = history("alice");
+    let r = h
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .await;
+    assert!(r.batch_item_failures.is_empty());
+    assert_eq!(h_connections(&h).ids(), ["live"]);
+    assert_eq!(h_poster(&h).frames_to("live").len(), 1);
+    // Later notices do not try it again.
+    h.handle(&batch(&[("e2", Some(&thumb), Some(&done))])).await;
+    assert!(h_poster(&h).frames().iter().all(|(c, _)| c == "live"));
+}
+
+#[tokio::test]
+async fn an_expired_connection_row_is_not_sent_to() {
+    let h = handler();
+    let past = Timestamp::now().plus_secs(-10);
+    h_connections(&h).insert(Connection {
+        connection_id: "old".into(),
+        owner: owner("alice"),
+        connected_at: past.plus_secs(-7200),
+        expires_at: past,
+    });
+    let (started, thumb, _) = history("alice");
+    let r = h
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .await;
+    assert!(r.batch_item_failures.is_empty());
+    assert!(h_poster(&h).frames().is_empty());
+    assert_eq!(h_notices(&h).stored(&owner("alice")).len(), 1);
+}
+
+#[tokio::test]
+async fn a_permanent_failure_sends_one_failed_notice_with_a_readable_reason() {
+    let h = handler();
+    connect(&h, "c1", "alice");
+    let (started, _, _) = history("alice");
+    let mut failed = started.clone();
+    failed
+        .fail(
+            Stage::Thumbnail,
+            ErrorKind::Permanent,
+            "the file is not a decodable image",
+            Timestamp::now(),
+        )
+        .unwrap();
+    let mut also_variant = failed.clone();
+    also_variant
+        .fail(
+            Stage::Variant,
+            ErrorKind::Permanent,
+            "corrupt",
+            Timestamp::now(),
+        )
+        .unwrap();
+    h.handle(&batch(&[
+        ("e1", Some(&started), Some(&failed)),
+        ("e2", Some(&failed), Some(&also_variant)),
+    ]))
+    .await;
+    let frames = h_poster(&h).frames_to("c1");
+    assert_eq!(types(&frames), ["failed"]);
+    assert_eq!(frames[0]["error"], "the file is not a decodable image");
+    assert_eq!(frames[0]["error_kind"], "permanent");
+    assert_eq!(frames[0]["retryable"], false);
+}
+
+#[tokio::test]
+async fn inserts_removals_and_rows_that_are_not_images_send_nothing() {
+    let h = handler();
+    connect(&h, "c1", "alice");
+    let fresh = row("alice");
+    let mut event = batch(&[
+        ("e1", None, Some(&fresh)),
+        ("e2", Some(&fresh), None),
+        ("e3", None, Some(&fresh)),
+    ]);
+    event.records[2].change.new_image =
+        serde_dynamo::to_item(json!({"pk": "something else"})).unwrap();
+    let r = h.handle(&event).await;
+    assert!(r.batch_item_failures.is_empty());
+    assert!(h_poster(&h).frames().is_empty());
+}
+
+#[tokio::test]
+async fn a_log_outage_fails_the_record_before_anything_is_sent() {
+    let h = handler();
+    connect(&h, "c1", "alice");
+    *h_notices(&h).failing.lock().unwrap() = true;
+    let (started, thumb, _) = history("alice");
+    let r = h
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .await;
+    assert_eq!(failures(&r), ["1000"]);
+    assert!(h_poster(&h).frames().is_empty(), "never sent unless stored");
+}
+
+#[tokio::test]
+async fn the_sample_stream_events_parse_and_produce_their_notices() {
+    let load = |name: &str| -> Event {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let cases = [
+        ("notify-thumbnail-complete.json", vec!["thumbnail_complete"]),
+        ("notify-complete.json", vec!["variant_complete", "complete"]),
+        ("notify-failed.json", vec!["failed"]),
+        ("notify-insert.json", vec![]),
+    ];
+    for (file, expected) in cases {
+        let h = handler();
+        connect(&h, "c1", "demo");
+        let r = h.handle(&load(file)).await;
+        assert!(r.batch_item_failures.is_empty(), "{file}");
+        assert_eq!(types(&h_poster(&h).frames_to("c1")), expected, "{file}");
+    }
+}

@@ -1,0 +1,274 @@
+//! The WebSocket API's one function, for its three routes:
+//!
+//! - `$connect?token=<jwt>`: verifies the token (see [`token`]) and stores
+//!   `connection_id -> owner` with a 2 h TTL (API Gateway's connection limit). A missing, expired,
+//!   forged or foreign token is refused with 401, which refuses the WebSocket handshake. The token
+//!   is never logged.
+//! - `$disconnect`: removes the connection's row.
+//! - `$default` (route selection is `$request.body.action`, and no other route exists):
+//!   - `{"action":"ping"}` -> `{"type":"pong"}`;
+//!   - `{"action":"resume","since":N}` -> every stored notice of the caller with `seq > N`, in
+//!     order, then `{"type":"resumed","since":N,"replayed":k,"last_seq":L}`;
+//!   - anything else -> `{"type":"error","code":…,"message":…}`.
+//!
+//!   Frames go back through `PostToConnection` to the caller's own connection id. A frame can
+//!   also arrive live from `notify` while a replay is under way, so a client keeps the highest
+//!   `seq` it has applied and ignores notices at or below it.
+
+pub mod token;
+
+use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::encodings::Body;
+use safelight::notice::CONNECTION_TTL_SECS;
+use safelight::ports::{
+    Connection, ConnectionPoster, ConnectionRepository, NoticeLog, PostOutcome, RealtimeError,
+};
+use safelight::Timestamp;
+use serde::Deserialize;
+use serde_json::json;
+
+pub use token::{HttpJwks, JwtVerifier, KeySource, TokenError, TokenVerifier};
+
+/// Failures of the handler; each becomes a 500 (the socket stays, the client may retry).
+#[derive(Debug, thiserror::Error)]
+pub enum WsError {
+    /// The request is not a WebSocket event this function understands.
+    #[error("not a WebSocket route event: {0}")]
+    BadEvent(&'static str),
+    /// A table or the management API failed.
+    #[error(transparent)]
+    Realtime(#[from] RealtimeError),
+    /// The signing keys could not be fetched.
+    #[error(transparent)]
+    Keys(TokenError),
+}
+
+/// What a client may send on `$default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    Ping,
+    Resume { since: u64 },
+}
+
+#[derive(Debug, Deserialize)]
+struct Envelope {
+    action: Option<String>,
+    since: Option<serde_json::Value>,
+}
+
+/// Reads a client frame; the error is the `code` and `message` of the error frame.
+fn parse_action(body: &str) -> Result<Action, (&'static str, &'static str)> {
+    const USAGE: &str = "send {\"action\":\"ping\"} or {\"action\":\"resume\",\"since\":<seq>}";
+    let envelope: Envelope =
+        serde_json::from_str(body).map_err(|_| ("bad_message", "frames must be JSON objects"))?;
+    match envelope.action.as_deref() {
+        Some("ping") => Ok(Action::Ping),
+        Some("resume") => envelope
+            .since
+            .as_ref()
+            .and_then(serde_json::Value::as_u64)
+            .map(|since| Action::Resume { since })
+            .ok_or((
+                "bad_resume",
+                "resume needs \"since\": the last seq received (0 for everything kept)",
+            )),
+        _ => Err(("unknown_action", USAGE)),
+    }
+}
+
+/// The handler with its ports.
+#[derive(Debug)]
+pub struct Ws<C, N, P, V> {
+    connections: C,
+    notices: N,
+    poster: P,
+    verifier: V,
+}
+
+fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
+    let mut r = ApiGatewayProxyResponse::default();
+    r.status_code = status;
+    r.body = Some(Body::Text(body.to_owned()));
+    r
+}
+
+impl<C, N, P, V> Ws<C, N, P, V>
+where
+    C: ConnectionRepository,
+    N: NoticeLog,
+    P: ConnectionPoster,
+    V: TokenVerifier,
+{
+    /// A handler on these ports.
+    pub fn new(connections: C, notices: N, poster: P, verifier: V) -> Self {
+        Ws {
+            connections,
+            notices,
+            poster,
+            verifier,
+        }
+    }
+
+    /// The connections table (tests inspect it).
+    pub fn connections(&self) -> &C {
+        &self.connections
+    }
+
+    /// The notice log (tests inspect it).
+    pub fn notices(&self) -> &N {
+        &self.notices
+    }
+
+    /// The management API (tests inspect it).
+    pub fn poster(&self) -> &P {
+        &self.poster
+    }
+
+    /// Handles one WebSocket event; never fails (errors become a 500 response and a log line).
+    pub async fn handle(
+        &self,
+        request: &ApiGatewayWebsocketProxyRequest,
+    ) -> ApiGatewayProxyResponse {
+        let ctx = &request.request_context;
+        let route = ctx.route_key.as_deref().unwrap_or_default();
+        let connection_id = ctx.connection_id.as_deref().unwrap_or_default();
+        let span = tracing::info_span!("ws", route, connection_id);
+        let _entered = span.enter();
+        let result = match route {
+            "$connect" => self.connect(request, connection_id).await,
+            "$disconnect" => self.disconnect(connection_id).await,
+            _ => self.message(request, connection_id).await,
+        };
+        match result {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "websocket route failed");
+                response(500, "internal error")
+            }
+        }
+    }
+
+    async fn connect(
+        &self,
+        request: &ApiGatewayWebsocketProxyRequest,
+        connection_id: &str,
+    ) -> Result<ApiGatewayProxyResponse, WsError> {
+        if connection_id.is_empty() {
+            return Err(WsError::BadEvent("no connection id"));
+        }
+        let Some(token) = request
+            .query_string_parameters
+            .first("token")
+            .filter(|t| !t.is_empty())
+        else {
+            tracing::info!(reason = "missing token", "connection refused");
+            return Ok(response(401, "unauthorized"));
+        };
+        let owner = match self.verifier.verify(token).await {
+            Ok(owner) => owner,
+            Err(TokenError::Refused(reason)) => {
+                tracing::info!(reason, "connection refused");
+                return Ok(response(401, "unauthorized"));
+            }
+            Err(e @ TokenError::KeysUnavailable(_)) => return Err(WsError::Keys(e)),
+        };
+        let now = Timestamp::now();
+        self.connections
+            .put(&Connection {
+                connection_id: connection_id.to_owned(),
+                owner: owner.clone(),
+                connected_at: now,
+                expires_at: now.plus_secs(CONNECTION_TTL_SECS),
+            })
+            .await?;
+        tracing::info!(owner = %owner, "connected");
+        Ok(response(200, "connected"))
+    }
+
+    async fn disconnect(&self, connection_id: &str) -> Result<ApiGatewayProxyResponse, WsError> {
+        if connection_id.is_empty() {
+            return Err(WsError::BadEvent("no connection id"));
+        }
+        self.connections.delete(connection_id).await?;
+        tracing::info!("disconnected");
+        Ok(response(200, "disconnected"))
+    }
+
+    async fn message(
+        &self,
+        request: &ApiGatewayWebsocketProxyRequest,
+        connection_id: &str,
+    ) -> Result<ApiGatewayProxyResponse, WsError> {
+        if connection_id.is_empty() {
+            return Err(WsError::BadEvent("no connection id"));
+        }
+        let now = Timestamp::now();
+        let Some(connection) = self.connections.get(connection_id, now).await? else {
+            // Connected before its row expired or was removed: it has no owner any more.
+            self.send_error(
+                connection_id,
+                "unknown_connection",
+                "this connection is not registered; reconnect with a fresh token",
+            )
+            .await?;
+            return Ok(response(200, "unknown connection"));
+        };
+        let body = request.body.as_deref().unwrap_or_default();
+        let action = match parse_action(body) {
+            Ok(action) => action,
+            Err((code, message)) => {
+                self.send_error(connection_id, code, message).await?;
+                return Ok(response(200, code));
+            }
+        };
+        match action {
+            Action::Ping => {
+                self.send(connection_id, &json!({"type": "pong"})).await?;
+                Ok(response(200, "pong"))
+            }
+            Action::Resume { since } => {
+                let notices = self.notices.since(&connection.owner, since, now).await?;
+                let last_seq = notices.last().map_or(since, |n| n.seq);
+                for notice in &notices {
+                    let frame = serde_json::to_value(notice)
+                        .map_err(|e| RealtimeError::Malformed(e.to_string()))?;
+                    if !self.send(connection_id, &frame).await? {
+                        return Ok(response(200, "gone"));
+                    }
+                }
+                tracing::info!(since, replayed = notices.len(), "resumed");
+                self.send(
+                    connection_id,
+                    &json!({"type": "resumed", "since": since, "replayed": notices.len(), "last_seq": last_seq}),
+                )
+                .await?;
+                Ok(response(200, "resumed"))
+            }
+        }
+    }
+
+    async fn send_error(
+        &self,
+        connection_id: &str,
+        code: &str,
+        message: &str,
+    ) -> Result<bool, WsError> {
+        self.send(
+            connection_id,
+            &json!({"type": "error", "code": code, "message": message}),
+        )
+        .await
+    }
+
+    /// Sends a frame; `false` when the connection is gone (its row is removed then).
+    async fn send(&self, connection_id: &str, frame: &serde_json::Value) -> Result<bool, WsError> {
+        let payload = frame.to_string();
+        match self.poster.post(connection_id, payload.as_bytes()).await? {
+            PostOutcome::Delivered => Ok(true),
+            PostOutcome::Gone => {
+                self.connections.delete(connection_id).await?;
+                Ok(false)
+            }
+        }
+    }
+}
