@@ -33,6 +33,12 @@ use crate::engine::{self, Limits, Spec};
 use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoreError};
 use crate::retry::{is_last_receive, Backoff, MAX_RECEIVES};
 
+/// A short random pause after losing a conditional write, so racing writers spread out.
+async fn contention_pause(attempt: u32) {
+    let ms = rand::random::<u64>() % (5 * u64::from(attempt.min(10)) + 5);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
 /// One received SQS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -65,7 +71,7 @@ impl Default for Policy {
             backoff: Backoff::default(),
             breaker: BreakerConfig::default(),
             lease: Duration::from_secs(60),
-            write_attempts: 8,
+            write_attempts: 32,
         }
     }
 }
@@ -298,7 +304,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
 
     /// Asks the breaker; takes the probe with a conditional write when it is due.
     async fn admit(&self) -> Result<Admission, RepoError> {
-        for _ in 0..self.policy.write_attempts {
+        for attempt in 0..self.policy.write_attempts {
             let (mut breaker, version) = self.control.load_breaker(self.stage).await?;
             let (admission, changed) = breaker.admit(Timestamp::now(), &self.policy.breaker);
             if !changed {
@@ -311,7 +317,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             {
                 Ok(()) => return Ok(admission),
                 // Someone else moved the breaker (maybe took the probe): decide again.
-                Err(RepoError::Conflict) => continue,
+                Err(RepoError::Conflict) => contention_pause(attempt).await,
                 Err(e) => return Err(e),
             }
         }
@@ -320,7 +326,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
 
     async fn breaker_failure(&self) {
         let now = Timestamp::now();
-        for _ in 0..self.policy.write_attempts {
+        for attempt in 0..self.policy.write_attempts {
             let result = async {
                 let (mut breaker, version) = self.control.load_breaker(self.stage).await?;
                 let opened = breaker.record_failure(now, &self.policy.breaker);
@@ -336,7 +342,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     return;
                 }
                 Ok(false) => return,
-                Err(RepoError::Conflict) => continue,
+                Err(RepoError::Conflict) => contention_pause(attempt).await,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not record the failure in the circuit breaker");
                     return;
@@ -346,7 +352,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     }
 
     async fn breaker_success(&self) {
-        for _ in 0..self.policy.write_attempts {
+        for attempt in 0..self.policy.write_attempts {
             let result = async {
                 let (mut breaker, version) = self.control.load_breaker(self.stage).await?;
                 if breaker.record_success() {
@@ -359,7 +365,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
             .await;
             match result {
-                Err(RepoError::Conflict) => continue,
+                Err(RepoError::Conflict) => contention_pause(attempt).await,
                 Err(e) => return tracing::warn!(error = %e, "could not close the circuit"),
                 Ok(()) => return,
             }
@@ -373,7 +379,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         job: &Job,
         change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
     ) -> Result<Option<ImageRecord>, JobFailure> {
-        for _ in 0..self.policy.write_attempts {
+        for attempt in 0..self.policy.write_attempts {
             let Some(mut record) = self.images.get(job.image_id).await? else {
                 return Ok(None);
             };
@@ -389,7 +395,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
             match self.images.update(&mut record).await {
                 Ok(()) => return Ok(Some(record)),
-                Err(RepoError::Conflict) => continue,
+                Err(RepoError::Conflict) => contention_pause(attempt).await,
                 Err(e) => return Err(e.into()),
             }
         }

@@ -2,6 +2,8 @@
 //! the right size, permanent vs transient failures, backoff, the last receive, duplicates, the
 //! circuit breaker and panic isolation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use std::time::Duration;
 
 use safelight::breaker::{BreakerConfig, CircuitState};

@@ -1,6 +1,8 @@
 //! The HTTP API through the deployed local stack: the JWT authorizer, presigned uploads that
 //! storage enforces, the fast path, refusals that leave nothing behind, and owner isolation.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use anyhow::Result;
 use safelight_e2e::{jpeg, png, Stack};
 use serde_json::json;

@@ -1,5 +1,7 @@
 //! The images handler against in-memory ports, driven by the sample events in `events/`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use images::Images;

@@ -1,6 +1,8 @@
 //! The thumbnail handler on the sample SQS events (EventBridge and classic S3 bodies) over
 //! in-memory ports: the partial batch response and the row it leaves.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
 use aws_lambda_events::sqs::SqsEvent;
 use safelight::engine::{default_thumbnail_specs, Limits};
 use safelight::processing::{Policy, Ports, Processor};

@@ -1,0 +1,143 @@
+//! `make bench` (upload part): the upload handler's duration — presign PUT + POST policy + the
+//! conditional row write — measured inside the handler, against the local stack's S3 and
+//! DynamoDB, over many requests; and the same requests end to end through the emulator's HTTP
+//! API, to show how much the emulator's invoke path adds. The anchor, measured in the same run,
+//! is one bare DynamoDB PutItem round trip: the handler's floor.
+//!
+//! Usage: `cargo run --release -p safelight-e2e --bin upload_bench -- [requests]` with the stack
+//! up (`make dev`). Prints a markdown table.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use safelight::aws::{DynamoImages, Faults, S3Store};
+use safelight_e2e::Stack;
+use serde_json::json;
+use upload::{Limits, Upload};
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn summary(name: &str, mut samples: Vec<Duration>, anchor: Duration) -> String {
+    samples.sort();
+    let (p50, p99) = (percentile(&samples, 0.5), percentile(&samples, 0.99));
+    format!(
+        "| {name} | {} | {:.2} | {:.2} | {:.1}x | {:.1}x |",
+        samples.len(),
+        ms(p50),
+        ms(p99),
+        ms(p50) / ms(anchor),
+        ms(p99) / ms(anchor)
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(500);
+    let stack = Stack::load().await?;
+    let (sub, token) = stack.fresh_user().await?;
+    let handler = Upload::new(
+        S3Store::new(
+            &stack.sdk,
+            stack.var("SAFELIGHT_BUCKET")?,
+            Faults::default(),
+        ),
+        DynamoImages::new(
+            &stack.sdk,
+            stack.var("SAFELIGHT_IMAGES_TABLE")?,
+            Faults::default(),
+        ),
+        Limits {
+            max_upload_bytes: 25 * 1024 * 1024,
+            presign_expires: Duration::from_secs(900),
+        },
+    );
+    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../events/upload-presign.json"
+    ))?)?;
+    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+    let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
+
+    // Warm up connections and caches.
+    for _ in 0..20 {
+        handler.handle(&request).await;
+    }
+
+    let ddb = stack.dynamodb();
+    let table = stack.var("SAFELIGHT_CONTROL_TABLE")?.to_owned();
+    let mut anchor = Vec::with_capacity(n);
+    let mut inside = Vec::with_capacity(n);
+    let mut http = Vec::with_capacity(n);
+    let body = json!({"filename": "bench.jpg", "content_type": "image/jpeg", "size": 2_000_000});
+    // Interleaved, so noise from the shared machine hits all three alike.
+    for i in 0..n {
+        let t = Instant::now();
+        ddb.put_item()
+            .table_name(&table)
+            .item(
+                "pk",
+                aws_sdk_dynamodb::types::AttributeValue::S(format!("bench#{i}")),
+            )
+            .send()
+            .await?;
+        anchor.push(t.elapsed());
+
+        let t = Instant::now();
+        let resp = handler.handle(&request).await;
+        inside.push(t.elapsed());
+        anyhow::ensure!(
+            resp.status_code == 201,
+            "handler answered {}",
+            resp.status_code
+        );
+
+        let t = Instant::now();
+        let (status, _) = stack
+            .post_json("/api/images/upload", Some(&token), &body)
+            .await?;
+        http.push(t.elapsed());
+        anyhow::ensure!(status == 201, "API answered {status}");
+    }
+    let mut sorted = anchor.clone();
+    sorted.sort();
+    let anchor_p50 = percentile(&sorted, 0.5);
+
+    println!("| measurement | requests | p50 ms | p99 ms | p50 / anchor | p99 / anchor |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "{}",
+        summary(
+            "anchor: one DynamoDB PutItem round trip",
+            anchor,
+            anchor_p50
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "upload handler (presign PUT + POST + row write)",
+            inside,
+            anchor_p50
+        )
+    );
+    println!(
+        "{}",
+        summary(
+            "POST /api/images/upload through the emulator (HTTP)",
+            http,
+            anchor_p50
+        )
+    );
+    Ok(())
+}

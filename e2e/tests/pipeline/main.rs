@@ -1,0 +1,362 @@
+//! Background processing: through the deployed local stack (S3 -> EventBridge -> SQS -> the
+//! thumbnail and variant functions), and on an isolated rig for faults, the DLQ and the breaker.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+mod harness;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use harness::Harness;
+use safelight::breaker::{BreakerConfig, CircuitState};
+use safelight::ports::ControlStore;
+use safelight::processing::Policy;
+use safelight::retry::Backoff;
+use safelight::{ErrorKind, Stage, Status};
+use safelight_e2e::{jpeg, Stack};
+use serde_json::Value;
+
+const SETTLE: Duration = Duration::from_secs(60);
+
+fn terminal(v: &Value) -> bool {
+    matches!(
+        v["processing_status"].as_str(),
+        Some("completed" | "failed")
+    )
+}
+
+fn longest_edge(bytes: &[u8]) -> (u32, u32, u32) {
+    let img = image::load_from_memory(bytes).expect("derivative decodes");
+    (img.width(), img.height(), img.width().max(img.height()))
+}
+
+#[tokio::test]
+async fn an_uploaded_photo_gets_thumbnails_and_variants_of_the_configured_sizes() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    let id = stack
+        .upload(&token, "image/jpeg", &jpeg(2400, 1600))
+        .await?;
+    let status = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(status["processing_status"], "completed", "{status}");
+    assert_eq!(status["thumbnail_status"], "completed");
+    assert_eq!(status["variant_status"], "completed");
+    assert!(status["processing_completed_at"].is_string());
+    assert!(status["processing_attempts"].as_u64() >= Some(2));
+    assert_eq!(status["upload_state"], "stored");
+    for (name, edge) in [("150.jpg", 150), ("300.jpg", 300), ("600.jpg", 600)] {
+        let d = &status["thumbnails"][name];
+        let (w, h, long) = longest_edge(&stack.object(d["key"].as_str().unwrap()).await?);
+        assert_eq!(long, edge, "{name}");
+        assert_eq!(
+            (w, h),
+            (edge, edge * 2 / 3),
+            "{name}: landscape stays landscape"
+        );
+    }
+    for (name, edge) in [
+        ("1280.jpg", 1280),
+        ("1280.webp", 1280),
+        ("2048.jpg", 2048),
+        ("2048.webp", 2048),
+    ] {
+        let key = status["variants"][name]["key"].as_str().unwrap().to_owned();
+        assert_eq!(longest_edge(&stack.object(&key).await?).2, edge, "{name}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_duplicate_event_yields_one_set_of_objects_and_no_new_transition() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (sub, token) = stack.fresh_user().await?;
+    let id = stack.upload(&token, "image/jpeg", &jpeg(800, 600)).await?;
+    let before = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(before["processing_status"], "completed", "{before}");
+    let mut keys = stack.keys(&format!("thumbnails/{id}/")).await?;
+    keys.extend(stack.keys(&format!("variants/{id}/")).await?);
+
+    // The very event S3 sent, delivered again to both queues.
+    let event = serde_json::json!({
+        "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": stack.var("SAFELIGHT_BUCKET")?},
+                   "object": {"key": format!("originals/{sub}/{id}"), "size": 1}}
+    });
+    for queue in [
+        "SAFELIGHT_THUMBNAILS_QUEUE_URL",
+        "SAFELIGHT_VARIANTS_QUEUE_URL",
+    ] {
+        for _ in 0..2 {
+            stack
+                .sqs()
+                .send_message()
+                .queue_url(stack.var(queue)?)
+                .message_body(event.to_string())
+                .send()
+                .await?;
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(
+        after["updated_at"], before["updated_at"],
+        "a duplicate changed the row"
+    );
+    assert_eq!(after["processing_attempts"], before["processing_attempts"]);
+    let mut again = stack.keys(&format!("thumbnails/{id}/")).await?;
+    again.extend(stack.keys(&format!("variants/{id}/")).await?);
+    assert_eq!(again, keys);
+    Ok(())
+}
+
+#[tokio::test]
+async fn in_ten_uploads_only_the_corrupt_one_fails_with_a_reason_and_is_not_retried() -> Result<()>
+{
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let mut bytes = jpeg(400, 300);
+        if i == 3 {
+            bytes.truncate(300); // a JPEG header and nothing else
+        }
+        ids.push(stack.upload(&token, "image/jpeg", &bytes).await?);
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let s = stack.wait_status(&token, id, SETTLE, terminal).await?;
+        if i == 3 {
+            assert_eq!(s["processing_status"], "failed", "{s}");
+            assert_eq!(s["error_kind"], "permanent");
+            let reason = s["processing_error"].as_str().unwrap_or_default();
+            assert!(reason.len() > 10, "unreadable reason {reason:?}");
+            assert_eq!(
+                s["processing_attempts"], 2,
+                "one attempt per stage: not retried"
+            );
+        } else {
+            assert_eq!(s["processing_status"], "completed", "image {i}: {s}");
+        }
+    }
+    Ok(())
+}
+
+fn quick(threshold: u32, cooldown: Duration) -> Policy {
+    Policy {
+        backoff: Backoff {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(2),
+        },
+        breaker: BreakerConfig {
+            threshold,
+            cooldown,
+            probe_lease: Duration::from_secs(5),
+            ..BreakerConfig::default()
+        },
+        lease: Duration::from_secs(5),
+        ..Policy::default()
+    }
+}
+
+#[tokio::test]
+async fn injected_transient_faults_are_retried_with_backoff_and_complete() -> Result<()> {
+    let rig = Harness::new(Duration::from_secs(4)).await?;
+    // A breaker that will not open here: this test is about retries.
+    let p = rig.processor("s3_get:0.4", quick(1000, Duration::from_secs(1)))?;
+    let mut rows = Vec::new();
+    for _ in 0..8 {
+        let r = rig.seed(jpeg(200, 150)).await?;
+        rig.send_event(&r.original_key).await?;
+        rows.push(r);
+    }
+    let seen = rig.drain(&p, Duration::from_secs(120)).await?;
+    assert!(
+        seen.redeliveries > 0,
+        "with 40% faults some messages must have been retried: {seen:?}"
+    );
+    let mut completed = 0;
+    for r in &rows {
+        let row = rig.row(r.image_id).await?;
+        match row.thumbnail_status {
+            Status::Completed => completed += 1,
+            // Three faults in a row (6% each) exhaust the receives: failed, and in the DLQ.
+            Status::Failed => assert_eq!(row.error_kind, Some(ErrorKind::Transient)),
+            other => panic!("row left {other}"),
+        }
+    }
+    assert!(completed >= 6, "only {completed} of 8 completed: {seen:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_fault_that_never_clears_fails_the_row_after_three_receives_and_lands_in_the_dlq(
+) -> Result<()> {
+    let rig = Harness::new(Duration::from_secs(3)).await?;
+    let p = rig.processor("s3_get:1", quick(1000, Duration::from_secs(1)))?;
+    let r = rig.seed(jpeg(100, 100)).await?;
+    rig.send_event(&r.original_key).await?;
+    let seen = rig.drain(&p, Duration::from_secs(90)).await?;
+    assert_eq!(seen.receives, 3, "{seen:?}");
+    assert_eq!(seen.deleted, 0);
+    let row = rig.row(r.image_id).await?;
+    assert_eq!(row.thumbnail_status, Status::Failed);
+    assert_eq!(row.processing_status, Status::Failed);
+    assert!(row
+        .processing_error
+        .unwrap_or_default()
+        .starts_with("gave up after 3 attempts"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while rig.dlq_depth().await? == 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(rig.dlq_depth().await?, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_breaker_opens_at_the_fifth_failure_defers_without_burning_receives_probes_once_and_closes(
+) -> Result<()> {
+    let rig = Harness::new(Duration::from_secs(3)).await?;
+    let cooldown = Duration::from_secs(4);
+    let failing = rig.processor("s3_get:1", quick(5, cooldown))?;
+    let mut rows = Vec::new();
+    for _ in 0..5 {
+        let r = rig.seed(jpeg(64, 64)).await?;
+        rig.send_event(&r.original_key).await?;
+        rows.push(r);
+    }
+    // One pass: five messages, five transient failures.
+    let sqs = rig.stack.sqs();
+    let mut failures = 0;
+    while failures < 5 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&rig.queue_url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await?;
+        let msgs: Vec<_> = out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| safelight::processing::Message {
+                message_id: m.message_id.unwrap_or_default(),
+                receipt_handle: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+                receive_count: 1,
+            })
+            .collect();
+        failures += failing.handle_batch(&msgs).await.len();
+    }
+    let control = failing.ports().3;
+    let (breaker, _) = control.load_breaker(Stage::Thumbnail).await?;
+    assert_eq!(breaker.state, CircuitState::Open);
+    assert_eq!(breaker.times_opened, 1);
+
+    // While open, even a healthy worker defers: copies are re-sent, originals deleted, rows untouched.
+    let healthy = rig.processor("", quick(5, cooldown))?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // the failed messages become visible again
+    let out = sqs
+        .receive_message()
+        .queue_url(&rig.queue_url)
+        .max_number_of_messages(10)
+        .wait_time_seconds(2)
+        .send()
+        .await?;
+    let received = out.messages.unwrap_or_default();
+    assert!(!received.is_empty());
+    let msgs: Vec<_> = received
+        .iter()
+        .map(|m| safelight::processing::Message {
+            message_id: m.message_id.clone().unwrap_or_default(),
+            receipt_handle: m.receipt_handle.clone().unwrap_or_default(),
+            body: m.body.clone().unwrap_or_default(),
+            receive_count: 2,
+        })
+        .collect();
+    assert!(
+        healthy.handle_batch(&msgs).await.is_empty(),
+        "deferral is not failure"
+    );
+    for m in &received {
+        sqs.delete_message()
+            .queue_url(&rig.queue_url)
+            .receipt_handle(m.receipt_handle.clone().unwrap_or_default())
+            .send()
+            .await?;
+    }
+    for r in &rows {
+        assert_ne!(
+            rig.row(r.image_id).await?.thumbnail_status,
+            Status::Failed,
+            "an open breaker must not fail rows"
+        );
+    }
+
+    // After the cool-down: one probe, success closes, everything completes; nothing in the DLQ.
+    let seen = rig.drain(&healthy, Duration::from_secs(90)).await?;
+    let (breaker, _) = control.load_breaker(Stage::Thumbnail).await?;
+    assert_eq!(breaker.state, CircuitState::Closed, "{seen:?}");
+    assert_eq!(breaker.times_opened, 1);
+    for r in &rows {
+        assert_eq!(
+            rig.row(r.image_id).await?.thumbnail_status,
+            Status::Completed
+        );
+    }
+    assert_eq!(rig.dlq_depth().await?, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -> Result<()> {
+    let rig = Harness::new(Duration::from_secs(30)).await?;
+    // 12 workers fail at once against the real conditional writes of DynamoDB.
+    let workers: Vec<_> = (0..12)
+        .map(|_| rig.processor("s3_get:1", quick(5, Duration::from_secs(600))))
+        .collect::<Result<_>>()?;
+    let mut msgs = Vec::new();
+    for i in 0..12 {
+        let r = rig.seed(jpeg(32, 32)).await?;
+        msgs.push(safelight::processing::Message {
+            message_id: format!("m{i}"),
+            receipt_handle: "none".into(),
+            body: serde_json::json!({"detail-type": "Object Created",
+                "detail": {"object": {"key": r.original_key.as_str()}}})
+            .to_string(),
+            receive_count: 1,
+        });
+    }
+    let runs = workers
+        .iter()
+        .zip(&msgs)
+        .map(|(w, m)| w.handle_batch(std::slice::from_ref(m)));
+    let failed: usize = futures::future::join_all(runs)
+        .await
+        .iter()
+        .map(Vec::len)
+        .sum();
+    let (breaker, _) = workers[0].ports().3.load_breaker(Stage::Thumbnail).await?;
+    assert_eq!(breaker.times_opened, 1, "{breaker:?}");
+    assert_eq!(breaker.state, CircuitState::Open);
+    // Workers that checked after it opened deferred instead of failing.
+    assert!(failed >= 5, "{failed}");
+
+    let counting = Harness::new(Duration::from_secs(30)).await?;
+    let workers: Vec<_> = (0..12)
+        .map(|_| counting.processor("s3_get:1", quick(1000, Duration::from_secs(600))))
+        .collect::<Result<_>>()?;
+    let runs = workers
+        .iter()
+        .zip(&msgs)
+        .map(|(w, m)| w.handle_batch(std::slice::from_ref(m)));
+    futures::future::join_all(runs).await;
+    let (breaker, _) = workers[0].ports().3.load_breaker(Stage::Thumbnail).await?;
+    assert_eq!(
+        breaker.failures.len(),
+        12,
+        "lost failure counts: {breaker:?}"
+    );
+    Ok(())
+}
