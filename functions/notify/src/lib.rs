@@ -31,6 +31,7 @@ use safelight::ports::{
     ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome, RealtimeError,
 };
 use safelight::{ImageRecord, Notice, NoticeType, Timestamp};
+use tracing::Instrument;
 
 /// Why a stream record could not be processed (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -111,7 +112,13 @@ where
     pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         for (i, record) in event.records.iter().enumerate() {
-            if let Err(e) = self.process(record).await {
+            let span = tracing::info_span!(
+                "record",
+                event_id = %record.event_id,
+                image_id = tracing::field::Empty,
+                owner = tracing::field::Empty,
+            );
+            if let Err(e) = self.process(record).instrument(span).await {
                 tracing::error!(
                     event_id = %record.event_id,
                     error = %e,
@@ -139,13 +146,9 @@ where
         // An unreadable old image counts as "no old row": at worst a notice is repeated.
         let old = stream_row(&record.change.old_image).and_then(Result::ok);
         let kinds = transitions(old.as_ref(), &new);
-        let span = tracing::info_span!(
-            "record",
-            event_id = %record.event_id,
-            image_id = %new.image_id,
-            owner = %new.owner_id
-        );
-        let _entered = span.enter();
+        let span = tracing::Span::current();
+        span.record("image_id", tracing::field::display(new.image_id));
+        span.record("owner", tracing::field::display(&new.owner_id));
         for kind in kinds {
             self.deliver(&record.event_id, kind, &new).await?;
         }

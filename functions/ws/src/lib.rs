@@ -18,7 +18,6 @@
 pub mod token;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
-use aws_lambda_events::encodings::Body;
 use safelight::notice::CONNECTION_TTL_SECS;
 use safelight::ports::{
     Connection, ConnectionPoster, ConnectionRepository, NoticeLog, PostOutcome, RealtimeError,
@@ -26,6 +25,7 @@ use safelight::ports::{
 use safelight::Timestamp;
 use serde::Deserialize;
 use serde_json::json;
+use tracing::Instrument;
 
 pub use token::{HttpJwks, JwtVerifier, KeySource, TokenError, TokenVerifier};
 
@@ -85,10 +85,12 @@ pub struct Ws<C, N, P, V> {
     verifier: V,
 }
 
-fn response(status: i64, body: &str) -> ApiGatewayProxyResponse {
+/// A response without a body. API Gateway forwards a `$default` body to the client only when
+/// the route has a route response (this API has none), but the local emulator always forwards
+/// it: frames go out through `PostToConnection` only, so both behave the same.
+fn response(status: i64) -> ApiGatewayProxyResponse {
     let mut r = ApiGatewayProxyResponse::default();
     r.status_code = status;
-    r.body = Some(Body::Text(body.to_owned()));
     r
 }
 
@@ -133,17 +135,21 @@ where
         let route = ctx.route_key.as_deref().unwrap_or_default();
         let connection_id = ctx.connection_id.as_deref().unwrap_or_default();
         let span = tracing::info_span!("ws", route, connection_id);
+        let result = async {
+            match route {
+                "$connect" => self.connect(request, connection_id).await,
+                "$disconnect" => self.disconnect(connection_id).await,
+                _ => self.message(request, connection_id).await,
+            }
+        }
+        .instrument(span.clone())
+        .await;
         let _entered = span.enter();
-        let result = match route {
-            "$connect" => self.connect(request, connection_id).await,
-            "$disconnect" => self.disconnect(connection_id).await,
-            _ => self.message(request, connection_id).await,
-        };
         match result {
             Ok(r) => r,
             Err(e) => {
                 tracing::error!(error = %e, "websocket route failed");
-                response(500, "internal error")
+                response(500)
             }
         }
     }
@@ -162,13 +168,13 @@ where
             .filter(|t| !t.is_empty())
         else {
             tracing::info!(reason = "missing token", "connection refused");
-            return Ok(response(401, "unauthorized"));
+            return Ok(response(401));
         };
         let owner = match self.verifier.verify(token).await {
             Ok(owner) => owner,
             Err(TokenError::Refused(reason)) => {
                 tracing::info!(reason, "connection refused");
-                return Ok(response(401, "unauthorized"));
+                return Ok(response(401));
             }
             Err(e @ TokenError::KeysUnavailable(_)) => return Err(WsError::Keys(e)),
         };
@@ -182,7 +188,7 @@ where
             })
             .await?;
         tracing::info!(owner = %owner, "connected");
-        Ok(response(200, "connected"))
+        Ok(response(200))
     }
 
     async fn disconnect(&self, connection_id: &str) -> Result<ApiGatewayProxyResponse, WsError> {
@@ -191,7 +197,7 @@ where
         }
         self.connections.delete(connection_id).await?;
         tracing::info!("disconnected");
-        Ok(response(200, "disconnected"))
+        Ok(response(200))
     }
 
     async fn message(
@@ -211,20 +217,20 @@ where
                 "this connection is not registered; reconnect with a fresh token",
             )
             .await?;
-            return Ok(response(200, "unknown connection"));
+            return Ok(response(200));
         };
         let body = request.body.as_deref().unwrap_or_default();
         let action = match parse_action(body) {
             Ok(action) => action,
             Err((code, message)) => {
                 self.send_error(connection_id, code, message).await?;
-                return Ok(response(200, code));
+                return Ok(response(200));
             }
         };
         match action {
             Action::Ping => {
                 self.send(connection_id, &json!({"type": "pong"})).await?;
-                Ok(response(200, "pong"))
+                Ok(response(200))
             }
             Action::Resume { since } => {
                 let notices = self.notices.since(&connection.owner, since, now).await?;
@@ -233,7 +239,7 @@ where
                     let frame = serde_json::to_value(notice)
                         .map_err(|e| RealtimeError::Malformed(e.to_string()))?;
                     if !self.send(connection_id, &frame).await? {
-                        return Ok(response(200, "gone"));
+                        return Ok(response(200));
                     }
                 }
                 tracing::info!(since, replayed = notices.len(), "resumed");
@@ -242,7 +248,7 @@ where
                     &json!({"type": "resumed", "since": since, "replayed": notices.len(), "last_seq": last_seq}),
                 )
                 .await?;
-                Ok(response(200, "resumed"))
+                Ok(response(200))
             }
         }
     }

@@ -299,6 +299,7 @@ async fn ping_gets_a_pong_frame_on_the_callers_connection() {
     connect(&h, "Xk3bJcrEjoECJ-A=", Some(&valid("alice"))).await;
     let r = h.handle(&event("ws-ping.json")).await;
     assert_eq!(r.status_code, 200);
+    assert!(r.body.is_none(), "frames go through PostToConnection only");
     assert_eq!(
         h.poster().frames_to("Xk3bJcrEjoECJ-A="),
         [json!({"type": "pong"})]
