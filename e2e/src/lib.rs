@@ -126,12 +126,17 @@ impl Stack {
         Ok((sub, token))
     }
 
-    /// `GET` an API path with a token; returns status and JSON body (Null when not JSON).
-    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
-        let mut req = self.http.get(self.api(path)?);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
+    /// Sends a request with an optional bearer token; returns status and JSON body (Null when
+    /// the body is not JSON).
+    async fn call(
+        &self,
+        req: reqwest::RequestBuilder,
+        token: Option<&str>,
+    ) -> Result<(u16, Value)> {
+        let req = match token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
         let resp = req.send().await?;
         Ok((
             resp.status().as_u16(),
@@ -139,22 +144,20 @@ impl Stack {
         ))
     }
 
-    /// `POST` JSON to an API path with a token.
+    /// `GET` an API path.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Result<(u16, Value)> {
+        self.call(self.http.get(self.api(path)?), token).await
+    }
+
+    /// `POST` JSON to an API path.
     pub async fn post_json(
         &self,
         path: &str,
         token: Option<&str>,
         body: &Value,
     ) -> Result<(u16, Value)> {
-        let mut req = self.http.post(self.api(path)?).json(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        Ok((
-            resp.status().as_u16(),
-            resp.json().await.unwrap_or(Value::Null),
-        ))
+        self.call(self.http.post(self.api(path)?).json(body), token)
+            .await
     }
 
     /// `POST` raw bytes with a content type to an API path.
@@ -165,19 +168,12 @@ impl Stack {
         content_type: &str,
         body: Vec<u8>,
     ) -> Result<(u16, Value)> {
-        let mut req = self
+        let req = self
             .http
             .post(self.api(path)?)
             .header("content-type", content_type)
             .body(body);
-        if let Some(t) = token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
-        Ok((
-            resp.status().as_u16(),
-            resp.json().await.unwrap_or(Value::Null),
-        ))
+        self.call(req, token).await
     }
 
     /// Asks for a presigned upload and PUTs `bytes` with the signed headers. Returns the image id.

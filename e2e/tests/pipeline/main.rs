@@ -360,3 +360,85 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
     );
     Ok(())
 }
+
+/// The soak run for the closing note (not part of `make test`): `SOAK_IMAGES` images (default
+/// 200) with 10% injected transient faults on reading originals, 5% duplicate deliveries, the
+/// default breaker threshold with a short cool-down, and two workers polling like Lambda.
+/// `cargo test -p safelight-e2e --test pipeline soak -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement run; prints figures"]
+async fn soak() -> Result<()> {
+    let n: usize = std::env::var("SOAK_IMAGES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let rig = Harness::new(Duration::from_secs(30)).await?;
+    let policy = || quick(5, Duration::from_secs(3));
+    let (w1, w2) = (
+        rig.processor("s3_get:0.1", policy())?,
+        rig.processor("s3_get:0.1", policy())?,
+    );
+    let photo = jpeg(1200, 800);
+    let mut rows = Vec::new();
+    for _ in 0..n {
+        rows.push(rig.seed(photo.clone()).await?);
+    }
+    let start = Instant::now();
+    let mut duplicates = 0;
+    for (i, r) in rows.iter().enumerate() {
+        rig.send_event(&r.original_key).await?;
+        if i % 20 == 7 {
+            rig.send_event(&r.original_key).await?;
+            duplicates += 1;
+        }
+    }
+    let (a, b) = tokio::join!(
+        rig.drain(&w1, Duration::from_secs(1800)),
+        rig.drain(&w2, Duration::from_secs(1800))
+    );
+    let (a, b) = (a?, b?);
+    let elapsed = start.elapsed();
+
+    let (mut completed, mut failed, mut not_terminal, mut extra_objects) = (0, 0, 0, 0);
+    for r in &rows {
+        let row = rig.row(r.image_id).await?;
+        match row.thumbnail_status {
+            Status::Completed => completed += 1,
+            Status::Failed => failed += 1,
+            _ => not_terminal += 1,
+        }
+        let keys = rig
+            .stack
+            .s3()
+            .list_objects_v2()
+            .bucket(&rig.bucket)
+            .prefix(format!("thumbnails/{}/", r.image_id))
+            .send()
+            .await?
+            .contents
+            .unwrap_or_default()
+            .len();
+        if row.thumbnail_status == Status::Completed && keys != 3 {
+            extra_objects += 1;
+        }
+    }
+    let (breaker, _) = w1.ports().3.load_breaker(Stage::Thumbnail).await?;
+    let dlq = rig.dlq_depth().await?;
+    println!("| images | duplicates sent | completed | failed (in DLQ) | not terminal | lost | wrong derivative sets | receives | redeliveries | breaker opened | wall time |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!(
+        "| {n} | {duplicates} | {completed} | {failed} ({dlq}) | {not_terminal} | {} | {extra_objects} | {} | {} | {} | {:.1} s |",
+        n - completed - failed,
+        a.receives + b.receives,
+        a.redeliveries + b.redeliveries,
+        breaker.times_opened,
+        elapsed.as_secs_f64()
+    );
+    assert_eq!(not_terminal, 0);
+    assert_eq!(extra_objects, 0);
+    assert_eq!(
+        failed as u64, dlq,
+        "every failed row's message is in the DLQ"
+    );
+    Ok(())
+}
