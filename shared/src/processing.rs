@@ -240,6 +240,10 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     }
                 }
                 Err(JobFailure::Permanent { kind, message }) => {
+                    // The file was bad, the dependencies answered: a probe that gets here passed.
+                    if probing {
+                        self.breaker_success().await;
+                    }
                     tracing::warn!(error_kind = kind.as_str(), reason = %message, "permanent failure; not retried");
                     if let Err(e) = self.finish_failed(job, kind, &message).await {
                         tracing::error!(error = %e, "could not record the failure; retrying");
