@@ -9,8 +9,11 @@
 //!    and its number are fixed once, whatever happens later;
 //! 2. **append** the notice to the owner's replay log (24 h) — before any send, so a client that
 //!    misses the frame finds it on `resume`;
-//! 3. **send** it to every live connection of the owner not yet served; `410 Gone` removes that
-//!    connection's row and counts as served; other failures fail the record;
+//! 3. **send** it to every live connection of the owner not yet served ([`SEND_CONCURRENCY`]
+//!    posts in flight); `410 Gone` removes that connection's row and counts as served; other
+//!    failures fail the record. Between chunks of [`SEND_CHUNK`] connections the invocation's
+//!    time budget is checked: a fan-out too large for one invocation records its progress and
+//!    fails the record, and the retry carries on where it stopped;
 //! 4. record which connections were served, and `done` once all were.
 //!
 //! A redelivered record (a retry after a failure, or the stream delivering twice) finds the
@@ -23,15 +26,25 @@
 //! rather than blocking the shard.
 
 use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::dynamodb::{Event, EventRecord};
 use aws_lambda_events::streams::{DynamoDbBatchItemFailure, DynamoDbEventResponse};
+use futures::stream::{self, StreamExt};
+use futures::FutureExt;
 use safelight::notice::{transitions, DELIVERY_TTL_SECS, NOTICE_TTL_SECS};
 use safelight::ports::{
     ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome, RealtimeError,
 };
 use safelight::{ImageRecord, Notice, NoticeType, Timestamp};
 use tracing::Instrument;
+
+/// How many `PostToConnection` calls one notice has in flight at once.
+pub const SEND_CONCURRENCY: usize = 32;
+/// How many connections are served between two checks of the time budget.
+pub const SEND_CHUNK: usize = 128;
+/// Time kept back from the function timeout to record progress and answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Why a stream record could not be processed (it is retried).
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +55,15 @@ pub enum NotifyError {
     /// A notice could not be serialised (cannot happen with the types involved).
     #[error("notice could not be serialised: {0}")]
     Serialise(#[from] serde_json::Error),
+    /// The invocation's time budget ran out mid fan-out; progress is recorded, the retry
+    /// continues with the connections left.
+    #[error("time budget spent after serving {served} connections, {left} left")]
+    OutOfTime {
+        /// Connections served so far (this notice).
+        served: usize,
+        /// Connections still to serve.
+        left: usize,
+    },
 }
 
 /// The handler with its ports.
@@ -63,6 +85,16 @@ pub fn stream_row(image: &serde_dynamo::Item) -> Option<Result<ImageRecord, Stri
 /// The key of a delivery record: one per (stream record, notice type).
 pub fn delivery_key(event_id: &str, kind: NoticeType) -> String {
     format!("{event_id}#{kind}")
+}
+
+/// The instant to stop starting sends: the invocation deadline (Lambda's context gives it in
+/// milliseconds since the epoch) minus [`DEADLINE_MARGIN`].
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 
 fn failure(record: &EventRecord) -> DynamoDbBatchItemFailure {
@@ -108,8 +140,9 @@ where
         &self.poster
     }
 
-    /// Handles a batch; failed records (and those after them) are reported for a retry.
-    pub async fn handle(&self, event: &Event) -> DynamoDbEventResponse {
+    /// Handles a batch; failed records (and those after them) are reported for a retry. No new
+    /// chunk of sends starts after `deadline` (see [`deadline_from_epoch_millis`]).
+    pub async fn handle(&self, event: &Event, deadline: Instant) -> DynamoDbEventResponse {
         let mut response = DynamoDbEventResponse::default();
         for (i, record) in event.records.iter().enumerate() {
             let span = tracing::info_span!(
@@ -118,7 +151,7 @@ where
                 image_id = tracing::field::Empty,
                 owner = tracing::field::Empty,
             );
-            if let Err(e) = self.process(record).instrument(span).await {
+            if let Err(e) = self.process(record, deadline).instrument(span).await {
                 tracing::error!(
                     event_id = %record.event_id,
                     error = %e,
@@ -132,7 +165,7 @@ where
         response
     }
 
-    async fn process(&self, record: &EventRecord) -> Result<(), NotifyError> {
+    async fn process(&self, record: &EventRecord, deadline: Instant) -> Result<(), NotifyError> {
         let Some(new) = stream_row(&record.change.new_image) else {
             return Ok(()); // a removal: nothing became anything
         };
@@ -150,7 +183,10 @@ where
         span.record("image_id", tracing::field::display(new.image_id));
         span.record("owner", tracing::field::display(&new.owner_id));
         for kind in kinds {
-            self.deliver(&record.event_id, kind, &new).await?;
+            // Boxed: the nested adapter futures otherwise exceed the compiler's type depth limit.
+            self.deliver(&record.event_id, kind, &new, deadline)
+                .boxed()
+                .await?;
         }
         Ok(())
     }
@@ -160,6 +196,7 @@ where
         event_id: &str,
         kind: NoticeType,
         row: &ImageRecord,
+        deadline: Instant,
     ) -> Result<(), NotifyError> {
         let key = delivery_key(event_id, kind);
         let now = Timestamp::now();
@@ -188,30 +225,59 @@ where
             .await?;
         let payload = serde_json::to_vec(notice)?;
         let mut served = delivery.delivered.clone();
+        let pending: Vec<String> = self
+            .connections
+            .for_owner(owner, now)
+            .await?
+            .into_iter()
+            .map(|c| c.connection_id)
+            .filter(|id| !served.contains(id))
+            .collect();
+        // Posts run side by side, in chunks; between chunks the invocation's time budget is
+        // checked, so a large fan-out stops with its progress recorded instead of being cut off
+        // by the function timeout (which would make the retry send everything again).
         let mut first_error = None;
         let mut gone = 0_usize;
-        for connection in self.connections.for_owner(owner, now).await? {
-            let id = connection.connection_id;
-            if served.contains(&id) {
-                continue;
-            }
-            match self.poster.post(&id, &payload).await {
-                Ok(PostOutcome::Delivered) => {
-                    served.insert(id);
-                }
-                Ok(PostOutcome::Gone) => match self.connections.delete(&id).await {
-                    Ok(()) => {
-                        gone += 1;
+        for chunk in pending.chunks(SEND_CHUNK) {
+            let outcomes: Vec<(String, Result<PostOutcome, RealtimeError>)> =
+                stream::iter(chunk.iter().cloned())
+                    .map(|id| {
+                        let payload = &payload;
+                        async move {
+                            let outcome = self.poster.post(&id, payload).await;
+                            (id, outcome)
+                        }
+                    })
+                    .buffer_unordered(SEND_CONCURRENCY)
+                    .collect()
+                    .await;
+            for (id, outcome) in outcomes {
+                match outcome {
+                    Ok(PostOutcome::Delivered) => {
                         served.insert(id);
                     }
+                    Ok(PostOutcome::Gone) => match self.connections.delete(&id).await {
+                        Ok(()) => {
+                            gone += 1;
+                            served.insert(id);
+                        }
+                        Err(e) => {
+                            first_error.get_or_insert(NotifyError::from(e));
+                        }
+                    },
                     Err(e) => {
-                        first_error.get_or_insert(e);
+                        tracing::warn!(connection_id = %id, error = %e, "post failed");
+                        first_error.get_or_insert(NotifyError::from(e));
                     }
-                },
-                Err(e) => {
-                    tracing::warn!(connection_id = %id, error = %e, "post failed");
-                    first_error.get_or_insert(e);
                 }
+            }
+            let left = pending.iter().filter(|id| !served.contains(*id)).count();
+            if left > 0 && Instant::now() >= deadline {
+                first_error.get_or_insert(NotifyError::OutOfTime {
+                    served: served.len(),
+                    left,
+                });
+                break;
             }
         }
         let done = first_error.is_none();
@@ -224,9 +290,6 @@ where
             done,
             "notice sent"
         );
-        match first_error {
-            None => Ok(()),
-            Some(e) => Err(e.into()),
-        }
+        first_error.map_or(Ok(()), Err)
     }
 }

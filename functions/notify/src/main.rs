@@ -1,7 +1,7 @@
 //! Lambda wiring for the `notify` function.
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
-use notify::Notify;
+use notify::{deadline_from_epoch_millis, Notify};
 use safelight::aws::{self, ApiGwPoster, DynamoConnections, DynamoNotices, Faults};
 use safelight::Config;
 
@@ -21,7 +21,8 @@ async fn main() -> Result<(), Error> {
     );
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(handler.handle(&event.payload).await)
+        let deadline = deadline_from_epoch_millis(event.context.deadline);
+        Ok::<_, Error>(handler.handle(&event.payload, deadline).await)
     }))
     .await
 }

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use aws_lambda_events::dynamodb::Event;
 use notify::Notify;
@@ -24,6 +25,11 @@ fn handler() -> Handler {
         MemoryNotices::default(),
         MemoryPoster::default(),
     )
+}
+
+/// A deadline that never interferes.
+fn far() -> Instant {
+    Instant::now() + Duration::from_secs(3600)
 }
 
 fn owner(name: &str) -> OwnerId {
@@ -148,11 +154,14 @@ async fn an_upload_history_sends_thumbnail_then_variant_then_complete_to_every_o
     connect(&h, "a-phone", "alice");
     let (started, thumb, done) = history("alice");
     let r = h
-        .handle(&batch(&[
-            ("e1", None, Some(&started)),
-            ("e2", Some(&started), Some(&thumb)),
-            ("e3", Some(&thumb), Some(&done)),
-        ]))
+        .handle(
+            &batch(&[
+                ("e1", None, Some(&started)),
+                ("e2", Some(&started), Some(&thumb)),
+                ("e3", Some(&thumb), Some(&done)),
+            ]),
+            far(),
+        )
         .await;
     assert!(r.batch_item_failures.is_empty());
     for socket in ["a-laptop", "a-phone"] {
@@ -180,10 +189,13 @@ async fn another_owner_gets_nothing_and_keeps_an_own_sequence() {
     connect(&h, "bob-1", "bob");
     let (a_started, a_thumb, _) = history("alice");
     let (b_started, b_thumb, _) = history("bob");
-    h.handle(&batch(&[
-        ("e1", Some(&a_started), Some(&a_thumb)),
-        ("e2", Some(&b_started), Some(&b_thumb)),
-    ]))
+    h.handle(
+        &batch(&[
+            ("e1", Some(&a_started), Some(&a_thumb)),
+            ("e2", Some(&b_started), Some(&b_thumb)),
+        ]),
+        far(),
+    )
     .await;
     let to_alice = h_poster(&h).frames_to("alice-1");
     let to_bob = h_poster(&h).frames_to("bob-1");
@@ -201,9 +213,9 @@ async fn a_redelivered_record_neither_stores_nor_sends_its_notices_again() {
     connect(&h, "c1", "alice");
     let (_, thumb, done) = history("alice");
     let event = batch(&[("e3", Some(&thumb), Some(&done))]);
-    h.handle(&event).await;
-    h.handle(&event).await;
-    h.handle(&event).await;
+    h.handle(&event, far()).await;
+    h.handle(&event, far()).await;
+    h.handle(&event, far()).await;
     assert_eq!(
         types(&h_poster(&h).frames_to("c1")),
         ["variant_complete", "complete"]
@@ -213,7 +225,7 @@ async fn a_redelivered_record_neither_stores_nor_sends_its_notices_again() {
     let mut retried = done.clone();
     retried.processing_status = safelight::Status::Failed;
     retried.processing_error = Some("x".into());
-    h.handle(&batch(&[("e4", Some(&done), Some(&retried))]))
+    h.handle(&batch(&[("e4", Some(&done), Some(&retried))]), far())
         .await;
     assert_eq!(seqs(&h_poster(&h).frames_to("c1")), [1, 2, 3]);
 }
@@ -229,7 +241,7 @@ async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_
         ("e1", Some(&started), Some(&thumb)),
         ("e2", Some(&thumb), Some(&done)),
     ]);
-    let r = h.handle(&event).await;
+    let r = h.handle(&event, far()).await;
     assert_eq!(
         failures(&r),
         ["1000", "1001"],
@@ -243,7 +255,7 @@ async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_
     );
 
     h_poster(&h).set_failing("flaky", false);
-    let r = h.handle(&event).await;
+    let r = h.handle(&event, far()).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(
         types(&h_poster(&h).frames_to("ok")),
@@ -269,13 +281,14 @@ async fn a_gone_connection_is_forgotten_on_the_first_410_without_failing_the_rec
     h_poster(&h).make_gone("stale");
     let (started, thumb, done) = history("alice");
     let r = h
-        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(h_connections(&h).ids(), ["live"]);
     assert_eq!(h_poster(&h).frames_to("live").len(), 1);
     // Later notices do not try it again.
-    h.handle(&batch(&[("e2", Some(&thumb), Some(&done))])).await;
+    h.handle(&batch(&[("e2", Some(&thumb), Some(&done))]), far())
+        .await;
     assert!(h_poster(&h).frames().iter().all(|(c, _)| c == "live"));
 }
 
@@ -291,7 +304,7 @@ async fn an_expired_connection_row_is_not_sent_to() {
     });
     let (started, thumb, _) = history("alice");
     let r = h
-        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert!(r.batch_item_failures.is_empty());
     assert!(h_poster(&h).frames().is_empty());
@@ -321,10 +334,13 @@ async fn a_permanent_failure_sends_one_failed_notice_with_a_readable_reason() {
             Timestamp::now(),
         )
         .unwrap();
-    h.handle(&batch(&[
-        ("e1", Some(&started), Some(&failed)),
-        ("e2", Some(&failed), Some(&also_variant)),
-    ]))
+    h.handle(
+        &batch(&[
+            ("e1", Some(&started), Some(&failed)),
+            ("e2", Some(&failed), Some(&also_variant)),
+        ]),
+        far(),
+    )
     .await;
     let frames = h_poster(&h).frames_to("c1");
     assert_eq!(types(&frames), ["failed"]);
@@ -345,7 +361,7 @@ async fn inserts_removals_and_rows_that_are_not_images_send_nothing() {
     ]);
     event.records[2].change.new_image =
         serde_dynamo::to_item(json!({"pk": "something else"})).unwrap();
-    let r = h.handle(&event).await;
+    let r = h.handle(&event, far()).await;
     assert!(r.batch_item_failures.is_empty());
     assert!(h_poster(&h).frames().is_empty());
 }
@@ -357,7 +373,7 @@ async fn a_log_outage_fails_the_record_before_anything_is_sent() {
     *h_notices(&h).failing.lock().unwrap() = true;
     let (started, thumb, _) = history("alice");
     let r = h
-        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]))
+        .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert_eq!(failures(&r), ["1000"]);
     assert!(h_poster(&h).frames().is_empty(), "never sent unless stored");
@@ -380,8 +396,35 @@ async fn the_sample_stream_events_parse_and_produce_their_notices() {
     for (file, expected) in cases {
         let h = handler();
         connect(&h, "c1", "demo");
-        let r = h.handle(&load(file)).await;
+        let r = h.handle(&load(file), far()).await;
         assert!(r.batch_item_failures.is_empty(), "{file}");
         assert_eq!(types(&h_poster(&h).frames_to("c1")), expected, "{file}");
     }
+}
+
+#[tokio::test]
+async fn a_fan_out_that_runs_out_of_time_stops_between_chunks_and_the_retry_serves_only_the_rest() {
+    let h = handler();
+    let total = notify::SEND_CHUNK * 2 + 7;
+    for i in 0..total {
+        connect(&h, &format!("tab-{i:04}"), "alice");
+    }
+    let (started, thumb, _) = history("alice");
+    let event = batch(&[("e1", Some(&started), Some(&thumb))]);
+    // A spent budget still serves one chunk per invocation, so the fan-out always advances.
+    let spent = Instant::now();
+    let mut invocations = 0;
+    loop {
+        invocations += 1;
+        let r = h.handle(&event, spent).await;
+        if r.batch_item_failures.is_empty() {
+            break;
+        }
+        assert!(invocations < 10, "no progress");
+    }
+    assert_eq!(invocations, 3);
+    let frames = h_poster(&h).frames();
+    assert_eq!(frames.len(), total, "every tab exactly once");
+    let distinct: std::collections::BTreeSet<_> = frames.iter().map(|(c, _)| c).collect();
+    assert_eq!(distinct.len(), total);
 }
