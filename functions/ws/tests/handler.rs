@@ -398,3 +398,18 @@ async fn a_replay_to_a_connection_that_is_gone_stops_and_forgets_it() {
     assert_eq!(r.status_code, 200);
     assert!(h.connections().ids().is_empty());
 }
+
+#[tokio::test]
+async fn the_sample_resume_event_replays_everything_kept() {
+    let (h, _) = handler();
+    connect(&h, "Xk3bJcrEjoECJ-A=", Some(&valid("alice"))).await;
+    let later = Timestamp::now().plus_secs(60);
+    h.notices().insert(&owner("alice"), notice(1), later);
+    h.notices().insert(&owner("alice"), notice(2), later);
+    let r = h.handle(&event("ws-resume.json")).await;
+    assert_eq!(r.status_code, 200);
+    let frames = h.poster().frames_to("Xk3bJcrEjoECJ-A=");
+    let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, [1, 2]);
+    assert_eq!(frames[2]["type"], "resumed");
+}
