@@ -14,7 +14,7 @@ use safelight::aws::apigw_http;
 use safelight::ports::{ImageRepository, JobQueue, ObjectStore, RepoError};
 use safelight::{
     ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, RetryMessage,
-    Status, Timestamp, UploadState,
+    Status, StatusSnapshot, Timestamp, UploadState,
 };
 use serde::Serialize;
 
@@ -34,40 +34,13 @@ pub struct Images<S, R, Q> {
     queue: Q,
 }
 
-/// The 7 processing fields, as every status answer and notice carries them.
-#[derive(Debug, Serialize)]
-pub struct StatusFields {
-    processing_status: Status,
-    thumbnail_status: Status,
-    variant_status: Status,
-    processing_error: Option<String>,
-    error_kind: Option<ErrorKind>,
-    processing_attempts: u32,
-    processing_started_at: Option<Timestamp>,
-    processing_completed_at: Option<Timestamp>,
-}
-
-impl From<&ImageRecord> for StatusFields {
-    fn from(r: &ImageRecord) -> Self {
-        StatusFields {
-            processing_status: r.processing_status,
-            thumbnail_status: r.thumbnail_status,
-            variant_status: r.variant_status,
-            processing_error: r.processing_error.clone(),
-            error_kind: r.error_kind,
-            processing_attempts: r.processing_attempts,
-            processing_started_at: r.processing_started_at,
-            processing_completed_at: r.processing_completed_at,
-        }
-    }
-}
-
 #[derive(Debug, Serialize)]
 struct ProcessingStatus<'a> {
     image_id: ImageId,
     upload_state: UploadState,
     #[serde(flatten)]
-    status: StatusFields,
+    status: StatusSnapshot,
+    error_kind: Option<ErrorKind>,
     thumbnails: &'a BTreeMap<String, Derivative>,
     variants: &'a BTreeMap<String, Derivative>,
     placeholder: Option<&'a str>,
@@ -93,7 +66,8 @@ struct ImageView {
     height: Option<u32>,
     upload_state: UploadState,
     #[serde(flatten)]
-    status: StatusFields,
+    status: StatusSnapshot,
+    error_kind: Option<ErrorKind>,
     placeholder: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -204,7 +178,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
             &ProcessingStatus {
                 image_id: r.image_id,
                 upload_state: r.upload_state,
-                status: StatusFields::from(&r),
+                status: StatusSnapshot::from(&r),
+                error_kind: r.error_kind,
                 thumbnails: &r.thumbnails,
                 variants: &r.variants,
                 placeholder: r.placeholder.as_deref(),
@@ -261,7 +236,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
             width: r.width,
             height: r.height,
             upload_state: r.upload_state,
-            status: StatusFields::from(&r),
+            status: StatusSnapshot::from(&r),
+            error_kind: r.error_kind,
             placeholder: r.placeholder.clone(),
             created_at: r.created_at,
             updated_at: r.updated_at,
