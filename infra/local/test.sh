@@ -21,6 +21,7 @@ step() { printf '\n\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECON
 started_stack=0
 cleanup() {
   local rc=$?
+  trap - EXIT
   if [ "$started_stack" = 1 ]; then
     step "stopping the local stack"
     "$STACK" down || true
