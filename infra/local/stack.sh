@@ -168,10 +168,10 @@ build() {
   [ "$LOCAL_PROFILE" = dev ] && profile_dir=debug
   if ((${#present[@]})); then
     log "building ${present[*]} (cargo profile $LOCAL_PROFILE)"
-    # --workspace --exclude safelight-e2e: the same package selection (hence the same feature
-    # resolution) as `make test`'s unit tests, so the binaries reuse their dependency artifacts
-    # instead of rebuilding the SDK with another feature set.
-    (cd "$ROOT" && cargo build --profile "$LOCAL_PROFILE" --workspace --exclude safelight-e2e "${args[@]}")
+    # --workspace: the same package selection (hence the same feature resolution) as `make test`,
+    # so the binaries reuse the tests' dependency artifacts instead of rebuilding the SDK with
+    # another feature set.
+    (cd "$ROOT" && cargo build --profile "$LOCAL_PROFILE" --workspace "${args[@]}")
   fi
   for fn in "${FUNCTIONS[@]}"; do
     local out="$LOCAL/target/lambda/$fn/bootstrap.zip"
@@ -267,7 +267,7 @@ watch() {
   # wait for a cold compile.
   local args=()
   for fn in $(present_functions); do args+=(--bin "$fn"); done
-  if ((${#args[@]})); then cargo build --workspace --exclude safelight-e2e "${args[@]}"; fi
+  if ((${#args[@]})); then cargo build --workspace "${args[@]}"; fi
   # setsid: its own process group, so `down` (or Ctrl-C here) stops it and the functions it runs.
   PATH="$VENV/bin:$PATH" setsid cargo lambda watch --invoke-address 127.0.0.1 --invoke-port "$WATCH_PORT" \
     --env-file "$LOCAL/watch.env" </dev/null &

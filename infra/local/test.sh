@@ -2,7 +2,7 @@
 # `make test` (and CI): everything, from a fresh clone, offline.
 #   1. install what the machine lacks (apt packages only if missing, the pinned venv)
 #   2. make lint (rustfmt, clippy -D warnings, cfn-lint, sam validate --lint)
-#   3. unit tests: cargo test --workspace --exclude safelight-e2e
+#   3. unit tests: every test target but the `safelight-e2e` suites
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
 #      wiring, then each integration suite of the `safelight-e2e` crate with a reset between suites
 #   5. stop what this run started, also on failure
@@ -37,24 +37,31 @@ step "setup"
 step "lint"
 make --no-print-directory lint
 
-# Is the integration crate in the workspace (yet)?
-metadata="$(cargo metadata --no-deps --format-version 1)"
-suites="$(printf '%s' "$metadata" | .venv/bin/python -c '
+# Test targets: the integration suites are the `safelight-e2e` crate's; everything else is a unit
+# test. Every cargo call selects the whole workspace, so one feature resolution (one build of the
+# dependency graph) serves the unit tests, the suites and the function binaries alike.
+read -r -a unit_tests < <(cargo metadata --no-deps --format-version 1 | .venv/bin/python -c '
 import json, sys
 pkgs = json.load(sys.stdin)["packages"]
-print(" ".join(t["name"] for p in pkgs if p["name"] == "'"$E2E"'" for t in p["targets"] if "test" in t["kind"]))')"
-has_e2e="$(printf '%s' "$metadata" | .venv/bin/python -c '
+print(" ".join(sorted({t["name"] for p in pkgs if p["name"] != "'"$E2E"'" for t in p["targets"] if "test" in t["kind"]})))') || true
+read -r -a suites < <(cargo metadata --no-deps --format-version 1 | .venv/bin/python -c '
 import json, sys
-print(any(p["name"] == "'"$E2E"'" for p in json.load(sys.stdin)["packages"]))')"
+pkgs = json.load(sys.stdin)["packages"]
+print(" ".join(t["name"] for p in pkgs if p["name"] == "'"$E2E"'" for t in p["targets"] if "test" in t["kind"]))') || true
+for suite in "${suites[@]}"; do
+  for unit in "${unit_tests[@]}"; do
+    [ "$suite" != "$unit" ] || { echo "test target name '$suite' is both an e2e suite and a unit test: rename one" >&2; exit 1; }
+  done
+done
+
+step "building the tests"
+cargo test --workspace --no-run
 
 step "unit tests"
-if [ "$has_e2e" = True ]; then
-  cargo test --workspace --exclude "$E2E"
-  step "building the integration suites"
-  cargo test -p "$E2E" --no-run
-else
-  cargo test --workspace
-fi
+unit_args=(--lib --bins)
+for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
+cargo test --workspace "${unit_args[@]}"
+cargo test --workspace --doc
 
 step "local stack"
 if ! curl -fsS "http://127.0.0.1:${EMULATOR_PORT:-4566}/_ministack/health" >/dev/null 2>&1; then
@@ -67,17 +74,11 @@ fi
 step "smoke checks of the stack's wiring"
 .venv/bin/python infra/local/smoke.py
 
-if [ "$has_e2e" = True ]; then
-  for suite in $suites; do
-    # Every suite starts from a freshly deployed, empty stack.
-    "$STACK" reset
-    step "integration suite: $suite"
-    cargo test -p "$E2E" --test "$suite"
-  done
-  if [ -z "$suites" ]; then
-    step "integration tests (crate without suites)"
-    cargo test -p "$E2E"
-  fi
-fi
+for suite in "${suites[@]}"; do
+  # Every suite starts from a freshly deployed, empty stack.
+  "$STACK" reset
+  step "integration suite: $suite"
+  cargo test --workspace --test "$suite"
+done
 
 step "all green in $((SECONDS / 60)) min $((SECONDS % 60)) s"
