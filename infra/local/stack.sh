@@ -216,7 +216,7 @@ deploy() {
     >"$LOCAL/logs/sam-deploy.log" 2>&1) || { tail -n 40 "$LOCAL/logs/sam-deploy.log" >&2; die "sam deploy failed (full log: .local/logs/sam-deploy.log)"; }
   "$PY" "$ROOT/infra/local/stackctl.py" fixups $watch_flag
   "$PY" "$ROOT/infra/local/stackctl.py" write-env
-  log "wrote .local/stack.env"
+  log "wrote ${LOCAL#$ROOT/}/stack.env"
 }
 
 reset() {

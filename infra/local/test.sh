@@ -5,7 +5,7 @@
 #   3. unit tests: every test target but the `safelight-e2e` suites
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
 #      wiring, then each integration suite of the `safelight-e2e` crate with a reset between suites
-#   5. stop what this run started, also on failure
+#   5. stop the test stack, also on failure (a `make dev` stack, if any, is left alone)
 # The native functions are built with the `dev` profile (LOCAL_PROFILE), sharing the unit
 # tests' artifacts: a cold run compiles the dependency graph once instead of twice.
 set -euo pipefail
@@ -14,18 +14,20 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 STACK="$ROOT/infra/local/stack.sh"
 export LOCAL_PROFILE="${LOCAL_PROFILE:-dev}"
+# Its own stack, beside any `make dev` one: own state dir and ports, so running the tests never
+# resets a stack someone is using. The suites find it through SAFELIGHT_STACK_ENV.
+export SAFELIGHT_LOCAL_DIR="$ROOT/.local/test"
+export EMULATOR_PORT="${TEST_EMULATOR_PORT:-4567}" ISSUER_PORT="${TEST_ISSUER_PORT:-4591}"
+export SAFELIGHT_STACK_ENV="$SAFELIGHT_LOCAL_DIR/stack.env"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 E2E=safelight-e2e
 
 step() { printf '\n\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
-started_stack=0
 cleanup() {
   local rc=$?
   trap - EXIT
-  if [ "$started_stack" = 1 ]; then
-    step "stopping the local stack"
-    "$STACK" down || true
-  fi
+  step "stopping the test stack"
+  "$STACK" down || true
   exit "$rc"
 }
 trap cleanup EXIT
@@ -63,10 +65,7 @@ for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
 cargo test --workspace "${unit_args[@]}"
 cargo test --workspace --doc
 
-step "local stack"
-if ! curl -fsS "http://127.0.0.1:${EMULATOR_PORT:-4566}/_ministack/health" >/dev/null 2>&1; then
-  started_stack=1
-fi
+step "local stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/test)"
 "$STACK" start
 "$STACK" build
 "$STACK" reset
