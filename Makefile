@@ -43,7 +43,7 @@ watch:
 invoke:
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=events/<file>.json" >&2; exit 2; }
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda invoke "$(FN)" --data-file "$(EVENT)" \
-	  --invoke-address 127.0.0.1 --invoke-port 9000
+	  --invoke-address 127.0.0.1 --invoke-port "$${WATCH_PORT:-9000}"
 
 lint: setup
 	cargo fmt --all --check
