@@ -58,6 +58,7 @@ test:
 
 bench:
 	@bash bench/run.sh
+	@bash bench/upload.sh
 
 package: setup
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \

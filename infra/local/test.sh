@@ -65,6 +65,9 @@ for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
 cargo test --workspace "${unit_args[@]}"
 cargo test --workspace --doc
 
+step "engine without C codecs (the pure-Rust feature path)"
+cargo test -p safelight-shared --no-default-features --lib --tests
+
 step "local stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/test)"
 "$STACK" start
 "$STACK" build
