@@ -63,13 +63,22 @@ fn mutated_corpus_files_never_panic_and_always_give_outputs_or_typed_errors() {
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| ["jpg", "png", "gif", "webp"].contains(&e.to_str().unwrap_or(""))))
+        .filter(|p| {
+            p.extension()
+                .is_some_and(|e| ["jpg", "png", "gif", "webp"].contains(&e.to_str().unwrap_or("")))
+        })
         .filter(|p| std::fs::metadata(p).unwrap().len() < 4096)
         .collect();
     files.sort();
     assert!(files.len() > 15, "corpus found: {}", files.len());
-    let limits = Limits { max_pixels: 1_000_000, max_side: 2048 };
-    let specs = [Spec::new(32, OutputFormat::Jpeg), Spec::new(16, OutputFormat::Webp)];
+    let limits = Limits {
+        max_pixels: 1_000_000,
+        max_side: 2048,
+    };
+    let specs = [
+        Spec::new(32, OutputFormat::Jpeg),
+        Spec::new(16, OutputFormat::Webp),
+    ];
     let mut rng = Rng(0x5AFE_116E_u64);
     let (mut ok, mut failed) = (0, 0);
     for path in &files {
@@ -81,12 +90,16 @@ fn mutated_corpus_files_never_panic_and_always_give_outputs_or_typed_errors() {
                 Ok(r) => {
                     ok += 1;
                     assert_eq!(Ok(r.source), probed, "{} mutation {i}", path.display());
-                    assert!(r.outputs.iter().all(|o| !o.bytes.is_empty() && o.width.max(o.height) <= 32));
+                    assert!(r
+                        .outputs
+                        .iter()
+                        .all(|o| !o.bytes.is_empty() && o.width.max(o.height) <= 32));
                 }
                 Err(e) => {
                     failed += 1;
                     assert!(
-                        !e.to_string().contains("the decoder failed on malformed data"),
+                        !e.to_string()
+                            .contains("the decoder failed on malformed data"),
                         "a decoder panicked on {} mutation {i}: {bytes:02x?}",
                         path.display()
                     );

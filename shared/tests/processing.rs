@@ -506,9 +506,11 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_on
 async fn while_a_probe_is_in_flight_other_messages_are_deferred() {
     let p = processor(Stage::Thumbnail);
     let r = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
-    let mut b = safelight::breaker::Breaker::default();
-    b.state = CircuitState::HalfOpen;
-    b.until = Some(Timestamp::now().plus_secs(30));
+    let b = safelight::breaker::Breaker {
+        state: CircuitState::HalfOpen,
+        until: Some(Timestamp::now().plus_secs(30)),
+        ..Default::default()
+    };
     p.ports().3.set_breaker(Stage::Thumbnail, b);
     assert!(p
         .handle_batch(&[event(&r.original_key, "m1", 1)])

@@ -4,7 +4,7 @@
 //!   PUT (type, length and checksum signed) and a presigned POST policy (exact key, type and
 //!   `content-length-range`), and writes the row as `awaiting_upload`. The browser uploads
 //!   straight to S3; the S3 event starts processing.
-//! - `image/*` body of at most 5 MiB: the magic bytes must match the declared type; the row is
+//! - `image/*` body of at most 4 MiB (see `MAX_DIRECT_UPLOAD_BYTES`): the magic bytes must match the declared type; the row is
 //!   written (`stored`) and then the original; 202.
 //!
 //! Every refusal happens before anything is written, so a refused request leaves no row and no

@@ -207,10 +207,10 @@ async fn bytes_that_are_not_the_declared_type_are_refused() {
 }
 
 #[tokio::test]
-async fn a_direct_body_over_five_mebibytes_is_refused() {
+async fn a_direct_body_over_the_fast_path_limit_is_refused() {
     let h = handler();
     let mut big = tiny_png();
-    big.resize(5 * 1024 * 1024 + 1, 0);
+    big.resize(safelight::config::MAX_DIRECT_UPLOAD_BYTES as usize + 1, 0);
     let r = h.handle(&direct_request("image/png", &big)).await;
     assert_refused(&h, &r, 413, "too_large");
 }
