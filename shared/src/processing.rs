@@ -79,9 +79,14 @@ impl Default for Policy {
 /// Why a job did not complete.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JobFailure {
-    /// Retrying may help (throttling, 5xx, timeouts, lost races).
+    /// A dependency failed (throttling, 5xx, timeouts, injected faults): retried with backoff
+    /// and counted by the circuit breaker.
     #[error("{0}")]
     Transient(String),
+    /// Retried with backoff like a transient failure, but not a dependency's fault (a lost
+    /// write race, an interrupted render), so the circuit breaker does not count it.
+    #[error("{0}")]
+    Retryable(String),
     /// Retrying will not help; the reason is for the user.
     #[error("{message}")]
     Permanent {
@@ -92,9 +97,19 @@ pub enum JobFailure {
     },
 }
 
+impl JobFailure {
+    /// Whether the circuit breaker counts this failure.
+    pub fn counts_against_breaker(&self) -> bool {
+        matches!(self, JobFailure::Transient(_))
+    }
+}
+
 impl From<RepoError> for JobFailure {
     fn from(e: RepoError) -> Self {
-        JobFailure::Transient(e.to_string())
+        match e {
+            RepoError::Conflict => JobFailure::Retryable(e.to_string()),
+            _ => JobFailure::Transient(e.to_string()),
+        }
     }
 }
 
@@ -251,9 +266,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                         verdict = Verdict::Retry;
                     }
                 }
-                Err(JobFailure::Transient(reason)) => {
+                Err(failure @ (JobFailure::Transient(_) | JobFailure::Retryable(_))) => {
                     verdict = Verdict::Retry;
-                    self.breaker_failure().await;
+                    if failure.counts_against_breaker() {
+                        self.breaker_failure().await;
+                    }
+                    let reason = failure.to_string();
                     if is_last_receive(m.receive_count) {
                         let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");
                         tracing::error!(reason = %reason, "last attempt failed; marking failed before the DLQ");
@@ -392,7 +410,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 Ok(false) => return Ok(Some(before)),
                 Ok(true) => {}
                 Err(e) => {
-                    return Err(JobFailure::Transient(format!(
+                    return Err(JobFailure::Retryable(format!(
                         "status changed under us: {e}"
                     )));
                 }
@@ -403,7 +421,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(JobFailure::Transient(
+        Err(JobFailure::Retryable(
             "the image row kept changing concurrently".into(),
         ))
     }
@@ -481,7 +499,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         self.images
             .get(job.image_id)
             .await?
-            .ok_or_else(|| JobFailure::Transient("the adopted row vanished".into()))
+            .ok_or_else(|| JobFailure::Retryable("the adopted row vanished".into()))
     }
 
     async fn process(&self, job: &Job, m: &Message) -> Result<(), JobFailure> {
@@ -542,7 +560,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             })
             .await?;
         let Some(row) = begun else {
-            return Err(JobFailure::Transient("the image row disappeared".into()));
+            return Err(JobFailure::Retryable("the image row disappeared".into()));
         };
         if row.stage_status(stage) != Status::Processing {
             return Ok(());
@@ -578,7 +596,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         let limits = self.limits;
         let rendered = tokio::task::spawn_blocking(move || engine::render(&bytes, &specs, &limits))
             .await
-            .map_err(|e| JobFailure::Transient(format!("rendering was interrupted: {e}")))?
+            .map_err(|e| JobFailure::Retryable(format!("rendering was interrupted: {e}")))?
             .map_err(|e| JobFailure::Permanent {
                 kind: ErrorKind::Permanent,
                 message: e.to_string(),
@@ -636,5 +654,31 @@ impl<S, R, Q, C> Processor<S, R, Q, C> {
     /// The ports (tests inspect them).
     pub fn ports(&self) -> (&S, &R, &Q, &C) {
         (&self.store, &self.images, &self.queue, &self.control)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dependency_failures_count_against_the_breaker() {
+        assert!(JobFailure::from(RepoError::Unavailable("timeout".into())).counts_against_breaker());
+        assert!(JobFailure::from(StoreError::Unavailable("503".into())).counts_against_breaker());
+        let race = JobFailure::from(RepoError::Conflict);
+        assert_eq!(
+            race,
+            JobFailure::Retryable("the image row changed concurrently".into())
+        );
+        assert!(!race.counts_against_breaker());
+        let gone = JobFailure::from(StoreError::NotFound("k".into()));
+        assert!(matches!(
+            gone,
+            JobFailure::Permanent {
+                kind: ErrorKind::Permanent,
+                ..
+            }
+        ));
+        assert!(!gone.counts_against_breaker());
     }
 }

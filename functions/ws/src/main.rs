@@ -1,7 +1,7 @@
 //! Lambda wiring for the `ws` function.
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
-use safelight::aws::{self, ApiGwPoster, DynamoConnections, DynamoNotices, Faults};
+use safelight::aws::{self, Faults};
 use safelight::Config;
 use ws::{HttpJwks, JwtVerifier, Ws};
 
@@ -10,16 +10,14 @@ async fn main() -> Result<(), Error> {
     tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
-    let connections_table = Config::require(&config.connections_table, "CONNECTIONS_TABLE")?;
-    let notices_table = Config::require(&config.notices_table, "NOTICES_TABLE")?;
-    let endpoint = Config::require(&config.websocket_endpoint, "WEBSOCKET_ENDPOINT")?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
     let sdk = aws::load_sdk_config().await;
+    let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let handler = Ws::new(
-        DynamoConnections::new(&sdk, connections_table, faults.clone()),
-        DynamoNotices::new(&sdk, notices_table, faults.clone()),
-        ApiGwPoster::new(&sdk, endpoint, faults),
+        connections,
+        notices,
+        poster,
         JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience),
     );
     let handler = &handler;

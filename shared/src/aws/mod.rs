@@ -23,3 +23,21 @@ pub use sqs::SqsQueues;
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
+
+/// The adapters both live-notice functions (`ws`, `notify`) run on, from the configuration:
+/// connections table, notices table and the WebSocket management endpoint.
+pub fn realtime_ports(
+    sdk: &aws_config::SdkConfig,
+    config: &crate::config::Config,
+    faults: &Faults,
+) -> Result<(DynamoConnections, DynamoNotices, ApiGwPoster), crate::config::ConfigError> {
+    use crate::config::Config;
+    let connections = Config::require(&config.connections_table, "CONNECTIONS_TABLE")?;
+    let notices = Config::require(&config.notices_table, "NOTICES_TABLE")?;
+    let endpoint = Config::require(&config.websocket_endpoint, "WEBSOCKET_ENDPOINT")?;
+    Ok((
+        DynamoConnections::new(sdk, connections, faults.clone()),
+        DynamoNotices::new(sdk, notices, faults.clone()),
+        ApiGwPoster::new(sdk, endpoint, faults.clone()),
+    ))
+}
