@@ -7,6 +7,7 @@
 #   stack.sh up        setup + start + build + deploy + print URLs and tokens   (make dev)
 #   stack.sh start     start the emulator and the issuer if they are not running
 #   stack.sh build     build the functions natively into .local/target/lambda/<fn>/bootstrap.zip
+#   stack.sh web       build the web app (web/ -> web/dist, served by the issuer at the Web URL)
 #   stack.sh deploy    sam deploy to the emulator, local fix-ups, write .local/stack.env
 #   stack.sh reset     wipe the emulator's state (POST /_ministack/reset) and deploy again
 #   stack.sh watch     proxy the functions to `cargo lambda watch` (foreground)   (make watch)
@@ -116,7 +117,8 @@ start_issuer() {
     die "something else already answers on $ISSUER_URL; stop it or set ISSUER_PORT"
   fi
   log "starting the local OpenID issuer on $ISSUER_URL"
-  ISSUER_PORT="$ISSUER_PORT" setsid "$PY" "$ROOT/infra/local/issuer.py" \
+  # WEB_DIR: the built demo gallery and admin dashboard (web/scripts/web.sh build -> web/dist).
+  ISSUER_PORT="$ISSUER_PORT" WEB_DIR="$ROOT/web/dist" setsid "$PY" "$ROOT/infra/local/issuer.py" \
     >>"$LOCAL/logs/issuer.log" 2>&1 </dev/null &
   echo $! >"$LOCAL/issuer.pid"
   "$PY" "$ROOT/infra/local/stackctl.py" wait-health "$ISSUER_URL/health" 30 \
@@ -200,8 +202,9 @@ deploy() {
     # Emulator difference: the management API is path-style under the emulator's port.
     "WebSocketEndpointOverride=$AWS_ENDPOINT_URL/_aws/execute-api"
     "LogLevel=$LOG_LEVEL"
-    # Browsers load web/ from the issuer's origin and call the API cross-origin.
-    "AllowedOrigins=*"
+    # Browsers load the web app (web/dist) from the issuer's origin and call the API and the
+    # bucket cross-origin: exactly that origin (by address and by name), never `*`.
+    "AllowedOrigins=$ISSUER_URL,http://localhost:$ISSUER_PORT"
   )
   [ -n "$FAULTS" ] && params+=("Faults=$FAULTS")
   log "deploying infra/template.yaml to the emulator (stack $STACK_NAME)"
@@ -238,7 +241,8 @@ tokens() {
     API        $SAFELIGHT_API_URL
     WebSocket  $SAFELIGHT_WS_URL   (connect with ?token=<token>)
     Issuer     $SAFELIGHT_ISSUER_URL   (tokens: $SAFELIGHT_TOKEN_URL?user=demo|other|admin)
-    Web        $SAFELIGHT_ISSUER_URL/   (serves web/ when present)
+    Web        $SAFELIGHT_ISSUER_URL/   (gallery, signed in as the demo user; ?user=other|admin or ?sub=<anyone>)
+               $SAFELIGHT_ISSUER_URL/admin/processing/   (processing queue dashboard, as the admin user)
     Env file   .local/stack.env
 
   Tokens (12 h):
@@ -252,6 +256,16 @@ tokens() {
   Stop: make down
 
 EOF
+}
+
+# ------------------------------------------------------------------- web
+# The demo gallery and admin dashboard (web/): npm ci + vite build into web/dist when a source
+# changed. A failure here (no Node.js) leaves the API usable, so it warns instead of stopping.
+web() {
+  [ -x "$ROOT/web/scripts/web.sh" ] || return 0
+  if ! "$ROOT/web/scripts/web.sh" build; then
+    log "web/ was not built (see above): the API works, the Web URL serves nothing until it is"
+  fi
 }
 
 # ----------------------------------------------------------------- watch
@@ -278,6 +292,7 @@ watch() {
 
 up() {
   setup
+  web
   start
   build
   if [ "${WATCH:-0}" = 1 ]; then deploy --watch; else deploy; fi
@@ -287,6 +302,6 @@ up() {
 
 cmd="${1:-up}"; shift || true
 case "$cmd" in
-  setup|start|build|deploy|reset|tokens|watch|down|up) "$cmd" "$@" ;;
-  *) die "unknown command '$cmd' (setup|up|start|build|deploy|reset|watch|tokens|down)" ;;
+  setup|start|build|web|deploy|reset|tokens|watch|down|up) "$cmd" "$@" ;;
+  *) die "unknown command '$cmd' (setup|up|start|build|web|deploy|reset|watch|tokens|down)" ;;
 esac

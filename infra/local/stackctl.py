@@ -8,6 +8,10 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
   fixups [--watch]              local fix-ups after `sam deploy` (see LOCAL FIX-UPS below)
   write-env                     write .local/stack.env and .local/watch.env from the stack outputs
   wait-health URL SECONDS       poll a health URL until it answers 200
+  set-faults FN SPEC            set SAFELIGHT_FAULTS of function FN (thumbnail, variant, notify, …) to
+                                SPEC, e.g. `s3_get:1`; an empty SPEC removes it (tests lift a cause)
+  event-source FN on|off        enable or disable FN's event source mappings (e.g. `notify off`:
+                                live notices stop; the browser tests must then fail)
 """
 
 from __future__ import annotations
@@ -264,6 +268,43 @@ def cmd_wait_health(url: str, seconds: str) -> None:
         time.sleep(0.1)
 
 
+def function_name(binary: str) -> str:
+    """The deployed name of the function built from crate `binary`."""
+    logical = {b: l for l, b in FUNCTIONS.items()}.get(binary)
+    if not logical:
+        sys.exit(f"unknown function {binary!r}; one of {sorted(FUNCTIONS.values())}")
+    name = physical_ids().get(logical)
+    if not name:
+        sys.exit(f"function {binary!r} is not deployed in stack {STACK}")
+    return name
+
+
+def cmd_set_faults(binary: str, spec: str) -> None:
+    lam = client("lambda")
+    name = function_name(binary)
+    cfg = lam.get_function_configuration(FunctionName=name)
+    env = dict((cfg.get("Environment") or {}).get("Variables") or {})
+    want = dict(env)
+    if spec:
+        want["SAFELIGHT_FAULTS"] = spec
+    else:
+        want.pop("SAFELIGHT_FAULTS", None)
+    if want != env:
+        lam.update_function_configuration(FunctionName=name, Environment={"Variables": want})
+
+
+def cmd_event_source(binary: str, state: str) -> None:
+    if state not in ("on", "off"):
+        sys.exit("event-source FN on|off")
+    lam = client("lambda")
+    name = function_name(binary)
+    mappings = lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", [])
+    if not mappings:
+        sys.exit(f"function {binary!r} has no event source mapping")
+    for m in mappings:
+        lam.update_event_source_mapping(UUID=m["UUID"], Enabled=state == "on")
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
@@ -280,6 +321,10 @@ def main(argv: list[str]) -> None:
         cmd_write_env()
     elif cmd == "wait-health":
         cmd_wait_health(*args)
+    elif cmd == "set-faults":
+        cmd_set_faults(args[0], args[1] if len(args) > 1 else "")
+    elif cmd == "event-source":
+        cmd_event_source(*args)
     else:
         sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
 

@@ -5,7 +5,9 @@
 #   3. unit tests: every test target but the `safelight-e2e` suites
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
 #      wiring, then each integration suite of the `safelight-e2e` crate with a reset between suites
-#   5. stop the test stack, also on failure (a `make dev` stack, if any, is left alone)
+#   5. the browser side (web/): typecheck, Vitest unit tests, the production build and its JS size
+#      budget; then, on a freshly reset stack, Playwright tests in Debian's Chromium
+#   6. stop the test stack, also on failure (a `make dev` stack, if any, is left alone)
 # The native functions are built with the `dev` profile (LOCAL_PROFILE), sharing the unit
 # tests' artifacts: a cold run compiles the dependency graph once instead of twice.
 set -euo pipefail
@@ -65,6 +67,9 @@ for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
 cargo test --workspace "${unit_args[@]}"
 cargo test --workspace --doc
 
+step "web: typecheck, unit tests (Vitest), build, JS size budget"
+web/scripts/web.sh unit
+
 step "engine without C codecs (the pure-Rust feature path)"
 cargo test -p safelight-shared --no-default-features --lib --tests
 
@@ -82,5 +87,10 @@ for suite in "${suites[@]}"; do
   step "integration suite: $suite"
   cargo test --workspace --test "$suite"
 done
+
+# The browser tests: the gallery and the dashboard in real Chromium against a fresh stack.
+"$STACK" reset
+step "web: browser tests (Chromium via playwright-core)"
+web/scripts/web.sh browser
 
 step "all green in $((SECONDS / 60)) min $((SECONDS % 60)) s"

@@ -1,0 +1,201 @@
+/** The demo gallery: drop many files, watch each one upload and process live. */
+
+import { useCallback, useMemo, useRef, useState, type DragEvent } from 'react';
+import type { ImageState, Notice } from '@safelight/client';
+import {
+  ImageProcessingStatus,
+  useImageFallback,
+  useImages,
+  useProcessingUpdates,
+  useRetryProcessing,
+  useUpload,
+  type UploadEntry,
+} from '@safelight/react';
+import { useToast } from './Toasts';
+import type { Session } from './session';
+
+const CONNECTION_TEXT = {
+  idle: 'Not connected',
+  connecting: 'Connecting…',
+  open: 'Live',
+  reconnecting: 'Reconnecting…',
+  closed: 'Disconnected',
+} as const;
+
+function Preview({ image }: { image: ImageState }) {
+  const sources = useMemo(() => ({ ...image.sources, placeholder: image.placeholder ?? image.sources.placeholder }), [image.sources, image.placeholder]);
+  const { src, kind, onError } = useImageFallback(sources, 300);
+  if (!src) {
+    return (
+      <div className="card__preview card__preview--empty" data-preview="none">
+        <span>{image.status === 'failed' ? 'No preview' : 'Preview soon'}</span>
+      </div>
+    );
+  }
+  return (
+    <div className={`card__preview card__preview--${kind}`} data-preview={kind}>
+      <img src={src} alt={image.filename ? `Preview of ${image.filename}` : 'Image preview'} onError={onError} decoding="async" />
+    </div>
+  );
+}
+
+function Card({ image, onRetry, retrying }: { image: ImageState; onRetry: (id: string) => void; retrying: boolean }) {
+  return (
+    <li className="card" data-testid="image-card" data-image-id={image.id} data-status={image.status} data-filename={image.filename ?? ''}>
+      <Preview image={image} />
+      <div className="card__body">
+        <p className="card__name" title={image.filename ?? image.id}>
+          {image.filename ?? image.id.slice(0, 8)}
+        </p>
+        {image.upload && image.upload.phase !== 'stored' ? (
+          <progress className="card__progress" max={1} value={image.upload.fraction} aria-label={`Upload of ${image.filename ?? 'image'}`} />
+        ) : null}
+        <ImageProcessingStatus image={image} onRetry={onRetry} retrying={retrying} />
+      </div>
+    </li>
+  );
+}
+
+function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => void }) {
+  if (entries.length === 0) return null;
+  const active = entries.filter((e) => e.progress.phase !== 'stored' && !e.error).length;
+  return (
+    <section className="uploads" aria-labelledby="uploads-title">
+      <div className="uploads__head">
+        <h2 id="uploads-title">Uploads {active ? `(${active} in progress)` : ''}</h2>
+        <button type="button" className="sl-button" onClick={onClear} disabled={active === entries.length}>
+          Clear finished
+        </button>
+      </div>
+      <ul className="uploads__list">
+        {entries.map((e) => (
+          <li key={e.key} className="upload" data-testid="upload-row" data-phase={e.error ? 'error' : e.progress.phase}>
+            <span className="upload__name">{e.file.name}</span>
+            <progress max={1} value={e.error ? 0 : e.progress.fraction} aria-label={`Upload of ${e.file.name}`} />
+            <span className="upload__state">
+              {e.error
+                ? `Failed: ${e.error.message}`
+                : e.progress.phase === 'requesting'
+                  ? 'Waiting…'
+                  : e.progress.phase === 'uploading'
+                    ? `${Math.round(e.progress.fraction * 100)}%`
+                    : 'Uploaded'}
+            </span>
+          </li>
+        ))}
+      </ul>
+    </section>
+  );
+}
+
+export function Gallery({ session }: { session: Session }) {
+  const toast = useToast();
+  const names = useRef(new Map<string, string>());
+  const { images, loading, error } = useImages();
+  for (const img of images) if (img.filename) names.current.set(img.id, img.filename);
+
+  const onNotice = useCallback(
+    (n: Notice) => {
+      const name = names.current.get(n.image_id) ?? 'An image';
+      if (n.type === 'image:processing:complete') toast(`${name} is ready`, 'success');
+      if (n.type === 'image:processing:failed') toast(`${name} failed: ${n.error ?? 'processing failed'}`, 'error');
+    },
+    [toast],
+  );
+  const { connection } = useProcessingUpdates(onNotice);
+  const { upload, uploads, clearFinished } = useUpload({
+    onError: (file, e) => toast(`${file.name} was not uploaded: ${e.message}`, 'error'),
+  });
+  const { retry, isRetrying } = useRetryProcessing({
+    onError: (id, e) => toast(`Retry of ${names.current.get(id) ?? 'the image'} refused: ${e.message}`, 'error'),
+  });
+
+  const [dragging, setDragging] = useState(false);
+  const input = useRef<HTMLInputElement>(null);
+  const onDrop = (ev: DragEvent) => {
+    ev.preventDefault();
+    setDragging(false);
+    const files = [...ev.dataTransfer.files];
+    if (files.length) void upload(files);
+  };
+
+  const counts = images.reduce<Record<string, number>>((acc, i) => ((acc[i.status] = (acc[i.status] ?? 0) + 1), acc), {});
+
+  return (
+    <>
+      <header className="top">
+        <h1>Safelight gallery</h1>
+        <p className="top__who">
+          Signed in as <strong>{session.name}</strong> <span className="sl-muted">(dev token)</span>
+        </p>
+        <p className={`conn conn--${connection}`} data-testid="connection" data-state={connection}>
+          <span aria-hidden="true">●</span> {CONNECTION_TEXT[connection]}
+        </p>
+        <nav>
+          <a href="/admin/processing/">Processing queue (admin)</a>
+        </nav>
+      </header>
+
+      <main>
+        <div
+          className={`dropzone${dragging ? ' dropzone--over' : ''}`}
+          data-testid="dropzone"
+          onDragOver={(e) => {
+            e.preventDefault();
+            setDragging(true);
+          }}
+          onDragLeave={() => setDragging(false)}
+          onDrop={onDrop}
+        >
+          <p>
+            <strong>Drop photos here</strong> or{' '}
+            <button type="button" className="sl-button sl-button--primary" onClick={() => input.current?.click()}>
+              choose files
+            </button>
+          </p>
+          <p className="sl-muted">JPEG, PNG, WebP, GIF or AVIF, up to 25 MiB each; three upload at a time.</p>
+          <input
+            ref={input}
+            type="file"
+            multiple
+            accept="image/jpeg,image/png,image/webp,image/gif,image/avif"
+            className="sl-visually-hidden"
+            data-testid="file-input"
+            aria-label="Choose photos to upload"
+            onChange={(e) => {
+              const files = [...(e.currentTarget.files ?? [])];
+              e.currentTarget.value = '';
+              if (files.length) void upload(files);
+            }}
+          />
+        </div>
+
+        <Uploads entries={uploads} onClear={clearFinished} />
+
+        <section aria-labelledby="gallery-title">
+          <div className="gallery__head">
+            <h2 id="gallery-title">Your images</h2>
+            <p className="sl-muted" data-testid="summary">
+              {images.length} image{images.length === 1 ? '' : 's'}
+              {(['completed', 'processing', 'pending', 'failed'] as const)
+                .filter((s) => counts[s])
+                .map((s) => ` · ${counts[s]} ${s}`)
+                .join('')}
+            </p>
+          </div>
+          {error ? (
+            <p role="alert" className="sl-alert">
+              Could not load your images: {error.message}
+            </p>
+          ) : null}
+          {!loading && images.length === 0 && !error ? <p className="sl-muted">No images yet: drop some above.</p> : null}
+          <ul className="gallery" aria-label="Images">
+            {images.map((img) => (
+              <Card key={img.id} image={img} onRetry={(id) => void retry(id)} retrying={isRetrying(img.id)} />
+            ))}
+          </ul>
+        </section>
+      </main>
+    </>
+  );
+}

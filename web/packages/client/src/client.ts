@@ -1,0 +1,178 @@
+/** `createClient`: the API, uploads and the page's one WebSocket behind one object. */
+
+import { SafelightError } from './errors.js';
+import { Http, type TokenProvider } from './http.js';
+import { Realtime, type RealtimeListener, type RealtimeOptions } from './realtime.js';
+import type {
+  CircuitReset,
+  ImageList,
+  ImageView,
+  ProcessingQueue,
+  ProcessingStatus,
+  RetryAccepted,
+  RetryAllFailed,
+  UploadTicket,
+} from './types.js';
+import { Limiter, contentTypeOf, sendToStorage, type UploadMethod, type UploadProgress, type XhrLike } from './upload.js';
+
+export interface ClientOptions {
+  /** Base URL of the HTTP API, e.g. `https://abc.execute-api.eu-west-1.amazonaws.com`. */
+  apiUrl: string;
+  /** The WebSocket URL, e.g. `wss://def.execute-api.eu-west-1.amazonaws.com/live`. */
+  wsUrl: string;
+  /** Access tokens; called with `fresh: true` after a 401 and before each reconnect. */
+  getToken: TokenProvider;
+  /** How many files upload at once (default 3). */
+  concurrency?: number;
+  /** `put` (default) or `post`: which presigned request of the ticket to use. */
+  uploadMethod?: UploadMethod;
+  fetch?: typeof fetch;
+  xhr?: () => XhrLike;
+  /** Options of the WebSocket (backoff, ping, test doubles). */
+  realtime?: Omit<RealtimeOptions, 'wsUrl' | 'getToken'>;
+}
+
+export interface UploadOptions {
+  onProgress?: (progress: UploadProgress) => void;
+  /** Called once the API has created the image row, before the bytes are sent. */
+  onTicket?: (ticket: UploadTicket) => void;
+  signal?: AbortSignal;
+  method?: UploadMethod;
+}
+
+/** What `upload` resolves to. */
+export interface UploadResult {
+  imageId: string;
+  ticket: UploadTicket;
+}
+
+/** Pages of one WebSocket per URL, whichever client asks. */
+const sockets = new Map<string, Realtime>();
+
+/** The page's one [Realtime] for `wsUrl` (created on first use). */
+export function sharedRealtime(options: RealtimeOptions): Realtime {
+  let rt = sockets.get(options.wsUrl);
+  if (!rt) {
+    rt = new Realtime(options);
+    sockets.set(options.wsUrl, rt);
+  }
+  return rt;
+}
+
+/** The client. */
+export class SafelightClient {
+  readonly http: Http;
+  private readonly opts: ClientOptions;
+  private readonly limiter: Limiter;
+  private realtimeValue: Realtime | null = null;
+
+  constructor(opts: ClientOptions) {
+    if (!opts.apiUrl) throw new SafelightError('bad_config', 'apiUrl is required');
+    if (!opts.wsUrl) throw new SafelightError('bad_config', 'wsUrl is required');
+    this.opts = opts;
+    this.http = new Http({ apiUrl: opts.apiUrl, getToken: opts.getToken, fetch: opts.fetch });
+    this.limiter = new Limiter(opts.concurrency ?? 3);
+  }
+
+  /** The page's shared WebSocket. */
+  get realtime(): Realtime {
+    if (!this.realtimeValue) {
+      this.realtimeValue = sharedRealtime({ ...this.opts.realtime, wsUrl: this.opts.wsUrl, getToken: this.opts.getToken });
+    }
+    return this.realtimeValue;
+  }
+
+  /**
+   * Uploads one file: asks for a presigned request, then sends the bytes straight to storage with
+   * progress. At most `concurrency` files are in flight; the others wait their turn (`requesting`
+   * progress is reported when a file's turn comes).
+   */
+  upload(file: File, opts: UploadOptions = {}): Promise<UploadResult> {
+    return this.limiter.run(async () => {
+      const report = (phase: UploadProgress['phase'], loaded: number) =>
+        opts.onProgress?.({ phase, loaded, total: file.size, fraction: file.size ? loaded / file.size : 1 });
+      report('requesting', 0);
+      const ticket = await this.http.json<UploadTicket>(
+        'POST',
+        '/api/images/upload',
+        { filename: file.name, content_type: contentTypeOf(file), size: file.size },
+        opts.signal,
+      );
+      opts.onTicket?.(ticket);
+      await sendToStorage(ticket, file, {
+        method: opts.method ?? this.opts.uploadMethod,
+        signal: opts.signal,
+        xhr: this.opts.xhr,
+        onProgress: (loaded) => report('uploading', loaded),
+      });
+      report('stored', file.size);
+      return { imageId: ticket.image_id, ticket };
+    });
+  }
+
+  /** Uploads many files, `concurrency` at a time; one result (or error) per file, in order. */
+  uploadMany(
+    files: File[],
+    opts: Omit<UploadOptions, 'onProgress' | 'onTicket'> & {
+      onProgress?: (file: File, progress: UploadProgress) => void;
+      onTicket?: (file: File, ticket: UploadTicket) => void;
+    } = {},
+  ): Promise<PromiseSettledResult<UploadResult>[]> {
+    return Promise.allSettled(
+      files.map((file) =>
+        this.upload(file, {
+          signal: opts.signal,
+          method: opts.method,
+          onProgress: (p) => opts.onProgress?.(file, p),
+          onTicket: (t) => opts.onTicket?.(file, t),
+        }),
+      ),
+    );
+  }
+
+  /** `GET /api/images/{id}/processing-status`. */
+  status(id: string): Promise<ProcessingStatus> {
+    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}/processing-status`);
+  }
+
+  /** `GET /api/images/{id}`: the row with short-lived URLs. */
+  get(id: string): Promise<ImageView> {
+    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}`);
+  }
+
+  /** `POST /api/images/{id}/retry-processing` (409 `not_failed` unless failed). */
+  retry(id: string): Promise<RetryAccepted> {
+    return this.http.json('POST', `/api/images/${encodeURIComponent(id)}/retry-processing`);
+  }
+
+  /** `GET /api/images`: own images, newest first. */
+  list(opts: { limit?: number; cursor?: string | null } = {}): Promise<ImageList> {
+    const q = new URLSearchParams();
+    if (opts.limit !== undefined) q.set('limit', String(opts.limit));
+    if (opts.cursor) q.set('cursor', opts.cursor);
+    const qs = q.toString();
+    return this.http.json('GET', `/api/images${qs ? `?${qs}` : ''}`);
+  }
+
+  /** Listens to live notices on the page's one WebSocket; returns the unsubscribe function. */
+  subscribe(listener: RealtimeListener): () => void {
+    return this.realtime.subscribe(listener);
+  }
+
+  /** Admin routes (403 for anyone else). */
+  readonly admin = {
+    processingQueue: (): Promise<ProcessingQueue> => this.http.json('GET', '/api/admin/processing-queue'),
+    retryAllFailed: (opts: { dryRun?: boolean; cursor?: string | null } = {}): Promise<RetryAllFailed> =>
+      this.http.json('POST', '/api/admin/retry-all-failed', {
+        ...(opts.dryRun ? { dry_run: true } : {}),
+        ...(opts.cursor ? { cursor: opts.cursor } : {}),
+      }),
+    resetCircuit: (stage: string): Promise<CircuitReset> =>
+      this.http.json('POST', `/api/admin/circuits/${encodeURIComponent(stage)}/reset`),
+  };
+}
+
+/** A client for one API and WebSocket. */
+export function createClient(opts: ClientOptions): SafelightClient {
+  return new SafelightClient(opts);
+}

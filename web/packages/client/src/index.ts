@@ -1,0 +1,23 @@
+/**
+ * `@safelight/client`: a framework-free browser client for Safelight.
+ *
+ * ```ts
+ * const client = createClient({ apiUrl, wsUrl, getToken: () => myToken() });
+ * const off = client.subscribe({ notice: (n) => console.log(n.type, n.image_id) });
+ * await client.upload(file, { onProgress: (p) => bar.value = p.fraction });
+ * ```
+ */
+export { createClient, sharedRealtime, SafelightClient } from './client.js';
+export type { ClientOptions, UploadOptions, UploadResult } from './client.js';
+export { SafelightError, errorFromBody } from './errors.js';
+export { Http } from './http.js';
+export type { HttpOptions, TokenProvider } from './http.js';
+export { Realtime, backoffDelay, CLOSE_SILENT } from './realtime.js';
+export type { ConnectionState, RealtimeListener, RealtimeOptions, SocketFactory, SocketLike, Timers } from './realtime.js';
+export { Limiter, contentTypeOf, sendToStorage } from './upload.js';
+export type { UploadMethod, UploadProgress, XhrLike } from './upload.js';
+export { imageCandidates, imageUrl, placeholderUrl } from './images.js';
+export type { ImageChoice, ImageSources } from './images.js';
+export { GalleryStore, applyNotice, fromSummary, mergeView, retryableKind } from './gallery.js';
+export type { ImageState } from './gallery.js';
+export type * from './types.js';

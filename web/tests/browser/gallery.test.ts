@@ -1,0 +1,184 @@
+/**
+ * The demo gallery in real Chromium against the local stack: uploads by drag and drop, badges
+ * moved only by live notices (the page never polls and is never reloaded), catching up through
+ * `resume` after the socket drops, and Retry once a failure's cause is lifted.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, WebSocketRoute } from 'playwright-core';
+import {
+  CORRUPT,
+  PHOTOS,
+  WEB_URL,
+  api,
+  cardStatuses,
+  dropFiles,
+  freshSub,
+  launch,
+  openPage,
+  screenshotPath,
+  stackctl,
+  token,
+  waitForStatuses,
+  type WatchedPage,
+} from './harness';
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await launch();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+async function openGallery(sub: string, before?: (w: WatchedPage) => Promise<void>): Promise<WatchedPage> {
+  const w = await openPage(browser);
+  await before?.(w);
+  await w.page.goto(`${WEB_URL}/?sub=${encodeURIComponent(sub)}`);
+  await w.page.waitForSelector('[data-testid=connection][data-state=open]', { timeout: 30_000 });
+  return w;
+}
+
+interface ListItem {
+  image_id: string;
+  filename: string;
+  processing_status: string;
+}
+
+async function apiStatuses(tok: string): Promise<Record<string, string>> {
+  const { body } = await api<{ items: ListItem[] }>(tok, 'GET', '/api/images?limit=100');
+  return Object.fromEntries(body.items.map((i) => [i.filename, i.processing_status]));
+}
+
+const allDone = Object.fromEntries([...PHOTOS.map((p) => [p.name, 'completed']), [CORRUPT.name, 'failed']]);
+
+describe('the gallery', () => {
+  it('shows five photos completed and a corrupt file failed with its reason, live and without a reload', async () => {
+    const sub = freshSub('gallery');
+    const w = await openGallery(sub);
+    const { page } = w;
+    await dropFiles(page, [...PHOTOS, CORRUPT]);
+
+    // Every file gets a card at once (optimistic), with a progress bar in the uploads panel.
+    await page.waitForFunction(() => document.querySelectorAll('[data-testid=image-card]').length === 6, null, { timeout: 30_000 });
+    expect(await page.locator('[data-testid=upload-row]').count()).toBe(6);
+
+    await waitForStatuses(page, allDone, 120_000);
+    const failed = page.locator(`[data-testid=image-card][data-filename="${CORRUPT.name}"]`);
+    const reason = (await failed.locator('[data-testid=failure-reason]').textContent())?.trim() ?? '';
+    expect(reason.length).toBeGreaterThan(5);
+    await expect(failed.getByRole('button', { name: /retry/i }).isVisible()).resolves.toBe(true);
+    // Badges are text, not colour alone.
+    await expect(failed.getByRole('status').textContent()).resolves.toContain('Failed');
+
+    // The page agrees with the API, and it got there without reloading.
+    expect(await cardStatuses(page)).toEqual(await apiStatuses(await token({ sub })));
+    expect(w.loads()).toBe(1);
+
+    // Thumbnails replace the placeholders once they exist: real decoded images.
+    await page.waitForFunction(
+      () =>
+        [...document.querySelectorAll<HTMLElement>('[data-testid=image-card][data-status=completed]')].every((c) => {
+          const img = c.querySelector('img');
+          return c.querySelector('[data-preview=derivative]') && img && img.complete && img.naturalWidth > 0;
+        }),
+      null,
+      { timeout: 30_000 },
+    );
+    // Toasts told the user.
+    expect(await page.locator('[data-testid=toast]').count()).toBeGreaterThan(0);
+    await page.screenshot({ path: screenshotPath('gallery'), fullPage: true });
+    expect(w.errors).toEqual([]);
+    await w.context.close();
+  });
+
+  it('catches up through resume after the socket drops mid-run', async () => {
+    const sub = freshSub('resume');
+    const tok = await token({ sub });
+    const fromPage: Array<Record<string, unknown>> = [];
+    const fromServer: Array<Record<string, unknown>> = [];
+    let outage = false;
+    let dropped = false;
+    const sockets: WebSocketRoute[] = [];
+    const w = await openGallery(sub, async ({ page }) => {
+      // Between the page and the real server: forwards every frame both ways, drops the
+      // connection at the first notice and refuses reconnects until the test lifts the outage.
+      await page.routeWebSocket(/\/_aws\/execute-api\//, (ws) => {
+        if (outage) {
+          ws.close({ code: 4001, reason: 'network outage (test)' });
+          return;
+        }
+        sockets.push(ws);
+        const server = ws.connectToServer();
+        ws.onMessage((m) => {
+          fromPage.push(JSON.parse(String(m)));
+          server.send(m);
+        });
+        server.onMessage((m) => {
+          const frame = JSON.parse(String(m)) as Record<string, unknown>;
+          fromServer.push(frame);
+          if (!dropped && String(frame.type).startsWith('image:processing:')) {
+            dropped = true;
+            outage = true;
+            // The frame that triggered the drop is lost with the connection.
+            ws.close({ code: 4001, reason: 'dropped (test)' });
+            server.close();
+            return;
+          }
+          ws.send(m);
+        });
+      });
+    });
+    const { page } = w;
+    await dropFiles(page, [...PHOTOS, CORRUPT]);
+
+    // Wait for the drop, then until the server has finished everything while the page is cut off.
+    await page.waitForSelector('[data-testid=connection]:not([data-state=open])', { timeout: 90_000 });
+    const deadline = Date.now() + 120_000;
+    for (;;) {
+      const s = await apiStatuses(tok);
+      if (Object.keys(allDone).every((k) => s[k] === allDone[k])) break;
+      if (Date.now() > deadline) throw new Error(`processing did not finish: ${JSON.stringify(s)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const before = await cardStatuses(page);
+    expect(Object.values(before).filter((s) => s === 'completed').length).toBeLessThan(5);
+    outage = false;
+
+    await waitForStatuses(page, allDone, 60_000);
+    const resume = fromPage.find((f) => f.action === 'resume');
+    expect(resume, 'the page asked for a replay').toBeDefined();
+    expect(Number(resume!.since)).toBeGreaterThan(0);
+    const resumed = fromServer.find((f) => f.type === 'resumed');
+    expect(Number(resumed?.replayed)).toBeGreaterThan(0);
+    expect(w.loads()).toBe(1);
+    expect(sockets.length).toBeGreaterThanOrEqual(2);
+    expect(w.errors).toEqual([]);
+    await w.context.close();
+  });
+
+  it('completes a failed image on Retry once the cause of the failure is lifted', async () => {
+    const sub = freshSub('retry');
+    const photo = PHOTOS[0]!;
+    // Every read of an original by the thumbnail function fails: three receives, then failed.
+    stackctl('set-faults', 'thumbnail', 's3_get:1');
+    try {
+      const w = await openGallery(sub);
+      const { page } = w;
+      await dropFiles(page, [photo]);
+      await waitForStatuses(page, { [photo.name]: 'failed' }, 150_000);
+      const card = page.locator(`[data-testid=image-card][data-filename="${photo.name}"]`);
+      await expect(card.locator('[data-testid=failure-reason]').textContent()).resolves.toMatch(/\S/);
+
+      stackctl('set-faults', 'thumbnail', '');
+      await card.getByRole('button', { name: /retry/i }).click();
+      await waitForStatuses(page, { [photo.name]: 'completed' }, 90_000);
+      expect(await apiStatuses(await token({ sub }))).toEqual({ [photo.name]: 'completed' });
+      expect(w.loads()).toBe(1);
+      expect(w.errors).toEqual([]);
+      await w.context.close();
+    } finally {
+      stackctl('set-faults', 'thumbnail', '');
+    }
+  });
+});

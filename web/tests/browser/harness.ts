@@ -1,0 +1,160 @@
+/**
+ * What the browser tests share: the stack under test (from `SAFELIGHT_STACK_ENV`, written by
+ * infra/local), dev tokens, direct API calls, stack knobs (fault injection, event sources) and a
+ * headless Chromium (Debian's package, driven by playwright-core) that records console errors.
+ */
+
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const WEB = resolve(here, '../..');
+export const ROOT = resolve(WEB, '..');
+/** Screenshots land here (test artifacts). */
+export const ARTIFACTS = join(WEB, 'test-results');
+
+function parseEnvFile(path: string): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const line of readFileSync(path, 'utf8').split('\n')) {
+    const m = /^([A-Z0-9_]+)=(.*)$/.exec(line.trim());
+    if (!m) continue;
+    let v = m[2]!;
+    if (v.startsWith("'") && v.endsWith("'")) v = v.slice(1, -1).replace(/'\\''/g, "'");
+    env[m[1]!] = v;
+  }
+  return env;
+}
+
+const envPath = process.env.SAFELIGHT_STACK_ENV ?? join(ROOT, '.local/stack.env');
+/** The stack's env file (URLs, names). */
+export const STACK = parseEnvFile(envPath);
+export const WEB_URL = STACK.SAFELIGHT_ISSUER_URL!;
+export const API_URL = STACK.SAFELIGHT_API_URL!;
+
+/** A fresh subject per test, so tests never see each other's images. */
+export function freshSub(what: string): string {
+  return `web-${what}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+export async function token(params: Record<string, string>): Promise<string> {
+  const res = await fetch(`${WEB_URL}/dev/token?${new URLSearchParams(params)}`);
+  if (!res.ok) throw new Error(`token: ${res.status} ${await res.text()}`);
+  return (await res.text()).trim();
+}
+
+/** A direct API call (the test's own view, to compare the page with). */
+export async function api<T = unknown>(tok: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: T }> {
+  const res = await fetch(API_URL + path, {
+    method,
+    headers: { Authorization: `Bearer ${tok}`, ...(body === undefined ? {} : { 'Content-Type': 'application/json' }) },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
+}
+
+/** infra/local/stackctl.py against the stack under test (fault injection, event sources). */
+export function stackctl(...args: string[]): void {
+  const localDir = dirname(envPath);
+  const r = spawnSync(join(ROOT, '.venv/bin/python'), [join(ROOT, 'infra/local/stackctl.py'), ...args], {
+    env: { ...process.env, ...STACK, SAFELIGHT_LOCAL_DIR: localDir, STACK_NAME: STACK.SAFELIGHT_STACK_NAME ?? 'safelight' },
+    encoding: 'utf8',
+  });
+  if (r.status !== 0) throw new Error(`stackctl ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+}
+
+const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+export async function launch(): Promise<Browser> {
+  // Playwright gives every launch a fresh temporary profile (the fresh --user-data-dir).
+  return chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+}
+
+/** A page that records console errors and uncaught exceptions, and counts main-frame loads. */
+export interface WatchedPage {
+  context: BrowserContext;
+  page: Page;
+  errors: string[];
+  /** How many times the main frame loaded a document (1 = never reloaded). */
+  loads: () => number;
+}
+
+export async function openPage(browser: Browser): Promise<WatchedPage> {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  let loads = 0;
+  page.on('console', (m: ConsoleMessage) => {
+    if (m.type() === 'error') errors.push(`console: ${m.text()} (${m.location().url})`);
+  });
+  page.on('pageerror', (e) => errors.push(`pageerror: ${e.message}`));
+  page.on('load', () => {
+    loads += 1;
+  });
+  return { context, page, errors, loads: () => loads };
+}
+
+export function screenshotPath(name: string): string {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  return join(ARTIFACTS, `${name}.png`);
+}
+
+/** The five real photos (web/scripts/web.sh photos) and the corrupt JPEG of the engine corpus. */
+export const PHOTOS = ['FreshFlower.jpg', 'GreenMeadow.jpg', 'Aqua.jpg', 'Garden.jpg', 'LadyBird.jpg'].map((name) => ({
+  name,
+  type: 'image/jpeg',
+  path: join(WEB, '.cache/photos', name),
+}));
+export const CORRUPT = { name: 'corrupt-scan.jpg', type: 'image/jpeg', path: join(ROOT, 'shared/tests/fixtures/corrupt-scan.jpg') };
+
+/** Drops files on the gallery's drop zone the way a person's drag and drop does. */
+export async function dropFiles(page: Page, files: Array<{ name: string; type: string; path: string }>): Promise<void> {
+  const payload = files.map((f) => ({ name: f.name, type: f.type, b64: readFileSync(f.path).toString('base64') }));
+  const dataTransfer = await page.evaluateHandle((items) => {
+    const dt = new DataTransfer();
+    for (const f of items) {
+      const bin = atob(f.b64);
+      const bytes = new Uint8Array(bin.length);
+      for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+      dt.items.add(new File([bytes], f.name, { type: f.type }));
+    }
+    return dt;
+  }, payload);
+  await page.dispatchEvent('[data-testid=dropzone]', 'dragover', { dataTransfer });
+  await page.dispatchEvent('[data-testid=dropzone]', 'drop', { dataTransfer });
+}
+
+/** Status of each card by file name, as the page shows it. */
+export async function cardStatuses(page: Page): Promise<Record<string, string>> {
+  return page.$$eval('[data-testid=image-card]', (cards) =>
+    Object.fromEntries(cards.map((c) => [(c as HTMLElement).dataset.filename ?? '', (c as HTMLElement).dataset.status ?? ''])),
+  );
+}
+
+/** Waits until the page shows `expected` (file name -> status) for every named card. */
+export async function waitForStatuses(page: Page, expected: Record<string, string>, timeoutMs: number): Promise<void> {
+  await page.waitForFunction(
+    (want) => {
+      const cards = [...document.querySelectorAll<HTMLElement>('[data-testid=image-card]')];
+      const got = Object.fromEntries(cards.map((c) => [c.dataset.filename ?? '', c.dataset.status ?? '']));
+      return Object.entries(want).every(([k, v]) => got[k] === v);
+    },
+    expected,
+    { timeout: timeoutMs, polling: 250 },
+  );
+}
