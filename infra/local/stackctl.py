@@ -12,6 +12,8 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
                                 SPEC, e.g. `s3_get:1`; an empty SPEC removes it (tests lift a cause)
   event-source FN on|off        enable or disable FN's event source mappings (e.g. `notify off`:
                                 live notices stop; the browser tests must then fail)
+  reset-breakers                delete the circuit breaker rows (closed, no failures in the window), so
+                                a test that injects failures starts and ends with closed breakers
 """
 
 from __future__ import annotations
@@ -305,6 +307,13 @@ def cmd_event_source(binary: str, state: str) -> None:
         lam.update_event_source_mapping(UUID=m["UUID"], Enabled=state == "on")
 
 
+def cmd_reset_breakers() -> None:
+    ddb = client("dynamodb")
+    table = stack_outputs()["ControlTableName"]
+    for stage in ("thumbnail", "variant"):
+        ddb.delete_item(TableName=table, Key={"pk": {"S": f"circuit#{stage}"}})
+
+
 def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
@@ -323,6 +332,8 @@ def main(argv: list[str]) -> None:
         cmd_wait_health(*args)
     elif cmd == "set-faults":
         cmd_set_faults(args[0], args[1] if len(args) > 1 else "")
+    elif cmd == "reset-breakers":
+        cmd_reset_breakers()
     elif cmd == "event-source":
         cmd_event_source(*args)
     else:

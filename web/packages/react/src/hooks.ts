@@ -73,6 +73,17 @@ export function useImages(): { images: ImageState[]; loading: boolean; error: Sa
       const page = await client.list({ limit: 100 });
       store.load(page.items);
       setError(null);
+      // A list item has no failure reason: fetch the full view of failed images.
+      for (const item of page.items) {
+        if (item.processing_status === 'failed') {
+          client.get(item.image_id).then(
+            (view) => store.applyView(view),
+            () => {
+              /* the badge still says failed; the reason comes with a retry's notice */
+            },
+          );
+        }
+      }
     } catch (e) {
       setError(e instanceof SafelightError ? e : new SafelightError('unknown', String(e)));
     } finally {
