@@ -40,6 +40,7 @@ FUNCTIONS = {
     "VariantFunction": "variant",
     "WsFunction": "ws",
     "NotifyFunction": "notify",
+    "AdminFunction": "admin",
 }
 PROXY_VAR = "MINISTACK_LAMBDA_PROXY_URL"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so an unchanged binary gives a byte-identical zip

@@ -66,6 +66,12 @@ pub struct Breaker {
     /// How many times the circuit has opened (for the admin view and tests).
     #[serde(default)]
     pub times_opened: u64,
+    /// When an operator last closed the circuit by hand.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_at: Option<Timestamp>,
+    /// Who closed it by hand (the admin's `sub`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reset_by: Option<String>,
 }
 
 impl Default for Breaker {
@@ -76,6 +82,8 @@ impl Default for Breaker {
             opened_at: None,
             until: None,
             times_opened: 0,
+            reset_at: None,
+            reset_by: None,
         }
     }
 }
@@ -141,6 +149,35 @@ impl Breaker {
             return true;
         }
         false
+    }
+
+    /// An operator closes the circuit by hand: failures are forgotten, work proceeds at once,
+    /// and who did it when is kept on the row.
+    pub fn reset(&mut self, now: Timestamp, by: &str) {
+        self.state = CircuitState::Closed;
+        self.failures.clear();
+        self.until = None;
+        self.reset_at = Some(now);
+        self.reset_by = Some(by.to_owned());
+    }
+
+    /// The transient failures remembered within the window ending at `now`.
+    pub fn failures_in_window(&self, now: Timestamp, config: &BreakerConfig) -> usize {
+        let horizon = now.unix_millis() - millis(config.window);
+        self.failures.iter().filter(|t| **t > horizon).count()
+    }
+
+    /// Seconds until the next half-open probe may start: the rest of the cool-down while open,
+    /// the rest of the probe's lease while half-open, `None` while closed.
+    pub fn next_probe_in_secs(&self, now: Timestamp) -> Option<u64> {
+        match self.state {
+            CircuitState::Closed => None,
+            CircuitState::Open | CircuitState::HalfOpen => {
+                let until = self.until.map_or(0, Timestamp::unix_millis);
+                let left_ms = (until - now.unix_millis()).max(0);
+                Some(u64::try_from(left_ms).unwrap_or(0).div_ceil(1000))
+            }
+        }
     }
 
     /// Records a success. Returns whether the state changed (a probe closed the circuit).
@@ -234,6 +271,34 @@ mod tests {
         assert_eq!(b.state, CircuitState::Open);
         assert_eq!(b.until, Some(at(131)));
         assert_eq!(b.times_opened, 2);
+    }
+
+    #[test]
+    fn a_reset_by_hand_closes_an_open_circuit_and_records_who_and_when() {
+        let cfg = BreakerConfig::default();
+        let mut b = Breaker::default();
+        for i in 0..5 {
+            b.record_failure(at(i), &cfg);
+        }
+        assert_eq!(b.failures_in_window(at(10), &cfg), 5);
+        assert_eq!(b.next_probe_in_secs(at(10)), Some(54));
+        b.reset(at(20), "ops-admin");
+        assert_eq!(b.state, CircuitState::Closed);
+        assert_eq!(b.reset_at, Some(at(20)));
+        assert_eq!(b.reset_by.as_deref(), Some("ops-admin"));
+        assert_eq!(b.failures_in_window(at(20), &cfg), 0);
+        assert_eq!(b.next_probe_in_secs(at(20)), None);
+        assert_eq!(b.admit(at(21), &cfg), (Admission::Proceed, false));
+        assert_eq!(b.times_opened, 1, "the history of openings is kept");
+    }
+
+    #[test]
+    fn failures_older_than_the_window_are_not_shown_as_in_it() {
+        let cfg = BreakerConfig::default();
+        let mut b = Breaker::default();
+        b.record_failure(at(0), &cfg);
+        b.record_failure(at(100), &cfg);
+        assert_eq!(b.failures_in_window(at(3650), &cfg), 1);
     }
 
     #[test]

@@ -353,3 +353,123 @@ pub trait ConnectionPoster: Send + Sync {
         payload: &[u8],
     ) -> impl Future<Output = Result<PostOutcome, RealtimeError>> + Send;
 }
+
+// ----------------------------------------------------------------------------- operations
+
+/// How many messages a queue holds, by where they are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct QueueDepth {
+    /// Ready to be received (`ApproximateNumberOfMessages`).
+    pub visible: u64,
+    /// Received and not yet deleted (`ApproximateNumberOfMessagesNotVisible`).
+    pub in_flight: u64,
+    /// Sent with a delay that has not passed (`ApproximateNumberOfMessagesDelayed`).
+    pub delayed: u64,
+}
+
+impl QueueDepth {
+    /// Every message the queue holds.
+    pub fn total(&self) -> u64 {
+        self.visible + self.in_flight + self.delayed
+    }
+}
+
+/// A message received from a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// SQS message id.
+    pub message_id: String,
+    /// Receipt handle, to delete or release it.
+    pub receipt_handle: String,
+    /// The body as it was sent to the source queue.
+    pub body: String,
+}
+
+/// What operators do with the processing queues and their dead-letter queues.
+pub trait QueueAdmin: Send + Sync {
+    /// The depth of the stage's queue (`dead_letters`: of its DLQ).
+    fn depth(
+        &self,
+        stage: Stage,
+        dead_letters: bool,
+    ) -> impl Future<Output = Result<QueueDepth, QueueError>> + Send;
+    /// Receives up to `max` (1-10) messages from the stage's DLQ, hidden from other receivers
+    /// for `hide_for`.
+    fn receive_dead_letters(
+        &self,
+        stage: Stage,
+        max: u32,
+        hide_for: Duration,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, QueueError>> + Send;
+    /// Deletes a received DLQ message.
+    fn delete_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// Makes a received DLQ message visible again after `after` (it stays in the DLQ).
+    fn release_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// The images table's `by_status` index (processing_status, updated_at): counts and pages
+/// without a table scan.
+pub trait StatusIndex: Send + Sync {
+    /// How many images have `status` (a COUNT query over the index, page by page).
+    fn count_by_status(
+        &self,
+        status: crate::domain::Status,
+    ) -> impl Future<Output = Result<u64, RepoError>> + Send;
+    /// One page of the images with `status`, by `updated_at` (oldest first when
+    /// `oldest_first`); `cursor` is the previous page's `next`.
+    fn page_by_status(
+        &self,
+        status: crate::domain::Status,
+        oldest_first: bool,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<ImageRecord>, RepoError>> + Send;
+}
+
+/// What became of an image, for the per-minute throughput counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// It reached `completed`.
+    Processed,
+    /// It reached `failed`.
+    Failed,
+}
+
+/// The processed / failed counts of one minute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct MinuteCount {
+    /// The minute's start.
+    pub minute: Timestamp,
+    /// Images that reached `completed` in it.
+    pub processed: u64,
+    /// Images that reached `failed` in it.
+    pub failed: u64,
+}
+
+/// Per-minute throughput counters (in `CONTROL_TABLE`, `throughput#{minute}`, with a TTL):
+/// incremented atomically by the `notify` stream consumer, read 60 at a time by the admin view,
+/// so the chart needs no scan.
+pub trait ThroughputLog: Send + Sync {
+    /// Adds one `outcome` to the minute of `at`.
+    fn count(
+        &self,
+        at: Timestamp,
+        outcome: Outcome,
+    ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// The `minutes` whole minutes ending with the one of `now`, oldest first; minutes without
+    /// counts are zero.
+    fn recent(
+        &self,
+        now: Timestamp,
+        minutes: u32,
+    ) -> impl Future<Output = Result<Vec<MinuteCount>, RepoError>> + Send;
+}

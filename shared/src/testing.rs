@@ -637,3 +637,221 @@ impl ControlStore for MemoryControl {
         Ok(())
     }
 }
+
+// ----------------------------------------------------------------------------- operations
+
+use crate::domain::Status;
+use crate::ports::{
+    DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
+};
+
+impl StatusIndex for MemoryImages {
+    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
+        self.check()?;
+        Ok(lock(&self.rows)
+            .values()
+            .filter(|r| r.processing_status == status)
+            .count() as u64)
+    }
+
+    async fn page_by_status(
+        &self,
+        status: Status,
+        oldest_first: bool,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        self.check()?;
+        // The cursor is the last row's (updated_at, image_id), as the index's key would be.
+        let after: Option<(Timestamp, ImageId)> = cursor
+            .map(|c| {
+                let (t, id) = c.split_once('|').ok_or(RepoError::BadCursor)?;
+                Ok::<_, RepoError>((
+                    t.parse().map_err(|_| RepoError::BadCursor)?,
+                    id.parse().map_err(|_| RepoError::BadCursor)?,
+                ))
+            })
+            .transpose()?;
+        let mut rows: Vec<ImageRecord> = lock(&self.rows)
+            .values()
+            .filter(|r| r.processing_status == status)
+            .cloned()
+            .collect();
+        rows.sort_by_key(|r| (r.updated_at, r.image_id));
+        if !oldest_first {
+            rows.reverse();
+        }
+        let rows: Vec<ImageRecord> = rows
+            .into_iter()
+            .filter(|r| match after {
+                None => true,
+                Some(pos) if oldest_first => (r.updated_at, r.image_id) > pos,
+                Some(pos) => (r.updated_at, r.image_id) < pos,
+            })
+            .collect();
+        let items: Vec<ImageRecord> = rows.iter().take(limit as usize).cloned().collect();
+        let next = (items.len() < rows.len())
+            .then(|| {
+                items
+                    .last()
+                    .map(|r| format!("{}|{}", r.updated_at, r.image_id))
+            })
+            .flatten();
+        Ok(Page { items, next })
+    }
+}
+
+/// A dead letter in memory: (message id, body, hidden until).
+type Letter = (String, String, Option<std::time::Instant>);
+
+/// The dead-letter queues in memory.
+#[derive(Debug, Default)]
+pub struct MemoryDeadLetters {
+    /// Per stage, oldest first.
+    letters: Mutex<HashMap<Stage, Vec<Letter>>>,
+    /// Depths the processing queues report (test setup).
+    pub queue_depths: Mutex<HashMap<Stage, QueueDepth>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryDeadLetters {
+    /// Puts a message into a stage's DLQ (as SQS would after the last receive).
+    pub fn push(&self, stage: Stage, body: &str) {
+        let id = format!("dlq-{}", ulid::Ulid::new());
+        lock(&self.letters)
+            .entry(stage)
+            .or_default()
+            .push((id, body.to_owned(), None));
+    }
+
+    /// The bodies in a stage's DLQ, hidden or not.
+    pub fn bodies(&self, stage: Stage) -> Vec<String> {
+        lock(&self.letters)
+            .get(&stage)
+            .map(|v| v.iter().map(|(_, b, _)| b.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn check(&self) -> Result<(), QueueError> {
+        if *lock(&self.failing) {
+            return Err(QueueError::Unavailable("memory DLQ set to fail".into()));
+        }
+        Ok(())
+    }
+}
+
+impl QueueAdmin for MemoryDeadLetters {
+    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
+        self.check()?;
+        if !dead_letters {
+            return Ok(lock(&self.queue_depths)
+                .get(&stage)
+                .copied()
+                .unwrap_or_default());
+        }
+        let now = std::time::Instant::now();
+        let all = lock(&self.letters);
+        let letters = all.get(&stage).map(Vec::as_slice).unwrap_or_default();
+        let hidden = letters
+            .iter()
+            .filter(|(_, _, until)| until.is_some_and(|u| u > now))
+            .count() as u64;
+        Ok(QueueDepth {
+            visible: letters.len() as u64 - hidden,
+            in_flight: hidden,
+            delayed: 0,
+        })
+    }
+
+    async fn receive_dead_letters(
+        &self,
+        stage: Stage,
+        max: u32,
+        hide_for: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        self.check()?;
+        let now = std::time::Instant::now();
+        let mut all = lock(&self.letters);
+        let mut out = Vec::new();
+        for (id, body, until) in all.entry(stage).or_default().iter_mut() {
+            if out.len() >= max as usize {
+                break;
+            }
+            if until.is_some_and(|u| u > now) {
+                continue;
+            }
+            *until = Some(now + hide_for);
+            out.push(DeadLetter {
+                message_id: id.clone(),
+                receipt_handle: id.clone(),
+                body: body.clone(),
+            });
+        }
+        Ok(out)
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+    ) -> Result<(), QueueError> {
+        self.check()?;
+        lock(&self.letters)
+            .entry(stage)
+            .or_default()
+            .retain(|(id, _, _)| id != receipt_handle);
+        Ok(())
+    }
+
+    async fn release_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        self.check()?;
+        let at = std::time::Instant::now() + after;
+        for (id, _, until) in lock(&self.letters).entry(stage).or_default().iter_mut() {
+            if id == receipt_handle {
+                *until = Some(at);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Per-minute throughput counters in memory.
+#[derive(Debug, Default)]
+pub struct MemoryThroughput {
+    minutes: Mutex<BTreeMap<Timestamp, (u64, u64)>>,
+}
+
+impl ThroughputLog for MemoryThroughput {
+    async fn count(&self, at: Timestamp, outcome: Outcome) -> Result<(), RepoError> {
+        let mut all = lock(&self.minutes);
+        let entry = all.entry(crate::ops::minute_start(at)).or_default();
+        match outcome {
+            Outcome::Processed => entry.0 += 1,
+            Outcome::Failed => entry.1 += 1,
+        }
+        Ok(())
+    }
+
+    async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
+        let last = crate::ops::minute_start(now).unix_millis();
+        let all = lock(&self.minutes);
+        Ok((0..i64::from(minutes))
+            .rev()
+            .map(|i| {
+                let minute = Timestamp::from_unix_millis(last - i * 60_000);
+                let (processed, failed) = all.get(&minute).copied().unwrap_or_default();
+                MinuteCount {
+                    minute,
+                    processed,
+                    failed,
+                }
+            })
+            .collect())
+    }
+}

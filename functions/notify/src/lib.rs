@@ -16,6 +16,9 @@
 //!    fails the record, and the retry carries on where it stopped;
 //! 4. record which connections were served, and `done` once all were.
 //!
+//! The invocation that creates a `complete` or `failed` delivery record also adds the image to
+//! the per-minute throughput counters in the control table (the admin view's chart).
+//!
 //! A redelivered record (a retry after a failure, or the stream delivering twice) finds the
 //! delivery records: done ones are skipped, unfinished ones resume at step 2 with the same seq
 //! and only reach the connections that did not get it. So one change gives one notice, once.
@@ -34,7 +37,8 @@ use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 use safelight::notice::{transitions, DELIVERY_TTL_SECS, NOTICE_TTL_SECS};
 use safelight::ports::{
-    ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome, RealtimeError,
+    ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, Outcome, PostOutcome,
+    RealtimeError, ThroughputLog,
 };
 use safelight::{ImageRecord, Notice, NoticeType, Timestamp};
 use tracing::Instrument;
@@ -68,10 +72,11 @@ pub enum NotifyError {
 
 /// The handler with its ports.
 #[derive(Debug)]
-pub struct Notify<C, N, P> {
+pub struct Notify<C, N, P, T> {
     connections: C,
     notices: N,
     poster: P,
+    throughput: T,
 }
 
 /// Reads a stream image as an image row; `None` when the image is absent (insert / remove).
@@ -110,19 +115,26 @@ fn failure(record: &EventRecord) -> DynamoDbBatchItemFailure {
     f
 }
 
-impl<C, N, P> Notify<C, N, P>
+impl<C, N, P, T> Notify<C, N, P, T>
 where
     C: ConnectionRepository,
     N: NoticeLog,
     P: ConnectionPoster,
+    T: ThroughputLog,
 {
     /// A handler on these ports.
-    pub fn new(connections: C, notices: N, poster: P) -> Self {
+    pub fn new(connections: C, notices: N, poster: P, throughput: T) -> Self {
         Notify {
             connections,
             notices,
             poster,
+            throughput,
         }
+    }
+
+    /// The throughput counters (tests inspect them).
+    pub fn throughput(&self) -> &T {
+        &self.throughput
     }
 
     /// The connections table (tests inspect it).
@@ -191,6 +203,21 @@ where
         Ok(())
     }
 
+    /// Counts an image reaching `completed` or `failed` in the per-minute throughput counters.
+    /// Only the invocation whose delivery record won counts, so a redelivered stream record does
+    /// not count twice. Best effort: a counter that cannot be written costs the chart one image,
+    /// never a notice.
+    async fn count(&self, kind: NoticeType, now: Timestamp) {
+        let outcome = match kind {
+            NoticeType::Complete => Outcome::Processed,
+            NoticeType::Failed => Outcome::Failed,
+            NoticeType::ThumbnailComplete | NoticeType::VariantComplete => return,
+        };
+        if let Err(e) = self.throughput.count(now, outcome).await {
+            tracing::warn!(error = %e, "could not count the image in the throughput chart");
+        }
+    }
+
     async fn deliver(
         &self,
         event_id: &str,
@@ -211,7 +238,11 @@ where
                     done: false,
                     expires_at: now.plus_secs(DELIVERY_TTL_SECS),
                 };
-                self.notices.claim(&key, &fresh).await?
+                let claimed = self.notices.claim(&key, &fresh).await?;
+                if claimed.notice.seq == seq {
+                    self.count(kind, now).await;
+                }
+                claimed
             }
         };
         if delivery.done {

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
 use notify::{deadline_from_epoch_millis, Notify};
-use safelight::aws::{self, Faults};
+use safelight::aws::{self, DynamoControl, Faults};
 use safelight::Config;
 
 #[tokio::main]
@@ -12,7 +12,9 @@ async fn main() -> Result<(), Error> {
     let faults = Faults::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
-    let handler = Notify::new(connections, notices, poster);
+    let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
+    let throughput = DynamoControl::new(&sdk, control, faults.clone());
+    let handler = Notify::new(connections, notices, poster, throughput);
     let handler = &handler;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let deadline = deadline_from_epoch_millis(event.context.deadline);

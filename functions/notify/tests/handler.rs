@@ -10,20 +10,22 @@ use std::time::{Duration, Instant};
 use aws_lambda_events::dynamodb::Event;
 use notify::Notify;
 use safelight::ports::Connection;
-use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster};
+use safelight::ports::ThroughputLog;
+use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput};
 use safelight::{
     ContentType, ErrorKind, ImageId, ImageRecord, NewImage, OwnerId, Stage, StageResult, Timestamp,
     UploadState,
 };
 use serde_json::{json, Value};
 
-type Handler = Notify<MemoryConnections, MemoryNotices, MemoryPoster>;
+type Handler = Notify<MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput>;
 
 fn handler() -> Handler {
     Notify::new(
         MemoryConnections::default(),
         MemoryNotices::default(),
         MemoryPoster::default(),
+        MemoryThroughput::default(),
     )
 }
 
@@ -377,6 +379,31 @@ async fn a_log_outage_fails_the_record_before_anything_is_sent() {
         .await;
     assert_eq!(failures(&r), ["1000"]);
     assert!(h_poster(&h).frames().is_empty(), "never sent unless stored");
+}
+
+#[tokio::test]
+async fn completed_and_failed_images_are_counted_once_per_minute_even_when_redelivered() {
+    let load = |name: &str| -> Event {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../events")
+            .join(name);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let h = handler();
+    for file in [
+        "notify-thumbnail-complete.json",
+        "notify-complete.json",
+        "notify-complete.json",
+        "notify-failed.json",
+        "notify-failed.json",
+    ] {
+        let r = h.handle(&load(file), far()).await;
+        assert!(r.batch_item_failures.is_empty(), "{file}");
+    }
+    let minutes = h.throughput().recent(Timestamp::now(), 2).await.unwrap();
+    let processed: u64 = minutes.iter().map(|m| m.processed).sum();
+    let failed: u64 = minutes.iter().map(|m| m.failed).sum();
+    assert_eq!((processed, failed), (1, 1), "{minutes:?}");
 }
 
 #[tokio::test]

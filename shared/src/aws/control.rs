@@ -1,17 +1,21 @@
 //! The DynamoDB adapter for `CONTROL_TABLE`: circuit-breaker rows (`circuit#{stage}`) with
 //! optimistic locking on `version`, and processing leases (`lease#{stage}#{image_id}`) taken
 //! with a conditional put. Leases carry `expires_at` (epoch seconds) for TTL, but correctness
-//! never relies on TTL deletion: an expired lease is free by its `until_ms`.
+//! never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the per-minute
+//! throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h).
+
+use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
 use super::faults::Faults;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ports::{ControlStore, RepoError};
+use crate::ops::minute_start;
+use crate::ports::{ControlStore, MinuteCount, Outcome, RepoError, ThroughputLog};
 
 /// The control table.
 #[derive(Debug, Clone)]
@@ -51,6 +55,104 @@ struct BreakerRow {
     version: u64,
     #[serde(flatten)]
     breaker: Breaker,
+}
+
+/// How long a throughput counter is kept (the chart shows an hour).
+const THROUGHPUT_TTL_SECS: i64 = 2 * 3600;
+
+/// The throughput counter row's key for the minute starting at `minute`.
+pub fn throughput_key(minute: Timestamp) -> String {
+    format!("throughput#{minute}")
+}
+
+impl ThroughputLog for DynamoControl {
+    async fn count(&self, at: Timestamp, outcome: Outcome) -> Result<(), RepoError> {
+        let minute = minute_start(at);
+        let field = match outcome {
+            Outcome::Processed => "processed",
+            Outcome::Failed => "failed",
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(throughput_key(minute)))
+            .update_expression("ADD #f :one SET expires_at = :exp")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N((minute.unix_seconds() + THROUGHPUT_TTL_SECS).to_string()),
+            )
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
+        let last = minute_start(now).unix_millis();
+        let wanted: Vec<Timestamp> = (0..i64::from(minutes.clamp(1, 100)))
+            .rev()
+            .map(|i| Timestamp::from_unix_millis(last - i * 60_000))
+            .collect();
+        let mut keys = KeysAndAttributes::builder();
+        for m in &wanted {
+            keys = keys.keys(HashMap::from([(
+                "pk".to_owned(),
+                AttributeValue::S(throughput_key(*m)),
+            )]));
+        }
+        let mut request = HashMap::from([(
+            self.table.clone(),
+            keys.build()
+                .map_err(|e| RepoError::Malformed(e.to_string()))?,
+        )]);
+        let mut found: HashMap<String, (u64, u64)> = HashMap::new();
+        // BatchGetItem may hand some keys back unprocessed; ask again for those (a few times).
+        for _ in 0..5 {
+            let out = self
+                .client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in out
+                .responses
+                .unwrap_or_default()
+                .remove(&self.table)
+                .unwrap_or_default()
+            {
+                let n = |name: &str| {
+                    item.get(name)
+                        .and_then(|v| v.as_n().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0)
+                };
+                if let Some(AttributeValue::S(pk)) = item.get("pk") {
+                    found.insert(pk.clone(), (n("processed"), n("failed")));
+                }
+            }
+            match out.unprocessed_keys {
+                Some(left) if !left.is_empty() => request = left,
+                _ => break,
+            }
+        }
+        Ok(wanted
+            .into_iter()
+            .map(|minute| {
+                let (processed, failed) = found
+                    .get(&throughput_key(minute))
+                    .copied()
+                    .unwrap_or_default();
+                MinuteCount {
+                    minute,
+                    processed,
+                    failed,
+                }
+            })
+            .collect())
+    }
 }
 
 impl ControlStore for DynamoControl {

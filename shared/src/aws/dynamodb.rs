@@ -1,19 +1,20 @@
 //! The DynamoDB adapter for the images table: `ImageRepository` with conditional writes on
-//! `version` (optimistic locking) and owner listing through the `by_owner` index.
+//! `version` (optimistic locking), owner listing through the `by_owner` index, and counts and
+//! pages by status through the `by_status` index.
 
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
-use crate::domain::{ImageId, ImageRecord, OwnerId, Timestamp};
-use crate::ports::{ImageRepository, Page, RepoError};
+use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
+use crate::ports::{ImageRepository, Page, RepoError, StatusIndex};
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -195,6 +196,120 @@ impl ImageRepository for DynamoImages {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+}
+
+/// The `by_status` index's cursor: the last row's sort position. The status comes from the
+/// caller, so a cursor cannot move a page to another partition.
+#[derive(Serialize, Deserialize)]
+struct StatusCursor {
+    image_id: ImageId,
+    updated_at: Timestamp,
+}
+
+fn encode_status_cursor(key: &HashMap<String, AttributeValue>) -> Option<String> {
+    let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
+    let cursor = StatusCursor {
+        image_id: text("image_id")?.parse().ok()?,
+        updated_at: text("updated_at")?.parse().ok()?,
+    };
+    serde_json::to_vec(&cursor)
+        .ok()
+        .map(|json| B64URL.encode(json))
+}
+
+fn decode_status_cursor(
+    status: Status,
+    cursor: &str,
+) -> Result<HashMap<String, AttributeValue>, RepoError> {
+    let json = B64URL.decode(cursor).map_err(|_| RepoError::BadCursor)?;
+    let cursor: StatusCursor = serde_json::from_slice(&json).map_err(|_| RepoError::BadCursor)?;
+    Ok(HashMap::from([
+        (
+            "image_id".to_owned(),
+            AttributeValue::S(cursor.image_id.to_string()),
+        ),
+        (
+            "updated_at".to_owned(),
+            AttributeValue::S(cursor.updated_at.to_string()),
+        ),
+        (
+            "processing_status".to_owned(),
+            AttributeValue::S(status.as_str().to_owned()),
+        ),
+    ]))
+}
+
+/// The `by_status` index.
+const BY_STATUS: &str = "by_status";
+
+impl StatusIndex for DynamoImages {
+    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(BY_STATUS)
+                .key_condition_expression("processing_status = :s")
+                .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn page_by_status(
+        &self,
+        status: Status,
+        oldest_first: bool,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        let start = cursor
+            .map(|c| decode_status_cursor(status, c))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(BY_STATUS)
+            .key_condition_expression("processing_status = :s")
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+            .scan_index_forward(oldest_first)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(SdkError::ServiceError(e))
+                if e.err().meta().code() == Some("ValidationException") =>
+            {
+                return Err(RepoError::BadCursor)
+            }
+            Err(e) => return Err(unavailable(e)),
+        };
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(record_from_item)
+            .collect::<Result<_, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(encode_status_cursor);
+        Ok(Page { items, next })
     }
 }
 

@@ -1,14 +1,17 @@
-//! The SQS adapter: `JobQueue` on the thumbnails and variants queues.
+//! The SQS adapter: `JobQueue` on the thumbnails and variants queues, and `QueueAdmin` on them
+//! and their dead-letter queues (depths, and the receive / send / delete redrive that works on
+//! AWS and the emulator alike; the emulator lacks `StartMessageMoveTask`).
 
 use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 
 use super::faults::Faults;
 use crate::domain::{RetryMessage, Stage};
-use crate::ports::{JobQueue, QueueError};
+use crate::ports::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};
 use crate::processing::Message;
 
 /// SQS's longest message delay (15 minutes).
@@ -23,6 +26,8 @@ pub struct SqsQueues {
     client: Client,
     thumbnails_url: Option<String>,
     variants_url: Option<String>,
+    thumbnails_dlq_url: Option<String>,
+    variants_dlq_url: Option<String>,
     faults: Faults,
 }
 
@@ -38,8 +43,29 @@ impl SqsQueues {
             client: Client::new(config),
             thumbnails_url,
             variants_url,
+            thumbnails_dlq_url: None,
+            variants_dlq_url: None,
             faults,
         }
+    }
+
+    /// Adds the stages' dead-letter queues (for `QueueAdmin`).
+    pub fn with_dead_letter_queues(
+        mut self,
+        thumbnails_dlq_url: Option<String>,
+        variants_dlq_url: Option<String>,
+    ) -> Self {
+        self.thumbnails_dlq_url = thumbnails_dlq_url;
+        self.variants_dlq_url = variants_dlq_url;
+        self
+    }
+
+    fn dlq_url(&self, stage: Stage) -> Result<&str, QueueError> {
+        match stage {
+            Stage::Thumbnail => self.thumbnails_dlq_url.as_deref(),
+            Stage::Variant => self.variants_dlq_url.as_deref(),
+        }
+        .ok_or(QueueError::NotConfigured(stage))
     }
 
     fn url(&self, stage: Stage) -> Result<&str, QueueError> {
@@ -94,6 +120,99 @@ impl JobQueue for SqsQueues {
             .queue_url(self.url(stage)?)
             .message_body(body)
             .delay_seconds(i32::try_from(secs).unwrap_or(0))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+impl QueueAdmin for SqsQueues {
+    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
+        let url = if dead_letters {
+            self.dlq_url(stage)?
+        } else {
+            self.url(stage)?
+        };
+        let attrs = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(unavailable)?
+            .attributes
+            .unwrap_or_default();
+        let n = |name: &QueueAttributeName| {
+            attrs
+                .get(name)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok(QueueDepth {
+            visible: n(&QueueAttributeName::ApproximateNumberOfMessages),
+            in_flight: n(&QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            delayed: n(&QueueAttributeName::ApproximateNumberOfMessagesDelayed),
+        })
+    }
+
+    async fn receive_dead_letters(
+        &self,
+        stage: Stage,
+        max: u32,
+        hide_for: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(self.dlq_url(stage)?)
+            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .visibility_timeout(i32::try_from(hide_for.as_secs()).unwrap_or(i32::MAX))
+            .wait_time_seconds(0)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| DeadLetter {
+                message_id: m.message_id.unwrap_or_default(),
+                receipt_handle: m.receipt_handle.unwrap_or_default(),
+                body: m.body.unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+    ) -> Result<(), QueueError> {
+        self.client
+            .delete_message()
+            .queue_url(self.dlq_url(stage)?)
+            .receipt_handle(receipt_handle)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn release_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(self.dlq_url(stage)?)
+            .receipt_handle(receipt_handle)
+            .visibility_timeout(i32::try_from(after.min(MAX_VISIBILITY).as_secs()).unwrap_or(0))
             .send()
             .await
             .map_err(unavailable)?;

@@ -1,0 +1,43 @@
+//! Lambda wiring for the `admin` function.
+
+use admin::{Admin, AdminPorts};
+use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use safelight::aws::{self, DynamoControl, DynamoImages, Faults, SqsQueues};
+use safelight::{Config, OpsSettings};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let settings = OpsSettings::from_env()?;
+    let faults = Faults::parse(config.faults.as_deref())?;
+    let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
+    Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
+    Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
+    let sdk = aws::load_sdk_config().await;
+    let queues = SqsQueues::new(
+        &sdk,
+        Some(Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?.to_owned()),
+        Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
+        faults.clone(),
+    )
+    .with_dead_letter_queues(
+        settings.thumbnails_dlq_url.clone(),
+        settings.variants_dlq_url.clone(),
+    );
+    let handler = Admin::new(
+        AdminPorts {
+            images: DynamoImages::new(&sdk, &config.images_table, faults.clone()),
+            queue: queues.clone(),
+            dead_letters: queues,
+            control: DynamoControl::new(&sdk, control, faults.clone()),
+            throughput: DynamoControl::new(&sdk, control, faults),
+        },
+        settings,
+    );
+    let handler = &handler;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+        Ok::<_, Error>(handler.handle(&event.payload).await)
+    }))
+    .await
+}

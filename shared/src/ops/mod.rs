@@ -1,0 +1,36 @@
+//! Operations: what the `admin` function and the `backfill` migration do, over the ports and
+//! without AWS types.
+//!
+//! - [`queue_view`]: the processing-queue view (counts by status from the `by_status` index, queue
+//!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput).
+//! - [`circuits`]: closing a circuit breaker by hand.
+//! - [`retry_all`]: re-enqueueing failed images and bringing DLQ messages back, page by page.
+//! - [`settings`]: the tunables, read from the environment.
+
+pub mod circuits;
+pub mod queue_view;
+pub mod retry_all;
+pub mod settings;
+
+pub use settings::OpsSettings;
+
+use crate::domain::Timestamp;
+
+/// The start of the minute `at` falls in (the key of its throughput counter).
+pub fn minute_start(at: Timestamp) -> Timestamp {
+    let ms = at.unix_millis();
+    Timestamp::from_unix_millis(ms - ms.rem_euclid(60_000))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_starts_on_its_first_millisecond() {
+        let t = Timestamp::from_unix_millis(1_800_000_059_999);
+        assert_eq!(minute_start(t).unix_millis(), 1_800_000_000_000);
+        assert_eq!(minute_start(minute_start(t)), minute_start(t));
+        assert_eq!(minute_start(t).unix_millis() % 60_000, 0);
+    }
+}

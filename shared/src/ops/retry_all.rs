@@ -1,0 +1,419 @@
+//! `POST /api/admin/retry-all-failed`: brings back everything that failed, page by page, at a
+//! bounded rate, in calls the caller follows with a cursor (each call works for a time budget
+//! well inside API Gateway's 30 s, then answers `done: false` with `next_cursor`).
+//!
+//! Two phases, both starting from the run's start time (kept in the cursor):
+//!
+//! 1. **Dead letters**, thumbnails DLQ then variants DLQ. Each message is received (hidden from
+//!    other receivers meanwhile, so concurrent runs never hold the same one) and decided by its
+//!    image row:
+//!    - stage `failed`: the image's failed stages go back to `pending` with a conditional write
+//!      on the row's version. Only the caller whose write wins enqueues (one message per reset
+//!      stage) and deletes the dead letter; a loser re-reads and decides again.
+//!    - stage `completed`, or `pending` since this run started (re-queued by this run or a
+//!      concurrent one): the work is done or queued; the dead letter is deleted.
+//!    - no row: the body goes back to its source queue as it is (the processor adopts an
+//!      original without a row) and the dead letter is deleted.
+//!    - anything else (a row still `processing` or `pending` from before the run, which the
+//!      sweeper has not marked failed yet; a row that failed again during this run; an
+//!      unreadable body): left in the DLQ, hidden for [`SKIP_HIDE`], and counted as skipped.
+//! 2. **Failed rows without a dead letter** (permanent failures, or a DLQ message still on its
+//!    way), from the `by_status` index, oldest first, up to the run's start: the same conditional
+//!    reset, and only the winner enqueues.
+//!
+//! `dry_run` reads counts only (failed rows from the index, DLQ depths from queue attributes) and
+//! changes nothing.
+
+use std::time::{Duration, Instant};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{parse_jobs, ImageRecord, Job, RetryMessage, Stage, Status, Timestamp};
+use crate::ports::{
+    DeadLetter, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
+};
+
+/// How long a received dead letter stays hidden while it is handled, and how long a skipped
+/// one stays hidden so the same run does not receive it again.
+pub const SKIP_HIDE: Duration = Duration::from_secs(300);
+/// Rows read per index page.
+const ROW_PAGE: u32 = 25;
+/// Attempts at the conditional reset of one row.
+const RESET_ATTEMPTS: u32 = 5;
+
+/// What the caller asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryAllRequest {
+    /// Report without changing anything.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// The previous answer's `next_cursor`, to continue a run.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+/// What one call did (or, in a dry run, would do).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RetryAllReport {
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Images whose failed stages went back to `pending` and were enqueued (dry run: failed
+    /// images found).
+    pub images_requeued: u64,
+    /// Dead letters whose work went back to the processing queues (dry run: messages in the
+    /// DLQs).
+    pub messages_redriven: u64,
+    /// Dead letters deleted because their work was already done or queued.
+    pub duplicates_removed: u64,
+    /// Dead letters left in the DLQ (see the module doc for why).
+    pub skipped: u64,
+    /// Pass it back as `cursor` to continue; `null` when the run is done.
+    pub next_cursor: Option<String>,
+    /// Whether the run is complete.
+    pub done: bool,
+}
+
+/// Why a call stopped early; what it did until then is lost only in the report, never in the
+/// data (every step is a conditional write or an idempotent send).
+#[derive(Debug, thiserror::Error)]
+pub enum RetryAllError {
+    /// A cursor this API did not hand out.
+    #[error("invalid cursor")]
+    BadCursor,
+    /// The images table failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+/// Where a run is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Cursor {
+    /// When the run started: rows changed after it are not this run's business.
+    started_at: Timestamp,
+    /// The DLQ being drained, or `None` for the failed-rows phase.
+    dlq: Option<Stage>,
+    /// The failed-rows phase's page cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    rows: Option<String>,
+}
+
+impl Cursor {
+    fn encode(&self) -> Option<String> {
+        serde_json::to_vec(self).ok().map(|j| B64URL.encode(j))
+    }
+
+    fn decode(text: &str) -> Result<Cursor, RetryAllError> {
+        let json = B64URL.decode(text).map_err(|_| RetryAllError::BadCursor)?;
+        serde_json::from_slice(&json).map_err(|_| RetryAllError::BadCursor)
+    }
+}
+
+/// Limits of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryLimits {
+    /// Images re-enqueued per second, at most.
+    pub rate_per_sec: u32,
+    /// How long one call works before it answers with a cursor.
+    pub budget: Duration,
+}
+
+/// The ports a run uses.
+#[derive(Debug)]
+pub struct RetryPorts<'a, R, Q, A> {
+    /// The images table and its `by_status` index.
+    pub images: &'a R,
+    /// The processing queues (to enqueue).
+    pub queue: &'a Q,
+    /// The queues' DLQs.
+    pub admin: &'a A,
+}
+
+/// Spaces enqueues `1 / rate` seconds apart.
+#[derive(Debug)]
+struct Pacer {
+    gap: Duration,
+    next: Instant,
+}
+
+impl Pacer {
+    fn new(rate_per_sec: u32) -> Self {
+        Pacer {
+            gap: Duration::from_secs(1) / rate_per_sec.max(1),
+            next: Instant::now(),
+        }
+    }
+
+    async fn wait(&mut self) {
+        let now = Instant::now();
+        if self.next > now {
+            tokio::time::sleep(self.next - now).await;
+        }
+        self.next = self.next.max(now) + self.gap;
+    }
+}
+
+/// What became of one dead letter.
+enum Fate {
+    Requeued,
+    Redriven,
+    Duplicate,
+    Skip(&'static str),
+}
+
+/// One call of a run.
+pub async fn retry_all_failed<R, Q, A>(
+    ports: RetryPorts<'_, R, Q, A>,
+    request: &RetryAllRequest,
+    limits: RetryLimits,
+) -> Result<RetryAllReport, RetryAllError>
+where
+    R: ImageRepository + StatusIndex,
+    Q: JobQueue,
+    A: QueueAdmin,
+{
+    if request.dry_run {
+        let failed = ports.images.count_by_status(Status::Failed).await?;
+        let mut dead = 0;
+        for stage in Stage::ALL {
+            dead += ports.admin.depth(stage, true).await?.total();
+        }
+        return Ok(RetryAllReport {
+            dry_run: true,
+            images_requeued: failed,
+            messages_redriven: dead,
+            done: true,
+            ..RetryAllReport::default()
+        });
+    }
+    let mut cursor = match &request.cursor {
+        Some(text) => Cursor::decode(text)?,
+        None => Cursor {
+            started_at: Timestamp::now(),
+            dlq: Some(Stage::Thumbnail),
+            rows: None,
+        },
+    };
+    let deadline = Instant::now() + limits.budget;
+    let mut pacer = Pacer::new(limits.rate_per_sec);
+    let mut report = RetryAllReport::default();
+    let run = Run {
+        ports: &ports,
+        started_at: cursor.started_at,
+    };
+
+    while let Some(stage) = cursor.dlq {
+        if Instant::now() >= deadline {
+            return Ok(report.more(&cursor));
+        }
+        let letters = ports
+            .admin
+            .receive_dead_letters(stage, 10, SKIP_HIDE)
+            .await?;
+        if letters.is_empty() {
+            cursor.dlq = match stage {
+                Stage::Thumbnail => Some(Stage::Variant),
+                Stage::Variant => None,
+            };
+            continue;
+        }
+        for letter in &letters {
+            match run.dead_letter(stage, letter, &mut pacer).await? {
+                Fate::Requeued => {
+                    report.images_requeued += 1;
+                    report.messages_redriven += 1;
+                }
+                Fate::Redriven => report.messages_redriven += 1,
+                Fate::Duplicate => report.duplicates_removed += 1,
+                Fate::Skip(why) => {
+                    tracing::info!(stage = %stage, message_id = %letter.message_id, why, "dead letter left in the DLQ");
+                    report.skipped += 1;
+                }
+            }
+        }
+    }
+
+    loop {
+        if Instant::now() >= deadline {
+            return Ok(report.more(&cursor));
+        }
+        let page = ports
+            .images
+            .page_by_status(Status::Failed, true, ROW_PAGE, cursor.rows.as_deref())
+            .await?;
+        for row in &page.items {
+            if row.updated_at > cursor.started_at {
+                // Failed after the run started (maybe again): the next run's business.
+                return Ok(report.finished());
+            }
+            if Instant::now() >= deadline {
+                // Rows reset so far have left the failed index: this page's start finds the rest.
+                return Ok(report.more(&cursor));
+            }
+            if run
+                .reset_and_enqueue(row.clone(), &mut pacer)
+                .await?
+                .is_some()
+            {
+                report.images_requeued += 1;
+            }
+        }
+        match page.next {
+            Some(next) => cursor.rows = Some(next),
+            None => return Ok(report.finished()),
+        }
+    }
+}
+
+impl RetryAllReport {
+    fn more(mut self, cursor: &Cursor) -> Self {
+        self.next_cursor = cursor.encode();
+        self.done = self.next_cursor.is_none();
+        self
+    }
+
+    fn finished(mut self) -> Self {
+        self.next_cursor = None;
+        self.done = true;
+        self
+    }
+}
+
+struct Run<'p, 'a, R, Q, A> {
+    ports: &'p RetryPorts<'a, R, Q, A>,
+    started_at: Timestamp,
+}
+
+impl<R, Q, A> Run<'_, '_, R, Q, A>
+where
+    R: ImageRepository + StatusIndex,
+    Q: JobQueue,
+    A: QueueAdmin,
+{
+    async fn dead_letter(
+        &self,
+        stage: Stage,
+        letter: &DeadLetter,
+        pacer: &mut Pacer,
+    ) -> Result<Fate, RetryAllError> {
+        let jobs = match parse_jobs(&letter.body) {
+            Ok(jobs) => jobs,
+            Err(_) => return Ok(Fate::Skip("unreadable body")),
+        };
+        let mut fate = Fate::Duplicate;
+        for job in &jobs {
+            match self.job_fate(stage, job, letter, pacer).await? {
+                Fate::Skip(why) => return Ok(Fate::Skip(why)),
+                Fate::Requeued => fate = Fate::Requeued,
+                Fate::Redriven if !matches!(fate, Fate::Requeued) => fate = Fate::Redriven,
+                _ => {}
+            }
+        }
+        self.ports
+            .admin
+            .delete_dead_letter(stage, &letter.receipt_handle)
+            .await?;
+        Ok(fate)
+    }
+
+    async fn job_fate(
+        &self,
+        stage: Stage,
+        job: &Job,
+        letter: &DeadLetter,
+        pacer: &mut Pacer,
+    ) -> Result<Fate, RetryAllError> {
+        for _ in 0..RESET_ATTEMPTS {
+            let Some(row) = self.ports.images.get(job.image_id).await? else {
+                pacer.wait().await;
+                self.ports
+                    .queue
+                    .requeue(stage, &letter.body, Duration::ZERO)
+                    .await?;
+                return Ok(Fate::Redriven);
+            };
+            if row.owner_id != job.owner {
+                return Ok(Fate::Skip("the key's owner is not the row's owner"));
+            }
+            let changed_in_run = row.updated_at >= self.started_at;
+            match row.stage_status(stage) {
+                Status::Completed => return Ok(Fate::Duplicate),
+                Status::Pending if changed_in_run => return Ok(Fate::Duplicate),
+                Status::Failed if !changed_in_run => {
+                    if self.reset_and_enqueue(row, pacer).await?.is_some() {
+                        return Ok(Fate::Requeued);
+                    }
+                    // Lost the race: someone else changed the row; decide again on what it is now.
+                }
+                Status::Failed => return Ok(Fate::Skip("failed again during this run")),
+                Status::Pending | Status::Processing => {
+                    return Ok(Fate::Skip("not marked failed yet"))
+                }
+            }
+        }
+        Ok(Fate::Skip("the row kept changing"))
+    }
+
+    /// The conditional reset; the winner enqueues the reset stages. `None` when another writer
+    /// changed the row first (it is not failed any more, or someone else re-queued it).
+    async fn reset_and_enqueue(
+        &self,
+        before: ImageRecord,
+        pacer: &mut Pacer,
+    ) -> Result<Option<Vec<Stage>>, RetryAllError> {
+        let mut after = before.clone();
+        let Ok(stages) = after.retry(Timestamp::now()) else {
+            return Ok(None);
+        };
+        match self.ports.images.update(&mut after).await {
+            Ok(()) => {}
+            Err(RepoError::Conflict) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        pacer.wait().await;
+        for stage in &stages {
+            let message = RetryMessage::new(after.image_id, after.original_key.clone(), *stage);
+            if let Err(e) = self.ports.queue.enqueue(&message).await {
+                // Put the failed status back so a later run (or the owner) can retry it.
+                let mut restore = before.clone();
+                restore.version = after.version;
+                restore.updated_at = Timestamp::now();
+                if let Err(re) = self.ports.images.update(&mut restore).await {
+                    tracing::error!(image_id = %after.image_id, error = %re, "could not restore the failed status");
+                }
+                return Err(e.into());
+            }
+        }
+        tracing::info!(image_id = %after.image_id, stages = ?stages, "failed image re-enqueued");
+        Ok(Some(stages))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_round_trips_and_garbage_is_refused() {
+        let c = Cursor {
+            started_at: Timestamp::from_unix_millis(1_800_000_000_000),
+            dlq: Some(Stage::Variant),
+            rows: None,
+        };
+        let text = c.encode().unwrap();
+        assert_eq!(Cursor::decode(&text).unwrap(), c);
+        assert!(matches!(
+            Cursor::decode("not a cursor!"),
+            Err(RetryAllError::BadCursor)
+        ));
+        assert!(matches!(
+            Cursor::decode(&B64URL.encode(b"{\"x\":1}")),
+            Err(RetryAllError::BadCursor)
+        ));
+    }
+}
