@@ -11,7 +11,7 @@ use safelight::engine::{probe, render, Limits, OutputFormat, Spec};
 
 fuzz_target!(|data: &[u8]| {
     // Smaller limits than production keep each run fast; the checks are the same code.
-    let limits = Limits { max_pixels: 4_000_000, max_side: 4096 };
+    let limits = Limits { max_pixels: 4_000_000, max_side: 4096, ..Limits::default() };
     let probed = probe(data, &limits);
     let specs = [
         Spec::new(64, OutputFormat::Jpeg),

@@ -71,7 +71,7 @@ step "web: typecheck, unit tests (Vitest), build, JS size budget"
 web/scripts/web.sh unit
 
 step "engine without C codecs (the pure-Rust feature path)"
-cargo test -p safelight-shared --no-default-features --lib --tests
+cargo test -p safelight-shared --no-default-features --features testing --lib --tests
 
 step "local stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/test)"
 "$STACK" start

@@ -123,7 +123,8 @@ impl Config {
 pub struct ProcessingConfig {
     /// `THUMBNAIL_SPECS` / `VARIANT_SPECS` (engine spec syntax), else the defaults.
     pub specs: Vec<crate::engine::Spec>,
-    /// `MAX_PIXELS` (default 100 MP) and `MAX_SIDE` (default 16384 px).
+    /// `MAX_PIXELS` (default 100 MP), `MAX_SIDE` (default 16384 px), and the decode budget: half of
+    /// `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` (MB, set by the Lambda runtime; 1024 when absent).
     pub limits: crate::engine::Limits,
     /// `BACKOFF_BASE_SECS` (2), `BACKOFF_CAP_SECS` (300), `BREAKER_THRESHOLD` (5),
     /// `BREAKER_WINDOW_SECS` (3600), `BREAKER_COOLDOWN_SECS` (60), `LEASE_SECS` (60).
@@ -182,9 +183,12 @@ impl ProcessingConfig {
             lease: secs("LEASE_SECS", 60)?,
             ..crate::processing::Policy::default()
         };
+        // Set by the Lambda runtime from the function's MemorySize (the emulator sets it too).
+        let memory_mb = number("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", engine::DEFAULT_MEMORY_MB)?;
         let limits = engine::Limits {
             max_pixels: number("MAX_PIXELS", 100_000_000)?,
             max_side: u32::try_from(number("MAX_SIDE", 16_384)?).unwrap_or(u32::MAX),
+            ..engine::Limits::for_memory_mb(memory_mb)
         };
         Ok(ProcessingConfig {
             specs,
@@ -230,6 +234,16 @@ mod tests {
         assert_eq!(edges, vec![150, 300, 600]);
         assert_eq!(c.policy.breaker.threshold, 5);
         assert_eq!(c.policy.breaker.window, Duration::from_secs(3600));
+        assert_eq!(c.limits.max_decode_bytes, 512 << 20);
+        let small = ProcessingConfig::from_lookup(Stage::Thumbnail, |k| {
+            (k == "AWS_LAMBDA_FUNCTION_MEMORY_SIZE").then(|| "256".into())
+        })
+        .unwrap();
+        assert_eq!(
+            small.limits.max_decode_bytes,
+            128 << 20,
+            "half the function's memory"
+        );
         let v = ProcessingConfig::from_lookup(Stage::Variant, |_| None).unwrap();
         assert_eq!(v.specs.len(), 4);
         let err = ProcessingConfig::from_lookup(Stage::Variant, |k| {

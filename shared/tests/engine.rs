@@ -451,6 +451,7 @@ fn tighter_limits_refuse_what_the_defaults_accept() {
     let limits = Limits {
         max_pixels: 500_000,
         max_side: 16_384,
+        ..Limits::default()
     };
     assert_eq!(
         render(&bytes, &default_thumbnail_specs(), &limits)
@@ -461,6 +462,7 @@ fn tighter_limits_refuse_what_the_defaults_accept() {
     let limits = Limits {
         max_pixels: 100_000_000,
         max_side: 1000,
+        ..Limits::default()
     };
     assert_eq!(probe(&bytes, &limits).unwrap_err().code(), "too_large");
 }

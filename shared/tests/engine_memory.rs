@@ -91,3 +91,54 @@ fn a_photo_renders_within_a_bound_proportional_to_its_reduced_decode() {
     assert_eq!(result.unwrap().outputs.len(), 3);
     assert!(peak < 16 << 20, "peak {peak}");
 }
+
+#[test]
+fn a_16_bit_rgba_png_over_the_decode_budget_is_refused_from_its_header_naming_the_budget() {
+    // The header of a 10000x10000 16-bit RGBA PNG and nothing else: the refusal must come from
+    // the header, before any pixel data is read.
+    let mut header = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
+    header.extend_from_slice(&10_000u32.to_be_bytes());
+    header.extend_from_slice(&10_000u32.to_be_bytes());
+    header.extend_from_slice(&[16, 6, 0, 0, 0, 0, 0, 0, 0]);
+    let mut specs = default_thumbnail_specs();
+    specs.extend(default_variant_specs());
+    let (result, peak) = peak_during(|| render(&header, &specs, &Limits::for_memory_mb(1024)));
+    let err = result.unwrap_err();
+    assert_eq!(err.code(), "too_large");
+    let reason = err.to_string();
+    assert!(
+        reason.contains("10000x10000") && reason.contains("512 MiB"),
+        "the reason names the size and the budget: {reason}"
+    );
+    assert!(peak < 1 << 20, "peak {peak} bytes");
+}
+
+#[test]
+fn a_16_bit_png_is_narrowed_without_holding_a_16_bit_copy() {
+    let (w, h) = (3000u32, 3000u32);
+    let bytes = safelight::testing::png_rgba16_one_colour(w, h, [0xffff, 0x8000, 0, 0xffff]);
+    let pixels = u64::from(w) * u64::from(h);
+    let (result, peak) = peak_during(|| {
+        render(
+            &bytes,
+            &default_variant_specs(),
+            &Limits::for_memory_mb(1024),
+        )
+    });
+    let rendered = result.unwrap();
+    assert_eq!((rendered.source.width, rendered.source.height), (w, h));
+    // The 8-bit RGBA decode, the resampler's premultiplied copy of it, its horizontal pass to
+    // 2048 px and the 2048 px output, + 10%. Holding the decode at 16 bits as well would add
+    // another 8 bytes a pixel (72 MB here).
+    let resample = 2048 * u64::from(h) * 4 + 2048 * 2048 * 4;
+    let bound = (pixels * 8 + resample) * 11 / 10;
+    assert!((peak as u64) < bound, "peak {peak} bytes >= {bound}");
+    // The same file is refused where half the memory cannot hold that.
+    let err = render(
+        &bytes,
+        &default_variant_specs(),
+        &Limits::for_memory_mb(128),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "too_large", "{err}");
+}

@@ -74,6 +74,7 @@ fn mutated_corpus_files_never_panic_and_always_give_outputs_or_typed_errors() {
     let limits = Limits {
         max_pixels: 1_000_000,
         max_side: 2048,
+        ..Limits::default()
     };
     let specs = [
         Spec::new(32, OutputFormat::Jpeg),

@@ -1,10 +1,16 @@
 //! Decoding an original once into 8-bit RGB or RGBA pixels in stored orientation, as small as the
 //! largest requested output allows (JPEG shrink-on-load in the DCT domain).
 //!
-//! JPEG goes through libjpeg-turbo (feature `turbo`) or jpeg-decoder (pure Rust). PNG, GIF and
-//! WebP go through the `image` crate's pure-Rust decoders in both builds. Gray becomes RGB, 16-bit
-//! becomes 8-bit, CMYK/YCCK becomes RGB (Adobe-inverted CMYK, as Photoshop writes it), and
-//! animations give their first frame. Embedded ICC profiles are not applied (see the module doc).
+//! JPEG goes through libjpeg-turbo (feature `turbo`) or jpeg-decoder (pure Rust); PNG through the
+//! `png` crate, narrowing 16-bit samples to 8 bits row by row and widening gray in place, so the
+//! only full-size buffer is the 8-bit result; GIF and WebP through the `image` crate's pure-Rust
+//! decoders, in both builds. CMYK/YCCK becomes RGB (Adobe-inverted CMYK, as Photoshop writes
+//! it), and animations give their first frame. Embedded ICC profiles are not applied (see the
+//! module doc).
+//!
+//! [`working_set`] estimates from the header alone what a decode (and the first resampling from
+//! it) holds at its peak, so an image that would not fit the function's memory is refused before
+//! any pixel buffer exists.
 
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -58,7 +64,7 @@ pub(crate) fn decode(
             }
             decode_jpeg(bytes, header, min_long)
         }
-        ContentType::Png => decode_with_image(bytes, image::ImageFormat::Png, header, limits),
+        ContentType::Png => decode_png(bytes, header),
         ContentType::Gif => decode_with_image(bytes, image::ImageFormat::Gif, header, limits),
         ContentType::Webp => decode_with_image(bytes, image::ImageFormat::WebP, header, limits),
         ContentType::Avif => Err(EngineError::Unsupported(
@@ -75,6 +81,150 @@ pub(crate) fn decode(
         return Err(EngineError::corrupt(format, "the decoded image is empty"));
     }
     Ok(pixels)
+}
+
+/// The estimated peak bytes of decoding `header` for outputs whose largest has `largest` px on
+/// its longest edge, and of the first resampling from that decode: the 8-bit pixels at the size
+/// the decoder produces, what the decoder holds beside them, and the resampler's buffers (for
+/// RGBA a premultiplied copy of its source; the horizontal pass; the output).
+pub(crate) fn working_set(header: &Header, largest: u32) -> u64 {
+    let (mut w, mut h) = (u64::from(header.width), u64::from(header.height));
+    let per_pixel: u64 = match header.content_type {
+        ContentType::Jpeg => {
+            let long = header.width.max(header.height);
+            let d = jpeg_denominator(long, largest.saturating_mul(HEADROOM));
+            (w, h) = (w.div_ceil(d), h.div_ceil(d));
+            // CMYK is decoded, then converted to RGB while both are held.
+            if header.jpeg_components == 4 {
+                4 + 3
+            } else {
+                3
+            }
+        }
+        // Decoded straight into the buffer of the final 8-bit size (see `decode_png`).
+        ContentType::Png => u64::from(header.decoded_channels),
+        // The image crate's decoders: a canvas or frame buffer beside the RGBA result.
+        ContentType::Gif | ContentType::Webp | ContentType::Avif => 8,
+    };
+    let c = u64::from(header.decoded_channels);
+    let pixels = w.saturating_mul(h);
+    let premultiplied = if c == 4 { pixels.saturating_mul(4) } else { 0 };
+    let out = u64::from(largest).min(w.max(h));
+    let horizontal = out.saturating_mul(w.max(h)).saturating_mul(c);
+    let output = out.saturating_mul(out).saturating_mul(c);
+    pixels
+        .saturating_mul(per_pixel)
+        .saturating_add(premultiplied)
+        .saturating_add(horizontal)
+        .saturating_add(output)
+}
+
+/// The JPEG DCT scale (1/8, 1/4, 1/2 or 1, as a denominator) the decoders pick: the smallest whose
+/// longest edge still reaches `min_long`.
+fn jpeg_denominator(long: u32, min_long: u32) -> u64 {
+    let want = u64::from(min_long.min(long));
+    [8u64, 4, 2]
+        .into_iter()
+        .find(|&d| u64::from(long).div_ceil(d) >= want)
+        .unwrap_or(1)
+}
+
+/// PNG through the `png` crate: 16-bit samples narrowed to 8 bits and palettes expanded as each
+/// row is unfiltered, straight into a buffer of the final RGB(A) size; gray and gray+alpha are
+/// then widened in place. The first frame of an APNG is its default image.
+fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, EngineError> {
+    const F: &str = "png";
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
+    let mut reader = decoder.read_info().map_err(png_error)?;
+    let (width, height) = reader.info().size();
+    if (width, height) != (header.width, header.height) {
+        return Err(EngineError::corrupt(
+            F,
+            "the decoded size differs from the header's",
+        ));
+    }
+    let (color, depth) = reader.output_color_type();
+    if depth != png::BitDepth::Eight {
+        return Err(EngineError::Unsupported(format!(
+            "png: {depth:?} bit samples after expansion"
+        )));
+    }
+    let samples = color.samples();
+    let channels: usize = if matches!(color, png::ColorType::GrayscaleAlpha | png::ColorType::Rgba)
+    {
+        4
+    } else {
+        3
+    };
+    let pixels = (width as usize)
+        .checked_mul(height as usize)
+        .ok_or(EngineError::MemoryLimit)?;
+    let raw = reader
+        .output_buffer_size()
+        .ok_or(EngineError::MemoryLimit)?;
+    let mut data = vec![
+        0u8;
+        pixels
+            .checked_mul(channels)
+            .ok_or(EngineError::MemoryLimit)?
+    ];
+    if raw > data.len() || raw != pixels * samples {
+        return Err(EngineError::corrupt(F, "unexpected decoded row layout"));
+    }
+    reader.next_frame(&mut data).map_err(png_error)?;
+    widen_in_place(&mut data, pixels, samples);
+    Ok(Pixels {
+        width,
+        height,
+        channels: channels as u8,
+        data,
+    })
+}
+
+/// Gray (1 sample) to RGB, gray+alpha (2) to RGBA, in a buffer already of the wider size whose
+/// start holds the packed narrow pixels. Walks backwards, so no source is overwritten before it
+/// is read.
+fn widen_in_place(data: &mut [u8], pixels: usize, samples: usize) {
+    match samples {
+        1 => {
+            for i in (0..pixels).rev() {
+                let v = data[i];
+                data[3 * i..3 * i + 3].fill(v);
+            }
+        }
+        2 => {
+            for i in (0..pixels).rev() {
+                let (v, a) = (data[2 * i], data[2 * i + 1]);
+                data[4 * i..4 * i + 4].copy_from_slice(&[v, v, v, a]);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn png_error(e: png::DecodingError) -> EngineError {
+    use png::DecodingError;
+    const F: &str = "png";
+    match e {
+        DecodingError::LimitsExceeded => EngineError::MemoryLimit,
+        DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            EngineError::Truncated { format: F }
+        }
+        other => {
+            let msg = other.to_string();
+            let lower = msg.to_lowercase();
+            if lower.contains("eof")
+                || lower.contains("end of file")
+                || lower.contains("unexpected end")
+                || lower.contains("no more data")
+            {
+                EngineError::Truncated { format: F }
+            } else {
+                EngineError::corrupt(F, msg)
+            }
+        }
+    }
 }
 
 fn decode_with_image(
@@ -321,6 +471,24 @@ fn jpeg_decoder_error(e: jpeg_decoder::Error) -> EngineError {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gray_and_gray_alpha_widen_in_place() {
+        let mut gray = vec![10, 20, 0, 0, 0, 0];
+        widen_in_place(&mut gray, 2, 1);
+        assert_eq!(gray, [10, 10, 10, 20, 20, 20]);
+        let mut ga = vec![10, 1, 20, 2, 0, 0, 0, 0];
+        widen_in_place(&mut ga, 2, 2);
+        assert_eq!(ga, [10, 10, 10, 1, 20, 20, 20, 2]);
+    }
+
+    #[test]
+    fn jpeg_decodes_are_budgeted_at_the_scale_the_decoder_picks() {
+        assert_eq!(jpeg_denominator(4000, 1200), 2);
+        assert_eq!(jpeg_denominator(4000, 400), 8);
+        assert_eq!(jpeg_denominator(4000, 4096), 1);
+        assert_eq!(jpeg_denominator(100, 50), 2);
+    }
 
     #[test]
     fn inverted_cmyk_converts_to_rgb() {

@@ -56,6 +56,23 @@ pub enum EngineError {
         max_side: u32,
     },
 
+    /// Decoding would need more memory than this function may spend on one image, estimated from
+    /// the header (dimensions, channels, bit depth). Found before any pixel allocation.
+    #[error(
+        "the image is too large: decoding {width}x{height} needs about {needed_mib} MiB, more than \
+         the {budget_mib} MiB one image may use here"
+    )]
+    DecodeBudget {
+        /// Declared width.
+        width: u32,
+        /// Declared height.
+        height: u32,
+        /// Estimated peak of the decode, MiB (rounded up).
+        needed_mib: u64,
+        /// The budget ([`Limits::max_decode_bytes`](super::Limits)), MiB.
+        budget_mib: u64,
+    },
+
     /// Decoding would need more memory than the limits allow (e.g. a huge animation frame).
     #[error("the image needs more memory to decode than allowed")]
     MemoryLimit,
@@ -85,6 +102,7 @@ impl EngineError {
             EngineError::Corrupt { .. } => "corrupt",
             EngineError::TooManyPixels { .. }
             | EngineError::SideTooLarge { .. }
+            | EngineError::DecodeBudget { .. }
             | EngineError::MemoryLimit => "too_large",
             EngineError::InvalidSpec(_) => "invalid_spec",
             EngineError::Encode { .. } => "encode_failed",

@@ -6,7 +6,9 @@
 //!
 //! # Pipeline
 //! 1. Header: format from magic bytes ([`ContentType::sniff`]), stored size, EXIF orientation.
-//!    [`Limits`] are checked here, before any pixel buffer exists.
+//!    [`Limits`] are checked here, before any pixel buffer exists: pixel count and side, and the
+//!    decode budget (half the function's memory, [`Limits::for_memory_mb`]) against an estimate of
+//!    the decode's peak from the dimensions, channels and JPEG scale.
 //! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest of
 //!    1/8, 1/4, 1/2 or 1 that still leaves at least 2x ([`HEADROOM`]) the largest output's
 //!    longest edge, so the final resampling has detail to work with. (libjpeg-turbo's other n/8
@@ -35,7 +37,7 @@
 //!   are untagged (browsers assume sRGB). Wide-gamut originals (e.g. Display P3) therefore look
 //!   slightly less saturated than the original in a colour-managed viewer. This is the same for
 //!   every input and both builds.
-//! - Gray originals become RGB; 16-bit PNG is reduced to 8 bits; CMYK/YCCK JPEG is converted to RGB
+//! - Gray originals become RGB; 16-bit PNG is reduced to 8 bits (high byte of each sample); CMYK/YCCK JPEG is converted to RGB
 //!   assuming Adobe-inverted CMYK (what Photoshop and libjpeg write), without a profile.
 //! - Animated GIF/WebP: the first frame (composited on the canvas).
 //! - Alpha: kept for PNG and WebP outputs, flattened on white for JPEG.
@@ -45,8 +47,9 @@
 //! # Safety
 //! Every failure is an [`EngineError`], all permanent. Decoders run under `catch_unwind` as a last
 //! line of defence; the `fuzz/` target feeds arbitrary bytes to `probe` and `render`. Memory is
-//! bounded by the header limits: the largest buffer is the decoded image, at most
-//! `max_pixels` x 4 bytes (less for JPEG at reduced scale).
+//! bounded from the header: an image whose estimated decode peak exceeds
+//! [`Limits::max_decode_bytes`] is refused as `too_large` before decoding; 16-bit PNG is narrowed
+//! row by row, never held at 16 bits.
 
 mod decode;
 mod encode;
@@ -63,7 +66,7 @@ pub use error::EngineError;
 pub use probe::Probe;
 pub use spec::{
     default_thumbnail_specs, default_variant_specs, parse_specs, Limits, OutputFormat, Spec,
-    SpecError, DEFAULT_QUALITY,
+    SpecError, DEFAULT_MEMORY_MB, DEFAULT_QUALITY,
 };
 
 /// One encoded output.
@@ -172,6 +175,16 @@ pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Render
     sizes.dedup();
     let largest = sizes.first().map_or(1, |&(w, h)| w.max(h));
 
+    let needed = decode::working_set(&header, largest);
+    if needed > limits.max_decode_bytes {
+        const MIB: u64 = 1024 * 1024;
+        return Err(EngineError::DecodeBudget {
+            width: header.width,
+            height: header.height,
+            needed_mib: needed.div_ceil(MIB),
+            budget_mib: limits.max_decode_bytes / MIB,
+        });
+    }
     let pixels = decode::decode(original, &header, largest.saturating_mul(HEADROOM), limits)?;
 
     let mut resizer = Resizer::new();

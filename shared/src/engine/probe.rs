@@ -30,6 +30,9 @@ pub(crate) struct Header {
     pub jpeg_components: u8,
     /// JPEG only: offset of the first scan's data (after the SOS marker).
     pub jpeg_scan_start: usize,
+    /// Channels of the 8-bit decode: 4 when the image may have alpha, else 3. Sizes the decode
+    /// budget before anything is decoded.
+    pub decoded_channels: u8,
 }
 
 impl Header {
@@ -217,6 +220,7 @@ fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
         orientation: orientation.unwrap_or(1),
         jpeg_components,
         jpeg_scan_start: pos,
+        decoded_channels: 3,
     })
 }
 
@@ -274,10 +278,13 @@ fn png(b: &[u8]) -> Result<Header, EngineError> {
     // A cut before IDAT is left for the decoder to report: the header itself is complete.
     let mut pos = 8usize;
     let mut orientation = 1;
+    // Colour types 4 (gray + alpha) and 6 (RGBA) have alpha; a tRNS chunk adds it to the others.
+    let mut alpha = matches!(b.get(25), Some(4 | 6));
     while let (Some(len), Some(kind)) = (u32_be(b, pos), b.get(pos + 4..pos + 8)) {
         if kind == b"IDAT" || kind == b"IEND" {
             break;
         }
+        alpha |= kind == b"tRNS";
         let len = len as usize;
         if kind == b"eXIf" {
             if let Some(data) = b.get(pos + 8..pos.saturating_add(8 + len)) {
@@ -297,6 +304,7 @@ fn png(b: &[u8]) -> Result<Header, EngineError> {
         orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        decoded_channels: if alpha { 4 } else { 3 },
     })
 }
 
@@ -316,6 +324,7 @@ fn gif(b: &[u8]) -> Result<Header, EngineError> {
         orientation: 1,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        decoded_channels: 4,
     })
 }
 
@@ -376,6 +385,8 @@ fn webp(b: &[u8]) -> Result<Header, EngineError> {
         orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        // Lossy VP8 without VP8X has no alpha; anything else may.
+        decoded_channels: if kind == b"VP8 " { 3 } else { 4 },
     })
 }
 
@@ -400,6 +411,7 @@ fn avif(b: &[u8]) -> Result<Header, EngineError> {
         orientation: 1,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        decoded_channels: 4,
     })
 }
 
@@ -453,6 +465,7 @@ mod tests {
         let tight = Limits {
             max_pixels: 100,
             max_side: 10,
+            ..Limits::default()
         };
         assert!(matches!(
             read_header(&png_header(11, 2), &tight),

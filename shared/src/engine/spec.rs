@@ -13,15 +13,33 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Longest side an original may declare, in pixels.
     pub max_side: u32,
+    /// Most bytes the decode of one image may hold at its peak (the decoded pixels plus the
+    /// working copies of the first resampling), estimated from the header. See
+    /// [`Limits::for_memory_mb`].
+    pub max_decode_bytes: u64,
 }
 
-impl Default for Limits {
-    /// 100 megapixels, 16384 px per side.
-    fn default() -> Self {
+/// The function memory the default limits assume (the processors' `MemorySize`).
+pub const DEFAULT_MEMORY_MB: u64 = 1024;
+
+impl Limits {
+    /// The limits for a process that may use `memory_mb` megabytes in all (a Lambda function's
+    /// configured memory, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`): half of it for decoding one image,
+    /// the other half for the runtime, the original's bytes, the outputs and allocator slack.
+    /// 100 megapixels and 16384 px a side stay the format-independent caps.
+    pub fn for_memory_mb(memory_mb: u64) -> Self {
         Limits {
             max_pixels: 100_000_000,
             max_side: 16_384,
+            max_decode_bytes: memory_mb.saturating_mul(1024 * 1024) / 2,
         }
+    }
+}
+
+impl Default for Limits {
+    /// 100 megapixels, 16384 px per side, the decode budget of a 1024 MB function (512 MiB).
+    fn default() -> Self {
+        Limits::for_memory_mb(DEFAULT_MEMORY_MB)
     }
 }
 
