@@ -109,6 +109,43 @@ impl Stack {
         aws_sdk_sqs::Client::new(&self.sdk)
     }
 
+    /// Runs `infra/local/stackctl.py` with `args` against this stack (local stacks only: it
+    /// drives the emulator with boto3 from the project venv). Returns what it printed.
+    pub async fn stackctl(&self, args: &[&str]) -> Result<String> {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut cmd = std::process::Command::new(root.join(".venv/bin/python"));
+        cmd.arg(root.join("infra/local/stackctl.py")).args(args);
+        for name in [
+            "AWS_ENDPOINT_URL",
+            "AWS_REGION",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+        ] {
+            cmd.env(name, self.var(name)?);
+        }
+        cmd.env("STACK_NAME", self.var("SAFELIGHT_STACK_NAME")?);
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await?
+            .context("running stackctl.py")?;
+        if !out.status.success() {
+            bail!(
+                "stackctl {args:?} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Sets (or with `""` clears) `SAFELIGHT_FAULTS` of a deployed function, e.g.
+    /// `("SAFELIGHT_THUMBNAIL_FUNCTION", "s3_get@originals/t-x/:1")`. The emulator recycles the
+    /// function's processes, in-flight ones included: only suites whose tests take turns use it.
+    pub async fn set_faults(&self, function_var: &str, spec: &str) -> Result<()> {
+        let function = self.var(function_var)?.to_owned();
+        self.stackctl(&["set-env", &function, "SAFELIGHT_FAULTS", spec])
+            .await?;
+        Ok(())
+    }
+
     /// A token from the local issuer; `query` is e.g. `sub=u1`, `user=admin`, `sub=u1&ttl=-60`.
     pub async fn token(&self, query: &str) -> Result<String> {
         let url = format!("{}?{query}", self.var("SAFELIGHT_TOKEN_URL")?);

@@ -14,6 +14,10 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
                                 live notices stop; the browser tests must then fail)
   reset-breakers                delete the circuit breaker rows (closed, no failures in the window), so
                                 a test that injects failures starts and ends with closed breakers
+  set-env FUNCTION NAME [VALUE] set (or with no VALUE remove) one environment variable of a
+                                deployed function; the emulator recycles its warm processes, as
+                                Lambda does. The suites use it to inject and lift faults.
+  invoke FUNCTION [JSON]        invoke a function synchronously, print its answer
 """
 
 from __future__ import annotations
@@ -313,6 +317,24 @@ def cmd_reset_breakers() -> None:
     table = stack_outputs()["ControlTableName"]
     for stage in ("thumbnail", "variant"):
         ddb.delete_item(TableName=table, Key={"pk": {"S": f"circuit#{stage}"}})
+def cmd_set_env(function: str, name: str, value: str | None = None) -> None:
+    lam = client("lambda")
+    cfg = lam.get_function_configuration(FunctionName=function)
+    env = dict((cfg.get("Environment") or {}).get("Variables") or {})
+    if value is None or value == "":
+        env.pop(name, None)
+    else:
+        env[name] = value
+    lam.update_function_configuration(FunctionName=function, Environment={"Variables": env})
+
+
+def cmd_invoke(function: str, payload: str = "{}") -> None:
+    lam = client("lambda")
+    out = lam.invoke(FunctionName=function, Payload=payload.encode())
+    body = out["Payload"].read().decode()
+    if out.get("FunctionError"):
+        sys.exit(f"{function} failed: {body}")
+    print(body)
 
 
 def main(argv: list[str]) -> None:
@@ -337,6 +359,10 @@ def main(argv: list[str]) -> None:
         cmd_reset_breakers()
     elif cmd == "event-source":
         cmd_event_source(*args)
+    elif cmd == "set-env":
+        cmd_set_env(*args)
+    elif cmd == "invoke":
+        cmd_invoke(*args)
     else:
         sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
 

@@ -126,7 +126,7 @@ pub trait ObjectStore: Send + Sync {
 /// One page of a listing.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Page<T> {
-    /// The items, newest first.
+    /// The items, in the listing's order.
     pub items: Vec<T>,
     /// Opaque cursor for the next page, if there is one.
     pub next: Option<String>,
@@ -195,6 +195,18 @@ pub trait JobQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
+/// What taking a processing lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The lease was free (or expired): the caller holds it now.
+    Taken,
+    /// The caller holds it now, and it was still held by the same holder: that holder's
+    /// previous attempt never released it, i.e. the process running it died.
+    Abandoned,
+    /// Someone else holds it: a duplicate delivery is being processed.
+    HeldElsewhere,
+}
+
 /// The control table: circuit breakers and processing leases.
 pub trait ControlStore: Send + Sync {
     /// The stage's breaker and its version (0 when never written).
@@ -210,7 +222,9 @@ pub trait ControlStore: Send + Sync {
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// Takes the processing lease for (stage, image) until `until`, if it is free, expired, or
-    /// already held by `holder`. Returns whether the caller holds it now.
+    /// already held by `holder`. Every attempt releases its lease when it ends, so finding it
+    /// still held by `holder` (the same SQS message) means that message's previous attempt never
+    /// ended: its process died.
     fn acquire_lease(
         &self,
         stage: Stage,
@@ -218,7 +232,7 @@ pub trait ControlStore: Send + Sync {
         holder: &str,
         until: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+    ) -> impl Future<Output = Result<Lease, RepoError>> + Send;
     /// Gives the lease up if `holder` still holds it.
     fn release_lease(
         &self,

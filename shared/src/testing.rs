@@ -10,7 +10,7 @@ use std::time::Duration;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 use crate::ports::{
-    ControlStore, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost,
+    ControlStore, ImageRepository, JobQueue, Lease, ObjectMeta, ObjectStore, Page, PresignedPost,
     PresignedRequest, QueueError, RepoError, StoreError, UploadConstraints,
 };
 
@@ -609,17 +609,19 @@ impl ControlStore for MemoryControl {
         holder: &str,
         until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<Lease, RepoError> {
         self.check()?;
         let mut leases = lock(&self.leases);
-        let free = match leases.get(&(stage, image)) {
-            None => true,
-            Some((h, u)) => *u < now || h == holder,
+        let lease = match leases.get(&(stage, image)) {
+            None => Lease::Taken,
+            Some((h, _)) if h == holder => Lease::Abandoned,
+            Some((_, u)) if *u < now => Lease::Taken,
+            Some(_) => Lease::HeldElsewhere,
         };
-        if free {
+        if lease != Lease::HeldElsewhere {
             leases.insert((stage, image), (holder.to_owned(), until));
         }
-        Ok(free)
+        Ok(lease)
     }
 
     async fn release_lease(
@@ -856,6 +858,7 @@ impl ThroughputLog for MemoryThroughput {
             })
             .collect())
     }
+}
 
 /// A one-colour 16-bit RGBA PNG of `width` x `height`, written row by row (never held decoded):
 /// a small file that declares a large decode. 10000 x 10000 is the decode-budget sample of the

@@ -596,3 +596,110 @@ async fn test_events_are_skipped_and_unreadable_messages_kept_for_the_dlq() {
     };
     assert_eq!(p.handle_batch(&[garbage]).await, vec!["g".to_owned()]);
 }
+
+#[tokio::test]
+async fn a_message_whose_previous_attempt_died_fails_as_crashed_and_the_rest_of_its_batch_completes(
+) {
+    let p = processor(Stage::Thumbnail);
+    let bomb = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let a = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
+    let b = upload(&p, put_mem, jpeg(48, 64), ContentType::Jpeg);
+    // What a process that died on `bomb` leaves: its stage began, the lease of its message held.
+    let mut begun = row(&p, bomb.image_id);
+    begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    p.ports().1.insert(begun);
+    let until = Timestamp::now().plus_secs(-120); // long expired: the redelivery came later
+    p.ports()
+        .3
+        .hold_lease(Stage::Thumbnail, bomb.image_id, "m-bomb", until);
+
+    let keep = p
+        .handle_batch(&[
+            event(&a.original_key, "m-a", 2),
+            event(&bomb.original_key, "m-bomb", 2),
+            event(&b.original_key, "m-b", 2),
+        ])
+        .await;
+    assert!(keep.is_empty(), "nothing goes back to the queue: {keep:?}");
+    let failed = row(&p, bomb.image_id);
+    assert_eq!(failed.thumbnail_status, Status::Failed);
+    assert_eq!(failed.error_kind, Some(ErrorKind::Permanent));
+    assert!(failed
+        .processing_error
+        .unwrap()
+        .starts_with("processing crashed"));
+    assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Completed);
+    assert_eq!(row(&p, b.image_id).thumbnail_status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_batch_near_its_invocation_deadline_resends_what_it_did_not_start() {
+    let p = processor(Stage::Thumbnail);
+    let a = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
+    let b = upload(&p, put_mem, jpeg(48, 64), ContentType::Jpeg);
+    // One second left, less than the reserve one image needs.
+    let deadline = Timestamp::now().plus_secs(1);
+    let keep = p
+        .handle_batch_until(
+            &[
+                event(&a.original_key, "m-a", 1),
+                event(&b.original_key, "m-b", 3),
+            ],
+            Some(deadline),
+        )
+        .await;
+    assert!(keep.is_empty(), "re-sent copies replace them: {keep:?}");
+    let requeued = p.ports().2.requeued();
+    assert_eq!(requeued.len(), 2);
+    assert!(requeued.iter().all(|(_, _, delay)| delay.is_zero()));
+    assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
+    assert_eq!(row(&p, b.image_id).thumbnail_status, Status::Pending);
+}
+
+#[tokio::test]
+async fn a_body_of_another_size_than_the_upload_declared_is_rejected() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
+    // Replaced by a smaller file of the same type after the row was made.
+    p.ports()
+        .0
+        .insert(r.original_key.as_str(), jpeg(16, 16), "image/jpeg");
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let failed = row(&p, r.image_id);
+    assert_eq!(failed.thumbnail_status, Status::Failed);
+    assert_eq!(failed.error_kind, Some(ErrorKind::Rejected));
+    assert!(failed
+        .processing_error
+        .unwrap()
+        .contains("not the declared"));
+}
+
+#[tokio::test]
+async fn a_half_open_probe_that_finds_nothing_to_do_does_not_close_the_circuit() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let mut done = row(&p, r.image_id);
+    done.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    done.complete(Stage::Thumbnail, Default::default(), Timestamp::now())
+        .unwrap();
+    p.ports().1.insert(done);
+    let open = safelight::breaker::Breaker {
+        state: CircuitState::Open,
+        until: Some(Timestamp::now().plus_secs(-1)),
+        times_opened: 1,
+        ..Default::default()
+    };
+    p.ports().3.set_breaker(Stage::Thumbnail, open);
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "dup", 1)])
+        .await
+        .is_empty());
+    assert_ne!(
+        p.ports().3.breaker(Stage::Thumbnail).state,
+        CircuitState::Closed,
+        "a duplicate touched no dependency: it proves nothing"
+    );
+}

@@ -66,7 +66,7 @@ fn seed(
 async fn the_eventbridge_sample_completes_the_thumbnail_stage() {
     let p = processor();
     let r = seed(&p, fixture("orientation-6.jpg"));
-    let response = handle_sqs(&p, &sample("sqs-thumbnails-eventbridge.json")).await;
+    let response = handle_sqs(&p, &sample("sqs-thumbnails-eventbridge.json"), None).await;
     assert!(response.batch_item_failures.is_empty());
     let row = p.ports().1.rows().pop().unwrap();
     assert_eq!(row.image_id, r.image_id);
@@ -79,7 +79,7 @@ async fn the_classic_s3_sample_is_understood_too_and_a_store_outage_is_a_batch_i
     let p = processor();
     seed(&p, fixture("orientation-1.jpg"));
     *p.ports().0.failing.lock().unwrap() = true;
-    let response = handle_sqs(&p, &sample("sqs-variants-s3-notification.json")).await;
+    let response = handle_sqs(&p, &sample("sqs-variants-s3-notification.json"), None).await;
     let ids: Vec<&str> = response
         .batch_item_failures
         .iter()

@@ -317,21 +317,9 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
                 format!("direct uploads are limited to {MAX_DIRECT_UPLOAD_BYTES} bytes; request a presigned upload instead"),
             ));
         }
-        match ContentType::sniff(&body) {
-            Some(actual) if actual == content_type => {}
-            Some(actual) => {
-                return Err(ApiError::bad_request(
-                    "type_mismatch",
-                    format!("the body is {actual}, not the declared {content_type}"),
-                ))
-            }
-            None => {
-                return Err(ApiError::bad_request(
-                    "type_mismatch",
-                    format!("the body is not a recognisable image (declared {content_type})"),
-                ))
-            }
-        }
+        content_type
+            .check_bytes(&body)
+            .map_err(|e| ApiError::bad_request("type_mismatch", e.to_string()))?;
 
         let image_id = ImageId::new();
         let record = ImageRecord::new(

@@ -1,8 +1,9 @@
 //! The DynamoDB adapter for `CONTROL_TABLE`: circuit-breaker rows (`circuit#{stage}`) with
-//! optimistic locking on `version`, and processing leases (`lease#{stage}#{image_id}`) taken
-//! with a conditional put. Leases carry `expires_at` (epoch seconds) for TTL, but correctness
-//! never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the per-minute
-//! throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h).
+//! optimistic locking on `version`, processing leases (`lease#{stage}#{image_id}`) taken with a
+//! conditional put that returns the previous row, so a lease its own holder never released (a
+//! crashed attempt) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
+//! correctness never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the
+//! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h).
 
 use std::collections::HashMap;
 
@@ -15,7 +16,7 @@ use super::faults::Faults;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::minute_start;
-use crate::ports::{ControlStore, MinuteCount, Outcome, RepoError, ThroughputLog};
+use crate::ports::{ControlStore, Lease, MinuteCount, Outcome, RepoError, ThroughputLog};
 
 /// The control table.
 #[derive(Debug, Clone)]
@@ -220,10 +221,11 @@ impl ControlStore for DynamoControl {
         holder: &str,
         until: Timestamp,
         now: Timestamp,
-    ) -> Result<bool, RepoError> {
+    ) -> Result<Lease, RepoError> {
         let result = self
             .client
             .put_item()
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .table_name(&self.table)
             .item("pk", AttributeValue::S(lease_key(stage, image)))
             .item("holder", AttributeValue::S(holder.to_owned()))
@@ -241,9 +243,20 @@ impl ControlStore for DynamoControl {
             .send()
             .await;
         match result {
-            Ok(_) => Ok(true),
+            Ok(out) => {
+                let previous = out
+                    .attributes
+                    .as_ref()
+                    .and_then(|old| old.get("holder"))
+                    .and_then(|h| h.as_s().ok());
+                Ok(if previous.map(String::as_str) == Some(holder) {
+                    Lease::Abandoned
+                } else {
+                    Lease::Taken
+                })
+            }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
+                Ok(Lease::HeldElsewhere)
             }
             Err(e) => Err(unavailable(e)),
         }

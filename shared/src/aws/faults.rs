@@ -2,9 +2,13 @@
 //! makes the named adapter operations fail with a transient error at that rate. Off unless set.
 //!
 //! Operation names: `s3_get`, `s3_put`, `s3_head`, `ddb_get`, `ddb_update`, `sqs_visibility`,
-//! `apigw_post`, and `*` for all of them.
+//! `apigw_post`, and `*` for all of them. An entry may be scoped to object keys containing a
+//! text, `op@text:rate` (e.g. `s3_get@originals/t-flaky-:1` fails only the reads of that owner's
+//! originals), so a suite can fault one test's images without touching the others.
+//!
+//! `abort@text:1` is a crash point, not an error: reading an original whose key contains `text`
+//! aborts the whole process, as an out-of-memory kill or a segfault in a codec would.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 /// An injected failure; adapters report it as their "unavailable" error, so it is transient.
@@ -14,12 +18,30 @@ pub struct InjectedFault(pub String);
 
 /// A malformed `SAFELIGHT_FAULTS`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("SAFELIGHT_FAULTS entry {0:?} is not `operation:rate` with 0 <= rate <= 1")]
+#[error("SAFELIGHT_FAULTS entry {0:?} is not `operation[@key-text]:rate` with 0 <= rate <= 1")]
 pub struct FaultSpecError(pub String);
+
+#[derive(Debug)]
+struct Rule {
+    op: String,
+    scope: Option<String>,
+    rate: f64,
+}
+
+impl Rule {
+    fn applies(&self, op: &str, key: Option<&str>) -> bool {
+        (self.op == op || (self.op == "*" && op != "abort"))
+            && match (&self.scope, key) {
+                (None, _) => true,
+                (Some(scope), Some(key)) => key.contains(scope.as_str()),
+                (Some(_), None) => false,
+            }
+    }
+}
 
 /// Parsed fault rates; cheap to clone. The default injects nothing.
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Option<Arc<HashMap<String, f64>>>);
+pub struct Faults(Option<Arc<Vec<Rule>>>);
 
 impl Faults {
     /// Parses a spec; `None` or empty means off.
@@ -27,17 +49,28 @@ impl Faults {
         let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else {
             return Ok(Faults(None));
         };
-        let mut rates = HashMap::new();
+        let mut rules = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let bad = || FaultSpecError(entry.to_owned());
-            let (op, rate) = entry.split_once(':').ok_or_else(bad)?;
+            let (target, rate) = entry.rsplit_once(':').ok_or_else(bad)?;
             let rate: f64 = rate.trim().parse().map_err(|_| bad())?;
-            if !(0.0..=1.0).contains(&rate) || op.trim().is_empty() {
+            let (op, scope) = match target.split_once('@') {
+                Some((op, scope)) if !scope.trim().is_empty() => {
+                    (op.trim(), Some(scope.trim().to_owned()))
+                }
+                Some(_) => return Err(bad()),
+                None => (target.trim(), None),
+            };
+            if !(0.0..=1.0).contains(&rate) || op.is_empty() {
                 return Err(bad());
             }
-            rates.insert(op.trim().to_owned(), rate);
+            rules.push(Rule {
+                op: op.to_owned(),
+                scope,
+                rate,
+            });
         }
-        Ok(Faults(Some(Arc::new(rates))))
+        Ok(Faults(Some(Arc::new(rules))))
     }
 
     /// Whether any fault is configured.
@@ -45,19 +78,34 @@ impl Faults {
         self.0.is_some()
     }
 
-    /// Fails `op` at its configured rate.
+    fn fires(&self, op: &str, key: Option<&str>) -> bool {
+        let Some(rules) = &self.0 else { return false };
+        rules
+            .iter()
+            .filter(|r| r.applies(op, key))
+            .any(|r| r.rate > 0.0 && rand::random::<f64>() < r.rate)
+    }
+
+    /// Fails `op` at its configured rate (unscoped entries only).
     pub fn check(&self, op: &str) -> Result<(), InjectedFault> {
-        let Some(rates) = &self.0 else { return Ok(()) };
-        let rate = rates
-            .get(op)
-            .or_else(|| rates.get("*"))
-            .copied()
-            .unwrap_or(0.0);
-        if rate > 0.0 && rand::random::<f64>() < rate {
+        self.check_key(op, None)
+    }
+
+    /// Fails `op` on the object `key` at the rate of the entries that apply to it.
+    pub fn check_key(&self, op: &str, key: Option<&str>) -> Result<(), InjectedFault> {
+        if self.fires(op, key) {
             tracing::warn!(operation = op, "injecting a transient fault");
             return Err(InjectedFault(op.to_owned()));
         }
         Ok(())
+    }
+
+    /// The crash point: aborts the process when an `abort` entry applies to `key`.
+    pub fn crash_point(&self, key: &str) {
+        if self.fires("abort", Some(key)) {
+            tracing::error!(key, "injected crash: aborting the process");
+            std::process::abort();
+        }
     }
 }
 
@@ -91,8 +139,21 @@ mod tests {
     }
 
     #[test]
+    fn a_scoped_fault_fails_only_the_keys_that_contain_its_text() {
+        let f = Faults::parse(Some("s3_get@originals/t-flaky-:1")).unwrap();
+        assert!(f
+            .check_key("s3_get", Some("originals/t-flaky-1/01J"))
+            .is_err());
+        assert!(f.check_key("s3_get", Some("originals/t-calm/01J")).is_ok());
+        assert!(f.check("s3_get").is_ok(), "no key, no scoped fault");
+        // `*` never means "crash": an abort must be asked for by name.
+        let all = Faults::parse(Some("*:1")).unwrap();
+        all.crash_point("originals/u/01J");
+    }
+
+    #[test]
     fn malformed_specs_are_refused() {
-        for bad in ["s3_get", "s3_get:2", "s3_get:x", ":0.5"] {
+        for bad in ["s3_get", "s3_get:2", "s3_get:x", ":0.5", "s3_get@:1"] {
             assert!(Faults::parse(Some(bad)).is_err(), "{bad}");
         }
     }

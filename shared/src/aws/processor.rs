@@ -6,14 +6,16 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 
 use super::{load_sdk_config, sqs, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
 use crate::config::{Config, ProcessingConfig};
-use crate::domain::Stage;
+use crate::domain::{Stage, Timestamp};
 use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
 use crate::processing::{Ports, Processor};
 
-/// Runs one SQS event through the processor and answers with the messages to keep.
+/// Runs one SQS event through the processor and answers with the messages to keep. `deadline`
+/// is the invocation's (the Lambda context's `deadline`, epoch milliseconds).
 pub async fn handle_sqs<S, R, Q, C>(
     processor: &Processor<S, R, Q, C>,
     event: &SqsEvent,
+    deadline: Option<Timestamp>,
 ) -> SqsBatchResponse
 where
     S: ObjectStore,
@@ -21,7 +23,11 @@ where
     Q: JobQueue,
     C: ControlStore,
 {
-    sqs::batch_response(processor.handle_batch(&sqs::messages(event)).await)
+    sqs::batch_response(
+        processor
+            .handle_batch_until(&sqs::messages(event), deadline)
+            .await,
+    )
 }
 
 /// Cold start and the Lambda loop for a processing function.
@@ -56,7 +62,10 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
     );
     let processor = &processor;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<_, Error>(handle_sqs(processor, &event.payload).await)
+        let deadline = i64::try_from(event.context.deadline)
+            .ok()
+            .map(Timestamp::from_unix_millis);
+        Ok::<_, Error>(handle_sqs(processor, &event.payload, deadline).await)
     }))
     .await
 }

@@ -77,7 +77,9 @@ impl ObjectStore for S3Store {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StoreError> {
-        self.faults.check("s3_put").map_err(unavailable)?;
+        self.faults
+            .check_key("s3_put", Some(key.as_str()))
+            .map_err(unavailable)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -91,7 +93,10 @@ impl ObjectStore for S3Store {
     }
 
     async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
-        self.faults.check("s3_get").map_err(unavailable)?;
+        self.faults.crash_point(key.as_str());
+        self.faults
+            .check_key("s3_get", Some(key.as_str()))
+            .map_err(unavailable)?;
         let out = self
             .client
             .get_object()
@@ -111,7 +116,9 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        self.faults.check("s3_head").map_err(unavailable)?;
+        self.faults
+            .check_key("s3_head", Some(key.as_str()))
+            .map_err(unavailable)?;
         match self
             .client
             .head_object()

@@ -83,6 +83,39 @@ impl ContentType {
     }
 }
 
+/// Bytes that are not the image type they were declared as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TypeMismatch {
+    /// Another accepted type.
+    #[error("the file is {actual}, not the declared {declared}")]
+    Other {
+        /// What the upload said.
+        declared: ContentType,
+        /// What the magic bytes say.
+        actual: ContentType,
+    },
+    /// No accepted type at all.
+    #[error("the file is not a recognisable image (declared {declared})")]
+    Unrecognised {
+        /// What the upload said.
+        declared: ContentType,
+    },
+}
+
+impl ContentType {
+    /// The one magic-byte check of uploads and processing: `bytes` must be this type.
+    pub fn check_bytes(self, bytes: &[u8]) -> Result<(), TypeMismatch> {
+        match ContentType::sniff(bytes) {
+            Some(actual) if actual == self => Ok(()),
+            Some(actual) => Err(TypeMismatch::Other {
+                declared: self,
+                actual,
+            }),
+            None => Err(TypeMismatch::Unrecognised { declared: self }),
+        }
+    }
+}
+
 /// An ISO-BMFF `ftyp` box naming `avif`/`avis` as the major or a compatible brand.
 fn is_avif(bytes: &[u8]) -> bool {
     if bytes.len() < 16 || &bytes[4..8] != b"ftyp" {

@@ -10,7 +10,7 @@ pub mod record;
 pub mod status;
 pub mod time;
 
-pub use content_type::{ContentType, UnsupportedContentType};
+pub use content_type::{ContentType, TypeMismatch, UnsupportedContentType};
 pub use identity::{Identity, IdentityError};
 pub use ids::{IdError, ImageId, ObjectKey, OwnerId};
 pub use job::{parse_jobs, Job, JobError, RetryMessage};

@@ -1,0 +1,163 @@
+//! Recovery through the deployed local stack under its enforced IAM: the owner's retry after a
+//! transient fault that outlasted every receive, after a permanent failure, and concurrent retries.
+//! The faults are injected into the deployed thumbnail function (`SAFELIGHT_FAULTS`, scoped to
+//! one owner's originals) and lifted again; changing a function's configuration recycles its
+//! processes, so the tests of this suite take turns.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::time::Duration;
+
+use anyhow::Result;
+use safelight_e2e::{jpeg, Stack};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+const SETTLE: Duration = Duration::from_secs(120);
+const THUMBNAIL_FN: &str = "SAFELIGHT_THUMBNAIL_FUNCTION";
+
+/// One test at a time: a configuration change kills the function's in-flight invocations.
+static TURN: Mutex<()> = Mutex::const_new(());
+
+fn terminal(v: &Value) -> bool {
+    matches!(
+        v["processing_status"].as_str(),
+        Some("completed" | "failed")
+    )
+}
+
+async fn user(stack: &Stack, tag: &str) -> Result<(String, String)> {
+    let sub = format!("t-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let token = stack.token(&format!("sub={sub}")).await?;
+    Ok((sub, token))
+}
+
+async fn retry(stack: &Stack, token: &str, id: &str) -> Result<(u16, Value)> {
+    stack
+        .post_json(
+            &format!("/api/images/{id}/retry-processing"),
+            Some(token),
+            &serde_json::json!({}),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_fault_outlasting_three_receives_fails_the_image_and_the_owners_retry_completes_it_once_lifted(
+) -> Result<()> {
+    let _turn = TURN.lock().await;
+    let stack = Stack::load().await?;
+    let (sub, token) = user(&stack, "flaky").await?;
+    stack
+        .set_faults(THUMBNAIL_FN, &format!("s3_get@originals/{sub}/:1"))
+        .await?;
+    let outcome = async {
+        let id = stack.upload(&token, "image/jpeg", &jpeg(1200, 800)).await?;
+        let failed = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+        assert_eq!(failed["processing_status"], "failed", "{failed}");
+        assert_eq!(failed["thumbnail_status"], "failed");
+        assert_eq!(
+            failed["variant_status"], "completed",
+            "only thumbnails were faulted"
+        );
+        assert_eq!(failed["error_kind"], "transient");
+        let reason = failed["processing_error"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("gave up after 3 attempts"), "{reason}");
+
+        stack.set_faults(THUMBNAIL_FN, "").await?;
+        let (status, body) = retry(&stack, &token, &id).await?;
+        assert_eq!(status, 202, "{body}");
+        assert_eq!(body["requeued"], serde_json::json!(["thumbnail"]));
+        let done = stack
+            .wait_status(&token, &id, SETTLE, |v| {
+                v["processing_status"] == "completed" || v["thumbnail_status"] == "failed"
+            })
+            .await?;
+        assert_eq!(done["processing_status"], "completed", "{done}");
+        assert!(done["processing_error"].is_null(), "{done}");
+        for (name, edge) in [("150.jpg", 150), ("300.jpg", 300), ("600.jpg", 600)] {
+            let key = done["thumbnails"][name]["key"].as_str().unwrap().to_owned();
+            let img = image::load_from_memory(&stack.object(&key).await?)?;
+            assert_eq!((img.width(), img.height()), (edge, edge * 2 / 3), "{name}");
+        }
+        for name in ["1280.jpg", "1280.webp", "2048.jpg", "2048.webp"] {
+            assert!(done["variants"][name]["key"].is_string(), "{name}: {done}");
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    stack.set_faults(THUMBNAIL_FN, "").await?;
+    outcome
+}
+
+/// A JPEG header and the start of its scan, nothing more: both stages fail it for good.
+fn corrupt_jpeg() -> Vec<u8> {
+    let mut bytes = jpeg(400, 300);
+    bytes.truncate(300);
+    bytes
+}
+
+#[tokio::test]
+async fn a_permanent_failure_retried_is_accepted_processed_again_and_fails_again_with_its_reason(
+) -> Result<()> {
+    let _turn = TURN.lock().await;
+    let stack = Stack::load().await?;
+    let (_, token) = user(&stack, "corrupt").await?;
+    let id = stack.upload(&token, "image/jpeg", &corrupt_jpeg()).await?;
+    let first = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(first["processing_status"], "failed", "{first}");
+    assert_eq!(first["error_kind"], "permanent");
+    let attempts = first["processing_attempts"].as_u64().unwrap();
+
+    let (status, body) = retry(&stack, &token, &id).await?;
+    assert_eq!(status, 202, "{body}");
+    let again = stack
+        .wait_status(&token, &id, SETTLE, |v| {
+            terminal(v) && v["processing_attempts"].as_u64() == Some(attempts + 2)
+        })
+        .await?;
+    assert_eq!(again["processing_status"], "failed", "{again}");
+    assert_eq!(again["error_kind"], "permanent");
+    assert_eq!(again["processing_error"], first["processing_error"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn concurrent_retries_of_one_image_enqueue_it_once() -> Result<()> {
+    let _turn = TURN.lock().await;
+    let stack = Stack::load().await?;
+    let (_, token) = user(&stack, "twice").await?;
+    let id = stack.upload(&token, "image/jpeg", &corrupt_jpeg()).await?;
+    let first = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(first["processing_status"], "failed", "{first}");
+    let attempts = first["processing_attempts"].as_u64().unwrap();
+
+    let answers = futures::future::join_all((0..6).map(|_| retry(&stack, &token, &id))).await;
+    let codes: Vec<u16> = answers
+        .into_iter()
+        .map(|a| a.map(|(s, _)| s))
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        codes.iter().filter(|&&c| c == 202).count(),
+        1,
+        "exactly one retry is accepted: {codes:?}"
+    );
+    assert!(codes.iter().all(|&c| c == 202 || c == 409), "{codes:?}");
+
+    let settled = stack
+        .wait_status(&token, &id, SETTLE, |v| {
+            terminal(v) && v["processing_attempts"].as_u64() >= Some(attempts + 2)
+        })
+        .await?;
+    // Give a second enqueue, if there were one, time to show.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let (_, after) = stack
+        .get(&format!("/api/images/{id}/processing-status"), Some(&token))
+        .await?;
+    assert_eq!(
+        after["processing_attempts"].as_u64(),
+        Some(attempts + 2),
+        "one attempt per stage, not one per call: {settled}"
+    );
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! The processing pipeline shared by the `thumbnail` and `variant` functions: one SQS batch in,
+//! the ids of the messages to keep out. Generic over the ports; no AWS types.
+//!
+//! Per message: parse the job(s) → ask the circuit breaker (open: re-send a delayed copy and
+//! drop the original, so no receive is used up) → take the (stage, image) lease (held by
+//! someone else: a duplicate delivery, dropped) → `pending|processing -> processing` → fetch the
+//! original, check its bytes are the declared type and size → render every spec from one decode →
+//! store the derivatives under deterministic keys → `processing -> completed`.
+//!
+//! Failures: permanent ones (corrupt, unsupported, too large, type or size mismatch, original
+//! gone) mark the stage failed with a reason and drop the message. Transient ones are counted by
+//! the breaker, noted on the row, and retried after `min(cap, base·2^(receive-1))` with full
+//! jitter; on the last receive the stage is marked failed before SQS moves the message to the
+//! DLQ. A panic in one message is that message's failure only.
+//!
+//! Crashes and deadlines: an attempt releases its lease however it ends, so a redelivered message
+//! that finds its own lease still held died mid-attempt (an abort, an out-of-memory kill, the
+//! invocation timeout); its stage fails at once as "processing crashed" instead of crashing the
+//! batch again, and the other messages of that batch run normally. A batch stops starting
+//! messages [`Policy::deadline_reserve`] before the invocation's deadline and re-sends the rest
+//! as fresh copies (no receive used up). Whatever still gives up without a row update (a
+//! message that reaches a DLQ some other way) is marked failed by the `sweeper`.
+//!
+//! Idempotency: derivative keys depend only on (image, spec), so a repeat writes the same
+//! objects; row changes are conditional writes on `version`, re-read and re-decided on conflict
+//! ([`rows`]), and a completed stage is never redone. A crash between storing derivatives and
+//! completing the row leaves the stage `processing` and its lease held; the redelivered message
+//! then fails it as crashed, and the owner's retry redoes it.
+//!
+//! Layout: this module (batch loop, verdicts, failures), [`gate`] (circuit breaker and lease),
+//! [`rows`] (conditional row writes with one retry-on-conflict helper), [`stage`] (one job:
+//! fetch, check, render, store, complete).
+
+pub mod gate;
+pub mod rows;
+pub mod stage;
+
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt as _;
+use tracing::Instrument as _;
+
+use crate::breaker::{Admission, BreakerConfig};
+use crate::domain::{parse_jobs, ErrorKind, Stage, Timestamp};
+use crate::engine::{Limits, Spec};
+use crate::ports::{
+    BoxError, ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoreError,
+};
+use crate::retry::{is_last_receive, Backoff, MAX_RECEIVES};
+
+use stage::Ran;
+
+/// One received SQS message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// SQS message id (the batch-failure identifier).
+    pub message_id: String,
+    /// Receipt handle, for visibility changes.
+    pub receipt_handle: String,
+    /// The body: an S3, EventBridge or Safelight event.
+    pub body: String,
+    /// `ApproximateReceiveCount` (1 on the first receive).
+    pub receive_count: u32,
+}
+
+/// Tunables of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// Backoff for transient failures.
+    pub backoff: Backoff,
+    /// Circuit-breaker settings.
+    pub breaker: BreakerConfig,
+    /// How long a worker holds the (stage, image) lease; at least the function timeout.
+    pub lease: Duration,
+    /// Attempts at a conditional row write before giving up as transient.
+    pub write_attempts: u32,
+    /// No message is started with less than this left before the invocation's deadline: the
+    /// longest one image is expected to take.
+    pub deadline_reserve: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            backoff: Backoff::default(),
+            breaker: BreakerConfig::default(),
+            lease: Duration::from_secs(60),
+            write_attempts: 32,
+            deadline_reserve: Duration::from_secs(8),
+        }
+    }
+}
+
+/// The dependency that failed, with its error.
+#[derive(Debug, thiserror::Error)]
+pub enum Dependency {
+    /// The images or control table.
+    #[error(transparent)]
+    Table(#[from] RepoError),
+    /// The bucket.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Why a job did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum JobFailure {
+    /// A dependency failed (throttling, 5xx, timeouts, injected faults): retried with backoff
+    /// and counted by the circuit breaker.
+    #[error(transparent)]
+    Transient(Dependency),
+    /// Retried with backoff like a transient failure, but not a dependency's fault (a lost
+    /// write race, an interrupted render), so the circuit breaker does not count it.
+    #[error("{reason}")]
+    Retryable {
+        /// What happened.
+        reason: String,
+        /// The underlying error, when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// Retrying will not help; the message is for the user.
+    #[error("{message}")]
+    Permanent {
+        /// `permanent` or `rejected`.
+        kind: ErrorKind,
+        /// Readable reason.
+        message: String,
+        /// The underlying error (an engine error, a missing object), when there is one.
+        #[source]
+        source: Option<BoxError>,
+    },
+}
+
+impl JobFailure {
+    /// Whether the circuit breaker counts this failure.
+    pub fn counts_against_breaker(&self) -> bool {
+        matches!(self, JobFailure::Transient(_))
+    }
+
+    /// A retryable failure without an underlying error.
+    pub fn retryable(reason: impl Into<String>) -> Self {
+        JobFailure::Retryable {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
+    /// A permanent failure of `kind` without an underlying error.
+    pub fn permanent(kind: ErrorKind, message: impl Into<String>) -> Self {
+        JobFailure::Permanent {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+}
+
+impl From<RepoError> for JobFailure {
+    fn from(e: RepoError) -> Self {
+        match e {
+            RepoError::Conflict => JobFailure::Retryable {
+                reason: e.to_string(),
+                source: Some(Box::new(e)),
+            },
+            _ => JobFailure::Transient(Dependency::Table(e)),
+        }
+    }
+}
+
+impl From<StoreError> for JobFailure {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(_) => JobFailure::Permanent {
+                kind: ErrorKind::Permanent,
+                message: "the original file no longer exists".to_owned(),
+                source: Some(Box::new(e)),
+            },
+            StoreError::Unavailable(_) => JobFailure::Transient(Dependency::Store(e)),
+        }
+    }
+}
+
+/// What became of one message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// Done with it: SQS deletes it.
+    Ack,
+    /// Keep it: SQS redelivers it after its (changed) visibility timeout.
+    Retry,
+}
+
+/// The pipeline for one stage, over its ports.
+#[derive(Debug)]
+pub struct Processor<S, R, Q, C> {
+    stage: Stage,
+    specs: Vec<Spec>,
+    limits: Limits,
+    policy: Policy,
+    store: S,
+    images: R,
+    queue: Q,
+    control: C,
+}
+
+/// Adapters a processor runs on.
+#[derive(Debug)]
+pub struct Ports<S, R, Q, C> {
+    /// The bucket.
+    pub store: S,
+    /// The images table.
+    pub images: R,
+    /// The stage's queue.
+    pub queue: Q,
+    /// The control table.
+    pub control: C,
+}
+
+impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor<S, R, Q, C> {
+    /// A processor for `stage` rendering `specs`.
+    pub fn new(
+        stage: Stage,
+        specs: Vec<Spec>,
+        limits: Limits,
+        policy: Policy,
+        ports: Ports<S, R, Q, C>,
+    ) -> Self {
+        Processor {
+            stage,
+            specs,
+            limits,
+            policy,
+            store: ports.store,
+            images: ports.images,
+            queue: ports.queue,
+            control: ports.control,
+        }
+    }
+
+    /// Processes a batch with no deadline; returns the ids of the messages that must stay in
+    /// the queue.
+    pub async fn handle_batch(&self, messages: &[Message]) -> Vec<String> {
+        self.handle_batch_until(messages, None).await
+    }
+
+    /// Processes a batch, starting no message with less than [`Policy::deadline_reserve`] left
+    /// before `deadline` (the invocation's); the messages not started are re-sent as fresh
+    /// copies, or kept when that fails. Returns the ids of the messages that must stay.
+    pub async fn handle_batch_until(
+        &self,
+        messages: &[Message],
+        deadline: Option<Timestamp>,
+    ) -> Vec<String> {
+        let mut keep = Vec::new();
+        for (i, m) in messages.iter().enumerate() {
+            let span = tracing::info_span!(
+                "message",
+                stage = %self.stage,
+                message_id = %m.message_id,
+                receive_count = m.receive_count,
+                image_id = tracing::field::Empty
+            );
+            if let Some(deadline) = deadline {
+                let left = deadline.unix_millis() - Timestamp::now().unix_millis();
+                if left < self.policy.deadline_reserve.as_millis() as i64 {
+                    span.in_scope(|| {
+                        tracing::warn!(
+                            left_ms = left,
+                            not_started = messages.len() - i,
+                            "invocation deadline near: re-sending the messages not started"
+                        );
+                    });
+                    for rest in &messages[i..] {
+                        if self.requeue_now(rest).await == Verdict::Retry {
+                            keep.push(rest.message_id.clone());
+                        }
+                    }
+                    break;
+                }
+            }
+            // Boxed: keeps the future's type shallow enough for the compiler's layout queries.
+            let outcome =
+                AssertUnwindSafe(Box::pin(self.handle_message(m)).instrument(span.clone()))
+                    .catch_unwind()
+                    .await;
+            let verdict = match outcome {
+                Ok(v) => v,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    span.in_scope(|| tracing::error!(panic = %what, "processing panicked; the message will be retried"));
+                    Verdict::Retry
+                }
+            };
+            if verdict == Verdict::Retry {
+                keep.push(m.message_id.clone());
+            }
+        }
+        keep
+    }
+
+    async fn handle_message(&self, m: &Message) -> Verdict {
+        let jobs = match parse_jobs(&m.body) {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                // Not ours to drop silently: it goes to the DLQ after its receives, for a human.
+                tracing::error!(error = %e, "unreadable message");
+                self.back_off(m).await;
+                return Verdict::Retry;
+            }
+        };
+        if jobs.is_empty() {
+            tracing::info!("no originals in this message (test event or other prefix); skipped");
+            return Verdict::Ack;
+        }
+
+        let probing = match self.admit().await {
+            Ok(Admission::Proceed) => false,
+            Ok(Admission::Probe) => {
+                tracing::info!("circuit half-open: this message is the probe");
+                true
+            }
+            Ok(Admission::DeferUntil(until)) => return self.defer(m, until).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "circuit breaker unreadable; retrying later");
+                if is_last_receive(m.receive_count) {
+                    // Give up on the row now rather than leave it `processing` behind the DLQ.
+                    for job in &jobs {
+                        let message = format!(
+                            "gave up after {MAX_RECEIVES} attempts: the circuit breaker could not be read ({e})"
+                        );
+                        if let Err(e) = self
+                            .finish_failed(job, ErrorKind::Transient, &message)
+                            .await
+                        {
+                            tracing::error!(error = %e, "could not mark the image failed");
+                        }
+                    }
+                } else {
+                    self.back_off(m).await;
+                }
+                return Verdict::Retry;
+            }
+        };
+
+        let mut verdict = Verdict::Ack;
+        for job in &jobs {
+            tracing::Span::current().record("image_id", tracing::field::display(job.image_id));
+            match self.process(job, m).await {
+                Ok(ran) => {
+                    // Only a stage that really ran tells the probe the dependencies are back.
+                    if probing && ran == Ran::Yes {
+                        self.breaker_success().await;
+                    }
+                }
+                Err(JobFailure::Permanent { kind, message, .. }) => {
+                    // The file was bad, the dependencies answered: a probe that gets here passed.
+                    if probing {
+                        self.breaker_success().await;
+                    }
+                    tracing::warn!(error_kind = kind.as_str(), reason = %message, "permanent failure; not retried");
+                    if let Err(e) = self.finish_failed(job, kind, &message).await {
+                        tracing::error!(error = %e, "could not record the failure; retrying");
+                        self.back_off(m).await;
+                        verdict = Verdict::Retry;
+                    }
+                }
+                Err(failure) => {
+                    verdict = Verdict::Retry;
+                    if failure.counts_against_breaker() {
+                        self.breaker_failure().await;
+                    }
+                    let reason = failure.to_string();
+                    if is_last_receive(m.receive_count) {
+                        let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");
+                        tracing::error!(reason = %reason, "last attempt failed; marking failed before the DLQ");
+                        if let Err(e) = self
+                            .finish_failed(job, ErrorKind::Transient, &message)
+                            .await
+                        {
+                            tracing::error!(error = %e, "could not mark the image failed; the sweeper will");
+                        }
+                    } else {
+                        tracing::warn!(reason = %reason, "transient failure; backing off");
+                        self.note_transient(job, &reason).await;
+                        self.back_off(m).await;
+                    }
+                }
+            }
+        }
+        verdict
+    }
+
+    /// Hides the message for the backoff delay of its receive count.
+    async fn back_off(&self, m: &Message) {
+        let delay = self.policy.backoff.random_delay(m.receive_count);
+        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
+            // The queue's own visibility timeout then applies: slower, but nothing is lost.
+            tracing::warn!(error = %e, "could not set the backoff visibility");
+        }
+    }
+
+    /// Re-sends a message not started before the deadline as a fresh copy, visible at once.
+    async fn requeue_now(&self, m: &Message) -> Verdict {
+        match self
+            .queue
+            .requeue(self.stage, &m.body, Duration::ZERO)
+            .await
+        {
+            Ok(()) => Verdict::Ack,
+            Err(e) => {
+                tracing::warn!(message_id = %m.message_id, error = %e, "could not re-send; keeping the message");
+                Verdict::Retry
+            }
+        }
+    }
+
+    /// The circuit is open: re-send the message as a delayed copy and drop the original.
+    async fn defer(&self, m: &Message, until: Timestamp) -> Verdict {
+        let wait_ms = until.unix_millis() - Timestamp::now().unix_millis();
+        // Spread the herd over a few seconds after the cool-down.
+        let jitter_ms = (rand::random::<f64>() * 5000.0) as i64;
+        let delay =
+            Duration::from_millis(u64::try_from(wait_ms + jitter_ms).unwrap_or(0).max(1000));
+        match self.queue.requeue(self.stage, &m.body, delay).await {
+            Ok(()) => {
+                tracing::info!(
+                    delay_secs = delay.as_secs(),
+                    "circuit open; message deferred"
+                );
+                Verdict::Ack
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not defer; keeping the message");
+                if is_last_receive(m.receive_count) {
+                    tracing::error!("last receive and the deferral failed: the sweeper marks the row failed from the DLQ");
+                }
+                self.back_off(m).await;
+                Verdict::Retry
+            }
+        }
+    }
+}
+
+impl<S, R, Q, C> Processor<S, R, Q, C> {
+    /// The ports (tests inspect them).
+    pub fn ports(&self) -> (&S, &R, &Q, &C) {
+        (&self.store, &self.images, &self.queue, &self.control)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dependency_failures_count_against_the_breaker_and_keep_their_source() {
+        use std::error::Error as _;
+        let timeout = JobFailure::from(RepoError::Unavailable("timeout".into()));
+        assert!(timeout.counts_against_breaker());
+        assert!(timeout.source().is_some(), "the repository error is kept");
+        assert!(JobFailure::from(StoreError::Unavailable("503".into())).counts_against_breaker());
+        let race = JobFailure::from(RepoError::Conflict);
+        assert_eq!(race.to_string(), "the image row changed concurrently");
+        assert!(!race.counts_against_breaker());
+        let gone = JobFailure::from(StoreError::NotFound("k".into()));
+        assert!(matches!(
+            gone,
+            JobFailure::Permanent {
+                kind: ErrorKind::Permanent,
+                ..
+            }
+        ));
+        assert!(gone.source().is_some());
+        assert!(!gone.counts_against_breaker());
+    }
+}
