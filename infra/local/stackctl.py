@@ -45,6 +45,7 @@ FUNCTIONS = {
     "WsFunction": "ws",
     "NotifyFunction": "notify",
     "AdminFunction": "admin",
+    "SweeperFunction": "sweeper",
 }
 PROXY_VAR = "MINISTACK_LAMBDA_PROXY_URL"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so an unchanged binary gives a byte-identical zip

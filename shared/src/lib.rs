@@ -10,6 +10,7 @@ pub mod ops;
 pub mod ports;
 pub mod processing;
 pub mod retry;
+pub mod sweep;
 
 #[cfg(feature = "aws")]
 pub mod aws;

@@ -44,7 +44,7 @@ pub enum RepoError {
 pub struct UploadConstraints {
     /// The exact `Content-Type`.
     pub content_type: String,
-    /// The exact size (PUT) or the upper bound (POST policy's `content-length-range`).
+    /// The exact size (PUT `Content-Length`, POST policy `content-length-range` n..n).
     pub content_length: u64,
     /// The base64 SHA-256 the body must have, when the client declared it.
     pub sha256_base64: Option<String>,
@@ -101,14 +101,15 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<ObjectMeta>, StoreError>> + Send;
     /// Deletes an object (absent is fine).
     fn delete(&self, key: &ObjectKey) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// A presigned PUT with content type, length (and checksum) signed.
+    /// A presigned PUT with content type, length (and checksum) signed, and `If-None-Match: *`:
+    /// it can create the object once and never replace it.
     fn presign_put(
         &self,
         key: &ObjectKey,
         constraints: &UploadConstraints,
         expires_in: Duration,
     ) -> impl Future<Output = Result<PresignedRequest, StoreError>> + Send;
-    /// A presigned POST policy for exactly this key, type and a size range up to the length.
+    /// A presigned POST policy for exactly this key, type and length.
     fn presign_post(
         &self,
         key: &ObjectKey,

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use std::time::Duration;
+
 use anyhow::Result;
 use safelight_e2e::{jpeg, png, Stack};
 use serde_json::json;
@@ -145,8 +147,94 @@ async fn storage_refuses_a_put_that_breaks_the_signed_type_size_or_checksum() ->
     Ok(())
 }
 
+/// Other bytes of the same length and type as `photo`: what a reused upload URL would carry.
+fn same_size_other_picture(photo: &[u8]) -> Vec<u8> {
+    let mut other = photo.to_vec();
+    // Flip bits in the middle of the entropy-coded data: still a JPEG, another picture.
+    let mid = other.len() / 2;
+    for b in &mut other[mid..mid + 64] {
+        *b = b.wrapping_add(0x55);
+    }
+    other
+}
+
 #[tokio::test]
-async fn the_post_policy_accepts_the_file_and_refuses_a_larger_one() -> Result<()> {
+async fn a_presigned_put_reused_after_processing_is_refused_and_changes_nothing() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (sub, token) = stack.fresh_user().await?;
+    let photo = jpeg(800, 600);
+    let (status, body) = stack
+        .post_json(
+            "/api/images/upload",
+            Some(&token),
+            &json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": photo.len()}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["upload"]["headers"]["if-none-match"], "*", "{body}");
+    assert_eq!(
+        stack.put_presigned(&body["upload"], photo.clone()).await?,
+        200
+    );
+    let id = body["image_id"].as_str().unwrap();
+    let done = stack
+        .wait_status(&token, id, Duration::from_secs(60), |v| {
+            v["processing_status"] == "completed"
+        })
+        .await?;
+
+    let again = stack
+        .put_presigned(&body["upload"], same_size_other_picture(&photo))
+        .await?;
+    assert_eq!(again, 412, "a second write to the original is refused");
+    assert_eq!(stack.object(&format!("originals/{sub}/{id}")).await?, photo);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, after) = stack
+        .get(&format!("/api/images/{id}/processing-status"), Some(&token))
+        .await?;
+    assert_eq!(after["updated_at"], done["updated_at"], "{after}");
+    assert_eq!(after["thumbnails"], done["thumbnails"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_presigned_put_reused_while_the_image_is_processing_is_refused() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (sub, token) = stack.fresh_user().await?;
+    let photo = jpeg(1600, 1200);
+    let (status, body) = stack
+        .post_json(
+            "/api/images/upload",
+            Some(&token),
+            &json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": photo.len()}),
+        )
+        .await?;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        stack.put_presigned(&body["upload"], photo.clone()).await?,
+        200
+    );
+    // At once, before (or while) the processors read it.
+    let again = stack
+        .put_presigned(&body["upload"], same_size_other_picture(&photo))
+        .await?;
+    assert_eq!(again, 412);
+    let id = body["image_id"].as_str().unwrap();
+    let done = stack
+        .wait_status(&token, id, Duration::from_secs(60), |v| {
+            matches!(
+                v["processing_status"].as_str(),
+                Some("completed" | "failed")
+            )
+        })
+        .await?;
+    assert_eq!(done["processing_status"], "completed", "{done}");
+    assert_eq!(stack.object(&format!("originals/{sub}/{id}")).await?, photo);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_post_policy_accepts_the_file_and_refuses_a_larger_or_smaller_one() -> Result<()> {
     let stack = Stack::load().await?;
     let (sub, token) = stack.fresh_user().await?;
     let photo = png(64, 64);
@@ -181,6 +269,18 @@ async fn the_post_policy_accepts_the_file_and_refuses_a_larger_one() -> Result<(
     assert!(
         refused.status().is_client_error(),
         "over the policy's range: {}",
+        refused.status()
+    );
+    let smaller = photo[..photo.len() - 100].to_vec();
+    let refused = stack
+        .http()
+        .post(url)
+        .multipart(form(smaller))
+        .send()
+        .await?;
+    assert!(
+        refused.status().is_client_error(),
+        "a smaller body than declared: {}",
         refused.status()
     );
     let ok = stack

@@ -442,3 +442,115 @@ async fn soak() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_16_bit_png_whose_decode_would_not_fit_the_budget_fails_too_large_naming_it() -> Result<()>
+{
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    // 0.8 MB on disk; 800 MB as 16-bit pixels. The processors have 1024 MB: a 512 MiB budget.
+    let bomb =
+        safelight::testing::png_rgba16_one_colour(10_000, 10_000, [0xffff, 0x8000, 0, 0xffff]);
+    let id = stack.upload(&token, "image/png", &bomb).await?;
+    let status = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+    assert_eq!(status["processing_status"], "failed", "{status}");
+    assert_eq!(status["thumbnail_status"], "failed");
+    assert_eq!(status["variant_status"], "failed");
+    assert_eq!(status["error_kind"], "permanent");
+    let reason = status["processing_error"].as_str().unwrap_or_default();
+    assert!(
+        reason.starts_with("the image is too large") && reason.contains("512 MiB"),
+        "a readable reason naming the budget: {reason}"
+    );
+    Ok(())
+}
+
+async fn seed_row(stack: &Stack, record: &safelight::ImageRecord) -> Result<()> {
+    use safelight::ports::ImageRepository;
+    let images = safelight::aws::DynamoImages::new(
+        &stack.sdk,
+        stack.var("SAFELIGHT_IMAGES_TABLE")?,
+        safelight::aws::Faults::default(),
+    );
+    images.create(record).await?;
+    Ok(())
+}
+
+async fn read_row(stack: &Stack, id: safelight::ImageId) -> Result<safelight::ImageRecord> {
+    use safelight::ports::ImageRepository;
+    let images = safelight::aws::DynamoImages::new(
+        &stack.sdk,
+        stack.var("SAFELIGHT_IMAGES_TABLE")?,
+        safelight::aws::Faults::default(),
+    );
+    images
+        .get(id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("row {id} missing"))
+}
+
+#[tokio::test]
+async fn the_sweeper_fails_a_row_stuck_behind_a_dead_letter_keeps_the_message_and_expires_an_upload_that_never_came(
+) -> Result<()> {
+    use safelight::{
+        ContentType, ImageId, ImageRecord, NewImage, RetryMessage, Timestamp, UploadState,
+    };
+    let stack = Stack::load().await?;
+    let long_ago = Timestamp::now().plus_secs(-3600);
+    let new = |state| NewImage {
+        image_id: ImageId::new(),
+        owner_id: "t-sweep".parse().expect("owner"),
+        filename: None,
+        content_type: ContentType::Jpeg,
+        byte_size: 1000,
+        sha256: None,
+        upload_state: state,
+    };
+    // What a process that died on its last receive leaves: the row processing, the message in
+    // the DLQ.
+    let mut stuck = ImageRecord::new(new(UploadState::Stored), long_ago);
+    stuck.begin(Stage::Thumbnail, long_ago)?;
+    seed_row(&stack, &stuck).await?;
+    let body = RetryMessage::new(stuck.image_id, stuck.original_key.clone(), Stage::Thumbnail);
+    let dlq = stack.var("SAFELIGHT_THUMBNAILS_DLQ_URL")?.to_owned();
+    stack
+        .sqs()
+        .send_message()
+        .queue_url(&dlq)
+        .message_body(serde_json::to_string(&body)?)
+        .send()
+        .await?;
+    let abandoned = ImageRecord::new(new(UploadState::AwaitingUpload), long_ago);
+    seed_row(&stack, &abandoned).await?;
+
+    let answer = stack
+        .stackctl(&["invoke", stack.var("SAFELIGHT_SWEEPER_FUNCTION")?])
+        .await?;
+    let report: Value = serde_json::from_str(answer.trim())?;
+    assert!(report["stages_failed"].as_u64() >= Some(1), "{report}");
+
+    let failed = read_row(&stack, stuck.image_id).await?;
+    assert_eq!(failed.processing_status, Status::Failed);
+    assert_eq!(failed.thumbnail_status, Status::Failed);
+    let reason = failed.processing_error.unwrap_or_default();
+    assert!(reason.contains("dead-letter queue"), "{reason}");
+    let expired = read_row(&stack, abandoned.image_id).await?;
+    assert_eq!(expired.processing_status, Status::Failed);
+    assert_eq!(expired.upload_state, UploadState::Expired);
+
+    let attrs = stack
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(&dlq)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    let held: u64 = attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum();
+    assert!(held >= 1, "the message stays in the DLQ: {attrs:?}");
+    Ok(())
+}

@@ -226,7 +226,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
                     .await
                     .map_err(store_failed)?,
             ),
-            UploadState::AwaitingUpload | UploadState::Rejected => None,
+            UploadState::AwaitingUpload | UploadState::Rejected | UploadState::Expired => None,
         };
         let view = ImageView {
             image_id: r.image_id,

@@ -1,9 +1,10 @@
 //! `POST /api/images/upload`.
 //!
 //! - `application/json` `{filename, content_type, size, sha256?}`: answers 201 with a presigned
-//!   PUT (type, length and checksum signed) and a presigned POST policy (exact key, type and
-//!   `content-length-range`), and writes the row as `awaiting_upload`. The browser uploads
-//!   straight to S3; the S3 event starts processing.
+//!   PUT (type, length, checksum and `If-None-Match: *` signed: it creates the original once and
+//!   can never replace it) and a presigned POST policy (exact key, type and length), and writes
+//!   the row as `awaiting_upload`. The browser uploads straight to S3; the S3 event starts
+//!   processing, which also refuses a stored size other than the declared one.
 //! - `image/*` body of at most 4 MiB (see `MAX_DIRECT_UPLOAD_BYTES`): the magic bytes must match the declared type; the row is
 //!   written (`stored`) and then the original; 202.
 //!

@@ -165,7 +165,10 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(&constraints.content_type)
-            .content_length(length);
+            .content_length(length)
+            // Written once: S3 refuses (412) a PUT to a key that already holds an object, so the
+            // URL cannot replace an original after (or while) it is processed.
+            .if_none_match("*");
         if let Some(sum) = &constraints.sha256_base64 {
             request = request
                 .checksum_algorithm(aws_sdk_s3::types::ChecksumAlgorithm::Sha256)
@@ -240,7 +243,7 @@ impl ObjectStore for S3Store {
     }
 }
 
-/// A SigV4 POST policy: the browser's form fields for one exact key, type and size range.
+/// A SigV4 POST policy: the browser's form fields for one exact key, type and size.
 struct PostPolicy<'a> {
     bucket: &'a str,
     key: &'a str,
@@ -293,9 +296,11 @@ impl PostPolicy<'_> {
         }
         let mut conditions = vec![json!({ "bucket": self.bucket })];
         conditions.extend(fields.iter().map(|(k, v)| json!({ k: v })));
+        // Exactly the declared size: the row (and processing) hold it, and a POST policy cannot
+        // carry If-None-Match, so a smaller body must not be accepted either.
         conditions.push(json!([
             "content-length-range",
-            1,
+            self.constraints.content_length,
             self.constraints.content_length
         ]));
         let policy = json!({ "expiration": expiration.to_string(), "conditions": conditions });
@@ -378,7 +383,7 @@ mod tests {
         assert!(conditions.contains(&json!({"key": "originals/u/01J"})));
         assert!(conditions.contains(&json!({"Content-Type": "image/png"})));
         assert!(conditions.contains(&json!({"x-amz-security-token": "tok"})));
-        assert!(conditions.contains(&json!(["content-length-range", 1, 1234])));
+        assert!(conditions.contains(&json!(["content-length-range", 1234, 1234])));
         let key = signing_key("secret", "20231114", "eu-west-1", "s3");
         assert_eq!(
             fields["x-amz-signature"],

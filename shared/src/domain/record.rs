@@ -257,6 +257,19 @@ impl ImageRecord {
         Ok(())
     }
 
+    /// The presigned upload was never used and its link has expired: both stages fail with
+    /// `rejected` and the upload state becomes `expired` (there is nothing to process).
+    pub fn expire_upload(&mut self, now: Timestamp) -> Result<(), TransitionError> {
+        for stage in Stage::ALL {
+            self.set_stage(stage, Status::Failed, now)?;
+        }
+        self.processing_error =
+            Some("the upload did not arrive before its upload link expired".to_owned());
+        self.error_kind = Some(ErrorKind::Rejected);
+        self.upload_state = UploadState::Expired;
+        Ok(())
+    }
+
     /// An owner's or admin's retry: failed stages go back to `pending`, the error is cleared.
     /// Returns the stages that will run again.
     pub fn retry(&mut self, now: Timestamp) -> Result<Vec<Stage>, NotFailed> {

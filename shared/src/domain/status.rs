@@ -133,6 +133,9 @@ pub enum UploadState {
     Stored,
     /// The stored bytes were refused.
     Rejected,
+    /// The presigned upload was never used before it expired (the sweeper's final state for
+    /// such a row: both stages `failed`, `error_kind` `rejected`). Nothing is stored.
+    Expired,
 }
 
 /// A transition the status model does not allow.

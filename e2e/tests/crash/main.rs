@@ -1,0 +1,91 @@
+//! A process crash through the deployed local stack: the thumbnail function aborts (an injected
+//! crash point, `abort@originals/{owner}/`) on one owner's image in the middle of its batch.
+//! Lambda's poller gets an invocation error and the whole batch comes back after the queue's
+//! visibility timeout (180 s); then the crashed image fails at once as "processing crashed" and
+//! the innocent images of its batch complete. No row stays `processing`, nothing reaches a DLQ.
+//! Its own suite: changing the function's configuration recycles its processes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use aws_sdk_sqs::types::QueueAttributeName;
+use safelight_e2e::{jpeg, Stack};
+use serde_json::Value;
+
+const THUMBNAIL_FN: &str = "SAFELIGHT_THUMBNAIL_FUNCTION";
+
+fn terminal(v: &Value) -> bool {
+    matches!(
+        v["processing_status"].as_str(),
+        Some("completed" | "failed")
+    )
+}
+
+async fn held(stack: &Stack, queue_var: &str) -> Result<u64> {
+    let attrs = stack
+        .sqs()
+        .get_queue_attributes()
+        .queue_url(stack.var(queue_var)?)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        .send()
+        .await?
+        .attributes
+        .unwrap_or_default();
+    Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+}
+
+#[tokio::test]
+async fn a_crash_on_one_image_fails_that_image_and_costs_the_rest_of_its_batch_nothing(
+) -> Result<()> {
+    let stack = Stack::load().await?;
+    let crash_sub = format!("t-crash-{}", ulid::Ulid::new().to_string().to_lowercase());
+    let crash_token = stack.token(&format!("sub={crash_sub}")).await?;
+    let (_, token) = stack.fresh_user().await?;
+    stack
+        .set_faults(THUMBNAIL_FN, &format!("abort@originals/{crash_sub}/:1"))
+        .await?;
+    let started = Instant::now();
+    let outcome = async {
+        // Nine innocent images and the one that kills the process, uploaded together so the
+        // poller batches them.
+        let photo = jpeg(640, 480);
+        let mut uploads: Vec<_> = (0..9)
+            .map(|_| stack.upload(&token, "image/jpeg", &photo))
+            .collect();
+        uploads.insert(4, stack.upload(&crash_token, "image/jpeg", &photo));
+        let ids: Vec<String> = futures::future::join_all(uploads)
+            .await
+            .into_iter()
+            .collect::<Result<_>>()?;
+        let crash_id = ids[4].clone();
+
+        let settle = Duration::from_secs(420);
+        let crashed = stack
+            .wait_status(&crash_token, &crash_id, settle, terminal)
+            .await?;
+        assert_eq!(crashed["processing_status"], "failed", "{crashed}");
+        assert_eq!(crashed["thumbnail_status"], "failed");
+        assert_eq!(crashed["error_kind"], "permanent");
+        let reason = crashed["processing_error"].as_str().unwrap_or_default();
+        assert!(reason.starts_with("processing crashed"), "{reason}");
+        for (i, id) in ids.iter().enumerate().filter(|(i, _)| *i != 4) {
+            let s = stack.wait_status(&token, id, settle, terminal).await?;
+            assert_eq!(s["processing_status"], "completed", "innocent image {i}: {s}");
+        }
+        for queue in ["SAFELIGHT_THUMBNAILS_DLQ_URL", "SAFELIGHT_VARIANTS_DLQ_URL"] {
+            assert_eq!(held(&stack, queue).await?, 0, "{queue}: nothing dead-lettered");
+        }
+        println!(
+            "crash run: 1 crashed + 9 innocent images terminal after {:.0} s; 0 rows processing, 0 dead letters",
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    stack.set_faults(THUMBNAIL_FN, "").await?;
+    outcome
+}
