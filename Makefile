@@ -8,8 +8,10 @@
 #   make lint           rustfmt, clippy -D warnings, cfn-lint, sam validate --lint
 #   make test           what CI runs: lint, unit tests, integration tests against the local stack
 #   make bench          benchmarks (bench/run.sh)
-#   make package        Lambda zips for AWS (arm64, release) in target/lambda/<fn>/bootstrap.zip
-#   make deploy         sam deploy --guided to your AWS account (after make package)
+#   make package        sam build (cargo-lambda, release, arm64) + checks; zips in dist/lambda/
+#   make deploy         package, then sam deploy (guided the first time, samconfig.toml after)
+#   make destroy        empty the bucket and delete the AWS stack (asks first)
+#   make report         release figures (cold start, warm handler, zip sizes) -> bench/RELEASE.md
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -20,10 +22,10 @@ VENV := .venv
 FN ?=
 EVENT ?=
 
-.PHONY: help dev down reset watch invoke lint test bench package deploy setup
+.PHONY: help dev down reset watch invoke lint test bench package deploy destroy report setup
 
 help:
-	@sed -n '2,13p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@$(STACK) setup
@@ -60,11 +62,17 @@ bench:
 	@bash bench/run.sh
 	@bash bench/upload.sh
 
+# One zip per function crate under functions/ (each must be a template function built by SAM's
+# rust-cargolambda method: `sam build` and `make package` are the same build).
 package: setup
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip \
-	  $$(for f in functions/*/Cargo.toml; do printf -- '--package %s ' "$$(basename "$$(dirname "$$f")")"; done)
-	@ls -l target/lambda/*/bootstrap.zip
+	@$(VENV)/bin/python infra/release.py package
 
-# Real AWS: needs credentials, an OpenID issuer (e.g. a Cognito user pool) and `make package` first.
-deploy:
-	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam deploy --guided --template-file infra/template.yaml --config-file samconfig.toml
+# Real AWS: needs credentials and an OpenID issuer (e.g. a Cognito user pool). See README.
+deploy: package
+	@$(VENV)/bin/python infra/release.py deploy
+
+destroy: setup
+	@$(VENV)/bin/python infra/release.py destroy
+
+report: package
+	@$(VENV)/bin/python bench/release.py

@@ -6,7 +6,7 @@
 #   stack.sh setup     install what a fresh machine lacks (apt packages, the project venv)
 #   stack.sh up        setup + start + build + deploy + print URLs and tokens   (make dev)
 #   stack.sh start     start the emulator and the issuer if they are not running
-#   stack.sh build     build the functions natively into .local/target/lambda/<fn>/bootstrap.zip
+#   stack.sh build     build the functions natively into .local/functions/<fn>/bootstrap
 #   stack.sh web       build the web app (web/ -> web/dist, served by the issuer at the Web URL)
 #   stack.sh deploy    sam deploy to the emulator, local fix-ups, write .local/stack.env
 #   stack.sh reset     wipe the emulator's state (POST /_ministack/reset) and deploy again
@@ -175,10 +175,13 @@ build() {
     # another feature set.
     (cd "$ROOT" && cargo build --profile "$LOCAL_PROFILE" --workspace "${args[@]}")
   fi
+  # The template's CodeUri is ../functions/<fn> (the crate, which `sam build` compiles with
+  # cargo-lambda); the local deploy's copy of the template resolves it to $LOCAL/functions/<fn>,
+  # a directory holding only the native `bootstrap`, which `sam deploy` zips as it is.
   for fn in "${FUNCTIONS[@]}"; do
-    local out="$LOCAL/target/lambda/$fn/bootstrap.zip"
+    local out="$LOCAL/functions/$fn/bootstrap"
     if [[ " ${present[*]:-} " == *" $fn "* ]]; then
-      "$PY" "$ROOT/infra/local/stackctl.py" zip "$target_dir/$profile_dir/$fn" "$out"
+      "$PY" "$ROOT/infra/local/stackctl.py" bootstrap "$target_dir/$profile_dir/$fn" "$out"
     else
       log "no crate for '$fn' yet: deploying a stub that fails when invoked"
       "$PY" "$ROOT/infra/local/stackctl.py" stub "$fn" "$out"
@@ -190,8 +193,8 @@ build() {
 deploy() {
   local watch_flag="${1:-}"
   mkdir -p "$LOCAL/deploy"
-  # A byte-identical copy of the template, so its CodeUri (../target/lambda/<fn>/bootstrap.zip,
-  # relative to the template) resolves to the native builds in .local/target/lambda.
+  # A byte-identical copy of the template, so its CodeUri (../functions/<fn>, relative to the
+  # template) resolves to the native builds in $LOCAL/functions.
   cp "$ROOT/infra/template.yaml" "$LOCAL/deploy/template.yaml"
   "$PY" "$ROOT/infra/local/stackctl.py" ensure-bucket "$ARTIFACTS_BUCKET"
   local params=(

@@ -2,8 +2,8 @@
 """Helpers for infra/local/stack.sh that are easier with boto3 than with a shell.
 
 Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
-  zip BINARY OUT.zip            deterministic Lambda zip holding BINARY as `bootstrap` (0755)
-  stub NAME OUT.zip             zip whose `bootstrap` only fails, for a function whose crate is missing
+  bootstrap BINARY OUT          copy BINARY (debug info stripped) to OUT, mode 0755, for sam deploy to zip
+  stub NAME OUT                 a `bootstrap` that only fails, for a function whose crate is missing
   ensure-bucket NAME            create the deployment artifacts bucket if absent
   fixups [--watch]              local fix-ups after `sam deploy` (see LOCAL FIX-UPS below)
   write-env                     write .local/stack.env and .local/watch.env from the stack outputs
@@ -26,7 +26,6 @@ import os
 import sys
 import time
 import urllib.request
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +47,6 @@ FUNCTIONS = {
     "SweeperFunction": "sweeper",
 }
 PROXY_VAR = "MINISTACK_LAMBDA_PROXY_URL"
-ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed, so an unchanged binary gives a byte-identical zip
 
 
 def client(service: str):
@@ -63,21 +61,20 @@ def client(service: str):
     )
 
 
-def write_zip(out: Path, payload: bytes) -> None:
+def write_bootstrap(out: Path, payload: bytes) -> None:
+    """Writes `out` (mode 0755) unless it already holds `payload`: an unchanged binary keeps its
+    file untouched, so `sam deploy` sees the same directory and skips the upload."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    info = zipfile.ZipInfo("bootstrap", date_time=ZIP_DATE)
-    info.external_attr = (0o100755 & 0xFFFF) << 16
-    info.compress_type = zipfile.ZIP_DEFLATED
-    tmp = out.with_suffix(".tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
-        zf.writestr(info, payload, compresslevel=1)
-    if out.exists() and out.read_bytes() == tmp.read_bytes():
-        tmp.unlink()
+    if out.exists() and out.read_bytes() == payload:
+        out.chmod(0o755)
         return
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_bytes(payload)
+    tmp.chmod(0o755)
     tmp.replace(out)
 
 
-def cmd_zip(binary: str, out: str) -> None:
+def cmd_bootstrap(binary: str, out: str) -> None:
     # Debug info would push a `dev` build past Lambda's 250 MB unzipped limit (which the emulator
     # enforces too); symbols stay, so backtraces keep function names.
     import shutil
@@ -89,9 +86,9 @@ def cmd_zip(binary: str, out: str) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             stripped = Path(tmp) / "bootstrap"
             subprocess.run([strip, "--strip-debug", "-o", str(stripped), binary], check=True)
-            write_zip(Path(out), stripped.read_bytes())
+            write_bootstrap(Path(out), stripped.read_bytes())
     else:
-        write_zip(Path(out), Path(binary).read_bytes())
+        write_bootstrap(Path(out), Path(binary).read_bytes())
 
 
 def cmd_stub(name: str, out: str) -> None:
@@ -100,7 +97,7 @@ def cmd_stub(name: str, out: str) -> None:
         f"echo 'safelight local stack: function {name} is not built (no crate functions/{name} in the workspace yet)' >&2\n"
         "exit 1\n"
     )
-    write_zip(Path(out), script.encode())
+    write_bootstrap(Path(out), script.encode())
 
 
 def cmd_ensure_bucket(name: str) -> None:
@@ -146,7 +143,12 @@ def cmd_fixups(watch: bool) -> None:
     for logical, cors in template_cors().items():
         if ids.get(logical):
             apigw.update_api(ApiId=ids[logical], CorsConfiguration=cors)
-    # 3. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
+    # 3. Emulator difference: the emulator serves plain http only, so aws:SecureTransport is
+    #    false on every request, and the template's TLS-only bucket policy (Deny s3:* unless
+    #    aws:SecureTransport) would refuse the functions and every presigned URL. Locally, drop
+    #    exactly the statements conditioned on aws:SecureTransport; all others stay in force.
+    drop_tls_only_statements(client("s3"), out["BucketName"])
+    # 4. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
     #    through MiniStack's per-function MINISTACK_LAMBDA_PROXY_URL (an emulator-only variable,
     #    never in the template). Without --watch the variable is removed again, because `sam deploy`
     #    with an unchanged template does not rewrite the function configuration.
@@ -164,6 +166,30 @@ def cmd_fixups(watch: bool) -> None:
             want.pop(PROXY_VAR, None)
         if want != env:
             lam.update_function_configuration(FunctionName=name, Environment={"Variables": want})
+
+
+def drop_tls_only_statements(s3, bucket: str) -> None:
+    import json
+
+    try:
+        policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
+    except s3.exceptions.ClientError as err:
+        if err.response.get("Error", {}).get("Code") == "NoSuchBucketPolicy":
+            return
+        raise
+    statements = policy.get("Statement", [])
+    statements = statements if isinstance(statements, list) else [statements]
+    keep = [
+        st for st in statements
+        if not any("aws:securetransport" in {k.lower() for k in (cond or {})}
+                   for cond in (st.get("Condition") or {}).values())
+    ]
+    if len(keep) == len(statements):
+        return
+    if keep:
+        s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({**policy, "Statement": keep}))
+    else:
+        s3.delete_bucket_policy(Bucket=bucket)
 
 
 def template_cors() -> dict[str, dict]:
@@ -342,8 +368,8 @@ def main(argv: list[str]) -> None:
     if not argv:
         sys.exit(__doc__)
     cmd, args = argv[0], argv[1:]
-    if cmd == "zip":
-        cmd_zip(*args)
+    if cmd == "bootstrap":
+        cmd_bootstrap(*args)
     elif cmd == "stub":
         cmd_stub(*args)
     elif cmd == "ensure-bucket":

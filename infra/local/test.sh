@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # `make test` (and CI): everything, from a fresh clone, offline.
 #   1. install what the machine lacks (apt packages only if missing, the pinned venv)
-#   2. make lint (rustfmt, clippy -D warnings, cfn-lint, sam validate --lint)
+#   2. make lint (rustfmt, clippy -D warnings, cfn-lint, sam validate --lint), then the offline
+#      checks of infra/: template invariants, OpenAPI document against the routes, function crates
+#      against the template's cargo-lambda builds (~1 s)
 #   3. unit tests: every test target but the `safelight-e2e` suites
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
-#      wiring, then each integration suite of the `safelight-e2e` crate with a reset between suites
+#      wiring, the drift check (local vs AWS deployment: documented parameter overrides only),
+#      then each integration suite of the `safelight-e2e` crate with a reset between suites
 #   5. the browser side (web/): typecheck, Vitest unit tests, the production build and its JS size
 #      budget; then, on a freshly reset stack, Playwright tests in Debian's Chromium
 #   6. stop the test stack, also on failure (a `make dev` stack, if any, is left alone)
@@ -40,6 +43,9 @@ step "setup"
 
 step "lint"
 make --no-print-directory lint
+
+step "offline checks of infra/ (template invariants, OpenAPI vs routes, functions vs template)"
+.venv/bin/python -m unittest discover -s infra/tests -v
 
 # Test targets: the integration suites are the `safelight-e2e` crate's; everything else is a unit
 # test. Every cargo call selects the whole workspace, so one feature resolution (one build of the
@@ -80,6 +86,9 @@ step "local stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/test)"
 
 step "smoke checks of the stack's wiring"
 .venv/bin/python infra/local/smoke.py
+
+step "drift check: the local stack vs the AWS deployment"
+.venv/bin/python infra/local/drift.py
 
 for suite in "${suites[@]}"; do
   # Every suite starts from a freshly deployed, empty stack.

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Release tooling for AWS: `make package`, `make deploy`, `make destroy`.
+
+  package   check that every function crate of the workspace is a function of infra/template.yaml
+            built by SAM's cargo-lambda builder (and the reverse), run `sam build` (which runs
+            `cargo lambda build --release --arm64 --bin <fn>` per function, provided.al2023), then
+            check each binary (aarch64 ELF, no glibc symbol newer than 2.34, only libraries Amazon
+            Linux 2023 ships), write one deterministic zip per function to dist/lambda/<fn>.zip and
+            print their sizes. Exit status 1 with a message naming the function on any failure.
+  deploy    `sam deploy` of the built template: guided the first time (no JwtIssuer saved in
+            samconfig.toml yet), with samconfig.toml afterwards.
+  destroy   empty the stack's bucket (every version) and `sam delete` the stack, after confirming.
+
+Everything but deploy/destroy runs offline.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "infra" / "template.yaml"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+DIST = ROOT / "dist" / "lambda"
+SAMCONFIG = ROOT / "samconfig.toml"
+VENV_BIN = ROOT / ".venv" / "bin"
+BUILD_METHOD = "rust-cargolambda"
+RUNTIME = "provided.al2023"
+# Amazon Linux 2023 ships glibc 2.34: a symbol version above it fails at load time on Lambda.
+MAX_GLIBC = (2, 34)
+# Shared libraries every provided.al2023 image has; anything else would be missing at run time.
+SYSTEM_LIBS = {
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+    "libutil.so.1",
+    "libgcc_s.so.1",
+    "ld-linux-aarch64.so.1",
+}
+MAX_UNZIPPED = 250 * 1024 * 1024  # Lambda's limit for a function's unzipped package
+ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: an unchanged binary gives a byte-identical zip
+
+
+class ReleaseError(Exception):
+    """A packaging or deployment check failed; the message names what and where."""
+
+
+def log(msg: str) -> None:
+    print(f"\033[1m[release]\033[0m {msg}", file=sys.stderr)
+
+
+def env_with_tools() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = f"{VENV_BIN}:{env.get('PATH', '')}"
+    env.setdefault("SAM_CLI_TELEMETRY", "0")
+    return env
+
+
+# ------------------------------------------------------------------ functions
+def workspace_functions() -> dict[str, Path]:
+    """Binary name -> crate directory, for every workspace member under functions/."""
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--no-deps", "--format-version", "1"],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
+    found: dict[str, Path] = {}
+    for pkg in meta["packages"]:
+        crate = Path(pkg["manifest_path"]).parent
+        if crate.parent != ROOT / "functions":
+            continue
+        for target in pkg["targets"]:
+            if "bin" in target["kind"]:
+                found[target["name"]] = crate
+    return found
+
+
+def load_template(path: Path = TEMPLATE) -> dict:
+    from cfnlint.decode import cfn_yaml
+
+    return cfn_yaml.load(str(path))
+
+
+def template_functions(template: dict) -> dict[str, dict]:
+    """Logical id -> resource, for every AWS::Serverless::Function."""
+    return {
+        logical: res
+        for logical, res in template.get("Resources", {}).items()
+        if res.get("Type") == "AWS::Serverless::Function"
+    }
+
+
+def check_functions_match(template: dict, crates: dict[str, Path]) -> dict[str, str]:
+    """Binary -> logical id. Fails unless crates and template functions pair up one to one, each
+    built by SAM's cargo-lambda builder from its own crate for provided.al2023."""
+    globals_fn = template.get("Globals", {}).get("Function", {})
+    problems: list[str] = []
+    by_binary: dict[str, str] = {}
+    for logical, res in template_functions(template).items():
+        props = res.get("Properties", {})
+        meta = res.get("Metadata", {})
+        binary = meta.get("BuildProperties", {}).get("Binary")
+        if meta.get("BuildMethod") != BUILD_METHOD or not binary:
+            problems.append(
+                f"{logical}: needs Metadata BuildMethod: {BUILD_METHOD} and BuildProperties.Binary "
+                "(sam build and make package must build it the same way)"
+            )
+            continue
+        if binary not in crates:
+            problems.append(f"{logical}: Binary '{binary}' is not a crate under functions/ in the workspace")
+            continue
+        want_uri = f"../functions/{crates[binary].name}"
+        if props.get("CodeUri") != want_uri:
+            problems.append(f"{logical}: CodeUri is {props.get('CodeUri')!r}, expected {want_uri!r} (its crate)")
+        if props.get("Runtime", globals_fn.get("Runtime")) != RUNTIME:
+            problems.append(f"{logical}: Runtime must be {RUNTIME}")
+        if binary in by_binary:
+            problems.append(f"{logical} and {by_binary[binary]} both build '{binary}'")
+        by_binary[binary] = logical
+    for binary, crate in sorted(crates.items()):
+        if binary not in by_binary:
+            problems.append(
+                f"functions/{crate.name} (binary '{binary}') has no AWS::Serverless::Function in "
+                f"infra/template.yaml with Metadata BuildMethod: {BUILD_METHOD}, Binary: {binary}"
+            )
+    if problems:
+        raise ReleaseError("template and workspace disagree:\n  " + "\n  ".join(problems))
+    return by_binary
+
+
+# -------------------------------------------------------------------- checks
+def readelf(*args: str) -> str:
+    exe = shutil.which("readelf")
+    if not exe:
+        raise ReleaseError("readelf not found (apt-get install binutils)")
+    return subprocess.run([exe, *args], check=True, capture_output=True, text=True).stdout
+
+
+def elf_facts(binary: Path) -> dict:
+    """Machine, class, newest GLIBC symbol version required and NEEDED libraries of an ELF file."""
+    with open(binary, "rb") as f:
+        if f.read(4) != b"\x7fELF":
+            raise ReleaseError(f"{binary}: not an ELF file")
+    header = readelf("-h", str(binary))
+    machine = re.search(r"Machine:\s*(.+)", header)
+    klass = re.search(r"Class:\s*(\S+)", header)
+    versions = {
+        tuple(int(x) for x in v.split("."))
+        for v in re.findall(r"GLIBC_([0-9]+(?:\.[0-9]+)+)", readelf("-V", "--wide", str(binary)))
+    }
+    needed = re.findall(r"\(NEEDED\)\s+Shared library: \[([^\]]+)\]", readelf("-d", "--wide", str(binary)))
+    return {
+        "machine": machine.group(1).strip() if machine else "?",
+        "class": klass.group(1) if klass else "?",
+        "max_glibc": max(versions) if versions else None,
+        "needed": needed,
+    }
+
+
+def check_binary(name: str, binary: Path) -> dict:
+    facts = elf_facts(binary)
+    problems = []
+    if facts["machine"] != "AArch64" or facts["class"] != "ELF64":
+        problems.append(f"is {facts['class']} {facts['machine']}, expected ELF64 AArch64 (arm64 Lambda)")
+    if facts["max_glibc"] and facts["max_glibc"] > MAX_GLIBC:
+        newest = ".".join(map(str, facts["max_glibc"]))
+        problems.append(f"needs GLIBC_{newest}, newer than Amazon Linux 2023's {'.'.join(map(str, MAX_GLIBC))}")
+    extra = sorted(set(facts["needed"]) - SYSTEM_LIBS)
+    if extra:
+        problems.append(f"links {', '.join(extra)}, not part of {RUNTIME}")
+    size = binary.stat().st_size
+    if size > MAX_UNZIPPED:
+        problems.append(f"is {size} bytes unzipped, over Lambda's 250 MB")
+    if problems:
+        raise ReleaseError(f"function {name} ({binary}): " + "; ".join(problems))
+    return facts
+
+
+def write_zip(binary: Path, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = zipfile.ZipInfo("bootstrap", date_time=ZIP_DATE)
+    info.external_attr = (0o100755 & 0xFFFF) << 16
+    info.compress_type = zipfile.ZIP_DEFLATED
+    tmp = out.with_name(out.name + ".tmp")
+    with zipfile.ZipFile(tmp, "w") as zf:
+        zf.writestr(info, binary.read_bytes(), compresslevel=9)
+    tmp.replace(out)
+
+
+# ------------------------------------------------------------------ commands
+def cmd_check_functions() -> None:
+    by_binary = check_functions_match(load_template(), workspace_functions())
+    print(" ".join(sorted(by_binary)))
+
+
+def cmd_package() -> None:
+    template = load_template()
+    by_binary = check_functions_match(template, workspace_functions())
+    log(f"sam build ({BUILD_METHOD}, release, arm64, {RUNTIME}): {', '.join(sorted(by_binary))}")
+    subprocess.run(
+        [
+            str(VENV_BIN / "sam"),
+            "build",
+            "--template-file",
+            str(TEMPLATE),
+            "--build-dir",
+            str(BUILD_DIR),
+            "--parameter-overrides",
+            "Architecture=arm64",
+        ],
+        cwd=ROOT,
+        env=env_with_tools(),
+        check=True,
+    )
+    rows = []
+    manifest = {}
+    for binary, logical in sorted(by_binary.items()):
+        built = BUILD_DIR / logical / "bootstrap"
+        if not built.is_file():
+            raise ReleaseError(f"function {binary}: sam build left no {built}")
+        facts = check_binary(binary, built)
+        out = DIST / f"{binary}.zip"
+        write_zip(built, out)
+        zipped, unzipped = out.stat().st_size, built.stat().st_size
+        glibc = "GLIBC_" + ".".join(map(str, facts["max_glibc"])) if facts["max_glibc"] else "-"
+        rows.append((binary, zipped, unzipped, glibc))
+        manifest[binary] = {
+            "logical_id": logical,
+            "zip": str(out.relative_to(ROOT)),
+            "zip_bytes": zipped,
+            "unzipped_bytes": unzipped,
+            "max_glibc": glibc,
+            "machine": facts["machine"],
+            "needed": facts["needed"],
+        }
+    (DIST / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"\n{'function':<12} {'zip':>10} {'unzipped':>10}  newest glibc symbol (≤ 2.34), arch")
+    for binary, zipped, unzipped, glibc in rows:
+        print(f"{binary:<12} {zipped / 1e6:>8.2f}MB {unzipped / 1e6:>8.2f}MB  {glibc}, aarch64")
+    print(f"\n{len(rows)} zips in {DIST.relative_to(ROOT)}/ (checked: aarch64 ELF, glibc ≤ 2.34, {RUNTIME} libraries only)")
+
+
+def samconfig_deploy_params() -> dict:
+    if not SAMCONFIG.exists():
+        return {}
+    with open(SAMCONFIG, "rb") as f:
+        return tomllib.load(f).get("default", {}).get("deploy", {}).get("parameters", {})
+
+
+def first_deploy() -> bool:
+    """True until a guided deploy saved this account's parameters (JwtIssuer) to samconfig.toml."""
+    overrides = samconfig_deploy_params().get("parameter_overrides", "")
+    if isinstance(overrides, list):
+        overrides = " ".join(overrides)
+    return "JwtIssuer=" not in overrides
+
+
+def cmd_deploy() -> None:
+    built = BUILD_DIR / "template.yaml"
+    if not built.exists() or built.stat().st_mtime < TEMPLATE.stat().st_mtime:
+        raise ReleaseError("the built template is missing or older than infra/template.yaml: run make package")
+    cmd = [
+        str(VENV_BIN / "sam"),
+        "deploy",
+        "--template-file",
+        str(built),
+        "--config-file",
+        str(SAMCONFIG),
+    ]
+    if first_deploy():
+        log("first deploy: sam deploy --guided (answers are saved to samconfig.toml)")
+        cmd.append("--guided")
+    os.execvpe(cmd[0], cmd, env_with_tools())
+
+
+def cmd_destroy() -> None:
+    import boto3
+
+    params = samconfig_deploy_params()
+    glob = {}
+    if SAMCONFIG.exists():
+        with open(SAMCONFIG, "rb") as f:
+            glob = tomllib.load(f).get("default", {}).get("global", {}).get("parameters", {})
+    stack = os.environ.get("STACK_NAME") or params.get("stack_name") or glob.get("stack_name") or "safelight"
+    region = os.environ.get("AWS_REGION") or params.get("region") or glob.get("region")
+    session = boto3.session.Session(region_name=region)
+    cfn = session.client("cloudformation")
+    try:
+        outputs = {
+            o["OutputKey"]: o["OutputValue"]
+            for o in cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Outputs", [])
+        }
+    except Exception as err:  # noqa: BLE001 - any failure here means there is nothing to destroy
+        raise ReleaseError(f"stack {stack} not found in {session.region_name}: {err}") from err
+    bucket = outputs.get("BucketName")
+    print(f"This deletes stack '{stack}' in {session.region_name}, every image in bucket {bucket} "
+          "and the tables' data. There is no undo.")
+    if os.environ.get("CONFIRM") != stack:
+        answer = input(f"Type the stack name ({stack}) to confirm: ").strip()
+        if answer != stack:
+            raise ReleaseError("not confirmed; nothing deleted")
+    if bucket:
+        log(f"emptying s3://{bucket} (all versions)")
+        session.resource("s3").Bucket(bucket).object_versions.delete()
+    log(f"sam delete --stack-name {stack}")
+    subprocess.run(
+        [str(VENV_BIN / "sam"), "delete", "--stack-name", stack, "--region", session.region_name, "--no-prompts"],
+        env=env_with_tools(),
+        check=True,
+    )
+
+
+def main(argv: list[str]) -> None:
+    commands = {
+        "check-functions": cmd_check_functions,
+        "package": cmd_package,
+        "deploy": cmd_deploy,
+        "destroy": cmd_destroy,
+    }
+    if len(argv) != 1 or argv[0] not in commands:
+        sys.exit(__doc__)
+    try:
+        commands[argv[0]]()
+    except ReleaseError as err:
+        sys.exit(f"\033[31m[release] {err}\033[0m")
+    except subprocess.CalledProcessError as err:
+        sys.exit(f"\033[31m[release] {' '.join(map(str, err.cmd[:3]))} failed (exit {err.returncode})\033[0m")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
