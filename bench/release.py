@@ -1,0 +1,416 @@
+#!/usr/bin/env python3
+"""`make report`: release figures of the Lambda binaries `make package` built -> bench/RELEASE.md.
+
+For every function and for the anchor (bench/hello-lambda: lambda_runtime echoing its event, the
+same profile and target), in the same run:
+  - cold start: the init duration, from spawning the release binary to its first
+    `GET /runtime/invocation/next` on a local Lambda Runtime API served here (what Lambda reports
+    as Init Duration), median of COLD_RUNS fresh processes;
+  - warm handler time: from handing an invocation out on `/next` to its `/response`, median of
+    WARM_RUNS invocations after the first, each with a real event against the local stack's S3,
+    DynamoDB and API Gateway management API (`make dev`'s emulator; started here if it is not up);
+    the processors render a fresh original each time;
+  - the zips' sizes (dist/lambda/manifest.json).
+The binaries are arm64 (what AWS runs); this machine runs them under qemu-user, which inflates
+absolute times several-fold, so the report gives ratios to the anchor next to milliseconds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
+MANIFEST = ROOT / "dist" / "lambda" / "manifest.json"
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+OUT = ROOT / "bench" / "RELEASE.md"
+VENV_BIN = ROOT / ".venv" / "bin"
+COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
+WARM_RUNS = int(os.environ.get("WARM_RUNS", "5"))
+SYSROOT = "/usr/aarch64-linux-gnu"
+PHOTO = ROOT / "shared" / "tests" / "fixtures" / "orientation-6.jpg"
+ANCHOR = "hello-lambda"
+
+
+def log(msg: str) -> None:
+    print(f"\033[1m[report]\033[0m {msg}", file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------ prerequisites
+def ensure_qemu() -> list[str]:
+    """The command prefix that runs an aarch64 binary here (nothing on an arm64 host)."""
+    if platform.machine() in ("aarch64", "arm64"):
+        return []
+    if not shutil.which("qemu-aarch64") or not Path(SYSROOT, "lib").exists():
+        log("installing qemu-user and the arm64 glibc (apt) to run arm64 binaries on this x86_64 host")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+        subprocess.run(
+            [*sudo, "apt-get", "install", "-y", "-qq", "qemu-user", "libc6-arm64-cross"],
+            check=True,
+            env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+        )
+    return ["qemu-aarch64", "-L", SYSROOT]
+
+
+def build_anchor() -> Path:
+    log(f"building the anchor ({ANCHOR}) like the functions: cargo lambda build --release --arm64")
+    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+    subprocess.run(
+        ["cargo", "lambda", "build", "--release", "--arm64", "--bin", ANCHOR],
+        cwd=ROOT / "bench" / "hello-lambda",
+        env=env,
+        check=True,
+    )
+    meta = json.loads(
+        subprocess.run(
+            ["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+    )
+    return Path(meta["target_directory"]) / "lambda" / ANCHOR / "bootstrap"
+
+
+def stack_env() -> dict[str, str]:
+    env = {}
+    for name in ("stack.env", "watch.env"):
+        for line in (LOCAL / name).read_text().splitlines():
+            if "=" in line and not line.startswith("#"):
+                k, v = line.split("=", 1)
+                env[k] = v.strip("'")
+    return env
+
+
+def ensure_stack() -> bool:
+    """Brings `make dev`'s stack up unless it answers; True when this run started it."""
+    port = os.environ.get("EMULATOR_PORT", "4566")
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/_ministack/health", timeout=2)
+        if (LOCAL / "watch.env").exists():
+            return False
+    except OSError:
+        pass
+    log("bringing the local stack up (make dev) for the handlers' AWS calls")
+    subprocess.run([str(ROOT / "infra" / "local" / "stack.sh"), "up"], check=True, stdout=subprocess.DEVNULL)
+    return True
+
+
+# ------------------------------------------------------- Lambda Runtime API
+class RuntimeApi:
+    """The Lambda Runtime API (2018-06-01) for one process: hands out queued events on `/next`,
+    timestamps what the process does."""
+
+    def __init__(self) -> None:
+        self.events: list[bytes] = []
+        self.cond = threading.Condition()
+        self.first_next: float | None = None
+        self.handed_out: dict[str, float] = {}
+        self.done: dict[str, tuple[float, int, bytes]] = {}
+        self.init_error: bytes | None = None
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:
+                pass
+
+            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+                self.send_response(status)
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                if not self.path.endswith("/runtime/invocation/next"):
+                    return self._reply(404)
+                now = time.perf_counter()
+                with api.cond:
+                    if api.first_next is None:
+                        api.first_next = now
+                    api.cond.notify_all()
+                    while not api.events:
+                        api.cond.wait()
+                    body = api.events.pop(0)
+                    rid = str(uuid.uuid4())
+                    api.handed_out[rid] = time.perf_counter()
+                deadline = int(time.time() * 1000) + 60_000
+                self._reply(
+                    200,
+                    body,
+                    {
+                        "Lambda-Runtime-Aws-Request-Id": rid,
+                        "Lambda-Runtime-Deadline-Ms": str(deadline),
+                        "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:report",
+                        "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
+                        "Content-Type": "application/json",
+                    },
+                )
+
+            def do_POST(self) -> None:
+                now = time.perf_counter()
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                parts = self.path.strip("/").split("/")
+                with api.cond:
+                    if parts[-2:] == ["init", "error"]:
+                        api.init_error = body
+                    elif parts[-1] in ("response", "error"):
+                        api.done[parts[-2]] = (now, 200 if parts[-1] == "response" else 500, body)
+                    api.cond.notify_all()
+                self._reply(202, b'{"status":"OK"}')
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def wait(self, pred, timeout: float, what: str) -> None:
+        with self.cond:
+            if not self.cond.wait_for(lambda: pred() or self.init_error is not None, timeout):
+                raise TimeoutError(f"timed out waiting for {what}")
+            if self.init_error is not None:
+                raise RuntimeError(f"init error: {self.init_error[:300]!r}")
+
+    def invoke(self, event: dict, timeout: float = 120) -> tuple[float, int, bytes]:
+        """Queues one event; returns (handler seconds, status, response body)."""
+        with self.cond:
+            before = set(self.handed_out)
+            self.events.append(json.dumps(event).encode())
+            self.cond.notify_all()
+        self.wait(lambda: set(self.handed_out) - before, timeout, "the invocation to be taken")
+        rid = (set(self.handed_out) - before).pop()
+        self.wait(lambda: rid in self.done, timeout, "the response")
+        end, status, body = self.done[rid]
+        return end - self.handed_out[rid], status, body
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def spawn(prefix: list[str], binary: Path, name: str, env: dict[str, str], api: RuntimeApi, log_file) -> tuple[subprocess.Popen, float]:
+    proc_env = {
+        "PATH": os.environ.get("PATH", ""),
+        "AWS_LAMBDA_RUNTIME_API": api.address,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "report",
+        "AWS_LAMBDA_LOG_FORMAT": "JSON",
+        "_HANDLER": "bootstrap",
+        **env,
+    }
+    start = time.perf_counter()
+    proc = subprocess.Popen([*prefix, str(binary)], env=proc_env, stdout=log_file, stderr=log_file)
+    return proc, start
+
+
+# ------------------------------------------------------------------- events
+def load_event(name: str) -> dict:
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+class Events:
+    """A real event per invocation, against the local stack."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        import boto3
+
+        self.env = env
+        kw = dict(
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=env["AWS_REGION"],
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        self.lam = boto3.client("lambda", **kw)
+        self.owner = "report-" + uuid.uuid4().hex[:8]
+        self.token = urllib.request.urlopen(f"{env['SAFELIGHT_TOKEN_URL']}?sub={self.owner}", timeout=10).read().decode().strip()
+
+    def with_owner(self, event: dict) -> dict:
+        claims = event.get("requestContext", {}).get("authorizer", {}).get("jwt", {}).get("claims")
+        if claims is not None:
+            claims["sub"] = self.owner
+        return event
+
+    def fresh_original(self) -> str:
+        """Uploads the fixture through the stack's HTTP API (direct path): row + object."""
+        req = urllib.request.Request(
+            f"{self.env['SAFELIGHT_API_URL']}/api/images/upload",
+            data=PHOTO.read_bytes(),
+            method="POST",
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "image/jpeg"},
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["image_id"]
+
+    def sqs(self, fixture: str) -> dict:
+        image_id = self.fresh_original()
+        event = load_event(fixture)
+        record = event["Records"][0]
+        body = json.loads(record["body"])
+        key = f"originals/{self.owner}/{image_id}"
+        if "detail" in body:
+            body["detail"]["object"]["key"] = key
+            body["detail"]["bucket"]["name"] = self.env["SAFELIGHT_BUCKET"]
+        else:
+            body["Records"][0]["s3"]["object"]["key"] = key
+            body["Records"][0]["s3"]["bucket"]["name"] = self.env["SAFELIGHT_BUCKET"]
+        record["body"] = json.dumps(body)
+        record["messageId"] = str(uuid.uuid4())
+        return event
+
+    def for_function(self, name: str) -> dict:
+        if name == "upload":
+            return self.with_owner(load_event("upload-presign.json"))
+        if name == "images":
+            return self.with_owner(load_event("images-list.json"))
+        if name == "thumbnail":
+            return self.sqs("sqs-thumbnails-eventbridge.json")
+        if name == "variant":
+            return self.sqs("sqs-variants-s3-notification.json")
+        if name == "ws":
+            return load_event("ws-ping.json")
+        if name == "notify":
+            event = load_event("notify-complete.json")
+            for r in event["Records"]:
+                for image in ("NewImage", "OldImage"):
+                    if image in r["dynamodb"]:
+                        r["dynamodb"][image]["owner_id"] = {"S": self.owner}
+            return event
+        return {"hello": "world"}
+
+    def pause_processing(self, paused: bool) -> None:
+        """The stack's own processors would race ours for the fresh originals: stop their queue
+        sources while the report runs."""
+        for m in self.lam.list_event_source_mappings()["EventSourceMappings"]:
+            if ":sqs:" in m.get("EventSourceArn", ""):
+                self.lam.update_event_source_mapping(UUID=m["UUID"], Enabled=not paused)
+
+
+# ---------------------------------------------------------------- measuring
+def measure(prefix, binary: Path, name: str, env: dict, events: Events | None, log_file) -> dict:
+    inits, warm, first = [], [], []
+    for run in range(COLD_RUNS):
+        api = RuntimeApi()
+        proc, start = spawn(prefix, binary, name, env, api, log_file)
+        try:
+            api.wait(lambda: api.first_next is not None, 60, f"{name}'s first /next")
+            inits.append((api.first_next - start) * 1000)
+            event = events.for_function(name) if events else {"hello": "world"}
+            secs, status, body = api.invoke(event)
+            if status != 200:
+                raise RuntimeError(f"{name}: the invocation failed: {body[:300]!r}")
+            first.append(secs * 1000)
+            if run == 0:
+                for _ in range(WARM_RUNS):
+                    event = events.for_function(name) if events else {"hello": "world"}
+                    secs, status, body = api.invoke(event)
+                    if status != 200:
+                        raise RuntimeError(f"{name}: a warm invocation failed: {body[:300]!r}")
+                    warm.append(secs * 1000)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            api.close()
+    return {
+        "init_ms": statistics.median(inits),
+        "init_all": inits,
+        "first_ms": statistics.median(first),
+        "warm_ms": statistics.median(warm),
+    }
+
+
+def main() -> int:
+    if not MANIFEST.exists():
+        sys.exit("dist/lambda/manifest.json is missing: run make package first")
+    manifest = json.loads(MANIFEST.read_text())
+    prefix = ensure_qemu()
+    anchor_bin = build_anchor()
+    started = ensure_stack()
+    env = stack_env()
+    fn_env = {k: v for k, v in env.items() if not k.startswith("SAFELIGHT_")}
+    events = Events(env)
+    events.pause_processing(True)
+    LOCAL.mkdir(parents=True, exist_ok=True)
+    results = {}
+    try:
+        with open(LOCAL / "logs" / "report-functions.log", "w") as log_file:
+            log(f"anchor: {COLD_RUNS} cold starts, {WARM_RUNS} warm invocations")
+            results[ANCHOR] = measure(prefix, anchor_bin, ANCHOR, {}, None, log_file)
+            for name, info in sorted(manifest.items()):
+                binary = BUILD_DIR / info["logical_id"] / "bootstrap"
+                log(f"{name}: {COLD_RUNS} cold starts, {WARM_RUNS} warm invocations")
+                results[name] = measure(prefix, binary, name, fn_env, events, log_file)
+    finally:
+        events.pause_processing(False)
+        if started:
+            subprocess.run([str(ROOT / "infra" / "local" / "stack.sh"), "down"], check=False)
+
+    a = results[ANCHOR]
+    rows = [
+        f"| `{ANCHOR}` (anchor) | {Path(anchor_bin).stat().st_size / 1e6:.2f} (unzipped) | {a['init_ms']:.1f} | 1.00 | "
+        f"{a['warm_ms']:.2f} | 1.00 | echo |"
+    ]
+    what = {
+        "upload": "presign (`events/upload-presign.json`): PutItem + presigned PUT and POST",
+        "images": "list (`events/images-list.json`): Query by owner",
+        "thumbnail": "a fresh 12 MP-class JPEG original -> 3 thumbnails (GET, render, 3 PUTs, row updates)",
+        "variant": "a fresh original -> display variants (GET, render, PUTs, row updates)",
+        "ws": "`{\"action\":\"ping\"}` (PostToConnection to a gone connection, row delete)",
+        "notify": "a `complete` stream record (notice stored, owner's connections queried)",
+    }
+    for name, info in sorted(manifest.items()):
+        r = results[name]
+        rows.append(
+            f"| `{name}` | {info['zip_bytes'] / 1e6:.2f} | {r['init_ms']:.1f} | {r['init_ms'] / a['init_ms']:.2f} | "
+            f"{r['warm_ms']:.2f} | {r['warm_ms'] / a['warm_ms']:.1f} | {what.get(name, '')} |"
+        )
+    host = f"{platform.machine()}, {os.cpu_count()} cores, shared"
+    runner = "qemu-aarch64 (user-mode emulation)" if prefix else "natively"
+    text = f"""# Release figures (make report)
+
+Generated by `make report` (`bench/release.py`) on {time.strftime('%Y-%m-%d', time.gmtime())} ({host}). The binaries
+are the arm64 release builds of `make package` (`sam build`, cargo-lambda, `provided.al2023`),
+run {runner} against a local Lambda Runtime API. The anchor is `bench/hello-lambda`, a
+lambda_runtime function that echoes its event, built the same way and measured in the same run.
+
+- **Cold start** = init duration: spawn to the first `GET /runtime/invocation/next` (median of
+  {COLD_RUNS} fresh processes); it covers the runtime, configuration and AWS SDK set-up.
+- **Warm handler** = `/next` handing the event out to its `/response` (median of {WARM_RUNS} invocations
+  after the first), each a real event against the local emulator's S3, DynamoDB and API Gateway
+  management API (plain http on 127.0.0.1); the processors render a fresh original each time.
+- Absolute times are inflated by {'emulation and ' if prefix else ''}the machine's load; compare ratios. Zip sizes
+  are exact (`dist/lambda/manifest.json`).
+
+| function | zip MB | cold start ms | x anchor | warm handler ms | x anchor | warm event |
+|---|---|---|---|---|---|---|
+""" + "\n".join(rows) + "\n"
+    OUT.write_text(text)
+    print(text)
+    (LOCAL / "release-figures.json").write_text(json.dumps(results, indent=2))
+    log(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
