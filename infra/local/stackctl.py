@@ -148,7 +148,16 @@ def cmd_fixups(watch: bool) -> None:
     #    aws:SecureTransport) would refuse the functions and every presigned URL. Locally, drop
     #    exactly the statements conditioned on aws:SecureTransport; all others stay in force.
     drop_tls_only_statements(client("s3"), out["BucketName"])
-    # 4. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
+    # 4. Emulator difference: MiniStack's CloudFormation stores an SQS event source's
+    #    ScalingConfig.MaximumConcurrency from a parameter as a string, and its poller then fails
+    #    comparing it with a number (no message is ever delivered). Re-apply the same value as a
+    #    number through UpdateEventSourceMapping.
+    lam = client("lambda")
+    for mapping in lam.list_event_source_mappings().get("EventSourceMappings", []):
+        limit = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        if limit is not None:
+            lam.update_event_source_mapping(UUID=mapping["UUID"], ScalingConfig={"MaximumConcurrency": int(limit)})
+    # 5. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
     #    through MiniStack's per-function MINISTACK_LAMBDA_PROXY_URL (an emulator-only variable,
     #    never in the template). Without --watch the variable is removed again, because `sam deploy`
     #    with an unchanged template does not rewrite the function configuration.
