@@ -158,3 +158,34 @@ export async function waitForStatuses(page: Page, expected: Record<string, strin
     { timeout: timeoutMs, polling: 250 },
   );
 }
+
+/** Uploads a file the way any client would (presigned PUT), from the test itself. */
+export async function uploadViaApi(tok: string, file: { name: string; type: string; path: string }): Promise<string> {
+  const bytes = readFileSync(file.path);
+  const { status, body } = await api<{ image_id: string; upload: { method: string; url: string; headers: Record<string, string> } }>(
+    tok,
+    'POST',
+    '/api/images/upload',
+    { filename: file.name, content_type: file.type, size: bytes.length },
+  );
+  if (status !== 201) throw new Error(`upload ticket: ${status} ${JSON.stringify(body)}`);
+  const headers = Object.fromEntries(Object.entries(body.upload.headers).filter(([k]) => k.toLowerCase() !== 'content-length'));
+  const put = await fetch(body.upload.url, { method: body.upload.method, headers, body: bytes });
+  if (!put.ok) throw new Error(`PUT to storage: ${put.status} ${await put.text()}`);
+  return body.image_id;
+}
+
+/** Waits until the API reports every listed image of the token's owner in a final state. */
+export async function waitUntilSettled(tok: string, ids: string[], timeoutMs: number): Promise<Record<string, string>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const out: Record<string, string> = {};
+    for (const id of ids) {
+      const { body } = await api<{ processing_status: string }>(tok, 'GET', `/api/images/${id}/processing-status`);
+      out[id] = body.processing_status;
+    }
+    if (Object.values(out).every((s) => s === 'completed' || s === 'failed')) return out;
+    if (Date.now() > deadline) throw new Error(`images did not settle: ${JSON.stringify(out)}`);
+    await new Promise((r) => setTimeout(r, 500));
+  }
+}

@@ -166,7 +166,10 @@ export interface ProcessingQueue {
     state: 'closed' | 'open' | 'half_open' | string;
     opened_at: string | null;
     failures_in_window: number;
+    /** Transient failures in the window that open it. */
+    threshold?: number;
     next_probe_in_secs: number | null;
+    times_opened?: number;
     reset_at: string | null;
     reset_by: string | null;
   }>;
@@ -187,6 +190,8 @@ export interface RetryAllFailed {
   dry_run: boolean;
   images_requeued: number;
   messages_redriven: number;
+  duplicates_removed?: number;
+  skipped?: number;
   next_cursor: string | null;
   done: boolean;
 }
@@ -195,6 +200,7 @@ export interface RetryAllFailed {
 export interface CircuitReset {
   stage: string;
   state: string;
+  previous_state?: string;
   reset_at: string;
   reset_by: string;
 }

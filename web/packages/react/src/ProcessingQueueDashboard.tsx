@@ -54,7 +54,8 @@ function ThroughputChart({ points }: { points: ProcessingQueue['throughput'] }) 
         })}
       </svg>
       <figcaption>
-        <span className="sl-legend sl-legend--ok">processed</span> <span className="sl-legend sl-legend--failed">failed</span> per minute
+        <span className="sl-legend sl-legend--ok">processed</span> <span className="sl-legend sl-legend--failed">failed</span> per minute,
+        last {points.length} minutes (oldest left): {totalProcessed} processed, {totalFailed} failed
       </figcaption>
     </figure>
   );
@@ -227,7 +228,10 @@ export function ProcessingQueueDashboard({ refreshMs = 10_000, onMessage }: Proc
                     <span className={`sl-pill sl-pill--${c.state}`}>{c.state.replace('_', '-')}</span>
                     {c.state !== 'closed' && c.next_probe_in_secs != null ? <span className="sl-muted"> · probe in {ago(c.next_probe_in_secs)}</span> : null}
                   </td>
-                  <td>{c.failures_in_window}</td>
+                  <td>
+                    {c.failures_in_window}
+                    {c.threshold ? <span className="sl-muted"> / {c.threshold}</span> : null}
+                  </td>
                   <td>
                     <button
                       type="button"

@@ -1,0 +1,89 @@
+/**
+ * The admin dashboard in real Chromium: the counts it shows are the API's, it refreshes by
+ * itself, and someone who is not an admin sees a refusal and no data.
+ */
+
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { CORRUPT, PHOTOS, WEB_URL, api, freshSub, launch, openPage, screenshotPath, token, uploadViaApi, waitUntilSettled } from './harness';
+
+let browser: Browser;
+beforeAll(async () => {
+  browser = await launch();
+});
+afterAll(async () => {
+  await browser?.close();
+});
+
+type Counts = Record<'pending' | 'processing' | 'completed' | 'failed', number>;
+
+async function pageCounts(page: Page): Promise<Counts> {
+  return page.$eval('[data-testid=status-counts]', (el) => {
+    const n = (s: string) => Number(el.querySelector(`[data-testid=count-${s}]`)?.textContent ?? NaN);
+    return { pending: n('pending'), processing: n('processing'), completed: n('completed'), failed: n('failed') };
+  });
+}
+
+async function apiCounts(adminToken: string): Promise<Counts> {
+  const { status, body } = await api<{ counts: Counts }>(adminToken, 'GET', '/api/admin/processing-queue');
+  expect(status).toBe(200);
+  return body.counts;
+}
+
+describe('the processing queue dashboard', () => {
+  it('shows the same counts as the API and keeps them current by itself', async () => {
+    const admin = await token({ user: 'admin' });
+    const sub = freshSub('dash');
+    const user = await token({ sub });
+    const ids = [await uploadViaApi(user, PHOTOS[1]!), await uploadViaApi(user, CORRUPT)];
+    await waitUntilSettled(user, ids, 120_000);
+
+    const w = await openPage(browser);
+    const { page } = w;
+    await page.goto(`${WEB_URL}/admin/processing/`);
+    await page.waitForSelector('[data-testid=status-counts]', { timeout: 30_000 });
+    // Nothing is processing now, so the page's first answer and the API's agree.
+    expect(await pageCounts(page)).toEqual(await apiCounts(admin));
+    const before = await apiCounts(admin);
+    expect(before.failed).toBeGreaterThanOrEqual(1);
+    expect(before.completed).toBeGreaterThanOrEqual(1);
+    await expect(page.locator('[data-testid=recent-failures]').textContent()).resolves.toContain(sub);
+    await expect(page.getByRole('button', { name: 'Retry all failed' }).isEnabled()).resolves.toBe(true);
+    await expect(page.locator('[data-testid=circuit-thumbnail]').textContent()).resolves.toContain('closed');
+    await expect(page.locator('[data-testid=queue-thumbnail]').count()).resolves.toBe(1);
+
+    // One more image completes; the dashboard shows it on its own (10 s refresh), no click.
+    const id = await uploadViaApi(user, PHOTOS[2]!);
+    await waitUntilSettled(user, [id], 120_000);
+    const after = await apiCounts(admin);
+    expect(after.completed).toBe(before.completed + 1);
+    await page.waitForFunction(
+      (want) => Number(document.querySelector('[data-testid=count-completed]')?.textContent) === want,
+      after.completed,
+      { timeout: 30_000, polling: 500 },
+    );
+    expect(await pageCounts(page)).toEqual(await apiCounts(admin));
+    await page.screenshot({ path: screenshotPath('dashboard'), fullPage: true });
+    expect(w.errors).toEqual([]);
+    await w.context.close();
+  });
+
+  it('shows someone who is not an admin a refusal and no admin data', async () => {
+    const demo = await token({ user: 'demo' });
+    expect((await api(demo, 'GET', '/api/admin/processing-queue')).status).toBe(403);
+
+    const w = await openPage(browser);
+    const { page } = w;
+    await page.goto(`${WEB_URL}/admin/processing/?user=demo`);
+    const alert = page.locator('[data-testid=dashboard-error]');
+    await alert.waitFor({ timeout: 30_000 });
+    await expect(alert.textContent()).resolves.toContain('administrators');
+    expect(await page.locator('[data-testid=status-counts]').count()).toBe(0);
+    expect(await page.locator('table').count()).toBe(0);
+    await page.screenshot({ path: screenshotPath('dashboard-not-admin'), fullPage: true });
+    // The refused request is the only error the browser logs.
+    expect(w.errors.filter((e) => !/status of 403/.test(e))).toEqual([]);
+    expect(w.errors.length).toBeGreaterThanOrEqual(1);
+    await w.context.close();
+  });
+});
