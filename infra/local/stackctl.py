@@ -8,12 +8,8 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
   fixups [--watch]              local fix-ups after `sam deploy` (see LOCAL FIX-UPS below)
   write-env                     write .local/stack.env and .local/watch.env from the stack outputs
   wait-health URL SECONDS       poll a health URL until it answers 200
-  set-faults FN SPEC            set SAFELIGHT_FAULTS of function FN (thumbnail, variant, notify, …) to
-                                SPEC, e.g. `s3_get:1`; an empty SPEC removes it (tests lift a cause)
   event-source FN on|off        enable or disable FN's event source mappings (e.g. `notify off`:
                                 live notices stop; the browser tests must then fail)
-  reset-breakers                delete the circuit breaker rows (closed, no failures in the window), so
-                                a test that injects failures starts and ends with closed breakers
   set-env FUNCTION NAME [VALUE] set (or with no VALUE remove) one environment variable of a
                                 deployed function; the emulator recycles its warm processes, as
                                 Lambda does. The suites use it to inject and lift faults.
@@ -322,20 +318,6 @@ def function_name(binary: str) -> str:
     return name
 
 
-def cmd_set_faults(binary: str, spec: str) -> None:
-    lam = client("lambda")
-    name = function_name(binary)
-    cfg = lam.get_function_configuration(FunctionName=name)
-    env = dict((cfg.get("Environment") or {}).get("Variables") or {})
-    want = dict(env)
-    if spec:
-        want["SAFELIGHT_FAULTS"] = spec
-    else:
-        want.pop("SAFELIGHT_FAULTS", None)
-    if want != env:
-        lam.update_function_configuration(FunctionName=name, Environment={"Variables": want})
-
-
 def cmd_event_source(binary: str, state: str) -> None:
     if state not in ("on", "off"):
         sys.exit("event-source FN on|off")
@@ -348,11 +330,6 @@ def cmd_event_source(binary: str, state: str) -> None:
         lam.update_event_source_mapping(UUID=m["UUID"], Enabled=state == "on")
 
 
-def cmd_reset_breakers() -> None:
-    ddb = client("dynamodb")
-    table = stack_outputs()["ControlTableName"]
-    for stage in ("thumbnail", "variant"):
-        ddb.delete_item(TableName=table, Key={"pk": {"S": f"circuit#{stage}"}})
 def cmd_set_env(function: str, name: str, value: str | None = None) -> None:
     lam = client("lambda")
     cfg = lam.get_function_configuration(FunctionName=function)
@@ -389,10 +366,6 @@ def main(argv: list[str]) -> None:
         cmd_write_env()
     elif cmd == "wait-health":
         cmd_wait_health(*args)
-    elif cmd == "set-faults":
-        cmd_set_faults(args[0], args[1] if len(args) > 1 else "")
-    elif cmd == "reset-breakers":
-        cmd_reset_breakers()
     elif cmd == "event-source":
         cmd_event_source(*args)
     elif cmd == "set-env":

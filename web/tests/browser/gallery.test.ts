@@ -9,6 +9,7 @@ import type { Browser, WebSocketRoute } from 'playwright-core';
 import {
   CORRUPT,
   PHOTOS,
+  STACK,
   WEB_URL,
   api,
   cardStatuses,
@@ -161,11 +162,14 @@ describe('the gallery', () => {
   it('completes a failed image on Retry once the cause of the failure is lifted', async () => {
     const sub = freshSub('retry');
     const photo = PHOTOS[0]!;
-    // Every read of an original by the thumbnail function fails: three receives, then failed.
-    // Three failures stay under the breaker's threshold (5) when the test starts from closed
-    // breakers; an open breaker would defer the work instead of failing it.
-    stackctl('reset-breakers');
-    stackctl('set-faults', 'thumbnail', 's3_get:1');
+    const admin = await token({ user: 'admin' });
+    const thumbnailFn = STACK.SAFELIGHT_THUMBNAIL_FUNCTION!;
+    // Three failures stay under the breaker's threshold (5) from a closed breaker with no
+    // failures (an operator's reset forgets them); an open breaker would defer the work instead.
+    const resetBreaker = async () => expect((await api(admin, 'POST', '/api/admin/circuits/thumbnail/reset')).status).toBe(200);
+    await resetBreaker();
+    // Every read of this user's originals by the thumbnail function fails: three receives, failed.
+    stackctl('set-env', thumbnailFn, 'SAFELIGHT_FAULTS', `s3_get@originals/${sub}/:1`);
     try {
       const w = await openGallery(sub);
       const { page } = w;
@@ -174,7 +178,7 @@ describe('the gallery', () => {
       const card = page.locator(`[data-testid=image-card][data-filename="${photo.name}"]`);
       await expect(card.locator('[data-testid=failure-reason]').textContent()).resolves.toMatch(/\S/);
 
-      stackctl('set-faults', 'thumbnail', '');
+      stackctl('set-env', thumbnailFn, 'SAFELIGHT_FAULTS');
       await card.getByRole('button', { name: /retry/i }).click();
       await waitForStatuses(page, { [photo.name]: 'completed' }, 90_000);
       expect(await apiStatuses(await token({ sub }))).toEqual({ [photo.name]: 'completed' });
@@ -182,8 +186,8 @@ describe('the gallery', () => {
       expect(w.errors).toEqual([]);
       await w.context.close();
     } finally {
-      stackctl('set-faults', 'thumbnail', '');
-      stackctl('reset-breakers');
+      stackctl('set-env', thumbnailFn, 'SAFELIGHT_FAULTS');
+      await resetBreaker();
     }
   });
 });

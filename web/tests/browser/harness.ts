@@ -56,7 +56,7 @@ export async function api<T = unknown>(tok: string, method: string, path: string
   return { status: res.status, body: (text ? JSON.parse(text) : null) as T };
 }
 
-/** infra/local/stackctl.py against the stack under test (fault injection, event sources). */
+/** infra/local/stackctl.py against the stack under test (`set-env` for faults, `event-source`). */
 export function stackctl(...args: string[]): void {
   const localDir = dirname(envPath);
   const r = spawnSync(join(ROOT, '.venv/bin/python'), [join(ROOT, 'infra/local/stackctl.py'), ...args], {
@@ -148,6 +148,16 @@ export async function cardStatuses(page: Page): Promise<Record<string, string>> 
 
 /** Waits until the page shows `expected` (file name -> status) for every named card. */
 export async function waitForStatuses(page: Page, expected: Record<string, string>, timeoutMs: number): Promise<void> {
+  try {
+    await waitForStatusesOnce(page, expected, timeoutMs);
+  } catch (e) {
+    // Say what the page showed, not only that time ran out.
+    const shown = await cardStatuses(page).catch(() => ({}));
+    throw new Error(`the page did not reach ${JSON.stringify(expected)} in ${timeoutMs} ms; it shows ${JSON.stringify(shown)} (${(e as Error).message.split('\n')[0]})`);
+  }
+}
+
+async function waitForStatusesOnce(page: Page, expected: Record<string, string>, timeoutMs: number): Promise<void> {
   await page.waitForFunction(
     (want) => {
       const cards = [...document.querySelectorAll<HTMLElement>('[data-testid=image-card]')];
