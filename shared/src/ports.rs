@@ -311,6 +311,9 @@ pub struct Delivery {
     pub expires_at: Timestamp,
 }
 
+/// How far below `since` a resume looks for notices that arrived late.
+pub const LATE_LOOKBACK: u64 = 100;
+
 /// The notice log: per-owner sequence numbers, the replay log and the delivery records.
 pub trait NoticeLog: Send + Sync {
     /// The owner's next sequence number (an atomic counter: never handed out twice).
@@ -341,7 +344,11 @@ pub trait NoticeLog: Send + Sync {
         notice: &crate::domain::Notice,
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
-    /// The owner's stored notices with `seq > after`, in order, without those expired at `now`.
+    /// The owner's stored notices with `seq > after`, and the late ones: numbered below `after`
+    /// (by at most [`LATE_LOOKBACK`]) but stored after notice `after` was, i.e. numbered before
+    /// another and arriving after it (two stream shards of one owner). In `seq` order, without
+    /// those expired at `now`. A client dedupes by (image, seq), so a late one it did see live is
+    /// harmless.
     fn since(
         &self,
         owner: &OwnerId,

@@ -375,11 +375,15 @@ impl ConnectionRepository for MemoryConnections {
     }
 }
 
+/// A logged notice: (notice, expires at, order of storing).
+type Logged = (Notice, Timestamp, u64);
+
 /// The notices table in memory: counters, the log (with expiry) and delivery records.
 #[derive(Debug, Default)]
 pub struct MemoryNotices {
     counters: Mutex<HashMap<OwnerId, u64>>,
-    log: Mutex<BTreeMap<(OwnerId, u64), (Notice, Timestamp)>>,
+    log: Mutex<BTreeMap<(OwnerId, u64), Logged>>,
+    stored: std::sync::atomic::AtomicU64,
     deliveries: Mutex<HashMap<String, Delivery>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
@@ -391,13 +395,16 @@ impl MemoryNotices {
         lock(&self.log)
             .iter()
             .filter(|((o, _), _)| o == owner)
-            .map(|(_, (n, _))| n.clone())
+            .map(|(_, (n, _, _))| n.clone())
             .collect()
     }
 
     /// Stores a notice directly (test setup), e.g. one that has already expired.
     pub fn insert(&self, owner: &OwnerId, notice: Notice, expires_at: Timestamp) {
-        lock(&self.log).insert((owner.clone(), notice.seq), (notice, expires_at));
+        let order = self
+            .stored
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        lock(&self.log).insert((owner.clone(), notice.seq), (notice, expires_at, order));
     }
 
     /// All delivery records by key.
@@ -469,10 +476,16 @@ impl NoticeLog for MemoryNotices {
         now: Timestamp,
     ) -> Result<Vec<Notice>, RealtimeError> {
         self.check()?;
-        Ok(lock(&self.log)
-            .range((owner.clone(), after.saturating_add(1))..=(owner.clone(), u64::MAX))
-            .filter(|(_, (_, expires_at))| *expires_at > now)
-            .map(|(_, (n, _))| n.clone())
+        let log = lock(&self.log);
+        let after_stored = log.get(&(owner.clone(), after)).map(|(_, _, o)| *o);
+        let from = after.saturating_sub(crate::ports::LATE_LOOKBACK);
+        Ok(log
+            .range((owner.clone(), from)..=(owner.clone(), u64::MAX))
+            .filter(|((_, seq), (_, _, order))| {
+                *seq > after || (*seq < after && after_stored.is_some_and(|a| *order > a))
+            })
+            .filter(|(_, (_, expires_at, _))| *expires_at > now)
+            .map(|(_, (n, _, _))| n.clone())
             .collect())
     }
 }

@@ -1,19 +1,23 @@
 //! The WebSocket API's one function, for its three routes:
 //!
 //! - `$connect?token=<jwt>`: verifies the token (see [`token`]) and stores
-//!   `connection_id -> owner` with a 2 h TTL (API Gateway's connection limit). A missing, expired,
+//!   `connection_id -> owner` until the token's `exp` or 2 h (API Gateway's connection limit),
+//!   whichever comes first: a connection row never outlives the token that opened it, so
+//!   `notify` stops sending to it and `resume` refuses it once the token has expired. A missing, expired,
 //!   forged or foreign token is refused with 401, which refuses the WebSocket handshake. The token
 //!   is never logged.
 //! - `$disconnect`: removes the connection's row.
 //! - `$default` (route selection is `$request.body.action`, and no other route exists):
 //!   - `{"action":"ping"}` -> `{"type":"pong"}`;
-//!   - `{"action":"resume","since":N}` -> every stored notice of the caller with `seq > N`, in
-//!     order, then `{"type":"resumed","since":N,"replayed":k,"last_seq":L}`;
+//!   - `{"action":"resume","since":N}` -> every stored notice of the caller with `seq > N`, and
+//!     those numbered below N that were stored after notice N (two stream shards of one owner
+//!     can store 6 after 7), in `seq` order, then
+//!     `{"type":"resumed","since":N,"replayed":k,"last_seq":L}`;
 //!   - anything else -> `{"type":"error","code":…,"message":…}`.
 //!
 //!   Frames go back through `PostToConnection` to the caller's own connection id. A frame can
-//!   also arrive live from `notify` while a replay is under way, so a client keeps the highest
-//!   `seq` it has applied and ignores notices at or below it.
+//!   also arrive live from `notify` while a replay is under way, and a replay may repeat a late
+//!   notice the client saw live, so a client ignores an (image, seq) it has already applied.
 
 pub mod token;
 
@@ -27,7 +31,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tracing::Instrument;
 
-pub use token::{HttpJwks, JwtVerifier, KeySource, TokenError, TokenVerifier};
+pub use token::{HttpJwks, JwtVerifier, KeySource, TokenError, TokenVerifier, Verified};
 
 /// Failures of the handler; each becomes a 500 (the socket stays, the client may retry).
 #[derive(Debug, thiserror::Error)]
@@ -170,8 +174,8 @@ where
             tracing::info!(reason = "missing token", "connection refused");
             return Ok(response(401));
         };
-        let owner = match self.verifier.verify(token).await {
-            Ok(owner) => owner,
+        let verified = match self.verifier.verify(token).await {
+            Ok(verified) => verified,
             Err(TokenError::Refused(reason)) => {
                 tracing::info!(reason, "connection refused");
                 return Ok(response(401));
@@ -179,12 +183,13 @@ where
             Err(e @ TokenError::KeysUnavailable(_)) => return Err(WsError::Keys(e)),
         };
         let now = Timestamp::now();
+        let owner = verified.owner;
         self.connections
             .put(&Connection {
                 connection_id: connection_id.to_owned(),
                 owner: owner.clone(),
                 connected_at: now,
-                expires_at: now.plus_secs(CONNECTION_TTL_SECS),
+                expires_at: now.plus_secs(CONNECTION_TTL_SECS).min(verified.expires_at),
             })
             .await?;
         tracing::info!(owner = %owner, "connected");
@@ -234,7 +239,7 @@ where
             }
             Action::Resume { since } => {
                 let notices = self.notices.since(&connection.owner, since, now).await?;
-                let last_seq = notices.last().map_or(since, |n| n.seq);
+                let last_seq = notices.iter().map(|n| n.seq).fold(since, u64::max);
                 for notice in &notices {
                     let frame = serde_json::to_value(notice)
                         .map_err(|e| RealtimeError::Malformed(e.to_string()))?;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use safelight::OwnerId;
+use safelight::{OwnerId, Timestamp};
 use serde::Deserialize;
 
 /// The shortest time between two JWKS fetches caused by unknown key ids.
@@ -50,8 +50,17 @@ pub enum TokenError {
 
 /// Turns a bearer token into the owner it was issued to.
 pub trait TokenVerifier: Send + Sync {
-    /// The owner (`sub`) of a valid token.
-    fn verify(&self, token: &str) -> impl Future<Output = Result<OwnerId, TokenError>> + Send;
+    /// The owner (`sub`) of a valid token and when the token expires (`exp`).
+    fn verify(&self, token: &str) -> impl Future<Output = Result<Verified, TokenError>> + Send;
+}
+
+/// What a valid token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The subject, as an owner id.
+    pub owner: OwnerId,
+    /// The token's `exp`: nothing it authorised may outlive it.
+    pub expires_at: Timestamp,
 }
 
 /// Where the issuer's public keys come from.
@@ -64,6 +73,7 @@ pub trait KeySource: Send + Sync {
 #[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
+    exp: i64,
     #[serde(default)]
     aud: Option<Audience>,
     #[serde(default)]
@@ -165,7 +175,7 @@ impl<K: KeySource> JwtVerifier<K> {
 }
 
 impl<K: KeySource> TokenVerifier for JwtVerifier<K> {
-    async fn verify(&self, token: &str) -> Result<OwnerId, TokenError> {
+    async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Refused("malformed token"))?;
         if header.alg != Algorithm::RS256 {
             return Err(TokenError::Refused("only RS256 tokens are accepted"));
@@ -199,10 +209,14 @@ impl<K: KeySource> TokenVerifier for JwtVerifier<K> {
         if !audience_ok {
             return Err(TokenError::Refused("wrong audience"));
         }
-        claims
+        let owner = claims
             .sub
             .parse()
-            .map_err(|_| TokenError::Refused("subject cannot be an owner id"))
+            .map_err(|_| TokenError::Refused("subject cannot be an owner id"))?;
+        Ok(Verified {
+            owner,
+            expires_at: Timestamp::from_unix_millis(claims.exp.saturating_mul(1000)),
+        })
     }
 }
 

@@ -163,14 +163,33 @@ fn owner(s: &str) -> OwnerId {
 }
 
 #[tokio::test]
-async fn a_valid_token_registers_the_connection_for_its_subject_with_a_two_hour_ttl() {
+async fn a_valid_token_registers_the_connection_for_its_subject_for_at_most_two_hours() {
     let (h, _) = handler();
-    let r = connect(&h, "conn-1", Some(&valid("alice"))).await;
+    let long = token(
+        "published",
+        "kid-published",
+        json!({"sub": "alice", "exp": now_secs() + 5 * 3600}),
+    );
+    let r = connect(&h, "conn-1", Some(&long)).await;
     assert_eq!(r.status_code, 200);
     let stored = h.connections().row("conn-1").unwrap();
     assert_eq!(stored.owner, owner("alice"));
     let ttl = stored.expires_at.unix_seconds() - stored.connected_at.unix_seconds();
     assert_eq!(ttl, 7200);
+}
+
+#[tokio::test]
+async fn a_connection_row_never_outlives_the_token_that_opened_it() {
+    let (h, _) = handler();
+    let exp = now_secs() + 600;
+    let short = token(
+        "published",
+        "kid-published",
+        json!({"sub": "alice", "exp": exp}),
+    );
+    assert_eq!(connect(&h, "conn-1", Some(&short)).await.status_code, 200);
+    let stored = h.connections().row("conn-1").unwrap();
+    assert_eq!(stored.expires_at.unix_seconds(), exp);
 }
 
 #[tokio::test]
@@ -312,7 +331,8 @@ async fn resume_replays_the_callers_unexpired_notices_after_since_in_order() {
     connect(&h, "me", Some(&valid("alice"))).await;
     let later = Timestamp::now().plus_secs(3600);
     let alice = owner("alice");
-    for seq in [4, 1, 3, 5, 2] {
+    // Stored out of order (4 before 3), but none numbered before another arrives after it.
+    for seq in [1, 2, 4, 3, 5] {
         h.notices().insert(&alice, notice(seq), later);
     }
     // Expired (the emulator keeps such rows): skipped.
@@ -412,4 +432,27 @@ async fn the_sample_resume_event_replays_everything_kept() {
     let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
     assert_eq!(seqs, [1, 2]);
     assert_eq!(frames[2]["type"], "resumed");
+}
+
+#[tokio::test]
+async fn resume_also_replays_a_notice_numbered_before_since_that_arrived_after_it() {
+    let (h, _) = handler();
+    connect(&h, "me", Some(&valid("alice"))).await;
+    let later = Timestamp::now().plus_secs(3600);
+    let alice = owner("alice");
+    // Two stream shards: 6 was numbered before 7 but stored after it. A client that saw 7 and
+    // resumes from it must still get 6.
+    for seq in [5, 7, 6] {
+        h.notices().insert(&alice, notice(seq), later);
+    }
+    h.handle(&message("me", r#"{"action":"resume","since":7}"#))
+        .await;
+    let seqs: Vec<u64> = h
+        .poster()
+        .frames_to("me")
+        .iter()
+        .filter(|f| f["type"] == "image:processing:thumbnail_complete")
+        .map(|f| f["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [6], "5 came before 7 and was seen; 6 arrived late");
 }

@@ -347,6 +347,9 @@ impl NoticeLog for DynamoNotices {
             .item("image_id", s(notice.image_id.to_string()))
             .item("notice", s(notice_json(notice)?))
             .item("expires_at", n(expires_at.unix_seconds()))
+            // When it reached the log: a resume finds notices numbered before another but
+            // stored after it.
+            .item("stored_at", n(Timestamp::now().unix_millis()))
             .send()
             .await
             .map_err(unavailable)?;
@@ -360,30 +363,56 @@ impl NoticeLog for DynamoNotices {
         now: Timestamp,
     ) -> Result<Vec<Notice>, RealtimeError> {
         self.faults.check("ddb_get").map_err(unavailable)?;
-        let mut out = Vec::new();
+        // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at).
+        let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);
+        let mut items = Vec::new();
         let mut start = None;
         loop {
             let page = self
                 .client
                 .query()
                 .table_name(&self.table)
-                .key_condition_expression("owner_id = :owner AND seq > :after")
+                .key_condition_expression("owner_id = :owner AND seq > :from")
                 .expression_attribute_values(":owner", s(owner.as_str()))
-                .expression_attribute_values(":after", n(after))
+                .expression_attribute_values(":from", n(from))
                 .scan_index_forward(true)
                 .consistent_read(true)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for item in page.items() {
-                if item.contains_key("notice") && !expired(item, now) {
-                    out.push(notice_from_json(text(item, "notice")?)?);
-                }
-            }
+            items.extend(
+                page.items()
+                    .iter()
+                    .filter(|item| item.contains_key("notice"))
+                    .cloned(),
+            );
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
                 _ => break,
+            }
+        }
+        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
+            item.get(name)
+                .and_then(|v| v.as_n().ok())
+                .and_then(|v| v.parse::<i64>().ok())
+        };
+        let seq_of = |item: &HashMap<String, AttributeValue>| {
+            number(item, "seq")
+                .and_then(|v| u64::try_from(v).ok())
+                .unwrap_or(0)
+        };
+        let after_stored = items
+            .iter()
+            .find(|item| seq_of(item) == after)
+            .and_then(|item| number(item, "stored_at"));
+        let mut out = Vec::new();
+        for item in &items {
+            let seq = seq_of(item);
+            let late = seq < after
+                && matches!((number(item, "stored_at"), after_stored), (Some(t), Some(a)) if t > a);
+            if (seq > after || late) && !expired(item, now) {
+                out.push(notice_from_json(text(item, "notice")?)?);
             }
         }
         // The sort key orders them already; sorting again guards against an emulator that
