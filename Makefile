@@ -9,9 +9,12 @@
 #   make test           what CI runs: lint, unit tests, integration tests against the local stack
 #   make bench          benchmarks (bench/run.sh)
 #   make package        sam build (cargo-lambda, release, arm64) + checks; zips in dist/lambda/
-#   make deploy         package, then sam deploy (guided the first time, samconfig.toml after)
+#   make deploy         package, then sam deploy (guided the first time, samconfig.toml after), then
+#                       the migration of existing originals (infra/post_deploy.py)
 #   make destroy        empty the bucket and delete the AWS stack (asks first)
 #   make report         release figures (cold start, warm handler, zip sizes) -> bench/RELEASE.md
+#   make backfill       the migration of existing originals on the local stack (FORCE=1: run again)
+#   make backfill-dry-run   what the migration would do, and its cost; changes nothing
 
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
@@ -22,10 +25,10 @@ VENV := .venv
 FN ?=
 EVENT ?=
 
-.PHONY: help dev down reset watch invoke lint test bench package deploy destroy report setup
+.PHONY: help dev down reset watch invoke lint test bench package deploy destroy report setup backfill backfill-dry-run
 
 help:
-	@sed -n '2,15p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@$(STACK) setup
@@ -70,9 +73,19 @@ package: setup
 # Real AWS: needs credentials and an OpenID issuer (e.g. a Cognito user pool). See README.
 deploy: package
 	@$(VENV)/bin/python infra/release.py deploy
+	@$(VENV)/bin/python infra/post_deploy.py --stack-name "$${STACK_NAME:-safelight}"
 
 destroy: setup
 	@$(VENV)/bin/python infra/release.py destroy
 
 report: package
 	@$(VENV)/bin/python bench/release.py
+
+# The migration against the local stack (`make dev`), with a progress bar; Ctrl-C stops after the
+# page in hand and a second `make backfill` resumes.
+BACKFILL := cargo run --quiet -p safelight-cli --bin safelight-backfill -- --stack-env "$${SAFELIGHT_STACK_ENV:-.local/stack.env}"
+backfill:
+	@$(BACKFILL) $(if $(FORCE),--force,)
+
+backfill-dry-run:
+	@$(BACKFILL) --dry-run

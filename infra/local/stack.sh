@@ -35,7 +35,7 @@ LOG_LEVEL="${LOG_LEVEL:-INFO}"
 FAULTS="${FAULTS:-}"
 JWT_AUDIENCE="${JWT_AUDIENCE:-safelight}"
 ARTIFACTS_BUCKET="safelight-local-artifacts"
-FUNCTIONS=(upload images thumbnail variant ws notify admin sweeper)
+FUNCTIONS=(upload images thumbnail variant ws notify admin sweeper backfill)
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$EMULATOR_PORT"
 export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"

@@ -41,6 +41,7 @@ FUNCTIONS = {
     "NotifyFunction": "notify",
     "AdminFunction": "admin",
     "SweeperFunction": "sweeper",
+    "BackfillFunction": "backfill",
 }
 PROXY_VAR = "MINISTACK_LAMBDA_PROXY_URL"
 

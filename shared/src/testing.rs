@@ -137,6 +137,7 @@ impl ObjectStore for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryImages {
     rows: Mutex<HashMap<ImageId, ImageRecord>>,
+    legacy: Mutex<HashMap<ImageId, crate::ops::backfill::LegacyRow>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -164,7 +165,8 @@ impl ImageRepository for MemoryImages {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
         self.check()?;
         let mut rows = lock(&self.rows);
-        if rows.contains_key(&record.image_id) {
+        if rows.contains_key(&record.image_id) || lock(&self.legacy).contains_key(&record.image_id)
+        {
             return Err(RepoError::Conflict);
         }
         rows.insert(record.image_id, record.clone());
@@ -903,4 +905,116 @@ pub fn png_rgba16_one_colour(width: u32, height: u32, rgba: [u16; 4]) -> Vec<u8>
         panic!("writing a PNG to memory cannot fail: {e}");
     }
     out
+}
+
+impl MemoryImages {
+    /// Puts a legacy row (one an older system wrote, without the status fields) directly.
+    pub fn insert_legacy(&self, id: ImageId, row: crate::ops::backfill::LegacyRow) {
+        lock(&self.legacy).insert(id, row);
+    }
+
+    /// Legacy rows still there.
+    pub fn legacy_ids(&self) -> Vec<ImageId> {
+        lock(&self.legacy).keys().copied().collect()
+    }
+}
+
+impl crate::ports::BackfillRows for MemoryImages {
+    async fn read_row(&self, id: ImageId) -> Result<Option<crate::ports::StoredRow>, RepoError> {
+        self.check()?;
+        if let Some(r) = lock(&self.rows).get(&id) {
+            return Ok(Some(crate::ports::StoredRow::Current(Box::new(r.clone()))));
+        }
+        Ok(lock(&self.legacy)
+            .get(&id)
+            .cloned()
+            .map(crate::ports::StoredRow::Legacy))
+    }
+
+    async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        self.check()?;
+        if lock(&self.legacy).remove(&record.image_id).is_none() {
+            return Err(RepoError::Conflict);
+        }
+        lock(&self.rows).insert(record.image_id, record.clone());
+        Ok(())
+    }
+}
+
+impl crate::ports::OriginalsSource for MemoryStore {
+    async fn list_originals(
+        &self,
+        start_after: Option<&str>,
+        limit: u32,
+    ) -> Result<Page<crate::ports::ListedOriginal>, StoreError> {
+        self.check()?;
+        let all = lock(&self.objects);
+        let mut keys = all
+            .iter()
+            .filter(|(k, _)| k.starts_with(crate::domain::ids::ORIGINALS_PREFIX))
+            .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a));
+        let items: Vec<crate::ports::ListedOriginal> = keys
+            .by_ref()
+            .take(limit as usize)
+            .map(|(k, (b, _))| crate::ports::ListedOriginal {
+                key: k.clone(),
+                size: b.len() as u64,
+            })
+            .collect();
+        let next = keys
+            .next()
+            .and_then(|_| items.last().map(|i| i.key.clone()));
+        Ok(Page { items, next })
+    }
+
+    async fn head_bytes(&self, key: &ObjectKey, n: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.check()?;
+        Ok(self
+            .object(key.as_str())
+            .map(|(b, _)| b.into_iter().take(n as usize).collect()))
+    }
+}
+
+/// Migration markers in memory.
+#[derive(Debug, Default)]
+pub struct MemoryMarkers {
+    markers: Mutex<HashMap<String, (crate::ops::backfill::Marker, u64)>>,
+}
+
+impl MemoryMarkers {
+    /// A marker as stored.
+    pub fn marker(&self, name: &str) -> Option<crate::ops::backfill::Marker> {
+        lock(&self.markers).get(name).map(|(m, _)| m.clone())
+    }
+
+    /// Replaces a marker (test setup).
+    pub fn set(&self, name: &str, marker: crate::ops::backfill::Marker) {
+        let mut all = lock(&self.markers);
+        let v = all.get(name).map_or(0, |(_, v)| *v) + 1;
+        all.insert(name.to_owned(), (marker, v));
+    }
+}
+
+impl crate::ports::MarkerStore for MemoryMarkers {
+    async fn load_marker(
+        &self,
+        name: &str,
+    ) -> Result<Option<(crate::ops::backfill::Marker, u64)>, RepoError> {
+        Ok(lock(&self.markers).get(name).cloned())
+    }
+
+    async fn save_marker(
+        &self,
+        name: &str,
+        marker: &crate::ops::backfill::Marker,
+        expected_version: u64,
+    ) -> Result<(), RepoError> {
+        let mut all = lock(&self.markers);
+        let current = all.get(name).map_or(0, |(_, v)| *v);
+        if current != expected_version {
+            return Err(RepoError::Conflict);
+        }
+        all.insert(name.to_owned(), (marker.clone(), expected_version + 1));
+        Ok(())
+    }
 }

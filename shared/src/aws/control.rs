@@ -3,7 +3,8 @@
 //! conditional put that returns the previous row, so a lease its own holder never released (a
 //! crashed attempt) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
 //! correctness never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the
-//! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h).
+//! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h), and the
+//! migrations' run-once markers (`migration#{name}`, conditional puts on `version`).
 
 use std::collections::HashMap;
 
@@ -15,8 +16,11 @@ use aws_sdk_dynamodb::Client;
 use super::faults::Faults;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
+use crate::ops::backfill::Marker;
 use crate::ops::minute_start;
-use crate::ports::{ControlStore, Lease, MinuteCount, Outcome, RepoError, ThroughputLog};
+use crate::ports::{
+    ControlStore, Lease, MarkerStore, MinuteCount, Outcome, RepoError, ThroughputLog,
+};
 
 /// The control table.
 #[derive(Debug, Clone)]
@@ -153,6 +157,71 @@ impl ThroughputLog for DynamoControl {
                 }
             })
             .collect())
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct MarkerRow {
+    pk: String,
+    version: u64,
+    #[serde(flatten)]
+    marker: Marker,
+}
+
+impl MarkerStore for DynamoControl {
+    async fn load_marker(&self, name: &str) -> Result<Option<(Marker, u64)>, RepoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("migration#{name}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        out.item
+            .map(|item| {
+                let row: MarkerRow = serde_dynamo::from_item(item)
+                    .map_err(|e| RepoError::Malformed(e.to_string()))?;
+                Ok((row.marker, row.version))
+            })
+            .transpose()
+    }
+
+    async fn save_marker(
+        &self,
+        name: &str,
+        marker: &Marker,
+        expected_version: u64,
+    ) -> Result<(), RepoError> {
+        let row = MarkerRow {
+            pk: format!("migration#{name}"),
+            version: expected_version + 1,
+            marker: marker.clone(),
+        };
+        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(expected_version.to_string()),
+                )
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(RepoError::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

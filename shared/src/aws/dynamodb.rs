@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
-use crate::ports::{ImageRepository, Page, RepoError, StatusIndex};
+use crate::ops::backfill::LegacyRow;
+use crate::ports::{BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow};
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -310,6 +311,50 @@ impl StatusIndex for DynamoImages {
             .as_ref()
             .and_then(encode_status_cursor);
         Ok(Page { items, next })
+    }
+}
+
+impl BackfillRows for DynamoImages {
+    async fn read_row(&self, id: ImageId) -> Result<Option<StoredRow>, RepoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("image_id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        if item.contains_key("version") {
+            if let Ok(record) = record_from_item(item.clone()) {
+                return Ok(Some(StoredRow::Current(Box::new(record))));
+            }
+        }
+        let legacy: LegacyRow =
+            serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        Ok(Some(StoredRow::Legacy(legacy)))
+    }
+
+    async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)?))
+            .condition_expression("attribute_exists(image_id) AND attribute_not_exists(#v)")
+            .expression_attribute_names("#v", "version")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(RepoError::Conflict)
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 }
 

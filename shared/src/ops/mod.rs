@@ -5,8 +5,10 @@
 //!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput).
 //! - [`circuits`]: closing a circuit breaker by hand.
 //! - [`retry_all`]: re-enqueueing failed images and bringing DLQ messages back, page by page.
+//! - [`backfill`]: the migration of existing originals, with its dry run and run-once marker.
 //! - [`settings`]: the tunables, read from the environment.
 
+pub mod backfill;
 pub mod circuits;
 pub mod queue_view;
 pub mod retry_all;

@@ -1,0 +1,126 @@
+//! The `backfill` function: the migration of existing originals
+//! ([`safelight::ops::backfill`]), invoked once after each deploy and by the CLI
+//! (`safelight-backfill`, `make backfill`).
+//!
+//! Event: `{"dry_run"?: bool, "force"?: bool}`. Answer: the [`BackfillReport`]. A call works until
+//! [`DEADLINE_MARGIN`] before the invocation's deadline, records its checkpoint and answers
+//! `done: false`; the next invocation resumes there (the post-deploy step invokes until `done`).
+
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use safelight::config::ConfigError;
+use safelight::ops::backfill::{
+    backfill, BackfillCounts, BackfillError, BackfillPorts, BackfillReport, BackfillRequest,
+    BackfillSettings, CostModel, StopWhen, PAGE,
+};
+use safelight::ports::{BackfillRows, ImageRepository, JobQueue, MarkerStore, OriginalsSource};
+use safelight::{ProcessingConfig, Stage};
+
+/// Time kept back from the invocation's deadline to record the checkpoint and answer.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
+
+/// The handler with its ports.
+#[derive(Debug)]
+pub struct Backfill<S, R, Q, M> {
+    store: S,
+    rows: R,
+    queue: Q,
+    markers: M,
+    settings: BackfillSettings,
+}
+
+/// Reads the settings: `BACKFILL_CONCURRENCY` (default 16) originals side by side, the outputs
+/// per stage from `THUMBNAIL_SPECS` / `VARIANT_SPECS` (else the defaults), and the cost model's
+/// `PROCESSOR_MEMORY_MB` (1024) and `PROCESSOR_CONCURRENCY` (10).
+pub fn settings_from_lookup(
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Result<BackfillSettings, ConfigError> {
+    let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
+    let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
+        get(name).map_or(Ok(default), |v| {
+            v.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=100_000).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a whole number between 1 and 100000"),
+                })
+        })
+    };
+    let thumbnails = ProcessingConfig::from_lookup(Stage::Thumbnail, &lookup)?;
+    let variants = ProcessingConfig::from_lookup(Stage::Variant, &lookup)?;
+    let outputs = |c: &ProcessingConfig| c.specs.len() as u64;
+    Ok(BackfillSettings {
+        concurrency: number("BACKFILL_CONCURRENCY", 16)? as usize,
+        page: PAGE,
+        outputs: (outputs(&thumbnails), outputs(&variants)),
+        cost: CostModel {
+            memory_mb: number("PROCESSOR_MEMORY_MB", 1024)?,
+            concurrency: number("PROCESSOR_CONCURRENCY", 10)?,
+            ..CostModel::default()
+        },
+    })
+}
+
+impl<S, R, Q, M> Backfill<S, R, Q, M>
+where
+    S: OriginalsSource,
+    R: ImageRepository + BackfillRows,
+    Q: JobQueue,
+    M: MarkerStore,
+{
+    /// A handler on these ports.
+    pub fn new(store: S, rows: R, queue: Q, markers: M, settings: BackfillSettings) -> Self {
+        Backfill {
+            store,
+            rows,
+            queue,
+            markers,
+            settings,
+        }
+    }
+
+    /// Runs (or plans) the migration until done, `deadline` or `interrupted`; `progress` sees
+    /// the counts after every page.
+    pub async fn run(
+        &self,
+        request: BackfillRequest,
+        deadline: Option<Instant>,
+        interrupted: &AtomicBool,
+        progress: impl FnMut(&BackfillCounts),
+    ) -> Result<BackfillReport, BackfillError> {
+        backfill(
+            BackfillPorts {
+                store: &self.store,
+                rows: &self.rows,
+                queue: &self.queue,
+                markers: &self.markers,
+            },
+            request,
+            &self.settings,
+            StopWhen {
+                interrupted,
+                deadline,
+            },
+            progress,
+        )
+        .await
+    }
+
+    /// The ports (tests inspect them).
+    pub fn ports(&self) -> (&S, &R, &Q, &M) {
+        (&self.store, &self.rows, &self.queue, &self.markers)
+    }
+}
+
+/// The instant to stop starting pages: the invocation's deadline (milliseconds since the epoch,
+/// from the Lambda context) minus [`DEADLINE_MARGIN`].
+pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
+}

@@ -1,0 +1,45 @@
+//! Lambda wiring for the `backfill` function.
+
+use std::sync::atomic::AtomicBool;
+
+use backfill::{deadline_from_epoch_millis, settings_from_lookup, Backfill};
+use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use safelight::aws::{self, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::ops::backfill::BackfillRequest;
+use safelight::Config;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tracing::init_default_subscriber();
+    let config = Config::from_env()?;
+    let settings = settings_from_lookup(|name| std::env::var(name).ok())?;
+    let faults = Faults::parse(config.faults.as_deref())?;
+    let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
+    let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
+    let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
+    let sdk = aws::load_sdk_config().await;
+    let handler = Backfill::new(
+        S3Store::new(&sdk, &config.bucket, faults.clone()),
+        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
+        SqsQueues::new(
+            &sdk,
+            Some(thumbnails.to_owned()),
+            Some(variants.to_owned()),
+            faults.clone(),
+        ),
+        DynamoControl::new(&sdk, control, faults),
+        settings,
+    );
+    let handler = &handler;
+    let never = &AtomicBool::new(false);
+    lambda_runtime::run(service_fn(
+        move |event: LambdaEvent<BackfillRequest>| async move {
+            let deadline = deadline_from_epoch_millis(event.context.deadline);
+            let report = handler
+                .run(event.payload, Some(deadline), never, |_| {})
+                .await?;
+            Ok::<_, Error>(report)
+        },
+    ))
+    .await
+}
