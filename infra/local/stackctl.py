@@ -12,8 +12,10 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
                                 live notices stop; the browser tests must then fail)
   set-env FUNCTION NAME [VALUE] set (or with no VALUE remove) one environment variable of a
                                 deployed function; the emulator recycles its warm processes, as
-                                Lambda does. The suites use it to inject and lift faults.
-  invoke FUNCTION [JSON]        invoke a function synchronously, print its answer
+                                Lambda does. The suites use it to inject and lift faults. Prints the
+                                old value. FUNCTION: a deployed name or a crate name (`thumbnail`).
+  invoke FUNCTION [JSON|FILE]   invoke a function synchronously with a payload or a sample event
+                                file, print its answer
 """
 
 from __future__ import annotations
@@ -331,20 +333,37 @@ def cmd_event_source(binary: str, state: str) -> None:
         lam.update_event_source_mapping(UUID=m["UUID"], Enabled=state == "on")
 
 
+def resolve_function(function: str) -> str:
+    """A crate name (`thumbnail`, `backfill`, …) as its deployed name; anything else as given."""
+    if function in FUNCTIONS.values():
+        return function_name(function)
+    return function
+
+
 def cmd_set_env(function: str, name: str, value: str | None = None) -> None:
+    """Sets (no value: removes) one variable; prints the previous value (empty if unset), so a
+    test can put it back."""
     lam = client("lambda")
+    function = resolve_function(function)
     cfg = lam.get_function_configuration(FunctionName=function)
     env = dict((cfg.get("Environment") or {}).get("Variables") or {})
+    print(env.get(name, ""))
+    want = dict(env)
     if value is None or value == "":
-        env.pop(name, None)
+        want.pop(name, None)
     else:
-        env[name] = value
-    lam.update_function_configuration(FunctionName=function, Environment={"Variables": env})
+        want[name] = value
+    if want != env:
+        lam.update_function_configuration(FunctionName=function, Environment={"Variables": want})
 
 
 def cmd_invoke(function: str, payload: str = "{}") -> None:
+    """Invokes synchronously with a JSON payload (or the sample event file it names); prints the
+    answer."""
     lam = client("lambda")
-    out = lam.invoke(FunctionName=function, Payload=payload.encode())
+    if Path(payload).is_file():
+        payload = Path(payload).read_text()
+    out = lam.invoke(FunctionName=resolve_function(function), Payload=payload.encode())
     body = out["Payload"].read().decode()
     if out.get("FunctionError"):
         sys.exit(f"{function} failed: {body}")

@@ -31,41 +31,17 @@ async fn turn() -> MutexGuard<'static, ()> {
     TURN.get_or_init(|| Mutex::new(())).lock().await
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `infra/local/stackctl.py` on this stack (set-faults, event-source, invoke, …); its stdout.
+/// `infra/local/stackctl.py` on this stack (set-env, event-source, invoke, …); its stdout.
 async fn stackctl(stack: &Stack, args: &[&str]) -> Result<String> {
-    let root = repo_root();
-    let env_file = std::env::var_os("SAFELIGHT_STACK_ENV")
-        .map_or_else(|| root.join(".local/stack.env"), PathBuf::from);
-    let local_dir = env_file
-        .parent()
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join(".local"));
-    let out = tokio::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("infra/local/stackctl.py"))
-        .args(args)
-        .env("AWS_ENDPOINT_URL", stack.var("AWS_ENDPOINT_URL")?)
-        .env("STACK_NAME", stack.var("SAFELIGHT_STACK_NAME")?)
-        .env("SAFELIGHT_LOCAL_DIR", local_dir)
-        .current_dir(&root)
-        .output()
-        .await
-        .context("running stackctl.py")?;
-    if !out.status.success() {
-        bail!(
-            "stackctl {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(String::from_utf8(out.stdout)?)
+    stack.stackctl(args).await
 }
 
 /// Invokes the deployed backfill function with a sample event.
 async fn backfill(stack: &Stack, event: &str) -> Result<Value> {
-    let out = stackctl(stack, &["invoke", "backfill", &format!("events/{event}")]).await?;
+    let file = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(event);
+    let out = stackctl(stack, &["invoke", "backfill", &file.to_string_lossy()]).await?;
     Ok(serde_json::from_str(out.trim())?)
 }
 
@@ -396,7 +372,11 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
         &["set-env", "thumbnail", "BREAKER_THRESHOLD", "1000"],
     )
     .await?;
-    stackctl(&stack, &["set-faults", "thumbnail", "s3_get:1"]).await?;
+    stackctl(
+        &stack,
+        &["set-env", "thumbnail", "SAFELIGHT_FAULTS", "s3_get:1"],
+    )
+    .await?;
     let result = async {
         let mut ids = Vec::new();
         for _ in 0..4 {
@@ -443,7 +423,7 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
         }
 
         // The cause is lifted; two operators press "Retry all failed" at once.
-        stackctl(&stack, &["set-faults", "thumbnail", ""]).await?;
+        stackctl(&stack, &["set-env", "thumbnail", "SAFELIGHT_FAULTS", ""]).await?;
         stackctl(
             &stack,
             &[
@@ -468,25 +448,27 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
             assert_eq!(s["thumbnail_status"], "completed");
             assert!(s["thumbnails"]["150.jpg"]["key"].is_string(), "{s}");
         }
-        // Every dead letter was brought back or, if a concurrent peek hid it during the run, is
-        // found to be done by the next run.
-        let later = retry_all(&stack, &admin).await?;
-        assert_eq!(
-            a.1 + b.1 + a.2 + b.2 + later.1 + later.2,
-            dead,
-            "dead letters accounted for: {a:?} {b:?} {later:?}"
-        );
+        // Every dead letter was brought back or, if the sweeper's peek hid it during the run, is
+        // found done by a later run (the sweeper peeks, never deletes).
+        let mut later = (0, 0, 0);
         wait_for("empty DLQs", SETTLE, async || {
+            let r = retry_all(&stack, &admin).await?;
+            later = (later.0 + r.0, later.1 + r.1, later.2 + r.2);
             Ok(depth(&stack, "SAFELIGHT_THUMBNAILS_DLQ_URL").await?
                 + depth(&stack, "SAFELIGHT_VARIANTS_DLQ_URL").await?
                 == 0)
         })
         .await?;
+        assert_eq!(
+            a.1 + b.1 + a.2 + b.2 + later.1 + later.2,
+            dead,
+            "dead letters accounted for: {a:?} {b:?} {later:?}"
+        );
         Ok::<_, anyhow::Error>(())
     }
     .await;
     // Whatever happened, the stack goes back to normal for the other tests.
-    stackctl(&stack, &["set-faults", "thumbnail", ""]).await?;
+    stackctl(&stack, &["set-env", "thumbnail", "SAFELIGHT_FAULTS", ""]).await?;
     stackctl(
         &stack,
         &[
@@ -498,7 +480,15 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
     )
     .await?;
     set_visibility(&stack, "SAFELIGHT_THUMBNAILS_QUEUE_URL", 180).await?;
-    stackctl(&stack, &["reset-breakers"]).await?;
+    for stage in ["thumbnail", "variant"] {
+        stack
+            .post_json(
+                &format!("/api/admin/circuits/{stage}/reset"),
+                Some(&admin),
+                &json!({}),
+            )
+            .await?;
+    }
     result
 }
 
