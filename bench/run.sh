@@ -25,7 +25,7 @@ fi
 
 [ -d bench/node_modules/sharp ] || (cd bench && npm install --no-audit --no-fund --silent)
 
-if [ ! -f bench/corpus/24mp.jpg ]; then
+if [ ! -f bench/corpus/24mp.jpg ] || [ ! -f bench/corpus/12mp.avif ] || [ ! -f bench/corpus/12mp-p3.jpg ]; then
   mkdir -p bench/cache
   src=bench/cache/mate/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg
   if [ ! -f "$src" ]; then

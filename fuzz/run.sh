@@ -6,5 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 mkdir -p fuzz/corpus/engine
-cp -n shared/tests/fixtures/*.{jpg,png,gif,webp} fuzz/corpus/engine/ 2>/dev/null || true
+cp -n shared/tests/fixtures/*.{jpg,png,gif,webp,avif,heic} fuzz/corpus/engine/ 2>/dev/null || true
 RUSTC_BOOTSTRAP=1 cargo fuzz run engine fuzz/corpus/engine -- -max_total_time="${1:-300}" -rss_limit_mb=2048 -timeout=10

@@ -5,7 +5,7 @@
 //! safelight-bench floor   <input> <iters> [n/d]             libjpeg-turbo decode only, at 1/8 or n/d
 //! safelight-bench quality <original> <output>               DSSIM of output vs a float reference
 //! ```
-//! Jobs: `jpeg:<edge>` / `webp:<edge>` (one output), `thumbs` (default thumbnail set), `variants`
+//! Jobs: `jpeg:<edge>` / `webp:<edge>` / `avif:<edge>` (one output), `thumbs` (default thumbnail set), `variants`
 //! (default variant set). Timings are for comparison within one run, never claims on their own.
 
 use std::path::Path;
@@ -13,7 +13,8 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use safelight::engine::{
-    default_thumbnail_specs, default_variant_specs, render, Limits, OutputFormat, Spec,
+    default_thumbnail_specs, default_variant_specs, render_with, Limits, OutputFormat,
+    RenderOptions, Spec,
 };
 
 fn specs(job: &str) -> Result<Vec<Spec>> {
@@ -62,12 +63,17 @@ fn time(job: &str, input: &Path, iters: usize, out_dir: &Path) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| input.display().to_string())?;
     let specs = specs(job)?;
     let limits = Limits::default();
+    // SAFELIGHT_BENCH_HEADROOM varies the shrink-on-load rule (bench.py's headroom sweep).
+    let mut options = RenderOptions::default();
+    if let Ok(h) = std::env::var("SAFELIGHT_BENCH_HEADROOM") {
+        options.decode_headroom = h.parse().context("SAFELIGHT_BENCH_HEADROOM")?;
+    }
     // One warm-up run, like every other tool gets.
-    let mut last = render(&bytes, &specs, &limits)?;
+    let mut last = render_with(&bytes, &specs, &limits, &options)?;
     let mut ms = Vec::with_capacity(iters);
     for _ in 0..iters {
         let t = Instant::now();
-        last = render(&bytes, &specs, &limits)?;
+        last = render_with(&bytes, &specs, &limits, &options)?;
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     std::fs::create_dir_all(out_dir)?;

@@ -3,10 +3,10 @@
 //!
 //! JPEG goes through libjpeg-turbo (feature `turbo`) or jpeg-decoder (pure Rust); PNG through the
 //! `png` crate, narrowing 16-bit samples to 8 bits row by row and widening gray in place, so the
-//! only full-size buffer is the 8-bit result; GIF and WebP through the `image` crate's pure-Rust
-//! decoders, in both builds. CMYK/YCCK becomes RGB (Adobe-inverted CMYK, as Photoshop writes
-//! it), and animations give their first frame. Embedded ICC profiles are not applied (see the
-//! module doc).
+//! only full-size buffer is the 8-bit result; GIF through the `image` crate; WebP through libwebp
+//! (feature `turbo`) or image-webp; AVIF through rav1d (`av1`), in both builds. CMYK/YCCK becomes
+//! RGB (Adobe-inverted CMYK, as Photoshop writes it), and animations give their first frame.
+//! Colour conversion happens later, on the outputs (`icc`).
 //!
 //! [`working_set`] estimates from the header alone what a decode (and the first resampling from
 //! it) holds at its peak, so an image that would not fit the function's memory is refused before
@@ -17,6 +17,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::domain::ContentType;
 
+use super::av1;
+use super::heif::{Coding, Heif};
 use super::probe::{format_name, Header};
 use super::{EngineError, Limits};
 
@@ -66,10 +68,8 @@ pub(crate) fn decode(
         }
         ContentType::Png => decode_png(bytes, header),
         ContentType::Gif => decode_with_image(bytes, image::ImageFormat::Gif, header, limits),
-        ContentType::Webp => decode_with_image(bytes, image::ImageFormat::WebP, header, limits),
-        ContentType::Avif => Err(EngineError::Unsupported(
-            "avif originals cannot be decoded yet".into(),
-        )),
+        ContentType::Webp => decode_webp(bytes, header, limits),
+        ContentType::Avif => decode_avif(bytes, header, limits),
     }));
     let pixels = result.unwrap_or_else(|_| {
         Err(EngineError::corrupt(
@@ -103,8 +103,11 @@ pub(crate) fn working_set(header: &Header, largest: u32) -> u64 {
         }
         // Decoded straight into the buffer of the final 8-bit size (see `decode_png`).
         ContentType::Png => u64::from(header.decoded_channels),
-        // The image crate's decoders: a canvas or frame buffer beside the RGBA result.
-        ContentType::Gif | ContentType::Webp | ContentType::Avif => 8,
+        // The image crate's decoders (and libwebp): a canvas or frame buffer beside the RGBA result.
+        ContentType::Gif | ContentType::Webp => 8,
+        // rav1d's picture and our u16 copy of it while copying out: up to 6 + 6 bytes a pixel
+        // (4:4:4, 10-12 bit); then the u16 planes beside the RGB result (6 + 3), plus alpha.
+        ContentType::Avif => 12,
     };
     let c = u64::from(header.decoded_channels);
     let pixels = w.saturating_mul(h);
@@ -290,6 +293,163 @@ fn image_error(format: &'static str, e: image::ImageError) -> EngineError {
             }
         }
     }
+}
+
+/// WebP: libwebp (SIMD) with the C codecs, for still images; animations (first frame composited
+/// on the canvas) and the pure-Rust build go through image-webp.
+#[cfg(feature = "turbo")]
+fn decode_webp(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
+    const F: &str = "webp";
+    // VP8X flags: bit 1 = animation.
+    let animated =
+        bytes.get(12..16) == Some(b"VP8X") && bytes.get(20).is_some_and(|f| f & 0x02 != 0);
+    if animated {
+        return decode_with_image(bytes, image::ImageFormat::WebP, header, limits);
+    }
+    let Some(img) = webp::Decoder::new(bytes).decode() else {
+        // libwebp says only "failed": let image-webp name what is wrong (truncated, corrupt...).
+        return match decode_with_image(bytes, image::ImageFormat::WebP, header, limits) {
+            Err(e) => Err(e),
+            Ok(_) => Err(EngineError::corrupt(
+                F,
+                "libwebp could not decode the image",
+            )),
+        };
+    };
+    if (img.width(), img.height()) != (header.width, header.height) {
+        return Err(EngineError::corrupt(
+            F,
+            "the decoded size differs from the header's",
+        ));
+    }
+    let channels = if img.is_alpha() { 4 } else { 3 };
+    let data = img.to_vec();
+    if data.len() != header.width as usize * header.height as usize * channels {
+        return Err(EngineError::corrupt(
+            F,
+            "libwebp returned fewer pixels than the frame has",
+        ));
+    }
+    Ok(Pixels {
+        width: header.width,
+        height: header.height,
+        channels: channels as u8,
+        data,
+    })
+}
+
+#[cfg(not(feature = "turbo"))]
+fn decode_webp(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
+    decode_with_image(bytes, image::ImageFormat::WebP, header, limits)
+}
+
+/// AVIF: the primary item (or each tile of a grid) through rav1d, YUV to RGB with the container's
+/// CICP matrix and range when given (else the sequence header's), plus the alpha item if any.
+fn decode_avif(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
+    const F: &str = "avif";
+    let heif = Heif::parse(bytes, F)?;
+    if heif.coding != Coding::Av1 {
+        return Err(EngineError::Unsupported(
+            "avif: the primary image is not av1-coded".into(),
+        ));
+    }
+    let matrix = heif.nclx.map(|n| n.matrix);
+    let range = heif.nclx.map(|n| n.full_range);
+    let (width, height) = (header.width, header.height);
+    let px = width as usize * height as usize;
+    let rgb = match &heif.grid {
+        None => {
+            let frame = av1::decode(&heif.item_data(heif.primary, F)?, limits.max_pixels)?;
+            if (frame.width, frame.height) != (width, height) {
+                return Err(EngineError::corrupt(
+                    F,
+                    "the decoded size differs from the header's",
+                ));
+            }
+            av1::to_rgb(&frame, matrix, range)
+        }
+        Some(grid) => {
+            if (grid.width, grid.height) != (width, height) {
+                return Err(EngineError::corrupt(
+                    F,
+                    "the grid size differs from the header's",
+                ));
+            }
+            let mut canvas = vec![0u8; px * 3];
+            let mut tile_size = None;
+            for (i, &tile) in grid.tiles.iter().enumerate() {
+                if heif.item_kind(tile) != Some(*b"av01") {
+                    return Err(EngineError::corrupt(F, "a grid tile is not av1-coded"));
+                }
+                let frame = av1::decode(&heif.item_data(tile, F)?, limits.max_pixels)?;
+                let size = (frame.width, frame.height);
+                if *tile_size.get_or_insert(size) != size {
+                    return Err(EngineError::corrupt(F, "grid tiles differ in size"));
+                }
+                let tile_rgb = av1::to_rgb(&frame, matrix, range);
+                let (col, row) = (i as u32 % grid.columns, i as u32 / grid.columns);
+                let (x0, y0) = (col * frame.width, row * frame.height);
+                if x0 >= width || y0 >= height {
+                    continue;
+                }
+                let copy_w = (frame.width.min(width - x0) * 3) as usize;
+                for y in 0..frame.height.min(height - y0) {
+                    let src = (y * frame.width * 3) as usize;
+                    let dst = (((y0 + y) * width + x0) * 3) as usize;
+                    canvas[dst..dst + copy_w].copy_from_slice(&tile_rgb[src..src + copy_w]);
+                }
+            }
+            match tile_size {
+                Some((tw, th))
+                    if u64::from(tw) * u64::from(grid.columns) >= u64::from(width)
+                        && u64::from(th) * u64::from(grid.rows) >= u64::from(height) => {}
+                _ => {
+                    return Err(EngineError::corrupt(
+                        F,
+                        "the grid tiles do not cover the image",
+                    ))
+                }
+            }
+            canvas
+        }
+    };
+    let Some(alpha_item) = heif.alpha else {
+        return Ok(Pixels {
+            width,
+            height,
+            channels: 3,
+            data: rgb,
+        });
+    };
+    if heif.grid.is_some() {
+        // Alpha of a grid is itself a grid: rare in photos; keep the colour, drop the alpha.
+        tracing::warn!("avif grid with alpha: alpha ignored");
+        return Ok(Pixels {
+            width,
+            height,
+            channels: 3,
+            data: rgb,
+        });
+    }
+    let alpha = av1::decode(&heif.item_data(alpha_item, F)?, limits.max_pixels)?;
+    if (alpha.width, alpha.height) != (width, height) {
+        return Err(EngineError::corrupt(
+            F,
+            "the alpha plane's size differs from the image's",
+        ));
+    }
+    let alpha = av1::to_alpha(&alpha);
+    let data = rgb
+        .chunks_exact(3)
+        .zip(alpha)
+        .flat_map(|(p, a)| [p[0], p[1], p[2], a])
+        .collect();
+    Ok(Pixels {
+        width,
+        height,
+        channels: 4,
+        data,
+    })
 }
 
 /// Converts CMYK as libjpeg delivers it for Adobe files (inverted: 255 = no ink) to RGB.

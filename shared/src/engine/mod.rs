@@ -18,42 +18,55 @@
 //!    alpha-aware) from the smallest image already made that still has 2x headroom (the 300 px
 //!    thumbnail from the 600 px one), else from the decode. Then the EXIF orientation is applied
 //!    to the small result (cheaper than rotating the big one), so outputs are upright.
-//! 4. Encode: JPEG 4:2:0 with optimised Huffman tables (alpha flattened on white), WebP lossy
-//!    (alpha kept), PNG (alpha kept), AVIF only with the `avif` feature.
+//! 4. Colour: an embedded ICC profile (JPEG `APP2`, PNG `iCCP`, WebP `ICCP`, AVIF `colr`) or
+//!    AVIF CICP colour is converted to sRGB on each resampled output (moxcms, perceptual).
+//! 5. Encode: JPEG 4:2:0 with optimised Huffman tables (alpha flattened on white), WebP lossy
+//!    (alpha kept), PNG (alpha kept), AVIF (feature `avif`: ravif/rav1e, speed 8).
 //!
 //! # Codec builds
 //! - feature `turbo` (in `safelight-shared`'s default features): libjpeg-turbo (turbojpeg) for
-//!   JPEG decode and encode, libwebp (webp) for lossy WebP encode. Needs a C toolchain, cmake and
-//!   nasm.
+//!   JPEG decode and encode, libwebp (webp) for lossy WebP encode, and the SIMD assembly of
+//!   rav1d/rav1e. Needs a C toolchain, cmake and nasm.
 //! - without it, pure Rust: jpeg-decoder (scaled decode at 1/8, 1/4, 1/2) and jpeg-encoder; WebP
 //!   output is **lossless** (image-webp has no lossy encoder), so bigger, and `quality` is unused.
 //!
-//! PNG, GIF and WebP originals decode with the `image` crate's pure-Rust decoders in both builds.
+//! PNG, GIF and WebP originals decode with the `image` crate's pure-Rust decoders in both builds;
+//! AVIF originals with rav1d (the Rust port of dav1d) in both builds.
 //!
 //! # What is kept and what is not
 //! - Metadata: nothing is copied. Outputs carry no EXIF, GPS, XMP, ICC profile or embedded
 //!   thumbnail; the orientation is baked into the pixels.
-//! - Colour: embedded ICC profiles are **not applied**; pixel values are taken as sRGB and outputs
-//!   are untagged (browsers assume sRGB). Wide-gamut originals (e.g. Display P3) therefore look
-//!   slightly less saturated than the original in a colour-managed viewer. This is the same for
-//!   every input and both builds.
+//! - Colour: outputs are sRGB, untagged (what browsers assume). An original with an ICC profile
+//!   (Display P3 from iPhones, Adobe RGB from cameras, gray profiles) is converted, so it looks
+//!   the same as the original in a colour-managed viewer. A profile that cannot be used
+//!   (unreadable, CMYK, a device link) is logged and the pixels are taken as sRGB: colour is
+//!   never a reason to fail an image. HDR AVIF (PQ/HLG) is not tone-mapped.
 //! - Gray originals become RGB; 16-bit PNG is reduced to 8 bits (high byte of each sample); CMYK/YCCK JPEG is converted to RGB
 //!   assuming Adobe-inverted CMYK (what Photoshop and libjpeg write), without a profile.
 //! - Animated GIF/WebP: the first frame (composited on the canvas).
-//! - Alpha: kept for PNG and WebP outputs, flattened on white for JPEG.
-//! - AVIF originals: `probe` reads their size; `render` refuses them as unsupported (no AV1
-//!   decoder in this build).
+//! - Alpha: kept for PNG, WebP and AVIF outputs, flattened on white for JPEG.
+//! - AVIF originals: the primary item, also as a grid of tiles, 8-12 bits, any subsampling,
+//!   its alpha item, `irot`/`imir` orientation. 4:2:0/4:2:2 chroma is upsampled bilinearly
+//!   (as libavif does).
+//! - HEIC/HEIF (HEVC) originals are recognised and refused as `unsupported`, with the reason:
+//!   the only HEVC decoders that build statically for Lambda are libde265/ffmpeg (LGPL: static
+//!   linking obliges shipping relinkable objects) and HEVC decoding is patent-licensed (Access
+//!   Advance, Via LA); see the README's format notes.
 //!
 //! # Safety
 //! Every failure is an [`EngineError`], all permanent. Decoders run under `catch_unwind` as a last
 //! line of defence; the `fuzz/` target feeds arbitrary bytes to `probe` and `render`. Memory is
 //! bounded from the header: an image whose estimated decode peak exceeds
 //! [`Limits::max_decode_bytes`] is refused as `too_large` before decoding; 16-bit PNG is narrowed
-//! row by row, never held at 16 bits.
+//! row by row, never held at 16 bits. rav1d also refuses frames over `max_pixels` before
+//! allocating them. `av1` is the engine's only `unsafe` code (rav1d's C-style interface).
 
+mod av1;
 mod decode;
 mod encode;
 mod error;
+mod heif;
+mod icc;
 mod probe;
 mod spec;
 mod transform;
@@ -152,9 +165,36 @@ fn check_spec(spec: &Spec) -> Result<(), EngineError> {
     Ok(())
 }
 
+/// Tuning of [`render_with`]. The defaults are what production uses; the benchmark varies them to
+/// choose the defaults by measurement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RenderOptions {
+    /// JPEG shrink-on-load keeps the decode's longest edge at least this multiple of the largest
+    /// output's (1.0 = decode just big enough; [`HEADROOM`] by default).
+    pub decode_headroom: f32,
+}
+
+impl Default for RenderOptions {
+    fn default() -> Self {
+        RenderOptions {
+            decode_headroom: HEADROOM as f32,
+        }
+    }
+}
+
 /// Decodes `original` once and renders every spec from that decode (never upscaling), plus the
 /// placeholder from the smallest output. Outputs come back in the order of `specs`.
 pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Rendered, EngineError> {
+    render_with(original, specs, limits, &RenderOptions::default())
+}
+
+/// [`render`] with explicit [`RenderOptions`].
+pub fn render_with(
+    original: &[u8],
+    specs: &[Spec],
+    limits: &Limits,
+    options: &RenderOptions,
+) -> Result<Rendered, EngineError> {
     specs.iter().try_for_each(check_spec)?;
     let header = probe::read_header(original, limits)?;
     let source = header.probe();
@@ -185,7 +225,11 @@ pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Render
             budget_mib: limits.max_decode_bytes / MIB,
         });
     }
-    let pixels = decode::decode(original, &header, largest.saturating_mul(HEADROOM), limits)?;
+    let headroom = options.decode_headroom.clamp(1.0, 8.0);
+    let min_long = (f64::from(largest) * f64::from(headroom)).ceil() as u32;
+    let pixels = decode::decode(original, &header, min_long, limits)?;
+    // Colour: the embedded profile (or AVIF CICP) to sRGB, applied to each output below.
+    let to_srgb = icc::for_original(original, header.content_type);
 
     let mut resizer = Resizer::new();
     // Largest first; each size resamples from the smallest image already made that still has
@@ -203,7 +247,13 @@ pub fn render(original: &[u8], specs: &[Spec], limits: &Limits) -> Result<Render
     let upright: Vec<((u32, u32), decode::Pixels)> = sizes
         .iter()
         .zip(stored)
-        .map(|(&size, px)| (size, transform::orient(px, header.orientation)))
+        .map(|(&size, px)| {
+            let px = match &to_srgb {
+                Some(t) => t.apply(px),
+                None => px,
+            };
+            (size, transform::orient(px, header.orientation))
+        })
         .collect();
 
     let mut outputs = Vec::with_capacity(specs.len());

@@ -4,6 +4,7 @@
 
 use crate::domain::ContentType;
 
+use super::heif::{self, Heif};
 use super::{EngineError, Limits};
 
 /// What [`probe`](super::probe) learns from the header.
@@ -72,7 +73,12 @@ pub(crate) fn read_header(bytes: &[u8], limits: &Limits) -> Result<Header, Engin
     if bytes.is_empty() {
         return Err(EngineError::Empty);
     }
-    let content_type = ContentType::sniff(bytes).ok_or(EngineError::UnknownFormat)?;
+    let Some(content_type) = ContentType::sniff(bytes) else {
+        if heif::is_heic(bytes) {
+            return Err(heic(bytes));
+        }
+        return Err(EngineError::UnknownFormat);
+    };
     let header = match content_type {
         ContentType::Jpeg => jpeg(bytes)?,
         ContentType::Png => png(bytes)?,
@@ -390,57 +396,39 @@ fn webp(b: &[u8]) -> Result<Header, EngineError> {
     })
 }
 
-/// AVIF: the first `ispe` (image spatial extent) property in `meta/iprp/ipco`.
+/// AVIF: the primary item's `ispe` (a grid's is the whole image), orientation from `irot` and
+/// `imir`.
 fn avif(b: &[u8]) -> Result<Header, EngineError> {
-    const F: &str = "avif";
-    let not_found = || EngineError::corrupt(F, "no image size (ispe) in the header");
-    let meta = find_box(b, b"meta").ok_or_else(not_found)?;
-    // `meta` is a full box: 4 bytes of version and flags before its children.
-    let iprp = find_box(meta.get(4..).ok_or_else(not_found)?, b"iprp").ok_or_else(not_found)?;
-    let ipco = find_box(iprp, b"ipco").ok_or_else(not_found)?;
-    let ispe = find_box(ipco, b"ispe").ok_or_else(not_found)?;
-    let width = u32_be(ispe, 4).ok_or_else(not_found)?;
-    let height = u32_be(ispe, 8).ok_or_else(not_found)?;
-    if width == 0 || height == 0 {
-        return Err(zero_sized(F));
-    }
+    let heif = Heif::parse(b, "avif")?;
     Ok(Header {
         content_type: ContentType::Avif,
-        width,
-        height,
-        orientation: 1,
+        width: heif.width,
+        height: heif.height,
+        orientation: heif.orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
-        decoded_channels: 4,
+        decoded_channels: if heif.alpha.is_some() { 4 } else { 3 },
     })
 }
 
-/// The payload of the first ISO-BMFF box of type `kind` among the boxes laid out in `b`.
-fn find_box<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
-    let mut pos = 0usize;
-    while pos + 8 <= b.len() {
-        let size = u32_be(b, pos)? as usize;
-        let (header, size) = match size {
-            0 => (8, b.len() - pos),
-            1 => (
-                16,
-                usize::try_from(
-                    u64::from(u32_be(b, pos + 8)?) << 32 | u64::from(u32_be(b, pos + 12)?),
-                )
-                .ok()?,
-            ),
-            s => (8, s),
-        };
-        if size < header {
-            return None;
+/// HEIC (HEVC in HEIF): recognised and described, but refused: this build has no HEVC decoder
+/// (see the engine's module doc for why).
+fn heic(b: &[u8]) -> EngineError {
+    let detail = match Heif::parse(b, "heic") {
+        Ok(h) => {
+            let (w, hgt) = if h.orientation >= 5 {
+                (h.height, h.width)
+            } else {
+                (h.width, h.height)
+            };
+            format!("a {w}x{hgt} heic/heif photo")
         }
-        let end = pos.checked_add(size)?.min(b.len());
-        if b.get(pos + 4..pos + 8)? == kind {
-            return b.get(pos + header..end);
-        }
-        pos = pos.checked_add(size)?;
-    }
-    None
+        Err(_) => "a heic/heif file".to_owned(),
+    };
+    EngineError::Unsupported(format!(
+        "{detail}: HEVC-coded images cannot be decoded here (no licence-clean HEVC decoder); \
+         export it as JPEG (iPhone: Settings > Camera > Formats > Most Compatible) or AVIF"
+    ))
 }
 
 #[cfg(test)]
@@ -562,27 +550,70 @@ mod tests {
         assert_eq!((h.width, h.height), (100, 50));
     }
 
-    #[test]
-    fn avif_headers_give_the_ispe_size() {
-        fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
-            let mut v = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
-            v.extend_from_slice(kind);
-            v.extend_from_slice(payload);
-            v
-        }
+    fn bx(kind: &[u8; 4], payload: &[u8]) -> Vec<u8> {
+        let mut v = ((payload.len() + 8) as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(kind);
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// A HEIF header: one primary item of `item_type`, `ispe` 640x480 plus `extra` properties.
+    fn heif_header(brand: &[u8; 4], item_type: &[u8; 4], extra: &[Vec<u8>]) -> Vec<u8> {
         let mut ispe = vec![0, 0, 0, 0];
         ispe.extend_from_slice(&640u32.to_be_bytes());
         ispe.extend_from_slice(&480u32.to_be_bytes());
-        let ipco = bx(b"ipco", &bx(b"ispe", &ispe));
+        let mut props = bx(b"ispe", &ispe);
+        for p in extra {
+            props.extend_from_slice(p);
+        }
+        let mut ipma = vec![0, 0, 0, 0, 0, 0, 0, 1, 0, 1];
+        ipma.push(1 + extra.len() as u8);
+        ipma.extend((1..=1 + extra.len() as u8).map(|i| 0x80 | i));
+        let mut iprp = bx(b"ipco", &props);
+        iprp.extend(bx(b"ipma", &ipma));
+        let mut infe = vec![2, 0, 0, 0, 0, 1, 0, 0];
+        infe.extend_from_slice(item_type);
+        let mut iinf = vec![0, 0, 0, 0, 0, 1];
+        iinf.extend(bx(b"infe", &infe));
+        // iloc v0, 4-byte offsets and lengths: item 1 at 0, 4 bytes (never read by probe).
+        let iloc = [
+            0, 0, 0, 0, 0x44, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 4,
+        ];
         let mut meta = vec![0, 0, 0, 0];
         meta.extend(bx(b"hdlr", b"xxxxxxxx"));
-        meta.extend(bx(b"iprp", &ipco));
-        let mut file = bx(b"ftyp", b"avif\0\0\0\0avifmif1");
+        meta.extend(bx(b"pitm", &[0, 0, 0, 0, 0, 1]));
+        meta.extend(bx(b"iinf", &iinf));
+        meta.extend(bx(b"iloc", &iloc));
+        meta.extend(bx(b"iprp", &iprp));
+        let mut ftyp = brand.to_vec();
+        ftyp.extend_from_slice(b"\0\0\0\0mif1");
+        ftyp.extend_from_slice(brand);
+        let mut file = bx(b"ftyp", &ftyp);
         file.extend(bx(b"meta", &meta));
+        file
+    }
+
+    #[test]
+    fn avif_headers_give_the_ispe_size_and_the_irot_orientation() {
+        let file = heif_header(b"avif", b"av01", &[]);
         let h = read_header(&file, &Limits::default()).unwrap();
         assert_eq!(
-            (h.content_type, h.width, h.height),
-            (ContentType::Avif, 640, 480)
+            (h.content_type, h.width, h.height, h.orientation),
+            (ContentType::Avif, 640, 480, 1)
         );
+        // irot 3 = 270 degrees anticlockwise = EXIF 6: displayed 480x640.
+        let file = heif_header(b"avif", b"av01", &[bx(b"irot", &[3])]);
+        let p = read_header(&file, &Limits::default()).unwrap().probe();
+        assert_eq!((p.width, p.height, p.orientation), (480, 640, 6));
+    }
+
+    #[test]
+    fn heic_is_refused_as_unsupported_with_its_size_and_the_reason() {
+        let file = heif_header(b"heic", b"hvc1", &[bx(b"irot", &[1])]);
+        let err = read_header(&file, &Limits::default()).unwrap_err();
+        assert_eq!(err.code(), "unsupported");
+        let msg = err.to_string();
+        assert!(msg.contains("480x640 heic"), "{msg}");
+        assert!(msg.contains("HEVC"), "{msg}");
     }
 }
