@@ -258,11 +258,9 @@ pub(crate) fn jpeg_profile(b: &[u8]) -> Option<Vec<u8>> {
         let len = usize::from(u16::from_be_bytes([*b.get(pos)?, *b.get(pos + 1)?]));
         let seg = b.get(pos + 2..pos.checked_add(len)?)?;
         if marker == 0xE2 {
-            if let Some(rest) = seg.strip_prefix(TAG) {
-                if let [seq, n, data @ ..] = rest {
-                    count = *n;
-                    chunks.push((*seq, data));
-                }
+            if let Some([seq, n, data @ ..]) = seg.strip_prefix(TAG) {
+                count = *n;
+                chunks.push((*seq, data));
             }
         }
         pos += len.max(2);
