@@ -32,7 +32,20 @@ fn render_png(name: &str) -> (u32, u32, Vec<u8>) {
     rgba(&r.outputs[0])
 }
 
+/// Decodes an output to RGBA8 independently of the engine: JPEG with jpeg-decoder (the `image`
+/// crate's JPEG decoder misreads the pure-Rust encoder's files), the rest with `image`.
 fn rgba(out: &Output) -> (u32, u32, Vec<u8>) {
+    if out.format == OutputFormat::Jpeg {
+        let mut d = jpeg_decoder::Decoder::new(out.bytes.as_slice());
+        let data = d.decode().unwrap();
+        let info = d.info().unwrap();
+        assert_eq!(info.pixel_format, jpeg_decoder::PixelFormat::RGB24);
+        let px = data
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect();
+        return (u32::from(info.width), u32::from(info.height), px);
+    }
     let img = image::load_from_memory(&out.bytes).unwrap().into_rgba8();
     (img.width(), img.height(), img.into_raw())
 }
