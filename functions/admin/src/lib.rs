@@ -134,12 +134,22 @@ where
         let ask: RetryAllRequest = if body.iter().all(u8::is_ascii_whitespace) {
             RetryAllRequest::default()
         } else {
-            serde_json::from_slice(&body).map_err(|e| {
+            // Only an object: serde would also read a struct from a JSON array, and `[]` would
+            // then mean "everything by default", a real run.
+            let bad = |e: String| {
                 ApiError::bad_request(
                     "bad_json",
                     format!("expected {{\"dry_run\"?: bool, \"cursor\"?: string}}: {e}"),
                 )
-            })?
+            };
+            match serde_json::from_slice::<serde_json::Value>(&body)
+                .map_err(|e| bad(e.to_string()))?
+            {
+                object @ serde_json::Value::Object(_) => {
+                    serde_json::from_value(object).map_err(|e| bad(e.to_string()))?
+                }
+                _ => return Err(bad("the body is not a JSON object".into())),
+            }
         };
         let p = &self.ports;
         let report = retry_all_failed(

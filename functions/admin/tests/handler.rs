@@ -308,6 +308,14 @@ async fn an_unknown_stage_is_404_and_a_bad_body_or_cursor_is_400() {
         .await;
     assert_eq!(r.status_code, 400);
     assert_eq!(body(&r)["error"]["code"], "bad_json");
+    // A JSON array is not the request object (serde would read it as all defaults: a real run).
+    for not_an_object in [json!([]), json!([true]), json!("dry_run"), json!(null)] {
+        let r = h
+            .handle(&with_body("admin-retry-all-failed.json", &not_an_object))
+            .await;
+        assert_eq!(r.status_code, 400, "{not_an_object}");
+        assert_eq!(body(&r)["error"]["code"], "bad_json", "{not_an_object}");
+    }
     let r = h
         .handle(&with_body(
             "admin-retry-all-failed.json",
