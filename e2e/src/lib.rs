@@ -4,6 +4,9 @@
 //! The same suites can run against real AWS: leave `AWS_ENDPOINT_URL` out of the env file and
 //! give the stack outputs and a token URL.
 
+pub mod jwt;
+pub mod lambda;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

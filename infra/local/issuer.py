@@ -12,6 +12,7 @@ What runs on AWS is Cognito (or any OIDC provider); locally the emulator's JWT a
     - `&admin=1`                          adds the `groups` claim `["admin"]` (the admin user has it)
     - `&ttl=<seconds>`                    lifetime (default 43200); negative = already expired
     - `&aud=<audience>`                   another audience than the configured one (to test refusal)
+    - `&iss=<url>`                        another issuer than this one, signed with the real key (refusal)
     - `&forge=1`                          signed with a key that is NOT published (a forged token)
     - `&format=json`                      `{"token", "sub", "expires_at", "claims"}` instead of the bare token
 * serves `/config.json` (API / WebSocket / issuer URLs from `.local/stack.env`) and the static
@@ -126,7 +127,7 @@ def mint(params: dict[str, str]) -> tuple[int, dict]:
     now = int(time.time())
     exp = now + ttl
     claims = {
-        "iss": ISSUER,
+        "iss": params.get("iss", ISSUER),
         "sub": sub,
         "aud": params.get("aud", AUDIENCE),
         "iat": now if ttl > 0 else exp - 60,

@@ -58,8 +58,13 @@ impl Socket {
 
     /// Sends a JSON frame.
     pub async fn send(&mut self, frame: &Value) -> Result<()> {
+        self.send_text(frame.to_string()).await
+    }
+
+    /// Sends a text frame exactly as given (malformed frames included).
+    pub async fn send_text(&mut self, text: String) -> Result<()> {
         self.stream
-            .send(Message::Text(frame.to_string().into()))
+            .send(Message::Text(text.into()))
             .await
             .context("sending a frame")
     }
