@@ -56,7 +56,19 @@ const allDone = Object.fromEntries([...PHOTOS.map((p) => [p.name, 'completed']),
 describe('the gallery', () => {
   it('shows five photos completed and a corrupt file failed with its reason, live and without a reload', async () => {
     const sub = freshSub('gallery');
-    const w = await openGallery(sub);
+    const w = await openGallery(sub, async ({ page }) => {
+      // Remembers which previews each card showed, so the placeholder stage can be checked after.
+      await page.addInitScript(() => {
+        const seen = new Set<string>();
+        (window as unknown as { __previews: Set<string> }).__previews = seen;
+        new MutationObserver(() => {
+          for (const el of document.querySelectorAll<HTMLElement>('[data-testid=image-card] [data-preview]')) {
+            const card = el.closest<HTMLElement>('[data-testid=image-card]');
+            seen.add(`${card?.dataset.filename}:${el.dataset.preview}`);
+          }
+        }).observe(document, { subtree: true, childList: true, attributes: true });
+      });
+    });
     const { page } = w;
     await dropFiles(page, [...PHOTOS, CORRUPT]);
 
@@ -86,6 +98,9 @@ describe('the gallery', () => {
       null,
       { timeout: 30_000 },
     );
+    // Before its thumbnail each photo showed its thumbhash placeholder.
+    const previews = await page.evaluate(() => [...(window as unknown as { __previews: Set<string> }).__previews]);
+    for (const p of PHOTOS) expect(previews, p.name).toContain(`${p.name}:placeholder`);
     // Toasts told the user.
     expect(await page.locator('[data-testid=toast]').count()).toBeGreaterThan(0);
     await page.screenshot({ path: screenshotPath('gallery'), fullPage: true });
