@@ -325,7 +325,7 @@ def cmd_event_source(binary: str, state: str) -> None:
     if state not in ("on", "off"):
         sys.exit("event-source FN on|off")
     lam = client("lambda")
-    name = function_name(binary)
+    name = resolve_function(binary)
     mappings = lam.list_event_source_mappings(FunctionName=name).get("EventSourceMappings", [])
     if not mappings:
         sys.exit(f"function {binary!r} has no event source mapping")
