@@ -720,3 +720,93 @@ async fn the_migration_dry_runs_exactly_completes_everything_runs_once_and_force
     }
     result
 }
+
+/// The migration's throughput for the closing note (not part of `make test`): `MIGRATION_ORIGINALS`
+/// originals (default 300) of 640x480 without rows, the deployed `backfill` function's pass timed
+/// (originals/s), then the processors until every image is completed (end to end).
+/// `cargo test -p safelight-e2e --test ops migration_throughput -- --ignored --nocapture`
+#[tokio::test]
+#[ignore = "a measurement run; prints figures"]
+async fn migration_throughput() -> Result<()> {
+    let _turn = turn().await;
+    let n: usize = std::env::var("MIGRATION_ORIGINALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let stack = Stack::load().await?;
+    let bucket = stack.var("SAFELIGHT_BUCKET")?.to_owned();
+    quiet(&stack).await?;
+    stack
+        .dynamodb()
+        .delete_item()
+        .table_name(stack.var("SAFELIGHT_CONTROL_TABLE")?)
+        .key("pk", AttributeValue::S("migration#backfill-v1".into()))
+        .send()
+        .await?;
+    for f in ["thumbnail", "variant"] {
+        stackctl(&stack, &["event-source", f, "off"]).await?;
+    }
+    let owner: OwnerId = format!("tp-{}", ulid::Ulid::new().to_string().to_lowercase()).parse()?;
+    let photo = jpeg(640, 480);
+    let mut ids = Vec::new();
+    for _ in 0..n {
+        let id = ImageId::new();
+        stack
+            .s3()
+            .put_object()
+            .bucket(&bucket)
+            .key(ObjectKey::original(&owner, id).as_str())
+            .content_type("image/jpeg")
+            .body(photo.clone().into())
+            .send()
+            .await?;
+        ids.push(id);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for q in [
+        "SAFELIGHT_THUMBNAILS_QUEUE_URL",
+        "SAFELIGHT_VARIANTS_QUEUE_URL",
+    ] {
+        stack
+            .sqs()
+            .purge_queue()
+            .queue_url(stack.var(q)?)
+            .send()
+            .await?;
+    }
+    let found = stack.keys("originals/").await?.len();
+    let started = Instant::now();
+    let run = backfill(&stack, "backfill.json").await?;
+    let pass = started.elapsed();
+    for f in ["thumbnail", "variant"] {
+        stackctl(&stack, &["event-source", f, "on"]).await?;
+    }
+    assert_eq!(run["done"], true, "{run}");
+    let mut left: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    wait_for(
+        "every original completed",
+        Duration::from_secs(1800),
+        async || {
+            let mut still = Vec::new();
+            for id in &left {
+                if text(&row(&stack, id).await?, "processing_status") != "completed" {
+                    still.push(id.clone());
+                }
+            }
+            left = still;
+            Ok(left.is_empty())
+        },
+    )
+    .await?;
+    let total = started.elapsed();
+    println!("| originals in the bucket | without a row | backfill pass | originals/s (pass) | all completed after | originals/s (end to end) |");
+    println!("|---|---|---|---|---|---|");
+    println!(
+        "| {found} | {n} | {:.2} s | {:.1} | {:.1} s | {:.2} |",
+        pass.as_secs_f64(),
+        found as f64 / pass.as_secs_f64(),
+        total.as_secs_f64(),
+        n as f64 / total.as_secs_f64()
+    );
+    Ok(())
+}

@@ -299,7 +299,8 @@ pub struct BackfillReport {
     pub refused: Option<String>,
     /// Whether the run is complete (false: stopped early; the next start resumes it).
     pub done: bool,
-    /// The run's counts so far (a dry run: what it would do).
+    /// The run's counts so far (a dry run: what it would do; a refused start: the counts of
+    /// the run recorded on the marker).
     pub counts: BackfillCounts,
     /// Stage messages by stage.
     #[serde(serialize_with = "stages_by_name")]
