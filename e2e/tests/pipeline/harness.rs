@@ -210,17 +210,36 @@ impl Harness {
     /// Polls the queue like Lambda's event source mapping (batches of up to 10, delete what the
     /// handler did not report as failed) until the queue is empty.
     pub async fn drain(&self, processor: &Rig, timeout: Duration) -> Result<Drained> {
+        self.poll(processor, timeout, usize::MAX).await
+    }
+
+    /// Polls like Lambda's poller until `receives` messages were handed to `processor` (fewer
+    /// if the queue empties first).
+    pub async fn receive_n(
+        &self,
+        processor: &Rig,
+        receives: usize,
+        timeout: Duration,
+    ) -> Result<Drained> {
+        self.poll(processor, timeout, receives).await
+    }
+
+    async fn poll(&self, processor: &Rig, timeout: Duration, limit: usize) -> Result<Drained> {
         let sqs = self.stack.sqs();
         let start = Instant::now();
         let mut seen = Drained::default();
         loop {
+            if seen.receives >= limit {
+                return Ok(seen);
+            }
             if start.elapsed() > timeout {
                 bail!("queue not drained within {timeout:?}: {seen:?}");
             }
+            let batch = i32::try_from((limit - seen.receives).min(10)).unwrap_or(10);
             let out = sqs
                 .receive_message()
                 .queue_url(&self.queue_url)
-                .max_number_of_messages(10)
+                .max_number_of_messages(batch)
                 .wait_time_seconds(1)
                 .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
                 .send()
