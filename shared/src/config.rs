@@ -21,7 +21,7 @@ pub enum ConfigError {
 
 /// The largest body the direct-upload fast path takes. API Gateway hands binary bodies to
 /// Lambda base64-encoded, and a synchronous Lambda payload is at most 6 MB: 4 MiB of image is
-/// 5.6 MB encoded, leaving room for headers. (DESIGN.md's 5 MiB would be ~7 MB encoded and be
+/// 5.6 MB encoded, leaving room for headers. (A 5 MiB limit would be ~7 MB encoded and be
 /// refused by the platform before our handler could answer with a clear error.)
 pub const MAX_DIRECT_UPLOAD_BYTES: u64 = 4 * 1024 * 1024;
 

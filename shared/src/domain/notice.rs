@@ -2,7 +2,7 @@
 //! moments are read off the images table's change stream (old row vs new row). Pure: the
 //! `notify` function numbers, stores and sends them.
 //!
-//! Exactly four notices exist (DESIGN.md, "WebSocket"):
+//! Exactly four notices exist (docs/ARCHITECTURE.md, "Live notices"):
 //! - `image:processing:thumbnail_complete` when `thumbnail_status` becomes `completed`;
 //! - `image:processing:variant_complete` when `variant_status` becomes `completed`;
 //! - `image:processing:complete` when `processing_status` becomes `completed` (always after the
