@@ -210,6 +210,88 @@ def check_websocket_connect_without_token_is_refused():
     assert " 101 " not in status_line + " ", f"connected without a token: {status_line}"
 
 
+def function_log_lines(fn_name: str, since_ms: int) -> list[str]:
+    logs = client("logs")
+    lines, kwargs = [], {"logGroupName": f"/aws/lambda/{fn_name}", "startTime": since_ms}
+    while True:
+        page = logs.filter_log_events(**kwargs)
+        lines += [e["message"] for e in page.get("events", [])]
+        if not page.get("nextToken"):
+            return lines
+        kwargs["nextToken"] = page["nextToken"]
+
+
+def json_lines(lines: list[str]) -> list[dict]:
+    out = []
+    for line in lines:
+        for part in line.splitlines():
+            part = part.strip()
+            if part.startswith("{"):
+                try:
+                    out.append(json.loads(part))
+                except ValueError:
+                    pass
+    return out
+
+
+def emf_metrics(docs: list[dict]) -> dict[str, list[dict]]:
+    """Metric name -> the EMF documents that carry it."""
+    found: dict[str, list[dict]] = {}
+    for doc in docs:
+        for directive in (doc.get("_aws") or {}).get("CloudWatchMetrics", []):
+            for metric in directive.get("Metrics", []):
+                found.setdefault(metric["Name"], []).append({**doc, "_namespace": directive["Namespace"],
+                                                             "_dimensions": directive["Dimensions"]})
+    return found
+
+
+def check_a_pipeline_run_writes_emf_metrics_and_json_logs():
+    """An upload processed end to end leaves, in the functions' CloudWatch logs: EMF documents
+    (render ms, bytes in/out per stage, notices sent, upload-to-complete latency) in the stack's
+    namespace, and JSON log lines that carry the request id and the image id."""
+    since = int(time.time() * 1000) - 1000
+    photo = (ROOT / "shared" / "tests" / "fixtures" / "orientation-6.jpg").read_bytes()
+    status, resp = http("POST", f"{ENV['SAFELIGHT_API_URL']}/api/images/upload", token("user=demo"), photo, "image/jpeg")
+    assert status == 202, f"direct upload: {status} {resp[:300]!r}"
+    image_id = json.loads(resp)["image_id"]
+    deadline = time.monotonic() + 60
+    while True:
+        status, resp = http("GET", f"{ENV['SAFELIGHT_API_URL']}/api/images/{image_id}/processing-status", token("user=demo"))
+        if status == 200 and json.loads(resp)["processing_status"] == "completed":
+            break
+        assert time.monotonic() < deadline, f"image {image_id} not completed in 60 s: {resp[:300]!r}"
+        time.sleep(0.3)
+    namespace = f"Safelight/{ENV['SAFELIGHT_STACK_NAME']}"
+    for stage in ("thumbnail", "variant"):
+        metrics = {}
+        wanted = {"RenderMs", "BytesIn", "BytesOut"}
+        while time.monotonic() < deadline + 10:  # log delivery is asynchronous
+            metrics = emf_metrics(json_lines(function_log_lines(ENV[f"SAFELIGHT_{stage.upper()}_FUNCTION"], since)))
+            if wanted <= set(metrics):
+                break
+            time.sleep(0.3)
+        for name in sorted(wanted):
+            docs = [d for d in metrics.get(name, []) if d.get("Stage") == stage]
+            assert docs, f"{stage}: no EMF document with {name} (Stage={stage}); got {sorted(metrics)}"
+            assert docs[0]["_namespace"] == namespace, f"{name}: namespace {docs[0]['_namespace']}, want {namespace}"
+            assert docs[0]["_dimensions"] == [["Stage"]], f"{name}: dimensions {docs[0]['_dimensions']}"
+            assert docs[0].get("requestId"), f"{name}: the EMF document has no requestId property"
+        lines = [d for d in json_lines(function_log_lines(ENV[f"SAFELIGHT_{stage.upper()}_FUNCTION"], since))
+                 if "_aws" not in d and image_id in json.dumps(d)]
+        assert lines, f"{stage}: no JSON log line mentions {image_id}"
+        for line in lines:
+            spans = {k: v for s in line.get("spans", []) for k, v in s.items()}
+            assert spans.get("requestId"), f"{stage}: a log line without the request id: {line}"
+            assert spans.get("image_id") == image_id, f"{stage}: a log line without image_id={image_id}: {line}"
+    metrics = {}
+    while time.monotonic() < deadline + 20:
+        metrics = emf_metrics(json_lines(function_log_lines(ENV["SAFELIGHT_NOTIFY_FUNCTION"], since)))
+        if {"UploadToCompleteMs"} <= set(metrics):
+            break
+        time.sleep(0.3)
+    assert metrics.get("UploadToCompleteMs"), f"notify: no UploadToCompleteMs EMF document; got {sorted(metrics)}"
+
+
 def main() -> int:
     checks = [(n, f) for n, f in globals().items() if n.startswith("check_") and callable(f)]
     only = sys.argv[1:]

@@ -147,7 +147,13 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
     pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let result = async {
             let identity = apigw_http::identity(request)?;
-            match route(request).ok_or_else(|| ApiError::not_found("route"))? {
+            let route = route(request).ok_or_else(|| ApiError::not_found("route"))?;
+            if let Route::Get(id) | Route::Status(id) | Route::Retry(id) = &route {
+                if let Ok(id) = id.parse::<ImageId>() {
+                    safelight::aws::telemetry::tag_image(id);
+                }
+            }
+            match route {
                 Route::List => self.list(&identity, request).await,
                 Route::Get(id) => self.get(&identity, &id).await,
                 Route::Status(id) => self.status(&identity, &id).await,

@@ -1,13 +1,15 @@
 //! Lambda wiring for the `images` function.
 
 use images::Images;
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws::telemetry::{self, Telemetry};
 use safelight::aws::{self, DynamoImages, Faults, S3Store, SqsQueues};
 use safelight::Config;
+use tracing::Instrument as _;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
@@ -21,9 +23,14 @@ async fn main() -> Result<(), Error> {
             faults,
         ),
     );
-    let handler = &handler;
+    let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(handler.handle(&event.payload).await)
+        let response = handler
+            .handle(&event.payload)
+            .instrument(telemetry::request_span())
+            .await;
+        telemetry.flush(&event.context.request_id);
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -241,6 +241,12 @@ where
                 let claimed = self.notices.claim(&key, &fresh).await?;
                 if claimed.notice.seq == seq {
                     self.count(kind, now).await;
+                    if kind == NoticeType::Complete {
+                        let took = now.unix_millis() - row.created_at.unix_millis();
+                        safelight::metrics::upload_to_complete(std::time::Duration::from_millis(
+                            u64::try_from(took).unwrap_or(0),
+                        ));
+                    }
                 }
                 claimed
             }
@@ -285,6 +291,7 @@ where
             for (id, outcome) in outcomes {
                 match outcome {
                     Ok(PostOutcome::Delivered) => {
+                        safelight::metrics::notice_sent(kind.as_str());
                         served.insert(id);
                     }
                     Ok(PostOutcome::Gone) => match self.connections.delete(&id).await {

@@ -1,13 +1,14 @@
 //! Lambda wiring for the `notify` function.
 
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::{deadline_from_epoch_millis, Notify};
+use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, DynamoControl, Faults};
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
@@ -15,10 +16,12 @@ async fn main() -> Result<(), Error> {
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let throughput = DynamoControl::new(&sdk, control, faults.clone());
     let handler = Notify::new(connections, notices, poster, throughput);
-    let handler = &handler;
+    let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let deadline = deadline_from_epoch_millis(event.context.deadline);
-        Ok::<_, Error>(handler.handle(&event.payload, deadline).await)
+        let response = handler.handle(&event.payload, deadline).await;
+        telemetry.flush(&event.context.request_id);
+        Ok::<_, Error>(response)
     }))
     .await
 }

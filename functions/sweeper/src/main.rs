@@ -1,13 +1,14 @@
 //! Lambda wiring for the `sweeper` function.
 
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, DynamoImages, Faults, SqsQueues};
 use safelight::sweep::{SweepPolicy, Sweeper};
 use safelight::{Config, OpsSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let settings = OpsSettings::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
@@ -24,10 +25,12 @@ async fn main() -> Result<(), Error> {
             ..SweepPolicy::default()
         },
     );
-    let sweeper = &sweeper;
+    let (sweeper, telemetry) = (&sweeper, &telemetry);
     lambda_runtime::run(service_fn(
-        move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(sweeper::handle(sweeper).await?)
+        move |event: LambdaEvent<serde_json::Value>| async move {
+            let report = sweeper::handle(sweeper).await;
+            telemetry.flush(&event.context.request_id);
+            Ok::<_, Error>(report?)
         },
     ))
     .await

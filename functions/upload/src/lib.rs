@@ -254,6 +254,7 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
         let checksum = req.sha256.as_deref().map(sha256_base64).transpose()?;
 
         let image_id = ImageId::new();
+        safelight::aws::telemetry::tag_image(image_id);
         let key = ObjectKey::original(&identity.owner, image_id);
         let constraints = UploadConstraints {
             content_type: content_type.as_str().to_owned(),
@@ -323,6 +324,7 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
             .map_err(|e| ApiError::bad_request("type_mismatch", e.to_string()))?;
 
         let image_id = ImageId::new();
+        safelight::aws::telemetry::tag_image(image_id);
         let record = ImageRecord::new(
             NewImage {
                 image_id,

@@ -1,13 +1,15 @@
 //! Lambda wiring for the `upload` function.
 
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws::telemetry::{self, Telemetry};
 use safelight::aws::{self, DynamoImages, Faults, S3Store};
 use safelight::Config;
+use tracing::Instrument as _;
 use upload::{Limits, Upload};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
@@ -19,9 +21,14 @@ async fn main() -> Result<(), Error> {
             presign_expires: config.presign_expires,
         },
     );
-    let handler = &handler;
+    let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(handler.handle(&event.payload).await)
+        let response = handler
+            .handle(&event.payload)
+            .instrument(telemetry::request_span())
+            .await;
+        telemetry.flush(&event.context.request_id);
+        Ok::<_, Error>(response)
     }))
     .await
 }

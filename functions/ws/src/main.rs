@@ -1,13 +1,14 @@
 //! Lambda wiring for the `ws` function.
 
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, Faults};
 use safelight::Config;
 use ws::{HttpJwks, JwtVerifier, Ws};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
@@ -20,9 +21,11 @@ async fn main() -> Result<(), Error> {
         poster,
         JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience),
     );
-    let handler = &handler;
+    let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        Ok::<_, Error>(handler.handle(&event.payload).await)
+        let response = handler.handle(&event.payload).await;
+        telemetry.flush(&event.context.request_id);
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -9,6 +9,7 @@ pub mod processor;
 pub mod realtime;
 pub mod s3;
 pub mod sqs;
+pub mod telemetry;
 
 pub use apigw_management::ApiGwPoster;
 pub use control::DynamoControl;

@@ -32,7 +32,7 @@ where
 
 /// Cold start and the Lambda loop for a processing function.
 pub async fn run(stage: Stage) -> Result<(), Error> {
-    lambda_runtime::tracing::init_default_subscriber();
+    let telemetry = super::telemetry::Telemetry::init()?;
     let config = Config::from_env()?;
     let processing = ProcessingConfig::from_env(stage)?;
     let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
@@ -60,12 +60,14 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
             control: DynamoControl::new(&sdk, control_table, faults),
         },
     );
-    let processor = &processor;
+    let (processor, telemetry) = (&processor, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = i64::try_from(event.context.deadline)
             .ok()
             .map(Timestamp::from_unix_millis);
-        Ok::<_, Error>(handle_sqs(processor, &event.payload, deadline).await)
+        let response = handle_sqs(processor, &event.payload, deadline).await;
+        telemetry.flush(&event.context.request_id);
+        Ok::<_, Error>(response)
     }))
     .await
 }

@@ -50,7 +50,10 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             .on_breaker(|b| (b.record_failure(now, config), true))
             .await
         {
-            Ok(true) => tracing::warn!("circuit opened"),
+            Ok(true) => {
+                crate::metrics::breaker_opened(self.stage);
+                tracing::warn!("circuit opened");
+            }
             Ok(false) => {}
             Err(e) => {
                 tracing::warn!(error = %e, "could not record the failure in the circuit breaker");
@@ -67,7 +70,10 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             })
             .await
         {
-            Ok(true) => tracing::info!("circuit closed by a successful probe"),
+            Ok(true) => {
+                crate::metrics::breaker_closed(self.stage);
+                tracing::info!("circuit closed by a successful probe");
+            }
             Ok(false) => {}
             Err(e) => tracing::warn!(error = %e, "could not close the circuit"),
         }

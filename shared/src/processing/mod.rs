@@ -362,6 +362,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     if probing {
                         self.breaker_success().await;
                     }
+                    crate::metrics::failure(self.stage, kind);
                     tracing::warn!(error_kind = kind.as_str(), reason = %message, "permanent failure; not retried");
                     if let Err(e) = self.finish_failed(job, kind, &message).await {
                         tracing::error!(error = %e, "could not record the failure; retrying");
@@ -374,6 +375,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     if failure.counts_against_breaker() {
                         self.breaker_failure().await;
                     }
+                    crate::metrics::failure(self.stage, ErrorKind::Transient);
                     let reason = failure.to_string();
                     if is_last_receive(m.receive_count) {
                         let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");

@@ -8,6 +8,7 @@ use crate::domain::{
     Derivative, ErrorKind, Job, ObjectKey, Stage, StageResult, Status, Timestamp, UploadState,
 };
 use crate::engine;
+use crate::metrics;
 use crate::ports::{ControlStore, ImageRepository, JobQueue, Lease, ObjectStore};
 
 use super::{JobFailure, Message, Processor};
@@ -117,6 +118,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
 
         let specs = self.specs.clone();
         let limits = self.limits;
+        let bytes_in = bytes.len() as u64;
+        let render_started = std::time::Instant::now();
         let rendered = tokio::task::spawn_blocking(move || engine::render(&bytes, &specs, &limits))
             .await
             .map_err(|e| JobFailure::Retryable {
@@ -128,8 +131,10 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 message: e.to_string(),
                 source: Some(Box::new(e)),
             })?;
+        metrics::render(stage, render_started.elapsed());
 
         let mut derivatives = BTreeMap::new();
+        let mut bytes_out = 0;
         for out in rendered.outputs {
             let file = out.file_name();
             let key = match stage {
@@ -141,6 +146,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 }
             };
             let bytes = out.bytes.len() as u64;
+            bytes_out += bytes;
             self.store
                 .put(&key, out.bytes, out.format.content_type())
                 .await?;
@@ -172,6 +178,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             _ => Ok(false),
         })
         .await?;
+        metrics::bytes(stage, bytes_in, bytes_out);
         tracing::info!("stage completed");
         Ok(())
     }
