@@ -39,10 +39,11 @@ MANIFEST = ROOT / "dist" / "lambda" / "manifest.json"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 OUT = ROOT / "bench" / "RELEASE.md"
 VENV_BIN = ROOT / ".venv" / "bin"
+# FUNCTIONS=upload,images limits the run to those functions.
 COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
 WARM_RUNS = int(os.environ.get("WARM_RUNS", "5"))
 SYSROOT = "/usr/aarch64-linux-gnu"
-PHOTO = ROOT / "shared" / "tests" / "fixtures" / "orientation-6.jpg"
+PHOTO = ROOT / "shared" / "tests" / "fixtures" / "photo-1024x768.jpg"
 ANCHOR = "hello-lambda"
 
 
@@ -287,6 +288,10 @@ class Events:
             return self.sqs("sqs-variants-s3-notification.json")
         if name == "ws":
             return load_event("ws-ping.json")
+        if name == "admin":
+            return load_event("admin-processing-queue.json")
+        if name == "sweeper":
+            return {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
         if name == "notify":
             event = load_event("notify-complete.json")
             for r in event["Records"]:
@@ -344,6 +349,9 @@ def main() -> int:
     if not MANIFEST.exists():
         sys.exit("dist/lambda/manifest.json is missing: run make package first")
     manifest = json.loads(MANIFEST.read_text())
+    only = set(filter(None, os.environ.get("FUNCTIONS", "").split(",")))
+    if only:
+        manifest = {k: v for k, v in manifest.items() if k in only}
     prefix = ensure_qemu()
     anchor_bin = build_anchor()
     started = ensure_stack()
@@ -374,7 +382,9 @@ def main() -> int:
     what = {
         "upload": "presign (`events/upload-presign.json`): PutItem + presigned PUT and POST",
         "images": "list (`events/images-list.json`): Query by owner",
-        "thumbnail": "a fresh 12 MP-class JPEG original -> 3 thumbnails (GET, render, 3 PUTs, row updates)",
+        "thumbnail": "a fresh 1024x768 JPEG original -> the thumbnails (GET, render, PUTs, row updates)",
+        "admin": "`GET /api/admin/processing-queue` (by_status counts, queue depths, breakers)",
+        "sweeper": "a scheduled sweep (DLQ peeks, by_status queries)",
         "variant": "a fresh original -> display variants (GET, render, PUTs, row updates)",
         "ws": "`{\"action\":\"ping\"}` (PostToConnection to a gone connection, row delete)",
         "notify": "a `complete` stream record (notice stored, owner's connections queried)",

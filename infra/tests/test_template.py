@@ -174,5 +174,18 @@ class WorkspaceFunctionsAndTemplateFunctionsPairUp(unittest.TestCase):
             release.check_functions_match(TEMPLATE, crates)
 
 
+class ThePackageChecksRefuseWhatLambdaCannotRun(unittest.TestCase):
+    def test_a_binary_for_another_architecture_is_refused_naming_the_function(self):
+        native = Path("/bin/true")  # this machine's own architecture, not arm64 (CI is x86_64)
+        if release.elf_facts(native)["machine"] == "AArch64":
+            self.skipTest("the host is arm64")
+        with self.assertRaisesRegex(release.ReleaseError, r"function thumbnail .*expected ELF64 AArch64"):
+            release.check_binary("thumbnail", native)
+
+    def test_a_file_that_is_not_elf_is_refused(self):
+        with self.assertRaisesRegex(release.ReleaseError, "not an ELF file"):
+            release.check_binary("upload", Path(__file__))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -3,6 +3,7 @@
 //! unit and dimensions the template's alarms and dashboard refer to.
 
 #![cfg(feature = "aws")]
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
 use std::time::Duration;
 
