@@ -3,14 +3,15 @@
 use std::sync::atomic::AtomicBool;
 
 use backfill::{deadline_from_epoch_millis, settings_from_lookup, Backfill};
-use lambda_runtime::{service_fn, tracing, Error, LambdaEvent};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
 use safelight::ops::backfill::BackfillRequest;
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    tracing::init_default_subscriber();
+    let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let settings = settings_from_lookup(|name| std::env::var(name).ok())?;
     let faults = Faults::parse(config.faults.as_deref())?;
@@ -30,15 +31,16 @@ async fn main() -> Result<(), Error> {
         DynamoControl::new(&sdk, control, faults),
         settings,
     );
-    let handler = &handler;
+    let (handler, telemetry) = (&handler, &telemetry);
     let never = &AtomicBool::new(false);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<BackfillRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
             let report = handler
                 .run(event.payload, Some(deadline), never, |_| {})
-                .await?;
-            Ok::<_, Error>(report)
+                .await;
+            telemetry.flush(&event.context.request_id);
+            Ok::<_, Error>(report?)
         },
     ))
     .await
