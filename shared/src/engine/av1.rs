@@ -1,6 +1,6 @@
 //! AV1 still-picture decoding (AVIF originals) with rav1d, the memory-safe Rust port of dav1d
-//! (BSD-2-Clause; its SIMD assembly is dav1d's, built by nasm on x86-64 and the C compiler on
-//! aarch64), then YUV to 8-bit RGB.
+//! (BSD-2-Clause; its SIMD assembly, dav1d's, is built by nasm on x86-64 only: its aarch64 files do not
+//! build with the zig toolchain of the Lambda cross-build), then YUV to 8-bit RGB.
 //!
 //! rav1d's public interface is dav1d's C API, so this module is the engine's one place with
 //! `unsafe`: each block calls one of those functions with pointers to values owned here, and

@@ -25,8 +25,8 @@
 //!
 //! # Codec builds
 //! - feature `turbo` (in `safelight-shared`'s default features): libjpeg-turbo (turbojpeg) for
-//!   JPEG decode and encode, libwebp (webp) for lossy WebP encode, and the SIMD assembly of
-//!   rav1d/rav1e. Needs a C toolchain, cmake and nasm.
+//!   JPEG decode and encode, libwebp (webp) for WebP decode and lossy encode, and the SIMD assembly of
+//!   rav1e (rav1d uses its x86-64 assembly in every build). Needs a C toolchain, cmake and nasm.
 //! - without it, pure Rust: jpeg-decoder (scaled decode at 1/8, 1/4, 1/2) and jpeg-encoder; WebP
 //!   output is **lossless** (image-webp has no lossy encoder), so bigger, and `quality` is unused.
 //!
