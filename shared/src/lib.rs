@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod config;
 pub mod domain;
 pub mod engine;
+pub mod events;
 pub mod metrics;
 pub mod ops;
 pub mod ports;

@@ -18,7 +18,8 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::domain::{parse_jobs, ErrorKind, ImageRecord, Stage, Status, Timestamp, UploadState};
+use crate::domain::{ErrorKind, ImageRecord, Stage, Status, Timestamp, UploadState};
+use crate::events::parse_jobs;
 use crate::ports::{ImageRepository, QueueAdmin, QueueError, RepoError, StatusIndex};
 use crate::processing::rows::modify_row;
 use crate::processing::JobFailure;

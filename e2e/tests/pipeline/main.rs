@@ -348,7 +348,7 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
         msgs.push(safelight::processing::Message {
             message_id: format!("m{i}"),
             receipt_handle: "none".into(),
-            body: serde_json::json!({"detail-type": "Object Created",
+            body: serde_json::json!({"detail-type": "Object Created", "source": "aws.s3",
                 "detail": {"object": {"key": r.original_key.as_str()}}})
             .to_string(),
             receive_count: 1,

@@ -30,7 +30,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{parse_jobs, ImageRecord, Job, RetryMessage, Stage, Status, Timestamp};
+use crate::domain::{ImageRecord, Job, RetryMessage, Stage, Status, Timestamp};
+use crate::events::parse_jobs;
 use crate::ports::{
     DeadLetter, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
 };

@@ -42,8 +42,9 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::breaker::{Admission, BreakerConfig};
-use crate::domain::{parse_jobs, ErrorKind, Stage, Timestamp};
+use crate::domain::{ErrorKind, Stage, Timestamp};
 use crate::engine::{Limits, Spec};
+use crate::events::parse_jobs;
 use crate::ports::{
     BoxError, ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoreError,
 };
