@@ -8,6 +8,7 @@
 #   make lint           rustfmt, clippy -D warnings, cfn-lint, sam validate --lint
 #   make test           what CI runs: lint, unit tests, integration tests against the local stack
 #   make bench          benchmarks (bench/run.sh)
+#   make proof          load, faults, kills and an outage against a local stack -> RELIABILITY.md
 #   make package        sam build (cargo-lambda, release, arm64) + checks; zips in dist/lambda/
 #   make deploy         package, then sam deploy (guided the first time, samconfig.toml after), then
 #                       the migration of existing originals (infra/post_deploy.py)
@@ -25,10 +26,10 @@ VENV := .venv
 FN ?=
 EVENT ?=
 
-.PHONY: help dev down reset watch invoke lint test bench package deploy destroy report setup backfill backfill-dry-run
+.PHONY: help dev down reset watch invoke lint test bench proof package deploy destroy report setup backfill backfill-dry-run
 
 help:
-	@sed -n '2,17p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,18p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@$(STACK) setup
@@ -64,6 +65,10 @@ test:
 bench:
 	@bash bench/run.sh
 	@bash bench/upload.sh
+
+# Not part of `make test`: ~15 min on 2 cores once built (bench/proof.sh says what it does).
+proof:
+	@bash bench/proof.sh
 
 # One zip per function crate under functions/ (each must be a template function built by SAM's
 # rust-cargolambda method: `sam build` and `make package` are the same build).

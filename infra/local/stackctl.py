@@ -16,6 +16,8 @@ Subcommands (all talk to the local emulator at $AWS_ENDPOINT_URL, never to AWS):
                                 old value. FUNCTION: a deployed name or a crate name (`thumbnail`).
   invoke FUNCTION [JSON|FILE]   invoke a function synchronously with a payload or a sample event
                                 file, print its answer
+  get-env FUNCTION              print a deployed function's environment as JSON (make proof
+                                snapshots it and puts every knob back after each scenario)
 """
 
 from __future__ import annotations
@@ -357,6 +359,14 @@ def cmd_set_env(function: str, name: str, value: str | None = None) -> None:
         lam.update_function_configuration(FunctionName=function, Environment={"Variables": want})
 
 
+def cmd_get_env(function: str) -> None:
+    import json
+
+    lam = client("lambda")
+    cfg = lam.get_function_configuration(FunctionName=resolve_function(function))
+    print(json.dumps((cfg.get("Environment") or {}).get("Variables") or {}))
+
+
 def cmd_invoke(function: str, payload: str = "{}") -> None:
     """Invokes synchronously with a JSON payload (or the sample event file it names); prints the
     answer."""
@@ -392,6 +402,8 @@ def main(argv: list[str]) -> None:
         cmd_set_env(*args)
     elif cmd == "invoke":
         cmd_invoke(*args)
+    elif cmd == "get-env":
+        cmd_get_env(*args)
     else:
         sys.exit(f"unknown subcommand {cmd}\n{__doc__}")
 

@@ -1,0 +1,333 @@
+//! What the scenarios need from the local stack beyond the API: function configuration (faults,
+//! breaker knobs) through `stackctl.py`, the functions' processes (to kill one mid-record), the
+//! emulator's log (to count injected faults and probes), queue depths and the breaker rows.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use safelight_e2e::Stack;
+use serde_json::Value;
+
+use crate::Photo;
+
+/// The processors' environment variables a scenario may change; `restore` removes them all.
+pub const KNOBS: [&str; 5] = [
+    "RUST_LOG",
+    "SAFELIGHT_FAULTS",
+    "BREAKER_THRESHOLD",
+    "BREAKER_WINDOW_SECS",
+    "BREAKER_COOLDOWN_SECS",
+];
+
+/// Function env-file variables of the functions a scenario configures.
+pub const CONFIGURED: [&str; 5] = [
+    "SAFELIGHT_WS_FUNCTION",
+    "SAFELIGHT_THUMBNAIL_FUNCTION",
+    "SAFELIGHT_VARIANT_FUNCTION",
+    "SAFELIGHT_UPLOAD_FUNCTION",
+    "SAFELIGHT_NOTIFY_FUNCTION",
+];
+
+/// The stack, the corpus and a run tag.
+#[derive(Debug)]
+pub struct Ctx {
+    /// The deployed stack.
+    pub stack: Stack,
+    /// The corpus.
+    pub photos: Vec<Photo>,
+    /// A tag for this run's user names.
+    pub run: String,
+    log: PathBuf,
+    /// Each configured function's knobs as deployed (absent = unset).
+    deployed: HashMap<String, HashMap<String, String>>,
+}
+
+impl Ctx {
+    /// Loads the stack (SAFELIGHT_STACK_ENV) and finds its log.
+    pub async fn load(photos: Vec<Photo>) -> Result<Ctx> {
+        let stack = Stack::load().await?;
+        let env = std::env::var("SAFELIGHT_STACK_ENV").context("SAFELIGHT_STACK_ENV")?;
+        let log = PathBuf::from(env)
+            .parent()
+            .map(|d| d.join("logs/ministack.log"))
+            .context("log path")?;
+        let run = ulid::Ulid::new().to_string().to_lowercase()[20..].to_owned();
+        let mut deployed = HashMap::new();
+        for f in CONFIGURED {
+            let name = stack.var(f)?.to_owned();
+            let env: HashMap<String, String> =
+                serde_json::from_str(stack.stackctl(&["get-env", &name]).await?.trim())?;
+            let knobs = env
+                .into_iter()
+                .filter(|(k, _)| KNOBS.contains(&k.as_str()))
+                .collect();
+            deployed.insert(f.to_owned(), knobs);
+        }
+        Ok(Ctx {
+            stack,
+            photos,
+            run,
+            log,
+            deployed,
+        })
+    }
+
+    /// Sets (or with "" removes) one variable of the function named by `function_var`.
+    pub async fn set_env(&self, function_var: &str, name: &str, value: &str) -> Result<()> {
+        let function = self.stack.var(function_var)?.to_owned();
+        let mut args = vec!["set-env", function.as_str(), name];
+        if !value.is_empty() {
+            args.push(value);
+        }
+        self.stack.stackctl(&args).await?;
+        Ok(())
+    }
+
+    /// Puts every knob a scenario may have changed back as deployed and closes the breakers.
+    pub async fn restore(&self) -> Result<()> {
+        for f in CONFIGURED {
+            let name = self.stack.var(f)?.to_owned();
+            let now: HashMap<String, String> =
+                serde_json::from_str(self.stack.stackctl(&["get-env", &name]).await?.trim())?;
+            let deployed = self.deployed.get(f).cloned().unwrap_or_default();
+            for k in KNOBS {
+                if now.get(k) != deployed.get(k) {
+                    self.set_env(f, k, deployed.get(k).map_or("", String::as_str))
+                        .await?;
+                }
+            }
+        }
+        self.reset_breakers().await?;
+        // The emulator recycles processes on a configuration change; let it settle.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Ok(())
+    }
+
+    /// Closes both circuits by hand through the operators' route (as an operator would).
+    pub async fn reset_breakers(&self) -> Result<()> {
+        let admin = self.stack.token("sub=proof-operator&admin=1").await?;
+        for stage in ["thumbnail", "variant"] {
+            let (code, body) = self
+                .stack
+                .post_json(
+                    &format!("/api/admin/circuits/{stage}/reset"),
+                    Some(&admin),
+                    &serde_json::json!({}),
+                )
+                .await?;
+            anyhow::ensure!(
+                code < 300,
+                "resetting the {stage} circuit answered {code}: {body}"
+            );
+        }
+        Ok(())
+    }
+
+    /// The emulator log's current length (a scenario counts lines after it).
+    pub fn log_mark(&self) -> u64 {
+        std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Lines of the emulator log after `mark` that contain `needle`.
+    pub fn log_lines(&self, mark: u64, needle: &str) -> Vec<String> {
+        let Ok(bytes) = std::fs::read(&self.log) else {
+            return Vec::new();
+        };
+        let start = usize::try_from(mark).unwrap_or(0).min(bytes.len());
+        String::from_utf8_lossy(&bytes[start..])
+            .lines()
+            .filter(|l| l.contains(needle))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Live processes of the functions named by these env-file variables: (pid, function var).
+    pub fn processes(&self, function_vars: &[&str]) -> Vec<(u32, String)> {
+        let names: HashMap<String, String> = function_vars
+            .iter()
+            .filter_map(|v| Some((self.stack.var(v).ok()?.to_owned(), (*v).to_owned())))
+            .collect();
+        let mut out = Vec::new();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return out;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|p| p.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let found = environ
+                .split(|b| *b == 0)
+                .filter_map(|v| std::str::from_utf8(v).ok())
+                .find_map(|v| v.strip_prefix("AWS_LAMBDA_FUNCTION_NAME="))
+                .and_then(|n| names.get(n));
+            if let Some(var) = found {
+                out.push((pid, var.clone()));
+            }
+        }
+        out
+    }
+
+    /// Kills a process of this stack's functions (SIGKILL: no cleanup, like an OOM kill).
+    pub fn kill(&self, pid: u32) -> bool {
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// CPU time (utime + stime, clock ticks) a process has used.
+    pub fn cpu_ticks(pid: u32) -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit(')').next()?.to_owned();
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+            })
+            .unwrap_or(0)
+    }
+
+    /// Visible + in flight + delayed messages of the queue named by an env-file variable.
+    pub async fn depth(&self, queue_var: &str) -> Result<u64> {
+        let attrs = self
+            .stack
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(self.stack.var(queue_var)?)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+    }
+
+    /// Every message body in a DLQ (received with a short visibility, not deleted).
+    pub async fn dlq_bodies(&self, queue_var: &str) -> Result<Vec<String>> {
+        let url = self.stack.var(queue_var)?.to_owned();
+        let mut bodies = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..50 {
+            let out = self
+                .stack
+                .sqs()
+                .receive_message()
+                .queue_url(&url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .wait_time_seconds(1)
+                .send()
+                .await?;
+            let msgs = out.messages.unwrap_or_default();
+            if msgs.is_empty() {
+                break;
+            }
+            for m in msgs {
+                if seen.insert(m.message_id.clone().unwrap_or_default()) {
+                    bodies.push(m.body.unwrap_or_default());
+                }
+            }
+        }
+        Ok(bodies)
+    }
+
+    /// The circuit breaker row of a stage, as stored.
+    pub async fn breaker(&self, stage: &str) -> Result<Value> {
+        let out = self
+            .stack
+            .dynamodb()
+            .get_item()
+            .table_name(self.stack.var("SAFELIGHT_CONTROL_TABLE")?)
+            .key("pk", AttributeValue::S(format!("circuit#{stage}")))
+            .consistent_read(true)
+            .send()
+            .await?;
+        Ok(out.item.map(|i| item_json(&i)).unwrap_or(Value::Null))
+    }
+
+    /// A token for `sub`.
+    pub async fn token(&self, sub: &str) -> Result<String> {
+        self.stack.token(&format!("sub={sub}")).await
+    }
+
+    /// The processing status of one image as its owner sees it.
+    pub async fn status(&self, token: &str, id: &str) -> Result<Value> {
+        let (code, body) = self
+            .stack
+            .get(&format!("/api/images/{id}/processing-status"), Some(token))
+            .await?;
+        Ok(if code == 200 { body } else { Value::Null })
+    }
+
+    /// Sends the S3 "Object Created" event of an original again to both queues (a duplicate
+    /// delivery, as EventBridge or SQS may make).
+    pub async fn duplicate_event(&self, owner: &str, id: &str) -> Result<()> {
+        let event = serde_json::json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"bucket": {"name": self.stack.var("SAFELIGHT_BUCKET")?},
+                       "object": {"key": format!("originals/{owner}/{id}"), "size": 1}}
+        });
+        for q in [
+            "SAFELIGHT_THUMBNAILS_QUEUE_URL",
+            "SAFELIGHT_VARIANTS_QUEUE_URL",
+        ] {
+            self.stack
+                .sqs()
+                .send_message()
+                .queue_url(self.stack.var(q)?)
+                .message_body(event.to_string())
+                .send()
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// Both stages ended.
+pub fn settled(v: &Value) -> bool {
+    ["thumbnail_status", "variant_status"]
+        .iter()
+        .all(|s| matches!(v[*s].as_str(), Some("completed" | "failed")))
+}
+
+fn item_json(item: &HashMap<String, AttributeValue>) -> Value {
+    fn one(v: &AttributeValue) -> Value {
+        match v {
+            AttributeValue::S(s) => Value::from(s.clone()),
+            AttributeValue::N(n) => n
+                .parse::<f64>()
+                .map(Value::from)
+                .unwrap_or_else(|_| Value::from(n.clone())),
+            AttributeValue::Bool(b) => Value::from(*b),
+            AttributeValue::L(l) => Value::from(l.iter().map(one).collect::<Vec<_>>()),
+            AttributeValue::M(m) => item_json(m),
+            AttributeValue::Ns(ns) => Value::from(ns.clone()),
+            AttributeValue::Ss(ss) => Value::from(ss.clone()),
+            _ => Value::Null,
+        }
+    }
+    Value::Object(item.iter().map(|(k, v)| (k.clone(), one(v))).collect())
+}
+
+/// A sample event of `events/`.
+pub fn sample_event(name: &str) -> Result<Value> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../events")
+        .join(name);
+    Ok(serde_json::from_slice(
+        &std::fs::read(&path).with_context(|| path.display().to_string())?,
+    )?)
+}
