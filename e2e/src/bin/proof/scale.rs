@@ -109,14 +109,20 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
     fleet.close().await;
     let mut calls: BTreeMap<String, f64> = BTreeMap::new();
     for line in ctx.log_lines(mark, "beginning attempt #") {
-        let op = ["S3.", "DynamoDB.", "SQS.", "ApiGatewayManagement."]
-            .iter()
-            .find_map(|svc| {
-                let at = line.find(svc)?;
-                let rest = &line[at..];
-                Some(rest[..rest.find('{').unwrap_or(rest.len())].to_owned())
-            })
-            .unwrap_or_else(|| "other".into());
+        let op = [
+            "S3.",
+            "DynamoDB.",
+            "SQS.",
+            "ApiGatewayManagementApi.",
+            "ApiGatewayManagement.",
+        ]
+        .iter()
+        .find_map(|svc| {
+            let at = line.find(svc)?;
+            let rest = &line[at..];
+            Some(rest[..rest.find('{').unwrap_or(rest.len())].to_owned())
+        })
+        .unwrap_or_else(|| "other".into());
         *calls.entry(op).or_default() += 1.0 / counted as f64;
     }
     for f in COUNTED {
@@ -195,7 +201,7 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
         ));
     }
     s.figure(
-        "Lambda time per image (median, release-like build, emulator overhead of an empty invoke subtracted)",
+        "Lambda time per image (median of 3 per size class, this build, the emulator's overhead of an empty invoke subtracted)",
         format!("{}; upload (presign) {ms_upload:.0} ms; notify per record {ms_notify:.0} ms; empty invoke {overhead:.0} ms", table.join("; ")),
     );
 
@@ -232,7 +238,7 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
         .sum::<f64>();
     let ddb_reads = per("DynamoDB.") - ddb_writes;
     let sqs = per("SQS.") + 2.0 * (1.0 + 0.2); // + the rule's SendMessage and the poller's receive/delete, batched
-    let ws_msgs = per("ApiGatewayManagement.");
+    let ws_msgs = per("ApiGatewayManagement");
     let cost = [
         ("Lambda compute", gb_s * price::LAMBDA_GB_S * 1e6),
         (
