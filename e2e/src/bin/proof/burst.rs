@@ -509,7 +509,17 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let extra_derivatives: usize = counts.iter().map(|n| n.saturating_sub(DERIVATIVES)).sum();
     let missing_derivatives: usize = counts.iter().map(|n| DERIVATIVES.saturating_sub(*n)).sum();
 
-    // DLQs: only poison files, each with a failed row.
+    // DLQs: only poison files, each with a failed row. A message whose last receive failed stays
+    // invisible for the queue's visibility timeout (180 s) before SQS dead-letters it: wait.
+    let dlq_deadline = Instant::now() + Duration::from_secs(240);
+    while Instant::now() < dlq_deadline {
+        let depth = ctx.depth("SAFELIGHT_THUMBNAILS_DLQ_URL").await?
+            + ctx.depth("SAFELIGHT_VARIANTS_DLQ_URL").await?;
+        if depth >= 2 * poison_ids.len() as u64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
     let mut dlq_unexpected = Vec::new();
     let mut dlq_poison = 0;
     for q in ["SAFELIGHT_THUMBNAILS_DLQ_URL", "SAFELIGHT_VARIANTS_DLQ_URL"] {
@@ -546,16 +556,17 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let injected = ctx.log_lines(mark, "injecting a transient fault");
     let mut by_op: BTreeMap<String, usize> = BTreeMap::new();
     for l in &injected {
-        let op = l
-            .split("operation=")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
+        let op = log_field(l, "operation")
+            .and_then(|r| {
+                r.split(|c: char| c == '"' || c.is_whitespace() || c == ',')
+                    .next()
+            })
             .unwrap_or("?");
-        *by_op.entry(op.trim_matches('"').to_owned()).or_default() += 1;
+        *by_op.entry(op.to_owned()).or_default() += 1;
     }
     let faulted_images: HashSet<&str> = injected
         .iter()
-        .filter_map(|l| l.split("image_id=").nth(1))
+        .filter_map(|l| log_field(l, "image_id"))
         .filter_map(|r| r.get(..26))
         .collect();
     section.figure(
@@ -717,4 +728,14 @@ fn opened(breaker: &Value) -> String {
         &breaker["times_opened"]
     };
     v.as_f64().map_or_else(|| "0".into(), |n| format!("{n:.0}"))
+}
+
+/// The text after a field in a log line, in the text (`name=value`) or JSON (`"name":"value"`)
+/// format the functions may log in.
+fn log_field<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    line.split(&format!("\"{name}\":\"")).nth(1).or_else(|| {
+        line.split(&format!("{name}="))
+            .nth(1)
+            .map(|r| r.trim_start_matches('"'))
+    })
 }
