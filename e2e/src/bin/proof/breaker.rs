@@ -73,7 +73,6 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         tokio::time::sleep(Duration::from_millis(600)).await;
     }
     // Watch the circuit until the outage ends.
-    let mut dlq_during = 0u64;
     let mut failed_during = 0usize;
     let outage =
         Duration::from_secs(crate::knob("PROOF_OUTAGE_SECS", OUTAGE.as_secs() as usize) as u64);
@@ -88,7 +87,6 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         if states.last() != Some(&state) {
             states.push(state);
         }
-        dlq_during = dlq_during.max(ctx.depth("SAFELIGHT_THUMBNAILS_DLQ_URL").await?);
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     let during: Vec<Value> = stream::iter(ids.clone())
@@ -137,7 +135,15 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let dlq_after = ctx.depth("SAFELIGHT_THUMBNAILS_DLQ_URL").await?;
+    // Only this scenario's messages: an earlier scenario's poison files reach the DLQ late (a
+    // failed last receive waits out the 180 s visibility timeout first).
+    let mine = format!("originals/{sub}/");
+    let dlq_after = ctx
+        .dlq_bodies("SAFELIGHT_THUMBNAILS_DLQ_URL")
+        .await?
+        .iter()
+        .filter(|b| b.contains(&mine))
+        .count();
     let b_after = ctx.breaker("thumbnail").await?;
     let cooldowns = (outage.as_secs() / 60) as usize;
 
@@ -196,10 +202,6 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         "5",
         opened_with == Some(5),
     ));
-    s.check(Check::zero(
-        "messages dead-lettered during the outage",
-        dlq_during as usize,
-    ));
     s.check(Check::zero("rows failed during the outage", failed_during));
     s.check(Check::zero(
         "messages that gave up (receives burned)",
@@ -218,8 +220,8 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
         drained.is_some(),
     ));
     s.check(Check::zero(
-        "messages in the DLQ after recovery",
-        dlq_after as usize,
+        "this scenario's messages dead-lettered (during the outage or after)",
+        dlq_after,
     ));
     Ok(s)
 }

@@ -82,8 +82,10 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
     let mut s = Section::new("scale", "Scale model: cost per image, concurrency, limits");
 
     // ---- requests per image, counted from the SDK's debug lines
+    // AWS_LAMBDA_LOG_LEVEL (set from the template's LoggingConfig) wins over RUST_LOG.
     for f in COUNTED {
         ctx.set_env(f, "RUST_LOG", SDK_DEBUG).await?;
+        ctx.set_env(f, "AWS_LAMBDA_LOG_LEVEL", SDK_DEBUG).await?;
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let fleet = crate::fleet::Fleet::open(&ctx.stack, std::slice::from_ref(&token), 1).await?;
@@ -125,9 +127,7 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
         .unwrap_or_else(|| "other".into());
         *calls.entry(op).or_default() += 1.0 / counted as f64;
     }
-    for f in COUNTED {
-        ctx.set_env(f, "RUST_LOG", "").await?;
-    }
+    ctx.restore().await?;
     s.figure(
         "AWS calls per image (functions only; counted over 6 images, 3 presigned + 3 direct, one socket)",
         calls.iter().map(|(k, n)| format!("{k} {n:.1}")).collect::<Vec<_>>().join(", "),

@@ -15,8 +15,9 @@ use serde_json::Value;
 use crate::Photo;
 
 /// The processors' environment variables a scenario may change; `restore` removes them all.
-pub const KNOBS: [&str; 5] = [
+pub const KNOBS: [&str; 6] = [
     "RUST_LOG",
+    "AWS_LAMBDA_LOG_LEVEL",
     "SAFELIGHT_FAULTS",
     "BREAKER_THRESHOLD",
     "BREAKER_WINDOW_SECS",
