@@ -17,6 +17,7 @@ import {
   freshSub,
   launch,
   openPage,
+  replayFrom,
   screenshotPath,
   stackctl,
   token,
@@ -156,6 +157,23 @@ describe('the gallery', () => {
       const s = await apiStatuses(tok);
       if (Object.keys(allDone).every((k) => s[k] === allDone[k])) break;
       if (Date.now() > deadline) throw new Error(`processing did not finish: ${JSON.stringify(s)}`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    // A row turns terminal before `notify` (fed by the table's stream) has stored its notice; wait
+    // until the server would replay a terminal notice for every file, so the page's resume is what
+    // catches it up rather than live notices that happen to arrive after it.
+    const terminal = (frames: Array<Record<string, unknown>>) =>
+      new Set(
+        frames
+          .filter((f) => f.type === 'image:processing:complete' || f.type === 'image:processing:failed')
+          .map((f) => String(f.image_id)),
+      ).size;
+    const stored = Date.now() + 60_000;
+    for (;;) {
+      // The page saw `fromServer` live before the drop; the replay must bring the rest.
+      const replay = await replayFrom(browser, tok, firstSeq);
+      if (terminal([...fromServer, ...replay]) === Object.keys(allDone).length) break;
+      if (Date.now() > stored) throw new Error(`notices not stored for replay: ${JSON.stringify(replay)}`);
       await new Promise((r) => setTimeout(r, 500));
     }
     const before = await cardStatuses(page);

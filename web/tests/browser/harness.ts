@@ -169,6 +169,43 @@ async function waitForStatusesOnce(page: Page, expected: Record<string, string>,
   );
 }
 
+/**
+ * What the server would replay to `tok`'s owner after `since`: a throwaway page (its own context,
+ * on the gallery's origin) opens a socket, sends `resume` and collects the frames up to `resumed`.
+ */
+export async function replayFrom(browser: Browser, tok: string, since: number): Promise<Array<Record<string, unknown>>> {
+  const context = await browser.newContext();
+  try {
+    const page = await context.newPage();
+    await page.goto(WEB_URL);
+    return await page.evaluate(
+      ({ url, since }) =>
+        new Promise<Array<Record<string, unknown>>>((resolve, reject) => {
+          const frames: Array<Record<string, unknown>> = [];
+          const ws = new WebSocket(url);
+          const timer = setTimeout(() => {
+            ws.close();
+            reject(new Error(`no 'resumed' within 15 s; got ${JSON.stringify(frames)}`));
+          }, 15_000);
+          ws.onopen = () => ws.send(JSON.stringify({ action: 'resume', since }));
+          ws.onerror = () => reject(new Error('the probe socket failed'));
+          ws.onmessage = (m) => {
+            const frame = JSON.parse(String(m.data)) as Record<string, unknown>;
+            frames.push(frame);
+            if (frame.type === 'resumed') {
+              clearTimeout(timer);
+              ws.close();
+              resolve(frames);
+            }
+          };
+        }),
+      { url: `${STACK.SAFELIGHT_WS_URL}?token=${encodeURIComponent(tok)}`, since },
+    );
+  } finally {
+    await context.close();
+  }
+}
+
 /** Uploads a file the way any client would (presigned PUT), from the test itself. */
 export async function uploadViaApi(tok: string, file: { name: string; type: string; path: string }): Promise<string> {
   const bytes = readFileSync(file.path);
