@@ -36,6 +36,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
 MANIFEST = ROOT / "dist" / "lambda" / "manifest.json"
+BUILD_INFO = ROOT / "dist" / "lambda" / "build.json"  # make package's duration and load
+NOTES_MARK = "<!-- Notes below this line are kept by make report. -->"
 BUILD_DIR = ROOT / ".aws-sam" / "build"
 OUT = ROOT / "bench" / "RELEASE.md"
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -296,6 +298,10 @@ class Events:
             return load_event("admin-processing-queue.json")
         if name == "sweeper":
             return {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+        if name == "backfill":
+            # A dry run walks the stack's originals and rows every time (a real run would stop at
+            # the run-once marker after the first).
+            return load_event("backfill-dry-run.json")
         if name == "notify":
             event = load_event("notify-complete.json")
             for r in event["Records"]:
@@ -314,38 +320,67 @@ class Events:
 
 
 # ---------------------------------------------------------------- measuring
-def measure(prefix, binary: Path, name: str, env: dict, events: Events | None, log_file) -> dict:
-    inits, warm, first = [], [], []
+def stop(proc: subprocess.Popen, api: RuntimeApi) -> None:
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    api.close()
+
+
+def invoke_ok(api: RuntimeApi, name: str, events: Events | None) -> float:
+    """One invocation with a fresh event; its handler milliseconds. Fails on an error response."""
+    event = events.for_function(name) if events else {"hello": "world"}
+    secs, status, body = api.invoke(event)
+    if status != 200:
+        raise RuntimeError(f"{name}: the invocation failed: {body[:300]!r}")
+    return secs * 1000
+
+
+def measure(prefix, targets: dict[str, tuple[Path, dict, Events | None]], log_file) -> dict:
+    """Cold starts and warm handler times of every target, interleaved: each round spawns (or
+    invokes) every target once, in turn, so the anchor and the functions see the same machine
+    load (on a shared machine the load drifts between rounds; a function measured after another
+    would see a different one)."""
+    inits: dict[str, list[float]] = {n: [] for n in targets}
+    first: dict[str, list[float]] = {n: [] for n in targets}
+    warm: dict[str, list[float]] = {n: [] for n in targets}
     for run in range(COLD_RUNS):
-        api = RuntimeApi()
-        proc, start = spawn(prefix, binary, name, env, api, log_file)
-        try:
-            api.wait(lambda: api.first_next is not None, 60, f"{name}'s first /next")
-            inits.append((api.first_next - start) * 1000)
-            event = events.for_function(name) if events else {"hello": "world"}
-            secs, status, body = api.invoke(event)
-            if status != 200:
-                raise RuntimeError(f"{name}: the invocation failed: {body[:300]!r}")
-            first.append(secs * 1000)
-            if run == 0:
-                for _ in range(WARM_RUNS):
-                    event = events.for_function(name) if events else {"hello": "world"}
-                    secs, status, body = api.invoke(event)
-                    if status != 200:
-                        raise RuntimeError(f"{name}: a warm invocation failed: {body[:300]!r}")
-                    warm.append(secs * 1000)
-        finally:
-            proc.terminate()
+        log(f"cold round {run + 1}/{COLD_RUNS}: {', '.join(targets)}")
+        for name, (binary, env, events) in targets.items():
+            api = RuntimeApi()
+            proc, start = spawn(prefix, binary, name, env, api, log_file)
             try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-            api.close()
+                api.wait(lambda: api.first_next is not None, 60, f"{name}'s first /next")
+                inits[name].append((api.first_next - start) * 1000)
+                first[name].append(invoke_ok(api, name, events))
+            finally:
+                stop(proc, api)
+    live: dict[str, tuple[subprocess.Popen, RuntimeApi]] = {}
+    try:
+        for name, (binary, env, events) in targets.items():
+            api = RuntimeApi()
+            proc, _ = spawn(prefix, binary, name, env, api, log_file)
+            live[name] = (proc, api)
+            api.wait(lambda: api.first_next is not None, 60, f"{name}'s first /next")
+            invoke_ok(api, name, events)  # the first invocation is not a warm one
+        for run in range(WARM_RUNS):
+            log(f"warm round {run + 1}/{WARM_RUNS}")
+            for name, (proc, api) in live.items():
+                warm[name].append(invoke_ok(api, name, targets[name][2]))
+    finally:
+        for proc, api in live.values():
+            stop(proc, api)
     return {
-        "init_ms": statistics.median(inits),
-        "init_all": inits,
-        "first_ms": statistics.median(first),
-        "warm_ms": statistics.median(warm),
+        name: {
+            "init_ms": statistics.median(inits[name]),
+            "init_all": inits[name],
+            "first_ms": statistics.median(first[name]),
+            "warm_ms": statistics.median(warm[name]),
+            "warm_all": warm[name],
+        }
+        for name in targets
     }
 
 
@@ -367,12 +402,12 @@ def main() -> int:
     results = {}
     try:
         with open(LOCAL / "logs" / "report-functions.log", "w") as log_file:
-            log(f"anchor: {COLD_RUNS} cold starts, {WARM_RUNS} warm invocations")
-            results[ANCHOR] = measure(prefix, anchor_bin, ANCHOR, {}, None, log_file)
+            targets: dict[str, tuple[Path, dict, Events | None]] = {ANCHOR: (anchor_bin, {}, None)}
             for name, info in sorted(manifest.items()):
-                binary = BUILD_DIR / info["logical_id"] / "bootstrap"
-                log(f"{name}: {COLD_RUNS} cold starts, {WARM_RUNS} warm invocations")
-                results[name] = measure(prefix, binary, name, fn_env, events, log_file)
+                targets[name] = (BUILD_DIR / info["logical_id"] / "bootstrap", fn_env, events)
+            log(f"{len(targets)} binaries (anchor first): {COLD_RUNS} cold starts and {WARM_RUNS} warm "
+                "invocations each, interleaved round by round")
+            results = measure(prefix, targets, log_file)
     finally:
         events.pause_processing(False)
         if started:
@@ -380,7 +415,7 @@ def main() -> int:
 
     a = results[ANCHOR]
     rows = [
-        f"| `{ANCHOR}` (anchor) | {Path(anchor_bin).stat().st_size / 1e6:.2f} (unzipped) | {a['init_ms']:.1f} | 1.00 | "
+        f"| `{ANCHOR}` (anchor) | - | {Path(anchor_bin).stat().st_size / 1e6:.2f} | - | {a['init_ms']:.1f} | 1.00 | "
         f"{a['warm_ms']:.2f} | 1.00 | echo |"
     ]
     what = {
@@ -392,13 +427,28 @@ def main() -> int:
         "variant": "a fresh original -> display variants (GET, render, PUTs, row updates)",
         "ws": "`{\"action\":\"ping\"}` (PostToConnection to a gone connection, row delete)",
         "notify": "a `complete` stream record (notice stored, owner's connections queried)",
+        "backfill": "a dry run (`events/backfill-dry-run.json`): lists originals, reads their rows",
     }
     for name, info in sorted(manifest.items()):
         r = results[name]
+        arch = "aarch64" if info.get("machine") == "AArch64" else info.get("machine", "?")
         rows.append(
-            f"| `{name}` | {info['zip_bytes'] / 1e6:.2f} | {r['init_ms']:.1f} | {r['init_ms'] / a['init_ms']:.2f} | "
+            f"| `{name}` | {info['zip_bytes'] / 1e6:.2f} | {info['unzipped_bytes'] / 1e6:.2f} | "
+            f"{arch}, {info.get('max_glibc', '?')} | {r['init_ms']:.1f} | {r['init_ms'] / a['init_ms']:.2f} | "
             f"{r['warm_ms']:.2f} | {r['warm_ms'] / a['warm_ms']:.1f} | {what.get(name, '')} |"
         )
+    build = ""
+    if BUILD_INFO.exists():
+        b = json.loads(BUILD_INFO.read_text())
+        build = (
+            f"\n`make package` that built them: {b['seconds'] / 60:.1f} min (`sam build` of {b['functions']} "
+            f"functions, {'cold: no earlier arm64 build in target/' if b.get('cold') else 'warm: an earlier arm64 build was reused'}), "
+            f"load average (1 min) {b['load_min']:.1f}-{b['load_max']:.1f}, median {b['load_median']:.1f}, "
+            f"on {b.get('cpus', '?')} cores.\n"
+        )
+    notes = ""
+    if OUT.exists() and NOTES_MARK in OUT.read_text():
+        notes = OUT.read_text().split(NOTES_MARK, 1)[1]
     host = f"{platform.machine()}, {os.cpu_count()} cores, shared"
     runner = "qemu-aarch64 (user-mode emulation)" if prefix else "natively"
     text = f"""# Release figures (make report)
@@ -410,15 +460,21 @@ lambda_runtime function that echoes its event, built the same way and measured i
 
 - **Cold start** = init duration: spawn to the first `GET /runtime/invocation/next` (median of
   {COLD_RUNS} fresh processes); it covers the runtime, configuration and AWS SDK set-up.
+- Every round spawns (then invokes) the anchor and each function once, in turn, so all of them
+  see the same load on a shared machine; the medians are over the rounds.
 - **Warm handler** = `/next` handing the event out to its `/response` (median of {WARM_RUNS} invocations
   after the first), each a real event against the local emulator's S3, DynamoDB and API Gateway
   management API (plain http on 127.0.0.1); the processors render a fresh original each time.
 - Absolute times are inflated by {'emulation and ' if prefix else ''}the machine's load; compare ratios. Zip sizes
   are exact (`dist/lambda/manifest.json`).
 
-| function | zip MB | cold start ms | x anchor | warm handler ms | x anchor | warm event |
-|---|---|---|---|---|---|---|
-""" + "\n".join(rows) + "\n"
+Reproduce: `make package && make report` (`EMULATOR_PORT` etc. pick the local stack; `FUNCTIONS=a,b`
+limits the run). The ELF column is what `make package` checked: the architecture and the newest
+glibc symbol version the binary needs (Lambda's `provided.al2023` has glibc 2.34).
+{build}
+| function | zip MB | unzipped MB | ELF, newest glibc | cold start ms | x anchor | warm handler ms | x anchor | warm event |
+|---|---|---|---|---|---|---|---|---|
+""" + "\n".join(rows) + f"\n\n{NOTES_MARK}{notes or chr(10)}"
     OUT.write_text(text)
     print(text)
     (LOCAL / "release-figures.json").write_text(json.dumps(results, indent=2))

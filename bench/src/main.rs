@@ -63,10 +63,17 @@ fn time(job: &str, input: &Path, iters: usize, out_dir: &Path) -> Result<()> {
     let bytes = std::fs::read(input).with_context(|| input.display().to_string())?;
     let specs = specs(job)?;
     let limits = Limits::default();
-    // SAFELIGHT_BENCH_HEADROOM varies the shrink-on-load rule (bench.py's headroom sweep).
+    // SAFELIGHT_BENCH_HEADROOM varies the shrink-on-load rule (bench.py's headroom sweep): `h`
+    // (every scale) or `h/half` (1/8 and 1/4 at h, JPEG's 1/2 scale at half).
     let mut options = RenderOptions::default();
-    if let Ok(h) = std::env::var("SAFELIGHT_BENCH_HEADROOM") {
+    if let Ok(rule) = std::env::var("SAFELIGHT_BENCH_HEADROOM") {
+        let (h, half) = rule.split_once('/').unwrap_or((&rule, &rule));
         options.decode_headroom = h.parse().context("SAFELIGHT_BENCH_HEADROOM")?;
+        options.half_scale_headroom = half.parse().context("SAFELIGHT_BENCH_HEADROOM")?;
+    }
+    // SAFELIGHT_BENCH_FAST_UPSAMPLE=0|1 overrides the engine's default chroma upsampling.
+    if let Ok(v) = std::env::var("SAFELIGHT_BENCH_FAST_UPSAMPLE") {
+        options.fast_chroma_upsampling = v == "1";
     }
     // One warm-up run, like every other tool gets.
     let mut last = render_with(&bytes, &specs, &limits, &options)?;

@@ -15,8 +15,10 @@ const buf = fs.readFileSync(input);
 function outputsFor(job) {
   if (job === "thumbs") return [150, 300, 600].map((e) => [String(e), e, "jpeg"]);
   if (job === "variants") return [1280, 2048].flatMap((e) => [[String(e), e, "jpeg"], [String(e), e, "webp"]]);
-  const [fmt, edge] = job.split(":");
-  return [[edge, Number(edge), fmt]];
+  // `avif:<edge>@<quality>`: AVIF at another quality than sharp's default (matched-quality rows).
+  const [spec, quality] = job.split("@");
+  const [fmt, edge] = spec.split(":");
+  return [[edge, Number(edge), fmt, quality ? Number(quality) : undefined]];
 }
 
 const outs = outputsFor(job);
@@ -26,13 +28,13 @@ const AVIF_QUALITY = Number(process.env.SHARP_AVIF_QUALITY || 50);
 async function once() {
   const base = sharp(buf).rotate();
   return Promise.all(
-    outs.map(([name, edge, fmt]) => {
+    outs.map(([name, edge, fmt, quality]) => {
       const p = base.clone().resize(edge, edge, { fit: "inside", withoutEnlargement: true });
       const enc =
         fmt === "webp"
           ? p.webp({ quality: 80 })
           : fmt === "avif"
-            ? p.avif({ quality: AVIF_QUALITY })
+            ? p.avif({ quality: quality ?? AVIF_QUALITY })
             : p.jpeg({ quality: 80 });
       return enc.toBuffer({ resolveWithObject: true }).then((r) => [name, fmt, r]);
     }),

@@ -226,6 +226,9 @@ fn broken_files_give_typed_permanent_errors() {
         ("truncated.png", "truncated"),
         ("png-behind-jpeg-magic.jpg", "corrupt"),
         ("not-an-image.jpg", "unsupported"),
+        // A frame rav1d fails to decode; with one frame context rav1d 1.1 aborted the process
+        // here (memorysafety/rav1d#1497), so a regression ends this test binary with SIGABRT.
+        ("avif-damaged-frame.avif", "corrupt"),
     ];
     for (name, code) in cases {
         let err = render(

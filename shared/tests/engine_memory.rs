@@ -37,10 +37,16 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Peak heap bytes allocated (above what was live before) while running `f`.
-fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+/// Held for a test's whole body: the counters are process-wide, so nothing else may allocate
+/// while a test measures, set-up included.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Peak heap bytes allocated (above what was live before) while running `f`. Call under
+/// [`serial`].
+fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
     let before = LIVE.load(Ordering::SeqCst);
     PEAK.store(before, Ordering::SeqCst);
     let out = f();
@@ -49,6 +55,7 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 
 #[test]
 fn hostile_files_fail_typed_within_a_small_memory_bound() {
+    let _one_at_a_time = serial();
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     let mut specs = default_thumbnail_specs();
     specs.extend(default_variant_specs());
@@ -80,6 +87,7 @@ fn hostile_files_fail_typed_within_a_small_memory_bound() {
 
 #[test]
 fn a_photo_renders_within_a_bound_proportional_to_its_reduced_decode() {
+    let _one_at_a_time = serial();
     // 1024x768 JPEG, thumbnails only: the decode (2.4 MB as RGB at most) plus the resized copies
     // and encoder buffers stay well under 16 MB.
     let bytes = std::fs::read(
@@ -94,6 +102,7 @@ fn a_photo_renders_within_a_bound_proportional_to_its_reduced_decode() {
 
 #[test]
 fn a_16_bit_rgba_png_over_the_decode_budget_is_refused_from_its_header_naming_the_budget() {
+    let _one_at_a_time = serial();
     // The header of a 10000x10000 16-bit RGBA PNG and nothing else: the refusal must come from
     // the header, before any pixel data is read.
     let mut header = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR".to_vec();
@@ -115,7 +124,10 @@ fn a_16_bit_rgba_png_over_the_decode_budget_is_refused_from_its_header_naming_th
 
 #[test]
 fn a_16_bit_png_is_narrowed_without_holding_a_16_bit_copy() {
-    let (w, h) = (3000u32, 3000u32);
+    let _one_at_a_time = serial();
+    // 64 MB decoded: over the engine's KEEP_MAX (48 MiB), so no decode buffer outlives the render
+    // and the bound below is about this render alone (see the next test for the kept buffer).
+    let (w, h) = (4000u32, 4000u32);
     let bytes = safelight::testing::png_rgba16_one_colour(w, h, [0xffff, 0x8000, 0, 0xffff]);
     let pixels = u64::from(w) * u64::from(h);
     let (result, peak) = peak_during(|| {
@@ -148,4 +160,44 @@ fn a_16_bit_png_is_narrowed_without_holding_a_16_bit_copy() {
     )
     .unwrap_err();
     assert_eq!(err.code(), "too_large", "{err}");
+}
+
+#[test]
+fn one_decode_buffer_of_at_most_48_mib_is_kept_for_the_next_image() {
+    let _one_at_a_time = serial();
+    const KEEP_MAX: usize = 48 << 20;
+    // Run on a fresh thread: the buffer is the thread's, and ends with it.
+    std::thread::spawn(|| {
+        let small =
+            safelight::testing::png_rgba16_one_colour(3000, 2000, [0, 0x8000, 0xffff, 0xffff]);
+        let big = safelight::testing::png_rgba16_one_colour(4000, 4000, [0xffff, 0, 0, 0xffff]);
+        let specs = default_thumbnail_specs();
+        let limits = Limits::for_memory_mb(1024);
+        let decoded = 3000 * 2000 * 4;
+
+        let base = LIVE.load(Ordering::SeqCst);
+        let (first, cold) = peak_during(|| render(&small, &specs, &limits));
+        first.unwrap();
+        let kept = LIVE.load(Ordering::SeqCst) - base;
+        assert!(
+            (decoded..=decoded + (1 << 20)).contains(&kept),
+            "the decode buffer ({decoded} bytes) stays for the next image: {kept} bytes live"
+        );
+        // The next image of that size or smaller decodes into it: no second decode buffer.
+        let (second, warm) = peak_during(|| render(&small, &specs, &limits));
+        second.unwrap();
+        assert!(
+            warm + decoded <= cold + (1 << 20),
+            "a warm render allocates no decode buffer: cold {cold}, warm {warm}"
+        );
+        // A decode over KEEP_MAX is freed as before, and the smaller kept buffer with it.
+        render(&big, &specs, &limits).unwrap();
+        let after = LIVE.load(Ordering::SeqCst) - base;
+        assert!(
+            after < 1 << 20,
+            "nothing over KEEP_MAX ({KEEP_MAX}) stays: {after} bytes live"
+        );
+    })
+    .join()
+    .unwrap();
 }

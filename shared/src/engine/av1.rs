@@ -122,9 +122,15 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
     unsafe { dav1d_default_settings(NonNull::from(&mut settings).cast()) };
     // SAFETY: initialised just above.
     let mut settings = unsafe { settings.assume_init() };
-    // One thread (Lambda parallelises across invocations), no frame delay (a still picture).
-    settings.n_threads = 1;
-    settings.max_frame_delay = 1;
+    // Two frame contexts, not one: rav1d 1.1 aborts the process on any frame-decode error when it
+    // has a single frame context (`max_frame_delay = 1`): its error path unwraps a frame header the
+    // failed decode already released, and the panic cannot unwind out of its `extern "C"` API
+    // (memorysafety/rav1d#1497; fixes proposed in #1496 and #1503, not released). With two, a decode
+    // error comes back as an error code from the frame worker. The price is frame threading's
+    // separate parsing pass and coefficient buffer (budgeted in `decode::working_set`): +22% time
+    // on one core for a 12 MP AVIF (README). Back to one context when a release has the fix.
+    settings.n_threads = 2;
+    settings.max_frame_delay = 2;
     settings.all_layers = 0;
     settings.frame_size_limit = u32::try_from(max_pixels).unwrap_or(u32::MAX);
 
@@ -150,6 +156,7 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
     let mut picture = Picture(Dav1dPicture::default());
     // A still image is one temporal unit: send until consumed, taking pictures when asked.
     let mut got = false;
+    let mut drains = 0;
     for _ in 0..64 {
         if data.0.sz > 0 {
             // SAFETY: live context and data; dav1d consumes from `data` and updates it.
@@ -168,7 +175,12 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
             return Err(failed("decode the image", r.0));
         }
         if data.0.sz == 0 {
-            break;
+            // All sent: the frame may still be in a frame worker, and the next get after one
+            // that found nothing drains the workers (waiting for them). Still nothing: no picture.
+            drains += 1;
+            if drains > 2 {
+                break;
+            }
         }
     }
     if !got {

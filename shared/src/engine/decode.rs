@@ -22,6 +22,44 @@ use super::heif::{Coding, Heif};
 use super::probe::{format_name, Header};
 use super::{EngineError, Limits};
 
+/// The largest decode buffer a thread keeps between renders: a 16 MP RGB decode. Bigger ones are
+/// freed as usual, so what stays resident between images is bounded whatever the last one was.
+const KEEP_MAX: usize = 48 << 20;
+
+thread_local! {
+    /// The last decode's pixel buffer, kept for the next decode on this thread. A decode of tens of
+    /// megabytes is above glibc's largest `mmap` threshold (32 MiB), so a fresh one comes from the
+    /// kernel page by page: measured at ~13% of a full-size 12 MP JPEG render (bench/PROFILE.md).
+    /// A processor renders its batch one image at a time on one blocking thread, so this is one
+    /// buffer per processor process.
+    static KEPT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// A zero-filled buffer of `len` bytes: the thread's kept buffer when it is large enough (zeroed
+/// again, so nothing of an earlier image can reach this one), else a fresh one.
+fn pixel_buffer(len: usize) -> Vec<u8> {
+    let mut buf = KEPT.with_borrow_mut(std::mem::take);
+    if buf.capacity() < len {
+        // Freed first, so the two are never held together.
+        drop(buf);
+        return vec![0; len];
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    buf
+}
+
+/// Hands a decode's buffer back once the render no longer needs it (see [`KEPT`]).
+pub(crate) fn recycle(buf: Vec<u8>) {
+    if buf.capacity() <= KEEP_MAX {
+        KEPT.with_borrow_mut(|kept| {
+            if buf.capacity() > kept.capacity() {
+                *kept = buf;
+            }
+        });
+    }
+}
+
 /// Decoded 8-bit pixels, rows tightly packed, `channels` 3 (RGB) or 4 (RGBA, straight alpha).
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct Pixels {
@@ -41,16 +79,43 @@ impl std::fmt::Debug for Pixels {
     }
 }
 
-/// The JPEG shrink-on-load keeps at least this much resolution over the largest output, so the
-/// final resampling still has detail to work with.
-pub const HEADROOM: u32 = 2;
+/// Shrink-on-load (JPEG DCT scaling at 1/8 and 1/4, libwebp's scaled WebP decode) keeps the
+/// decode's longest edge at least this multiple of the largest output's, so the final resampling
+/// still has detail to work with; a smaller output resamples from a larger one already made when
+/// that one has this much headroom over it. Chosen by measurement (`make bench`'s headroom sweep,
+/// BENCHMARKS.md): the fastest rule whose outputs are as good as sharp's (DSSIM) in every cell.
+pub const HEADROOM: f32 = 1.25;
+
+/// The headroom a JPEG decoded at 1/2 scale keeps. Measured on the benchmark's 12 MP photo, a
+/// 1600 px output from the 1/2-scale decode (1.44x headroom) has about twice the DSSIM of one from
+/// the full-size decode (0.0043 vs 0.0023), where sharp decodes at full size; at 1/4 scale the
+/// same headroom stays better than sharp's output. Chosen by the same sweep.
+pub const HALF_SCALE_HEADROOM: f32 = 2.0;
+
+/// The JPEG DCT scale (1/8, 1/4, 1/2 or 1, as a denominator) for outputs whose largest has
+/// `largest` px on its longest edge: the smallest whose longest edge keeps `headroom` (1/8, 1/4)
+/// or `half_headroom` (1/2) times that.
+pub(crate) fn jpeg_scale(long: u32, largest: u32, headroom: f32, half_headroom: f32) -> u32 {
+    let need = |h: f32| (f64::from(largest.min(long)) * f64::from(h)).ceil();
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&d| {
+            let h = if d == 2 { half_headroom } else { headroom };
+            f64::from(long.div_ceil(d)) >= need(h)
+        })
+        .unwrap_or(1)
+}
 
 /// Decodes `bytes` (already probed as `header`), at a size whose longest edge is at least
 /// `min_long` where the format can scale while decoding.
+/// `fast_upsample`: a JPEG's chroma is upsampled by repetition (libjpeg-turbo's merged
+/// upsampling and colour conversion) instead of its triangular filter; for decodes that are then
+/// downscaled (see `RenderOptions::fast_chroma_upsampling`).
 pub(crate) fn decode(
     bytes: &[u8],
     header: &Header,
     min_long: u32,
+    fast_upsample: bool,
     limits: &Limits,
 ) -> Result<Pixels, EngineError> {
     let format = format_name(header.content_type);
@@ -64,11 +129,11 @@ pub(crate) fn decode(
             if !scan.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
                 return Err(EngineError::Truncated { format: "jpeg" });
             }
-            decode_jpeg(bytes, header, min_long)
+            decode_jpeg(bytes, header, min_long, fast_upsample)
         }
         ContentType::Png => decode_png(bytes, header),
         ContentType::Gif => decode_with_image(bytes, image::ImageFormat::Gif, header, limits),
-        ContentType::Webp => decode_webp(bytes, header, limits),
+        ContentType::Webp => decode_webp(bytes, header, min_long, limits),
         ContentType::Avif => decode_avif(bytes, header, limits),
     }));
     let pixels = result.unwrap_or_else(|_| {
@@ -83,16 +148,18 @@ pub(crate) fn decode(
     Ok(pixels)
 }
 
-/// The estimated peak bytes of decoding `header` for outputs whose largest has `largest` px on
-/// its longest edge, and of the first resampling from that decode: the 8-bit pixels at the size
-/// the decoder produces, what the decoder holds beside them, and the resampler's buffers (for
-/// RGBA a premultiplied copy of its source; the horizontal pass; the output).
-pub(crate) fn working_set(header: &Header, largest: u32) -> u64 {
+/// The estimated peak bytes of decoding `header` with shrink-on-load to at least `min_long` px on
+/// the longest edge, for outputs whose largest has `largest` px there, and of the first resampling
+/// from that decode: the 8-bit pixels at the size the decoder produces, what the decoder holds
+/// beside them, and the resampler's buffers (for RGBA a premultiplied copy of its source; the
+/// horizontal pass; the output). A scaled WebP decode is budgeted at full size (libwebp's
+/// lossless decoder holds the whole frame).
+pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
     let (mut w, mut h) = (u64::from(header.width), u64::from(header.height));
     let per_pixel: u64 = match header.content_type {
         ContentType::Jpeg => {
             let long = header.width.max(header.height);
-            let d = jpeg_denominator(long, largest.saturating_mul(HEADROOM));
+            let d = jpeg_denominator(long, min_long);
             (w, h) = (w.div_ceil(d), h.div_ceil(d));
             // CMYK is decoded, then converted to RGB while both are held.
             if header.jpeg_components == 4 {
@@ -105,9 +172,13 @@ pub(crate) fn working_set(header: &Header, largest: u32) -> u64 {
         ContentType::Png => u64::from(header.decoded_channels),
         // The image crate's decoders (and libwebp): a canvas or frame buffer beside the RGBA result.
         ContentType::Gif | ContentType::Webp => 8,
-        // rav1d's picture and our u16 copy of it while copying out: up to 6 + 6 bytes a pixel
-        // (4:4:4, 10-12 bit); then the u16 planes beside the RGB result (6 + 3), plus alpha.
-        ContentType::Avif => 12,
+        // While copying out: rav1d's picture and our u16 copy of it, up to 6 + 6 bytes a pixel
+        // (4:4:4, 10-12 bit), and the coefficient buffer of rav1d's frame threading (its two frame
+        // contexts, see `av1`), up to 12 more (4:4:4 high bit depth; 3 for 8-bit 4:2:0, measured
+        // +32 MB on a 12 MP AVIF), plus its block info (< 1); then the u16 planes beside the RGB
+        // result (6 + 3), plus alpha. Counted at the worst case: the container's `av1C` could
+        // claim a lighter bitstream than the one rav1d decodes.
+        ContentType::Avif => 25,
     };
     let c = u64::from(header.decoded_channels);
     let pixels = w.saturating_mul(h);
@@ -122,8 +193,8 @@ pub(crate) fn working_set(header: &Header, largest: u32) -> u64 {
         .saturating_add(output)
 }
 
-/// The JPEG DCT scale (1/8, 1/4, 1/2 or 1, as a denominator) the decoders pick: the smallest whose
-/// longest edge still reaches `min_long`.
+/// The JPEG DCT scale (1/8, 1/4, 1/2 or 1, as a denominator) libjpeg-turbo decodes at, and the
+/// decode budget is checked at: the smallest whose longest edge still reaches `min_long`.
 fn jpeg_denominator(long: u32, min_long: u32) -> u64 {
     let want = u64::from(min_long.min(long));
     [8u64, 4, 2]
@@ -166,12 +237,11 @@ fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, EngineError> {
     let raw = reader
         .output_buffer_size()
         .ok_or(EngineError::MemoryLimit)?;
-    let mut data = vec![
-        0u8;
+    let mut data = pixel_buffer(
         pixels
             .checked_mul(channels)
-            .ok_or(EngineError::MemoryLimit)?
-    ];
+            .ok_or(EngineError::MemoryLimit)?,
+    );
     if raw > data.len() || raw != pixels * samples {
         return Err(EngineError::corrupt(F, "unexpected decoded row layout"));
     }
@@ -295,51 +365,55 @@ fn image_error(format: &'static str, e: image::ImageError) -> EngineError {
     }
 }
 
-/// WebP: libwebp (SIMD) with the C codecs, for still images; animations (first frame composited
-/// on the canvas) and the pure-Rust build go through image-webp.
+/// WebP: libwebp (SIMD) with the C codecs, for still images, scaled while decoding to the
+/// smallest size whose longest edge still reaches `min_long` (`libwebp`); animations (first frame
+/// composited on the canvas) and the pure-Rust build go through image-webp at full size.
 #[cfg(feature = "turbo")]
-fn decode_webp(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
-    const F: &str = "webp";
-    // VP8X flags: bit 1 = animation.
-    let animated =
-        bytes.get(12..16) == Some(b"VP8X") && bytes.get(20).is_some_and(|f| f & 0x02 != 0);
-    if animated {
-        return decode_with_image(bytes, image::ImageFormat::WebP, header, limits);
-    }
-    let Some(img) = webp::Decoder::new(bytes).decode() else {
-        // libwebp says only "failed": let image-webp name what is wrong (truncated, corrupt...).
-        return match decode_with_image(bytes, image::ImageFormat::WebP, header, limits) {
-            Err(e) => Err(e),
-            Ok(_) => Err(EngineError::corrupt(
-                F,
-                "libwebp could not decode the image",
-            )),
+fn decode_webp(
+    bytes: &[u8],
+    header: &Header,
+    min_long: u32,
+    limits: &Limits,
+) -> Result<Pixels, EngineError> {
+    use super::libwebp::{self, Refusal};
+    let (w, h) = (header.width, header.height);
+    let long = w.max(h);
+    let want = min_long.clamp(1, long);
+    // Same aspect ratio, each side rounded up so the longest edge reaches `want`.
+    let scaled = (want < long).then(|| {
+        let side = |s: u32| {
+            ((u64::from(s) * u64::from(want)).div_ceil(u64::from(long))).clamp(1, u64::from(s))
+                as u32
         };
-    };
-    if (img.width(), img.height()) != (header.width, header.height) {
-        return Err(EngineError::corrupt(
-            F,
-            "the decoded size differs from the header's",
-        ));
+        (side(w), side(h))
+    });
+    match libwebp::decode(bytes, w, h, scaled) {
+        Ok(px) => Ok(px),
+        Err(Refusal::Engine(e)) => Err(e),
+        Err(Refusal::Animated) => {
+            decode_with_image(bytes, image::ImageFormat::WebP, header, limits)
+        }
+        // libwebp's status says little ("bitstream error"): let image-webp name what is wrong
+        // (truncated, corrupt...), and never accept pixels libwebp refused.
+        Err(Refusal::Failed(status)) => {
+            match decode_with_image(bytes, image::ImageFormat::WebP, header, limits) {
+                Err(e) => Err(e),
+                Ok(_) => Err(EngineError::corrupt(
+                    "webp",
+                    format!("libwebp could not decode the image ({status:?})"),
+                )),
+            }
+        }
     }
-    let channels = if img.is_alpha() { 4 } else { 3 };
-    let data = img.to_vec();
-    if data.len() != header.width as usize * header.height as usize * channels {
-        return Err(EngineError::corrupt(
-            F,
-            "libwebp returned fewer pixels than the frame has",
-        ));
-    }
-    Ok(Pixels {
-        width: header.width,
-        height: header.height,
-        channels: channels as u8,
-        data,
-    })
 }
 
 #[cfg(not(feature = "turbo"))]
-fn decode_webp(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
+fn decode_webp(
+    bytes: &[u8],
+    header: &Header,
+    _min_long: u32,
+    limits: &Limits,
+) -> Result<Pixels, EngineError> {
     decode_with_image(bytes, image::ImageFormat::WebP, header, limits)
 }
 
@@ -465,7 +539,12 @@ fn inverted_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 }
 
 #[cfg(feature = "turbo")]
-fn decode_jpeg(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, EngineError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    header: &Header,
+    min_long: u32,
+    fast_upsample: bool,
+) -> Result<Pixels, EngineError> {
     use turbojpeg::{Colorspace, Decompressor, Image, PixelFormat, ScalingFactor};
     const F: &str = "jpeg";
     let tj = |e: turbojpeg::Error| classify_turbo(&e.to_string());
@@ -477,25 +556,18 @@ fn decode_jpeg(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, E
             "the frame size differs from the header's",
         ));
     }
-    let long = h.width.max(h.height);
-    let want = (min_long as usize).min(long);
-    // Smallest DCT scale (n/8, never above 1) whose longest edge still reaches `want`.
-    // Smallest of 1/8, 1/4, 1/2, 1 whose longest edge still reaches `want`. libjpeg-turbo also
-    // offers 3/8, 5/8, 3/4 and 7/8, but their IDCTs have no SIMD: measured with callgrind on a
-    // 12 MP photo, 3/8 costs more than 1/2 and 5/8-7/8 more than a full-size decode.
+    // The scale the decode budget was checked at (`jpeg_denominator`): 1/8, 1/4, 1/2 or 1.
+    // libjpeg-turbo also offers 3/8, 5/8, 3/4 and 7/8, but their IDCTs have no SIMD: measured
+    // with callgrind on a 12 MP photo, 3/8 costs more than 1/2 and 5/8-7/8 more than a full-size
+    // decode.
     let factor = if h.is_lossless {
         ScalingFactor::ONE
     } else {
-        [
-            ScalingFactor::ONE_EIGHTH,
-            ScalingFactor::ONE_QUARTER,
-            ScalingFactor::ONE_HALF,
-        ]
-        .into_iter()
-        .find(|f| f.scale(long) >= want)
-        .unwrap_or(ScalingFactor::ONE)
+        let d = jpeg_denominator(header.width.max(header.height), min_long);
+        ScalingFactor::new(1, usize::try_from(d).unwrap_or(1))
     };
     d.set_scaling_factor(factor).map_err(tj)?;
+    d.set_fast_upsample(fast_upsample).map_err(tj)?;
     // Guard against the progressive-scan denial of service (libjpeg-turbo's advice: 500).
     d.set_scan_limit(500).map_err(tj)?;
     let (width, height) = (factor.scale(h.width), factor.scale(h.height));
@@ -507,7 +579,7 @@ fn decode_jpeg(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, E
     };
     let size = format.size();
     let mut image = Image {
-        pixels: vec![0u8; width * height * size],
+        pixels: pixel_buffer(width * height * size),
         width,
         pitch: width * size,
         height,
@@ -524,7 +596,9 @@ fn decode_jpeg(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, E
         return Err(EngineError::corrupt(F, "the decoded size is out of range"));
     };
     let data = if cmyk {
-        inverted_cmyk_to_rgb(&image.pixels)
+        let rgb = inverted_cmyk_to_rgb(&image.pixels);
+        recycle(image.pixels);
+        rgb
     } else {
         image.pixels
     };
@@ -560,7 +634,12 @@ fn classify_turbo(msg: &str) -> EngineError {
 }
 
 #[cfg(not(feature = "turbo"))]
-fn decode_jpeg(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, EngineError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    header: &Header,
+    min_long: u32,
+    _fast_upsample: bool,
+) -> Result<Pixels, EngineError> {
     use jpeg_decoder::{Decoder, PixelFormat};
     const F: &str = "jpeg";
     let mut d = Decoder::new(Cursor::new(bytes));
@@ -633,6 +712,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_kept_buffer_is_reused_zeroed_and_a_huge_one_is_not_kept() {
+        let mut first = pixel_buffer(1 << 20);
+        first.fill(0xAB);
+        let ptr = first.as_ptr();
+        recycle(first);
+        let again = pixel_buffer(1 << 19);
+        assert_eq!(
+            again.as_ptr(),
+            ptr,
+            "the kept buffer serves a smaller decode"
+        );
+        assert!(
+            again.iter().all(|&b| b == 0),
+            "nothing of the last image is left"
+        );
+        recycle(again);
+        recycle(Vec::with_capacity(KEEP_MAX + 1));
+        let kept = pixel_buffer(1);
+        assert_eq!(kept.as_ptr(), ptr, "a buffer over KEEP_MAX is not kept");
+    }
+
+    #[test]
     fn gray_and_gray_alpha_widen_in_place() {
         let mut gray = vec![10, 20, 0, 0, 0, 0];
         widen_in_place(&mut gray, 2, 1);
@@ -640,6 +741,19 @@ mod tests {
         let mut ga = vec![10, 1, 20, 2, 0, 0, 0, 0];
         widen_in_place(&mut ga, 2, 2);
         assert_eq!(ga, [10, 10, 10, 1, 20, 20, 20, 2]);
+    }
+
+    #[test]
+    fn the_jpeg_scale_keeps_the_headroom_of_its_rule() {
+        // 12 MP (4619 px long): 1/4 = 1155 px, 1/2 = 2310 px.
+        assert_eq!(jpeg_scale(4619, 600, 1.25, 2.0), 4); // thumbnails: 1155 >= 750
+        assert_eq!(jpeg_scale(4619, 200, 1.25, 2.0), 8); // 578 >= 250
+        assert_eq!(jpeg_scale(4619, 1000, 1.25, 2.0), 2); // 1155 < 1250; 2310 >= 2000
+        assert_eq!(jpeg_scale(4619, 1600, 1.25, 2.0), 1); // 2310 < 3200: full size
+        assert_eq!(jpeg_scale(4619, 1600, 1.25, 1.25), 2);
+        assert_eq!(jpeg_scale(4619, 600, 2.0, 2.0), 2);
+        // Never more than the image: a tiny original at its own size.
+        assert_eq!(jpeg_scale(100, 150, 1.25, 2.0), 1);
     }
 
     #[test]

@@ -10,12 +10,14 @@
 //!    decode budget (half the function's memory, [`Limits::for_memory_mb`]) against an estimate of
 //!    the decode's peak from the dimensions, channels and JPEG scale.
 //! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest of
-//!    1/8, 1/4, 1/2 or 1 that still leaves at least 2x ([`HEADROOM`]) the largest output's
-//!    longest edge, so the final resampling has detail to work with. (libjpeg-turbo's other n/8
-//!    scales lack SIMD and cost more than the next power of two.) Other formats decode at full
-//!    size.
+//!    1/8, 1/4, 1/2 or 1 that still leaves at least [`HEADROOM`] times the largest output's
+//!    longest edge ([`HALF_SCALE_HEADROOM`] at 1/2; both chosen by measurement), so the final
+//!    resampling has detail to work with. (libjpeg-turbo's other n/8
+//!    scales lack SIMD and cost more than the next power of two.) A still WebP is scaled the same
+//!    way while libwebp decodes it (feature `turbo`: its area-averaging rescaler on the YUV rows,
+//!    to the smallest size reaching that edge). Other formats decode at full size.
 //! 3. Per distinct output size, largest first: Lanczos3 resampling with SIMD (fast_image_resize,
-//!    alpha-aware) from the smallest image already made that still has 2x headroom (the 300 px
+//!    alpha-aware) from the smallest image already made that still has that headroom (the 300 px
 //!    thumbnail from the 600 px one), else from the decode. Then the EXIF orientation is applied
 //!    to the small result (cheaper than rotating the big one), so outputs are upright.
 //! 4. Colour: an embedded ICC profile (JPEG `APP2`, PNG `iCCP`, WebP `ICCP`, AVIF `colr`) or
@@ -30,8 +32,9 @@
 //! - without it, pure Rust: jpeg-decoder (scaled decode at 1/8, 1/4, 1/2) and jpeg-encoder; WebP
 //!   output is **lossless** (image-webp has no lossy encoder), so bigger, and `quality` is unused.
 //!
-//! PNG, GIF and WebP originals decode with the `image` crate's pure-Rust decoders in both builds;
-//! AVIF originals with rav1d (the Rust port of dav1d) in both builds.
+//! PNG and GIF originals decode with pure-Rust decoders in both builds; WebP with libwebp when
+//! `turbo` is on (animations, and the pure build, with image-webp); AVIF originals with rav1d
+//! (the Rust port of dav1d) in both builds.
 //!
 //! # What is kept and what is not
 //! - Metadata: nothing is copied. Outputs carry no EXIF, GPS, XMP, ICC profile or embedded
@@ -59,7 +62,8 @@
 //! bounded from the header: an image whose estimated decode peak exceeds
 //! [`Limits::max_decode_bytes`] is refused as `too_large` before decoding; 16-bit PNG is narrowed
 //! row by row, never held at 16 bits. rav1d also refuses frames over `max_pixels` before
-//! allocating them. `av1` is the engine's only `unsafe` code (rav1d's C-style interface).
+//! allocating them. `av1` (rav1d's C-style interface) and `libwebp` (libwebp's advanced decoding
+//! API, for scaled decode) are the engine's only `unsafe` code.
 
 mod av1;
 mod decode;
@@ -67,6 +71,8 @@ mod encode;
 mod error;
 mod heif;
 mod icc;
+#[cfg(feature = "turbo")]
+mod libwebp;
 mod probe;
 mod spec;
 mod transform;
@@ -74,7 +80,7 @@ mod transform;
 use fast_image_resize::Resizer;
 
 pub use crate::domain::ContentType;
-pub use decode::HEADROOM;
+pub use decode::{HALF_SCALE_HEADROOM, HEADROOM};
 pub use error::EngineError;
 pub use probe::Probe;
 pub use spec::{
@@ -169,15 +175,29 @@ fn check_spec(spec: &Spec) -> Result<(), EngineError> {
 /// choose the defaults by measurement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RenderOptions {
-    /// JPEG shrink-on-load keeps the decode's longest edge at least this multiple of the largest
-    /// output's (1.0 = decode just big enough; [`HEADROOM`] by default).
+    /// Shrink-on-load keeps the decode's longest edge at least this multiple of the largest
+    /// output's, and a smaller output resamples from a larger one only with this much headroom
+    /// (1.0 = just big enough; [`HEADROOM`] by default).
     pub decode_headroom: f32,
+    /// The headroom of a JPEG decoded at 1/2 scale ([`HALF_SCALE_HEADROOM`] by default).
+    pub half_scale_headroom: f32,
+    /// Upsample a JPEG's chroma by repetition, merged with the colour conversion, when every
+    /// output is smaller than the original (libjpeg-turbo's fast upsampling; the triangular
+    /// filter otherwise). [`FAST_CHROMA_UPSAMPLING`] by default.
+    pub fast_chroma_upsampling: bool,
 }
+
+/// Whether [`RenderOptions::fast_chroma_upsampling`] is on by default: chosen by measurement
+/// (BENCHMARKS.md, the sweep of decode rules: on the 12 MP JPEG a full-size decode for 1600 px
+/// is ~4% faster, and every output's DSSIM and size are the same to within 0.5%).
+pub const FAST_CHROMA_UPSAMPLING: bool = true;
 
 impl Default for RenderOptions {
     fn default() -> Self {
         RenderOptions {
-            decode_headroom: HEADROOM as f32,
+            decode_headroom: HEADROOM,
+            half_scale_headroom: HALF_SCALE_HEADROOM,
+            fast_chroma_upsampling: FAST_CHROMA_UPSAMPLING,
         }
     }
 }
@@ -215,7 +235,17 @@ pub fn render_with(
     sizes.dedup();
     let largest = sizes.first().map_or(1, |&(w, h)| w.max(h));
 
-    let needed = decode::working_set(&header, largest);
+    let headroom = f64::from(options.decode_headroom.clamp(1.0, 8.0));
+    let min_long = match header.content_type {
+        // The decode's longest edge at the JPEG scale the rule picks.
+        ContentType::Jpeg => {
+            let long = header.width.max(header.height);
+            let half = options.half_scale_headroom.clamp(1.0, 8.0);
+            long.div_ceil(decode::jpeg_scale(long, largest, headroom as f32, half))
+        }
+        _ => (f64::from(largest) * headroom).ceil() as u32,
+    };
+    let needed = decode::working_set(&header, largest, min_long);
     if needed > limits.max_decode_bytes {
         const MIB: u64 = 1024 * 1024;
         return Err(EngineError::DecodeBudget {
@@ -225,25 +255,28 @@ pub fn render_with(
             budget_mib: limits.max_decode_bytes / MIB,
         });
     }
-    let headroom = options.decode_headroom.clamp(1.0, 8.0);
-    let min_long = (f64::from(largest) * f64::from(headroom)).ceil() as u32;
-    let pixels = decode::decode(original, &header, min_long, limits)?;
+    // Only when every output is a downscale of the original: fast upsampling's blockier chroma
+    // edges are then averaged away by the resampler.
+    let fast_upsample = options.fast_chroma_upsampling && largest < header.width.max(header.height);
+    let pixels = decode::decode(original, &header, min_long, fast_upsample, limits)?;
     // Colour: the embedded profile (or AVIF CICP) to sRGB, applied to each output below.
     let to_srgb = icc::for_original(original, header.content_type);
 
     let mut resizer = Resizer::new();
     // Largest first; each size resamples from the smallest image already made that still has
-    // HEADROOM over it (e.g. 300 from the 600 px one), else from the decode: cheaper, same filter.
+    // the headroom over it (e.g. 300 from the 600 px one), else from the decode: cheaper, same
+    // filter.
     let mut stored: Vec<decode::Pixels> = Vec::with_capacity(sizes.len());
     for &(w, h) in &sizes {
         let (sw, sh) = if header.transposed() { (h, w) } else { (w, h) };
-        let enough =
-            |p: &&decode::Pixels| p.width.max(p.height) >= sw.max(sh).saturating_mul(HEADROOM);
+        let enough = |p: &&decode::Pixels| {
+            f64::from(p.width.max(p.height)) >= f64::from(sw.max(sh)) * headroom
+        };
         let from = stored.iter().rev().find(enough).unwrap_or(&pixels);
         let resized = transform::resize(&mut resizer, from, sw, sh)?;
         stored.push(resized);
     }
-    drop(pixels);
+    decode::recycle(pixels.data);
     let upright: Vec<((u32, u32), decode::Pixels)> = sizes
         .iter()
         .zip(stored)
