@@ -107,6 +107,28 @@ impl Stack {
         aws_sdk_dynamodb::Client::new(&self.sdk)
     }
 
+    /// Messages a queue holds in any state (visible, in flight, delayed), by its stack variable.
+    pub async fn queue_depth(&self, queue_var: &str) -> Result<u64> {
+        self.queue_depth_at(self.var(queue_var)?).await
+    }
+
+    /// Messages the queue at `url` holds in any state (visible, in flight, delayed).
+    pub async fn queue_depth_at(&self, url: &str) -> Result<u64> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+    }
+
     /// An SQS client.
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk)

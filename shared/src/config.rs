@@ -179,6 +179,7 @@ impl ProcessingConfig {
                 window: secs("BREAKER_WINDOW_SECS", 3600)?,
                 cooldown: secs("BREAKER_COOLDOWN_SECS", 60)?,
                 probe_lease: secs("LEASE_SECS", 60)?,
+                ..crate::breaker::BreakerConfig::default()
             },
             lease: secs("LEASE_SECS", 60)?,
             ..crate::processing::Policy::default()

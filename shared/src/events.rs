@@ -11,7 +11,7 @@ use percent_encoding::percent_decode_str;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::{Job, JobError, RetryMessage};
+use crate::domain::{Job, JobError, Origin, RetryMessage};
 
 /// The `detail` of an S3 "Object Created" event on EventBridge: what Safelight reads of it.
 #[derive(Debug, Deserialize, Serialize)]
@@ -24,6 +24,9 @@ struct CreatedObject {
     key: String,
     #[serde(default)]
     size: Option<u64>,
+    /// Present when the bucket has versioning (the local emulator leaves it out).
+    #[serde(default, rename = "version-id")]
+    version_id: Option<String>,
 }
 
 /// A classic S3 notification, read leniently: only `eventName` and the `s3` entity are required
@@ -51,10 +54,10 @@ fn unrecognised(e: impl std::fmt::Display) -> JobError {
 /// a batched S3 notification.
 pub fn parse_jobs(body: &str) -> Result<Vec<Job>, JobError> {
     let v: Value = serde_json::from_str(body).map_err(unrecognised)?;
-    let mut found: Vec<(String, Option<u64>)> = Vec::new();
+    let mut found: Vec<(String, Option<u64>, Origin)> = Vec::new();
     if v.get("kind").and_then(Value::as_str) == Some("safelight.process") {
         let m: RetryMessage = serde_json::from_value(v).map_err(unrecognised)?;
-        found.push((m.key.as_str().to_owned(), None));
+        found.push((m.key.as_str().to_owned(), None, Origin::Requested));
     } else if v.get("detail-type").is_some() {
         if v["detail-type"] != "Object Created" {
             return Ok(Vec::new());
@@ -62,7 +65,11 @@ pub fn parse_jobs(body: &str) -> Result<Vec<Job>, JobError> {
         // EventBridge keys are not URL-encoded.
         let event: EventBridgeEvent<ObjectCreated> =
             serde_json::from_value(v).map_err(unrecognised)?;
-        found.push((event.detail.object.key, event.detail.object.size));
+        let object = event.detail.object;
+        let origin = Origin::Stored {
+            version: object.version_id,
+        };
+        found.push((object.key, object.size, origin));
     } else if v.get("Records").is_some() {
         let event: Notification = serde_json::from_value(v).map_err(unrecognised)?;
         for record in event.records {
@@ -83,7 +90,10 @@ pub fn parse_jobs(body: &str) -> Result<Vec<Job>, JobError> {
                 .decode_utf8_lossy()
                 .into_owned();
             let size = record.s3.object.size.and_then(|s| u64::try_from(s).ok());
-            found.push((key, size));
+            let origin = Origin::Stored {
+                version: record.s3.object.version_id.clone(),
+            };
+            found.push((key, size, origin));
         }
     } else if v.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Vec::new());
@@ -92,7 +102,7 @@ pub fn parse_jobs(body: &str) -> Result<Vec<Job>, JobError> {
     }
     found
         .into_iter()
-        .filter_map(|(key, size)| Job::for_original_key(&key, size).transpose())
+        .filter_map(|(key, size, origin)| Job::for_original_key(&key, size, origin).transpose())
         .collect()
 }
 
@@ -115,6 +125,31 @@ mod tests {
         assert_eq!(jobs[0].owner.as_str(), "u-1");
         assert_eq!(jobs[0].image_id.to_string(), ID);
         assert_eq!(jobs[0].size, Some(1234));
+        assert_eq!(jobs[0].origin, Origin::Stored { version: None });
+    }
+
+    #[test]
+    fn the_version_an_object_created_event_names_is_kept_for_the_write_once_pin() {
+        let eventbridge = json!({
+            "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+            "detail": {"object": {"key": format!("originals/u-1/{ID}"), "size": 3,
+                                  "version-id": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"}}
+        });
+        let notification = json!({"Records": [{
+            "eventName": "ObjectCreated:Post",
+            "s3": {"bucket": {"name": "b"},
+                   "object": {"key": format!("originals/u-1/{ID}"), "size": 3,
+                              "versionId": "3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY"}}
+        }]});
+        for body in [eventbridge, notification] {
+            let jobs = parse_jobs(&body.to_string()).unwrap();
+            assert_eq!(
+                jobs[0].origin,
+                Origin::Stored {
+                    version: Some("3HL4kqtJlcpXroDTDmJ.rmSpXd3dIbrHY".to_owned())
+                }
+            );
+        }
     }
 
     #[test]
@@ -177,5 +212,6 @@ mod tests {
         let msg = RetryMessage::new(id, ObjectKey::original(&owner, id), Stage::Variant);
         let jobs = parse_jobs(&serde_json::to_string(&msg).unwrap()).unwrap();
         assert_eq!(jobs[0].image_id, id);
+        assert_eq!(jobs[0].origin, Origin::Requested);
     }
 }

@@ -11,6 +11,8 @@
 //! | `BreakerOpened` / `BreakerClosed` | count | `Stage` | a circuit breaker changed state |
 //! | `NoticesSent` | count | `Type` | notify delivered a notice to a connection |
 //! | `UploadToCompleteMs` | ms | — | an image's processing completed (created -> completed) |
+//! | `AwsCalls` | count | `Service`, `Operation` | an AWS SDK operation started (counted by `crate::aws::telemetry`) |
+//! | `BreakerReads` | count | `Stage` | a processor read its stage's breaker row (the hot item; cached per process) |
 //!
 //! The template's alarms and dashboard name these metrics (`BreakerOpened` with `Stage`): keep
 //! them in step.
@@ -37,6 +39,10 @@ pub mod names {
     pub const NOTICES_SENT: &str = "NoticesSent";
     /// Upload (row created) to processing completed, in milliseconds.
     pub const UPLOAD_TO_COMPLETE_MS: &str = "UploadToCompleteMs";
+    /// AWS API operations made, by service and operation.
+    pub const AWS_CALLS: &str = "AwsCalls";
+    /// Strongly consistent reads of a stage's breaker row.
+    pub const BREAKER_READS: &str = "BreakerReads";
 }
 
 fn ms(d: Duration) -> f64 {
@@ -80,6 +86,17 @@ pub fn upload_to_complete(took: Duration) {
     metrics::histogram!(names::UPLOAD_TO_COMPLETE_MS).record(ms(took));
 }
 
+/// An AWS API operation (`service`, `operation` as the SDK names them: `S3`, `GetObject`).
+pub fn aws_call(service: &'static str, operation: &'static str) {
+    metrics::counter!(names::AWS_CALLS, "Service" => service, "Operation" => operation)
+        .increment(1);
+}
+
+/// The breaker row of `stage` was read.
+pub fn breaker_read(stage: Stage) {
+    metrics::counter!(names::BREAKER_READS, "Stage" => stage.as_str()).increment(1);
+}
+
 /// Registers each metric's unit with the installed recorder (milliseconds, bytes, counts).
 pub fn describe() {
     use metrics::Unit;
@@ -94,6 +111,8 @@ pub fn describe() {
     metrics::describe_counter!(names::BREAKER_OPENED, Unit::Count, "circuit breaker opened");
     metrics::describe_counter!(names::BREAKER_CLOSED, Unit::Count, "circuit breaker closed");
     metrics::describe_counter!(names::NOTICES_SENT, Unit::Count, "notices delivered");
+    metrics::describe_counter!(names::AWS_CALLS, Unit::Count, "AWS API operations made");
+    metrics::describe_counter!(names::BREAKER_READS, Unit::Count, "breaker row reads");
     metrics::describe_histogram!(
         names::UPLOAD_TO_COMPLETE_MS,
         Unit::Milliseconds,

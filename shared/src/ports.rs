@@ -81,6 +81,18 @@ pub struct ObjectMeta {
     pub size: u64,
     /// Stored `Content-Type`.
     pub content_type: Option<String>,
+    /// The current version's id (`None` on a bucket without versioning).
+    pub version: Option<String>,
+}
+
+/// An object's bytes and the version they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredObject {
+    /// The whole body.
+    pub bytes: Vec<u8>,
+    /// The version read (`None` on a bucket without versioning, or for an object stored before
+    /// versioning was enabled).
+    pub version: Option<String>,
 }
 
 /// The bucket.
@@ -92,8 +104,13 @@ pub trait ObjectStore: Send + Sync {
         body: Vec<u8>,
         content_type: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
-    /// Reads a whole object.
-    fn get(&self, key: &ObjectKey) -> impl Future<Output = Result<Vec<u8>, StoreError>> + Send;
+    /// Reads a whole object: the current version, or the given one (`NotFound` when that
+    /// version does not exist).
+    fn get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+    ) -> impl Future<Output = Result<StoredObject, StoreError>> + Send;
     /// Reads an object's metadata; `None` when it does not exist.
     fn head(
         &self,
@@ -101,6 +118,13 @@ pub trait ObjectStore: Send + Sync {
     ) -> impl Future<Output = Result<Option<ObjectMeta>, StoreError>> + Send;
     /// Deletes an object (absent is fine).
     fn delete(&self, key: &ObjectKey) -> impl Future<Output = Result<(), StoreError>> + Send;
+    /// Deletes one version of an object for good (absent is fine); when it was the current one,
+    /// the previous version becomes current again.
+    fn delete_version(
+        &self,
+        key: &ObjectKey,
+        version: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
     /// A presigned PUT with content type, length (and checksum) signed, and `If-None-Match: *`:
     /// it can create the object once and never replace it.
     fn presign_put(
@@ -116,10 +140,11 @@ pub trait ObjectStore: Send + Sync {
         constraints: &UploadConstraints,
         expires_in: Duration,
     ) -> impl Future<Output = Result<PresignedPost, StoreError>> + Send;
-    /// A short-lived GET URL.
+    /// A short-lived GET URL, of the given version when there is one.
     fn presign_get(
         &self,
         key: &ObjectKey,
+        version: Option<&str>,
         expires_in: Duration,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
@@ -199,13 +224,32 @@ pub trait JobQueue: Send + Sync {
 /// What taking a processing lease found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
-    /// The lease was free (or expired): the caller holds it now.
+    /// The lease was free (or another holder's had expired): the caller holds it now.
     Taken,
     /// The caller holds it now, and it was still held by the same holder: that holder's
-    /// previous attempt never released it, i.e. the process running it died.
-    Abandoned,
+    /// previous attempt never released it, i.e. its process died or its invocation timed out.
+    Abandoned {
+        /// How many attempts took the lease since it was last released (at least 1).
+        attempts: u32,
+        /// The last of them recorded, shortly before its invocation's deadline, that it was still
+        /// running: it ran out of time rather than crashed.
+        ran_out_of_time: bool,
+    },
     /// Someone else holds it: a duplicate delivery is being processed.
     HeldElsewhere,
+}
+
+/// A processing lease as stored, read without taking it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseView {
+    /// The message that took it last.
+    pub holder: String,
+    /// Until when it is held.
+    pub until: Timestamp,
+    /// How many attempts took it since it was last released.
+    pub attempts: u32,
+    /// The last holder recorded that it ran out of time.
+    pub ran_out_of_time: bool,
 }
 
 /// The control table: circuit breakers and processing leases.
@@ -223,9 +267,10 @@ pub trait ControlStore: Send + Sync {
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// Takes the processing lease for (stage, image) until `until`, if it is free, expired, or
-    /// already held by `holder`. Every attempt releases its lease when it ends, so finding it
-    /// still held by `holder` (the same SQS message) means that message's previous attempt never
-    /// ended: its process died.
+    /// already held by `holder`, counting the takes since its last release. Every attempt
+    /// releases its lease when it ends, so finding it still held by `holder` (the same SQS
+    /// message) means that message's previous attempt never ended: its process died, or its
+    /// invocation timed out (then it says so, see [`ControlStore::mark_out_of_time`]).
     fn acquire_lease(
         &self,
         stage: Stage,
@@ -234,6 +279,20 @@ pub trait ControlStore: Send + Sync {
         until: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<Lease, RepoError>> + Send;
+    /// Records on the lease, if `holder` still holds it, that its attempt is about to run out
+    /// of the invocation's time (so the next attempt knows it was not a crash).
+    fn mark_out_of_time(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+    ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// Reads the lease of (stage, image) without taking it; `None` when there is none.
+    fn lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+    ) -> impl Future<Output = Result<Option<LeaseView>, RepoError>> + Send;
     /// Gives the lease up if `holder` still holds it.
     fn release_lease(
         &self,

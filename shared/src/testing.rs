@@ -10,36 +10,73 @@ use std::time::Duration;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 use crate::ports::{
-    ControlStore, ImageRepository, JobQueue, Lease, ObjectMeta, ObjectStore, Page, PresignedPost,
-    PresignedRequest, QueueError, RepoError, StoreError, UploadConstraints,
+    ControlStore, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore, Page,
+    PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
+    UploadConstraints,
 };
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A bucket in memory: key -> (bytes, content type).
+/// A bucket in memory with versioning: key -> its versions, oldest first, the last one current.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, (Vec<u8>, String)>>,
+    objects: Mutex<BTreeMap<String, Vec<MemoryVersion>>>,
+    minted: Mutex<u64>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
+}
+
+#[derive(Debug, Clone)]
+struct MemoryVersion {
+    id: String,
+    bytes: Vec<u8>,
+    content_type: String,
 }
 
 impl MemoryStore {
     /// Keys currently stored.
     pub fn keys(&self) -> Vec<String> {
-        lock(&self.objects).keys().cloned().collect()
+        lock(&self.objects)
+            .iter()
+            .filter(|(_, v)| !v.is_empty())
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 
-    /// An object's bytes and content type.
+    /// An object's current bytes and content type.
     pub fn object(&self, key: &str) -> Option<(Vec<u8>, String)> {
-        lock(&self.objects).get(key).cloned()
+        lock(&self.objects)
+            .get(key)
+            .and_then(|v| v.last())
+            .map(|v| (v.bytes.clone(), v.content_type.clone()))
     }
 
-    /// Puts an object directly (test setup).
-    pub fn insert(&self, key: &str, body: Vec<u8>, content_type: &str) {
-        lock(&self.objects).insert(key.to_owned(), (body, content_type.to_owned()));
+    /// The ids of an object's versions, oldest first (the last one is current).
+    pub fn versions(&self, key: &str) -> Vec<String> {
+        lock(&self.objects)
+            .get(key)
+            .map(|v| v.iter().map(|v| v.id.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// Puts an object directly (test setup) as a new current version; returns its id.
+    pub fn insert(&self, key: &str, body: Vec<u8>, content_type: &str) -> String {
+        let id = {
+            let mut minted = lock(&self.minted);
+            *minted += 1;
+            format!("v{minted}")
+        };
+        lock(&self.objects)
+            .entry(key.to_owned())
+            .or_default()
+            .push(MemoryVersion {
+                id: id.clone(),
+                bytes: body,
+                content_type: content_type.to_owned(),
+            });
+        id
     }
 
     fn check(&self) -> Result<(), StoreError> {
@@ -62,24 +99,52 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+    ) -> Result<StoredObject, StoreError> {
         self.check()?;
-        self.object(key.as_str())
-            .map(|(b, _)| b)
+        let objects = lock(&self.objects);
+        let versions = objects
+            .get(key.as_str())
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let found = match version {
+            Some(id) => versions.iter().find(|v| v.id == id),
+            None => versions.last(),
+        };
+        found
+            .map(|v| StoredObject {
+                bytes: v.bytes.clone(),
+                version: Some(v.id.clone()),
+            })
             .ok_or_else(|| StoreError::NotFound(key.to_string()))
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         self.check()?;
-        Ok(self.object(key.as_str()).map(|(b, ct)| ObjectMeta {
-            size: b.len() as u64,
-            content_type: Some(ct),
-        }))
+        Ok(lock(&self.objects)
+            .get(key.as_str())
+            .and_then(|v| v.last())
+            .map(|v| ObjectMeta {
+                size: v.bytes.len() as u64,
+                content_type: Some(v.content_type.clone()),
+                version: Some(v.id.clone()),
+            }))
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.check()?;
         lock(&self.objects).remove(key.as_str());
+        Ok(())
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
+        self.check()?;
+        if let Some(versions) = lock(&self.objects).get_mut(key.as_str()) {
+            versions.retain(|v| v.id != version);
+        }
         Ok(())
     }
 
@@ -126,10 +191,14 @@ impl ObjectStore for MemoryStore {
     async fn presign_get(
         &self,
         key: &ObjectKey,
+        version: Option<&str>,
         _expires_in: Duration,
     ) -> Result<String, StoreError> {
         self.check()?;
-        Ok(format!("https://memory.invalid/{key}?X-Amz-Signature=fake"))
+        Ok(match version {
+            Some(v) => format!("https://memory.invalid/{key}?versionId={v}&X-Amz-Signature=fake"),
+            None => format!("https://memory.invalid/{key}?X-Amz-Signature=fake"),
+        })
     }
 }
 
@@ -556,7 +625,7 @@ impl ConnectionPoster for MemoryPoster {
 #[derive(Debug, Default)]
 pub struct MemoryControl {
     breakers: Mutex<HashMap<Stage, (Breaker, u64)>>,
-    leases: Mutex<HashMap<(Stage, ImageId), (String, Timestamp)>>,
+    leases: Mutex<HashMap<(Stage, ImageId), LeaseView>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -577,9 +646,28 @@ impl MemoryControl {
         all.insert(stage, (breaker, version));
     }
 
-    /// Gives a lease to `holder` (test setup).
+    /// Gives a lease to `holder` (test setup): taken once, not marked out of time.
     pub fn hold_lease(&self, stage: Stage, image: ImageId, holder: &str, until: Timestamp) {
-        lock(&self.leases).insert((stage, image), (holder.to_owned(), until));
+        self.set_lease(
+            stage,
+            image,
+            LeaseView {
+                holder: holder.to_owned(),
+                until,
+                attempts: 1,
+                ran_out_of_time: false,
+            },
+        );
+    }
+
+    /// Stores a lease as given (test setup).
+    pub fn set_lease(&self, stage: Stage, image: ImageId, lease: LeaseView) {
+        lock(&self.leases).insert((stage, image), lease);
+    }
+
+    /// A lease as stored.
+    pub fn lease_of(&self, stage: Stage, image: ImageId) -> Option<LeaseView> {
+        lock(&self.leases).get(&(stage, image)).cloned()
     }
 
     fn check(&self) -> Result<(), RepoError> {
@@ -627,16 +715,49 @@ impl ControlStore for MemoryControl {
     ) -> Result<Lease, RepoError> {
         self.check()?;
         let mut leases = lock(&self.leases);
-        let lease = match leases.get(&(stage, image)) {
+        let old = leases.get(&(stage, image)).cloned();
+        let lease = match &old {
             None => Lease::Taken,
-            Some((h, _)) if h == holder => Lease::Abandoned,
-            Some((_, u)) if *u < now => Lease::Taken,
+            Some(l) if l.holder == holder => Lease::Abandoned {
+                attempts: l.attempts,
+                ran_out_of_time: l.ran_out_of_time,
+            },
+            Some(l) if l.until < now => Lease::Taken,
             Some(_) => Lease::HeldElsewhere,
         };
         if lease != Lease::HeldElsewhere {
-            leases.insert((stage, image), (holder.to_owned(), until));
+            let attempts = old.map_or(0, |l| l.attempts) + 1;
+            leases.insert(
+                (stage, image),
+                LeaseView {
+                    holder: holder.to_owned(),
+                    until,
+                    attempts,
+                    ran_out_of_time: false,
+                },
+            );
         }
         Ok(lease)
+    }
+
+    async fn mark_out_of_time(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+    ) -> Result<(), RepoError> {
+        self.check()?;
+        if let Some(l) = lock(&self.leases).get_mut(&(stage, image)) {
+            if l.holder == holder {
+                l.ran_out_of_time = true;
+            }
+        }
+        Ok(())
+    }
+
+    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
+        self.check()?;
+        Ok(self.lease_of(stage, image))
     }
 
     async fn release_lease(
@@ -649,7 +770,7 @@ impl ControlStore for MemoryControl {
         let mut leases = lock(&self.leases);
         if leases
             .get(&(stage, image))
-            .is_some_and(|(h, _)| h == holder)
+            .is_some_and(|l| l.holder == holder)
         {
             leases.remove(&(stage, image));
         }
@@ -952,13 +1073,14 @@ impl crate::ports::OriginalsSource for MemoryStore {
         let mut keys = all
             .iter()
             .filter(|(k, _)| k.starts_with(crate::domain::ids::ORIGINALS_PREFIX))
-            .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a));
+            .filter(|(k, _)| start_after.is_none_or(|a| k.as_str() > a))
+            .filter_map(|(k, v)| v.last().map(|v| (k, v)));
         let items: Vec<crate::ports::ListedOriginal> = keys
             .by_ref()
             .take(limit as usize)
-            .map(|(k, (b, _))| crate::ports::ListedOriginal {
+            .map(|(k, v)| crate::ports::ListedOriginal {
                 key: k.clone(),
-                size: b.len() as u64,
+                size: v.bytes.len() as u64,
             })
             .collect();
         let next = keys

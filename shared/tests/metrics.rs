@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use lambda_runtime::tracing::subscriber::layer::SubscriberExt as _;
 use safelight::{metrics, ErrorKind, Stage};
 use serde_json::Value;
 
@@ -135,4 +136,50 @@ fn every_metric_becomes_an_emf_document_with_the_dimensions_the_alarms_use() {
 
     // A flush takes what was recorded: the next one has nothing new to say.
     assert!(documents(collector).is_empty());
+
+    // Every AWS SDK operation a function makes is counted, whatever the log level: the SDK's
+    // operation span (target `aws_sdk_*`, named `Service.Operation`) becomes `AwsCalls` with
+    // those two dimensions; the SDK's inner spans and our own are not counted.
+    let counted = lambda_runtime::tracing::subscriber::registry()
+        .with(safelight::aws::telemetry::sdk_calls_layer());
+    tracing::subscriber::with_default(counted, || {
+        for _ in 0..2 {
+            tracing::debug_span!(target: "aws_sdk_s3::operation::get_object", "S3.GetObject",
+                "rpc.service" = "S3", "rpc.method" = "GetObject")
+            .in_scope(|| {
+                tracing::debug_span!(target: "aws_smithy_runtime::client::orchestrator", "try_op")
+                    .in_scope(|| {});
+            });
+        }
+        tracing::debug_span!(target: "aws_sdk_dynamodb::operation::update_item",
+            "DynamoDB.UpdateItem", "rpc.service" = "DynamoDB", "rpc.method" = "UpdateItem")
+        .in_scope(|| {});
+        tracing::info_span!("message", stage = "thumbnail").in_scope(|| {});
+    });
+    let docs = documents(collector);
+    let mut calls: Vec<(String, String, u64)> = docs
+        .iter()
+        .filter_map(|d| {
+            Some((
+                d["Service"].as_str()?.to_owned(),
+                d["Operation"].as_str()?.to_owned(),
+                d["AwsCalls"].as_u64()?,
+            ))
+        })
+        .collect();
+    calls.sort();
+    assert_eq!(
+        calls,
+        [
+            ("DynamoDB".to_owned(), "UpdateItem".to_owned(), 1),
+            ("S3".to_owned(), "GetObject".to_owned(), 2)
+        ],
+        "{docs:?}"
+    );
+    assert!(
+        metrics_in(&docs)
+            .iter()
+            .all(|(name, dims, _)| name == "AwsCalls" && dims == &["Service", "Operation"]),
+        "{docs:?}"
+    );
 }

@@ -9,7 +9,8 @@ use std::time::Duration;
 use safelight::breaker::{BreakerConfig, CircuitState};
 use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
 use safelight::ports::{
-    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, UploadConstraints,
+    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
+    UploadConstraints,
 };
 use safelight::processing::{Message, Policy, Ports, Processor};
 use safelight::retry::Backoff;
@@ -113,6 +114,22 @@ fn event(key: &ObjectKey, id: &str, receive_count: u32) -> Message {
         receipt_handle: format!("rh-{id}-{receive_count}"),
         body: body.to_string(),
         receive_count,
+    }
+}
+
+/// An "Object Created" event naming the version the write made (as AWS sends on a versioned
+/// bucket).
+fn event_of_version(key: &ObjectKey, id: &str, version: &str) -> Message {
+    let body = json!({
+        "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": "b"},
+                   "object": {"key": key.as_str(), "size": 1, "version-id": version}}
+    });
+    Message {
+        message_id: id.into(),
+        receipt_handle: format!("rh-{id}"),
+        body: body.to_string(),
+        receive_count: 1,
     }
 }
 
@@ -409,6 +426,108 @@ async fn transient_failures_back_off_with_growing_visibility_then_fail_on_the_la
         .processing_error
         .unwrap()
         .starts_with("gave up after 3 attempts"));
+    assert_eq!(
+        p.ports().2.delays().last(),
+        Some(&(Stage::Thumbnail, "rh-m1-3".to_owned(), Duration::ZERO)),
+        "the failed last receive is made visible at once, so SQS dead-letters it within seconds"
+    );
+}
+
+#[tokio::test]
+async fn a_later_write_to_a_processed_original_is_removed_and_its_event_changes_nothing() {
+    let p = processor(Stage::Thumbnail);
+    let first = jpeg(300, 200);
+    let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
+    let (store, images, _, _) = p.ports();
+    let v1 = store.versions(r.original_key.as_str())[0].clone();
+    assert!(p
+        .handle_batch(&[event_of_version(&r.original_key, "m1", &v1)])
+        .await
+        .is_empty());
+    let done = row(&p, r.image_id);
+    assert_eq!(done.thumbnail_status, Status::Completed);
+    assert_eq!(
+        done.original_version.as_deref(),
+        Some(v1.as_str()),
+        "the processed version is pinned"
+    );
+
+    // Another file of the same size lands on the key (a second POST of the form) and its event
+    // arrives: ignored, and the version it made is gone, so the processed one is current again.
+    let mut other = jpeg(200, 300);
+    other.resize(first.len(), 0);
+    let v2 = store.insert(r.original_key.as_str(), other, "image/jpeg");
+    assert!(p
+        .handle_batch(&[event_of_version(&r.original_key, "m2", &v2)])
+        .await
+        .is_empty());
+    assert_eq!(
+        row(&p, r.image_id),
+        done,
+        "the row is untouched: no write, no notice"
+    );
+    assert_eq!(store.versions(r.original_key.as_str()), vec![v1.clone()]);
+    assert_eq!(store.object(r.original_key.as_str()).unwrap().0, first);
+    assert_eq!(images.rows().len(), 1);
+}
+
+#[tokio::test]
+async fn without_a_version_in_the_event_the_current_version_is_pinned_and_a_later_one_removed() {
+    // The local emulator's EventBridge detail names no version.
+    let p = processor(Stage::Thumbnail);
+    let first = jpeg(300, 200);
+    let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
+    let store = p.ports().0;
+    let v1 = store.versions(r.original_key.as_str())[0].clone();
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m1", 1)])
+        .await
+        .is_empty());
+    let done = row(&p, r.image_id);
+    assert_eq!(done.original_version.as_deref(), Some(v1.as_str()));
+
+    let mut other = jpeg(200, 300);
+    other.resize(first.len(), 0);
+    store.insert(r.original_key.as_str(), other, "image/jpeg");
+    assert!(p
+        .handle_batch(&[event(&r.original_key, "m2", 1)])
+        .await
+        .is_empty());
+    assert_eq!(row(&p, r.image_id), done);
+    assert_eq!(store.versions(r.original_key.as_str()), vec![v1]);
+    assert_eq!(store.object(r.original_key.as_str()).unwrap().0, first);
+}
+
+#[tokio::test]
+async fn a_retry_reads_the_pinned_version_whatever_is_current() {
+    let p = processor(Stage::Thumbnail);
+    let first = jpeg(300, 200);
+    let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
+    let store = p.ports().0;
+    let v1 = store.versions(r.original_key.as_str())[0].clone();
+    // Pinned by the other stage's attempt; then a portrait file of the same size became current.
+    let mut pinned = row(&p, r.image_id);
+    pinned.original_version = Some(v1);
+    p.ports().1.insert(pinned);
+    let mut other = jpeg(200, 300);
+    other.resize(first.len(), 0);
+    store.insert(r.original_key.as_str(), other, "image/jpeg");
+
+    let retry = safelight::RetryMessage::new(r.image_id, r.original_key.clone(), Stage::Thumbnail);
+    let message = Message {
+        message_id: "retry".into(),
+        receipt_handle: "rh".into(),
+        body: serde_json::to_string(&retry).unwrap(),
+        receive_count: 1,
+    };
+    assert!(p.handle_batch(&[message]).await.is_empty());
+    let done = row(&p, r.image_id);
+    assert_eq!(done.thumbnail_status, Status::Completed);
+    assert_eq!(
+        (done.width, done.height),
+        (Some(300), Some(200)),
+        "rendered from the pinned landscape original, not the current portrait one"
+    );
 }
 
 #[tokio::test]
@@ -520,25 +639,34 @@ async fn while_a_probe_is_in_flight_other_messages_are_deferred() {
     assert_eq!(row(&p, r.image_id).thumbnail_status, Status::Pending);
 }
 
-/// A store whose reads panic, to show a panic stays inside its message.
+/// A store whose reads panic, to show a panic stays inside its message; the first read of a
+/// key containing "slow" takes a second and then dies, as a process killed at its deadline.
 #[derive(Debug, Default)]
-struct PanickyStore(MemoryStore);
+struct PanickyStore(MemoryStore, std::sync::atomic::AtomicBool);
 
 impl ObjectStore for PanickyStore {
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, ct: &str) -> Result<(), StoreError> {
         self.0.put(key, body, ct).await
     }
-    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+    async fn get(&self, key: &ObjectKey, v: Option<&str>) -> Result<StoredObject, StoreError> {
         if key.as_str().contains("panic") {
             panic!("simulated bug");
         }
-        self.0.get(key).await
+        if key.as_str().contains("slow") && !self.1.swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            panic!("killed at the invocation's deadline");
+        }
+        self.0.get(key, v).await
     }
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         self.0.head(key).await
     }
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.0.delete(key).await
+    }
+    async fn delete_version(&self, key: &ObjectKey, v: &str) -> Result<(), StoreError> {
+        self.0.delete_version(key, v).await
     }
     async fn presign_put(
         &self,
@@ -556,15 +684,22 @@ impl ObjectStore for PanickyStore {
     ) -> Result<PresignedPost, StoreError> {
         self.0.presign_post(key, c, e).await
     }
-    async fn presign_get(&self, key: &ObjectKey, e: Duration) -> Result<String, StoreError> {
-        self.0.presign_get(key, e).await
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        v: Option<&str>,
+        e: Duration,
+    ) -> Result<String, StoreError> {
+        self.0.presign_get(key, v, e).await
     }
 }
 
 #[tokio::test]
 async fn a_panic_in_one_message_fails_only_that_message() {
     let p = processor_with(Stage::Thumbnail, PanickyStore::default());
-    let put = |s: &PanickyStore, k: &ObjectKey, b: Vec<u8>| s.0.insert(k.as_str(), b, "image/jpeg");
+    let put = |s: &PanickyStore, k: &ObjectKey, b: Vec<u8>| {
+        s.0.insert(k.as_str(), b, "image/jpeg");
+    };
     let good = upload(&p, put, jpeg(100, 100), ContentType::Jpeg);
     let owner: OwnerId = "panic".parse().unwrap();
     let bad_key = ObjectKey::original(&owner, ImageId::new());
@@ -702,4 +837,142 @@ async fn a_half_open_probe_that_finds_nothing_to_do_does_not_close_the_circuit()
         CircuitState::Closed,
         "a duplicate touched no dependency: it proves nothing"
     );
+}
+
+/// A row for a stored original of `owner` in a processor over a [`PanickyStore`].
+fn upload_as(p: &Mem<PanickyStore>, owner: &str, bytes: Vec<u8>) -> ImageRecord {
+    let owner: OwnerId = owner.parse().unwrap();
+    let r = ImageRecord::new(
+        NewImage {
+            image_id: ImageId::new(),
+            owner_id: owner,
+            filename: None,
+            content_type: ContentType::Jpeg,
+            byte_size: bytes.len() as u64,
+            sha256: None,
+            upload_state: UploadState::Stored,
+        },
+        Timestamp::now(),
+    );
+    p.ports().1.insert(r.clone());
+    p.ports()
+        .0
+         .0
+        .insert(r.original_key.as_str(), bytes, "image/jpeg");
+    r
+}
+
+#[tokio::test]
+async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes() {
+    let p = Processor::new(
+        Stage::Thumbnail,
+        default_thumbnail_specs(),
+        Limits::default(),
+        Policy {
+            deadline_reserve: Duration::from_millis(500),
+            out_of_time_margin: Duration::from_millis(500),
+            ..policy()
+        },
+        Ports {
+            store: PanickyStore::default(),
+            images: MemoryImages::default(),
+            queue: MemoryQueue::default(),
+            control: MemoryControl::default(),
+        },
+    );
+    let slow = upload_as(&p, "slow", jpeg(64, 48));
+    // Its read takes longer than the time left: the clock marks the lease, then the process
+    // "dies" at the deadline (the panic stands for Lambda ending the invocation).
+    let deadline = Timestamp::from_unix_millis(Timestamp::now().unix_millis() + 800);
+    let keep = p
+        .handle_batch_until(&[event(&slow.original_key, "m-slow", 1)], Some(deadline))
+        .await;
+    assert_eq!(keep, vec!["m-slow".to_owned()]);
+    let lease = p
+        .ports()
+        .3
+        .lease_of(Stage::Thumbnail, slow.image_id)
+        .expect("the dead attempt left its lease");
+    assert!(
+        lease.ran_out_of_time,
+        "marked before the deadline: {lease:?}"
+    );
+    assert_eq!(row(&p, slow.image_id).thumbnail_status, Status::Processing);
+
+    // The redelivery comes back in a batch with others: it runs first and alone, the others are
+    // re-sent as fresh copies, and this time it completes.
+    let a = upload_as(&p, "alice", jpeg(48, 64));
+    let b = upload_as(&p, "bob", jpeg(64, 64));
+    let keep = p
+        .handle_batch(&[
+            event(&a.original_key, "m-a", 1),
+            event(&slow.original_key, "m-slow", 2),
+            event(&b.original_key, "m-b", 1),
+        ])
+        .await;
+    assert!(keep.is_empty(), "{keep:?}");
+    let done = row(&p, slow.image_id);
+    assert_eq!(done.thumbnail_status, Status::Completed, "{done:?}");
+    let requeued: Vec<String> = p
+        .ports()
+        .2
+        .requeued()
+        .into_iter()
+        .map(|(_, body, _)| body)
+        .collect();
+    assert_eq!(
+        requeued.len(),
+        2,
+        "the rest of the batch is re-sent: {requeued:?}"
+    );
+    assert!(requeued.iter().any(|b| b.contains(a.original_key.as_str())));
+    assert!(requeued.iter().any(|body| body.contains(b_key(&b))));
+    assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
+    assert!(
+        p.ports()
+            .3
+            .lease_of(Stage::Thumbnail, slow.image_id)
+            .is_none(),
+        "released when done"
+    );
+}
+
+fn b_key(r: &ImageRecord) -> &str {
+    r.original_key.as_str()
+}
+
+#[tokio::test]
+async fn an_image_that_ran_out_of_time_twice_fails_with_the_reason() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let mut begun = row(&p, r.image_id);
+    begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    p.ports().1.insert(begun);
+    p.ports().3.set_lease(
+        Stage::Thumbnail,
+        r.image_id,
+        safelight::ports::LeaseView {
+            holder: "m-slow".into(),
+            until: Timestamp::now().plus_secs(-120),
+            attempts: 2,
+            ran_out_of_time: true,
+        },
+    );
+    let keep = p.handle_batch(&[event(&r.original_key, "m-slow", 3)]).await;
+    assert!(
+        keep.is_empty(),
+        "failed for good, not dead-lettered: {keep:?}"
+    );
+    let failed = row(&p, r.image_id);
+    assert_eq!(failed.thumbnail_status, Status::Failed);
+    assert_eq!(failed.error_kind, Some(ErrorKind::Permanent));
+    assert!(
+        failed
+            .processing_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("processing ran out of time twice"),
+        "{failed:?}"
+    );
+    assert!(p.ports().3.lease_of(Stage::Thumbnail, r.image_id).is_none());
 }

@@ -1,8 +1,9 @@
 //! A process crash through the deployed local stack: the thumbnail function aborts (an injected
 //! crash point, `abort@originals/{owner}/`) on one owner's image in the middle of its batch.
 //! Lambda's poller gets an invocation error and the whole batch comes back after the queue's
-//! visibility timeout (180 s); then the crashed image fails at once as "processing crashed" and
-//! the innocent images of its batch complete. No row stays `processing`, nothing reaches a DLQ.
+//! visibility timeout (180 s); then the crashed image fails at once as "processing crashed" (its
+//! lease was never marked out of time, so it is a crash, not a slow image given another attempt)
+//! and the innocent images of its batch complete. No row stays `processing`, nothing reaches a DLQ.
 //! Its own suite: changing the function's configuration recycles its processes.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -10,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use aws_sdk_sqs::types::QueueAttributeName;
 use safelight_e2e::{jpeg, Stack};
 use serde_json::Value;
 
@@ -24,18 +24,7 @@ fn terminal(v: &Value) -> bool {
 }
 
 async fn held(stack: &Stack, queue_var: &str) -> Result<u64> {
-    let attrs = stack
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(stack.var(queue_var)?)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await?
-        .attributes
-        .unwrap_or_default();
-    Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+    stack.queue_depth(queue_var).await
 }
 
 #[tokio::test]

@@ -48,6 +48,14 @@ const CORPUS: &[(&str, &str, &[&str], &[&str])] = &[
         &["permanent"],
         &["corrupt"],
     ),
+    // A frame rav1d fails to decode: once an abort of the whole process ("processing crashed"
+    // on redelivery, batchmates delayed a visibility timeout), now a typed error on attempt one.
+    (
+        "avif-damaged-frame.avif",
+        "image/avif",
+        &["permanent"],
+        &["corrupt"],
+    ),
     (
         "header-only.jpg",
         "image/jpeg",

@@ -359,6 +359,110 @@ async fn a_second_put_to_a_processed_upload_is_refused_or_changes_nothing_shown(
     Ok(())
 }
 
+/// Two different pictures (landscape, portrait) padded to the same length: a second POST of the
+/// form's exact size is allowed by the policy, so only write-once can tell them apart.
+fn two_pictures_of_one_size() -> (Vec<u8>, Vec<u8>) {
+    let (mut landscape, mut portrait) = (jpeg(640, 480), jpeg(480, 640));
+    let len = landscape.len().max(portrait.len());
+    // Bytes after a JPEG's end-of-image marker are ignored by decoders.
+    landscape.resize(len, 0);
+    portrait.resize(len, 0);
+    (landscape, portrait)
+}
+
+fn is_landscape(bytes: &[u8]) -> bool {
+    let img = image::load_from_memory(bytes).expect("decodes");
+    img.width() > img.height()
+}
+
+/// Waits until the key's current object is `bytes` (the processors delete a later version).
+async fn current_becomes(stack: &Stack, key: &str, bytes: &[u8]) -> Result<()> {
+    let until = std::time::Instant::now() + SETTLE;
+    while stack.object(key).await? != bytes {
+        anyhow::ensure!(
+            std::time::Instant::now() < until,
+            "{key}: a later write is still the current version"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_post_of_the_same_size_after_processing_changes_nothing_shown() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    let (first, second) = two_pictures_of_one_size();
+    let body = presign(&stack, &token, "a.jpg", "image/jpeg", first.len()).await?;
+    let id = body["image_id"].as_str().unwrap();
+    let key = body["upload_post"]["fields"]["key"].as_str().unwrap();
+    let (status, text) = post_form(&stack, &body["upload_post"], &[], first.clone()).await?;
+    assert!((200..300).contains(&status), "{status} {text}");
+    let done = stack.wait_status(&token, id, SETTLE, terminal).await?;
+    assert_eq!(done["processing_status"], "completed", "{done}");
+    let before = shown(&stack, &token, id).await?;
+    assert_eq!(before[0].1, first);
+
+    // The same form again with another picture of the same size: the policy allows it (a POST
+    // policy cannot carry If-None-Match), write-once must make it change nothing.
+    let (status, text) = post_form(&stack, &body["upload_post"], &[], second).await?;
+    assert!((200..300).contains(&status), "{status} {text}");
+    current_becomes(&stack, key, &first).await?;
+    let after = shown(&stack, &token, id).await?;
+    assert!(
+        after == before,
+        "a second POST changed what the product shows"
+    );
+    let (_, row) = stack
+        .get(&format!("/api/images/{id}/processing-status"), Some(&token))
+        .await?;
+    assert_eq!(row["processing_status"], "completed", "{row}");
+    assert_eq!(
+        row["updated_at"], done["updated_at"],
+        "the row was not touched: {row}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_post_of_the_same_size_while_processing_leaves_one_picture_shown() -> Result<()> {
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    let (first, second) = two_pictures_of_one_size();
+    let body = presign(&stack, &token, "a.jpg", "image/jpeg", first.len()).await?;
+    let id = body["image_id"].as_str().unwrap();
+    let key = body["upload_post"]["fields"]["key"].as_str().unwrap();
+    for picture in [first.clone(), second.clone()] {
+        let (status, text) = post_form(&stack, &body["upload_post"], &[], picture).await?;
+        assert!((200..300).contains(&status), "{status} {text}");
+    }
+    let done = stack.wait_status(&token, id, SETTLE, terminal).await?;
+    assert_eq!(done["processing_status"], "completed", "{done}");
+    let shown_first = shown(&stack, &token, id).await?;
+    // Whichever write processing pinned, the original shown and every derivative are that
+    // picture, and it stays the key's current version.
+    let original = &shown_first[0].1;
+    assert!(
+        original == &first || original == &second,
+        "the original shown is neither upload"
+    );
+    let landscape = is_landscape(original);
+    for (name, bytes) in &shown_first[1..] {
+        assert_eq!(
+            is_landscape(bytes),
+            landscape,
+            "derivative {name} is not of the original shown"
+        );
+    }
+    current_becomes(&stack, key, original).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await; // let a (wrong) reprocessing happen
+    assert!(
+        shown(&stack, &token, id).await? == shown_first,
+        "what the product shows changed after processing"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_smaller_file_through_the_post_form_is_refused_or_never_completes_as_the_declared_upload(
 ) -> Result<()> {

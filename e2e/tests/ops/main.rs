@@ -71,18 +71,7 @@ async fn scan_counts(stack: &Stack) -> Result<BTreeMap<String, u64>> {
 }
 
 async fn depth(stack: &Stack, queue_var: &str) -> Result<u64> {
-    let attrs = stack
-        .sqs()
-        .get_queue_attributes()
-        .queue_url(stack.var(queue_var)?)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-        .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-        .send()
-        .await?
-        .attributes
-        .unwrap_or_default();
-    Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+    stack.queue_depth(queue_var).await
 }
 
 async fn wait_for(

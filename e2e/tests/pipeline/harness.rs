@@ -187,19 +187,7 @@ impl Harness {
     }
 
     async fn depth(&self, url: &str) -> Result<u64> {
-        let attrs = self
-            .stack
-            .sqs()
-            .get_queue_attributes()
-            .queue_url(url)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await?
-            .attributes
-            .unwrap_or_default();
-        Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        self.stack.queue_depth_at(url).await
     }
 
     /// Messages in the DLQ.

@@ -580,3 +580,115 @@ async fn the_sweeper_fails_a_row_stuck_behind_a_dead_letter_keeps_the_message_an
     assert!(held >= 1, "the message stays in the DLQ: {attrs:?}");
     Ok(())
 }
+
+/// The message a redelivery of `id`'s Object Created event would be.
+fn redelivered(
+    rig: &Harness,
+    key: &safelight::ObjectKey,
+    id: &str,
+    receive_count: u32,
+) -> safelight::processing::Message {
+    let body = serde_json::json!({
+        "version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": rig.bucket}, "object": {"key": key.as_str(), "size": 1}}
+    });
+    safelight::processing::Message {
+        message_id: id.to_owned(),
+        receipt_handle: format!("rh-{id}"),
+        body: body.to_string(),
+        receive_count,
+    }
+}
+
+#[tokio::test]
+async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonment_fails_the_image(
+) -> Result<()> {
+    use safelight::ports::Lease;
+    let rig = Harness::new(Duration::from_secs(30)).await?;
+    let p = rig.processor("", Policy::default())?;
+    let control = p.ports().3;
+    let stage = Stage::Thumbnail;
+    let now = safelight::Timestamp::now();
+    let expired = now.plus_secs(-1);
+
+    // What an attempt killed at its deadline leaves in the control table: its lease, taken and
+    // marked out of time, never released.
+    let slow = rig.seed(jpeg(800, 600)).await?;
+    assert_eq!(
+        control
+            .acquire_lease(stage, slow.image_id, "m-slow", expired, now)
+            .await?,
+        Lease::Taken
+    );
+    control
+        .mark_out_of_time(stage, slow.image_id, "m-slow")
+        .await?;
+    let lease = control.lease(stage, slow.image_id).await?.expect("stored");
+    assert_eq!(
+        (lease.attempts, lease.ran_out_of_time),
+        (1, true),
+        "{lease:?}"
+    );
+    // Another holder cannot mark it.
+    control
+        .mark_out_of_time(stage, slow.image_id, "someone-else")
+        .await?;
+    assert!(p
+        .handle_batch(&[redelivered(&rig, &slow.original_key, "m-slow", 2)])
+        .await
+        .is_empty());
+    assert_eq!(
+        rig.row(slow.image_id).await?.thumbnail_status,
+        Status::Completed
+    );
+    assert!(
+        control.lease(stage, slow.image_id).await?.is_none(),
+        "released when done"
+    );
+
+    // Twice abandoned (the second attempt, alone, ran out of time again): failed with the reason.
+    let slower = rig.seed(jpeg(800, 600)).await?;
+    control
+        .acquire_lease(stage, slower.image_id, "m-slower", expired, now)
+        .await?;
+    control
+        .mark_out_of_time(stage, slower.image_id, "m-slower")
+        .await?;
+    assert_eq!(
+        control
+            .acquire_lease(stage, slower.image_id, "m-slower", expired, now)
+            .await?,
+        Lease::Abandoned {
+            attempts: 1,
+            ran_out_of_time: true
+        },
+        "the re-attempt finds the first one's mark, and the take clears it"
+    );
+    let lease = control
+        .lease(stage, slower.image_id)
+        .await?
+        .expect("stored");
+    assert_eq!(
+        (lease.attempts, lease.ran_out_of_time),
+        (2, false),
+        "{lease:?}"
+    );
+    control
+        .mark_out_of_time(stage, slower.image_id, "m-slower")
+        .await?;
+    assert!(p
+        .handle_batch(&[redelivered(&rig, &slower.original_key, "m-slower", 3)])
+        .await
+        .is_empty());
+    let failed = rig.row(slower.image_id).await?;
+    assert_eq!(failed.thumbnail_status, Status::Failed);
+    assert!(
+        failed
+            .processing_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("processing ran out of time twice"),
+        "{failed:?}"
+    );
+    Ok(())
+}

@@ -63,6 +63,21 @@ async fn a_fault_outlasting_three_receives_fails_the_image_and_the_owners_retry_
         assert_eq!(failed["error_kind"], "transient");
         let reason = failed["processing_error"].as_str().unwrap_or_default();
         assert!(reason.starts_with("gave up after 3 attempts"), "{reason}");
+        // The failed last receive is made visible at once, so SQS moves it to the DLQ on the
+        // next poll instead of after the queue's 180 s visibility timeout.
+        let failed_at = std::time::Instant::now();
+        // The thumbnails DLQ, visible or being peeked by the sweeper.
+        while stack.queue_depth("SAFELIGHT_THUMBNAILS_DLQ_URL").await? == 0 {
+            assert!(
+                failed_at.elapsed() < Duration::from_secs(90),
+                "the message is still waiting out the visibility timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        println!(
+            "dead-lettered {:.1} s after the row was marked failed",
+            failed_at.elapsed().as_secs_f64()
+        );
 
         stack.set_faults(THUMBNAIL_FN, "").await?;
         let (status, body) = retry(&stack, &token, &id).await?;

@@ -256,7 +256,7 @@ async fn a_forced_open_breaker_shows_as_open_and_the_reset_closes_it_recording_w
     let mut b = Breaker::default();
     let now = Timestamp::now();
     for _ in 0..5 {
-        b.record_failure(now, &cfg);
+        b.record_failure(now, 1, &cfg);
     }
     h.ports().control.set_breaker(Stage::Thumbnail, b);
 

@@ -202,7 +202,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
         for (name, d) in map {
             let url = self
                 .store
-                .presign_get(&d.key, URL_TTL)
+                .presign_get(&d.key, None, URL_TTL)
                 .await
                 .map_err(store_failed)?;
             out.insert(
@@ -228,7 +228,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
         let original_url = match r.upload_state {
             UploadState::Stored => Some(
                 self.store
-                    .presign_get(&r.original_key, URL_TTL)
+                    .presign_get(&r.original_key, r.original_version.as_deref(), URL_TTL)
                     .await
                     .map_err(store_failed)?,
             ),
@@ -290,7 +290,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
             let thumbnail_url = match smallest {
                 Some(d) => Some(
                     self.store
-                        .presign_get(&d.key, URL_TTL)
+                        .presign_get(&d.key, None, URL_TTL)
                         .await
                         .map_err(store_failed)?,
                 ),

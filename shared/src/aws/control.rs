@@ -1,7 +1,8 @@
 //! The DynamoDB adapter for `CONTROL_TABLE`: circuit-breaker rows (`circuit#{stage}`) with
 //! optimistic locking on `version`, processing leases (`lease#{stage}#{image_id}`) taken with a
-//! conditional put that returns the previous row, so a lease its own holder never released (a
-//! crashed attempt) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
+//! conditional update that counts the takes since the last release and returns the previous row,
+//! so a lease its own holder never released (a crashed or timed-out attempt, which marks
+//! `out_of_time` before its deadline) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
 //! correctness never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the
 //! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h), and the
 //! migrations' run-once markers (`migration#{name}`, conditional puts on `version`).
@@ -19,7 +20,7 @@ use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::backfill::Marker;
 use crate::ops::minute_start;
 use crate::ports::{
-    ControlStore, Lease, MarkerStore, MinuteCount, Outcome, RepoError, ThroughputLog,
+    ControlStore, Lease, LeaseView, MarkerStore, MinuteCount, Outcome, RepoError, ThroughputLog,
 };
 
 /// The control table.
@@ -52,6 +53,32 @@ pub fn breaker_key(stage: Stage) -> String {
 
 fn lease_key(stage: Stage, image: ImageId) -> String {
     format!("lease#{stage}#{image}")
+}
+
+/// A stored lease row, read leniently (a row from before takes were counted was taken once).
+fn lease_view(item: &HashMap<String, AttributeValue>) -> LeaseView {
+    let number = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+    };
+    LeaseView {
+        holder: item
+            .get("holder")
+            .and_then(|v| v.as_s().ok())
+            .cloned()
+            .unwrap_or_default(),
+        until: Timestamp::from_unix_millis(number("until_ms").unwrap_or(0)),
+        attempts: number("taken")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(1)
+            .max(1),
+        ran_out_of_time: item
+            .get("out_of_time")
+            .and_then(|v| v.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -228,6 +255,7 @@ impl MarkerStore for DynamoControl {
 impl ControlStore for DynamoControl {
     async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
         self.faults.check("ddb_get").map_err(unavailable)?;
+        crate::metrics::breaker_read(stage);
         let out = self
             .client
             .get_item()
@@ -291,35 +319,44 @@ impl ControlStore for DynamoControl {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<Lease, RepoError> {
+        // One conditional update: take it, count the takes since the last release (a release
+        // deletes the item), clear the previous holder's out-of-time mark, return the old row.
         let result = self
             .client
-            .put_item()
+            .update_item()
             .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
             .table_name(&self.table)
-            .item("pk", AttributeValue::S(lease_key(stage, image)))
-            .item("holder", AttributeValue::S(holder.to_owned()))
-            .item(
-                "until_ms",
-                AttributeValue::N(until.unix_millis().to_string()),
-            )
-            .item(
-                "expires_at",
-                AttributeValue::N((until.unix_seconds() + 3600).to_string()),
+            .key("pk", AttributeValue::S(lease_key(stage, image)))
+            .update_expression(
+                "SET holder = :holder, until_ms = :until, expires_at = :expires, \
+                 taken = if_not_exists(taken, :zero) + :one REMOVE out_of_time",
             )
             .condition_expression("attribute_not_exists(pk) OR until_ms < :now OR holder = :holder")
-            .expression_attribute_values(":now", AttributeValue::N(now.unix_millis().to_string()))
             .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(
+                ":until",
+                AttributeValue::N(until.unix_millis().to_string()),
+            )
+            .expression_attribute_values(
+                ":expires",
+                AttributeValue::N((until.unix_seconds() + 3600).to_string()),
+            )
+            .expression_attribute_values(":zero", AttributeValue::N("0".to_owned()))
+            .expression_attribute_values(":one", AttributeValue::N("1".to_owned()))
+            .expression_attribute_values(":now", AttributeValue::N(now.unix_millis().to_string()))
             .send()
             .await;
         match result {
             Ok(out) => {
-                let previous = out
-                    .attributes
-                    .as_ref()
-                    .and_then(|old| old.get("holder"))
-                    .and_then(|h| h.as_s().ok());
-                Ok(if previous.map(String::as_str) == Some(holder) {
-                    Lease::Abandoned
+                let Some(old) = out.attributes.as_ref().filter(|a| !a.is_empty()) else {
+                    return Ok(Lease::Taken);
+                };
+                let view = lease_view(old);
+                Ok(if view.holder == holder {
+                    Lease::Abandoned {
+                        attempts: view.attempts,
+                        ran_out_of_time: view.ran_out_of_time,
+                    }
                 } else {
                     Lease::Taken
                 })
@@ -329,6 +366,46 @@ impl ControlStore for DynamoControl {
             }
             Err(e) => Err(unavailable(e)),
         }
+    }
+
+    async fn mark_out_of_time(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &str,
+    ) -> Result<(), RepoError> {
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(lease_key(stage, image)))
+            .update_expression("SET out_of_time = :yes")
+            .condition_expression("holder = :holder")
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            // Released meanwhile, or someone else's now: nothing of ours to mark.
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(lease_key(stage, image)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(out.item.as_ref().map(lease_view))
     }
 
     async fn release_lease(

@@ -10,7 +10,6 @@ use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
@@ -52,46 +51,72 @@ pub fn item_from_record(
     serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))
 }
 
-/// The listing cursor: the last row's sort position. The owner comes from the caller's identity,
-/// never from the cursor, so a cursor cannot reach another owner's rows.
-#[derive(Serialize, Deserialize)]
-struct Cursor {
-    image_id: ImageId,
-    created_at: Timestamp,
+/// A page cursor of one of the table's indexes: the last row's `image_id` and its value of the
+/// index's sort key, as base64url JSON (`{"image_id": .., "<sort key>": ..}`). The partition
+/// key's value comes from the caller (the owner from the identity, the status from the route),
+/// never from the cursor, so a cursor cannot move a page to another partition (another owner's
+/// rows).
+struct IndexCursor {
+    /// The index's partition key.
+    partition_key: &'static str,
+    /// The index's sort key (a timestamp).
+    sort_key: &'static str,
 }
 
-fn encode_cursor(key: &HashMap<String, AttributeValue>) -> Option<String> {
-    let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let cursor = Cursor {
-        image_id: text("image_id")?.parse().ok()?,
-        created_at: text("created_at")?.parse().ok()?,
-    };
-    serde_json::to_vec(&cursor)
-        .ok()
-        .map(|json| B64URL.encode(json))
-}
+/// `by_owner`: an owner's gallery, newest first.
+const OWNER_CURSOR: IndexCursor = IndexCursor {
+    partition_key: "owner_id",
+    sort_key: "created_at",
+};
 
-fn decode_cursor(
-    owner: &OwnerId,
-    cursor: &str,
-) -> Result<HashMap<String, AttributeValue>, RepoError> {
-    let json = B64URL.decode(cursor).map_err(|_| RepoError::BadCursor)?;
-    let cursor: Cursor = serde_json::from_slice(&json).map_err(|_| RepoError::BadCursor)?;
-    Ok(HashMap::from([
-        (
-            "image_id".to_owned(),
-            AttributeValue::S(cursor.image_id.to_string()),
-        ),
-        (
-            "created_at".to_owned(),
-            AttributeValue::S(cursor.created_at.to_string()),
-        ),
-        ("owner_id".to_owned(), AttributeValue::S(owner.to_string())),
-    ]))
+/// `by_status`: operators' counts and lists, sweeps.
+const STATUS_CURSOR: IndexCursor = IndexCursor {
+    partition_key: "processing_status",
+    sort_key: "updated_at",
+};
+
+impl IndexCursor {
+    /// The cursor after the page whose `LastEvaluatedKey` is `key`.
+    fn encode(&self, key: &HashMap<String, AttributeValue>) -> Option<String> {
+        let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok());
+        let image_id: ImageId = text("image_id")?.parse().ok()?;
+        let at: Timestamp = text(self.sort_key)?.parse().ok()?;
+        let json = serde_json::json!({"image_id": image_id, self.sort_key: at});
+        serde_json::to_vec(&json)
+            .ok()
+            .map(|json| B64URL.encode(json))
+    }
+
+    /// The `ExclusiveStartKey` for `cursor` within the partition `partition`.
+    fn decode(
+        &self,
+        partition: String,
+        cursor: &str,
+    ) -> Result<HashMap<String, AttributeValue>, RepoError> {
+        let json = B64URL.decode(cursor).map_err(|_| RepoError::BadCursor)?;
+        let fields: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_slice(&json).map_err(|_| RepoError::BadCursor)?;
+        let text = |name: &str| fields.get(name).and_then(serde_json::Value::as_str);
+        let image_id: ImageId = text("image_id")
+            .and_then(|t| t.parse().ok())
+            .ok_or(RepoError::BadCursor)?;
+        let at: Timestamp = text(self.sort_key)
+            .and_then(|t| t.parse().ok())
+            .ok_or(RepoError::BadCursor)?;
+        Ok(HashMap::from([
+            (
+                "image_id".to_owned(),
+                AttributeValue::S(image_id.to_string()),
+            ),
+            (self.sort_key.to_owned(), AttributeValue::S(at.to_string())),
+            (self.partition_key.to_owned(), AttributeValue::S(partition)),
+        ]))
+    }
 }
 
 impl ImageRepository for DynamoImages {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        self.faults.check("ddb_put").map_err(unavailable)?;
         let result = self
             .client
             .put_item()
@@ -129,7 +154,9 @@ impl ImageRepository for DynamoImages {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        let start = cursor.map(|c| decode_cursor(owner, c)).transpose()?;
+        let start = cursor
+            .map(|c| OWNER_CURSOR.decode(owner.to_string(), c))
+            .transpose()?;
         let out = self
             .client
             .query()
@@ -157,7 +184,10 @@ impl ImageRepository for DynamoImages {
             .into_iter()
             .map(record_from_item)
             .collect::<Result<_, _>>()?;
-        let next = out.last_evaluated_key.as_ref().and_then(encode_cursor);
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| OWNER_CURSOR.encode(k));
         Ok(Page { items, next })
     }
 
@@ -200,47 +230,6 @@ impl ImageRepository for DynamoImages {
     }
 }
 
-/// The `by_status` index's cursor: the last row's sort position. The status comes from the
-/// caller, so a cursor cannot move a page to another partition.
-#[derive(Serialize, Deserialize)]
-struct StatusCursor {
-    image_id: ImageId,
-    updated_at: Timestamp,
-}
-
-fn encode_status_cursor(key: &HashMap<String, AttributeValue>) -> Option<String> {
-    let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok()).cloned();
-    let cursor = StatusCursor {
-        image_id: text("image_id")?.parse().ok()?,
-        updated_at: text("updated_at")?.parse().ok()?,
-    };
-    serde_json::to_vec(&cursor)
-        .ok()
-        .map(|json| B64URL.encode(json))
-}
-
-fn decode_status_cursor(
-    status: Status,
-    cursor: &str,
-) -> Result<HashMap<String, AttributeValue>, RepoError> {
-    let json = B64URL.decode(cursor).map_err(|_| RepoError::BadCursor)?;
-    let cursor: StatusCursor = serde_json::from_slice(&json).map_err(|_| RepoError::BadCursor)?;
-    Ok(HashMap::from([
-        (
-            "image_id".to_owned(),
-            AttributeValue::S(cursor.image_id.to_string()),
-        ),
-        (
-            "updated_at".to_owned(),
-            AttributeValue::S(cursor.updated_at.to_string()),
-        ),
-        (
-            "processing_status".to_owned(),
-            AttributeValue::S(status.as_str().to_owned()),
-        ),
-    ]))
-}
-
 /// The `by_status` index.
 const BY_STATUS: &str = "by_status";
 
@@ -277,7 +266,7 @@ impl StatusIndex for DynamoImages {
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
         let start = cursor
-            .map(|c| decode_status_cursor(status, c))
+            .map(|c| STATUS_CURSOR.decode(status.as_str().to_owned(), c))
             .transpose()?;
         let out = self
             .client
@@ -309,7 +298,7 @@ impl StatusIndex for DynamoImages {
         let next = out
             .last_evaluated_key
             .as_ref()
-            .and_then(encode_status_cursor);
+            .and_then(|k| STATUS_CURSOR.encode(k));
         Ok(Page { items, next })
     }
 }
@@ -405,13 +394,43 @@ mod tests {
             ),
             ("owner_id".to_owned(), AttributeValue::S("victim".into())),
         ]);
-        let cursor = encode_cursor(&key).unwrap();
-        let me: OwnerId = "me".parse().unwrap();
-        let start = decode_cursor(&me, &cursor).unwrap();
+        let cursor = OWNER_CURSOR.encode(&key).unwrap();
+        let start = OWNER_CURSOR.decode("me".into(), &cursor).unwrap();
         assert_eq!(start["owner_id"], AttributeValue::S("me".into()));
+        assert_eq!(start["image_id"], key["image_id"]);
+        assert_eq!(start["created_at"], key["created_at"]);
+        assert_eq!(start.len(), 3);
         assert!(matches!(
-            decode_cursor(&me, "garbage!"),
+            OWNER_CURSOR.decode("me".into(), "garbage!"),
             Err(RepoError::BadCursor)
         ));
+    }
+
+    #[test]
+    fn cursors_keep_their_wire_form_and_name_their_own_index_sort_key() {
+        let id = ImageId::new();
+        let at = Timestamp::now();
+        // A cursor as the per-index structs wrote it before they were one type.
+        let old = B64URL.encode(format!(r#"{{"image_id":"{id}","updated_at":"{at}"}}"#));
+        let start = STATUS_CURSOR.decode("failed".into(), &old).unwrap();
+        assert_eq!(
+            start,
+            HashMap::from([
+                ("image_id".to_owned(), AttributeValue::S(id.to_string())),
+                ("updated_at".to_owned(), AttributeValue::S(at.to_string())),
+                (
+                    "processing_status".to_owned(),
+                    AttributeValue::S("failed".into())
+                ),
+            ])
+        );
+        assert_eq!(STATUS_CURSOR.encode(&start).as_deref(), Some(old.as_str()));
+        assert!(
+            matches!(
+                OWNER_CURSOR.decode("me".into(), &old),
+                Err(RepoError::BadCursor)
+            ),
+            "a status cursor has no created_at"
+        );
     }
 }

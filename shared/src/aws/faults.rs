@@ -1,10 +1,11 @@
 //! Fault injection for tests and the local stack: `SAFELIGHT_FAULTS=s3_get:0.2,ddb_update:0.1`
 //! makes the named adapter operations fail with a transient error at that rate. Off unless set.
 //!
-//! Operation names: `s3_get`, `s3_put`, `s3_head`, `ddb_get`, `ddb_update`, `sqs_visibility`,
-//! `apigw_post`, and `*` for all of them. An entry may be scoped to object keys containing a
-//! text, `op@text:rate` (e.g. `s3_get@originals/t-flaky-:1` fails only the reads of that owner's
-//! originals), so a suite can fault one test's images without touching the others.
+//! Operation names: `s3_get`, `s3_put`, `s3_head`, `s3_delete` (deleting a version), `ddb_get`,
+//! `ddb_put` (creating an image row), `ddb_update`, `sqs_visibility`, `apigw_post`, and `*` for
+//! all of them. An entry may be scoped to object keys containing a text, `op@text:rate` (e.g.
+//! `s3_get@originals/t-flaky-:1` fails only the reads of that owner's originals), so a suite can
+//! fault one test's images without touching the others.
 //!
 //! `abort@text:1` is a crash point, not an error: reading an original whose key contains `text`
 //! aborts the whole process, as an out-of-memory kill or a segfault in a codec would.

@@ -18,7 +18,8 @@ use sha2::Sha256;
 use super::faults::Faults;
 use crate::domain::{ObjectKey, Timestamp};
 use crate::ports::{
-    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, UploadConstraints,
+    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
+    UploadConstraints,
 };
 
 /// `ObjectStore` on one S3 bucket.
@@ -92,27 +93,42 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn get(&self, key: &ObjectKey) -> Result<Vec<u8>, StoreError> {
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+    ) -> Result<StoredObject, StoreError> {
         self.faults.crash_point(key.as_str());
         self.faults
             .check_key("s3_get", Some(key.as_str()))
             .map_err(unavailable)?;
+        // A GET naming a version needs `s3:GetObjectVersion` on AWS (the template grants it).
         let out = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
+            .set_version_id(version.map(str::to_owned))
             .send()
             .await;
         let out = match out {
             Ok(out) => out,
-            Err(SdkError::ServiceError(e)) if e.err().is_no_such_key() => {
-                return Err(StoreError::NotFound(key.to_string()))
+            Err(SdkError::ServiceError(e))
+                if e.err().is_no_such_key() || e.err().code() == Some("NoSuchVersion") =>
+            {
+                return Err(StoreError::NotFound(match version {
+                    Some(v) => format!("{key} (version {v})"),
+                    None => key.to_string(),
+                }))
             }
             Err(e) => return Err(unavailable(e)),
         };
+        let version = out.version_id().map(str::to_owned);
         let bytes = out.body.collect().await.map_err(unavailable)?;
-        Ok(bytes.into_bytes().to_vec())
+        Ok(StoredObject {
+            bytes: bytes.into_bytes().to_vec(),
+            version,
+        })
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
@@ -130,6 +146,7 @@ impl ObjectStore for S3Store {
             Ok(out) => Ok(Some(ObjectMeta {
                 size: u64::try_from(out.content_length().unwrap_or(0)).unwrap_or(0),
                 content_type: out.content_type().map(str::to_owned),
+                version: out.version_id().map(str::to_owned),
             })),
             Err(SdkError::ServiceError(e))
                 if e.err().is_not_found() || e.err().code() == Some("NotFound") =>
@@ -149,6 +166,30 @@ impl ObjectStore for S3Store {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
+        self.faults
+            .check_key("s3_delete", Some(key.as_str()))
+            .map_err(unavailable)?;
+        // Deleting a version for good (no delete marker) needs `s3:DeleteObjectVersion`.
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .version_id(version)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e))
+                if matches!(e.err().code(), Some("NoSuchVersion" | "NoSuchKey")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     async fn presign_put(
@@ -229,6 +270,7 @@ impl ObjectStore for S3Store {
     async fn presign_get(
         &self,
         key: &ObjectKey,
+        version: Option<&str>,
         expires_in: Duration,
     ) -> Result<String, StoreError> {
         let presigned = self
@@ -236,6 +278,7 @@ impl ObjectStore for S3Store {
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
+            .set_version_id(version.map(str::to_owned))
             .presigned(presigning(expires_in)?)
             .await
             .map_err(unavailable)?;

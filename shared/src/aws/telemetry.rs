@@ -4,13 +4,30 @@
 //! CloudWatch Embedded Metric Format documents (`metrics_cloudwatch_embedded`), which CloudWatch
 //! Logs turns into metrics in the `METRICS_NAMESPACE` namespace.
 //!
+//! Every AWS API operation a function makes is counted as `AwsCalls` (dimensions `Service`,
+//! `Operation`) by [`sdk_calls_layer`]: a tracing layer that sees the operation span each SDK
+//! client opens (`S3.GetObject`, `DynamoDB.UpdateItem`, ...; target `aws_sdk_*`, debug level)
+//! whatever the log level, and writes nothing to the logs. So a function's requests to each
+//! service (its cost drivers) are a metric per invocation, not something to dig out of debug
+//! logs; `make proof`'s scale model sums them. One operation is one count however many HTTP
+//! attempts its retries took.
+//!
 //! JSON is used whatever `AWS_LAMBDA_LOG_FORMAT` says: the template asks Lambda for JSON, and the
 //! local emulator does not pass the variable.
 
 use std::io::Write as _;
 
-use lambda_runtime::tracing::subscriber::{self, filter::LevelFilter, EnvFilter};
+use lambda_runtime::tracing::subscriber::{
+    self,
+    filter::{filter_fn, LevelFilter},
+    layer::{Context, SubscriberExt as _},
+    registry::LookupSpan,
+    util::SubscriberInitExt as _,
+    EnvFilter, Layer,
+};
 use thiserror::Error;
+use tracing::span::{Attributes, Id};
+use tracing::{Metadata, Subscriber};
 
 /// Namespace when `METRICS_NAMESPACE` is unset (the template sets `Safelight/<stack>`).
 pub const DEFAULT_NAMESPACE: &str = "Safelight";
@@ -46,6 +63,11 @@ impl Telemetry {
             .cloudwatch_namespace(namespace)
             .init()
             .map_err(|e| TelemetryError::Recorder(e.to_string()))?;
+        // Names the function in every document, so metrics read from a shared log stream (the
+        // local stack's, a Logs Insights query over several log groups) can be told apart.
+        if let Ok(name) = std::env::var("AWS_LAMBDA_FUNCTION_NAME") {
+            collector.set_property("functionName", name);
+        }
         crate::metrics::describe();
         Ok(Telemetry { collector })
     }
@@ -78,16 +100,47 @@ fn init_json_logs() {
     let filter = EnvFilter::builder()
         .with_default_directive(level.into())
         .parse_lossy("");
-    // try_init: a second call (tests) keeps the first subscriber.
-    let _ = subscriber::fmt()
+    let logs = subscriber::fmt::layer()
         .json()
         .flatten_event(true)
         .with_current_span(true)
         .with_span_list(true)
         .with_target(true)
-        .with_env_filter(filter)
         .with_writer(std::io::stdout)
+        .with_filter(filter);
+    // try_init: a second call (tests) keeps the first subscriber.
+    let _ = subscriber::registry()
+        .with(logs)
+        .with(sdk_calls_layer())
         .try_init();
+}
+
+/// The layer that counts AWS SDK operations as the `AwsCalls` metric (see the module
+/// documentation). Its own filter lets through only the SDK's operation spans, so the log
+/// level is untouched and nothing else reaches it.
+pub fn sdk_calls_layer<S>() -> impl Layer<S>
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+{
+    SdkCalls.with_filter(filter_fn(is_sdk_operation).with_max_level_hint(LevelFilter::DEBUG))
+}
+
+/// An SDK client's operation span: `Service.Operation`, with `rpc.service` and `rpc.method`.
+fn is_sdk_operation(meta: &Metadata<'_>) -> bool {
+    meta.is_span()
+        && meta.target().starts_with("aws_sdk_")
+        && meta.fields().field("rpc.method").is_some()
+        && meta.name().contains('.')
+}
+
+struct SdkCalls;
+
+impl<S: Subscriber> Layer<S> for SdkCalls {
+    fn on_new_span(&self, attrs: &Attributes<'_>, _id: &Id, _ctx: Context<'_, S>) {
+        if let Some((service, operation)) = attrs.metadata().name().split_once('.') {
+            crate::metrics::aws_call(service, operation);
+        }
+    }
 }
 
 /// The span an HTTP function runs each request in: its `image_id` field is filled in by

@@ -17,6 +17,21 @@ pub struct Job {
     pub image_id: ImageId,
     /// The object's size, when the event says.
     pub size: Option<u64>,
+    /// Where the job comes from: a storage event, or Safelight's own message.
+    pub origin: Origin,
+}
+
+/// Where a job comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An "Object Created" event: something was written to the key.
+    Stored {
+        /// The version the write created, when the event says (AWS does on a versioned bucket;
+        /// the local emulator's EventBridge detail leaves it out).
+        version: Option<String>,
+    },
+    /// A retry or backfill message: process the image's (pinned) original again.
+    Requested,
 }
 
 /// Safelight's own message, sent by retries and the backfill.
@@ -58,7 +73,11 @@ pub enum JobError {
 impl Job {
     /// The job for an object `key`: `None` outside `originals/`, an error for a key under it that
     /// is not `originals/{owner}/{image_id}`. Message shapes are read in `crate::events`.
-    pub fn for_original_key(key: &str, size: Option<u64>) -> Result<Option<Job>, JobError> {
+    pub fn for_original_key(
+        key: &str,
+        size: Option<u64>,
+        origin: Origin,
+    ) -> Result<Option<Job>, JobError> {
         if !key.starts_with(ORIGINALS_PREFIX) {
             return Ok(None);
         }
@@ -69,6 +88,7 @@ impl Job {
             owner,
             image_id,
             size,
+            origin,
         }))
     }
 }
@@ -80,16 +100,16 @@ mod tests {
     #[test]
     fn only_keys_under_originals_are_jobs_and_malformed_ones_are_refused() {
         let id = "01KB4XV6Z0R8QW3M5T7N9P1C2D";
-        let job = Job::for_original_key(&format!("originals/u-1/{id}"), Some(3))
+        let job = Job::for_original_key(&format!("originals/u-1/{id}"), Some(3), Origin::Requested)
             .unwrap()
             .unwrap();
         assert_eq!((job.owner.as_str(), job.size), ("u-1", Some(3)));
         assert_eq!(
-            Job::for_original_key("thumbnails/x/150.jpg", None),
+            Job::for_original_key("thumbnails/x/150.jpg", None, Origin::Requested),
             Ok(None)
         );
         assert!(matches!(
-            Job::for_original_key("originals/u/../../x", None),
+            Job::for_original_key("originals/u/../../x", None, Origin::Requested),
             Err(JobError::ForeignKey(_))
         ));
     }

@@ -13,7 +13,7 @@ pub mod time;
 pub use content_type::{ContentType, TypeMismatch, UnsupportedContentType};
 pub use identity::{Identity, IdentityError};
 pub use ids::{IdError, ImageId, ObjectKey, OwnerId};
-pub use job::{Job, JobError, RetryMessage};
+pub use job::{Job, JobError, Origin, RetryMessage};
 pub use notice::{Notice, NoticeType, StatusSnapshot};
 pub use record::{Derivative, ImageRecord, NewImage, NotFailed, StageResult};
 pub use status::{ErrorKind, Stage, Status, TransitionError, UploadState};

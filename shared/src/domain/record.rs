@@ -34,6 +34,12 @@ pub struct ImageRecord {
     pub owner_id: OwnerId,
     /// Where the original is stored.
     pub original_key: ObjectKey,
+    /// The version of the original that was (or is being) processed, pinned by the first
+    /// attempt: every later read of the original (retries, the original's GET URL) names it, so
+    /// a later write to the key cannot change what the product shows. `None` on a bucket without
+    /// versioning, and until processing starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_version: Option<String>,
     /// The client's file name, for display only (never used in a key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
@@ -129,6 +135,7 @@ impl ImageRecord {
     pub fn new(new: NewImage, now: Timestamp) -> Self {
         ImageRecord {
             original_key: ObjectKey::original(&new.owner_id, new.image_id),
+            original_version: None,
             image_id: new.image_id,
             owner_id: new.owner_id,
             filename: new.filename,

@@ -226,13 +226,13 @@ pub struct CostModel {
 }
 
 impl Default for CostModel {
-    /// The engine's speed as measured by `make bench` (BENCHMARKS.md, 2026-11-28, one core of a
-    /// 2 vCPU EPYC): a 12 MP JPEG takes 58.5 ms for the thumbnail set and 1111 ms for the
-    /// variant set, i.e. 4.9 and 92.6 ms per megapixel.
+    /// The engine's speed as measured by `make bench` (BENCHMARKS.md, 2026-12-01, one core of a
+    /// quiet 2 vCPU EPYC): a 12 MP JPEG takes 33.6 ms for the thumbnail set and 388.6 ms for the
+    /// variant set, i.e. 2.8 and 32.4 ms per megapixel.
     fn default() -> Self {
         CostModel {
-            thumbnail_ms_per_mp: 58.5 / 12.0,
-            variant_ms_per_mp: 1111.3 / 12.0,
+            thumbnail_ms_per_mp: 33.6 / 12.0,
+            variant_ms_per_mp: 388.6 / 12.0,
             io_ms_per_stage: 150.0,
             memory_mb: 1024,
             usd_per_gb_second: 0.000_013_333_4,

@@ -10,15 +10,20 @@
 //! Failures: permanent ones (corrupt, unsupported, too large, type or size mismatch, original
 //! gone) mark the stage failed with a reason and drop the message. Transient ones are counted by
 //! the breaker, noted on the row, and retried after `min(cap, base·2^(receive-1))` with full
-//! jitter; on the last receive the stage is marked failed before SQS moves the message to the
-//! DLQ. A panic in one message is that message's failure only.
+//! jitter; on the last receive the stage is marked failed and the message made visible at once,
+//! so SQS moves it to the DLQ within seconds. A panic in one message is that message's failure
+//! only.
 //!
 //! Crashes and deadlines: an attempt releases its lease however it ends, so a redelivered message
-//! that finds its own lease still held died mid-attempt (an abort, an out-of-memory kill, the
-//! invocation timeout); its stage fails at once as "processing crashed" instead of crashing the
-//! batch again, and the other messages of that batch run normally. A batch stops starting
-//! messages [`Policy::deadline_reserve`] before the invocation's deadline and re-sends the rest
-//! as fresh copies (no receive used up). Whatever still gives up without a row update (a
+//! that finds its own lease still held died mid-attempt. An attempt still running
+//! [`Policy::out_of_time_margin`] before the invocation's deadline marks its lease "out of time"
+//! first. An unmarked lease is a crash (an abort, an out-of-memory kill): the stage fails at once
+//! as "processing crashed" instead of crashing the batch again, and the other messages of that
+//! batch run normally. A marked one is a slow image: its redelivery runs first and alone (the
+//! rest of its batch is re-sent) with the whole invocation; a second abandoned attempt fails the
+//! stage ("ran out of time twice", or "crashed"). A batch stops starting messages
+//! [`Policy::deadline_reserve`] before the invocation's deadline and re-sends the rest as fresh
+//! copies (no receive used up). Whatever still gives up without a row update (a
 //! message that reaches a DLQ some other way) is marked failed by the `sweeper`.
 //!
 //! Idempotency: derivative keys depend only on (image, spec), so a repeat writes the same
@@ -79,6 +84,9 @@ pub struct Policy {
     /// No message is started with less than this left before the invocation's deadline: the
     /// longest one image is expected to take.
     pub deadline_reserve: Duration,
+    /// A message still running this long before the invocation's deadline marks its lease
+    /// "out of time", so its next attempt knows it timed out rather than crashed.
+    pub out_of_time_margin: Duration,
 }
 
 impl Default for Policy {
@@ -89,6 +97,7 @@ impl Default for Policy {
             lease: Duration::from_secs(60),
             write_attempts: 32,
             deadline_reserve: Duration::from_secs(8),
+            out_of_time_margin: Duration::from_secs(2),
         }
     }
 }
@@ -203,6 +212,7 @@ pub struct Processor<S, R, Q, C> {
     images: R,
     queue: Q,
     control: C,
+    gate: gate::GateState,
 }
 
 /// Adapters a processor runs on.
@@ -236,6 +246,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             images: ports.images,
             queue: ports.queue,
             control: ports.control,
+            gate: gate::GateState::default(),
         }
     }
 
@@ -253,8 +264,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         messages: &[Message],
         deadline: Option<Timestamp>,
     ) -> Vec<String> {
+        // Redelivered messages first: one whose previous attempt ran out of time then gets the
+        // invocation to itself (below), with its whole budget.
+        let mut order: Vec<&Message> = messages.iter().collect();
+        order.sort_by_key(|m| std::cmp::Reverse(m.receive_count));
         let mut keep = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
+        for (i, m) in order.iter().copied().enumerate() {
             let span = tracing::info_span!(
                 "message",
                 stage = %self.stage,
@@ -268,11 +283,11 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     span.in_scope(|| {
                         tracing::warn!(
                             left_ms = left,
-                            not_started = messages.len() - i,
+                            not_started = order.len() - i,
                             "invocation deadline near: re-sending the messages not started"
                         );
                     });
-                    for rest in &messages[i..] {
+                    for rest in &order[i..] {
                         if self.requeue_now(rest).await == Verdict::Retry {
                             keep.push(rest.message_id.clone());
                         }
@@ -280,11 +295,27 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     break;
                 }
             }
+            let alone = i + 1 < order.len() && self.ran_out_of_time_before(m).await;
+            if alone {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        others = order.len() - i - 1,
+                        "its previous attempt ran out of time: re-sending the rest of the batch so it runs alone"
+                    );
+                });
+                for rest in &order[i + 1..] {
+                    if self.requeue_now(rest).await == Verdict::Retry {
+                        keep.push(rest.message_id.clone());
+                    }
+                }
+            }
             // Boxed: keeps the future's type shallow enough for the compiler's layout queries.
-            let outcome =
-                AssertUnwindSafe(Box::pin(self.handle_message(m)).instrument(span.clone()))
-                    .catch_unwind()
-                    .await;
+            let work = AssertUnwindSafe(Box::pin(self.handle_message(m)).instrument(span.clone()))
+                .catch_unwind();
+            let outcome = match deadline {
+                Some(deadline) => self.watch_the_clock(m, work, deadline).await,
+                None => work.await,
+            };
             let verdict = match outcome {
                 Ok(v) => v,
                 Err(panic) => {
@@ -300,8 +331,64 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             if verdict == Verdict::Retry {
                 keep.push(m.message_id.clone());
             }
+            if alone {
+                break;
+            }
         }
         keep
+    }
+
+    /// Runs one message's work; if it is still running [`Policy::out_of_time_margin`] before the
+    /// invocation's deadline, marks its leases "out of time" (Lambda ends the invocation at the
+    /// deadline, and the redelivery then gets another chance instead of failing as a crash),
+    /// and keeps waiting for it.
+    async fn watch_the_clock<F: std::future::Future>(
+        &self,
+        m: &Message,
+        work: F,
+        deadline: Timestamp,
+    ) -> F::Output {
+        let margin = self.policy.out_of_time_margin.as_millis() as i64;
+        let wait_ms = deadline.unix_millis() - margin - Timestamp::now().unix_millis();
+        let alarm = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)));
+        let mut work = std::pin::pin!(work);
+        tokio::select! {
+            out = &mut work => return out,
+            () = alarm => {}
+        }
+        tracing::warn!(message_id = %m.message_id, "still running near the invocation's deadline: marking its lease out of time");
+        for job in parse_jobs(&m.body).unwrap_or_default() {
+            if let Err(e) = self
+                .control
+                .mark_out_of_time(self.stage, job.image_id, &m.message_id)
+                .await
+            {
+                tracing::warn!(error = %e, "could not mark the lease out of time; a timeout will count as a crash");
+            }
+        }
+        work.await
+    }
+
+    /// Whether this redelivered message's previous attempt ran out of time (its lease, still
+    /// its own, says so) for the first time: then it gets the invocation to itself.
+    async fn ran_out_of_time_before(&self, m: &Message) -> bool {
+        if m.receive_count < 2 {
+            return false;
+        }
+        for job in parse_jobs(&m.body).unwrap_or_default() {
+            match self.control.lease(self.stage, job.image_id).await {
+                Ok(Some(lease))
+                    if lease.holder == m.message_id
+                        && lease.ran_out_of_time
+                        && lease.attempts < 2 =>
+                {
+                    return true
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read the lease"),
+            }
+        }
+        false
     }
 
     async fn handle_message(&self, m: &Message) -> Verdict {
@@ -341,6 +428,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                             tracing::error!(error = %e, "could not mark the image failed");
                         }
                     }
+                    self.dead_letter_now(m).await;
                 } else {
                     self.back_off(m).await;
                 }
@@ -349,6 +437,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         };
 
         let mut verdict = Verdict::Ack;
+        let mut last_receive_failed = false;
         for job in &jobs {
             tracing::Span::current().record("image_id", tracing::field::display(job.image_id));
             match self.process(job, m).await {
@@ -387,6 +476,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                         {
                             tracing::error!(error = %e, "could not mark the image failed; the sweeper will");
                         }
+                        last_receive_failed = true;
                     } else {
                         tracing::warn!(reason = %reason, "transient failure; backing off");
                         self.note_transient(job, &reason).await;
@@ -395,7 +485,23 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 }
             }
         }
+        if last_receive_failed {
+            self.dead_letter_now(m).await;
+        }
         verdict
+    }
+
+    /// A message kept after its last receive goes to the DLQ on its next receive: make it
+    /// visible now rather than after the queue's whole visibility timeout (180 s), so the DLQ
+    /// (and its alarm) holds it within seconds. Its row is already marked failed.
+    async fn dead_letter_now(&self, m: &Message) {
+        if let Err(e) = self
+            .queue
+            .delay(self.stage, &m.receipt_handle, Duration::ZERO)
+            .await
+        {
+            tracing::warn!(error = %e, "could not hurry the message to the DLQ; it goes after the visibility timeout");
+        }
     }
 
     /// Hides the message for the backoff delay of its receive count.

@@ -8,7 +8,7 @@ use crate::domain::{
     ContentType, ErrorKind, ImageId, ImageRecord, Job, NewImage, Status, Timestamp,
     TransitionError, UploadState,
 };
-use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError};
+use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoredObject};
 
 use super::{JobFailure, Processor};
 
@@ -111,13 +111,13 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     pub(super) async fn row_or_adopt(
         &self,
         job: &Job,
-        original: &mut Option<Vec<u8>>,
+        original: &mut Option<StoredObject>,
     ) -> Result<ImageRecord, JobFailure> {
         if let Some(r) = self.images.get(job.image_id).await? {
             return Ok(r);
         }
-        let bytes = self.store.get(&job.key).await?;
-        let Some(content_type) = ContentType::sniff(&bytes) else {
+        let object = self.store.get(&job.key, None).await?;
+        let Some(content_type) = ContentType::sniff(&object.bytes) else {
             return Err(JobFailure::permanent(
                 ErrorKind::Rejected,
                 "an original without a row is not a recognisable image; ignored",
@@ -129,7 +129,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 owner_id: job.owner.clone(),
                 filename: None,
                 content_type,
-                byte_size: bytes.len() as u64,
+                byte_size: object.bytes.len() as u64,
                 sha256: None,
                 upload_state: UploadState::Stored,
             },
@@ -140,7 +140,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Ok(()) | Err(RepoError::Conflict) => {}
             Err(e) => return Err(e.into()),
         }
-        *original = Some(bytes);
+        *original = Some(object);
         self.images
             .get(job.image_id)
             .await?

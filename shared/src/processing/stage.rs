@@ -1,15 +1,23 @@
 //! One job of a stage: check the row and the lease, fetch the original, check its bytes against
 //! the row (declared type and size), render every spec from one decode, store the derivatives
 //! under deterministic keys, complete the stage.
+//!
+//! Write-once originals: the bucket keeps versions, and the first attempt pins the version it
+//! processes on the row (the version the "Object Created" event names; when the event names none,
+//! as the local emulator's does not, the key's current version). Every read of the original then
+//! names the pinned version, and a write that lands on the key later is not the image: its event
+//! is ignored and the version it made is deleted, so the pinned one stays the current one (a
+//! lifecycle rule expires non-current versions, which must never include the pinned one).
 
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    Derivative, ErrorKind, Job, ObjectKey, Stage, StageResult, Status, Timestamp, UploadState,
+    Derivative, ErrorKind, ImageRecord, Job, ObjectKey, Origin, Stage, StageResult, Status,
+    Timestamp, UploadState,
 };
 use crate::engine;
 use crate::metrics;
-use crate::ports::{ControlStore, ImageRepository, JobQueue, Lease, ObjectStore};
+use crate::ports::{ControlStore, ImageRepository, JobQueue, Lease, ObjectStore, StoredObject};
 
 use super::{JobFailure, Message, Processor};
 
@@ -23,8 +31,12 @@ pub(super) enum Ran {
 }
 
 /// The reason a stage fails with when its previous attempt died mid-way.
-pub const CRASHED: &str = "processing crashed: the process died (or ran out of time) while \
-                           working on this image; retry it, or check the file";
+pub const CRASHED: &str = "processing crashed: the process died while working on this image; \
+                           retry it, or check the file";
+
+/// The reason a stage fails with when it ran out of the invocation's time twice.
+pub const TIMED_OUT: &str = "processing ran out of time twice: this image takes longer than the \
+                             function's time limit allows here; retry it later, or send a smaller file";
 
 impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor<S, R, Q, C> {
     /// Runs the stage for `job` unless it has ended, is leased elsewhere, or crashed before.
@@ -37,6 +49,11 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 ErrorKind::Rejected,
                 "the original's key does not belong to the image's owner",
             ));
+        }
+        if let Some(pinned) = row.original_version.clone() {
+            if self.keep_pinned_current(job, &pinned).await? {
+                return Ok(Ran::Skipped);
+            }
         }
         match row.stage_status(stage) {
             Status::Completed => {
@@ -57,29 +74,94 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 );
                 return Ok(Ran::Skipped);
             }
-            Lease::Abandoned => {
-                // This very message's previous attempt never ended: running it again would
-                // most likely take the process (and the batch with it) down again.
-                tracing::error!("the previous attempt at this message died; failing the stage");
-                let failed = self.finish_failed(job, ErrorKind::Permanent, CRASHED).await;
+            Lease::Abandoned {
+                attempts: 1,
+                ran_out_of_time: true,
+            } => {
+                // It was still running when its invocation's time ran out: the file may be fine
+                // and the machine slow. The batch gave this message the invocation to itself
+                // (see `handle_batch_until`); one more try.
+                tracing::warn!("the previous attempt ran out of time; trying once more");
+            }
+            Lease::Abandoned {
+                attempts,
+                ran_out_of_time,
+            } => {
+                // This very message's previous attempt never ended, and it was not a first
+                // timeout: running it again would most likely take the process (and the batch
+                // with it) down again.
+                let reason = if ran_out_of_time { TIMED_OUT } else { CRASHED };
+                tracing::error!(
+                    attempts,
+                    ran_out_of_time,
+                    "the previous attempt at this message died; failing the stage"
+                );
+                let failed = self.finish_failed(job, ErrorKind::Permanent, reason).await;
                 self.release_lease(job.image_id, &m.message_id).await;
                 return failed.map(|()| Ran::Yes);
             }
             Lease::Taken => {}
         }
-        let result = self.run_stage(job, original).await;
+        let result = self.run_stage(job, &row, original).await;
         self.release_lease(job.image_id, &m.message_id).await;
         result.map(|()| Ran::Yes)
     }
 
-    async fn run_stage(&self, job: &Job, original: Option<Vec<u8>>) -> Result<(), JobFailure> {
+    /// A storage event for an image whose original is pinned: a write that landed on the key
+    /// after the pinned version is not the image. Deletes it (the pinned version becomes current
+    /// again) and says whether this job is such a write's event, to be ignored.
+    async fn keep_pinned_current(&self, job: &Job, pinned: &str) -> Result<bool, JobFailure> {
+        let Origin::Stored { version } = &job.origin else {
+            return Ok(false);
+        };
+        let intruder = match version {
+            Some(v) if v == pinned => return Ok(false),
+            Some(v) => Some(v.clone()),
+            // No version in the event (the local emulator's EventBridge detail): look at what
+            // is current now.
+            None => self
+                .store
+                .head(&job.key)
+                .await?
+                .and_then(|meta| meta.version)
+                .filter(|current| current != pinned),
+        };
+        let Some(intruder) = intruder else {
+            return Ok(false);
+        };
+        tracing::warn!(
+            version = %intruder,
+            pinned = %pinned,
+            "a later write to a processed original is not the image: removing that version, keeping the processed one"
+        );
+        self.store.delete_version(&job.key, &intruder).await?;
+        // Without a version in the event this may be the event of the pinned write itself.
+        Ok(version.is_some())
+    }
+
+    async fn run_stage(
+        &self,
+        job: &Job,
+        read: &ImageRecord,
+        original: Option<StoredObject>,
+    ) -> Result<(), JobFailure> {
         let stage = self.stage;
+        // The version to pin if the row has none yet: the event's, or the adopted object's.
+        let candidate = match (&job.origin, &original) {
+            _ if read.original_version.is_some() => None,
+            (_, Some(adopted)) => adopted.version.clone(),
+            (Origin::Stored { version: Some(v) }, None) => Some(v.clone()),
+            _ => None,
+        };
         let begun = self
             .modify(job, |r| match r.stage_status(stage) {
                 Status::Completed | Status::Failed => Ok(false),
                 _ => {
                     if r.upload_state == UploadState::AwaitingUpload {
                         r.upload_state = UploadState::Stored;
+                    }
+                    if r.original_version.is_none() {
+                        r.original_version.clone_from(&candidate);
                     }
                     r.begin(stage, Timestamp::now()).map(|()| true)
                 }
@@ -91,11 +173,17 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         if row.stage_status(stage) != Status::Processing {
             return Ok(());
         }
+        if let Some(pinned) = &row.original_version {
+            // Another attempt pinned another version first (a race on AWS): this event's write
+            // is not the image.
+            if let Origin::Stored { version: Some(v) } = &job.origin {
+                if v != pinned {
+                    self.store.delete_version(&job.key, v).await?;
+                }
+            }
+        }
 
-        let bytes = match original {
-            Some(b) => b,
-            None => self.store.get(&job.key).await?,
-        };
+        let bytes = self.original(job, &row, original).await?;
         if let Err(mismatch) = row.content_type.check_bytes(&bytes) {
             return Err(JobFailure::Permanent {
                 kind: ErrorKind::Rejected,
@@ -181,5 +269,41 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         metrics::bytes(stage, bytes_in, bytes_out);
         tracing::info!("stage completed");
         Ok(())
+    }
+
+    /// The pinned version of the original. When none is pinned yet (no version in the event,
+    /// as from the local emulator, or a row from before versioning), the version this read got
+    /// is pinned now, unless another attempt pinned one meanwhile: then that one is read.
+    async fn original(
+        &self,
+        job: &Job,
+        row: &ImageRecord,
+        adopted: Option<StoredObject>,
+    ) -> Result<Vec<u8>, JobFailure> {
+        let pinned = row.original_version.as_deref();
+        let object = match adopted {
+            Some(object) if object.version.as_deref() == pinned => object,
+            _ => self.store.get(&job.key, pinned).await?,
+        };
+        if pinned.is_some() {
+            return Ok(object.bytes);
+        }
+        let Some(read) = object.version.clone() else {
+            return Ok(object.bytes); // a bucket without versioning
+        };
+        let after = self
+            .modify(job, |r| {
+                if r.original_version.is_some() {
+                    return Ok(false);
+                }
+                r.original_version = Some(read.clone());
+                Ok(true)
+            })
+            .await?
+            .ok_or_else(|| JobFailure::retryable("the image row disappeared"))?;
+        match after.original_version {
+            Some(won) if won != read => Ok(self.store.get(&job.key, Some(&won)).await?.bytes),
+            _ => Ok(object.bytes),
+        }
     }
 }

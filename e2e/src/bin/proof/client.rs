@@ -41,6 +41,8 @@ pub struct Uploaded {
     pub done: Instant,
     /// The path used.
     pub path: Path,
+    /// Answers of this upload that the client retried (injected 503s).
+    pub retried: u32,
 }
 
 /// Counts of answers that were retried.
@@ -96,6 +98,7 @@ pub async fn upload(
                     latency: start.elapsed(),
                     done: Instant::now(),
                     path,
+                    retried: attempt,
                 })
             }
             Err(Some(e)) => return Err(e),

@@ -1,14 +1,14 @@
 //! What the scenarios need from the local stack beyond the API: function configuration (faults,
 //! breaker knobs) through `stackctl.py`, the functions' processes (to kill one mid-record), the
-//! emulator's log (to count injected faults and probes), queue depths and the breaker rows.
+//! emulator's log (to count injected faults and probes, and to sum the functions' EMF metrics),
+//! queue depths and the breaker rows.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_sqs::types::QueueAttributeName;
 use safelight_e2e::Stack;
 use serde_json::Value;
 
@@ -133,6 +133,42 @@ impl Ctx {
         std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0)
     }
 
+    /// The CloudWatch EMF documents the functions named by these env-file variables wrote after
+    /// `mark` (each function's documents carry its `functionName`).
+    pub fn emf(&self, mark: u64, function_vars: &[&str]) -> Vec<Value> {
+        let names: Vec<&str> = function_vars
+            .iter()
+            .filter_map(|v| self.stack.var(v).ok())
+            .collect();
+        self.log_lines(mark, "\"_aws\"")
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(&l[l.find('{')?..]).ok())
+            .filter(|d| {
+                d["functionName"]
+                    .as_str()
+                    .is_some_and(|f| names.contains(&f))
+            })
+            .collect()
+    }
+
+    /// A counter summed over EMF documents, per the value of `dimensions` joined with `.`
+    /// (e.g. `AwsCalls` by `Service`, `Operation` -> `S3.GetObject`).
+    pub fn emf_sum(docs: &[Value], metric: &str, dimensions: &[&str]) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for d in docs {
+            let Some(n) = d[metric].as_f64() else {
+                continue;
+            };
+            let key = dimensions
+                .iter()
+                .map(|k| d[*k].as_str().unwrap_or("?"))
+                .collect::<Vec<_>>()
+                .join(".");
+            *out.entry(key).or_insert(0.0) += n;
+        }
+        out
+    }
+
     /// Lines of the emulator log after `mark` that contain `needle`.
     pub fn log_lines(&self, mark: u64, needle: &str) -> Vec<String> {
         let Ok(bytes) = std::fs::read(&self.log) else {
@@ -201,19 +237,7 @@ impl Ctx {
 
     /// Visible + in flight + delayed messages of the queue named by an env-file variable.
     pub async fn depth(&self, queue_var: &str) -> Result<u64> {
-        let attrs = self
-            .stack
-            .sqs()
-            .get_queue_attributes()
-            .queue_url(self.stack.var(queue_var)?)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
-            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
-            .send()
-            .await?
-            .attributes
-            .unwrap_or_default();
-        Ok(attrs.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+        self.stack.queue_depth(queue_var).await
     }
 
     /// Every message body in a DLQ (received with a short visibility, not deleted).
