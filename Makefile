@@ -13,6 +13,7 @@
 #   make deploy         package, then sam deploy (guided the first time, samconfig.toml after), then
 #                       the migration of existing originals (infra/post_deploy.py)
 #   make destroy        empty the bucket and delete the AWS stack (asks first)
+#   make deploy-rehearsal   make deploy (guided) and make destroy against `make dev`'s emulator
 #   make report         release figures (cold start, warm handler, zip sizes) -> bench/RELEASE.md
 #   make backfill       the migration of existing originals on the local stack (FORCE=1: run again)
 #   make backfill-dry-run   what the migration would do, and its cost; changes nothing
@@ -26,7 +27,7 @@ VENV := .venv
 FN ?=
 EVENT ?=
 
-.PHONY: help dev down reset watch invoke lint test bench proof package deploy destroy report setup backfill backfill-dry-run
+.PHONY: help dev down reset watch invoke lint test bench proof package deploy destroy deploy-rehearsal report setup backfill backfill-dry-run
 
 help:
 	@sed -n '2,18p' Makefile | sed 's/^# \{0,1\}//'
@@ -78,10 +79,15 @@ package: setup
 # Real AWS: needs credentials and an OpenID issuer (e.g. a Cognito user pool). See README.
 deploy: package
 	@$(VENV)/bin/python infra/release.py deploy
-	@$(VENV)/bin/python infra/post_deploy.py --stack-name "$${STACK_NAME:-safelight}"
+	@$(VENV)/bin/python infra/post_deploy.py
 
 destroy: setup
 	@$(VENV)/bin/python infra/release.py destroy
+
+# No account needed: the deploy tooling (guided first run, post-deploy, repeat deploy, destroy)
+# against `make dev`'s emulator, from a scratch copy (your samconfig.toml is untouched). ~2 min.
+deploy-rehearsal: setup
+	@$(VENV)/bin/python infra/local/rehearse_deploy.py
 
 report: package
 	@$(VENV)/bin/python bench/release.py

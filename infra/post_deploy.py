@@ -9,6 +9,10 @@ deploy in place and is reported: run it again (it resumes), or see the README's 
 
   post_deploy.py [--stack-name NAME] [--region REGION] [--dry-run] [--force]
 
+The stack name and region default to the deployment's (STACK_NAME / AWS_REGION, else what the
+guided deploy saved in samconfig.toml, else `safelight` and the default region), the same
+answer `make deploy` and `make destroy` use.
+
 Why a post-deploy invoke rather than a CloudFormation custom resource: the migration is long and
 resumable, and it must not gate or roll back an unrelated infrastructure change. A custom resource
 has to answer CloudFormation within an hour and its failure rolls the stack back; an invoke after
@@ -21,12 +25,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from release import deploy_target  # noqa: E402
 
 
 def main() -> int:
+    stack, region = deploy_target()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--stack-name", default="safelight")
-    p.add_argument("--region", default=None)
+    p.add_argument("--stack-name", default=stack)
+    p.add_argument("--region", default=region)
     p.add_argument("--dry-run", action="store_true")
     p.add_argument("--force", action="store_true")
     p.add_argument("--max-invocations", type=int, default=200)
@@ -34,13 +44,21 @@ def main() -> int:
 
     import boto3
     from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError
 
     session = boto3.session.Session(region_name=args.region)
     cfn = session.client("cloudformation")
-    outputs = {
-        o["OutputKey"]: o["OutputValue"]
-        for o in cfn.describe_stacks(StackName=args.stack_name)["Stacks"][0].get("Outputs", [])
-    }
+    try:
+        stacks = cfn.describe_stacks(StackName=args.stack_name)["Stacks"]
+    except (ClientError, BotoCoreError) as err:
+        print(
+            f"post-deploy: cannot read stack {args.stack_name} in {session.region_name or 'the default region'} "
+            f"({err}); if the deploy was cancelled there is nothing to migrate, else run "
+            f"`.venv/bin/python infra/post_deploy.py --stack-name <name> --region <region>`",
+            file=sys.stderr,
+        )
+        return 1
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
     name = outputs.get("BackfillFunctionName")
     if not name:
         print(f"stack {args.stack_name} has no BackfillFunctionName output", file=sys.stderr)

@@ -9,7 +9,10 @@
             print their sizes. Exit status 1 with a message naming the function on any failure.
   check-built  the checks and zips of `package` alone, on what .aws-sam/build already holds
   deploy    `sam deploy` of the built template: guided the first time (no JwtIssuer saved in
-            samconfig.toml yet), with samconfig.toml afterwards.
+            samconfig.toml yet) or with GUIDED=1, with samconfig.toml's answers afterwards.
+            Refuses an Architecture other than arm64 (the package is arm64).
+  target    print the deployment's stack name and region (STACK_NAME / AWS_REGION, else
+            samconfig.toml, else `safelight`): what deploy's post-deploy step and destroy act on.
   destroy   empty the stack's bucket (every version) and `sam delete` the stack, after confirming.
 
 Everything but deploy/destroy runs offline.
@@ -21,8 +24,11 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
+import threading
+import time
 import tomllib
 import zipfile
 from pathlib import Path
@@ -208,26 +214,74 @@ def cmd_check_functions() -> None:
     print(" ".join(sorted(by_binary)))
 
 
+def ensure_rust_target(target: str = "aarch64-unknown-linux-gnu") -> None:
+    """The arm64 standard library for the cross-build (rustup; a no-op once installed)."""
+    rustup = shutil.which("rustup")
+    if not rustup:
+        log(f"rustup not found: make sure the {target} target of your Rust toolchain is installed")
+        return
+    installed = subprocess.run([rustup, "target", "list", "--installed"], capture_output=True, text=True).stdout
+    if target not in installed.split():
+        log(f"rustup target add {target} (the Lambda functions are arm64)")
+        subprocess.run([rustup, "target", "add", target], check=True)
+
+
 def cmd_package() -> None:
     template = load_template()
     by_binary = check_functions_match(template, workspace_functions())
+    ensure_rust_target()
     log(f"sam build ({BUILD_METHOD}, release, arm64, {RUNTIME}): {', '.join(sorted(by_binary))}")
-    subprocess.run(
-        [
-            str(VENV_BIN / "sam"),
-            "build",
-            "--template-file",
-            str(TEMPLATE),
-            "--build-dir",
-            str(BUILD_DIR),
-            "--parameter-overrides",
-            "Architecture=arm64",
-        ],
-        cwd=ROOT,
-        env=env_with_tools(),
-        check=True,
-    )
+    cold = not (target_dir() / "aarch64-unknown-linux-gnu" / "release").exists()
+    loads: list[float] = []
+    done = threading.Event()
+
+    def sample_load() -> None:  # the machine's load while the build runs (make report prints it)
+        while not done.is_set():
+            loads.append(os.getloadavg()[0])
+            done.wait(30)
+
+    sampler = threading.Thread(target=sample_load, daemon=True)
+    sampler.start()
+    started = time.monotonic()
+    try:
+        subprocess.run(
+            [
+                str(VENV_BIN / "sam"),
+                "build",
+                "--template-file",
+                str(TEMPLATE),
+                "--build-dir",
+                str(BUILD_DIR),
+                "--parameter-overrides",
+                "Architecture=arm64",
+            ],
+            cwd=ROOT,
+            env=env_with_tools(),
+            check=True,
+        )
+    finally:
+        done.set()
+    seconds = time.monotonic() - started
+    loads.append(os.getloadavg()[0])
     check_and_zip(by_binary)
+    (DIST / "build.json").write_text(json.dumps({
+        "seconds": round(seconds, 1),
+        "functions": len(by_binary),
+        "cold": cold,
+        "cpus": os.cpu_count(),
+        "load_min": min(loads),
+        "load_max": max(loads),
+        "load_median": statistics.median(loads),
+    }, indent=2) + "\n")
+    log(f"sam build took {seconds / 60:.1f} min ({'cold' if cold else 'warm'}), load average "
+        f"{min(loads):.1f}-{max(loads):.1f} (median {statistics.median(loads):.1f}) on {os.cpu_count()} cores")
+
+
+def target_dir() -> Path:
+    meta = subprocess.run(
+        ["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    return Path(json.loads(meta)["target_directory"])
 
 
 def check_and_zip(by_binary: dict[str, str], only_present: bool = False) -> None:
@@ -278,18 +332,44 @@ def samconfig_deploy_params() -> dict:
         return tomllib.load(f).get("default", {}).get("deploy", {}).get("parameters", {})
 
 
+def deploy_target() -> tuple[str, str | None]:
+    """(stack name, region) of the deployment: STACK_NAME / AWS_REGION from the environment, else
+    what samconfig.toml holds (a guided deploy saves the answers there), else `safelight` and the
+    AWS CLI's default region. deploy, post_deploy.py and destroy all use this one answer."""
+    glob: dict = {}
+    if SAMCONFIG.exists():
+        with open(SAMCONFIG, "rb") as f:
+            glob = tomllib.load(f).get("default", {}).get("global", {}).get("parameters", {})
+    params = samconfig_deploy_params()
+    stack = os.environ.get("STACK_NAME") or params.get("stack_name") or glob.get("stack_name") or "safelight"
+    region = os.environ.get("AWS_REGION") or params.get("region") or glob.get("region")
+    return stack, region
+
+
+def saved_parameters() -> dict[str, str]:
+    """parameter_overrides of samconfig.toml as a dict (a string `K=V K="V W"` or a list)."""
+    import shlex
+
+    overrides = samconfig_deploy_params().get("parameter_overrides", "")
+    items = overrides if isinstance(overrides, list) else shlex.split(overrides)
+    return dict(item.split("=", 1) for item in items if "=" in item)
+
+
 def first_deploy() -> bool:
     """True until a guided deploy saved this account's parameters (JwtIssuer) to samconfig.toml."""
-    overrides = samconfig_deploy_params().get("parameter_overrides", "")
-    if isinstance(overrides, list):
-        overrides = " ".join(overrides)
-    return "JwtIssuer=" not in overrides
+    return not saved_parameters().get("JwtIssuer")
 
 
 def cmd_deploy() -> None:
     built = BUILD_DIR / "template.yaml"
     if not built.exists() or built.stat().st_mtime < TEMPLATE.stat().st_mtime:
         raise ReleaseError("the built template is missing or older than infra/template.yaml: run make package")
+    arch = saved_parameters().get("Architecture", "arm64")
+    if arch != "arm64":
+        raise ReleaseError(
+            f"samconfig.toml sets Architecture={arch}, but make package builds arm64 binaries: "
+            "set Architecture=arm64 in its parameter_overrides (x86_64 is for the local emulator)"
+        )
     cmd = [
         str(VENV_BIN / "sam"),
         "deploy",
@@ -298,22 +378,38 @@ def cmd_deploy() -> None:
         "--config-file",
         str(SAMCONFIG),
     ]
-    if first_deploy():
-        log("first deploy: sam deploy --guided (answers are saved to samconfig.toml)")
-        cmd.append("--guided")
+    if first_deploy() or os.environ.get("GUIDED") == "1":
+        # SAM's guided run asks for the region but still needs a default one to set up (without
+        # it, it fails after every question with nothing saved): resolve it first, or say how.
+        _, region = deploy_target()
+        if not region:
+            import boto3
+
+            region = boto3.session.Session().region_name
+        if not region:
+            raise ReleaseError(
+                "no AWS region configured: `export AWS_REGION=<region>` (e.g. eu-west-1) or "
+                "`aws configure set region <region>`, then make deploy again (answer the same region when asked)"
+            )
+        log(f"sam deploy --guided (region {region}): answer the questions; they are saved to samconfig.toml")
+        cmd += ["--guided", "--region", region]
+    else:
+        stack, region = deploy_target()
+        log(f"sam deploy of stack {stack} ({region or 'default region'}) with samconfig.toml's answers "
+            "(GUIDED=1 make deploy asks again)")
     os.execvpe(cmd[0], cmd, env_with_tools())
+
+
+def cmd_target() -> None:
+    """Prints `stack region` (what post_deploy.py and destroy use)."""
+    stack, region = deploy_target()
+    print(stack, region or "")
 
 
 def cmd_destroy() -> None:
     import boto3
 
-    params = samconfig_deploy_params()
-    glob = {}
-    if SAMCONFIG.exists():
-        with open(SAMCONFIG, "rb") as f:
-            glob = tomllib.load(f).get("default", {}).get("global", {}).get("parameters", {})
-    stack = os.environ.get("STACK_NAME") or params.get("stack_name") or glob.get("stack_name") or "safelight"
-    region = os.environ.get("AWS_REGION") or params.get("region") or glob.get("region")
+    stack, region = deploy_target()
     session = boto3.session.Session(region_name=region)
     cfn = session.client("cloudformation")
     try:
@@ -347,6 +443,7 @@ def main(argv: list[str]) -> None:
         "package": cmd_package,
         "check-built": cmd_check_built,
         "deploy": cmd_deploy,
+        "target": cmd_target,
         "destroy": cmd_destroy,
     }
     if len(argv) != 1 or argv[0] not in commands:

@@ -22,6 +22,8 @@ STAR_RESOURCE_ACTIONS = {
 REDRIVE_RECEIVES = 3
 VISIBILITY_FACTOR = 6
 SQS_DEFAULT_RETENTION = 345600  # seconds (4 days), AWS's default MessageRetentionPeriod
+# SAM function events that EventBridge delivers (asynchronously): each needs a dead-letter target.
+EVENTBRIDGE_EVENT_TYPES = {"Schedule", "ScheduleV2", "EventBridgeRule", "CloudWatchEvent"}
 SQS_DEFAULT_VISIBILITY = 30
 
 
@@ -82,6 +84,17 @@ def event_sources(t: Template) -> list[tuple[str, str, str, dict]]:
         src = ref_target(p.get("EventSourceArn")) or "?"
         kind = t.get("Resources", {}).get(src, {}).get("Type", "")
         found.append((ref_target(p.get("FunctionName")) or name, "SQS" if "SQS" in kind else "DynamoDB", src, p))
+    return found
+
+
+def eventbridge_events(t: Template) -> list[tuple[str, str, str, dict]]:
+    """(function logical id, event logical id, event type, properties) for every SAM function
+    event that EventBridge (rules or the scheduler) delivers."""
+    found = []
+    for name, fn in resources(t, "AWS::Serverless::Function").items():
+        for ev_name, ev in (props(fn).get("Events") or {}).items():
+            if ev.get("Type") in EVENTBRIDGE_EVENT_TYPES:
+                found.append((name, ev_name, ev["Type"], ev.get("Properties", {}) or {}))
     return found
 
 
@@ -308,6 +321,64 @@ def every_event_rule_target_has_a_dead_letter_queue(t: Template) -> list[str]:
     return out
 
 
+def every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue(t: Template) -> list[str]:
+    """A SAM Schedule / EventBridgeRule event is a rule target too: without DeadLetterConfig an
+    invocation EventBridge cannot deliver is dropped. The queue must be the template's own (Arn),
+    not one SAM generates (Type: SQS), so that it is encrypted and its depth alarms."""
+    out = []
+    queues = resources(t, "AWS::SQS::Queue")
+    for fn_name, ev_name, kind, p in eventbridge_events(t):
+        dlq = p.get("DeadLetterConfig") or {}
+        if not dlq:
+            out.append(f"{fn_name}: its {kind} event {ev_name} has no DeadLetterConfig")
+        elif ref_target(dlq.get("Arn")) not in queues:
+            out.append(
+                f"{fn_name}: the DeadLetterConfig of its {kind} event {ev_name} is not Arn: !GetAtt <a queue "
+                "of this template> (a SAM-generated queue has no alarm and no encryption)"
+            )
+    return out
+
+
+def log_group_of(t: Template, fn_name: str, fn: dict) -> tuple[str | None, str]:
+    """(logical id of the AWS::Logs::LogGroup a function logs to, how it was found)."""
+    groups = resources(t, "AWS::Logs::LogGroup")
+    logging = dict(t.get("Globals", {}).get("Function", {}).get("LoggingConfig") or {})
+    logging.update(props(fn).get("LoggingConfig") or {})
+    target = ref_target(logging.get("LogGroup"))
+    if target in groups:
+        return target, "LoggingConfig.LogGroup"
+    # The other form: a group named after the function, /aws/lambda/<function name>.
+    for name, g in groups.items():
+        gname = props(g).get("LogGroupName")
+        sub = gname.get("Fn::Sub") if isinstance(gname, dict) else None
+        if sub == f"/aws/lambda/${{{fn_name}}}":
+            return name, "LogGroupName /aws/lambda/${" + fn_name + "}"
+    return None, ""
+
+
+def every_function_logs_to_its_own_log_group_with_retention(t: Template) -> list[str]:
+    """Lambda's own log groups (created on first use) keep logs forever: each function names a
+    group of the template with RetentionInDays."""
+    out = []
+    groups = resources(t, "AWS::Logs::LogGroup")
+    owners: dict[str, str] = {}
+    for name, fn in functions(t).items():
+        group, _ = log_group_of(t, name, fn)
+        if group is None:
+            out.append(
+                f"{name}: logs to no AWS::Logs::LogGroup of the template (set LoggingConfig.LogGroup: "
+                "!Ref <its group>); Lambda's auto-created group never expires"
+            )
+            continue
+        retention = resolve(t, props(groups[group]).get("RetentionInDays"))
+        if retention in (None, "", 0):
+            out.append(f"{name}: its log group {group} has no RetentionInDays (logs kept forever)")
+        if group in owners:
+            out.append(f"{name}: shares its log group {group} with {owners[group]}")
+        owners[group] = name
+    return out
+
+
 def every_function_has_error_and_throttle_alarms(t: Template) -> list[str]:
     out = []
     watched: dict[str, set[str]] = {}
@@ -339,6 +410,10 @@ def dead_letter_queues(t: Template) -> set[str]:
         dest = ref_target(((p.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination"))
         if dest:
             found.add(dest)
+    for _, _, _, p in eventbridge_events(t):
+        dlq = ref_target((p.get("DeadLetterConfig") or {}).get("Arn"))
+        if dlq:
+            found.add(dlq)
     return found
 
 
@@ -424,6 +499,8 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     every_sqs_source_caps_its_concurrency,
     every_stream_source_has_an_on_failure_destination,
     every_event_rule_target_has_a_dead_letter_queue,
+    every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue,
+    every_function_logs_to_its_own_log_group_with_retention,
     every_function_has_error_and_throttle_alarms,
     every_dead_letter_queue_alarms_when_not_empty,
     every_consumed_queue_alarms_on_the_age_of_its_oldest_message,

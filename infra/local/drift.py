@@ -7,10 +7,12 @@ overrides. Run by `make test` after the local deploy; alone after `make dev`:
 1. The template the emulator's CloudFormation holds for the stack (as `sam deploy` sent it) is
    infra/template.yaml, resource for resource, except the CodeUri values `sam deploy` rewrites to
    the uploaded artifacts (and the SamResourceId metadata it adds).
-2. Every parameter whose local value differs from what `make deploy` gives AWS (the template's
-   default, or samconfig.toml's parameter_overrides; JwtIssuer and AllowedOrigins have no default)
-   is listed in the README's "What the local stack overrides" table; every listed name is a
-   template parameter.
+2. Every parameter whose local value differs from the template's default (JwtIssuer and
+   AllowedOrigins have none) is listed in the README's "What the local stack overrides" table;
+   every listed name is a template parameter. The comparison is with the template's defaults, not
+   with samconfig.toml: after a guided `make deploy` that file holds the deployer's own answers
+   (issuer, origins, memory sizes), choices of that deployment rather than drift of the local
+   stack.
 The emulator fix-ups after a deploy (infra/local/stackctl.py `fixups`) change no template or
 parameter; each names the emulator difference it papers over.
 """
@@ -19,16 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import sys
-import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
 TEMPLATE = ROOT / "infra" / "template.yaml"
 README = ROOT / "README.md"
-SAMCONFIG = ROOT / "samconfig.toml"
 SECTION = "What the local stack overrides"
 REWRITTEN_BY_SAM_DEPLOY = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 
@@ -88,19 +87,11 @@ def documented_overrides() -> set[str]:
 
 
 def aws_parameters(template: dict) -> dict[str, str | None]:
-    """What `make deploy` passes: template defaults, then samconfig.toml's overrides."""
+    """The parameters the template deploys with when nobody overrides them: its defaults."""
     values: dict[str, str | None] = {}
     for name, spec in template.get("Parameters", {}).items():
         default = spec.get("Default")
         values[name] = None if default is None else str(default)
-    if SAMCONFIG.exists():
-        with open(SAMCONFIG, "rb") as f:
-            deploy = tomllib.load(f).get("default", {}).get("deploy", {}).get("parameters", {})
-        overrides = deploy.get("parameter_overrides", "")
-        for item in overrides if isinstance(overrides, list) else shlex.split(overrides):
-            if "=" in item:
-                k, v = item.split("=", 1)
-                values[k] = v
     return values
 
 

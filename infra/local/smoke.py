@@ -210,9 +210,39 @@ def check_websocket_connect_without_token_is_refused():
     assert " 101 " not in status_line + " ", f"connected without a token: {status_line}"
 
 
+def function_log_group(fn_name: str) -> str:
+    """The log group the function writes to: its LoggingConfig.LogGroup (the template gives every
+    function its own group with a retention), as Lambda reports it."""
+    cfg = client("lambda").get_function_configuration(FunctionName=fn_name)
+    group = (cfg.get("LoggingConfig") or {}).get("LogGroup")
+    assert group, f"{fn_name}: no LoggingConfig.LogGroup (it would log to a group that never expires)"
+    return group
+
+
+def check_every_function_logs_to_its_own_log_group_with_retention():
+    """Each deployed function's LoggingConfig names the stack's group for it,
+    /aws/lambda/<stack>/<fn>, and that group exists with the template's retention."""
+    logs = client("logs")
+    stack = ENV["SAFELIGHT_STACK_NAME"]
+    functions = {k[len("SAFELIGHT_"):-len("_FUNCTION")].lower(): v for k, v in ENV.items()
+                 if k.startswith("SAFELIGHT_") and k.endswith("_FUNCTION")}
+    assert len(functions) >= 9, f"stack.env names only {sorted(functions)}"
+    from cfnlint.decode import cfn_yaml
+
+    # The local stack passes no LogRetentionDays: the template's default applies.
+    want = int(cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))["Parameters"]["LogRetentionDays"]["Default"])
+    for binary, fn_name in sorted(functions.items()):
+        group = function_log_group(fn_name)
+        assert group == f"/aws/lambda/{stack}/{binary}", f"{binary}: logs to {group}"
+        found = [g for g in logs.describe_log_groups(logGroupNamePrefix=group)["logGroups"] if g["logGroupName"] == group]
+        assert found, f"{binary}: its log group {group} does not exist"
+        got = int(found[0].get("retentionInDays") or 0)
+        assert got == want, f"{binary}: {group} keeps logs {got or 'forever'} days, want {want} (LogRetentionDays)"
+
+
 def function_log_lines(fn_name: str, since_ms: int) -> list[str]:
     logs = client("logs")
-    lines, kwargs = [], {"logGroupName": f"/aws/lambda/{fn_name}", "startTime": since_ms}
+    lines, kwargs = [], {"logGroupName": function_log_group(fn_name), "startTime": since_ms}
     while True:
         page = logs.filter_log_events(**kwargs)
         lines += [e["message"] for e in page.get("events", [])]

@@ -78,6 +78,23 @@ def first_policy_statement(t: dict) -> dict:
     return fn["Properties"]["Policies"][0]["Statement"][0]
 
 
+def schedule_event(t: dict) -> dict:
+    for fn in resources(t, "AWS::Serverless::Function").values():
+        for ev in (fn["Properties"].get("Events") or {}).values():
+            if ev["Type"] in inv.EVENTBRIDGE_EVENT_TYPES:
+                return ev["Properties"]
+    raise AssertionError("no Schedule / EventBridgeRule event")
+
+
+def function_log_group(t: dict) -> dict:
+    """The AWS::Logs::LogGroup the first function logs to."""
+    name, fn = first("AWS::Serverless::Function", t)
+    group, _ = inv.log_group_of(t, name, fn)
+    if group is None:
+        raise AssertionError(f"{name} has no log group to break")
+    return t["Resources"][group]
+
+
 def drop_first_function_alarm(t: dict) -> None:
     name = next(k for k, a in resources(t, "AWS::CloudWatch::Alarm").items() if a["Properties"]["Namespace"] == "AWS/Lambda")
     del t["Resources"][name]
@@ -135,6 +152,10 @@ BREAKAGES = {
     "every_stream_source_has_an_on_failure_destination": lambda t: stream_event(t).pop("DestinationConfig"),
     "every_event_rule_target_has_a_dead_letter_queue":
         lambda t: first("AWS::Events::Rule", t)[1]["Properties"]["Targets"][0].pop("DeadLetterConfig"),
+    "every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue":
+        lambda t: schedule_event(t).pop("DeadLetterConfig"),
+    "every_function_logs_to_its_own_log_group_with_retention":
+        lambda t: function_log_group(t)["Properties"].pop("RetentionInDays"),
     "every_function_has_error_and_throttle_alarms": drop_first_function_alarm,
     "every_dead_letter_queue_alarms_when_not_empty": drop_first_dlq_alarm,
     "every_consumed_queue_alarms_on_the_age_of_its_oldest_message": drop_first_age_alarm,
@@ -157,6 +178,73 @@ class EachInvariantFailsOnATemplateThatBreaksIt(unittest.TestCase):
                 broken = copy.deepcopy(TEMPLATE)
                 BREAKAGES[check.__name__](broken)
                 self.assertNotEqual(check(broken), [], f"{check.__name__} did not notice its breakage")
+
+
+class LogRetentionAndScheduleDeadLettersNameWhatIsMissing(unittest.TestCase):
+    """The invariants added for log retention and the schedule's dead-letter queue, broken in
+    each of the ways a template edit would break them."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    def test_a_function_without_its_log_group_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["SweeperFunction"]["Properties"].pop("LoggingConfig"))
+        found = inv.every_function_logs_to_its_own_log_group_with_retention(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("SweeperFunction: logs to no AWS::Logs::LogGroup", found[0])
+
+    def test_a_log_group_without_retention_is_named_with_its_function(self):
+        t = self.broken(lambda t: t["Resources"]["ThumbnailLogGroup"]["Properties"].pop("RetentionInDays"))
+        self.assertEqual(
+            inv.every_function_logs_to_its_own_log_group_with_retention(t),
+            ["ThumbnailFunction: its log group ThumbnailLogGroup has no RetentionInDays (logs kept forever)"],
+        )
+
+    def test_two_functions_sharing_a_log_group_are_named(self):
+        t = self.broken(
+            lambda t: t["Resources"]["VariantFunction"]["Properties"]["LoggingConfig"].update(
+                LogGroup={"Ref": "ThumbnailLogGroup"}
+            )
+        )
+        found = inv.every_function_logs_to_its_own_log_group_with_retention(t)
+        self.assertTrue(any("shares its log group ThumbnailLogGroup" in f for f in found), found)
+
+    def test_a_group_named_after_the_function_also_counts(self):
+        def edit(t):
+            t["Resources"]["AdminFunction"]["Properties"].pop("LoggingConfig")
+            t["Resources"]["AdminLogGroup"]["Properties"]["LogGroupName"] = {"Fn::Sub": "/aws/lambda/${AdminFunction}"}
+
+        self.assertEqual(inv.every_function_logs_to_its_own_log_group_with_retention(self.broken(edit)), [])
+
+    def test_a_schedule_without_a_dead_letter_queue_is_named(self):
+        t = self.broken(
+            lambda t: t["Resources"]["SweeperFunction"]["Properties"]["Events"]["Every5Minutes"]["Properties"].pop(
+                "DeadLetterConfig"
+            )
+        )
+        self.assertEqual(
+            inv.every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue(t),
+            ["SweeperFunction: its Schedule event Every5Minutes has no DeadLetterConfig"],
+        )
+
+    def test_a_sam_generated_schedule_queue_is_refused(self):
+        t = self.broken(
+            lambda t: t["Resources"]["SweeperFunction"]["Properties"]["Events"]["Every5Minutes"]["Properties"].update(
+                DeadLetterConfig={"Type": "SQS"}
+            )
+        )
+        found = inv.every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("not Arn: !GetAtt <a queue of this template>", found[0])
+
+    def test_the_schedule_dead_letter_queue_needs_its_depth_alarm(self):
+        t = self.broken(lambda t: t["Resources"].pop("SweeperScheduleDlqDepthAlarm"))
+        self.assertEqual(
+            inv.every_dead_letter_queue_alarms_when_not_empty(t),
+            ["SweeperScheduleDeadLetterQueue: no alarm on ApproximateNumberOfMessagesVisible > 0"],
+        )
 
 
 class WorkspaceFunctionsAndTemplateFunctionsPairUp(unittest.TestCase):
