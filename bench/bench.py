@@ -222,31 +222,34 @@ def main():
         tp[label] = {t: statistics.median([throughput(t, job, os.path.join(CORPUS, inp), a.iters * 2) for _ in range(max(1, a.rounds - 1))]) for t in tools}
     results["tp"] = tp
 
-    # Quality: DSSIM against the f32 linear-light Lanczos3 reference, 12 MP JPEG outputs.
+    # Quality: DSSIM against the f32 linear-light Lanczos3 reference, every output of the JPEG
+    # originals (4, 12 and 24 MP; single outputs and the default sets).
     q = {}
-    for inp, job, _, last in [r for r in rows_a if r[0] == "12mp.jpg"] + [r for r in rows_b if r[0] == "12mp.jpg"]:
+    for inp, job, _, last in [r for r in rows_a if r[0] in JPEG_INPUTS] + [r for r in rows_b if r[0] in JPEG_INPUTS]:
         for t, outs in last.items():
             for o in outs:
                 key = f"{inp} {job} {os.path.basename(o['path'])}"
                 q.setdefault(key, {})[t] = (dssim(os.path.join(CORPUS, inp), o["path"]), o["bytes"])
     results["quality"] = q
 
-    # The shrink-on-load rule, chosen by measurement: Safelight at each decode headroom on the
-    # 12 MP cells of the quality table; the fastest rule whose DSSIM is at least as good as
-    # sharp's (2% tolerance) in every cell wins.
+    # The shrink-on-load rule, chosen by measurement: Safelight at each decode rule on the JPEG
+    # cells of the quality table (every input); the fastest rule whose DSSIM is at least as good
+    # as sharp's (2% tolerance) in every cell wins.
     sweep = {}
     if not a.quick:
-        jobs = [j for i, j, _, _ in rows_a if i == "12mp.jpg"] + ["thumbs", "variants"]
+        jobs = [f"{fmt}:{e}" for fmt in ("jpeg", "webp") for e in edges] + ["thumbs", "variants"]
         for h in HEADROOMS:
-            for job in jobs:
-                ms, outs = [], None
-                for _ in range(a.rounds):
-                    res, _ = run("safelight", job, os.path.join(CORPUS, "12mp.jpg"), a.iters, headroom=h)
-                    ms += res["ms"]
-                    outs = res["outputs"]
-                scores = {f"12mp.jpg {job} {os.path.basename(o['path'])}": dssim(os.path.join(CORPUS, "12mp.jpg"), o["path"]) for o in outs}
-                sweep.setdefault(h, {})[job] = (statistics.median(ms), scores)
-            print(f"(h) headroom {h}: " + ", ".join(f"{j} {v[0]:.1f}" for j, v in sweep[h].items()), file=sys.stderr)
+            for inp in JPEG_INPUTS:
+                original = os.path.join(CORPUS, inp)
+                for job in jobs:
+                    ms, outs = [], None
+                    for _ in range(a.rounds):
+                        res, _ = run("safelight", job, original, a.iters, headroom=h)
+                        ms += res["ms"]
+                        outs = res["outputs"]
+                    scores = {f"{inp} {job} {os.path.basename(o['path'])}": dssim(original, o["path"]) for o in outs}
+                    sweep.setdefault(h, {})[f"{inp} {job}"] = (statistics.median(ms), scores)
+            print(f"(h) headroom {h}: total {sum(v[0] for v in sweep[h].values()):.1f} ms", file=sys.stderr)
     results["headroom"] = {str(h): v for h, v in sweep.items()}
 
     with open(os.path.join(BENCH, "results.json"), "w") as f:
@@ -303,8 +306,10 @@ def cell(med, t, key=None):
     return text + ")"
 
 
-# A rule is `h` (every DCT scale) or `h/half` (1/8 and 1/4 at h, 1/2 at half).
-HEADROOMS = ("1.0", "1.25/2.0", "1.25/2.0 fancy", "1.5/2.0", "1.5", "2.0")
+# A rule is `h` (every DCT scale), `h/half` (JPEG's 1/2 scale at half, the others at h) or
+# `h/half/eighth` (and the 1/8 scale at eighth); ` fancy` adds the triangular chroma upsampling.
+HEADROOMS = ("1.0", "1.25/2.0/1.25", "1.25/2.0/1.5", "1.25/2.0/2.0", "1.25/2.0/2.0 fancy", "1.5/2.0/2.0", "2.0")
+JPEG_INPUTS = ("4mp.jpg", "12mp.jpg", "24mp.jpg")
 # sharp's AVIF qualities besides its default 50, to find the one matching Safelight's DSSIM.
 SHARP_AVIF_QUALITIES = (65, 80)
 
@@ -315,7 +320,8 @@ def engine_headroom():
         src = f.read()
     m = re.search(r"pub const HEADROOM: f32 = ([0-9.]+);", src)
     half = re.search(r"pub const HALF_SCALE_HEADROOM: f32 = ([0-9.]+);", src)
-    return f"{m.group(1)}/{half.group(1)}" if m and half else "?"
+    eighth = re.search(r"pub const EIGHTH_SCALE_HEADROOM: f32 = ([0-9.]+);", src)
+    return f"{m.group(1)}/{half.group(1)}/{eighth.group(1)}" if m and half and eighth else "?"
 
 
 def headroom_section(sweep, q):
@@ -323,31 +329,37 @@ def headroom_section(sweep, q):
     if not sweep:
         return []
     L = ["\n## Shrink-on-load rule (decode headroom), chosen by measurement\n",
-         "Safelight on the 12 MP JPEG under each rule. A rule `h` decodes the JPEG at the smallest DCT scale whose longest edge is at least h x the largest output's, "
-         "and resamples a smaller output from a larger one when that one has h over it; `h/half` asks `half` instead at the 1/2 scale. "
+         "Safelight on the JPEG originals under each rule. A rule `h` decodes the JPEG at the smallest DCT scale whose longest edge is at least h x the largest output's, "
+         "and resamples a smaller output from a larger one when that one has h over it; `h/half` asks `half` instead at the 1/2 scale, `h/half/eighth` also `eighth` at the 1/8 scale. "
          "Chroma is upsampled by repetition merged with the colour conversion (the engine's default when every output is a downscale) except in the rule marked `fancy` (libjpeg-turbo's triangular filter). "
-         "ms per job, and how many of the job's outputs have a DSSIM as good as sharp's (2% tolerance) in this run's quality table.\n"]
-    jobs = list(next(iter(sweep.values())).keys())
-    L.append("| headroom | " + " | ".join(jobs) + " | total ms | DSSIM cells as good as sharp |")
-    L.append("|---|" + "---|" * (len(jobs) + 2))
+         "ms per job summed over the 4, 12 and 24 MP originals, and how many outputs have a DSSIM as good as sharp's (2% tolerance) in this run's quality table.\n"]
+    jobs = sorted({k.split(" ", 1)[1] for k in next(iter(sweep.values())).keys()}, key=lambda j: (j in ("thumbs", "variants"), j.split(":")[0], int(j.split(":")[1]) if ":" in j else 0))
+    L.append("| headroom | " + " | ".join(jobs) + " | total ms | DSSIM cells as good as sharp | worse than sharp |")
+    L.append("|---|" + "---|" * (len(jobs) + 3))
     ok_rules = []
-    for h, per_job in sweep.items():
+    for h, per_cell in sweep.items():
         good = total = 0
-        for job, (_, scores) in per_job.items():
+        worse = []
+        for _, (_, scores) in per_cell.items():
             for key, score in scores.items():
                 sharp = q.get(key, {}).get("sharp")
                 if sharp:
                     total += 1
-                    good += score <= sharp[0] * 1.02
-        ms_total = sum(v[0] for v in per_job.values())
+                    if score <= sharp[0] * 1.02:
+                        good += 1
+                    else:
+                        worse.append(key.replace(".jpg", ""))
+        per_job = {j: sum(v[0] for k, v in per_cell.items() if k.split(" ", 1)[1] == j) for j in jobs}
+        ms_total = sum(per_job.values())
         if good == total:
             ok_rules.append((ms_total, h))
-        L.append(f"| {h} | " + " | ".join(f"{per_job[j][0]:.1f}" for j in jobs) + f" | {ms_total:.1f} | {good}/{total} |")
+        L.append(f"| {h} | " + " | ".join(f"{per_job[j]:.1f}" for j in jobs) + f" | {ms_total:.1f} | {good}/{total} | {', '.join(worse) or '-'} |")
     if ok_rules:
         best = min(ok_rules)[1]
-        L.append(f"\nFastest rule with every cell as good as sharp's in this run: **headroom {best}** (the engine's default, `HEADROOM`/`HALF_SCALE_HEADROOM` in `shared/src/engine/decode.rs`, is {engine_headroom()}).")
+        L.append(f"\nFastest rule with every cell as good as sharp's in this run: **headroom {best}** (the engine's default, `HEADROOM`/`HALF_SCALE_HEADROOM`/`EIGHTH_SCALE_HEADROOM` in `shared/src/engine/decode.rs`, is {engine_headroom()}).")
     else:
-        L.append("\nNo rule keeps every cell as good as sharp's in this run.")
+        fewest = min(sweep, key=lambda h: (sum(1 for _, (_, sc) in sweep[h].items() for k, v in sc.items() if q.get(k, {}).get("sharp") and v > q[k]["sharp"][0] * 1.02), sum(v[0] for v in sweep[h].values())))
+        L.append(f"\nNo rule keeps every cell as good as sharp's in this run; the fewest worse cells, then the fastest: **headroom {fewest}** (the engine's default, `HEADROOM`/`HALF_SCALE_HEADROOM`/`EIGHTH_SCALE_HEADROOM` in `shared/src/engine/decode.rs`, is {engine_headroom()}).")
     return L
 
 
@@ -446,12 +458,21 @@ def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q, rows_c, avif_out, 
 
     L.extend(headroom_section(sweep, q))
 
-    L.append("\n## Quality and size (12 MP JPEG original)\n")
-    L.append("DSSIM of each output against a float reference (the original decoded, resized in linear light with f32 Lanczos3); 0 is identical, **lower is better**. Bytes in parentheses.\n")
-    L.append("| output | " + " | ".join(tools) + " |")
-    L.append("|---|" + "---|" * len(tools))
+    L.append("\n## Quality and size (JPEG originals)\n")
+    L.append("DSSIM of each output against a float reference (the original decoded, resized in linear light with f32 Lanczos3); 0 is identical, **lower is better**. Bytes in parentheses. "
+             "A Safelight figure in bold is more than 2% worse than sharp's.\n")
+    L.append("| input | output | " + " | ".join(tools) + " |")
+    L.append("|---|---|" + "---|" * len(tools))
+
+    def q_cell(m, t):
+        if t not in m:
+            return "-"
+        text = f"{m[t][0]:.5f} ({m[t][1]:,})"
+        worse = t == "safelight" and "sharp" in m and m[t][0] > m["sharp"][0] * 1.02
+        return f"**{text}**" if worse else text
     for key, m in q.items():
-        L.append(f"| {key.replace('12mp.jpg ', '')} | " + " | ".join(f"{m[t][0]:.5f} ({m[t][1]:,})" if t in m else "-" for t in tools) + " |")
+        inp, out = key.split(" ", 1)
+        L.append(f"| {inp} | {out} | " + " | ".join(q_cell(m, t) for t in tools) + " |")
     L.append("")
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")

@@ -64,12 +64,24 @@ fn time(job: &str, input: &Path, iters: usize, out_dir: &Path) -> Result<()> {
     let specs = specs(job)?;
     let limits = Limits::default();
     // SAFELIGHT_BENCH_HEADROOM varies the shrink-on-load rule (bench.py's headroom sweep): `h`
-    // (every scale) or `h/half` (1/8 and 1/4 at h, JPEG's 1/2 scale at half).
+    // (every scale), `h/half` (JPEG's 1/2 scale at half, the others at h) or `h/half/eighth`
+    // (and JPEG's 1/8 scale at eighth).
     let mut options = RenderOptions::default();
     if let Ok(rule) = std::env::var("SAFELIGHT_BENCH_HEADROOM") {
-        let (h, half) = rule.split_once('/').unwrap_or((&rule, &rule));
-        options.decode_headroom = h.parse().context("SAFELIGHT_BENCH_HEADROOM")?;
-        options.half_scale_headroom = half.parse().context("SAFELIGHT_BENCH_HEADROOM")?;
+        let parts: Vec<f32> = rule
+            .split('/')
+            .map(str::parse)
+            .collect::<Result<_, _>>()
+            .context("SAFELIGHT_BENCH_HEADROOM")?;
+        let (h, half, eighth) = match parts[..] {
+            [h] => (h, h, h),
+            [h, half] => (h, half, h),
+            [h, half, eighth] => (h, half, eighth),
+            _ => bail!("SAFELIGHT_BENCH_HEADROOM: `h`, `h/half` or `h/half/eighth`"),
+        };
+        options.decode_headroom = h;
+        options.half_scale_headroom = half;
+        options.eighth_scale_headroom = eighth;
     }
     // SAFELIGHT_BENCH_FAST_UPSAMPLE=0|1 overrides the engine's default chroma upsampling.
     if let Ok(v) = std::env::var("SAFELIGHT_BENCH_FAST_UPSAMPLE") {

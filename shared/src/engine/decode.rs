@@ -92,18 +92,35 @@ pub const HEADROOM: f32 = 1.25;
 /// same headroom stays better than sharp's output. Chosen by the same sweep.
 pub const HALF_SCALE_HEADROOM: f32 = 2.0;
 
+/// The headroom a JPEG decoded at 1/8 scale keeps. That decode is each 8x8 block's mean (the DC
+/// coefficient alone), i.e. a box filter, so resampling it by less than about 2x leaves the box's
+/// aliasing in the output: measured on the benchmark's 4 MP photo, a 200 px output from the
+/// 1/8-scale decode (1.67x headroom) has a DSSIM ~2x that of one from the 1/4-scale decode,
+/// and worse than sharp's. Chosen by the same sweep.
+pub const EIGHTH_SCALE_HEADROOM: f32 = 2.0;
+
+/// The headroom each JPEG DCT scale must keep over the largest output (see [`HEADROOM`],
+/// [`HALF_SCALE_HEADROOM`], [`EIGHTH_SCALE_HEADROOM`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ScaleHeadroom {
+    pub eighth: f32,
+    pub quarter: f32,
+    pub half: f32,
+}
+
 /// The JPEG DCT scale (1/8, 1/4, 1/2 or 1, as a denominator) for outputs whose largest has
-/// `largest` px on its longest edge: the smallest whose longest edge keeps `headroom` (1/8, 1/4)
-/// or `half_headroom` (1/2) times that.
-pub(crate) fn jpeg_scale(long: u32, largest: u32, headroom: f32, half_headroom: f32) -> u32 {
+/// `largest` px on its longest edge: the smallest whose longest edge keeps that scale's headroom
+/// times it.
+pub(crate) fn jpeg_scale(long: u32, largest: u32, headroom: ScaleHeadroom) -> u32 {
     let need = |h: f32| (f64::from(largest.min(long)) * f64::from(h)).ceil();
-    [8u32, 4, 2]
-        .into_iter()
-        .find(|&d| {
-            let h = if d == 2 { half_headroom } else { headroom };
-            f64::from(long.div_ceil(d)) >= need(h)
-        })
-        .unwrap_or(1)
+    [
+        (8u32, headroom.eighth),
+        (4, headroom.quarter),
+        (2, headroom.half),
+    ]
+    .into_iter()
+    .find(|&(d, h)| f64::from(long.div_ceil(d)) >= need(h))
+    .map_or(1, |(d, _)| d)
 }
 
 /// Decodes `bytes` (already probed as `header`), at a size whose longest edge is at least
@@ -745,15 +762,23 @@ mod tests {
 
     #[test]
     fn the_jpeg_scale_keeps_the_headroom_of_its_rule() {
-        // 12 MP (4619 px long): 1/4 = 1155 px, 1/2 = 2310 px.
-        assert_eq!(jpeg_scale(4619, 600, 1.25, 2.0), 4); // thumbnails: 1155 >= 750
-        assert_eq!(jpeg_scale(4619, 200, 1.25, 2.0), 8); // 578 >= 250
-        assert_eq!(jpeg_scale(4619, 1000, 1.25, 2.0), 2); // 1155 < 1250; 2310 >= 2000
-        assert_eq!(jpeg_scale(4619, 1600, 1.25, 2.0), 1); // 2310 < 3200: full size
-        assert_eq!(jpeg_scale(4619, 1600, 1.25, 1.25), 2);
-        assert_eq!(jpeg_scale(4619, 600, 2.0, 2.0), 2);
+        let rule = |eighth, quarter, half| ScaleHeadroom {
+            eighth,
+            quarter,
+            half,
+        };
+        let default = rule(2.0, 1.25, 2.0);
+        // 12 MP (4619 px long): 1/8 = 578 px, 1/4 = 1155 px, 1/2 = 2310 px.
+        assert_eq!(jpeg_scale(4619, 600, default), 4); // thumbnails: 1155 >= 750
+        assert_eq!(jpeg_scale(4619, 200, default), 8); // 578 >= 400
+        assert_eq!(jpeg_scale(4619, 300, default), 4); // 578 < 600; 1155 >= 375
+        assert_eq!(jpeg_scale(4619, 300, rule(1.25, 1.25, 2.0)), 8); // 578 >= 375
+        assert_eq!(jpeg_scale(4619, 1000, default), 2); // 1155 < 1250; 2310 >= 2000
+        assert_eq!(jpeg_scale(4619, 1600, default), 1); // 2310 < 3200: full size
+        assert_eq!(jpeg_scale(4619, 1600, rule(1.25, 1.25, 1.25)), 2);
+        assert_eq!(jpeg_scale(4619, 600, rule(2.0, 2.0, 2.0)), 2);
         // Never more than the image: a tiny original at its own size.
-        assert_eq!(jpeg_scale(100, 150, 1.25, 2.0), 1);
+        assert_eq!(jpeg_scale(100, 150, default), 1);
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //!    the decode's peak from the dimensions, channels and JPEG scale.
 //! 2. Decode once, shrinking on load: a JPEG is decoded in the DCT domain at the smallest of
 //!    1/8, 1/4, 1/2 or 1 that still leaves at least [`HEADROOM`] times the largest output's
-//!    longest edge ([`HALF_SCALE_HEADROOM`] at 1/2; both chosen by measurement), so the final
+//!    longest edge ([`HALF_SCALE_HEADROOM`] at 1/2, [`EIGHTH_SCALE_HEADROOM`] at 1/8, whose
+//!    DC-only decode is a box filter; all chosen by measurement), so the final
 //!    resampling has detail to work with. (libjpeg-turbo's other n/8
 //!    scales lack SIMD and cost more than the next power of two.) A still WebP is scaled the same
 //!    way while libwebp decodes it (feature `turbo`: its area-averaging rescaler on the YUV rows,
@@ -80,7 +81,7 @@ mod transform;
 use fast_image_resize::Resizer;
 
 pub use crate::domain::ContentType;
-pub use decode::{HALF_SCALE_HEADROOM, HEADROOM};
+pub use decode::{EIGHTH_SCALE_HEADROOM, HALF_SCALE_HEADROOM, HEADROOM};
 pub use error::EngineError;
 pub use probe::Probe;
 pub use spec::{
@@ -181,6 +182,8 @@ pub struct RenderOptions {
     pub decode_headroom: f32,
     /// The headroom of a JPEG decoded at 1/2 scale ([`HALF_SCALE_HEADROOM`] by default).
     pub half_scale_headroom: f32,
+    /// The headroom of a JPEG decoded at 1/8 scale ([`EIGHTH_SCALE_HEADROOM`] by default).
+    pub eighth_scale_headroom: f32,
     /// Upsample a JPEG's chroma by repetition, merged with the colour conversion, when every
     /// output is smaller than the original (libjpeg-turbo's fast upsampling; the triangular
     /// filter otherwise). [`FAST_CHROMA_UPSAMPLING`] by default.
@@ -197,6 +200,7 @@ impl Default for RenderOptions {
         RenderOptions {
             decode_headroom: HEADROOM,
             half_scale_headroom: HALF_SCALE_HEADROOM,
+            eighth_scale_headroom: EIGHTH_SCALE_HEADROOM,
             fast_chroma_upsampling: FAST_CHROMA_UPSAMPLING,
         }
     }
@@ -240,8 +244,12 @@ pub fn render_with(
         // The decode's longest edge at the JPEG scale the rule picks.
         ContentType::Jpeg => {
             let long = header.width.max(header.height);
-            let half = options.half_scale_headroom.clamp(1.0, 8.0);
-            long.div_ceil(decode::jpeg_scale(long, largest, headroom as f32, half))
+            let rule = decode::ScaleHeadroom {
+                eighth: options.eighth_scale_headroom.clamp(1.0, 8.0),
+                quarter: headroom as f32,
+                half: options.half_scale_headroom.clamp(1.0, 8.0),
+            };
+            long.div_ceil(decode::jpeg_scale(long, largest, rule))
         }
         _ => (f64::from(largest) * headroom).ceil() as u32,
     };
