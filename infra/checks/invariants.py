@@ -22,6 +22,11 @@ STAR_RESOURCE_ACTIONS = {
 REDRIVE_RECEIVES = 3
 VISIBILITY_FACTOR = 6
 SQS_DEFAULT_RETENTION = 345600  # seconds (4 days), AWS's default MessageRetentionPeriod
+SQS_MAX_RETENTION = 1209600  # seconds (14 days), the most MessageRetentionPeriod allows
+# Where originals live (the EventBridge rule's key prefix): nothing under it may expire.
+ORIGINALS_PREFIX = "originals/"
+# A DLQ's letters: visible ones and the ones a reader (the sweeper's peek) holds in flight.
+DLQ_LETTER_METRICS = ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible")
 # SAM function events that EventBridge delivers (asynchronously): each needs a dead-letter target.
 EVENTBRIDGE_EVENT_TYPES = {"Schedule", "ScheduleV2", "EventBridgeRule", "CloudWatchEvent"}
 SQS_DEFAULT_VISIBILITY = 30
@@ -163,17 +168,43 @@ def every_consumed_queue_redrives_to_a_dlq_after_three_receives(t: Template) -> 
     return out
 
 
-def dlq_retention_exceeds_its_source_queue_retention(t: Template) -> list[str]:
+def retention(t: Template, queue: dict) -> int:
+    return int(resolve(t, props(queue).get("MessageRetentionPeriod", SQS_DEFAULT_RETENTION)))
+
+
+def dlq_retention_exceeds_its_source_queue_retention_or_both_are_the_maximum(t: Template) -> list[str]:
+    """A standard queue's message keeps its original enqueue time when it is dead-lettered, so a
+    DLQ that keeps letters no longer than its source drops them early, unless both keep the
+    14-day maximum (then a letter lives 14 days from its first enqueue, the most SQS allows)."""
     out = []
     queues = resources(t, "AWS::SQS::Queue")
     for name, q in queues.items():
         dlq = ref_target((props(q).get("RedrivePolicy") or {}).get("deadLetterTargetArn"))
         if dlq not in queues:
             continue
-        src_ret = int(resolve(t, props(q).get("MessageRetentionPeriod", SQS_DEFAULT_RETENTION)))
-        dlq_ret = int(resolve(t, props(queues[dlq]).get("MessageRetentionPeriod", SQS_DEFAULT_RETENTION)))
-        if dlq_ret <= src_ret:
-            out.append(f"{dlq}: retention {dlq_ret} s is not longer than its source {name}'s {src_ret} s")
+        src_ret, dlq_ret = retention(t, q), retention(t, queues[dlq])
+        if dlq_ret > src_ret or dlq_ret == src_ret == SQS_MAX_RETENTION:
+            continue
+        out.append(
+            f"{dlq}: retention {dlq_ret} s is not longer than its source {name}'s {src_ret} s (equal is "
+            f"allowed only at the {SQS_MAX_RETENTION} s maximum: a letter's age counts from its first enqueue)"
+        )
+    return out
+
+
+def processing_queues_retain_messages_fourteen_days(t: Template) -> list[str]:
+    """Every queue a function consumes keeps its messages the 14-day maximum: the default 4 days
+    would drop jobs during a long outage or backlog, leaving rows nobody will ever process."""
+    out = []
+    queues = resources(t, "AWS::SQS::Queue")
+    for fn_name, kind, src, _ in event_sources(t):
+        if kind != "SQS" or src not in queues:
+            continue
+        ret = retention(t, queues[src])
+        if ret != SQS_MAX_RETENTION:
+            out.append(
+                f"{src} (consumed by {fn_name}): MessageRetentionPeriod {ret} s, expected {SQS_MAX_RETENTION} s (14 days)"
+            )
     return out
 
 
@@ -241,6 +272,37 @@ def every_bucket_aborts_incomplete_multipart_uploads(t: Template) -> list[str]:
         rules = (props(b).get("LifecycleConfiguration") or {}).get("Rules", [])
         if not any(r.get("Status") == "Enabled" and r.get("AbortIncompleteMultipartUpload") for r in rules):
             out.append(f"{name}: no enabled lifecycle rule with AbortIncompleteMultipartUpload")
+    return out
+
+
+def lifecycle_rule_prefixes(rule: dict) -> list[str]:
+    """The key prefixes an S3 lifecycle rule applies to ("" = the whole bucket). A rule filtered
+    only by tags or object size applies under every prefix."""
+    filt = rule.get("Filter") or {}
+    prefix = rule.get("Prefix", filt.get("Prefix", (filt.get("And") or {}).get("Prefix")))
+    return [prefix if isinstance(prefix, str) else ""]
+
+
+def no_lifecycle_rule_expires_anything_under_originals(t: Template) -> list[str]:
+    """The original processing pinned (the row names its version) must never expire: when a later
+    version of the key is left current (its event dead-lettered, its deletion failed) the pinned
+    version is non-current, and a non-current expiry covering originals/ would delete it."""
+    out = []
+    expiring = ("NoncurrentVersionExpiration", "NoncurrentVersionExpirationInDays", "ExpirationInDays", "ExpirationDate")
+    for name, b in resources(t, "AWS::S3::Bucket").items():
+        for rule in (props(b).get("LifecycleConfiguration") or {}).get("Rules", []):
+            if rule.get("Status") != "Enabled":
+                continue
+            what = [k for k in expiring if rule.get(k) not in (None, "", {})]
+            if not what:
+                continue
+            for prefix in lifecycle_rule_prefixes(rule):
+                if ORIGINALS_PREFIX.startswith(prefix) or prefix.startswith(ORIGINALS_PREFIX):
+                    scope = f"prefix '{prefix}'" if prefix else "the whole bucket"
+                    out.append(
+                        f"{name}: lifecycle rule '{rule.get('Id', '?')}' ({', '.join(what)}) applies to "
+                        f"{ORIGINALS_PREFIX} ({scope}): it would expire pinned originals"
+                    )
     return out
 
 
@@ -417,18 +479,157 @@ def dead_letter_queues(t: Template) -> set[str]:
     return found
 
 
-def every_dead_letter_queue_alarms_when_not_empty(t: Template) -> list[str]:
+def alarm_queue_metrics(alarm: dict) -> dict[str, tuple[str, str | None]]:
+    """Metric id -> (AWS/SQS metric name, queue logical id) for every SQS metric an alarm reads:
+    its single metric (id "") or each MetricStat of its metric math."""
+    p = props(alarm)
+    found = {}
+    if p.get("Namespace") == "AWS/SQS":
+        found[""] = (p.get("MetricName"), alarm_dimension(alarm, "QueueName"))
+    for m in p.get("Metrics") or []:
+        metric = (m.get("MetricStat") or {}).get("Metric") or {}
+        if metric.get("Namespace") == "AWS/SQS":
+            queue = next((ref_target(d.get("Value")) for d in metric.get("Dimensions") or [] if d.get("Name") == "QueueName"), None)
+            found[m.get("Id", "?")] = (metric.get("MetricName"), queue)
+    return found
+
+
+def alarm_expression_inputs(alarm: dict, expression_id: str) -> set[str]:
+    """The metric ids an expression of the alarm reads, following the expressions it names."""
+    by_id = {m.get("Id"): m for m in props(alarm).get("Metrics") or []}
+    seen, todo = set(), [expression_id]
+    while todo:
+        mid = todo.pop()
+        if mid in seen or mid not in by_id:
+            continue
+        seen.add(mid)
+        # Metric math ids start with a lower-case letter; functions and keywords are upper case.
+        todo += re.findall(r"\b[a-z][A-Za-z0-9_]*\b", by_id[mid].get("Expression") or "")
+    return {m for m in seen if "MetricStat" in by_id[m]}
+
+
+def increase_alarm_problem(t: Template, alarm: dict, dlq: str) -> str | None:
+    """Why an alarm on a DLQ is not a "new letters" alarm (None if it is one): it must return a
+    DIFF / RATE of the letters held (visible + not visible, both of this queue), fire on any
+    increase and treat missing data as not breaching, so it returns to OK when no letter comes."""
+    p = props(alarm)
+    returned = [m for m in p.get("Metrics") or [] if m.get("ReturnData", True) and m.get("Expression")]
+    if len(returned) != 1:
+        return "not metric math returning one expression (a depth alarm stays in ALARM while letters are kept)"
+    expr = re.sub(r"\s+", "", returned[0]["Expression"])
+    if not re.fullmatch(r"(DIFF|RATE)\(.*\)", expr):
+        return f"returns '{returned[0]['Expression']}', not a DIFF(...) or RATE(...) of the letters held"
+    inputs = alarm_expression_inputs(alarm, returned[0].get("Id"))
+    read = {alarm_queue_metrics(alarm).get(i, (None, None)) for i in inputs}
+    missing = [m for m in DLQ_LETTER_METRICS if (m, dlq) not in read]
+    if missing:
+        return f"its expression does not read {' and '.join(missing)} of {dlq} (the sweeper's peeks move letters between the two)"
+    others = sorted(f"{m} of {q}" for m, q in read if (m, q) not in {(x, dlq) for x in DLQ_LETTER_METRICS})
+    if others:
+        return f"its expression also reads {', '.join(others)}"
+    op, threshold = p.get("ComparisonOperator"), float(resolve(t, p.get("Threshold", -1)))
+    fires_on_increase = (op == "GreaterThanThreshold" and 0 <= threshold < 1) or (
+        op == "GreaterThanOrEqualToThreshold" and 0 < threshold <= 0.5
+    )
+    if not fires_on_increase:
+        return f"{op} {threshold} does not fire on an increase of one letter"
+    if p.get("TreatMissingData") != "notBreaching":
+        return f"TreatMissingData {p.get('TreatMissingData')!r}, not notBreaching (a quiet queue must return to OK)"
+    return None
+
+
+def every_dead_letter_queue_alarms_on_new_letters(t: Template) -> list[str]:
+    """Letters stay in the DLQs (for the operators), so each DLQ's alarm fires on an increase of
+    the letters it holds and returns to OK, ready for the next one; an alarm on depth would stay
+    in ALARM after the first letter and notify nobody of the later ones. Every alarm that reads a
+    DLQ must be such an alarm, and every DLQ must have one."""
     out = []
-    for dlq in sorted(dead_letter_queues(t)):
-        ok = any(
-            props(a).get("MetricName") == "ApproximateNumberOfMessagesVisible"
-            and alarm_dimension(a, "QueueName") == dlq
-            and props(a).get("ComparisonOperator") == "GreaterThanThreshold"
-            and float(resolve(t, props(a).get("Threshold", 1))) == 0
-            for a in alarms(t).values()
-        )
-        if not ok:
-            out.append(f"{dlq}: no alarm on ApproximateNumberOfMessagesVisible > 0")
+    dlqs = dead_letter_queues(t)
+    covered = set()
+    for name, a in sorted(alarms(t).items()):
+        for dlq in sorted({q for _, q in alarm_queue_metrics(a).values() if q in dlqs}):
+            problem = increase_alarm_problem(t, a, dlq)
+            if problem:
+                out.append(f"{dlq}: its alarm {name} is not a new-letters (increase) alarm: {problem}")
+            else:
+                covered.add(dlq)
+    for dlq in sorted(dlqs - covered):
+        if not any(o.startswith(f"{dlq}:") for o in out):
+            out.append(f"{dlq}: no alarm on new letters (an increase of ApproximateNumberOfMessagesVisible + NotVisible)")
+    return out
+
+
+def kms_key_of(t: Template, node: Any) -> tuple[str | None, str]:
+    """(logical id of the template's AWS::KMS::Key a KmsMasterKeyId names, how it was named)."""
+    keys = resources(t, "AWS::KMS::Key")
+    target = ref_target(node)
+    if target in keys:
+        return target, f"!Ref/!GetAtt {target}"
+    aliases = resources(t, "AWS::KMS::Alias")
+    if target in aliases:
+        key = ref_target(props(aliases[target]).get("TargetKeyId"))
+        return (key if key in keys else None), f"alias {target}"
+    if isinstance(node, str):
+        for alias in aliases.values():
+            if props(alias).get("AliasName") == node:
+                key = ref_target(props(alias).get("TargetKeyId"))
+                return (key if key in keys else None), node
+        return None, node
+    return None, repr(node)
+
+
+def key_lets_cloudwatch_publish(key: dict) -> str | None:
+    """Why CloudWatch alarms could not use the key to publish (None if they can)."""
+    if props(key).get("Enabled") is False:
+        return "the key is disabled"
+    needed = {"kms:Decrypt", "kms:GenerateDataKey"}
+    granted: set[str] = set()
+    for st in as_list((props(key).get("KeyPolicy") or {}).get("Statement", [])):
+        if st.get("Effect") != "Allow":
+            continue
+        services = as_list((st.get("Principal") or {}).get("Service", [])) if isinstance(st.get("Principal"), dict) else []
+        if "cloudwatch.amazonaws.com" not in services:
+            continue
+        for action in as_list(st.get("Action", [])):
+            if action in ("kms:*", "kms:GenerateDataKey*"):
+                granted.add("kms:GenerateDataKey")
+            if action in ("kms:*", "kms:Decrypt"):
+                granted.add("kms:Decrypt")
+            if action == "kms:GenerateDataKey":
+                granted.add(action)
+    missing = sorted(needed - granted)
+    if missing:
+        return f"its key policy does not allow cloudwatch.amazonaws.com {' and '.join(m + ('*' if m.endswith('DataKey') else '') for m in missing)}"
+    return None
+
+
+def every_topic_an_alarm_notifies_is_unencrypted_or_uses_a_key_cloudwatch_may_use(t: Template) -> list[str]:
+    """CloudWatch publishes an alarm to an encrypted topic only with kms:Decrypt and
+    kms:GenerateDataKey* on the topic's key, granted to cloudwatch.amazonaws.com by the key's
+    policy; an AWS managed key (alias/aws/sns) never grants it, so every notification is dropped."""
+    out = []
+    topics = resources(t, "AWS::SNS::Topic")
+    keys = resources(t, "AWS::KMS::Key")
+    notified = set()
+    for a in alarms(t).values():
+        p = props(a)
+        for action in (p.get("AlarmActions") or []) + (p.get("OKActions") or []) + (p.get("InsufficientDataActions") or []):
+            if ref_target(action) in topics:
+                notified.add(ref_target(action))
+    for name in sorted(notified):
+        key_id = props(topics[name]).get("KmsMasterKeyId")
+        if key_id in (None, ""):
+            continue
+        key, named = kms_key_of(t, key_id)
+        if key is None:
+            out.append(
+                f"{name}: alarms notify it, but it is encrypted with {named}, not a key of this template whose policy "
+                "lets cloudwatch.amazonaws.com use it (the AWS managed alias/aws/sns never does): no alarm would arrive"
+            )
+            continue
+        problem = key_lets_cloudwatch_publish(keys[key])
+        if problem:
+            out.append(f"{name}: alarms notify it, but its key {key} cannot be used by CloudWatch: {problem}")
     return out
 
 
@@ -481,6 +682,28 @@ def every_queue_is_encrypted(t: Template) -> list[str]:
     ]
 
 
+def every_queue_a_function_is_given_is_in_its_policy(t: Template) -> list[str]:
+    """A queue URL in a function's environment (`!Ref <queue>`) is there to be used: the
+    function's policy must name that queue's ARN, or its first call fails with AccessDenied."""
+    out = []
+    queues = resources(t, "AWS::SQS::Queue")
+    statements = policy_statements(t)
+    for name, fn in sorted(functions(t).items()):
+        env = (props(fn).get("Environment") or {}).get("Variables") or {}
+        granted = {
+            ref_target(r)
+            for owner, st in statements
+            if owner == name and st.get("Effect") == "Allow"
+            and any(str(a).startswith("sqs:") for a in as_list(st.get("Action", [])))
+            for r in as_list(st.get("Resource", []))
+        }
+        for var, value in sorted(env.items()):
+            queue = value.get("Ref") if isinstance(value, dict) and set(value) == {"Ref"} else None
+            if queue in queues and queue not in granted:
+                out.append(f"{name}: its environment names {queue} ({var}), but its policy grants no sqs: action on it")
+    return out
+
+
 def the_template_has_a_dashboard(t: Template) -> list[str]:
     return [] if resources(t, "AWS::CloudWatch::Dashboard") else ["no AWS::CloudWatch::Dashboard"]
 
@@ -488,12 +711,14 @@ def the_template_has_a_dashboard(t: Template) -> list[str]:
 INVARIANTS: list[Callable[[Template], list[str]]] = [
     visibility_is_at_least_six_times_the_consumer_timeout,
     every_consumed_queue_redrives_to_a_dlq_after_three_receives,
-    dlq_retention_exceeds_its_source_queue_retention,
+    dlq_retention_exceeds_its_source_queue_retention_or_both_are_the_maximum,
+    processing_queues_retain_messages_fourteen_days,
     every_sqs_and_stream_source_reports_batch_item_failures,
     no_star_resource_except_where_aws_requires_it,
     every_bucket_blocks_public_access,
     every_bucket_policy_denies_requests_without_tls,
     every_bucket_aborts_incomplete_multipart_uploads,
+    no_lifecycle_rule_expires_anything_under_originals,
     allowed_origins_are_a_parameter_without_a_star,
     every_api_stage_throttles_and_every_post_route_has_its_own_limit,
     every_sqs_source_caps_its_concurrency,
@@ -502,11 +727,13 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     every_scheduled_or_rule_event_of_a_function_has_a_dead_letter_queue,
     every_function_logs_to_its_own_log_group_with_retention,
     every_function_has_error_and_throttle_alarms,
-    every_dead_letter_queue_alarms_when_not_empty,
+    every_dead_letter_queue_alarms_on_new_letters,
     every_consumed_queue_alarms_on_the_age_of_its_oldest_message,
     every_breaker_stage_alarms_when_its_breaker_opens,
     every_alarm_notifies_the_alarm_topic,
+    every_topic_an_alarm_notifies_is_unencrypted_or_uses_a_key_cloudwatch_may_use,
     every_queue_is_encrypted,
+    every_queue_a_function_is_given_is_in_its_policy,
     the_template_has_a_dashboard,
 ]
 

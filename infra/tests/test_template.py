@@ -96,28 +96,61 @@ def function_log_group(t: dict) -> dict:
 
 
 def drop_first_function_alarm(t: dict) -> None:
-    name = next(k for k, a in resources(t, "AWS::CloudWatch::Alarm").items() if a["Properties"]["Namespace"] == "AWS/Lambda")
+    name = next(k for k, a in resources(t, "AWS::CloudWatch::Alarm").items() if a["Properties"].get("Namespace") == "AWS/Lambda")
     del t["Resources"][name]
+
+
+def dlq_alarms(t: dict) -> dict[str, str]:
+    """Alarm logical id -> the DLQ it watches, for every alarm reading a dead-letter queue."""
+    dlqs = inv.dead_letter_queues(t)
+    found = {}
+    for name, a in resources(t, "AWS::CloudWatch::Alarm").items():
+        for _, queue in inv.alarm_queue_metrics(a).values():
+            if queue in dlqs:
+                found[name] = queue
+    return found
 
 
 def drop_first_dlq_alarm(t: dict) -> None:
-    name = next(
-        k for k, a in resources(t, "AWS::CloudWatch::Alarm").items()
-        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    del t["Resources"][next(iter(dlq_alarms(t)))]
+
+
+def as_depth_alarm(alarm: dict, queue: str) -> None:
+    """Turns a DLQ alarm back into the old kind: visible letters > 0 (stays in ALARM while kept)."""
+    p = alarm["Properties"]
+    for key in ("Metrics", "DatapointsToAlarm"):
+        p.pop(key, None)
+    p.update(
+        Namespace="AWS/SQS", MetricName="ApproximateNumberOfMessagesVisible", Statistic="Maximum", Period=60,
+        Dimensions=[{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}],
+        EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold",
     )
-    del t["Resources"][name]
+
+
+def returned_expression(alarm: dict) -> dict:
+    return next(m for m in alarm["Properties"]["Metrics"] if m.get("ReturnData", True) and m.get("Expression"))
+
+
+def lifecycle_rule(t: dict, rule_id: str) -> dict:
+    rules = t["Resources"]["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    return next(r for r in rules if r["Id"] == rule_id)
+
+
+def drop_statement(t: dict, function: str, action: str) -> None:
+    statements = t["Resources"][function]["Properties"]["Policies"][0]["Statement"]
+    statements[:] = [st for st in statements if action not in inv.as_list(st["Action"])]
 
 
 def drop_first_age_alarm(t: dict) -> None:
     name = next(
         k for k, a in resources(t, "AWS::CloudWatch::Alarm").items()
-        if a["Properties"]["MetricName"] == "ApproximateAgeOfOldestMessage"
+        if a["Properties"].get("MetricName") == "ApproximateAgeOfOldestMessage"
     )
     del t["Resources"][name]
 
 
 def drop_first_breaker_alarm(t: dict) -> None:
-    name = next(k for k, a in resources(t, "AWS::CloudWatch::Alarm").items() if a["Properties"]["MetricName"] == "BreakerOpened")
+    name = next(k for k, a in resources(t, "AWS::CloudWatch::Alarm").items() if a["Properties"].get("MetricName") == "BreakerOpened")
     del t["Resources"][name]
 
 
@@ -133,8 +166,13 @@ BREAKAGES = {
         lambda t: sqs_source_queue(t)["Properties"].update(VisibilityTimeout=60),
     "every_consumed_queue_redrives_to_a_dlq_after_three_receives":
         lambda t: sqs_source_queue(t)["Properties"]["RedrivePolicy"].update(maxReceiveCount=5),
-    "dlq_retention_exceeds_its_source_queue_retention":
-        lambda t: sqs_source_queue(t)["Properties"].update(MessageRetentionPeriod=1209600),
+    "dlq_retention_exceeds_its_source_queue_retention_or_both_are_the_maximum":
+        lambda t: t["Resources"][inv.ref_target(sqs_source_queue(t)["Properties"]["RedrivePolicy"]["deadLetterTargetArn"])][
+            "Properties"].update(MessageRetentionPeriod=345600),
+    "processing_queues_retain_messages_fourteen_days":
+        lambda t: sqs_source_queue(t)["Properties"].pop("MessageRetentionPeriod"),
+    "no_lifecycle_rule_expires_anything_under_originals":
+        lambda t: lifecycle_rule(t, "expire-replaced-thumbnails").pop("Prefix"),
     "every_sqs_and_stream_source_reports_batch_item_failures":
         lambda t: stream_event(t).pop("FunctionResponseTypes"),
     "no_star_resource_except_where_aws_requires_it":
@@ -157,13 +195,17 @@ BREAKAGES = {
     "every_function_logs_to_its_own_log_group_with_retention":
         lambda t: function_log_group(t)["Properties"].pop("RetentionInDays"),
     "every_function_has_error_and_throttle_alarms": drop_first_function_alarm,
-    "every_dead_letter_queue_alarms_when_not_empty": drop_first_dlq_alarm,
+    "every_dead_letter_queue_alarms_on_new_letters": drop_first_dlq_alarm,
     "every_consumed_queue_alarms_on_the_age_of_its_oldest_message": drop_first_age_alarm,
     "every_breaker_stage_alarms_when_its_breaker_opens": drop_first_breaker_alarm,
     "every_alarm_notifies_the_alarm_topic":
         lambda t: first("AWS::CloudWatch::Alarm", t)[1]["Properties"].update(AlarmActions=[]),
+    "every_topic_an_alarm_notifies_is_unencrypted_or_uses_a_key_cloudwatch_may_use":
+        lambda t: t["Resources"]["AlarmTopic"]["Properties"].update(KmsMasterKeyId="alias/aws/sns"),
     "every_queue_is_encrypted":
         lambda t: first("AWS::SQS::Queue", t)[1]["Properties"].pop("SqsManagedSseEnabled"),
+    "every_queue_a_function_is_given_is_in_its_policy":
+        lambda t: drop_statement(t, "SweeperFunction", "sqs:SendMessage"),
     "the_template_has_a_dashboard": lambda t: t["Resources"].pop(first("AWS::CloudWatch::Dashboard", t)[0]),
 }
 
@@ -239,11 +281,258 @@ class LogRetentionAndScheduleDeadLettersNameWhatIsMissing(unittest.TestCase):
         self.assertEqual(len(found), 1, found)
         self.assertIn("not Arn: !GetAtt <a queue of this template>", found[0])
 
-    def test_the_schedule_dead_letter_queue_needs_its_depth_alarm(self):
-        t = self.broken(lambda t: t["Resources"].pop("SweeperScheduleDlqDepthAlarm"))
+    def test_the_schedule_dead_letter_queue_needs_its_new_letters_alarm(self):
+        t = self.broken(lambda t: t["Resources"].pop("SweeperScheduleDlqNewLettersAlarm"))
         self.assertEqual(
-            inv.every_dead_letter_queue_alarms_when_not_empty(t),
-            ["SweeperScheduleDeadLetterQueue: no alarm on ApproximateNumberOfMessagesVisible > 0"],
+            inv.every_dead_letter_queue_alarms_on_new_letters(t),
+            ["SweeperScheduleDeadLetterQueue: no alarm on new letters (an increase of "
+             "ApproximateNumberOfMessagesVisible + NotVisible)"],
+        )
+
+
+class AlarmsArriveAndFireOnEveryNewLetter(unittest.TestCase):
+    """Issue 18: the alarm topic's key lets CloudWatch publish; each DLQ's alarm fires on an
+    increase of the letters it holds. Each way of breaking them is named."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    check_topic = staticmethod(inv.every_topic_an_alarm_notifies_is_unencrypted_or_uses_a_key_cloudwatch_may_use)
+    check_dlqs = staticmethod(inv.every_dead_letter_queue_alarms_on_new_letters)
+
+    def test_the_aws_managed_sns_key_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AlarmTopic"]["Properties"].update(KmsMasterKeyId="alias/aws/sns"))
+        found = self.check_topic(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertTrue(found[0].startswith("AlarmTopic: alarms notify it, but it is encrypted with alias/aws/sns"), found)
+
+    def test_a_key_policy_without_cloudwatch_is_named(self):
+        def edit(t):
+            statements = t["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]
+            statements[:] = [st for st in statements if "Service" not in (st.get("Principal") or {})]
+
+        self.assertEqual(
+            self.check_topic(self.broken(edit)),
+            ["AlarmTopic: alarms notify it, but its key AlarmTopicKey cannot be used by CloudWatch: its key policy "
+             "does not allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey*"],
+        )
+
+    def test_a_key_policy_granting_only_decrypt_is_named(self):
+        def edit(t):
+            for st in t["Resources"]["AlarmTopicKey"]["Properties"]["KeyPolicy"]["Statement"]:
+                if "Service" in (st.get("Principal") or {}):
+                    st["Action"] = ["kms:Decrypt"]
+
+        found = self.check_topic(self.broken(edit))
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("does not allow cloudwatch.amazonaws.com kms:GenerateDataKey*", found[0])
+
+    def test_a_disabled_key_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AlarmTopicKey"]["Properties"].update(Enabled=False))
+        self.assertEqual(
+            self.check_topic(t),
+            ["AlarmTopic: alarms notify it, but its key AlarmTopicKey cannot be used by CloudWatch: the key is disabled"],
+        )
+
+    def test_an_unencrypted_topic_or_the_key_named_by_its_alias_pass(self):
+        self.assertEqual(self.check_topic(self.broken(lambda t: t["Resources"]["AlarmTopic"]["Properties"].pop("KmsMasterKeyId"))), [])
+        by_alias = self.broken(
+            lambda t: t["Resources"]["AlarmTopic"]["Properties"].update(KmsMasterKeyId={"Ref": "AlarmTopicKeyAlias"})
+        )
+        self.assertEqual(self.check_topic(by_alias), [])
+
+    def test_every_dead_letter_queue_has_exactly_one_new_letters_alarm(self):
+        self.assertEqual(
+            sorted(dlq_alarms(TEMPLATE).values()),
+            sorted(["ThumbnailsDeadLetterQueue", "VariantsDeadLetterQueue", "EventsDeadLetterQueue",
+                    "NotifyFailuresQueue", "SweeperScheduleDeadLetterQueue"]),
+        )
+
+    def test_each_dlq_alarm_turned_back_into_a_depth_alarm_is_named(self):
+        for alarm, queue in dlq_alarms(TEMPLATE).items():
+            with self.subTest(alarm=alarm):
+                found = self.check_dlqs(self.broken(lambda t: as_depth_alarm(t["Resources"][alarm], queue)))
+                self.assertEqual(len(found), 1, found)
+                self.assertTrue(found[0].startswith(f"{queue}: its alarm {alarm} is not a new-letters (increase) alarm"), found)
+                self.assertIn("depth alarm stays in ALARM", found[0])
+
+    def test_each_dlq_alarm_without_its_difference_is_named(self):
+        for alarm, queue in dlq_alarms(TEMPLATE).items():
+            with self.subTest(alarm=alarm):
+                found = self.check_dlqs(
+                    self.broken(lambda t: returned_expression(t["Resources"][alarm]).update(Expression="visible + hidden"))
+                )
+                self.assertEqual(found, [f"{queue}: its alarm {alarm} is not a new-letters (increase) alarm: returns "
+                                         "'visible + hidden', not a DIFF(...) or RATE(...) of the letters held"])
+
+    def test_each_dlq_alarm_counting_visible_letters_only_is_named(self):
+        # The sweeper's peek hides letters: counting only the visible ones, a peek looks like a
+        # decrease and the end of the peek like new letters.
+        for alarm, queue in dlq_alarms(TEMPLATE).items():
+            with self.subTest(alarm=alarm):
+                found = self.check_dlqs(
+                    self.broken(lambda t: returned_expression(t["Resources"][alarm]).update(Expression="DIFF(FILL(visible, 0))"))
+                )
+                self.assertEqual(len(found), 1, found)
+                self.assertIn(f"{alarm} is not a new-letters (increase) alarm: its expression does not read "
+                              f"ApproximateNumberOfMessagesNotVisible of {queue}", found[0])
+
+    def test_a_dlq_alarm_on_messages_sent_is_named(self):
+        # NumberOfMessagesSent does not count the messages a redrive moves into a DLQ.
+        def edit(t):
+            alarm = t["Resources"]["ThumbnailsDlqNewLettersAlarm"]
+            as_depth_alarm(alarm, "ThumbnailsDeadLetterQueue")
+            alarm["Properties"].update(MetricName="NumberOfMessagesSent", Statistic="Sum")
+
+        found = self.check_dlqs(self.broken(edit))
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("ThumbnailsDeadLetterQueue: its alarm ThumbnailsDlqNewLettersAlarm is not a new-letters", found[0])
+
+    def test_a_dlq_alarm_reading_another_queue_is_named(self):
+        def edit(t):
+            for m in t["Resources"]["VariantsDlqNewLettersAlarm"]["Properties"]["Metrics"]:
+                if m["Id"] == "hidden":
+                    m["MetricStat"]["Metric"]["Dimensions"][0]["Value"] = {"Fn::GetAtt": ["ThumbnailsDeadLetterQueue", "QueueName"]}
+
+        found = self.check_dlqs(self.broken(edit))
+        self.assertTrue(any("VariantsDlqNewLettersAlarm is not a new-letters (increase) alarm: its expression does not "
+                            "read ApproximateNumberOfMessagesNotVisible of VariantsDeadLetterQueue" in f for f in found), found)
+        self.assertTrue(any(f.startswith("ThumbnailsDeadLetterQueue: its alarm VariantsDlqNewLettersAlarm") for f in found), found)
+
+    def test_a_dlq_alarm_that_stays_in_alarm_on_missing_data_or_needs_two_letters_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["EventsDlqNewLettersAlarm"]["Properties"].update(TreatMissingData="breaching"))
+        self.assertEqual(
+            self.check_dlqs(t),
+            ["EventsDeadLetterQueue: its alarm EventsDlqNewLettersAlarm is not a new-letters (increase) alarm: "
+             "TreatMissingData 'breaching', not notBreaching (a quiet queue must return to OK)"],
+        )
+        t = self.broken(lambda t: t["Resources"]["NotifyFailuresNewLettersAlarm"]["Properties"].update(Threshold=1.5))
+        found = self.check_dlqs(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("GreaterThanOrEqualToThreshold 1.5 does not fire on an increase of one letter", found[0])
+
+
+class QueuesKeepJobsAndOriginalsNeverExpire(unittest.TestCase):
+    """Issue 18: processing queues keep 14 days, their DLQs no less; no lifecycle rule expires
+    anything under originals/ (the pinned original)."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    check_retention = staticmethod(inv.processing_queues_retain_messages_fourteen_days)
+    check_dlq_retention = staticmethod(inv.dlq_retention_exceeds_its_source_queue_retention_or_both_are_the_maximum)
+    check_lifecycle = staticmethod(inv.no_lifecycle_rule_expires_anything_under_originals)
+
+    def test_a_processing_queue_on_the_default_retention_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["VariantsQueue"]["Properties"].pop("MessageRetentionPeriod"))
+        self.assertEqual(
+            self.check_retention(t),
+            ["VariantsQueue (consumed by VariantFunction): MessageRetentionPeriod 345600 s, expected 1209600 s (14 days)"],
+        )
+
+    def test_a_dlq_keeping_letters_less_long_than_its_source_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["ThumbnailsDeadLetterQueue"]["Properties"].update(MessageRetentionPeriod=345600))
+        found = self.check_dlq_retention(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertTrue(found[0].startswith("ThumbnailsDeadLetterQueue: retention 345600 s is not longer than its "
+                                            "source ThumbnailsQueue's 1209600 s"), found)
+
+    def test_equal_retention_passes_only_at_the_maximum(self):
+        def both(seconds):
+            def edit(t):
+                for q in ("VariantsQueue", "VariantsDeadLetterQueue"):
+                    t["Resources"][q]["Properties"]["MessageRetentionPeriod"] = seconds
+            return edit
+
+        self.assertEqual(self.check_dlq_retention(self.broken(both(1209600))), [])
+        found = self.check_dlq_retention(self.broken(both(604800)))
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("VariantsDeadLetterQueue: retention 604800 s is not longer than its source VariantsQueue's 604800 s", found[0])
+
+    def test_a_derivative_rule_widened_to_the_whole_bucket_is_named(self):
+        t = self.broken(lambda t: lifecycle_rule(t, "expire-replaced-variants").pop("Prefix"))
+        self.assertEqual(
+            self.check_lifecycle(t),
+            ["ImagesBucket: lifecycle rule 'expire-replaced-variants' (NoncurrentVersionExpiration) applies to "
+             "originals/ (the whole bucket): it would expire pinned originals"],
+        )
+
+    def test_any_expiring_rule_reaching_originals_is_named(self):
+        cases = {
+            "a prefix above originals/": {"Id": "x", "Status": "Enabled", "Prefix": "orig", "NoncurrentVersionExpiration": {"NoncurrentDays": 30}},
+            "a prefix inside originals/": {"Id": "x", "Status": "Enabled", "Prefix": "originals/abc/", "NoncurrentVersionExpirationInDays": 7},
+            "a tag-only filter": {"Id": "x", "Status": "Enabled", "TagFilters": [{"Key": "k", "Value": "v"}], "ExpirationInDays": 90},
+            "an expiry of current objects": {"Id": "x", "Status": "Enabled", "Prefix": "originals/", "ExpirationInDays": 365},
+        }
+        for case, rule in cases.items():
+            with self.subTest(case=case):
+                t = self.broken(lambda t: t["Resources"]["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].append(rule))
+                found = self.check_lifecycle(t)
+                self.assertEqual(len(found), 1, found)
+                self.assertTrue(found[0].startswith("ImagesBucket: lifecycle rule 'x' ("), found)
+                self.assertIn("applies to originals/", found[0])
+
+    def test_rules_that_expire_nothing_under_originals_pass(self):
+        harmless = [
+            {"Id": "a", "Status": "Disabled", "NoncurrentVersionExpiration": {"NoncurrentDays": 1}},
+            {"Id": "b", "Status": "Enabled", "Prefix": "originals/", "ExpiredObjectDeleteMarker": True},
+            {"Id": "c", "Status": "Enabled", "Prefix": "thumbnails/", "ExpirationInDays": 30},
+        ]
+        t = self.broken(lambda t: t["Resources"]["ImagesBucket"]["Properties"]["LifecycleConfiguration"]["Rules"].extend(harmless))
+        self.assertEqual(self.check_lifecycle(t), [])
+
+    def test_replaced_derivative_versions_still_expire(self):
+        for rule_id, prefix in (("expire-replaced-thumbnails", "thumbnails/"), ("expire-replaced-variants", "variants/")):
+            rule = lifecycle_rule(TEMPLATE, rule_id)
+            self.assertEqual((rule["Status"], rule["Prefix"], rule["NoncurrentVersionExpiration"]["NoncurrentDays"]),
+                             ("Enabled", prefix, 1))
+
+
+class TheSweeperMayDoItsNewDuties(unittest.TestCase):
+    """Issue 18: the sweeper HEADs originals before expiring an upload and re-enqueues stale rows;
+    it keeps peeking the DLQs and never deletes a letter."""
+
+    sweeper = TEMPLATE["Resources"]["SweeperFunction"]["Properties"]
+
+    def allowed(self, action: str) -> list:
+        return [
+            r for st in self.sweeper["Policies"][0]["Statement"]
+            if st["Effect"] == "Allow" and action in inv.as_list(st["Action"]) for r in inv.as_list(st["Resource"])
+        ]
+
+    def test_its_queue_variables_are_named_and_valued_as_the_images_functions(self):
+        images = TEMPLATE["Resources"]["ImagesFunction"]["Properties"]["Environment"]["Variables"]
+        env = self.sweeper["Environment"]["Variables"]
+        for var in ("THUMBNAILS_QUEUE_URL", "VARIANTS_QUEUE_URL"):
+            self.assertEqual(env.get(var), images[var], var)
+        self.assertEqual(TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["BUCKET"], {"Ref": "ImagesBucket"})
+
+    def test_it_may_head_originals_only_and_tell_missing_from_denied(self):
+        self.assertEqual(self.allowed("s3:GetObject"), [{"Fn::Sub": "${ImagesBucket.Arn}/originals/*"}])
+        self.assertEqual(self.allowed("s3:ListBucket"), [{"Fn::GetAtt": ["ImagesBucket", "Arn"]}])
+        self.assertEqual(self.allowed("s3:PutObject") + self.allowed("s3:DeleteObject") + self.allowed("s3:DeleteObjectVersion"), [])
+
+    def test_it_may_enqueue_to_the_processing_queues_and_only_peek_the_dlqs(self):
+        queues = [{"Fn::GetAtt": ["ThumbnailsQueue", "Arn"]}, {"Fn::GetAtt": ["VariantsQueue", "Arn"]}]
+        dlqs = [{"Fn::GetAtt": ["ThumbnailsDeadLetterQueue", "Arn"]}, {"Fn::GetAtt": ["VariantsDeadLetterQueue", "Arn"]}]
+        self.assertEqual(self.allowed("sqs:SendMessage"), queues)
+        self.assertEqual(self.allowed("sqs:ReceiveMessage"), dlqs)
+        self.assertEqual(self.allowed("sqs:ChangeMessageVisibility"), dlqs)
+        self.assertEqual(self.allowed("sqs:DeleteMessage"), [])
+
+    def test_a_queue_in_its_environment_without_a_grant_is_named(self):
+        t = copy.deepcopy(TEMPLATE)
+        drop_statement(t, "SweeperFunction", "sqs:SendMessage")
+        self.assertEqual(
+            inv.every_queue_a_function_is_given_is_in_its_policy(t),
+            ["SweeperFunction: its environment names ThumbnailsQueue (THUMBNAILS_QUEUE_URL), but its policy grants no "
+             "sqs: action on it",
+             "SweeperFunction: its environment names VariantsQueue (VARIANTS_QUEUE_URL), but its policy grants no "
+             "sqs: action on it"],
         )
 
 
