@@ -175,6 +175,80 @@ def check_queues_redrive_to_their_dlq_after_three_receives():
         assert int(attrs["VisibilityTimeout"]) >= 6 * 30, attrs["VisibilityTimeout"]
 
 
+def check_processing_queues_and_their_dlqs_keep_messages_14_days():
+    sqs = client("sqs")
+    for key in ("THUMBNAILS_QUEUE", "THUMBNAILS_DLQ", "VARIANTS_QUEUE", "VARIANTS_DLQ"):
+        attrs = sqs.get_queue_attributes(QueueUrl=ENV[f"SAFELIGHT_{key}_URL"], AttributeNames=["MessageRetentionPeriod"])
+        assert int(attrs["Attributes"]["MessageRetentionPeriod"]) == 1209600, (key, attrs["Attributes"])
+
+
+def stack_resources(kind: str) -> dict[str, str]:
+    """Logical id -> physical id of the stack's resources of one type."""
+    res = client("cloudformation").describe_stack_resources(StackName=ENV["SAFELIGHT_STACK_NAME"])["StackResources"]
+    return {r["LogicalResourceId"]: r.get("PhysicalResourceId", "") for r in res if r["ResourceType"] == kind}
+
+
+def check_alarm_topic_uses_the_stacks_rotating_key_that_cloudwatch_may_use():
+    """The alarm topic is encrypted with the stack's own KMS key (not alias/aws/sns, which
+    CloudWatch alarms cannot publish with), rotation on, its policy granting cloudwatch.amazonaws.com."""
+    topic = next(iter(stack_resources("AWS::SNS::Topic").values()))
+    key_id = client("sns").get_topic_attributes(TopicArn=topic)["Attributes"].get("KmsMasterKeyId", "")
+    kms = client("kms")
+    key = kms.describe_key(KeyId=key_id)["KeyMetadata"]
+    assert key["KeyId"] == next(iter(stack_resources("AWS::KMS::Key").values())), (key_id, key["KeyId"])
+    assert key["KeyManager"] == "CUSTOMER" and key["Enabled"], key
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"], "key rotation is off"
+    policy = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    grants = [st for st in policy["Statement"] if (st.get("Principal") or {}).get("Service") == "cloudwatch.amazonaws.com"]
+    assert grants and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(grants[0]["Action"]), policy
+
+
+def check_dead_letter_queue_alarms_fire_on_new_letters():
+    """Each DLQ's alarm is deployed as metric math over visible + not-visible letters (the
+    emulator stores it through infra/local/emulator.py's shim; it does not evaluate it)."""
+    names = list(stack_resources("AWS::CloudWatch::Alarm").values())
+    found = {}
+    for i in range(0, len(names), 100):
+        for a in client("cloudwatch").describe_alarms(AlarmNames=names[i:i + 100])["MetricAlarms"]:
+            if a.get("Metrics"):
+                found[a["AlarmName"]] = a
+    queues = set()
+    for name, a in found.items():
+        returned = [m for m in a["Metrics"] if m.get("ReturnData", True) and m.get("Expression")]
+        assert len(returned) == 1 and returned[0]["Expression"].startswith("DIFF("), (name, a["Metrics"])
+        read = {(m["MetricStat"]["Metric"]["MetricName"], m["MetricStat"]["Metric"]["Dimensions"][0]["Value"])
+                for m in a["Metrics"] if "MetricStat" in m}
+        queue_names = {q for _, q in read}
+        assert len(queue_names) == 1, (name, read)
+        for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible"):
+            assert (metric, *queue_names) in read, (name, metric, read)
+        assert a["TreatMissingData"] == "notBreaching" and a["AlarmActions"] and a["OKActions"], a
+        queues |= queue_names
+    dlq_names = {ENV[f"SAFELIGHT_{k}_DLQ_URL"].rstrip("/").rsplit("/", 1)[-1] for k in ("THUMBNAILS", "VARIANTS")}
+    assert len(found) == 5 and dlq_names <= queues, (sorted(found), sorted(queues))
+
+
+def check_bucket_lifecycle_never_expires_originals():
+    rules = client("s3").get_bucket_lifecycle_configuration(Bucket=ENV["SAFELIGHT_BUCKET"])["Rules"]
+    expiring = {}
+    for r in rules:
+        prefix = r.get("Prefix", (r.get("Filter") or {}).get("Prefix", ""))
+        if r["Status"] == "Enabled" and ("NoncurrentVersionExpiration" in r or "Days" in (r.get("Expiration") or {})):
+            expiring[r["ID"]] = prefix
+    assert expiring and all(p in ("thumbnails/", "variants/") for p in expiring.values()), rules
+
+
+def check_sweeper_gets_the_bucket_and_the_processing_queues():
+    env = client("lambda").get_function_configuration(FunctionName=ENV["SAFELIGHT_SWEEPER_FUNCTION"])
+    env = env["Environment"]["Variables"]
+    want = {
+        "BUCKET": ENV["SAFELIGHT_BUCKET"],
+        "THUMBNAILS_QUEUE_URL": ENV["SAFELIGHT_THUMBNAILS_QUEUE_URL"],
+        "VARIANTS_QUEUE_URL": ENV["SAFELIGHT_VARIANTS_QUEUE_URL"],
+    }
+    assert {k: env.get(k) for k in want} == want, {k: env.get(k) for k in want}
+
+
 def check_ttl_is_on_for_the_expiring_tables():
     ddb = client("dynamodb")
     for key in ("SAFELIGHT_CONTROL_TABLE", "SAFELIGHT_CONNECTIONS_TABLE", "SAFELIGHT_NOTICES_TABLE"):

@@ -158,7 +158,25 @@ def cmd_fixups(watch: bool) -> None:
         limit = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
         if limit is not None:
             lam.update_event_source_mapping(UUID=mapping["UUID"], ScalingConfig={"MaximumConcurrency": int(limit)})
-    # 5. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
+    # 5. Emulator difference: MiniStack's CloudFormation drops an AWS::SNS::Topic's
+    #    KmsMasterKeyId (its SNS encrypts nothing anyway). Set the attribute the template names
+    #    (the alarm topic's own KMS key, which the emulator's CloudFormation does create) through
+    #    SetTopicAttributes, so the topic describes as on AWS and the smoke checks can read it.
+    sns = client("sns")
+    for logical, key in template_topic_keys(ids).items():
+        if ids.get(logical) and key:
+            attrs = sns.get_topic_attributes(TopicArn=ids[logical])["Attributes"]
+            if attrs.get("KmsMasterKeyId") != key:
+                sns.set_topic_attributes(TopicArn=ids[logical], AttributeName="KmsMasterKeyId", AttributeValue=key)
+    # 6. Emulator difference: MiniStack's CloudFormation drops an AWS::S3::Bucket's
+    #    LifecycleConfiguration (and the emulator never runs lifecycle rules). Put the template's
+    #    rules through PutBucketLifecycleConfiguration, so the bucket holds the configuration it
+    #    has on AWS (S3 validates its shape) and the smoke checks can read it.
+    s3 = client("s3")
+    for logical, rules in template_lifecycle_rules().items():
+        if ids.get(logical):
+            s3.put_bucket_lifecycle_configuration(Bucket=ids[logical], LifecycleConfiguration={"Rules": rules})
+    # 7. Hot reload (make watch): route each function's invocations to `cargo lambda watch`
     #    through MiniStack's per-function MINISTACK_LAMBDA_PROXY_URL (an emulator-only variable,
     #    never in the template). Without --watch the variable is removed again, because `sam deploy`
     #    with an unchanged template does not rewrite the function configuration.
@@ -229,6 +247,71 @@ def template_cors() -> dict[str, dict]:
         for logical, res in template.get("Resources", {}).items()
         if res.get("Type") == "AWS::ApiGatewayV2::Api" and "CorsConfiguration" in res.get("Properties", {})
     }
+
+
+def load_template() -> dict:
+    from cfnlint.decode import cfn_yaml
+
+    return cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
+
+
+def template_topic_keys(ids: dict[str, str]) -> dict[str, str]:
+    """SNS topic logical id -> the KmsMasterKeyId the template gives it, resolved in this stack
+    (`!GetAtt Key.Arn` -> the key's ARN, `!Ref X` -> X's physical id, a string as is)."""
+    out = {}
+    for logical, res in load_template().get("Resources", {}).items():
+        node = (res.get("Properties") or {}).get("KmsMasterKeyId") if res.get("Type") == "AWS::SNS::Topic" else None
+        if node is None:
+            continue
+        if isinstance(node, dict) and "Fn::GetAtt" in node:
+            target, attr = node["Fn::GetAtt"] if isinstance(node["Fn::GetAtt"], list) else node["Fn::GetAtt"].split(".", 1)
+            if attr != "Arn":
+                sys.exit(f"fixups: {logical}: KmsMasterKeyId !GetAtt {target}.{attr} is not handled")
+            out[logical] = client("kms").describe_key(KeyId=ids[target])["KeyMetadata"]["Arn"]
+        elif isinstance(node, dict) and "Ref" in node:
+            out[logical] = ids[node["Ref"]]
+        else:
+            out[logical] = str(node)
+    return out
+
+
+def template_lifecycle_rules() -> dict[str, list[dict]]:
+    """Bucket logical id -> its template lifecycle rules in the S3 API's shape. A property this
+    translation does not know stops the fix-up (extend it rather than deploy a partial copy)."""
+    known = {"Id", "Status", "Prefix", "NoncurrentVersionExpiration", "NoncurrentVersionExpirationInDays",
+             "ExpiredObjectDeleteMarker", "ExpirationInDays", "AbortIncompleteMultipartUpload"}
+    out = {}
+    for logical, res in load_template().get("Resources", {}).items():
+        if res.get("Type") != "AWS::S3::Bucket":
+            continue
+        rules = ((res.get("Properties") or {}).get("LifecycleConfiguration") or {}).get("Rules")
+        if not rules:
+            continue
+        api = []
+        for rule in rules:
+            unknown = set(rule) - known
+            if unknown:
+                sys.exit(f"fixups: {logical}: lifecycle rule {rule.get('Id')}: {sorted(unknown)} not translated")
+            r = {"ID": rule["Id"], "Status": rule["Status"], "Filter": {"Prefix": rule.get("Prefix", "")}}
+            expiration = {}
+            if "ExpirationInDays" in rule:
+                expiration["Days"] = int(rule["ExpirationInDays"])
+            if rule.get("ExpiredObjectDeleteMarker") is not None:
+                expiration["ExpiredObjectDeleteMarker"] = bool(rule["ExpiredObjectDeleteMarker"])
+            if expiration:
+                r["Expiration"] = expiration
+            noncurrent = rule.get("NoncurrentVersionExpiration") or (
+                {"NoncurrentDays": rule["NoncurrentVersionExpirationInDays"]} if "NoncurrentVersionExpirationInDays" in rule else None
+            )
+            if noncurrent:
+                r["NoncurrentVersionExpiration"] = {k: int(v) for k, v in noncurrent.items()}
+            if "AbortIncompleteMultipartUpload" in rule:
+                r["AbortIncompleteMultipartUpload"] = {
+                    "DaysAfterInitiation": int(rule["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"])
+                }
+            api.append(r)
+        out[logical] = api
+    return out
 
 
 def shell_quote(value: str) -> str:
