@@ -221,7 +221,14 @@ deploy() {
     --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
     --parameter-overrides "${params[@]}" \
     --no-confirm-changeset --no-fail-on-empty-changeset --no-progressbar \
-    >"$LOCAL/logs/sam-deploy.log" 2>&1) || { tail -n 40 "$LOCAL/logs/sam-deploy.log" >&2; die "sam deploy failed (full log: .local/logs/sam-deploy.log)"; }
+    >"$LOCAL/logs/sam-deploy.log" 2>&1) || {
+    tail -n 40 "$LOCAL/logs/sam-deploy.log" >&2
+    # An emulator started before infra/local/emulator.py existed lacks its shims.
+    if grep -q "Properties.Metrics" "$LOCAL/logs/sam-deploy.log"; then
+      log "this emulator was started without infra/local/emulator.py's shims: run stack.sh down, then start again"
+    fi
+    die "sam deploy failed (full log: .local/logs/sam-deploy.log)"
+  }
   "$PY" "$ROOT/infra/local/stackctl.py" fixups $watch_flag
   "$PY" "$ROOT/infra/local/stackctl.py" write-env
   log "wrote ${LOCAL#$ROOT/}/stack.env"
