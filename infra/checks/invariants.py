@@ -527,8 +527,9 @@ def increase_alarm_problem(t: Template, alarm: dict, dlq: str) -> str | None:
     others = sorted(f"{m} of {q}" for m, q in read if (m, q) not in {(x, dlq) for x in DLQ_LETTER_METRICS})
     if others:
         return f"its expression also reads {', '.join(others)}"
+    # One letter arriving mid-minute may show as two per-minute increases of 0.5 (averages).
     op, threshold = p.get("ComparisonOperator"), float(resolve(t, p.get("Threshold", -1)))
-    fires_on_increase = (op == "GreaterThanThreshold" and 0 <= threshold < 1) or (
+    fires_on_increase = (op == "GreaterThanThreshold" and 0 <= threshold < 0.5) or (
         op == "GreaterThanOrEqualToThreshold" and 0 < threshold <= 0.5
     )
     if not fires_on_increase:

@@ -412,6 +412,12 @@ class AlarmsArriveAndFireOnEveryNewLetter(unittest.TestCase):
         found = self.check_dlqs(t)
         self.assertEqual(len(found), 1, found)
         self.assertIn("GreaterThanOrEqualToThreshold 1.5 does not fire on an increase of one letter", found[0])
+        # A letter arriving at mid-minute shows as two averaged increases of 0.5: "> 0.5" misses it.
+        t = self.broken(lambda t: t["Resources"]["VariantsDlqNewLettersAlarm"]["Properties"].update(
+            ComparisonOperator="GreaterThanThreshold"))
+        found = self.check_dlqs(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("GreaterThanThreshold 0.5 does not fire on an increase of one letter", found[0])
 
 
 class QueuesKeepJobsAndOriginalsNeverExpire(unittest.TestCase):
