@@ -1,8 +1,12 @@
-//! Arbitrary bytes into `probe` and `render`: any panic (libfuzzer-sys aborts on panic, so the
-//! engine's own catch_unwind cannot hide one), any crash or runaway allocation is a bug.
+//! Arbitrary bytes into `probe` and `render` under the limits of a 1024 MB function: any panic
+//! (libfuzzer-sys aborts on panic, so the engine's own catch_unwind cannot hide one), any crash,
+//! and any allocation over the decode budget is a bug. `fuzz/run.sh` runs it with libFuzzer's
+//! `-malloc_limit_mb` at that budget (512: one allocation over it is a finding) and
+//! `-rss_limit_mb=1024` (the function's memory).
 //!
-//! `cargo fuzz run engine fuzz/seeds -- -max_total_time=300` from the repo root; seeds are the
-//! regression corpus (`shared/tests/fixtures`), copied by `fuzz/run.sh`.
+//! `fuzz/run.sh [seconds]` from the repo root; seeds are the regression corpus
+//! (`shared/tests/fixtures`), the fuzz findings (`fuzz/regressions`) and the bomb corpus
+//! (`shared/tests/fixtures/bombs.rs`), copied and written by `fuzz/run.sh`.
 
 #![no_main]
 
@@ -10,8 +14,8 @@ use libfuzzer_sys::fuzz_target;
 use safelight::engine::{probe, render, Limits, OutputFormat, Spec};
 
 fuzz_target!(|data: &[u8]| {
-    // Smaller limits than production keep each run fast; the checks are the same code.
-    let limits = Limits { max_pixels: 4_000_000, max_side: 4096, ..Limits::default() };
+    // The processors' limits; small outputs keep each run fast (the decode is the same).
+    let limits = Limits::for_memory_mb(1024);
     let probed = probe(data, &limits);
     let specs = [
         Spec::new(64, OutputFormat::Jpeg),

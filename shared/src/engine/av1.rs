@@ -27,6 +27,8 @@ use super::EngineError;
 const F: &str = "avif";
 /// dav1d's "try again" result: -EAGAIN.
 const EAGAIN: i32 = -11;
+/// dav1d's result for a frame over its `frame_size_limit`: -ERANGE.
+const ERANGE: i32 = -34;
 
 /// Chroma subsampling of a decoded picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,16 +106,27 @@ impl Drop for Data {
     }
 }
 
-fn failed(what: &str, code: i32) -> EngineError {
+fn failed(what: &str, code: i32, (w, h): (u32, u32)) -> EngineError {
+    if code == ERANGE {
+        return EngineError::corrupt(
+            F,
+            format!(
+                "the av1 bitstream codes a frame larger than the {w}x{h} its container declares \
+                 (ispe), the decoder's frame size limit"
+            ),
+        );
+    }
     EngineError::corrupt(
         F,
         format!("the av1 decoder failed to {what} (error {code})"),
     )
 }
 
-/// Decodes the AV1 sample (OBUs) of one still image. `max_pixels` bounds the frame the decoder
-/// accepts from the sequence header, before it allocates the picture.
-pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError> {
+/// Decodes the AV1 sample (OBUs) of one still image whose container declares `declared`
+/// (`ispe`): rav1d refuses a frame header with more pixels than that (its `frame_size_limit`)
+/// before it allocates the picture, so the bitstream cannot make the decode larger than the
+/// header estimate counted.
+pub(crate) fn decode(obus: &[u8], declared: (u32, u32)) -> Result<Frame, EngineError> {
     if obus.is_empty() {
         return Err(EngineError::corrupt(F, "the image item is empty"));
     }
@@ -132,16 +145,19 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
     settings.n_threads = 2;
     settings.max_frame_delay = 2;
     settings.all_layers = 0;
-    settings.frame_size_limit = u32::try_from(max_pixels).unwrap_or(u32::MAX);
+    // 0 would mean no limit; an ispe of 0 is refused by the container parser anyway.
+    settings.frame_size_limit = u32::try_from(u64::from(declared.0) * u64::from(declared.1))
+        .unwrap_or(u32::MAX)
+        .max(1);
 
     let mut ctx = Context(None);
     // SAFETY: both pointers are to live locals; on success ctx.0 holds the new context.
     let r = unsafe { dav1d_open(NonNull::new(&mut ctx.0), NonNull::new(&mut settings)) };
     if r.0 != 0 {
-        return Err(failed("start", r.0));
+        return Err(failed("start", r.0, declared));
     }
     let Some(context) = ctx.0 else {
-        return Err(failed("start", 0));
+        return Err(failed("start", 0, declared));
     };
 
     let mut data = Data(Dav1dData::default());
@@ -162,7 +178,7 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
             // SAFETY: live context and data; dav1d consumes from `data` and updates it.
             let r = unsafe { dav1d_send_data(Some(context), NonNull::new(&mut data.0)) };
             if r.0 != 0 && r.0 != EAGAIN {
-                return Err(failed("read the image data", r.0));
+                return Err(failed("read the image data", r.0, declared));
             }
         }
         // SAFETY: live context; the picture is written into `picture` (released by its guard).
@@ -172,7 +188,7 @@ pub(crate) fn decode(obus: &[u8], max_pixels: u64) -> Result<Frame, EngineError>
             break;
         }
         if r.0 != EAGAIN {
-            return Err(failed("decode the image", r.0));
+            return Err(failed("decode the image", r.0, declared));
         }
         if data.0.sz == 0 {
             // All sent: the frame may still be in a frame worker, and the next get after one
@@ -410,7 +426,7 @@ mod tests {
 
     #[test]
     fn garbage_is_a_typed_error() {
-        assert!(decode(b"\x12\x00\x0a\x0b\x00\x00\x00", 1 << 20).is_err());
-        assert!(decode(b"", 1 << 20).is_err());
+        assert!(decode(b"\x12\x00\x0a\x0b\x00\x00\x00", (1024, 1024)).is_err());
+        assert!(decode(b"", (1024, 1024)).is_err());
     }
 }

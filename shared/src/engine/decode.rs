@@ -151,7 +151,7 @@ pub(crate) fn decode(
         ContentType::Png => decode_png(bytes, header),
         ContentType::Gif => decode_with_image(bytes, image::ImageFormat::Gif, header, limits),
         ContentType::Webp => decode_webp(bytes, header, min_long, limits),
-        ContentType::Avif => decode_avif(bytes, header, limits),
+        ContentType::Avif => decode_avif(bytes, header),
     }));
     let pixels = result.unwrap_or_else(|_| {
         Err(EngineError::corrupt(
@@ -170,14 +170,26 @@ pub(crate) fn decode(
 /// from that decode: the 8-bit pixels at the size the decoder produces, what the decoder holds
 /// beside them, and the resampler's buffers (for RGBA a premultiplied copy of its source; the
 /// horizontal pass; the output). A scaled WebP decode is budgeted at full size (libwebp's
-/// lossless decoder holds the whole frame).
+/// lossless decoder holds the whole frame). What a decoder holds at full size whatever the
+/// output scale is counted at that size: a multi-scan JPEG's coefficients
+/// ([`Header::jpeg_full_buffer`]), a lossless JPEG (never scaled), a GIF frame or an AVIF tile
+/// or alpha plane larger than the canvas ([`Header::frame`]).
 pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
     let (mut w, mut h) = (u64::from(header.width), u64::from(header.height));
+    let frame = header
+        .frame
+        .map_or(0, |(fw, fh)| u64::from(fw).saturating_mul(u64::from(fh)));
+    let mut beside = 0u64;
     let per_pixel: u64 = match header.content_type {
         ContentType::Jpeg => {
             let long = header.width.max(header.height);
-            let d = jpeg_denominator(long, min_long);
+            let d = if header.jpeg_lossless {
+                1
+            } else {
+                jpeg_denominator(long, min_long)
+            };
             (w, h) = (w.div_ceil(d), h.div_ceil(d));
+            beside = header.jpeg_full_buffer;
             // CMYK is decoded, then converted to RGB while both are held.
             if header.jpeg_components == 4 {
                 4 + 3
@@ -187,15 +199,24 @@ pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
         }
         // Decoded straight into the buffer of the final 8-bit size (see `decode_png`).
         ContentType::Png => u64::from(header.decoded_channels),
-        // The image crate's decoders (and libwebp): a canvas or frame buffer beside the RGBA result.
-        ContentType::Gif | ContentType::Webp => 8,
+        // The image crate's decoders (and libwebp): a canvas or frame buffer beside the RGBA result;
+        // a GIF frame that is not the canvas is decoded into a buffer of its own (RGBA) first.
+        ContentType::Gif | ContentType::Webp => {
+            beside = frame.saturating_mul(4);
+            8
+        }
         // While copying out: rav1d's picture and our u16 copy of it, up to 6 + 6 bytes a pixel
         // (4:4:4, 10-12 bit), and the coefficient buffer of rav1d's frame threading (its two frame
         // contexts, see `av1`), up to 12 more (4:4:4 high bit depth; 3 for 8-bit 4:2:0, measured
         // +32 MB on a 12 MP AVIF), plus its block info (< 1); then the u16 planes beside the RGB
         // result (6 + 3), plus alpha. Counted at the worst case: the container's `av1C` could
-        // claim a lighter bitstream than the one rav1d decodes.
-        ContentType::Avif => 25,
+        // claim a lighter bitstream than the one rav1d decodes. A grid tile or alpha plane
+        // declaring more pixels than the image is decoded at its own size (rav1d's frame size
+        // limit is each item's `ispe`, see `decode_avif`).
+        ContentType::Avif => {
+            beside = frame.saturating_mul(25);
+            25
+        }
     };
     let c = u64::from(header.decoded_channels);
     let pixels = w.saturating_mul(h);
@@ -205,6 +226,7 @@ pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
     let output = out.saturating_mul(out).saturating_mul(c);
     pixels
         .saturating_mul(per_pixel)
+        .saturating_add(beside)
         .saturating_add(premultiplied)
         .saturating_add(horizontal)
         .saturating_add(output)
@@ -220,12 +242,35 @@ fn jpeg_denominator(long: u32, min_long: u32) -> u64 {
         .unwrap_or(1)
 }
 
+/// What the `png` crate may hold beside the pixels: the chunks it keeps (an `iCCP` profile
+/// compressed and inflated, `eXIf`) and a row buffer. A profile is at most
+/// [`MAX_PROFILE_BYTES`](super::icc::MAX_PROFILE_BYTES) (used) and a row at most 16384 x 8
+/// bytes; anything past this allowance is refused as too large (`EngineError::MetadataLimit`), so
+/// a chunk that inflates to gigabytes stops here. Text chunks are not read at all.
+pub(crate) const PNG_METADATA_LIMIT: usize = 16 << 20;
+
+/// A `png` decoder of `bytes` that inflates and keeps at most [`PNG_METADATA_LIMIT`] bytes of
+/// chunks, ignoring text chunks (`tEXt`, `zTXt`, `iTXt`: never used, never inflated).
+pub(crate) fn png_decoder(bytes: &[u8]) -> png::Decoder<Cursor<&[u8]>> {
+    let mut decoder = png::Decoder::new_with_limits(
+        Cursor::new(bytes),
+        png::Limits {
+            bytes: PNG_METADATA_LIMIT,
+        },
+    );
+    decoder.set_ignore_text_chunk(true);
+    decoder
+}
+
 /// PNG through the `png` crate: 16-bit samples narrowed to 8 bits and palettes expanded as each
 /// row is unfiltered, straight into a buffer of the final RGB(A) size; gray and gray+alpha are
-/// then widened in place. The first frame of an APNG is its default image.
+/// then widened in place. The first frame of an APNG is its default image. The decoder's own
+/// allocations are bounded by [`PNG_METADATA_LIMIT`].
 fn decode_png(bytes: &[u8], header: &Header) -> Result<Pixels, EngineError> {
     const F: &str = "png";
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    let mut decoder = png_decoder(bytes);
+    // The profile is read (bounded the same way) by `icc` when the outputs are converted.
+    decoder.set_ignore_iccp_chunk(true);
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder.read_info().map_err(png_error)?;
     let (width, height) = reader.info().size();
@@ -297,7 +342,10 @@ fn png_error(e: png::DecodingError) -> EngineError {
     use png::DecodingError;
     const F: &str = "png";
     match e {
-        DecodingError::LimitsExceeded => EngineError::MemoryLimit,
+        DecodingError::LimitsExceeded => EngineError::MetadataLimit {
+            format: F,
+            limit_mib: (PNG_METADATA_LIMIT >> 20) as u64,
+        },
         DecodingError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             EngineError::Truncated { format: F }
         }
@@ -328,10 +376,16 @@ fn decode_with_image(
     let mut image_limits = image::Limits::default();
     image_limits.max_image_width = Some(limits.max_side);
     image_limits.max_image_height = Some(limits.max_side);
-    // 16-bit RGBA is the widest a decoder produces: 8 bytes a pixel, plus conversion to 8-bit.
-    image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(12).max(64 << 20));
+    // The budget itself: the canvas and any frame buffer the decoder allocates count against it
+    // (the header estimate already counted them; this stops what the header did not announce).
+    image_limits.max_alloc = Some(limits.max_decode_bytes);
     reader.limits(image_limits);
-    let img = reader.decode().map_err(|e| image_error(name, e))?;
+    let img = reader.decode().map_err(|e| match e {
+        image::ImageError::Limits(_) => EngineError::AllocLimit {
+            budget_mib: limits.max_decode_bytes >> 20,
+        },
+        other => image_error(name, other),
+    })?;
     if (img.width(), img.height()) != (header.width, header.height) {
         return Err(EngineError::corrupt(
             name,
@@ -436,7 +490,10 @@ fn decode_webp(
 
 /// AVIF: the primary item (or each tile of a grid) through rav1d, YUV to RGB with the container's
 /// CICP matrix and range when given (else the sequence header's), plus the alpha item if any.
-fn decode_avif(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels, EngineError> {
+/// Each item is decoded with rav1d's frame size limit at the pixels of its own `ispe` (the
+/// image's when an item has none), so a bitstream coding a larger frame than its container
+/// declares is refused before rav1d allocates it.
+fn decode_avif(bytes: &[u8], header: &Header) -> Result<Pixels, EngineError> {
     const F: &str = "avif";
     let heif = Heif::parse(bytes, F)?;
     if heif.coding != Coding::Av1 {
@@ -450,7 +507,7 @@ fn decode_avif(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels,
     let px = width as usize * height as usize;
     let rgb = match &heif.grid {
         None => {
-            let frame = av1::decode(&heif.item_data(heif.primary, F)?, limits.max_pixels)?;
+            let frame = av1::decode(&heif.item_data(heif.primary, F)?, (width, height))?;
             if (frame.width, frame.height) != (width, height) {
                 return Err(EngineError::corrupt(
                     F,
@@ -472,7 +529,8 @@ fn decode_avif(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels,
                 if heif.item_kind(tile) != Some(*b"av01") {
                     return Err(EngineError::corrupt(F, "a grid tile is not av1-coded"));
                 }
-                let frame = av1::decode(&heif.item_data(tile, F)?, limits.max_pixels)?;
+                let declared = heif.item_size(tile).unwrap_or((width, height));
+                let frame = av1::decode(&heif.item_data(tile, F)?, declared)?;
                 let size = (frame.width, frame.height);
                 if *tile_size.get_or_insert(size) != size {
                     return Err(EngineError::corrupt(F, "grid tiles differ in size"));
@@ -522,7 +580,8 @@ fn decode_avif(bytes: &[u8], header: &Header, limits: &Limits) -> Result<Pixels,
             data: rgb,
         });
     }
-    let alpha = av1::decode(&heif.item_data(alpha_item, F)?, limits.max_pixels)?;
+    let alpha_size = heif.item_size(alpha_item).unwrap_or((width, height));
+    let alpha = av1::decode(&heif.item_data(alpha_item, F)?, alpha_size)?;
     if (alpha.width, alpha.height) != (width, height) {
         return Err(EngineError::corrupt(
             F,

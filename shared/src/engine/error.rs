@@ -73,7 +73,54 @@ pub enum EngineError {
         budget_mib: u64,
     },
 
-    /// Decoding would need more memory than the limits allow (e.g. a huge animation frame).
+    /// A frame the decoder allocates at its own size (a GIF frame larger than, or placed off,
+    /// its canvas; an AVIF grid tile or alpha plane) would take the decode past the budget.
+    /// Found from the headers, before any pixel allocation.
+    #[error(
+        "the image is too large: its {frame_width}x{frame_height} frame (on a {width}x{height} \
+         canvas) needs about {needed_mib} MiB to decode, more than the {budget_mib} MiB one image \
+         may use here"
+    )]
+    FrameBudget {
+        /// Declared canvas width.
+        width: u32,
+        /// Declared canvas height.
+        height: u32,
+        /// Declared frame width.
+        frame_width: u32,
+        /// Declared frame height.
+        frame_height: u32,
+        /// Estimated peak of the decode, MiB (rounded up).
+        needed_mib: u64,
+        /// The budget ([`Limits::max_decode_bytes`](super::Limits)), MiB.
+        budget_mib: u64,
+    },
+
+    /// The file's metadata (a PNG's ICC profile, EXIF and other kept chunks, inflated) needs more
+    /// than the fixed allowance for metadata. Found before any pixel allocation.
+    #[error(
+        "the image is too large: its {format} metadata (ICC profile, EXIF) inflates past the \
+         {limit_mib} MiB allowed for metadata"
+    )]
+    MetadataLimit {
+        /// Format name, lower case.
+        format: &'static str,
+        /// The allowance, MiB.
+        limit_mib: u64,
+    },
+
+    /// A decoder's own allocation limit, set to the decode budget, stopped it: an allocation the
+    /// headers did not announce.
+    #[error(
+        "the image is too large: its decoder needs more than the {budget_mib} MiB one image may \
+         use here"
+    )]
+    AllocLimit {
+        /// The budget ([`Limits::max_decode_bytes`](super::Limits)), MiB.
+        budget_mib: u64,
+    },
+
+    /// A size computation overflowed: the image cannot be held in memory at all.
     #[error("the image needs more memory to decode than allowed")]
     MemoryLimit,
 
@@ -103,6 +150,9 @@ impl EngineError {
             EngineError::TooManyPixels { .. }
             | EngineError::SideTooLarge { .. }
             | EngineError::DecodeBudget { .. }
+            | EngineError::FrameBudget { .. }
+            | EngineError::MetadataLimit { .. }
+            | EngineError::AllocLimit { .. }
             | EngineError::MemoryLimit => "too_large",
             EngineError::InvalidSpec(_) => "invalid_spec",
             EngineError::Encode { .. } => "encode_failed",

@@ -49,6 +49,8 @@ pub(crate) struct Heif<'a> {
     idat: Option<&'a [u8]>,
     locations: Vec<Location>,
     items: Vec<(u32, [u8; 4])>,
+    /// `ispe` of every item that has one: (item, width, height).
+    sizes: Vec<(u32, u32, u32)>,
     /// The primary item's id.
     pub primary: u32,
     /// The primary item's coding (a grid's is its tiles' coding).
@@ -301,11 +303,21 @@ impl<'a> Heif<'a> {
                         })
                 })
             });
+        let sizes = items
+            .iter()
+            .filter_map(|&(item, _)| {
+                let (_, p) = props_of(item).into_iter().find(|(k, _)| k == b"ispe")?;
+                let mut r = Reader::new(p);
+                r.take(4)?;
+                Some((item, r.u32()?, r.u32()?))
+            })
+            .collect();
         let mut heif = Heif {
             bytes: b,
             idat,
             locations,
             items,
+            sizes,
             primary,
             coding,
             width,
@@ -367,7 +379,7 @@ impl<'a> Heif<'a> {
                 )))
             }
         };
-        let mut out = Vec::new();
+        let mut parts = Vec::with_capacity(loc.extents.len());
         for &(offset, length) in &loc.extents {
             let start = usize::try_from(offset).map_err(|_| truncated.clone())?;
             let end = if length == 0 {
@@ -375,13 +387,30 @@ impl<'a> Heif<'a> {
             } else {
                 usize::try_from(offset.saturating_add(length)).map_err(|_| truncated.clone())?
             };
-            let part = source.get(start..end).ok_or_else(|| truncated.clone())?;
-            out.extend_from_slice(part);
+            parts.push(source.get(start..end).ok_or_else(|| truncated.clone())?);
         }
+        // Extents may repeat a range: joined, they could ask for far more than the file holds
+        // (65535 extents of the whole file). An item is never larger than its source.
+        let total: usize = parts.iter().map(|p| p.len()).sum();
+        if total > source.len() {
+            return Err(EngineError::corrupt(
+                format,
+                "an item's extents hold more than the file",
+            ));
+        }
+        let out = parts.concat();
         if out.is_empty() {
             return Err(EngineError::corrupt(format, "an item has no data"));
         }
         Ok(out)
+    }
+
+    /// The `ispe` (width, height) of `item`, if it has one.
+    pub(crate) fn item_size(&self, item: u32) -> Option<(u32, u32)> {
+        self.sizes
+            .iter()
+            .find(|(id, _, _)| *id == item)
+            .map(|&(_, w, h)| (w, h))
     }
 
     /// The declared type of `item`.

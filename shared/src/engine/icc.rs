@@ -223,15 +223,13 @@ pub(crate) fn for_original(bytes: &[u8], content_type: ContentType) -> Option<To
 }
 
 /// The ICC profile of a PNG (`iCCP`, inflated): the png decoder reads the chunks before the
-/// image data only.
+/// image data only, and inflates under the same allowance as the decode
+/// ([`PNG_METADATA_LIMIT`](super::decode::PNG_METADATA_LIMIT)), so a profile that inflates to
+/// gigabytes stops there (the decode has refused that file already).
 fn png_profile(b: &[u8]) -> Option<Vec<u8>> {
-    use image::ImageDecoder as _;
-    let mut decoder = image::codecs::png::PngDecoder::new(std::io::Cursor::new(b)).ok()?;
-    decoder
-        .icc_profile()
-        .ok()
-        .flatten()
-        .filter(|p| p.len() <= MAX_PROFILE_BYTES)
+    let reader = super::decode::png_decoder(b).read_info().ok()?;
+    let profile = reader.info().icc_profile.as_deref()?;
+    (profile.len() <= MAX_PROFILE_BYTES).then(|| profile.to_vec())
 }
 
 /// The ICC profile of a JPEG: its `APP2 "ICC_PROFILE\0"` segments (sequence number, count,

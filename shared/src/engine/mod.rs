@@ -256,11 +256,22 @@ pub fn render_with(
     let needed = decode::working_set(&header, largest, min_long);
     if needed > limits.max_decode_bytes {
         const MIB: u64 = 1024 * 1024;
-        return Err(EngineError::DecodeBudget {
-            width: header.width,
-            height: header.height,
-            needed_mib: needed.div_ceil(MIB),
-            budget_mib: limits.max_decode_bytes / MIB,
+        let (needed_mib, budget_mib) = (needed.div_ceil(MIB), limits.max_decode_bytes / MIB);
+        return Err(match header.frame {
+            Some((frame_width, frame_height)) => EngineError::FrameBudget {
+                width: header.width,
+                height: header.height,
+                frame_width,
+                frame_height,
+                needed_mib,
+                budget_mib,
+            },
+            None => EngineError::DecodeBudget {
+                width: header.width,
+                height: header.height,
+                needed_mib,
+                budget_mib,
+            },
         });
     }
     // Only when every output is a downscale of the original: fast upsampling's blockier chroma

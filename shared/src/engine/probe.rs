@@ -31,6 +31,17 @@ pub(crate) struct Header {
     pub jpeg_components: u8,
     /// JPEG only: offset of the first scan's data (after the SOS marker).
     pub jpeg_scan_start: usize,
+    /// JPEG only: a lossless (SOF3/7/11/15) frame, which libjpeg decodes at full size only.
+    pub jpeg_lossless: bool,
+    /// JPEG only: the bytes libjpeg holds for the whole image beside its output when the file
+    /// has several scans (progressive, or sequential with a first scan that does not hold every
+    /// component): a full-size coefficient buffer, 2 bytes a sample, whatever the DCT scale
+    /// (for lossless, the samples). 0 for a single-scan file.
+    pub jpeg_full_buffer: u64,
+    /// A frame a decoder allocates at its own size beside the canvas, when there is one: a GIF's
+    /// first frame unless it is exactly the canvas, the largest AVIF grid tile or alpha plane
+    /// (their `ispe`) when larger than the canvas.
+    pub frame: Option<(u32, u32)>,
     /// Channels of the 8-bit decode: 4 when the image may have alpha, else 3. Sizes the decode
     /// budget before anything is decoded.
     pub decoded_channels: u8,
@@ -154,7 +165,7 @@ fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
     const F: &str = "jpeg";
     let truncated = EngineError::Truncated { format: F };
     let mut pos = 2;
-    let mut frame: Option<(u32, u32, u8)> = None;
+    let mut frame: Option<JpegFrame> = None;
     let mut orientation = None;
     loop {
         // Skip anything up to the next marker (libjpeg tolerates stray bytes here), then fill bytes.
@@ -189,6 +200,7 @@ fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
         match marker {
             // Start of frame, any coding process (C4 DHT, C8 JPG and CC DAC are not frames).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() => {
+                let precision = *seg.first().ok_or(truncated.clone())?;
                 let height = u16_be(seg, 1).ok_or(truncated.clone())?;
                 let width = u16_be(seg, 3).ok_or(truncated.clone())?;
                 let comps = *seg.get(5).ok_or(truncated.clone())?;
@@ -206,7 +218,25 @@ fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
                         "jpeg images with {comps} colour components are not supported"
                     )));
                 }
-                frame = Some((u32::from(width), u32::from(height), comps));
+                // Each component: id, sampling factors (H << 4 | V), quantisation table.
+                let sampling = (0..usize::from(comps))
+                    .map(|i| seg.get(7 + 3 * i).map(|hv| (hv >> 4, hv & 15)))
+                    .collect::<Option<Vec<(u8, u8)>>>()
+                    .ok_or(truncated.clone())?;
+                if sampling
+                    .iter()
+                    .any(|&(h, v)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
+                {
+                    return Err(EngineError::corrupt(F, "invalid sampling factors"));
+                }
+                frame = Some(JpegFrame {
+                    width: u32::from(width),
+                    height: u32::from(height),
+                    precision,
+                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+                    lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
+                    sampling,
+                });
             }
             0xE1 if orientation.is_none() => {
                 if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
@@ -217,17 +247,65 @@ fn jpeg(b: &[u8]) -> Result<Header, EngineError> {
         }
         pos += len;
     }
-    let (width, height, jpeg_components) = frame
+    let frame = frame
         .ok_or_else(|| EngineError::corrupt(F, "the image data starts before the frame header"))?;
+    // The first scan's component count (SOS: length, then Ns). A file cut before it is left for
+    // the decoder to report; it is budgeted as if it had several scans.
+    let scan_components = b.get(pos + 2).copied().unwrap_or(0);
     Ok(Header {
         content_type: ContentType::Jpeg,
-        width,
-        height,
+        width: frame.width,
+        height: frame.height,
         orientation: orientation.unwrap_or(1),
-        jpeg_components,
+        jpeg_components: frame.sampling.len() as u8,
         jpeg_scan_start: pos,
+        jpeg_lossless: frame.lossless,
+        jpeg_full_buffer: frame.full_buffer(scan_components),
+        frame: None,
         decoded_channels: 3,
     })
+}
+
+/// A JPEG frame header (SOF), as far as memory depends on it.
+struct JpegFrame {
+    width: u32,
+    height: u32,
+    /// Bits per sample.
+    precision: u8,
+    progressive: bool,
+    lossless: bool,
+    /// (H, V) sampling factors of each component, 1-4.
+    sampling: Vec<(u8, u8)>,
+}
+
+impl JpegFrame {
+    /// What libjpeg-turbo allocates for the whole image when it must read every scan before
+    /// output (`has_multiple_scans`: progressive, or a first scan with fewer components than the
+    /// frame): per component, its blocks (rounded up to whole MCUs) of 64 two-byte coefficients,
+    /// or for lossless its samples (1 byte each up to 8 bits, else 2), at full size whatever
+    /// the output scale (jdcoefct.c, jddiffct.c). 0 for a single-scan file.
+    fn full_buffer(&self, scan_components: u8) -> u64 {
+        if !self.progressive && usize::from(scan_components) >= self.sampling.len() {
+            return 0;
+        }
+        let h_max = u64::from(self.sampling.iter().map(|s| s.0).max().unwrap_or(1));
+        let v_max = u64::from(self.sampling.iter().map(|s| s.1).max().unwrap_or(1));
+        let (unit, bytes_per_unit) = match (self.lossless, self.precision) {
+            (true, 0..=8) => (1, 1),
+            (true, _) => (1, 2),
+            (false, _) => (8, 128),
+        };
+        let (w, h) = (u64::from(self.width), u64::from(self.height));
+        self.sampling
+            .iter()
+            .map(|&(hs, vs)| {
+                let (hs, vs) = (u64::from(hs), u64::from(vs));
+                let cols = (w * hs).div_ceil(h_max * unit).next_multiple_of(hs);
+                let rows = (h * vs).div_ceil(v_max * unit).next_multiple_of(vs);
+                cols * rows * bytes_per_unit
+            })
+            .sum()
+    }
 }
 
 /// The orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block, if valid (1-8).
@@ -310,11 +388,15 @@ fn png(b: &[u8]) -> Result<Header, EngineError> {
         orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        jpeg_lossless: false,
+        jpeg_full_buffer: 0,
+        frame: None,
         decoded_channels: if alpha { 4 } else { 3 },
     })
 }
 
-/// GIF: the logical screen size (frames are composited onto it).
+/// GIF: the logical screen size (frames are composited onto it) and the first frame's size,
+/// which the decoder allocates on its own when the frame is not exactly the screen.
 fn gif(b: &[u8]) -> Result<Header, EngineError> {
     const F: &str = "gif";
     let truncated = EngineError::Truncated { format: F };
@@ -323,6 +405,10 @@ fn gif(b: &[u8]) -> Result<Header, EngineError> {
     if width == 0 || height == 0 {
         return Err(zero_sized(F));
     }
+    // A file cut before its first frame is left for the decoder to report.
+    let frame = gif_first_frame(b)
+        .filter(|&f| f != (0, 0, width, height))
+        .map(|(_, _, w, h)| (w, h));
     Ok(Header {
         content_type: ContentType::Gif,
         width,
@@ -330,8 +416,41 @@ fn gif(b: &[u8]) -> Result<Header, EngineError> {
         orientation: 1,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        jpeg_lossless: false,
+        jpeg_full_buffer: 0,
+        frame,
         decoded_channels: 4,
     })
+}
+
+/// The first image descriptor of a GIF: left, top, width, height. Skips the global colour table
+/// and the extension blocks before it; `None` if the file ends first or holds something else.
+fn gif_first_frame(b: &[u8]) -> Option<(u32, u32, u32, u32)> {
+    let flags = *b.get(10)?;
+    let mut pos = 13usize;
+    if flags & 0x80 != 0 {
+        pos += 3 << ((flags & 7) + 1);
+    }
+    loop {
+        match *b.get(pos)? {
+            // Extension: introducer, label, then data sub-blocks up to an empty one.
+            0x21 => {
+                pos += 2;
+                loop {
+                    let n = usize::from(*b.get(pos)?);
+                    pos += 1 + n;
+                    if n == 0 {
+                        break;
+                    }
+                }
+            }
+            0x2C => {
+                let field = |at: usize| u16_le(b, pos + at).map(u32::from);
+                return Some((field(1)?, field(3)?, field(5)?, field(7)?));
+            }
+            _ => return None,
+        }
+    }
 }
 
 /// WebP: the first chunk gives the size (VP8, VP8L or VP8X canvas); an EXIF chunk may give the
@@ -391,15 +510,28 @@ fn webp(b: &[u8]) -> Result<Header, EngineError> {
         orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        jpeg_lossless: false,
+        jpeg_full_buffer: 0,
+        frame: None,
         // Lossy VP8 without VP8X has no alpha; anything else may.
         decoded_channels: if kind == b"VP8 " { 3 } else { 4 },
     })
 }
 
 /// AVIF: the primary item's `ispe` (a grid's is the whole image), orientation from `irot` and
-/// `imir`.
+/// `imir`; the largest other item decoded on its own (a grid tile, the alpha plane) when it
+/// declares more pixels than the image.
 fn avif(b: &[u8]) -> Result<Header, EngineError> {
     let heif = Heif::parse(b, "avif")?;
+    let canvas = u64::from(heif.width) * u64::from(heif.height);
+    let frame = heif
+        .grid
+        .iter()
+        .flat_map(|g| g.tiles.iter())
+        .chain(heif.alpha.iter())
+        .filter_map(|&item| heif.item_size(item))
+        .filter(|&(w, h)| u64::from(w) * u64::from(h) > canvas)
+        .max_by_key(|&(w, h)| u64::from(w) * u64::from(h));
     Ok(Header {
         content_type: ContentType::Avif,
         width: heif.width,
@@ -407,6 +539,9 @@ fn avif(b: &[u8]) -> Result<Header, EngineError> {
         orientation: heif.orientation,
         jpeg_components: 0,
         jpeg_scan_start: 0,
+        jpeg_lossless: false,
+        jpeg_full_buffer: 0,
+        frame,
         decoded_channels: if heif.alpha.is_some() { 4 } else { 3 },
     })
 }
@@ -535,6 +670,69 @@ mod tests {
         );
         let p = h.probe();
         assert_eq!((p.width, p.height), (30, 40));
+    }
+
+    /// SOI, SOF (`marker`, 8-bit, `sampling` per component), SOS with `scan` components.
+    fn jpeg_frame(marker: u8, w: u16, h: u16, sampling: &[u8], scan: u8) -> Vec<u8> {
+        let mut b = vec![0xFF, 0xD8, 0xFF, marker];
+        b.extend_from_slice(&(8 + 3 * sampling.len() as u16).to_be_bytes());
+        b.push(8);
+        b.extend_from_slice(&h.to_be_bytes());
+        b.extend_from_slice(&w.to_be_bytes());
+        b.push(sampling.len() as u8);
+        for (i, s) in sampling.iter().enumerate() {
+            b.extend_from_slice(&[i as u8 + 1, *s, 0]);
+        }
+        b.extend_from_slice(&[0xFF, 0xDA, 0, 8, scan]);
+        b
+    }
+
+    #[test]
+    fn multi_scan_jpegs_count_their_full_size_coefficients_and_single_scan_ones_none() {
+        let limits = Limits::default();
+        // 4:2:0 baseline, one interleaved scan: decoded a band at a time.
+        let h = read_header(
+            &jpeg_frame(0xC0, 4000, 3000, &[0x22, 0x11, 0x11], 3),
+            &limits,
+        );
+        assert_eq!(h.unwrap().jpeg_full_buffer, 0);
+        // The same, progressive: luma 500x375 blocks, chroma 250x188 (rounded up), 128 bytes each.
+        let h = read_header(
+            &jpeg_frame(0xC2, 4000, 3000, &[0x22, 0x11, 0x11], 3),
+            &limits,
+        );
+        let luma = 500 * 376 * 128; // rows rounded up to the 2-block MCU
+        let chroma = 250 * 188 * 128;
+        assert_eq!(h.unwrap().jpeg_full_buffer, luma + 2 * chroma);
+        // Sequential, but the first scan holds one component of three: also every coefficient.
+        let h = read_header(&jpeg_frame(0xC0, 800, 800, &[0x11; 3], 1), &limits).unwrap();
+        assert_eq!(h.jpeg_full_buffer, 3 * 100 * 100 * 128);
+        assert!(!h.jpeg_lossless);
+        // Lossless, one scan: no buffer, but never decoded at a reduced scale.
+        let h = read_header(&jpeg_frame(0xC3, 800, 800, &[0x11; 3], 3), &limits).unwrap();
+        assert!(h.jpeg_lossless);
+        assert_eq!(h.jpeg_full_buffer, 0);
+    }
+
+    #[test]
+    fn a_gif_frame_other_than_the_screen_is_read_from_its_descriptor() {
+        let gif = |frame: [u16; 4]| {
+            // Screen 16x16 with a 2-colour table, a graphic control extension, then the frame.
+            let mut b = b"GIF89a\x10\0\x10\0\x80\0\0\0\0\0\xff\xff\xff".to_vec();
+            b.extend_from_slice(&[0x21, 0xF9, 4, 0, 0, 0, 0, 0]);
+            b.push(0x2C);
+            for v in frame {
+                b.extend_from_slice(&v.to_le_bytes());
+            }
+            b.extend_from_slice(&[0, 2, 0, 0x3B]);
+            b
+        };
+        let h = read_header(&gif([0, 0, 16, 16]), &Limits::default()).unwrap();
+        assert_eq!(h.frame, None);
+        let h = read_header(&gif([0, 0, 16000, 9000]), &Limits::default()).unwrap();
+        assert_eq!((h.width, h.height, h.frame), (16, 16, Some((16000, 9000))));
+        let h = read_header(&gif([8, 8, 16, 16]), &Limits::default()).unwrap();
+        assert_eq!(h.frame, Some((16, 16)));
     }
 
     #[test]
