@@ -475,12 +475,16 @@ pub trait QueueAdmin: Send + Sync {
         dead_letters: bool,
     ) -> impl Future<Output = Result<QueueDepth, QueueError>> + Send;
     /// Receives up to `max` (1-10) messages from the stage's DLQ, hidden from other receivers
-    /// for `hide_for`.
+    /// for `hide_for`. A long poll: waits up to `wait` (whole seconds, at most 20) for a message
+    /// when none is ready, and looks at the whole queue (an SQS short poll, `wait` zero, samples
+    /// some of its servers and may answer empty while messages are there). Only an empty answer
+    /// to a wait of at least a second means the DLQ has nothing visible.
     fn receive_dead_letters(
         &self,
         stage: Stage,
         max: u32,
         hide_for: Duration,
+        wait: Duration,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, QueueError>> + Send;
     /// Deletes a received DLQ message.
     fn delete_dead_letter(

@@ -842,9 +842,10 @@ impl StatusIndex for MemoryImages {
 }
 
 /// A dead letter in memory: (message id, body, hidden until).
-type Letter = (String, String, Option<std::time::Instant>);
+type Letter = (String, String, Option<tokio::time::Instant>);
 
-/// The dead-letter queues in memory.
+/// The dead-letter queues in memory. Time is tokio's, so a paused test clock drives the hiding
+/// and the long polls.
 #[derive(Debug, Default)]
 pub struct MemoryDeadLetters {
     /// Per stage, oldest first.
@@ -853,6 +854,11 @@ pub struct MemoryDeadLetters {
     pub queue_depths: Mutex<HashMap<Stage, QueueDepth>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
+    /// When set, a receive that does not wait (an SQS short poll, which samples some of the
+    /// queue's servers) answers empty even when letters are visible, as SQS may.
+    pub short_polls_miss: Mutex<bool>,
+    /// Receives so far: (stage, wait asked for).
+    pub receives: Mutex<Vec<(Stage, Duration)>>,
 }
 
 impl MemoryDeadLetters {
@@ -873,11 +879,57 @@ impl MemoryDeadLetters {
             .unwrap_or_default()
     }
 
+    /// How many of a stage's letters are hidden now (received and not yet visible again).
+    pub fn hidden(&self, stage: Stage) -> usize {
+        let now = tokio::time::Instant::now();
+        lock(&self.letters).get(&stage).map_or(0, |v| {
+            v.iter().filter(|l| l.2.is_some_and(|u| u > now)).count()
+        })
+    }
+
+    /// Hides every letter of a stage for `for_` (another reader holding them, test setup).
+    pub fn hide_all(&self, stage: Stage, for_: Duration) {
+        let until = tokio::time::Instant::now() + for_;
+        for letter in lock(&self.letters).entry(stage).or_default().iter_mut() {
+            letter.2 = Some(until);
+        }
+    }
+
     fn check(&self) -> Result<(), QueueError> {
         if *lock(&self.failing) {
             return Err(QueueError::Unavailable("memory DLQ set to fail".into()));
         }
         Ok(())
+    }
+
+    /// Takes up to `max` visible letters, hiding them until `until`; or, when none is visible,
+    /// when the next hidden one becomes visible again.
+    fn take(
+        &self,
+        stage: Stage,
+        max: u32,
+        until: tokio::time::Instant,
+    ) -> (Vec<DeadLetter>, Option<tokio::time::Instant>) {
+        let now = tokio::time::Instant::now();
+        let mut all = lock(&self.letters);
+        let mut out = Vec::new();
+        let mut next_visible: Option<tokio::time::Instant> = None;
+        for (id, body, hidden) in all.entry(stage).or_default().iter_mut() {
+            if let Some(u) = hidden.filter(|u| *u > now) {
+                next_visible = Some(next_visible.map_or(u, |n| n.min(u)));
+                continue;
+            }
+            if out.len() >= max as usize {
+                break;
+            }
+            *hidden = Some(until);
+            out.push(DeadLetter {
+                message_id: id.clone(),
+                receipt_handle: id.clone(),
+                body: body.clone(),
+            });
+        }
+        (out, next_visible)
     }
 }
 
@@ -890,15 +942,10 @@ impl QueueAdmin for MemoryDeadLetters {
                 .copied()
                 .unwrap_or_default());
         }
-        let now = std::time::Instant::now();
-        let all = lock(&self.letters);
-        let letters = all.get(&stage).map(Vec::as_slice).unwrap_or_default();
-        let hidden = letters
-            .iter()
-            .filter(|(_, _, until)| until.is_some_and(|u| u > now))
-            .count() as u64;
+        let all = lock(&self.letters).get(&stage).map_or(0, Vec::len) as u64;
+        let hidden = self.hidden(stage) as u64;
         Ok(QueueDepth {
-            visible: letters.len() as u64 - hidden,
+            visible: all - hidden,
             in_flight: hidden,
             delayed: 0,
         })
@@ -909,26 +956,27 @@ impl QueueAdmin for MemoryDeadLetters {
         stage: Stage,
         max: u32,
         hide_for: Duration,
+        wait: Duration,
     ) -> Result<Vec<DeadLetter>, QueueError> {
         self.check()?;
-        let now = std::time::Instant::now();
-        let mut all = lock(&self.letters);
-        let mut out = Vec::new();
-        for (id, body, until) in all.entry(stage).or_default().iter_mut() {
-            if out.len() >= max as usize {
-                break;
-            }
-            if until.is_some_and(|u| u > now) {
-                continue;
-            }
-            *until = Some(now + hide_for);
-            out.push(DeadLetter {
-                message_id: id.clone(),
-                receipt_handle: id.clone(),
-                body: body.clone(),
-            });
+        lock(&self.receives).push((stage, wait));
+        // SQS counts the wait in whole seconds, at most 20.
+        let wait = Duration::from_secs(wait.as_secs().min(20));
+        if wait.is_zero() && *lock(&self.short_polls_miss) {
+            return Ok(Vec::new());
         }
-        Ok(out)
+        let give_up = tokio::time::Instant::now() + wait;
+        loop {
+            let now = tokio::time::Instant::now();
+            let (out, next_visible) = self.take(stage, max, now + hide_for);
+            if !out.is_empty() || now >= give_up {
+                return Ok(out);
+            }
+            // Until a hidden letter comes back, or a little later (a letter pushed meanwhile).
+            let tick = now + Duration::from_millis(100);
+            let wake = next_visible.map_or(tick, |v| v.min(tick)).min(give_up);
+            tokio::time::sleep_until(wake).await;
+        }
     }
 
     async fn delete_dead_letter(
@@ -951,7 +999,7 @@ impl QueueAdmin for MemoryDeadLetters {
         after: Duration,
     ) -> Result<(), QueueError> {
         self.check()?;
-        let at = std::time::Instant::now() + after;
+        let at = tokio::time::Instant::now() + after;
         for (id, _, until) in lock(&self.letters).entry(stage).or_default().iter_mut() {
             if id == receipt_handle {
                 *until = Some(at);

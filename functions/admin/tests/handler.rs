@@ -127,7 +127,7 @@ fn status_of(h: &Handler, id: ImageId) -> ImageRecord {
 
 // ------------------------------------------------------------------------------ access
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_caller_outside_the_admin_group_gets_403_on_every_admin_route() {
     let h = handler();
     for name in [
@@ -150,7 +150,7 @@ async fn a_caller_outside_the_admin_group_gets_403_on_every_admin_route() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_request_without_verified_claims_gets_401() {
     let h = handler();
     let mut e = event("admin-processing-queue.json");
@@ -165,7 +165,7 @@ async fn a_request_without_verified_claims_gets_401() {
 
 // ------------------------------------------------------------------------------ the view
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn the_queue_view_counts_rows_by_status_and_shows_queues_breakers_failures_and_throughput() {
     let h = handler();
     for _ in 0..3 {
@@ -249,7 +249,7 @@ async fn the_queue_view_counts_rows_by_status_and_shows_queues_breakers_failures
     assert_eq!(chart[0]["processed"], 0);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_forced_open_breaker_shows_as_open_and_the_reset_closes_it_recording_who() {
     let h = handler();
     let cfg = BreakerConfig::default();
@@ -290,7 +290,7 @@ async fn a_forced_open_breaker_shows_as_open_and_the_reset_closes_it_recording_w
     assert_eq!(v["circuits"][0]["times_opened"], 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_unknown_stage_is_404_and_a_bad_body_or_cursor_is_400() {
     let h = handler();
     let mut e = event("admin-circuit-reset.json");
@@ -328,7 +328,7 @@ async fn an_unknown_stage_is_404_and_a_bad_body_or_cursor_is_400() {
 
 // ------------------------------------------------------------------------------ retry all
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dry_run_reports_failed_images_and_dead_letters_and_changes_nothing() {
     let h = handler();
     let f1 = failed(&h, "u1");
@@ -357,7 +357,7 @@ async fn a_dry_run_reports_failed_images_and_dead_letters_and_changes_nothing() 
     assert_eq!(status_of(&h, f2.image_id).processing_status, Status::Failed);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn retry_all_failed_brings_dead_letters_back_and_requeues_failed_rows_without_one() {
     let h = handler();
     let with_letter = failed(&h, "u1");
@@ -405,7 +405,7 @@ async fn retry_all_failed_brings_dead_letters_back_and_requeues_failed_rows_with
     assert_eq!(h.ports().queue.sent().len(), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_image_failed_in_both_stages_is_requeued_once_for_both_and_its_second_letter_dropped() {
     let h = handler();
     let mut r = row(&h, "u1");
@@ -426,7 +426,7 @@ async fn an_image_failed_in_both_stages_is_requeued_once_for_both_and_its_second
     assert_eq!(stages, vec![Stage::Thumbnail, Stage::Variant]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn two_concurrent_runs_enqueue_each_failed_image_exactly_once() {
     let h = Arc::new(handler());
     let mut images = Vec::new();
@@ -470,11 +470,11 @@ async fn two_concurrent_runs_enqueue_each_failed_image_exactly_once() {
     assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_run_longer_than_one_call_continues_through_its_cursor_at_the_bounded_rate() {
     let h = handler_with(OpsSettings {
         retry_rate_per_sec: 4,
-        retry_call_budget: Duration::from_secs(1),
+        retry_call_budget: Duration::from_secs(5),
         ..OpsSettings::default()
     });
     for i in 0..10 {
@@ -484,7 +484,8 @@ async fn a_run_longer_than_one_call_continues_through_its_cursor_at_the_bounded_
     assert_eq!(first["done"], false, "{first}");
     assert!(first["next_cursor"].is_string());
     let first_count = first["images_requeued"].as_u64().unwrap();
-    // One second at 4 per second: the first image at once, then one every 250 ms.
+    // Two empty long polls of the DLQs (2 s each), then the second left at 4 per second: the
+    // first image at once, then one every 250 ms.
     assert!((1..=5).contains(&first_count), "{first}");
     let mut total = first_count;
     let mut cursor = first["next_cursor"].clone();
@@ -506,7 +507,7 @@ async fn a_run_longer_than_one_call_continues_through_its_cursor_at_the_bounded_
     assert_eq!(h.ports().queue.sent().len(), 10);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_row_that_fails_again_during_the_run_is_left_for_the_next_run() {
     let h = handler();
     let f = failed(&h, "u1");
@@ -524,4 +525,55 @@ async fn a_row_that_fails_again_during_the_run_is_left_for_the_next_run() {
         1,
         "left in the DLQ"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_all_reads_the_dlqs_with_long_polls_so_a_short_poll_sampling_empty_misses_nothing() {
+    let h = handler();
+    *h.ports().dead_letters.short_polls_miss.lock().unwrap() = true;
+    let f = failed(&h, "u1");
+    dead_letter_for(&h, &f, Stage::Thumbnail);
+    let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);
+    assert_eq!(v["messages_redriven"], 1, "{v}");
+    assert_eq!(v["done"], true, "{v}");
+    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_all_is_not_done_while_a_sweep_holds_dead_letters_and_brings_them_back_after() {
+    let h = handler();
+    let f = failed(&h, "u1");
+    dead_letter_for(&h, &f, Stage::Thumbnail);
+    // The sweeper has received it and keeps it hidden until its sweep ends.
+    h.ports()
+        .dead_letters
+        .hide_all(Stage::Thumbnail, Duration::from_secs(30));
+
+    let first = body(&h.handle(&request("admin-retry-all-failed.json")).await);
+    assert_eq!(
+        first["done"], false,
+        "a letter is still in the DLQ: {first}"
+    );
+    assert_eq!(first["images_requeued"], 0, "{first}");
+    assert!(first["next_cursor"].is_string(), "{first}");
+
+    let mut cursor = first["next_cursor"].clone();
+    let mut requeued = 0;
+    for _ in 0..5 {
+        let v = body(
+            &h.handle(&with_body(
+                "admin-retry-all-failed.json",
+                &json!({"cursor": cursor}),
+            ))
+            .await,
+        );
+        requeued += v["images_requeued"].as_u64().unwrap();
+        if v["done"] == true {
+            break;
+        }
+        cursor = v["next_cursor"].clone();
+    }
+    assert_eq!(requeued, 1);
+    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
+    assert_eq!(status_of(&h, f.image_id).thumbnail_status, Status::Pending);
 }

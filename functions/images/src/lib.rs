@@ -1,7 +1,8 @@
 //! The owner's view of their images:
 //! `GET /api/images` (own images, newest first, paginated), `GET /api/images/{id}` (the row and
 //! short-lived GET URLs), `GET /api/images/{id}/processing-status` (the 7 status fields and the
-//! derivatives), `POST /api/images/{id}/retry-processing` (failed -> re-enqueued, 409 otherwise).
+//! derivatives), `POST /api/images/{id}/retry-processing` (failed -> re-enqueued, 409 otherwise; the
+//! operation is [`safelight::ops::retry::retry_image`]).
 //!
 //! Someone else's image answers 404, exactly like a missing one, so existence is not revealed.
 
@@ -11,10 +12,11 @@ use std::time::Duration;
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
 use safelight::aws::apigw_http;
+use safelight::ops::retry::{retry_image, RetryError};
 use safelight::ports::{ImageRepository, JobQueue, ObjectStore, RepoError};
 use safelight::{
-    ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, RetryMessage,
-    Status, StatusSnapshot, Timestamp, UploadState,
+    ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, Status,
+    StatusSnapshot, Timestamp, UploadState,
 };
 use serde::Serialize;
 
@@ -23,8 +25,6 @@ const URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Default and largest page size.
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
-/// Attempts at a conditional write before answering 409.
-const WRITE_ATTEMPTS: usize = 3;
 
 /// The handler with its ports.
 #[derive(Debug)]
@@ -320,49 +320,33 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
         identity: &Identity,
         id: &str,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        for _ in 0..WRITE_ATTEMPTS {
-            let before = self.own(identity, id).await?;
-            let mut after = before.clone();
-            let stages = after
-                .retry(Timestamp::now())
-                .map_err(|e| ApiError::conflict("not_failed", e.to_string()))?;
-            match self.images.update(&mut after).await {
-                Ok(()) => {}
-                Err(RepoError::Conflict) => continue,
-                Err(e) => return Err(repo_failed(e)),
+        let id: ImageId = id.parse().map_err(|_| ApiError::not_found("image"))?;
+        let retried = retry_image(
+            &self.images,
+            &self.queue,
+            &identity.owner,
+            id,
+            Timestamp::now(),
+        )
+        .await
+        .map_err(|e| match e {
+            RetryError::NotFound => ApiError::not_found("image"),
+            RetryError::NotFailed(e) => ApiError::conflict("not_failed", e.to_string()),
+            RetryError::Busy => ApiError::conflict("busy", e.to_string()),
+            RetryError::Repo(e) => repo_failed(e),
+            RetryError::Queue(e) => {
+                tracing::error!(error = %e, "re-enqueue failed");
+                ApiError::unavailable()
             }
-            for stage in &stages {
-                let message = RetryMessage::new(after.image_id, after.original_key.clone(), *stage);
-                if let Err(e) = self.queue.enqueue(&message).await {
-                    tracing::error!(image_id = %after.image_id, error = %e, "re-enqueue failed; restoring the failed status");
-                    self.restore(before, after.version).await;
-                    return Err(ApiError::unavailable());
-                }
-            }
-            tracing::info!(image_id = %after.image_id, stages = ?stages, "processing re-enqueued");
-            return Ok(apigw_http::json(
-                202,
-                &RetryAccepted {
-                    image_id: after.image_id,
-                    processing_status: after.processing_status,
-                    requeued: stages,
-                },
-            ));
-        }
-        Err(ApiError::conflict(
-            "busy",
-            "the image changed while retrying; try again",
+        })?;
+        Ok(apigw_http::json(
+            202,
+            &RetryAccepted {
+                image_id: retried.record.image_id,
+                processing_status: retried.record.processing_status,
+                requeued: retried.stages,
+            },
         ))
-    }
-
-    /// Puts the failed row back after a retry could not be enqueued, so it can be retried again
-    /// rather than sitting in `pending` with no job.
-    async fn restore(&self, mut before: ImageRecord, current_version: u64) {
-        before.version = current_version;
-        before.updated_at = Timestamp::now();
-        if let Err(e) = self.images.update(&mut before).await {
-            tracing::error!(image_id = %before.image_id, error = %e, "could not restore the failed status");
-        }
     }
 }
 

@@ -1,10 +1,20 @@
 //! Lambda wiring for the `sweeper` function.
 
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoImages, Faults, SqsQueues};
-use safelight::sweep::{SweepPolicy, Sweeper};
+use safelight::aws::{self, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
+
+/// Time left until the invocation's deadline (milliseconds since the epoch).
+fn remaining(deadline_ms: u64) -> Duration {
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,12 +24,25 @@ async fn main() -> Result<(), Error> {
     let faults = Faults::parse(config.faults.as_deref())?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
+    let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
+    let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
     let sdk = aws::load_sdk_config().await;
-    let dead_letters = SqsQueues::new(&sdk, None, None, faults.clone())
-        .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url);
+    let queues = SqsQueues::new(
+        &sdk,
+        Some(thumbnails.to_owned()),
+        Some(variants.to_owned()),
+        faults.clone(),
+    )
+    .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url);
+    let images = DynamoImages::new(&sdk, &config.images_table, faults.clone());
+    let store = S3Store::new(&sdk, &config.bucket, faults);
     let sweeper = Sweeper::new(
-        DynamoImages::new(&sdk, &config.images_table, faults),
-        dead_letters,
+        SweepPorts {
+            images: &images,
+            dead_letters: &queues,
+            store: &store,
+            queue: &queues,
+        },
         SweepPolicy {
             presign_lifetime: config.presign_expires,
             ..SweepPolicy::default()
@@ -28,7 +51,8 @@ async fn main() -> Result<(), Error> {
     let (sweeper, telemetry) = (&sweeper, &telemetry);
     lambda_runtime::run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let report = sweeper::handle(sweeper).await;
+            let budget = sweeper::budget(remaining(event.context.deadline));
+            let report = sweeper::handle(sweeper, budget).await;
             telemetry.flush(&event.context.request_id);
             Ok::<_, Error>(report?)
         },

@@ -20,6 +20,9 @@ pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
 /// SQS's longest visibility timeout (12 hours).
 pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// SQS's longest receive wait (a long poll of 20 seconds).
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+
 /// The two processing queues.
 #[derive(Debug, Clone)]
 pub struct SqsQueues {
@@ -164,14 +167,17 @@ impl QueueAdmin for SqsQueues {
         stage: Stage,
         max: u32,
         hide_for: Duration,
+        wait: Duration,
     ) -> Result<Vec<DeadLetter>, QueueError> {
         let out = self
             .client
             .receive_message()
             .queue_url(self.dlq_url(stage)?)
             .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
-            .visibility_timeout(i32::try_from(hide_for.as_secs()).unwrap_or(i32::MAX))
-            .wait_time_seconds(0)
+            .visibility_timeout(
+                i32::try_from(hide_for.min(MAX_VISIBILITY).as_secs()).unwrap_or(i32::MAX),
+            )
+            .wait_time_seconds(i32::try_from(wait.min(MAX_WAIT).as_secs()).unwrap_or(0))
             .send()
             .await
             .map_err(unavailable)?;

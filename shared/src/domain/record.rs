@@ -93,6 +93,15 @@ pub struct ImageRecord {
     /// A tiny blurred preview (thumbhash, base64).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub placeholder: Option<String>,
+    /// How many times the sweeper re-enqueued this image because it made no progress for a long
+    /// time (its processing message was lost); the sweeper gives up on it after a few. An
+    /// owner's or admin's retry starts the count again. Absent (0) on rows written before it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub sweep_requeues: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What a new row is made from.
@@ -159,6 +168,7 @@ impl ImageRecord {
             thumbnails: BTreeMap::new(),
             variants: BTreeMap::new(),
             placeholder: None,
+            sweep_requeues: 0,
         }
     }
 
@@ -277,8 +287,29 @@ impl ImageRecord {
         Ok(())
     }
 
+    /// The sweeper found the original of a row still `awaiting_upload` in the bucket (the
+    /// processor's event for it has not been handled yet): the upload is `stored`, so the row is
+    /// never expired as an upload that did not arrive. Whether anything changed.
+    pub fn upload_arrived(&mut self, now: Timestamp) -> bool {
+        if self.upload_state != UploadState::AwaitingUpload {
+            return false;
+        }
+        self.upload_state = UploadState::Stored;
+        self.updated_at = now;
+        true
+    }
+
+    /// The sweeper re-enqueued this image's unfinished stages after it made no progress for a
+    /// long time: counted, and the row is touched so the next sweep waits as long again.
+    pub fn note_sweep_requeue(&mut self, now: Timestamp) {
+        self.sweep_requeues = self.sweep_requeues.saturating_add(1);
+        self.updated_at = now;
+    }
+
     /// An owner's or admin's retry: failed stages go back to `pending`, the error is cleared.
-    /// Returns the stages that will run again.
+    /// An upload refused or taken for expired counts as stored again (if its original really
+    /// never came, processing fails it again as gone; if it came late, it is processed now), and
+    /// the sweeper's re-enqueue count starts again. Returns the stages that will run again.
     pub fn retry(&mut self, now: Timestamp) -> Result<Vec<Stage>, NotFailed> {
         if self.processing_status != Status::Failed {
             return Err(NotFailed(self.processing_status));
@@ -293,9 +324,13 @@ impl ImageRecord {
         }
         self.processing_error = None;
         self.error_kind = None;
-        if self.upload_state == UploadState::Rejected {
+        if matches!(
+            self.upload_state,
+            UploadState::Rejected | UploadState::Expired
+        ) {
             self.upload_state = UploadState::Stored;
         }
+        self.sweep_requeues = 0;
         Ok(failed)
     }
 
@@ -375,6 +410,65 @@ mod tests {
         assert_eq!(r.processing_status, Status::Processing);
         assert_eq!(r.processing_error, None);
         assert_eq!(r.retry(now), Err(NotFailed(Status::Processing)));
+    }
+
+    #[test]
+    fn a_retry_of_an_upload_taken_for_expired_counts_its_original_as_stored() {
+        let mut r = record();
+        r.upload_state = UploadState::AwaitingUpload;
+        let now = Timestamp::now();
+        r.expire_upload(now).unwrap();
+        assert_eq!(r.upload_state, UploadState::Expired);
+        assert_eq!(
+            r.retry(now).unwrap(),
+            vec![Stage::Thumbnail, Stage::Variant]
+        );
+        assert_eq!(
+            r.upload_state,
+            UploadState::Stored,
+            "an original that came late is processed (and shown) after the retry"
+        );
+        assert_eq!(r.processing_status, Status::Pending);
+        assert_eq!(r.error_kind, None);
+    }
+
+    #[test]
+    fn a_retry_starts_the_sweepers_requeue_count_again() {
+        let mut r = record();
+        let now = Timestamp::now();
+        r.note_sweep_requeue(now);
+        r.note_sweep_requeue(now);
+        assert_eq!(r.sweep_requeues, 2);
+        r.fail(
+            Stage::Thumbnail,
+            ErrorKind::Transient,
+            "never finished",
+            now,
+        )
+        .unwrap();
+        r.retry(now).unwrap();
+        assert_eq!(r.sweep_requeues, 0);
+    }
+
+    #[test]
+    fn an_upload_found_in_the_bucket_is_stored_once() {
+        let mut r = record();
+        r.upload_state = UploadState::AwaitingUpload;
+        let later = Timestamp::from_unix_millis(9_000);
+        assert!(r.upload_arrived(later));
+        assert_eq!(r.upload_state, UploadState::Stored);
+        assert_eq!(r.updated_at, later);
+        assert!(!r.upload_arrived(Timestamp::from_unix_millis(10_000)));
+        assert_eq!(r.updated_at, later);
+    }
+
+    #[test]
+    fn a_row_written_before_the_requeue_count_reads_as_zero_and_zero_is_not_written() {
+        let r = record();
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json.get("sweep_requeues").is_none(), "{json}");
+        let back: ImageRecord = serde_json::from_value(json).unwrap();
+        assert_eq!(back.sweep_requeues, 0);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! - [`queue_view`]: the processing-queue view (counts by status from the `by_status` index, queue
 //!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput).
 //! - [`circuits`]: closing a circuit breaker by hand.
+//! - [`retry`]: the owner's retry of one failed image (and the reset retry-all repeats).
 //! - [`retry_all`]: re-enqueueing failed images and bringing DLQ messages back, page by page.
 //! - [`backfill`]: the migration of existing originals, with its dry run and run-once marker.
 //! - [`settings`]: the tunables, read from the environment.
@@ -11,6 +12,7 @@
 pub mod backfill;
 pub mod circuits;
 pub mod queue_view;
+pub mod retry;
 pub mod retry_all;
 pub mod settings;
 

@@ -4,9 +4,10 @@
 //!
 //! Two phases, both starting from the run's start time (kept in the cursor):
 //!
-//! 1. **Dead letters**, thumbnails DLQ then variants DLQ. Each message is received (hidden from
-//!    other receivers meanwhile, so concurrent runs never hold the same one) and decided by its
-//!    image row:
+//! 1. **Dead letters**, thumbnails DLQ then variants DLQ. Each message is received with a long
+//!    poll (a short poll samples some of SQS's servers and can answer empty with letters there),
+//!    hidden from other receivers meanwhile (so concurrent runs never hold the same one), and
+//!    decided by its image row:
 //!    - stage `failed`: the image's failed stages go back to `pending` with a conditional write
 //!      on the row's version. Only the caller whose write wins enqueues (one message per reset
 //!      stage) and deletes the dead letter; a loser re-reads and decides again.
@@ -17,6 +18,11 @@
 //!    - anything else (a row still `processing` or `pending` from before the run, which the
 //!      sweeper has not marked failed yet; a row that failed again during this run; an
 //!      unreadable body): left in the DLQ, hidden for [`SKIP_HIDE`], and counted as skipped.
+//!
+//!    A DLQ is done only when a long poll answers empty **and** the DLQ holds no more letters
+//!    than this run left hidden itself: letters hidden by another reader (the sweeper keeps the
+//!    letters it has seen hidden until its sweep ends; a concurrent run) are still to be brought
+//!    back, so the call polls again, and answers `done: false` if its budget ends first.
 //! 2. **Failed rows without a dead letter** (permanent failures, or a DLQ message still on its
 //!    way), from the `by_status` index, oldest first, up to the run's start: the same conditional
 //!    reset, and only the winner enqueues.
@@ -24,13 +30,15 @@
 //! `dry_run` reads counts only (failed rows from the index, DLQ depths from queue attributes) and
 //! changes nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
 
-use crate::domain::{ImageRecord, Job, RetryMessage, Stage, Status, Timestamp};
+use super::retry::{requeue_failed, RetryError};
+use crate::domain::{ImageRecord, Job, Stage, Status, Timestamp};
 use crate::events::parse_jobs;
 use crate::ports::{
     DeadLetter, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
@@ -39,6 +47,11 @@ use crate::ports::{
 /// How long a received dead letter stays hidden while it is handled, and how long a skipped
 /// one stays hidden so the same run does not receive it again.
 pub const SKIP_HIDE: Duration = Duration::from_secs(300);
+/// How long one DLQ receive waits for a letter (a long poll). Any wait of a second or more makes
+/// SQS look at all of its servers; a longer one would only spend the call's budget on an empty
+/// DLQ. A receive started just before the budget ends may overrun it by this much: the budget is
+/// at most 25 s ([`crate::OpsSettings`]), so a call still answers within API Gateway's 30 s.
+pub const DLQ_WAIT: Duration = Duration::from_secs(2);
 /// Rows read per index page.
 const ROW_PAGE: u32 = 25;
 /// Attempts at the conditional reset of one row.
@@ -99,9 +112,16 @@ struct Cursor {
     started_at: Timestamp,
     /// The DLQ being drained, or `None` for the failed-rows phase.
     dlq: Option<Stage>,
+    /// Letters of that DLQ this run left in it, hidden for [`SKIP_HIDE`] (skipped).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    left_hidden: u64,
     /// The failed-rows phase's page cursor.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     rows: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Cursor {
@@ -197,6 +217,7 @@ where
         None => Cursor {
             started_at: Timestamp::now(),
             dlq: Some(Stage::Thumbnail),
+            left_hidden: 0,
             rows: None,
         },
     };
@@ -214,13 +235,20 @@ where
         }
         let letters = ports
             .admin
-            .receive_dead_letters(stage, 10, SKIP_HIDE)
+            .receive_dead_letters(stage, 10, SKIP_HIDE, DLQ_WAIT)
             .await?;
         if letters.is_empty() {
+            // Nothing visible; letters hidden by another reader are not done with yet.
+            let held = ports.admin.depth(stage, true).await?;
+            if held.total() > cursor.left_hidden {
+                tracing::info!(%stage, in_dlq = held.total(), left_hidden = cursor.left_hidden, "dead letters held by another reader: polling again");
+                continue;
+            }
             cursor.dlq = match stage {
                 Stage::Thumbnail => Some(Stage::Variant),
                 Stage::Variant => None,
             };
+            cursor.left_hidden = 0;
             continue;
         }
         for letter in &letters {
@@ -234,6 +262,7 @@ where
                 Fate::Skip(why) => {
                     tracing::info!(stage = %stage, message_id = %letter.message_id, why, "dead letter left in the DLQ");
                     report.skipped += 1;
+                    cursor.left_hidden += 1;
                 }
             }
         }
@@ -360,38 +389,30 @@ where
         Ok(Fate::Skip("the row kept changing"))
     }
 
-    /// The conditional reset; the winner enqueues the reset stages. `None` when another writer
-    /// changed the row first (it is not failed any more, or someone else re-queued it).
+    /// The conditional reset ([`requeue_failed`]); the winner enqueues the reset stages. `None`
+    /// when another writer changed the row first (it is not failed any more, or someone else
+    /// re-queued it).
     async fn reset_and_enqueue(
         &self,
         before: ImageRecord,
         pacer: &mut Pacer,
     ) -> Result<Option<Vec<Stage>>, RetryAllError> {
-        let mut after = before.clone();
-        let Ok(stages) = after.retry(Timestamp::now()) else {
-            return Ok(None);
-        };
-        match self.ports.images.update(&mut after).await {
-            Ok(()) => {}
-            Err(RepoError::Conflict) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        }
         pacer.wait().await;
-        for stage in &stages {
-            let message = RetryMessage::new(after.image_id, after.original_key.clone(), *stage);
-            if let Err(e) = self.ports.queue.enqueue(&message).await {
-                // Put the failed status back so a later run (or the owner) can retry it.
-                let mut restore = before.clone();
-                restore.version = after.version;
-                restore.updated_at = Timestamp::now();
-                if let Err(re) = self.ports.images.update(&mut restore).await {
-                    tracing::error!(image_id = %after.image_id, error = %re, "could not restore the failed status");
-                }
-                return Err(e.into());
-            }
+        match requeue_failed(
+            self.ports.images,
+            self.ports.queue,
+            before,
+            Timestamp::now(),
+        )
+        .await
+        {
+            Ok(retried) => Ok(retried.map(|r| r.stages)),
+            Err(RetryError::NotFailed(_)) => Ok(None),
+            Err(RetryError::Repo(e)) => Err(e.into()),
+            Err(RetryError::Queue(e)) => Err(e.into()),
+            // Not returned by a single reset.
+            Err(RetryError::NotFound | RetryError::Busy) => Ok(None),
         }
-        tracing::info!(image_id = %after.image_id, stages = ?stages, "failed image re-enqueued");
-        Ok(Some(stages))
     }
 }
 
@@ -404,6 +425,7 @@ mod tests {
         let c = Cursor {
             started_at: Timestamp::from_unix_millis(1_800_000_000_000),
             dlq: Some(Stage::Variant),
+            left_hidden: 3,
             rows: None,
         };
         let text = c.encode().unwrap();
