@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the image engine for $1 seconds (default 300) under the memory a 1024 MB function
+# Fuzzes the image engine for $1 seconds (default 300; further arguments go to libFuzzer, e.g.
+# -runs=1000000) under the memory a 1024 MB function
 # promises: the target renders with `Limits::for_memory_mb(1024)`, libFuzzer stops at any single
 # allocation over the 512 MiB decode budget (-malloc_limit_mb) and at an RSS over the function's
 # 1024 MB (-rss_limit_mb). Seeds: the regression corpus (shared/tests/fixtures), the fuzz findings
@@ -31,4 +32,4 @@ mode=(-O)
 RUST_LIB_BACKTRACE=0 ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:quarantine_size_mb=32}" \
   RUSTC_BOOTSTRAP=1 cargo fuzz run "${mode[@]}" engine "$corpus" -- \
   -max_total_time="${1:-300}" -malloc_limit_mb=512 -rss_limit_mb=1024 -timeout=10 \
-  -max_len=2097152 -detect_leaks=0 -print_final_stats=1
+  -max_len=2097152 -detect_leaks=0 -print_final_stats=1 "${@:2}"

@@ -313,6 +313,78 @@ fn bombs_gif_small() -> Vec<u8> {
     bombs::gif_one_frame(300, 200, 300, 200)
 }
 
+/// The process's peak resident memory so far (`VmHWM`), KiB.
+fn vm_hwm_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Peak RSS of rendering each bomb with the processors' specs under a 1024 MB function's limits,
+/// each in a process of its own (this test run again with `SAFELIGHT_RENDER_BOMB`): the figures
+/// of issue 17's closing note. Prints a table; not a check (the tests above are).
+/// `cargo test -p safelight-shared --test bombs -- --ignored --nocapture peak_rss`
+#[test]
+#[ignore = "measures and prints; run by hand"]
+fn peak_rss_of_each_bomb_in_a_process_of_its_own() {
+    const ME: &str = "peak_rss_of_each_bomb_in_a_process_of_its_own";
+    let corpus = bombs::corpus(&fixtures());
+    if let Ok(name) = std::env::var("SAFELIGHT_RENDER_BOMB") {
+        let bomb = corpus.iter().find(|b| b.name == name).unwrap();
+        let before = vm_hwm_kib();
+        let outcome = match render(&bomb.bytes, &specs(), &Limits::for_memory_mb(1024)) {
+            Ok(_) => "rendered".to_owned(),
+            Err(e) => format!("{}: {e}", e.code()),
+        };
+        println!("RSS {before} {} {outcome}", vm_hwm_kib());
+        return;
+    }
+    println!("| class | file | peak RSS before rendering | peak RSS | outcome |");
+    println!("|---|---|---|---|---|");
+    for bomb in &corpus {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                ME,
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
+            .env("SAFELIGHT_RENDER_BOMB", bomb.name)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        // (The harness prints the test's name on the same line, before it.)
+        let line = stdout
+            .lines()
+            .find_map(|l| l.split_once("RSS ").map(|(_, rest)| rest));
+        let Some(line) = line else {
+            println!(
+                "| {} | {} KiB | - | - | the process failed: {} |",
+                bomb.name,
+                bomb.bytes.len() / 1024,
+                out.status
+            );
+            continue;
+        };
+        let mut parts = line.splitn(3, ' ');
+        let before: u64 = parts.next().unwrap().parse().unwrap();
+        let after: u64 = parts.next().unwrap().parse().unwrap();
+        println!(
+            "| {} | {} KiB | {} MiB | {} MiB | {} |",
+            bomb.name,
+            bomb.bytes.len() / 1024,
+            before / 1024,
+            after / 1024,
+            parts.next().unwrap_or_default()
+        );
+    }
+}
+
 /// Writes the corpus to `$SAFELIGHT_BOMB_DIR` (fuzz seeds: `fuzz/run.sh`); not a check.
 #[test]
 #[ignore = "writes files; run by fuzz/run.sh"]

@@ -59,12 +59,19 @@
 //!
 //! # Safety
 //! Every failure is an [`EngineError`], all permanent. Decoders run under `catch_unwind` as a last
-//! line of defence; the `fuzz/` target feeds arbitrary bytes to `probe` and `render`. Memory is
-//! bounded from the header: an image whose estimated decode peak exceeds
-//! [`Limits::max_decode_bytes`] is refused as `too_large` before decoding; 16-bit PNG is narrowed
-//! row by row, never held at 16 bits. rav1d also refuses frames over `max_pixels` before
-//! allocating them. `av1` (rav1d's C-style interface) and `libwebp` (libwebp's advanced decoding
-//! API, for scaled decode) are the engine's only `unsafe` code.
+//! line of defence; the `fuzz/` target feeds arbitrary bytes to `probe` and `render` under the
+//! limits of a 1024 MB function, with libFuzzer's `-malloc_limit_mb` at the decode budget. Memory
+//! is bounded from the headers: an image whose estimated decode peak exceeds
+//! [`Limits::max_decode_bytes`] is refused as `too_large` before decoding, counting what a
+//! decoder holds at full size whatever the output scale (a multi-scan JPEG's coefficients, a
+//! lossless JPEG, a GIF frame other than its screen, an AVIF tile or alpha plane larger than the
+//! image); 16-bit PNG is narrowed row by row, never held at 16 bits. Each decoder is also held
+//! to a limit of its own, so a file whose payload says more than its headers stops there: the
+//! `png` crate keeps and inflates at most 16 MiB of chunks (an `iCCP` profile past that is
+//! dropped; text chunks are never read), the `image` crate's `max_alloc` is the decode budget,
+//! rav1d refuses a frame with more pixels than its item's `ispe`, and an AVIF item is never
+//! larger than the file. `av1` (rav1d's C-style interface) and `libwebp` (libwebp's advanced
+//! decoding API, for scaled decode) are the engine's only `unsafe` code.
 
 mod av1;
 mod decode;
