@@ -513,46 +513,64 @@ pub async fn run(ctx: &Ctx) -> Result<Section> {
     let extra_derivatives: usize = counts.iter().map(|n| n.saturating_sub(DERIVATIVES)).sum();
     let missing_derivatives: usize = counts.iter().map(|n| DERIVATIVES.saturating_sub(*n)).sum();
 
-    // DLQs: only poison files, each with a failed row. A message whose last receive failed stays
-    // invisible for the queue's visibility timeout (180 s) before SQS dead-letters it: wait.
+    // DLQs: only poison files, each with a failed row. A message whose last receive failed is
+    // dead-lettered on the poller's next receive (or, if making it visible failed, after the
+    // 180 s visibility timeout). The reading must tell "never arrived" from "held by a reader":
+    // the sweeper keeps the letters it has seen hidden during its sweep, so letters in flight in
+    // a DLQ are there but unreadable for the moment. Read until every expected letter has been
+    // read or 240 s have passed, and report the depths seen at the last reading.
+    let expected = 2 * poison_ids.len();
+    let dlqs = ["SAFELIGHT_THUMBNAILS_DLQ_URL", "SAFELIGHT_VARIANTS_DLQ_URL"];
     let dlq_deadline = Instant::now() + Duration::from_secs(240);
-    while Instant::now() < dlq_deadline {
-        let depth = ctx.depth("SAFELIGHT_THUMBNAILS_DLQ_URL").await?
-            + ctx.depth("SAFELIGHT_VARIANTS_DLQ_URL").await?;
-        if depth >= 2 * poison_ids.len() as u64 {
-            break;
+    let mut readings = 0;
+    let (dlq_poison, dlq_unexpected, states) = loop {
+        readings += 1;
+        let mut states = (0, 0, 0);
+        for q in dlqs {
+            let (v, f, d) = ctx.depth_by_state(q).await?;
+            states = (states.0 + v, states.1 + f, states.2 + d);
         }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
-    let mut dlq_unexpected = Vec::new();
-    let mut dlq_poison = 0;
-    for q in ["SAFELIGHT_THUMBNAILS_DLQ_URL", "SAFELIGHT_VARIANTS_DLQ_URL"] {
-        for body in ctx.dlq_bodies(q).await? {
-            let key = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| {
-                    v["detail"]["object"]["key"]
-                        .as_str()
-                        .or(v["key"].as_str())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_default();
-            let id = key.rsplit('/').next().unwrap_or_default();
-            let row_failed = rows
-                .get(id)
-                .is_some_and(|v| v["processing_status"] == "failed");
-            if key.starts_with(&format!("originals/{poison}/")) && row_failed {
-                dlq_poison += 1;
-            } else {
-                dlq_unexpected.push(format!("{key} (row failed: {row_failed})"));
+        let mut dlq_unexpected = Vec::new();
+        let mut dlq_poison = 0;
+        for q in dlqs {
+            for body in ctx.dlq_bodies(q).await? {
+                let key = serde_json::from_str::<Value>(&body)
+                    .ok()
+                    .and_then(|v| {
+                        v["detail"]["object"]["key"]
+                            .as_str()
+                            .or(v["key"].as_str())
+                            .map(str::to_owned)
+                    })
+                    .unwrap_or_default();
+                let id = key.rsplit('/').next().unwrap_or_default();
+                let row_failed = rows
+                    .get(id)
+                    .is_some_and(|v| v["processing_status"] == "failed");
+                if key.starts_with(&format!("originals/{poison}/")) && row_failed {
+                    dlq_poison += 1;
+                } else {
+                    dlq_unexpected.push(format!("{key} (row failed: {row_failed})"));
+                }
             }
         }
-    }
+        if dlq_poison >= expected || Instant::now() >= dlq_deadline {
+            break (dlq_poison, dlq_unexpected, states);
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    };
     section.figure(
         "DLQ contents",
         format!(
             "{dlq_poison} messages, all of the {} poison files (each row failed)",
             poison_ids.len()
+        ),
+    );
+    section.figure(
+        "DLQ depth at the last reading",
+        format!(
+            "{} visible, {} in flight (held by a reader), {} delayed; {readings} reading(s)",
+            states.0, states.1, states.2
         ),
     );
 

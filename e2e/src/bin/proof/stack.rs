@@ -240,32 +240,82 @@ impl Ctx {
         self.stack.queue_depth(queue_var).await
     }
 
-    /// Every message body in a DLQ (received with a short visibility, not deleted).
+    /// The queue's messages by state: (visible, in flight, delayed). In flight in a DLQ means
+    /// hidden by a reader (the sweeper keeps the letters it has seen hidden until its sweep ends).
+    pub async fn depth_by_state(&self, queue_var: &str) -> Result<(u64, u64, u64)> {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = self
+            .stack
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(self.stack.var(queue_var)?)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await?
+            .attributes
+            .unwrap_or_default();
+        let n = |a: A| {
+            attrs
+                .get(&a)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        Ok((
+            n(A::ApproximateNumberOfMessages),
+            n(A::ApproximateNumberOfMessagesNotVisible),
+            n(A::ApproximateNumberOfMessagesDelayed),
+        ))
+    }
+
+    /// Every message body in a DLQ that is not held by another reader, each once: long polls
+    /// (a short poll samples some of SQS's servers and may answer empty with letters there), the
+    /// letters read kept hidden until an empty long poll ends the reading, then all made visible
+    /// again at once, so the reading neither stops on letters it has already seen nor hides the
+    /// DLQ from anyone after it. Letters another reader holds are not read: compare with
+    /// [`Ctx::depth_by_state`].
     pub async fn dlq_bodies(&self, queue_var: &str) -> Result<Vec<String>> {
         let url = self.stack.var(queue_var)?.to_owned();
+        let sqs = self.stack.sqs();
         let mut bodies = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for _ in 0..50 {
-            let out = self
-                .stack
-                .sqs()
-                .receive_message()
-                .queue_url(&url)
-                .max_number_of_messages(10)
-                .visibility_timeout(60)
-                .wait_time_seconds(1)
-                .send()
-                .await?;
-            let msgs = out.messages.unwrap_or_default();
-            if msgs.is_empty() {
-                break;
-            }
-            for m in msgs {
-                if seen.insert(m.message_id.clone().unwrap_or_default()) {
-                    bodies.push(m.body.unwrap_or_default());
+        let mut held = Vec::new();
+        let read = async {
+            for _ in 0..200 {
+                let out = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(120)
+                    .wait_time_seconds(2)
+                    .send()
+                    .await?;
+                let msgs = out.messages.unwrap_or_default();
+                if msgs.is_empty() {
+                    break;
+                }
+                for m in msgs {
+                    held.extend(m.receipt_handle.clone());
+                    if seen.insert(m.message_id.clone().unwrap_or_default()) {
+                        bodies.push(m.body.unwrap_or_default());
+                    }
                 }
             }
+            anyhow::Ok(())
         }
+        .await;
+        for receipt in &held {
+            // Best effort: a letter not released comes back when its 120 s are up.
+            let _ = sqs
+                .change_message_visibility()
+                .queue_url(&url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+        read?;
         Ok(bodies)
     }
 
