@@ -189,3 +189,154 @@ async fn concurrent_retries_of_one_image_enqueue_it_once() -> Result<()> {
     );
     Ok(())
 }
+
+// ------------------------------------------------------------------------------ the sweeper
+
+/// The images table through the product's own adapter.
+fn images_table(stack: &Stack) -> Result<safelight::aws::DynamoImages> {
+    Ok(safelight::aws::DynamoImages::new(
+        &stack.sdk,
+        stack.var("SAFELIGHT_IMAGES_TABLE")?,
+        safelight::aws::Faults::default(),
+    ))
+}
+
+/// A row as the upload function makes it for `owner`, written `age_secs` ago.
+fn new_row(
+    owner: &str,
+    bytes: &[u8],
+    upload_state: safelight::UploadState,
+    age_secs: i64,
+) -> safelight::ImageRecord {
+    safelight::ImageRecord::new(
+        safelight::NewImage {
+            image_id: safelight::ImageId::new(),
+            owner_id: owner.parse().expect("owner"),
+            filename: Some("held.jpg".into()),
+            content_type: safelight::ContentType::Jpeg,
+            byte_size: bytes.len() as u64,
+            sha256: None,
+            upload_state,
+        },
+        safelight::Timestamp::now().plus_secs(-age_secs),
+    )
+}
+
+async fn put_original(stack: &Stack, row: &safelight::ImageRecord, bytes: Vec<u8>) -> Result<()> {
+    stack
+        .s3()
+        .put_object()
+        .bucket(stack.var("SAFELIGHT_BUCKET")?)
+        .key(row.original_key.as_str())
+        .content_type("image/jpeg")
+        .body(bytes.into())
+        .send()
+        .await?;
+    Ok(())
+}
+
+async fn sweep(stack: &Stack) -> Result<Value> {
+    let answer = stack
+        .stackctl(&["invoke", stack.var("SAFELIGHT_SWEEPER_FUNCTION")?])
+        .await?;
+    Ok(serde_json::from_str(answer.trim())?)
+}
+
+/// Both processors' event source mappings on or off (a backlog: messages wait in the queues).
+async fn processors(stack: &Stack, on: &str) -> Result<()> {
+    for f in ["thumbnail", "variant"] {
+        stack.stackctl(&["event-source", f, on]).await?;
+    }
+    Ok(())
+}
+
+async fn wait_depth(stack: &Stack, queue_var: &str, at_least: u64) -> Result<()> {
+    let since = std::time::Instant::now();
+    while stack.queue_depth(queue_var).await? < at_least {
+        anyhow::ensure!(
+            since.elapsed() < Duration::from_secs(60),
+            "{queue_var}: no message"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_upload_held_back_past_its_link_lifetime_is_found_stored_by_the_sweeper_and_completes(
+) -> Result<()> {
+    use safelight::ports::ImageRepository;
+    let _turn = TURN.lock().await;
+    let stack = Stack::load().await?;
+    let (sub, token) = user(&stack, "held").await?;
+    let images = images_table(&stack)?;
+    processors(&stack, "off").await?;
+    let outcome = async {
+        // Uploaded through its presigned link an hour ago; its processing has not started (the
+        // processors are held back, as an open breaker or a backlog would).
+        let bytes = jpeg(600, 400);
+        let row = new_row(&sub, &bytes, safelight::UploadState::AwaitingUpload, 3600);
+        images.create(&row).await?;
+        put_original(&stack, &row, bytes).await?;
+        wait_depth(&stack, "SAFELIGHT_THUMBNAILS_QUEUE_URL", 1).await?;
+
+        let report = sweep(&stack).await?;
+        assert!(report["uploads_found"].as_u64() >= Some(1), "{report}");
+        let kept = images.get(row.image_id).await?.expect("row");
+        assert_eq!(kept.upload_state, safelight::UploadState::Stored);
+        assert_eq!(kept.processing_status, safelight::Status::Pending);
+
+        processors(&stack, "on").await?;
+        let id = row.image_id.to_string();
+        let done = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+        assert_eq!(done["processing_status"], "completed", "{done}");
+        anyhow::Ok(())
+    }
+    .await;
+    processors(&stack, "on").await?;
+    outcome
+}
+
+#[tokio::test]
+async fn a_stored_image_whose_messages_were_lost_is_reenqueued_by_the_sweeper_and_completes(
+) -> Result<()> {
+    use safelight::ports::ImageRepository;
+    let _turn = TURN.lock().await;
+    let stack = Stack::load().await?;
+    let (sub, token) = user(&stack, "lost").await?;
+    let images = images_table(&stack)?;
+    processors(&stack, "off").await?;
+    let outcome = async {
+        // Stored two hours ago; both of its messages are gone (purged here; on AWS: the
+        // EventBridge target's DLQ, a failed restore after a retry, the queues' retention).
+        let bytes = jpeg(600, 400);
+        let row = new_row(&sub, &bytes, safelight::UploadState::Stored, 7200);
+        images.create(&row).await?;
+        put_original(&stack, &row, bytes).await?;
+        for q in [
+            "SAFELIGHT_THUMBNAILS_QUEUE_URL",
+            "SAFELIGHT_VARIANTS_QUEUE_URL",
+        ] {
+            wait_depth(&stack, q, 1).await?;
+            stack
+                .sqs()
+                .purge_queue()
+                .queue_url(stack.var(q)?)
+                .send()
+                .await?;
+        }
+        processors(&stack, "on").await?;
+
+        let report = sweep(&stack).await?;
+        assert!(report["stuck_requeued"].as_u64() >= Some(1), "{report}");
+        let requeued = images.get(row.image_id).await?.expect("row");
+        assert_eq!(requeued.sweep_requeues, 1);
+        let id = row.image_id.to_string();
+        let done = stack.wait_status(&token, &id, SETTLE, terminal).await?;
+        assert_eq!(done["processing_status"], "completed", "{done}");
+        anyhow::Ok(())
+    }
+    .await;
+    processors(&stack, "on").await?;
+    outcome
+}
