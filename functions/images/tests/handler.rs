@@ -259,6 +259,32 @@ async fn a_retry_that_cannot_be_enqueued_leaves_the_image_failed() {
 }
 
 #[tokio::test]
+async fn retrying_an_upload_taken_for_expired_requeues_both_stages_and_counts_it_stored() {
+    let h = handler();
+    let mut r = row(&h, "alice", 1_000);
+    r.upload_state = UploadState::AwaitingUpload;
+    r.expire_upload(Timestamp::from_unix_millis(2_000)).unwrap();
+    h.images().insert(r.clone());
+    let resp = h
+        .handle(&request("images-retry.json", Some(r.image_id), "alice"))
+        .await;
+    assert_eq!(resp.status_code, 202, "{:?}", resp.body);
+    assert_eq!(body(&resp)["requeued"], json!(["thumbnail", "variant"]));
+    let stored = h
+        .images()
+        .rows()
+        .into_iter()
+        .find(|x| x.image_id == r.image_id)
+        .unwrap();
+    assert_eq!(
+        stored.upload_state,
+        UploadState::Stored,
+        "an original that arrived late is processed and shown"
+    );
+    assert_eq!(h.queue().sent().len(), 2);
+}
+
+#[tokio::test]
 async fn a_request_without_identity_is_refused() {
     let h = handler();
     let mut e = event("images-list.json");
