@@ -228,8 +228,40 @@ pub(crate) fn for_original(bytes: &[u8], content_type: ContentType) -> Option<To
 /// gigabytes stops there (the decode has refused that file already).
 fn png_profile(b: &[u8]) -> Option<Vec<u8>> {
     let reader = super::decode::png_decoder(b).read_info().ok()?;
-    let profile = reader.info().icc_profile.as_deref()?;
-    (profile.len() <= MAX_PROFILE_BYTES).then(|| profile.to_vec())
+    match reader.info().icc_profile.as_deref() {
+        // Over MAX_PROFILE_BYTES: refused (and logged) by `conversion`.
+        Some(profile) => Some(profile.to_vec()),
+        None => {
+            if png_has_chunk(b, b"iCCP") {
+                // The png crate drops a profile it cannot inflate within its limits, silently.
+                tracing::warn!(
+                    limit_mib = super::decode::PNG_METADATA_LIMIT >> 20,
+                    "png iCCP profile unreadable or inflating past the limit; ignored, pixels \
+                     taken as sRGB"
+                );
+            }
+            None
+        }
+    }
+}
+
+/// Whether a PNG has a chunk of `kind` before its image data.
+fn png_has_chunk(b: &[u8], kind: &[u8; 4]) -> bool {
+    let mut pos = 8usize;
+    while let (Some(len), Some(k)) = (b.get(pos..pos + 4), b.get(pos + 4..pos + 8)) {
+        if k == kind {
+            return true;
+        }
+        if k == b"IDAT" {
+            return false;
+        }
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        match pos.checked_add(12 + len) {
+            Some(next) => pos = next,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// The ICC profile of a JPEG: its `APP2 "ICC_PROFILE\0"` segments (sequence number, count,
@@ -354,6 +386,19 @@ mod tests {
         for (a, b) in out.data.iter().zip(&px.data) {
             assert!(a.abs_diff(*b) <= 1, "{:?} vs {:?}", out.data, px.data);
         }
+    }
+
+    #[test]
+    fn a_png_profile_is_read_from_its_iccp_chunk_and_a_png_without_one_has_none() {
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let p3 = std::fs::read(fixtures.join("icc-display-p3.png")).unwrap();
+        assert!(png_has_chunk(&p3, b"iCCP"));
+        let profile = png_profile(&p3).unwrap();
+        assert!(ColorProfile::new_from_slice(&profile).is_ok());
+        // (A profile inflating past the limit: `tests/bombs.rs`, bomb-png-iccp.png.)
+        let plain = std::fs::read(fixtures.join("alpha.png")).unwrap();
+        assert!(!png_has_chunk(&plain, b"iCCP"));
+        assert_eq!(png_profile(&plain), None);
     }
 
     #[test]
