@@ -190,6 +190,15 @@ pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
             };
             (w, h) = (w.div_ceil(d), h.div_ceil(d));
             beside = header.jpeg_full_buffer;
+            // jpeg-decoder (the build without `turbo`) decodes lossless JPEG through 16-bit
+            // planes and copies of them: measured at about 5 bytes a sample beside the result
+            // (a 2800x2800 RGB file peaked at 139 MiB rendering thumbnails; `tests/bombs.rs`).
+            if header.jpeg_lossless && cfg!(not(feature = "turbo")) {
+                beside = beside.saturating_add(
+                    w.saturating_mul(h)
+                        .saturating_mul(u64::from(header.jpeg_components) * 5),
+                );
+            }
             // CMYK is decoded, then converted to RGB while both are held.
             if header.jpeg_components == 4 {
                 4 + 3
