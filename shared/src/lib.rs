@@ -18,6 +18,8 @@ pub mod sweep;
 pub mod aws;
 
 #[cfg(feature = "testing")]
+pub mod determinism;
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use api::ApiError;

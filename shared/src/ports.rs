@@ -20,6 +20,10 @@ pub enum StoreError {
     /// The store failed or could not be reached; retrying may help.
     #[error("object storage failed: {0}")]
     Unavailable(#[source] BoxError),
+    /// The store refused the call for a reason retrying soon will not fix: access denied, an
+    /// unusable KMS key, a missing bucket (a permissions or configuration problem).
+    #[error("object storage refused the call (a permissions or configuration problem): {0}")]
+    Refused(#[source] BoxError),
 }
 
 /// Failures of the image repository.
@@ -37,6 +41,10 @@ pub enum RepoError {
     /// The table failed or could not be reached; retrying may help.
     #[error("image table failed: {0}")]
     Unavailable(#[source] BoxError),
+    /// The table refused the call for a reason retrying soon will not fix: access denied, an
+    /// unusable KMS key, a missing table (a permissions or configuration problem).
+    #[error("table refused the call (a permissions or configuration problem): {0}")]
+    Refused(#[source] BoxError),
 }
 
 /// What a presigned upload must carry; the signature covers every field.
@@ -212,13 +220,25 @@ pub trait JobQueue: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
     /// Sends a copy of a received message body to the stage's queue, invisible for `delay`
     /// (at most 15 minutes). Deferring this way, then deleting the original, does not use up
-    /// the original's receives, so an open circuit never pushes work into the DLQ.
+    /// the original's receives, so an open circuit never pushes work into the DLQ. The copy
+    /// carries `deferred_since` (the first deferral of the original message, a message
+    /// attribute), so a chain of deferrals has a bounded total age.
     fn requeue(
         &self,
         stage: Stage,
         body: &str,
         delay: Duration,
+        deferred_since: Option<Timestamp>,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
+}
+
+/// Who takes a processing lease: one receive of one SQS message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder<'a> {
+    /// The SQS message id (the same for every receive of the message).
+    pub message_id: &'a str,
+    /// Its `ApproximateReceiveCount` at this receive.
+    pub receive: u32,
 }
 
 /// What taking a processing lease found.
@@ -226,8 +246,10 @@ pub trait JobQueue: Send + Sync {
 pub enum Lease {
     /// The lease was free (or another holder's had expired): the caller holds it now.
     Taken,
-    /// The caller holds it now, and it was still held by the same holder: that holder's
-    /// previous attempt never released it, i.e. its process died or its invocation timed out.
+    /// The caller holds it now, and it was last taken by an earlier receive of the same message
+    /// whose time has run out without a release: that attempt's process died, its invocation
+    /// timed out (then it says so, see [`ControlStore::mark_out_of_time`]), or its release
+    /// failed.
     Abandoned {
         /// How many attempts took the lease since it was last released (at least 1).
         attempts: u32,
@@ -235,7 +257,13 @@ pub enum Lease {
         /// running: it ran out of time rather than crashed.
         ran_out_of_time: bool,
     },
-    /// Someone else holds it: a duplicate delivery is being processed.
+    /// The same message holds it and its time has not run out: a duplicate delivery of a
+    /// message whose attempt is (or may still be) running. Not taken.
+    Running {
+        /// When the live attempt's lease runs out.
+        until: Timestamp,
+    },
+    /// Another message holds it: a duplicate is being processed. Not taken.
     HeldElsewhere,
 }
 
@@ -244,12 +272,21 @@ pub enum Lease {
 pub struct LeaseView {
     /// The message that took it last.
     pub holder: String,
+    /// That message's receive count when it took it.
+    pub receive: u32,
     /// Until when it is held.
     pub until: Timestamp,
     /// How many attempts took it since it was last released.
     pub attempts: u32,
     /// The last holder recorded that it ran out of time.
     pub ran_out_of_time: bool,
+}
+
+impl LeaseView {
+    /// Whether `holder` is the receive that holds it.
+    pub fn is_held_by(&self, holder: &Holder<'_>) -> bool {
+        self.holder == holder.message_id && self.receive == holder.receive
+    }
 }
 
 /// The control table: circuit breakers and processing leases.
@@ -266,26 +303,26 @@ pub trait ControlStore: Send + Sync {
         breaker: &Breaker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
-    /// Takes the processing lease for (stage, image) until `until`, if it is free, expired, or
-    /// already held by `holder`, counting the takes since its last release. Every attempt
-    /// releases its lease when it ends, so finding it still held by `holder` (the same SQS
-    /// message) means that message's previous attempt never ended: its process died, or its
-    /// invocation timed out (then it says so, see [`ControlStore::mark_out_of_time`]).
+    /// Takes the processing lease for (stage, image) until `until` if it is free or its time
+    /// has run out (`now` is past its `until`), counting the takes since its last release. Every
+    /// attempt releases its lease when it ends, so finding it run out under an earlier receive of
+    /// the same message means that receive's attempt never ended ([`Lease::Abandoned`]); finding
+    /// it live under the same message is a duplicate delivery ([`Lease::Running`]).
     fn acquire_lease(
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
         until: Timestamp,
         now: Timestamp,
     ) -> impl Future<Output = Result<Lease, RepoError>> + Send;
-    /// Records on the lease, if `holder` still holds it, that its attempt is about to run out
-    /// of the invocation's time (so the next attempt knows it was not a crash).
+    /// Records on the lease, if `holder` (that very receive) still holds it, that its attempt is
+    /// about to run out of the invocation's time (so the next attempt knows it was not a crash).
     fn mark_out_of_time(
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// Reads the lease of (stage, image) without taking it; `None` when there is none.
     fn lease(
@@ -293,12 +330,12 @@ pub trait ControlStore: Send + Sync {
         stage: Stage,
         image: ImageId,
     ) -> impl Future<Output = Result<Option<LeaseView>, RepoError>> + Send;
-    /// Gives the lease up if `holder` still holds it.
+    /// Gives the lease up if `holder` (that very receive) still holds it.
     fn release_lease(
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
 }
 

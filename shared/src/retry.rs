@@ -42,8 +42,18 @@ impl Backoff {
 
     /// [`Backoff::delay`] with a random jitter.
     pub fn random_delay(&self, receive_count: u32) -> Duration {
-        self.delay(receive_count, rand::random::<f64>())
+        self.delay(receive_count, jitter())
     }
+}
+
+/// A uniform draw in `[0, 1)` for jitter: `rand`'s, or the simulator's seeded one when it is
+/// installed (feature `testing` only, see `crate::determinism`).
+pub fn jitter() -> f64 {
+    #[cfg(feature = "testing")]
+    if let Some(u) = crate::determinism::unit() {
+        return u;
+    }
+    rand::random::<f64>()
 }
 
 /// Whether this receive is the last one before the DLQ.

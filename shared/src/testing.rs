@@ -10,8 +10,8 @@ use std::time::Duration;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
 use crate::ports::{
-    ControlStore, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore, Page,
-    PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
+    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore,
+    Page, PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
     UploadConstraints,
 };
 
@@ -309,6 +309,8 @@ pub struct MemoryQueue {
     pub delays: Mutex<Vec<(Stage, String, Duration)>>,
     /// Deferred copies: (stage, body, delay).
     pub requeued: Mutex<Vec<(Stage, String, Duration)>>,
+    /// The `deferred_since` each copy carried, in the order of `requeued`.
+    pub deferred_since: Mutex<Vec<Option<Timestamp>>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -352,11 +354,18 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn requeue(&self, stage: Stage, body: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn requeue(
+        &self,
+        stage: Stage,
+        body: &str,
+        delay: Duration,
+        deferred_since: Option<Timestamp>,
+    ) -> Result<(), QueueError> {
         if *lock(&self.failing) {
             return Err(QueueError::Unavailable("memory queue set to fail".into()));
         }
         lock(&self.requeued).push((stage, body.to_owned(), delay));
+        lock(&self.deferred_since).push(deferred_since);
         Ok(())
     }
 }
@@ -646,13 +655,15 @@ impl MemoryControl {
         all.insert(stage, (breaker, version));
     }
 
-    /// Gives a lease to `holder` (test setup): taken once, not marked out of time.
+    /// Gives a lease to `holder`'s first receive (test setup): taken once, not marked out of
+    /// time.
     pub fn hold_lease(&self, stage: Stage, image: ImageId, holder: &str, until: Timestamp) {
         self.set_lease(
             stage,
             image,
             LeaseView {
                 holder: holder.to_owned(),
+                receive: 1,
                 until,
                 attempts: 1,
                 ran_out_of_time: false,
@@ -709,7 +720,7 @@ impl ControlStore for MemoryControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
         until: Timestamp,
         now: Timestamp,
     ) -> Result<Lease, RepoError> {
@@ -718,25 +729,27 @@ impl ControlStore for MemoryControl {
         let old = leases.get(&(stage, image)).cloned();
         let lease = match &old {
             None => Lease::Taken,
-            Some(l) if l.holder == holder => Lease::Abandoned {
+            Some(l) if l.until >= now && l.holder == holder.message_id => {
+                return Ok(Lease::Running { until: l.until })
+            }
+            Some(l) if l.until >= now => return Ok(Lease::HeldElsewhere),
+            Some(l) if l.holder == holder.message_id => Lease::Abandoned {
                 attempts: l.attempts,
                 ran_out_of_time: l.ran_out_of_time,
             },
-            Some(l) if l.until < now => Lease::Taken,
-            Some(_) => Lease::HeldElsewhere,
+            Some(_) => Lease::Taken,
         };
-        if lease != Lease::HeldElsewhere {
-            let attempts = old.map_or(0, |l| l.attempts) + 1;
-            leases.insert(
-                (stage, image),
-                LeaseView {
-                    holder: holder.to_owned(),
-                    until,
-                    attempts,
-                    ran_out_of_time: false,
-                },
-            );
-        }
+        let attempts = old.map_or(0, |l| l.attempts) + 1;
+        leases.insert(
+            (stage, image),
+            LeaseView {
+                holder: holder.message_id.to_owned(),
+                receive: holder.receive,
+                until,
+                attempts,
+                ran_out_of_time: false,
+            },
+        );
         Ok(lease)
     }
 
@@ -744,11 +757,11 @@ impl ControlStore for MemoryControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
         self.check()?;
         if let Some(l) = lock(&self.leases).get_mut(&(stage, image)) {
-            if l.holder == holder {
+            if l.is_held_by(holder) {
                 l.ran_out_of_time = true;
             }
         }
@@ -764,13 +777,13 @@ impl ControlStore for MemoryControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
         self.check()?;
         let mut leases = lock(&self.leases);
         if leases
             .get(&(stage, image))
-            .is_some_and(|l| l.holder == holder)
+            .is_some_and(|l| l.is_held_by(holder))
         {
             leases.remove(&(stage, image));
         }

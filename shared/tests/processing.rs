@@ -114,6 +114,7 @@ fn event(key: &ObjectKey, id: &str, receive_count: u32) -> Message {
         receipt_handle: format!("rh-{id}-{receive_count}"),
         body: body.to_string(),
         receive_count,
+        deferred_since: None,
     }
 }
 
@@ -130,6 +131,7 @@ fn event_of_version(key: &ObjectKey, id: &str, version: &str) -> Message {
         receipt_handle: format!("rh-{id}"),
         body: body.to_string(),
         receive_count: 1,
+        deferred_since: None,
     }
 }
 
@@ -519,6 +521,7 @@ async fn a_retry_reads_the_pinned_version_whatever_is_current() {
         receipt_handle: "rh".into(),
         body: serde_json::to_string(&retry).unwrap(),
         receive_count: 1,
+        deferred_since: None,
     };
     assert!(p.handle_batch(&[message]).await.is_empty());
     let done = row(&p, r.image_id);
@@ -721,6 +724,7 @@ async fn test_events_are_skipped_and_unreadable_messages_kept_for_the_dlq() {
         receipt_handle: "rh".into(),
         body: json!({"Service": "Amazon S3", "Event": "s3:TestEvent"}).to_string(),
         receive_count: 1,
+        deferred_since: None,
     };
     assert!(p.handle_batch(&[test_event]).await.is_empty());
     let garbage = Message {
@@ -728,43 +732,221 @@ async fn test_events_are_skipped_and_unreadable_messages_kept_for_the_dlq() {
         receipt_handle: "rh".into(),
         body: "<xml/>".into(),
         receive_count: 1,
+        deferred_since: None,
     };
     assert_eq!(p.handle_batch(&[garbage]).await, vec!["g".to_owned()]);
 }
 
 #[tokio::test]
-async fn a_message_whose_previous_attempt_died_fails_as_crashed_and_the_rest_of_its_batch_completes(
+async fn a_message_whose_previous_attempt_died_runs_once_more_alone_and_a_second_death_fails_it_as_crashed(
 ) {
     let p = processor(Stage::Thumbnail);
-    let bomb = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let victim = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
     let a = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
     let b = upload(&p, put_mem, jpeg(48, 64), ContentType::Jpeg);
-    // What a process that died on `bomb` leaves: its stage began, the lease of its message held.
-    let mut begun = row(&p, bomb.image_id);
+    // What a process that died while working on `victim` leaves (an out-of-memory kill caused
+    // by another image, a host going away): its stage began, its message's lease held.
+    let mut begun = row(&p, victim.image_id);
     begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
     p.ports().1.insert(begun);
     let until = Timestamp::now().plus_secs(-120); // long expired: the redelivery came later
     p.ports()
         .3
-        .hold_lease(Stage::Thumbnail, bomb.image_id, "m-bomb", until);
+        .hold_lease(Stage::Thumbnail, victim.image_id, "m-victim", until);
 
     let keep = p
         .handle_batch(&[
-            event(&a.original_key, "m-a", 2),
-            event(&bomb.original_key, "m-bomb", 2),
-            event(&b.original_key, "m-b", 2),
+            event(&a.original_key, "m-a", 1),
+            event(&victim.original_key, "m-victim", 2),
+            event(&b.original_key, "m-b", 1),
         ])
         .await;
     assert!(keep.is_empty(), "nothing goes back to the queue: {keep:?}");
-    let failed = row(&p, bomb.image_id);
+    assert_eq!(
+        row(&p, victim.image_id).thumbnail_status,
+        Status::Completed,
+        "one crash is not the image's fault: it gets another attempt"
+    );
+    let requeued = p.ports().2.requeued();
+    assert_eq!(requeued.len(), 2, "it ran alone: {requeued:?}");
+    assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
+
+    // A second death in a row fails the stage with the reason, and the batch is not lost.
+    let twice = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
+    let mut begun = row(&p, twice.image_id);
+    begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    p.ports().1.insert(begun);
+    p.ports().3.set_lease(
+        Stage::Thumbnail,
+        twice.image_id,
+        safelight::ports::LeaseView {
+            holder: "m-twice".into(),
+            receive: 2,
+            until,
+            attempts: 2,
+            ran_out_of_time: false,
+        },
+    );
+    let keep = p
+        .handle_batch(&[
+            event(&twice.original_key, "m-twice", 3),
+            event(&a.original_key, "m-a2", 1),
+        ])
+        .await;
+    assert!(keep.is_empty(), "{keep:?}");
+    let failed = row(&p, twice.image_id);
     assert_eq!(failed.thumbnail_status, Status::Failed);
     assert_eq!(failed.error_kind, Some(ErrorKind::Permanent));
     assert!(failed
         .processing_error
         .unwrap()
-        .starts_with("processing crashed"));
+        .starts_with("processing crashed twice"));
     assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Completed);
-    assert_eq!(row(&p, b.image_id).thumbnail_status, Status::Completed);
+}
+
+#[tokio::test]
+async fn a_duplicate_delivery_of_a_running_message_waits_for_it_instead_of_failing_it() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
+    let mut begun = row(&p, r.image_id);
+    begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
+    p.ports().1.insert(begun);
+    // The first receive's attempt is running: its lease is live.
+    let until = Timestamp::now().plus_secs(50);
+    p.ports()
+        .3
+        .hold_lease(Stage::Thumbnail, r.image_id, "m-dup", until);
+    let keep = p.handle_batch(&[event(&r.original_key, "m-dup", 2)]).await;
+    assert_eq!(
+        keep,
+        vec!["m-dup".to_owned()],
+        "kept for after the live attempt"
+    );
+    let row_now = row(&p, r.image_id);
+    assert_eq!(
+        row_now.thumbnail_status,
+        Status::Processing,
+        "not failed as a crash"
+    );
+    let delays = p.ports().2.delays();
+    assert_eq!(delays.len(), 1, "{delays:?}");
+    assert!(
+        delays[0].2 >= Duration::from_secs(49),
+        "hidden until the lease runs out: {delays:?}"
+    );
+    assert_eq!(
+        p.ports()
+            .3
+            .lease_of(Stage::Thumbnail, r.image_id)
+            .map(|l| l.receive),
+        Some(1),
+        "the live attempt keeps its lease"
+    );
+}
+
+/// The control table whose lease releases fail the first `failures` times.
+#[derive(Debug, Default)]
+struct FlakyRelease(MemoryControl, std::sync::atomic::AtomicU32);
+
+impl safelight::ports::ControlStore for FlakyRelease {
+    async fn load_breaker(
+        &self,
+        stage: Stage,
+    ) -> Result<(safelight::breaker::Breaker, u64), safelight::ports::RepoError> {
+        self.0.load_breaker(stage).await
+    }
+    async fn save_breaker(
+        &self,
+        stage: Stage,
+        b: &safelight::breaker::Breaker,
+        v: u64,
+    ) -> Result<(), safelight::ports::RepoError> {
+        self.0.save_breaker(stage, b, v).await
+    }
+    async fn acquire_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &safelight::ports::Holder<'_>,
+        until: Timestamp,
+        now: Timestamp,
+    ) -> Result<safelight::ports::Lease, safelight::ports::RepoError> {
+        self.0.acquire_lease(stage, image, holder, until, now).await
+    }
+    async fn mark_out_of_time(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &safelight::ports::Holder<'_>,
+    ) -> Result<(), safelight::ports::RepoError> {
+        self.0.mark_out_of_time(stage, image, holder).await
+    }
+    async fn lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+    ) -> Result<Option<safelight::ports::LeaseView>, safelight::ports::RepoError> {
+        self.0.lease(stage, image).await
+    }
+    async fn release_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &safelight::ports::Holder<'_>,
+    ) -> Result<(), safelight::ports::RepoError> {
+        let left = self.1.load(std::sync::atomic::Ordering::SeqCst);
+        if left > 0 {
+            self.1.store(left - 1, std::sync::atomic::Ordering::SeqCst);
+            return Err(safelight::ports::RepoError::Unavailable("throttled".into()));
+        }
+        self.0.release_lease(stage, image, holder).await
+    }
+}
+
+#[tokio::test]
+async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_no_crash() {
+    let p = Processor::new(
+        Stage::Thumbnail,
+        default_thumbnail_specs(),
+        Limits::default(),
+        policy(),
+        Ports {
+            store: MemoryStore::default(),
+            images: MemoryImages::default(),
+            queue: MemoryQueue::default(),
+            control: FlakyRelease(MemoryControl::default(), 2.into()),
+        },
+    );
+    let key = {
+        let r = ImageRecord::new(
+            NewImage {
+                image_id: ImageId::new(),
+                owner_id: "u1".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Jpeg,
+                byte_size: jpeg(64, 48).len() as u64,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::now(),
+        );
+        p.ports().1.insert(r.clone());
+        p.ports()
+            .0
+            .insert(r.original_key.as_str(), jpeg(64, 48), "image/jpeg");
+        r
+    };
+    let keep = p.handle_batch(&[event(&key.original_key, "m-r", 1)]).await;
+    assert!(keep.is_empty());
+    assert_eq!(p.ports().3 .1.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert!(
+        p.ports()
+            .3
+             .0
+            .lease_of(Stage::Thumbnail, key.image_id)
+            .is_none(),
+        "released on the third try"
+    );
 }
 
 #[tokio::test]
@@ -898,6 +1080,12 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
         "marked before the deadline: {lease:?}"
     );
     assert_eq!(row(&p, slow.image_id).thumbnail_status, Status::Processing);
+    // The redelivery comes after the visibility timeout, long after the lease ran out.
+    let mut expired = lease.clone();
+    expired.until = Timestamp::now().plus_secs(-120);
+    p.ports()
+        .3
+        .set_lease(Stage::Thumbnail, slow.image_id, expired);
 
     // The redelivery comes back in a batch with others: it runs first and alone, the others are
     // re-sent as fresh copies, and this time it completes.
@@ -953,6 +1141,7 @@ async fn an_image_that_ran_out_of_time_twice_fails_with_the_reason() {
         r.image_id,
         safelight::ports::LeaseView {
             holder: "m-slow".into(),
+            receive: 2,
             until: Timestamp::now().plus_secs(-120),
             attempts: 2,
             ran_out_of_time: true,

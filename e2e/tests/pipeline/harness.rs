@@ -251,6 +251,7 @@ impl Harness {
                         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                         .and_then(|n| n.parse().ok())
                         .unwrap_or(1),
+                    deferred_since: None,
                 })
                 .collect();
             seen.receives += messages.len();

@@ -271,6 +271,7 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_burning_receives_
                 receipt_handle: m.receipt_handle.unwrap_or_default(),
                 body: m.body.unwrap_or_default(),
                 receive_count: 1,
+                deferred_since: None,
             })
             .collect();
         failures += failing.handle_batch(&msgs).await.len();
@@ -299,6 +300,7 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_burning_receives_
             receipt_handle: m.receipt_handle.clone().unwrap_or_default(),
             body: m.body.clone().unwrap_or_default(),
             receive_count: 2,
+            deferred_since: None,
         })
         .collect();
     assert!(
@@ -352,6 +354,7 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
                 "detail": {"object": {"key": r.original_key.as_str()}}})
             .to_string(),
             receive_count: 1,
+            deferred_since: None,
         });
     }
     let runs = workers
@@ -597,14 +600,19 @@ fn redelivered(
         receipt_handle: format!("rh-{id}"),
         body: body.to_string(),
         receive_count,
+        deferred_since: None,
     }
 }
 
 #[tokio::test]
 async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonment_fails_the_image(
 ) -> Result<()> {
-    use safelight::ports::Lease;
+    use safelight::ports::{Holder, Lease};
     let rig = Harness::new(Duration::from_secs(30)).await?;
+    let holder = |message_id, receive| Holder {
+        message_id,
+        receive,
+    };
     let p = rig.processor("", Policy::default())?;
     let control = p.ports().3;
     let stage = Stage::Thumbnail;
@@ -616,12 +624,12 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     let slow = rig.seed(jpeg(800, 600)).await?;
     assert_eq!(
         control
-            .acquire_lease(stage, slow.image_id, "m-slow", expired, now)
+            .acquire_lease(stage, slow.image_id, &holder("m-slow", 1), expired, now)
             .await?,
         Lease::Taken
     );
     control
-        .mark_out_of_time(stage, slow.image_id, "m-slow")
+        .mark_out_of_time(stage, slow.image_id, &holder("m-slow", 1))
         .await?;
     let lease = control.lease(stage, slow.image_id).await?.expect("stored");
     assert_eq!(
@@ -631,7 +639,7 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     );
     // Another holder cannot mark it.
     control
-        .mark_out_of_time(stage, slow.image_id, "someone-else")
+        .mark_out_of_time(stage, slow.image_id, &holder("someone-else", 1))
         .await?;
     assert!(p
         .handle_batch(&[redelivered(&rig, &slow.original_key, "m-slow", 2)])
@@ -649,14 +657,14 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     // Twice abandoned (the second attempt, alone, ran out of time again): failed with the reason.
     let slower = rig.seed(jpeg(800, 600)).await?;
     control
-        .acquire_lease(stage, slower.image_id, "m-slower", expired, now)
+        .acquire_lease(stage, slower.image_id, &holder("m-slower", 1), expired, now)
         .await?;
     control
-        .mark_out_of_time(stage, slower.image_id, "m-slower")
+        .mark_out_of_time(stage, slower.image_id, &holder("m-slower", 1))
         .await?;
     assert_eq!(
         control
-            .acquire_lease(stage, slower.image_id, "m-slower", expired, now)
+            .acquire_lease(stage, slower.image_id, &holder("m-slower", 2), expired, now)
             .await?,
         Lease::Abandoned {
             attempts: 1,
@@ -674,7 +682,7 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
         "{lease:?}"
     );
     control
-        .mark_out_of_time(stage, slower.image_id, "m-slower")
+        .mark_out_of_time(stage, slower.image_id, &holder("m-slower", 2))
         .await?;
     assert!(p
         .handle_batch(&[redelivered(&rig, &slower.original_key, "m-slower", 3)])
@@ -690,5 +698,40 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
             .starts_with("processing ran out of time twice"),
         "{failed:?}"
     );
+
+    // A live lease: a later receive of the same message is a duplicate of a running attempt
+    // (not taken, not abandoned); another message is held off; only the receive that took it
+    // releases it.
+    let live = rig.seed(jpeg(64, 48)).await?;
+    let until = now.plus_secs(60);
+    assert_eq!(
+        control
+            .acquire_lease(stage, live.image_id, &holder("m-live", 1), until, now)
+            .await?,
+        Lease::Taken
+    );
+    assert_eq!(
+        control
+            .acquire_lease(stage, live.image_id, &holder("m-live", 2), until, now)
+            .await?,
+        Lease::Running { until }
+    );
+    assert_eq!(
+        control
+            .acquire_lease(stage, live.image_id, &holder("m-other", 1), until, now)
+            .await?,
+        Lease::HeldElsewhere
+    );
+    control
+        .release_lease(stage, live.image_id, &holder("m-live", 2))
+        .await?;
+    assert!(
+        control.lease(stage, live.image_id).await?.is_some(),
+        "a duplicate's release leaves the live attempt's lease"
+    );
+    control
+        .release_lease(stage, live.image_id, &holder("m-live", 1))
+        .await?;
+    assert!(control.lease(stage, live.image_id).await?.is_none());
     Ok(())
 }

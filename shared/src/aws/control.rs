@@ -20,7 +20,8 @@ use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::backfill::Marker;
 use crate::ops::minute_start;
 use crate::ports::{
-    ControlStore, Lease, LeaseView, MarkerStore, MinuteCount, Outcome, RepoError, ThroughputLog,
+    ControlStore, Holder, Lease, LeaseView, MarkerStore, MinuteCount, Outcome, RepoError,
+    ThroughputLog,
 };
 
 /// The control table.
@@ -46,6 +47,24 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError 
     RepoError::Unavailable(Box::new(e))
 }
 
+/// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
+fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    if super::is_refusal(e.code()) {
+        RepoError::Refused(Box::new(e))
+    } else {
+        RepoError::Unavailable(Box::new(e))
+    }
+}
+
 /// The breaker row's key.
 pub fn breaker_key(stage: Stage) -> String {
     format!("circuit#{stage}")
@@ -68,6 +87,9 @@ fn lease_view(item: &HashMap<String, AttributeValue>) -> LeaseView {
             .and_then(|v| v.as_s().ok())
             .cloned()
             .unwrap_or_default(),
+        receive: number("receive")
+            .and_then(|n| u32::try_from(n).ok())
+            .unwrap_or(0),
         until: Timestamp::from_unix_millis(number("until_ms").unwrap_or(0)),
         attempts: number("taken")
             .and_then(|n| u32::try_from(n).ok())
@@ -117,7 +139,7 @@ impl ThroughputLog for DynamoControl {
             )
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         Ok(())
     }
 
@@ -148,7 +170,7 @@ impl ThroughputLog for DynamoControl {
                 .set_request_items(Some(request))
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(sdk_failure)?;
             for item in out
                 .responses
                 .unwrap_or_default()
@@ -205,7 +227,7 @@ impl MarkerStore for DynamoControl {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         out.item
             .map(|item| {
                 let row: MarkerRow = serde_dynamo::from_item(item)
@@ -247,7 +269,7 @@ impl MarkerStore for DynamoControl {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 }
@@ -264,7 +286,7 @@ impl ControlStore for DynamoControl {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         match out.item {
             None => Ok((Breaker::default(), 0)),
             Some(item) => {
@@ -307,7 +329,7 @@ impl ControlStore for DynamoControl {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -315,12 +337,14 @@ impl ControlStore for DynamoControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
         until: Timestamp,
         now: Timestamp,
     ) -> Result<Lease, RepoError> {
-        // One conditional update: take it, count the takes since the last release (a release
-        // deletes the item), clear the previous holder's out-of-time mark, return the old row.
+        // One conditional update when the lease is free or run out: take it, count the takes
+        // since the last release (a release deletes the item), clear the previous holder's
+        // out-of-time mark, return the old row. A live lease is only read, to tell a duplicate
+        // of this very message from another message's attempt.
         let result = self
             .client
             .update_item()
@@ -328,11 +352,15 @@ impl ControlStore for DynamoControl {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(lease_key(stage, image)))
             .update_expression(
-                "SET holder = :holder, until_ms = :until, expires_at = :expires, \
+                "SET holder = :holder, receive = :receive, until_ms = :until, expires_at = :expires, \
                  taken = if_not_exists(taken, :zero) + :one REMOVE out_of_time",
             )
-            .condition_expression("attribute_not_exists(pk) OR until_ms < :now OR holder = :holder")
-            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .condition_expression("attribute_not_exists(pk) OR until_ms < :now")
+            .expression_attribute_values(
+                ":holder",
+                AttributeValue::S(holder.message_id.to_owned()),
+            )
+            .expression_attribute_values(":receive", AttributeValue::N(holder.receive.to_string()))
             .expression_attribute_values(
                 ":until",
                 AttributeValue::N(until.unix_millis().to_string()),
@@ -352,7 +380,7 @@ impl ControlStore for DynamoControl {
                     return Ok(Lease::Taken);
                 };
                 let view = lease_view(old);
-                Ok(if view.holder == holder {
+                Ok(if view.holder == holder.message_id {
                     Lease::Abandoned {
                         attempts: view.attempts,
                         ran_out_of_time: view.ran_out_of_time,
@@ -362,9 +390,15 @@ impl ControlStore for DynamoControl {
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(Lease::HeldElsewhere)
+                Ok(match self.lease(stage, image).await? {
+                    Some(live) if live.holder == holder.message_id => {
+                        Lease::Running { until: live.until }
+                    }
+                    // Released in between: the next receive finds it free.
+                    _ => Lease::HeldElsewhere,
+                })
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -372,7 +406,7 @@ impl ControlStore for DynamoControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
         let result = self
             .client
@@ -380,9 +414,10 @@ impl ControlStore for DynamoControl {
             .table_name(&self.table)
             .key("pk", AttributeValue::S(lease_key(stage, image)))
             .update_expression("SET out_of_time = :yes")
-            .condition_expression("holder = :holder")
+            .condition_expression("holder = :holder AND receive = :receive")
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .expression_attribute_values(":holder", AttributeValue::S(holder.message_id.to_owned()))
+            .expression_attribute_values(":receive", AttributeValue::N(holder.receive.to_string()))
             .send()
             .await;
         match result {
@@ -391,7 +426,7 @@ impl ControlStore for DynamoControl {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(())
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -404,7 +439,7 @@ impl ControlStore for DynamoControl {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         Ok(out.item.as_ref().map(lease_view))
     }
 
@@ -412,15 +447,16 @@ impl ControlStore for DynamoControl {
         &self,
         stage: Stage,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
         let result = self
             .client
             .delete_item()
             .table_name(&self.table)
             .key("pk", AttributeValue::S(lease_key(stage, image)))
-            .condition_expression("holder = :holder")
-            .expression_attribute_values(":holder", AttributeValue::S(holder.to_owned()))
+            .condition_expression("holder = :holder AND receive = :receive")
+            .expression_attribute_values(":holder", AttributeValue::S(holder.message_id.to_owned()))
+            .expression_attribute_values(":receive", AttributeValue::N(holder.receive.to_string()))
             .send()
             .await;
         match result {
@@ -429,7 +465,7 @@ impl ControlStore for DynamoControl {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Ok(())
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 }

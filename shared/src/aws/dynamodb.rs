@@ -39,6 +39,24 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError 
     RepoError::Unavailable(Box::new(e))
 }
 
+/// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
+fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    if super::is_refusal(e.code()) {
+        RepoError::Refused(Box::new(e))
+    } else {
+        RepoError::Unavailable(Box::new(e))
+    }
+}
+
 /// Reads an item as a record.
 pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, RepoError> {
     serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
@@ -130,7 +148,7 @@ impl ImageRepository for DynamoImages {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -144,7 +162,7 @@ impl ImageRepository for DynamoImages {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         out.item.map(record_from_item).transpose()
     }
 
@@ -214,7 +232,7 @@ impl ImageRepository for DynamoImages {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -225,7 +243,7 @@ impl ImageRepository for DynamoImages {
             .key("image_id", AttributeValue::S(id.to_string()))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         Ok(())
     }
 }
@@ -249,7 +267,7 @@ impl StatusIndex for DynamoImages {
                 .set_exclusive_start_key(start)
                 .send()
                 .await
-                .map_err(unavailable)?;
+                .map_err(sdk_failure)?;
             total += u64::try_from(out.count).unwrap_or(0);
             match out.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -313,7 +331,7 @@ impl BackfillRows for DynamoImages {
             .consistent_read(true)
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         let Some(item) = out.item else {
             return Ok(None);
         };
@@ -342,7 +360,7 @@ impl BackfillRows for DynamoImages {
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 }

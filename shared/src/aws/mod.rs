@@ -42,3 +42,47 @@ pub fn realtime_ports(
         ApiGwPoster::new(sdk, endpoint, faults.clone()),
     ))
 }
+
+/// Whether an AWS error code is a refusal that retrying soon will not fix: access denied, an
+/// unusable KMS key, a missing bucket or table. The pipeline retries these like any failure but
+/// does not let them hold the circuit breaker open (they must surface as failed images, dead
+/// letters and alarms, not as work deferred for ever). Throttling, 5xx and timeouts stay
+/// transient; an expired token is refreshed by the SDK, so it is not a refusal.
+pub(crate) fn is_refusal(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "AccessDenied"
+                | "AccessDeniedException"
+                | "AllAccessDisabled"
+                | "InvalidAccessKeyId"
+                | "NoSuchBucket"
+                | "ResourceNotFoundException"
+                | "UnrecognizedClientException"
+                | "KMS.DisabledException"
+                | "KMS.KMSInvalidStateException"
+                | "KMS.NotFoundException"
+                | "KMS.AccessDeniedException"
+                | "KMSAccessDeniedException"
+                | "KMSDisabledException"
+                | "KMSInvalidStateException"
+                | "KMSNotFoundException"
+        )
+    )
+}
+
+#[cfg(test)]
+mod refusal_tests {
+    use super::is_refusal;
+
+    #[test]
+    fn access_and_key_problems_are_refusals_and_throttling_is_not() {
+        assert!(is_refusal(Some("AccessDenied")));
+        assert!(is_refusal(Some("KMS.DisabledException")));
+        assert!(is_refusal(Some("ResourceNotFoundException")));
+        assert!(!is_refusal(Some("SlowDown")));
+        assert!(!is_refusal(Some("ProvisionedThroughputExceededException")));
+        assert!(!is_refusal(Some("InternalError")));
+        assert!(!is_refusal(None));
+    }
+}

@@ -63,6 +63,24 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
     StoreError::Unavailable(Box::new(e))
 }
 
+/// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
+fn sdk_failure<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    if super::is_refusal(e.code()) {
+        StoreError::Refused(Box::new(e))
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
 fn presigning(expires_in: Duration) -> Result<PresigningConfig, StoreError> {
     PresigningConfig::expires_in(expires_in).map_err(unavailable)
 }
@@ -89,7 +107,7 @@ impl ObjectStore for S3Store {
             .body(ByteStream::from(body))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         Ok(())
     }
 
@@ -153,7 +171,7 @@ impl ObjectStore for S3Store {
             {
                 Ok(None)
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -164,7 +182,7 @@ impl ObjectStore for S3Store {
             .key(key.as_str())
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         Ok(())
     }
 
@@ -188,7 +206,7 @@ impl ObjectStore for S3Store {
             {
                 Ok(())
             }
-            Err(e) => Err(unavailable(e)),
+            Err(e) => Err(sdk_failure(e)),
         }
     }
 
@@ -391,7 +409,7 @@ impl crate::ports::OriginalsSource for S3Store {
             .max_keys(i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000))
             .send()
             .await
-            .map_err(unavailable)?;
+            .map_err(sdk_failure)?;
         let items: Vec<crate::ports::ListedOriginal> = out
             .contents()
             .iter()

@@ -10,7 +10,7 @@ use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 
 use super::faults::Faults;
-use crate::domain::{RetryMessage, Stage};
+use crate::domain::{RetryMessage, Stage, Timestamp};
 use crate::ports::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};
 use crate::processing::Message;
 
@@ -116,16 +116,29 @@ impl JobQueue for SqsQueues {
         Ok(())
     }
 
-    async fn requeue(&self, stage: Stage, body: &str, delay: Duration) -> Result<(), QueueError> {
+    async fn requeue(
+        &self,
+        stage: Stage,
+        body: &str,
+        delay: Duration,
+        deferred_since: Option<Timestamp>,
+    ) -> Result<(), QueueError> {
         let secs = delay.min(MAX_DELAY).as_secs();
-        self.client
+        let mut send = self
+            .client
             .send_message()
             .queue_url(self.url(stage)?)
             .message_body(body)
-            .delay_seconds(i32::try_from(secs).unwrap_or(0))
-            .send()
-            .await
-            .map_err(unavailable)?;
+            .delay_seconds(i32::try_from(secs).unwrap_or(0));
+        if let Some(since) = deferred_since {
+            let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
+                .data_type("String")
+                .string_value(since.to_string())
+                .build()
+                .map_err(unavailable)?;
+            send = send.message_attributes(DEFERRED_SINCE, attribute);
+        }
+        send.send().await.map_err(unavailable)?;
         Ok(())
     }
 }
@@ -240,9 +253,17 @@ pub fn messages(event: &SqsEvent) -> Vec<Message> {
                 .get("ApproximateReceiveCount")
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(1),
+            deferred_since: r
+                .message_attributes
+                .get(DEFERRED_SINCE)
+                .and_then(|a| a.string_value.as_deref())
+                .and_then(|t| t.parse().ok()),
         })
         .collect()
 }
+
+/// The message attribute a deferred copy carries: when its chain of deferrals began.
+pub const DEFERRED_SINCE: &str = "safelight-deferred-since";
 
 /// The partial-batch answer: the ids of the messages that must stay in the queue.
 pub fn batch_response(failed: Vec<String>) -> SqsBatchResponse {

@@ -268,8 +268,12 @@ impl ImageRecord {
                 to: Status::Processing,
             });
         }
-        self.processing_error = Some(message.to_owned());
-        self.error_kind = Some(ErrorKind::Transient);
+        // Once the image has failed (the other stage, for good), its reason is that failure's:
+        // a passing note of this stage must not replace it.
+        if self.processing_status != Status::Failed {
+            self.processing_error = Some(message.to_owned());
+            self.error_kind = Some(ErrorKind::Transient);
+        }
         self.updated_at = now;
         Ok(())
     }
@@ -332,6 +336,16 @@ impl ImageRecord {
         }
         self.sweep_requeues = 0;
         Ok(failed)
+    }
+
+    /// Whether `job` is the storage event of a write to the original other than the version
+    /// this image pinned (a re-sent POST form): that version is not the image, and a processor
+    /// that gets the event deletes it, so the pinned one stays current.
+    pub fn is_later_write(&self, job: &super::job::Job) -> bool {
+        matches!(
+            (&job.origin, &self.original_version),
+            (super::job::Origin::Stored { version: Some(v) }, Some(pinned)) if v != pinned
+        )
     }
 
     /// Whether a principal may see this image.

@@ -14,6 +14,10 @@ pub struct Timestamp(OffsetDateTime);
 impl Timestamp {
     /// The current time, truncated to milliseconds.
     pub fn now() -> Self {
+        #[cfg(feature = "testing")]
+        if let Some(ms) = crate::determinism::now_ms() {
+            return Self::from_unix_millis(ms);
+        }
         Self::from_unix_millis(unix_millis(OffsetDateTime::now_utc()))
     }
 

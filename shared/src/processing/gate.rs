@@ -11,7 +11,9 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::breaker::{Admission, AttemptWindow, Breaker, BreakerConfig, CachedCircuit};
 use crate::domain::{ImageId, Timestamp};
-use crate::ports::{ControlStore, ImageRepository, JobQueue, Lease, ObjectStore, RepoError};
+use crate::ports::{
+    ControlStore, Holder, ImageRepository, JobQueue, Lease, ObjectStore, RepoError,
+};
 
 use super::rows::contention_pause;
 use super::Processor;
@@ -145,11 +147,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
     }
 
-    /// Takes the (stage, image) lease for the message `holder` for [`Policy::lease`](super::Policy).
+    /// Takes the (stage, image) lease for this receive of a message for
+    /// [`Policy::lease`](super::Policy).
     pub(super) async fn take_lease(
         &self,
         image: ImageId,
-        holder: &str,
+        holder: &Holder<'_>,
     ) -> Result<Lease, RepoError> {
         let now = Timestamp::now();
         let until =
@@ -159,10 +162,20 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             .await
     }
 
-    /// Gives the lease up; a failure only means it expires by itself.
-    pub(super) async fn release_lease(&self, image: ImageId, holder: &str) {
-        if let Err(e) = self.control.release_lease(self.stage, image, holder).await {
-            tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+    /// Gives the lease up, trying a few times: a lease left behind reads as an abandoned
+    /// attempt to this message's next receive (which then runs alone, and a second one fails
+    /// the stage), so a blip here must not be the last word. If every try fails, it expires by
+    /// itself.
+    pub(super) async fn release_lease(&self, image: ImageId, holder: &Holder<'_>) {
+        const TRIES: u32 = 4;
+        for attempt in 0..TRIES {
+            match self.control.release_lease(self.stage, image, holder).await {
+                Ok(()) => return,
+                Err(e) if attempt + 1 == TRIES => {
+                    tracing::warn!(error = %e, "could not release the lease; it expires by itself");
+                }
+                Err(_) => contention_pause(attempt + 4).await,
+            }
         }
     }
 }

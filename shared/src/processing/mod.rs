@@ -68,6 +68,19 @@ pub struct Message {
     pub body: String,
     /// `ApproximateReceiveCount` (1 on the first receive).
     pub receive_count: u32,
+    /// When the chain of circuit-breaker deferrals this message belongs to began (the
+    /// `safelight-deferred-since` attribute of a deferred copy); `None` for a fresh message.
+    pub deferred_since: Option<Timestamp>,
+}
+
+impl Message {
+    /// This receive of this message, as the holder of a processing lease.
+    pub fn holder(&self) -> crate::ports::Holder<'_> {
+        crate::ports::Holder {
+            message_id: &self.message_id,
+            receive: self.receive_count,
+        }
+    }
 }
 
 /// Tunables of the pipeline.
@@ -87,6 +100,10 @@ pub struct Policy {
     /// A message still running this long before the invocation's deadline marks its lease
     /// "out of time", so its next attempt knows it timed out rather than crashed.
     pub out_of_time_margin: Duration,
+    /// The longest a message is deferred by an open circuit, counted from its first deferral:
+    /// past it, the message is worked on (and fails on its last receive, to the DLQ) instead of
+    /// being deferred again, so no outage or misconfiguration keeps an image waiting for ever.
+    pub max_deferral: Duration,
 }
 
 impl Default for Policy {
@@ -98,6 +115,7 @@ impl Default for Policy {
             write_attempts: 32,
             deadline_reserve: Duration::from_secs(8),
             out_of_time_margin: Duration::from_secs(2),
+            max_deferral: Duration::from_secs(6 * 3600),
         }
     }
 }
@@ -120,6 +138,12 @@ pub enum JobFailure {
     /// and counted by the circuit breaker.
     #[error(transparent)]
     Transient(Dependency),
+    /// A dependency refused the call (access denied, an unusable KMS key, a missing bucket or
+    /// table): retried with backoff in case the fix is deployed meanwhile, but not counted by
+    /// the circuit breaker, so a misconfiguration fails images on their last receive (dead
+    /// letters, alarms) instead of holding the circuit open and deferring work for ever.
+    #[error(transparent)]
+    Refused(Dependency),
     /// Retried with backoff like a transient failure, but not a dependency's fault (a lost
     /// write race, an interrupted render), so the circuit breaker does not count it.
     #[error("{reason}")]
@@ -174,6 +198,7 @@ impl From<RepoError> for JobFailure {
                 reason: e.to_string(),
                 source: Some(Box::new(e)),
             },
+            RepoError::Refused(_) => JobFailure::Refused(Dependency::Table(e)),
             _ => JobFailure::Transient(Dependency::Table(e)),
         }
     }
@@ -188,6 +213,7 @@ impl From<StoreError> for JobFailure {
                 source: Some(Box::new(e)),
             },
             StoreError::Unavailable(_) => JobFailure::Transient(Dependency::Store(e)),
+            StoreError::Refused(_) => JobFailure::Refused(Dependency::Store(e)),
         }
     }
 }
@@ -295,12 +321,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     break;
                 }
             }
-            let alone = i + 1 < order.len() && self.ran_out_of_time_before(m).await;
+            let alone = i + 1 < order.len() && self.abandoned_before(m).await;
             if alone {
                 span.in_scope(|| {
                     tracing::warn!(
                         others = order.len() - i - 1,
-                        "its previous attempt ran out of time: re-sending the rest of the batch so it runs alone"
+                        "its previous attempt never ended (a crash or a timeout): re-sending the rest of the batch so it runs alone"
                     );
                 });
                 for rest in &order[i + 1..] {
@@ -353,6 +379,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         let alarm = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)));
         let mut work = std::pin::pin!(work);
         tokio::select! {
+            biased; // the work first: a finished attempt needs no mark (and the order is replayable)
             out = &mut work => return out,
             () = alarm => {}
         }
@@ -360,7 +387,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         for job in parse_jobs(&m.body).unwrap_or_default() {
             if let Err(e) = self
                 .control
-                .mark_out_of_time(self.stage, job.image_id, &m.message_id)
+                .mark_out_of_time(self.stage, job.image_id, &m.holder())
                 .await
             {
                 tracing::warn!(error = %e, "could not mark the lease out of time; a timeout will count as a crash");
@@ -369,17 +396,21 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         work.await
     }
 
-    /// Whether this redelivered message's previous attempt ran out of time (its lease, still
-    /// its own, says so) for the first time: then it gets the invocation to itself.
-    async fn ran_out_of_time_before(&self, m: &Message) -> bool {
+    /// Whether this redelivered message's previous attempt never ended (its lease, still its
+    /// own from an earlier receive and run out, says so) for the first time: whether it crashed
+    /// or ran out of time, it gets one more attempt with the invocation to itself, so an image
+    /// that shared a process with another's crash, or met a slow moment, is not failed for it.
+    async fn abandoned_before(&self, m: &Message) -> bool {
         if m.receive_count < 2 {
             return false;
         }
+        let now = Timestamp::now();
         for job in parse_jobs(&m.body).unwrap_or_default() {
             match self.control.lease(self.stage, job.image_id).await {
                 Ok(Some(lease))
                     if lease.holder == m.message_id
-                        && lease.ran_out_of_time
+                        && lease.receive < m.receive_count
+                        && lease.until < now
                         && lease.attempts < 2 =>
                 {
                     return true
@@ -412,7 +443,16 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 tracing::info!("circuit half-open: this message is the probe");
                 true
             }
-            Ok(Admission::DeferUntil(until)) => return self.defer(m, until).await,
+            Ok(Admission::DeferUntil(until)) => {
+                if !self.deferred_too_long(m) {
+                    return self.defer(m, until).await;
+                }
+                tracing::warn!(
+                    deferred_since = ?m.deferred_since,
+                    "circuit open, but this message has been deferred for the longest allowed: working on it (it fails on its last receive if the outage goes on)"
+                );
+                false
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "circuit breaker unreadable; retrying later");
                 if is_last_receive(m.receive_count) {
@@ -441,6 +481,16 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         for job in &jobs {
             tracing::Span::current().record("image_id", tracing::field::display(job.image_id));
             match self.process(job, m).await {
+                Ok(Ran::Busy { until }) => {
+                    // A duplicate delivery of this very message while its attempt runs: the live
+                    // attempt decides. Come back when its lease runs out (it will have released
+                    // it, or died); on the last receive, leave the message to the live attempt
+                    // (the stale-row sweep ends a row that attempt could not).
+                    if !is_last_receive(m.receive_count) {
+                        self.hide_until(m, until).await;
+                        verdict = Verdict::Retry;
+                    }
+                }
                 Ok(ran) => {
                     // Only a stage that really ran tells the probe the dependencies are back.
                     if probing && ran == Ran::Yes {
@@ -504,6 +554,17 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
     }
 
+    /// Hides the message until `until` (a live attempt's lease), plus a little jitter.
+    async fn hide_until(&self, m: &Message, until: Timestamp) {
+        let wait_ms = until.unix_millis() - Timestamp::now().unix_millis();
+        let jitter_ms = (crate::retry::jitter() * 2000.0) as i64;
+        let delay =
+            Duration::from_millis(u64::try_from(wait_ms + jitter_ms).unwrap_or(0).max(1000));
+        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
+            tracing::warn!(error = %e, "could not hide the duplicate; it comes back after the visibility timeout");
+        }
+    }
+
     /// Hides the message for the backoff delay of its receive count.
     async fn back_off(&self, m: &Message) {
         let delay = self.policy.backoff.random_delay(m.receive_count);
@@ -517,7 +578,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     async fn requeue_now(&self, m: &Message) -> Verdict {
         match self
             .queue
-            .requeue(self.stage, &m.body, Duration::ZERO)
+            .requeue(self.stage, &m.body, Duration::ZERO, m.deferred_since)
             .await
         {
             Ok(()) => Verdict::Ack,
@@ -528,14 +589,29 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
     }
 
-    /// The circuit is open: re-send the message as a delayed copy and drop the original.
+    /// Whether the message's deferrals began longer ago than [`Policy::max_deferral`].
+    fn deferred_too_long(&self, m: &Message) -> bool {
+        m.deferred_since.is_some_and(|since| {
+            Timestamp::now().unix_millis() - since.unix_millis()
+                > self.policy.max_deferral.as_millis() as i64
+        })
+    }
+
+    /// The circuit is open: re-send the message as a delayed copy (carrying when its deferrals
+    /// began) and drop the original.
     async fn defer(&self, m: &Message, until: Timestamp) -> Verdict {
-        let wait_ms = until.unix_millis() - Timestamp::now().unix_millis();
+        let now = Timestamp::now();
+        let since = m.deferred_since.unwrap_or(now);
+        let wait_ms = until.unix_millis() - now.unix_millis();
         // Spread the herd over a few seconds after the cool-down.
-        let jitter_ms = (rand::random::<f64>() * 5000.0) as i64;
+        let jitter_ms = (crate::retry::jitter() * 5000.0) as i64;
         let delay =
             Duration::from_millis(u64::try_from(wait_ms + jitter_ms).unwrap_or(0).max(1000));
-        match self.queue.requeue(self.stage, &m.body, delay).await {
+        match self
+            .queue
+            .requeue(self.stage, &m.body, delay, Some(since))
+            .await
+        {
             Ok(()) => {
                 tracing::info!(
                     delay_secs = delay.as_secs(),

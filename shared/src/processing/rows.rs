@@ -14,7 +14,7 @@ use super::{JobFailure, Processor};
 
 /// A short random pause after losing a conditional write, so racing writers spread out.
 pub(super) async fn contention_pause(attempt: u32) {
-    let ms = rand::random::<u64>() % (5 * u64::from(attempt.min(10)) + 5);
+    let ms = (crate::retry::jitter() * (5.0 * f64::from(attempt.min(10)) + 5.0)) as u64;
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 

@@ -28,11 +28,17 @@ pub(super) enum Ran {
     Yes,
     /// Nothing to do (already ended, a duplicate, someone else's lease).
     Skipped,
+    /// A duplicate delivery of this very message while its attempt's lease is live (until
+    /// `until`): the live attempt decides; come back after it.
+    Busy {
+        /// When the live attempt's lease runs out.
+        until: Timestamp,
+    },
 }
 
-/// The reason a stage fails with when its previous attempt died mid-way.
-pub const CRASHED: &str = "processing crashed: the process died while working on this image; \
-                           retry it, or check the file";
+/// The reason a stage fails with when two attempts in a row died mid-way.
+pub const CRASHED: &str = "processing crashed twice: the process died while working on this \
+                           image, twice; retry it, or check the file";
 
 /// The reason a stage fails with when it ran out of the invocation's time twice.
 pub const TIMED_OUT: &str = "processing ran out of time twice: this image takes longer than the \
@@ -67,29 +73,39 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Status::Pending | Status::Processing => {}
         }
 
-        match self.take_lease(job.image_id, &m.message_id).await? {
+        let holder = m.holder();
+        match self.take_lease(job.image_id, &holder).await? {
             Lease::HeldElsewhere => {
                 tracing::info!(
                     "another worker holds this image's lease; duplicate delivery dropped"
                 );
                 return Ok(Ran::Skipped);
             }
+            Lease::Running { until } => {
+                tracing::info!(
+                    "this message's own attempt is still running; duplicate delivery set aside"
+                );
+                return Ok(Ran::Busy { until });
+            }
             Lease::Abandoned {
                 attempts: 1,
-                ran_out_of_time: true,
+                ran_out_of_time,
             } => {
-                // It was still running when its invocation's time ran out: the file may be fine
-                // and the machine slow. The batch gave this message the invocation to itself
-                // (see `handle_batch_until`); one more try.
-                tracing::warn!("the previous attempt ran out of time; trying once more");
+                // Its previous attempt never ended: it ran out of the invocation's time, or its
+                // process died, maybe for another image's sake (an out-of-memory kill, a host
+                // going away), or only its release failed. The file may be fine: the batch gave
+                // this message the invocation to itself (see `handle_batch_until`); one more try.
+                tracing::warn!(
+                    ran_out_of_time,
+                    "the previous attempt never ended; trying once more, alone"
+                );
             }
             Lease::Abandoned {
                 attempts,
                 ran_out_of_time,
             } => {
-                // This very message's previous attempt never ended, and it was not a first
-                // timeout: running it again would most likely take the process (and the batch
-                // with it) down again.
+                // Two attempts in a row never ended: running it again would most likely take
+                // the process (and a batch with it) down again.
                 let reason = if ran_out_of_time { TIMED_OUT } else { CRASHED };
                 tracing::error!(
                     attempts,
@@ -97,13 +113,13 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     "the previous attempt at this message died; failing the stage"
                 );
                 let failed = self.finish_failed(job, ErrorKind::Permanent, reason).await;
-                self.release_lease(job.image_id, &m.message_id).await;
+                self.release_lease(job.image_id, &holder).await;
                 return failed.map(|()| Ran::Yes);
             }
             Lease::Taken => {}
         }
         let result = self.run_stage(job, &row, original).await;
-        self.release_lease(job.image_id, &m.message_id).await;
+        self.release_lease(job.image_id, &holder).await;
         result.map(|()| Ran::Yes)
     }
 
