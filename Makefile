@@ -9,6 +9,7 @@
 #   make test           what CI runs: lint, unit tests, integration tests against the local stack
 #   make bench          benchmarks (bench/run.sh)
 #   make proof          load, faults, kills and an outage against a local stack -> RELIABILITY.md
+#   make simulate       seeded schedules of the pipeline against its invariants (SEEDS=, FROM=, SEED= to replay)
 #   make package        sam build (cargo-lambda, release, arm64) + checks; zips in dist/lambda/
 #   make deploy         package, then sam deploy (guided the first time, samconfig.toml after), then
 #                       the migration of existing originals (infra/post_deploy.py)
@@ -27,10 +28,10 @@ VENV := .venv
 FN ?=
 EVENT ?=
 
-.PHONY: help dev down reset watch invoke lint test bench proof package deploy destroy deploy-rehearsal report setup backfill backfill-dry-run
+.PHONY: help dev down reset watch invoke lint test bench proof simulate package deploy destroy deploy-rehearsal report setup backfill backfill-dry-run
 
 help:
-	@sed -n '2,18p' Makefile | sed 's/^# \{0,1\}//'
+	@sed -n '2,19p' Makefile | sed 's/^# \{0,1\}//'
 
 setup:
 	@$(STACK) setup
@@ -70,6 +71,12 @@ bench:
 # Not part of `make test`: ~15 min on 2 cores once built (bench/proof.sh says what it does).
 proof:
 	@bash bench/proof.sh
+
+# The deterministic simulation (sim/): the real processing, sweeper and retry code over in-memory
+# ports with a virtual clock; `make test` runs 2000 schedules of it.
+simulate:
+	@if [ -n "$(SEED)" ]; then cargo run --quiet -p safelight-sim -- --seed "$(SEED)" --trace; \
+	  else cargo run --quiet -p safelight-sim -- --seeds "$${SEEDS:-5000}" --from "$${FROM:-1}"; fi
 
 # One zip per function crate under functions/ (each must be a template function built by SAM's
 # rust-cargolambda method: `sam build` and `make package` are the same build).

@@ -1,0 +1,725 @@
+//! The decorator every port call of the simulation goes through ([`Faulty`]): it waits a
+//! drawn latency on the virtual clock (sometimes long enough to threaten the invocation's
+//! deadline), may kill the calling processor process right there (between two port calls, the
+//! way an out-of-memory kill or a host going away does), and may answer with an injected fault
+//! (a blip, an outage of the bucket, a refusal) instead of calling the in-memory port. It also
+//! watches what the product does through the ports: the row changes (the table's stream, from
+//! which notices are derived) and the derivatives written.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use safelight::breaker::Breaker;
+use safelight::domain::notice::transitions;
+use safelight::ports::{
+    ControlStore, DeadLetter, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta,
+    ObjectStore, Page, PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError,
+    RepoError, StatusIndex, StoreError, StoredObject, UploadConstraints,
+};
+use safelight::processing::Message;
+use safelight::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Status};
+use tokio::sync::watch;
+
+use crate::world::{stage_ix, World};
+
+/// Which dependency a call goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// S3.
+    Bucket,
+    /// The images table.
+    Images,
+    /// The control table.
+    Control,
+    /// SQS.
+    Queue,
+}
+
+/// An injected failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    Unavailable,
+    Refused,
+}
+
+/// One processor process (one Lambda execution environment).
+#[derive(Debug)]
+pub struct Proc {
+    /// For the trace.
+    pub id: u64,
+    /// The stage it serves.
+    pub stage: Stage,
+    dead: watch::Sender<bool>,
+    /// The messages of the invocation it is running.
+    pub batch: Mutex<Vec<Message>>,
+}
+
+impl Proc {
+    /// A live process.
+    pub fn new(id: u64, stage: Stage) -> Self {
+        Proc {
+            id,
+            stage,
+            dead: watch::channel(false).0,
+            batch: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Whether it has died.
+    pub fn is_dead(&self) -> bool {
+        *self.dead.borrow()
+    }
+
+    /// Kills it: every call it makes from now on never returns.
+    pub fn kill(&self) {
+        self.dead.send_replace(true);
+    }
+
+    /// Resolves when it dies.
+    pub fn died(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut rx = self.dead.subscribe();
+        async move {
+            let _ = rx.wait_for(|dead| *dead).await;
+        }
+    }
+
+    /// The images of its current batch.
+    pub fn batch_images(&self) -> Vec<(ImageId, Message)> {
+        let batch = self.batch.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        batch
+            .into_iter()
+            .flat_map(|m| {
+                safelight::events::parse_jobs(&m.body)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(move |j| (j.image_id, m.clone()))
+            })
+            .collect()
+    }
+}
+
+/// Who is calling: a processor process (which can be killed), or an operator-side function.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    world: Arc<World>,
+    proc: Option<Arc<Proc>>,
+}
+
+impl Ctx {
+    /// Calls made by `proc`.
+    pub fn process(world: &Arc<World>, proc: &Arc<Proc>) -> Self {
+        Ctx {
+            world: Arc::clone(world),
+            proc: Some(Arc::clone(proc)),
+        }
+    }
+
+    /// Calls made by the sweeper, a retry or retry-all.
+    pub fn operator(world: &Arc<World>) -> Self {
+        Ctx {
+            world: Arc::clone(world),
+            proc: None,
+        }
+    }
+
+    async fn enter(&self, port: Port, op: &str) -> Result<(), Fault> {
+        let w = &self.world;
+        let slow = self.proc.is_some() && w.chance(w.scenario.slow);
+        let ms = if slow {
+            w.range(8_000, 30_000)
+        } else {
+            w.range(1, 40)
+        };
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        if let Some(p) = &self.proc {
+            if p.is_dead() {
+                std::future::pending::<()>().await;
+            }
+            if w.chance(w.scenario.kill) {
+                w.note(format!("kill process {} at {port:?}.{op}", p.id));
+                p.kill();
+                std::future::pending::<()>().await;
+            }
+        }
+        let fault = if port == Port::Bucket && w.bucket_refuses() {
+            Some(Fault::Refused)
+        } else if (port == Port::Bucket && w.bucket_down()) || w.chance(w.scenario.blip) {
+            Some(Fault::Unavailable)
+        } else {
+            None
+        };
+        let Some(fault) = fault else {
+            return Ok(());
+        };
+        if let Some(p) = &self.proc {
+            let mut st = w.state();
+            for (image, _) in p.batch_images() {
+                let ledger = st.ledger.entry(image).or_default();
+                ledger.faulted[stage_ix(p.stage)] += 1;
+                ledger.refused |= fault == Fault::Refused;
+            }
+        }
+        if fault == Fault::Refused || self.proc.is_none() {
+            w.note(format!("fault {fault:?} at {port:?}.{op}"));
+        }
+        Err(fault)
+    }
+}
+
+fn store_fault(f: Fault) -> StoreError {
+    match f {
+        Fault::Unavailable => StoreError::Unavailable("injected: 503 SlowDown".into()),
+        Fault::Refused => StoreError::Refused("injected: 403 AccessDenied".into()),
+    }
+}
+
+fn repo_fault(f: Fault) -> RepoError {
+    match f {
+        Fault::Unavailable => RepoError::Unavailable("injected: throttled".into()),
+        Fault::Refused => RepoError::Refused("injected: AccessDeniedException".into()),
+    }
+}
+
+fn queue_fault(_: Fault) -> QueueError {
+    QueueError::Unavailable("injected: SQS 500".into())
+}
+
+/// A port behind the simulation's latency, kills and faults.
+#[derive(Debug)]
+pub struct Faulty<T> {
+    inner: Arc<T>,
+    ctx: Ctx,
+}
+
+impl<T> Faulty<T> {
+    /// `inner` as `ctx` calls it.
+    pub fn new(inner: &Arc<T>, ctx: &Ctx) -> Self {
+        Faulty {
+            inner: Arc::clone(inner),
+            ctx: ctx.clone(),
+        }
+    }
+}
+
+impl<T: ObjectStore> ObjectStore for Faulty<T> {
+    async fn put(
+        &self,
+        key: &ObjectKey,
+        body: Vec<u8>,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.ctx
+            .enter(Port::Bucket, "put")
+            .await
+            .map_err(store_fault)?;
+        // A derivative written for a stage that already completed is work done twice.
+        let derivative = key
+            .as_str()
+            .split('/')
+            .nth(1)
+            .and_then(|id| id.parse::<ImageId>().ok())
+            .map(|id| {
+                let stage = if key.as_str().starts_with("thumbnails/") {
+                    Stage::Thumbnail
+                } else {
+                    Stage::Variant
+                };
+                (id, stage)
+            })
+            .filter(|_| !key.as_str().starts_with("originals/"));
+        if let Some((id, stage)) = derivative {
+            let redone = {
+                let mut st = self.ctx.world.state();
+                *st.derivative_puts.entry(key.to_string()).or_default() += 1;
+                st.completed.contains(&(id, stage_ix(stage)))
+            };
+            if redone {
+                self.ctx.world.violation(format!(
+                    "{id}: derivative {key} written again after its {stage} stage completed"
+                ));
+            }
+        }
+        self.inner.put(key, body, content_type).await
+    }
+
+    async fn get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+    ) -> Result<StoredObject, StoreError> {
+        self.ctx
+            .enter(Port::Bucket, "get")
+            .await
+            .map_err(store_fault)?;
+        self.inner.get(key, version).await
+    }
+
+    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
+        self.ctx
+            .enter(Port::Bucket, "head")
+            .await
+            .map_err(store_fault)?;
+        self.inner.head(key).await
+    }
+
+    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.ctx
+            .enter(Port::Bucket, "delete")
+            .await
+            .map_err(store_fault)?;
+        self.inner.delete(key).await
+    }
+
+    async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
+        self.ctx
+            .enter(Port::Bucket, "delete_version")
+            .await
+            .map_err(store_fault)?;
+        self.ctx
+            .world
+            .note(format!("delete version {version} of {key}"));
+        self.inner.delete_version(key, version).await
+    }
+
+    async fn presign_put(
+        &self,
+        key: &ObjectKey,
+        c: &UploadConstraints,
+        expires_in: Duration,
+    ) -> Result<PresignedRequest, StoreError> {
+        self.inner.presign_put(key, c, expires_in).await
+    }
+
+    async fn presign_post(
+        &self,
+        key: &ObjectKey,
+        c: &UploadConstraints,
+        expires_in: Duration,
+    ) -> Result<PresignedPost, StoreError> {
+        self.inner.presign_post(key, c, expires_in).await
+    }
+
+    async fn presign_get(
+        &self,
+        key: &ObjectKey,
+        version: Option<&str>,
+        expires_in: Duration,
+    ) -> Result<String, StoreError> {
+        self.inner.presign_get(key, version, expires_in).await
+    }
+}
+
+/// What the table's stream shows of one row change: notices derived, completions tracked.
+fn observe(world: &World, old: Option<&ImageRecord>, new: &ImageRecord) {
+    let mut st = world.state();
+    for stage in Stage::ALL {
+        let key = (new.image_id, stage_ix(stage));
+        if new.stage_status(stage) == Status::Completed {
+            st.completed.insert(key);
+        } else {
+            st.completed.remove(&key);
+        }
+    }
+    let ledger = st.ledger.entry(new.image_id).or_default();
+    if old.is_some_and(|o| o.processing_status == Status::Failed)
+        && new.processing_status != Status::Failed
+    {
+        // A retry: a new round of notices. (What the image met stays counted: a retry whose
+        // send fails puts the old failure back.)
+        ledger.notices.clear();
+    }
+    let mut twice = Vec::new();
+    for notice in transitions(old, new) {
+        if !ledger.notices.insert(notice) {
+            twice.push(notice);
+        }
+    }
+    drop(st);
+    for notice in twice {
+        world.violation(format!(
+            "{}: notice {} derived twice in one round",
+            new.image_id,
+            notice.as_str()
+        ));
+    }
+}
+
+impl<T: ImageRepository> ImageRepository for Faulty<T> {
+    async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Images, "create")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.create(record).await?;
+        observe(&self.ctx.world, None, record);
+        Ok(())
+    }
+
+    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
+        self.ctx
+            .enter(Port::Images, "get")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.get(id).await
+    }
+
+    async fn list_by_owner(
+        &self,
+        owner: &OwnerId,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        self.ctx
+            .enter(Port::Images, "query")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.list_by_owner(owner, limit, cursor).await
+    }
+
+    async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Images, "put")
+            .await
+            .map_err(repo_fault)?;
+        // The stream's old image: read under the same (single-threaded) step as the write.
+        let old = self.inner.get(record.image_id).await?;
+        self.inner.update(record).await?;
+        observe(&self.ctx.world, old.as_ref(), record);
+        Ok(())
+    }
+
+    async fn delete(&self, id: ImageId) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Images, "delete")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.delete(id).await
+    }
+}
+
+impl<T: StatusIndex> StatusIndex for Faulty<T> {
+    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
+        self.ctx
+            .enter(Port::Images, "count")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.count_by_status(status).await
+    }
+
+    async fn page_by_status(
+        &self,
+        status: Status,
+        oldest_first: bool,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        self.ctx
+            .enter(Port::Images, "query")
+            .await
+            .map_err(repo_fault)?;
+        self.inner
+            .page_by_status(status, oldest_first, limit, cursor)
+            .await
+    }
+}
+
+impl<T: ControlStore> ControlStore for Faulty<T> {
+    async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
+        self.ctx
+            .enter(Port::Control, "load_breaker")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.load_breaker(stage).await
+    }
+
+    async fn save_breaker(
+        &self,
+        stage: Stage,
+        breaker: &Breaker,
+        expected_version: u64,
+    ) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Control, "save_breaker")
+            .await
+            .map_err(repo_fault)?;
+        self.inner
+            .save_breaker(stage, breaker, expected_version)
+            .await
+    }
+
+    async fn acquire_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &Holder<'_>,
+        until: safelight::Timestamp,
+        now: safelight::Timestamp,
+    ) -> Result<Lease, RepoError> {
+        self.ctx
+            .enter(Port::Control, "acquire_lease")
+            .await
+            .map_err(repo_fault)?;
+        self.inner
+            .acquire_lease(stage, image, holder, until, now)
+            .await
+    }
+
+    async fn mark_out_of_time(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &Holder<'_>,
+    ) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Control, "mark_out_of_time")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.mark_out_of_time(stage, image, holder).await
+    }
+
+    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
+        self.ctx
+            .enter(Port::Control, "lease")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.lease(stage, image).await
+    }
+
+    async fn release_lease(
+        &self,
+        stage: Stage,
+        image: ImageId,
+        holder: &Holder<'_>,
+    ) -> Result<(), RepoError> {
+        self.ctx
+            .enter(Port::Control, "release_lease")
+            .await
+            .map_err(repo_fault)?;
+        self.inner.release_lease(stage, image, holder).await
+    }
+}
+
+/// The simulated SQS, as the product's queue ports.
+#[derive(Debug)]
+pub struct SimQueues {
+    world: Arc<World>,
+}
+
+impl SimQueues {
+    /// SQS of `world`.
+    pub fn new(world: &Arc<World>) -> Arc<Self> {
+        Arc::new(SimQueues {
+            world: Arc::clone(world),
+        })
+    }
+}
+
+impl JobQueue for SimQueues {
+    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
+        let body =
+            serde_json::to_string(message).map_err(|e| QueueError::Unavailable(Box::new(e)))?;
+        let now = self.world.now_ms();
+        let id = self
+            .world
+            .state()
+            .queues
+            .send(message.stage, &body, 0, now, None);
+        self.world.note(format!(
+            "enqueue {id} {} {}",
+            message.stage, message.image_id
+        ));
+        Ok(())
+    }
+
+    async fn delay(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        let now = self.world.now_ms();
+        let result = self.world.state().queues.change_visibility(
+            stage,
+            receipt_handle,
+            delay.as_millis() as i64,
+            now,
+        );
+        result.map_err(|e| QueueError::Unavailable(e.into()))
+    }
+
+    async fn requeue(
+        &self,
+        stage: Stage,
+        body: &str,
+        delay: Duration,
+        deferred_since: Option<safelight::Timestamp>,
+    ) -> Result<(), QueueError> {
+        let now = self.world.now_ms();
+        let id = self.world.state().queues.send(
+            stage,
+            body,
+            delay.as_millis() as i64,
+            now,
+            deferred_since,
+        );
+        self.world.note(format!(
+            "requeue {stage} as {id} after {}s",
+            delay.as_secs()
+        ));
+        Ok(())
+    }
+}
+
+impl QueueAdmin for SimQueues {
+    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
+        let now = self.world.now_ms();
+        Ok(self.world.state().queues.depth(stage, dead_letters, now))
+    }
+
+    async fn receive_dead_letters(
+        &self,
+        stage: Stage,
+        max: u32,
+        hide_for: Duration,
+        wait: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let long = wait >= Duration::from_secs(1);
+        let ready = {
+            let now = self.world.now_ms();
+            self.world.state().queues.depth(stage, true, now).visible > 0
+        };
+        if long && !ready {
+            // A long poll waits for a letter (or its whole wait).
+            tokio::time::sleep(wait.min(Duration::from_secs(20))).await;
+        }
+        let now = self.world.now_ms();
+        let mut st = self.world.state();
+        let crate::world::State { queues, rng, .. } = &mut *st;
+        Ok(queues.receive_dead(
+            stage,
+            max as usize,
+            hide_for.as_millis() as i64,
+            long,
+            now,
+            rng,
+        ))
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+    ) -> Result<(), QueueError> {
+        self.world.state().queues.delete_dead(stage, receipt_handle);
+        Ok(())
+    }
+
+    async fn release_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        let now = self.world.now_ms();
+        self.world
+            .state()
+            .queues
+            .release_dead(stage, receipt_handle, after.as_millis() as i64, now)
+            .map_err(|e| QueueError::Unavailable(e.into()))
+    }
+}
+
+impl<T: JobQueue> JobQueue for Faulty<T> {
+    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
+        self.ctx
+            .enter(Port::Queue, "send")
+            .await
+            .map_err(queue_fault)?;
+        self.inner.enqueue(message).await
+    }
+
+    async fn delay(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        self.ctx
+            .enter(Port::Queue, "change_visibility")
+            .await
+            .map_err(queue_fault)?;
+        self.inner.delay(stage, receipt_handle, delay).await
+    }
+
+    async fn requeue(
+        &self,
+        stage: Stage,
+        body: &str,
+        delay: Duration,
+        deferred_since: Option<safelight::Timestamp>,
+    ) -> Result<(), QueueError> {
+        self.ctx
+            .enter(Port::Queue, "send")
+            .await
+            .map_err(queue_fault)?;
+        self.inner.requeue(stage, body, delay, deferred_since).await
+    }
+}
+
+impl<T: QueueAdmin> QueueAdmin for Faulty<T> {
+    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
+        self.ctx
+            .enter(Port::Queue, "attributes")
+            .await
+            .map_err(queue_fault)?;
+        self.inner.depth(stage, dead_letters).await
+    }
+
+    async fn receive_dead_letters(
+        &self,
+        stage: Stage,
+        max: u32,
+        hide_for: Duration,
+        wait: Duration,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        self.ctx
+            .enter(Port::Queue, "receive")
+            .await
+            .map_err(queue_fault)?;
+        self.inner
+            .receive_dead_letters(stage, max, hide_for, wait)
+            .await
+    }
+
+    async fn delete_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+    ) -> Result<(), QueueError> {
+        self.ctx
+            .enter(Port::Queue, "delete")
+            .await
+            .map_err(queue_fault)?;
+        self.inner.delete_dead_letter(stage, receipt_handle).await
+    }
+
+    async fn release_dead_letter(
+        &self,
+        stage: Stage,
+        receipt_handle: &str,
+        after: Duration,
+    ) -> Result<(), QueueError> {
+        self.ctx
+            .enter(Port::Queue, "change_visibility")
+            .await
+            .map_err(queue_fault)?;
+        self.inner
+            .release_dead_letter(stage, receipt_handle, after)
+            .await
+    }
+}
+
+/// Notice kinds seen in one round of an image (see [`crate::world::Ledger`]).
+pub type NoticeSet = BTreeSet<safelight::domain::notice::NoticeType>;
