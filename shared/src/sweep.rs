@@ -9,7 +9,9 @@
 //!    message went through, and keeps the letters it has seen hidden until both DLQs are done, so
 //!    no receive sees a letter twice and stops early; only an empty long poll (or the time budget)
 //!    ends a DLQ. Then every letter is made visible again at once: letters **stay** in the DLQs
-//!    for operators, alarms and the admin redrive. A stage is only failed when its row has not
+//!    for operators, alarms and the admin redrive, except a letter whose stage completed after
+//!    all (an owner's retry finished it, or its process died after completing it but before the
+//!    message was deleted): that one is deleted, so the DLQs hold only what failed. A stage is only failed when its row has not
 //!    changed for [`SweepPolicy::stale_after`], so an image the owner retried meanwhile (a fresh
 //!    message in flight) is left alone.
 //! 2. **Uploads that never came.** A row whose presigned upload never came stays `pending` /
@@ -113,8 +115,10 @@ impl Default for SweepPolicy {
 /// What one sweep did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
-    /// DLQ messages looked at (and left in their queue).
+    /// DLQ messages looked at (left in their queue unless their work was done).
     pub dead_letters_seen: u32,
+    /// DLQ messages deleted because their image's stage completed after all.
+    pub done_letters_deleted: u32,
     /// Image stages failed because their message is in a DLQ.
     pub stages_failed: u32,
     /// Rows whose upload never came, now `failed` / `expired`.
@@ -166,6 +170,12 @@ pub struct SweepPorts<'a, R, A, S, Q> {
 pub struct Sweeper<'a, R, A, S, Q> {
     ports: SweepPorts<'a, R, A, S, Q>,
     policy: SweepPolicy,
+}
+
+/// Whether a dead letter's job is done: its stage completed, and the letter is not the event of
+/// a later write to the original (that one's version is for a processor to remove, on redrive).
+fn letter_is_done(job: &crate::domain::Job, stage: Stage, row: &ImageRecord) -> bool {
+    row.stage_status(stage) == Status::Completed && !row.is_later_write(job)
 }
 
 /// The failure reason of a stage whose message reached the DLQ.
@@ -279,19 +289,24 @@ where
                 .receive_dead_letters(stage, 10, left + self.policy.hold_margin, wait)
                 .await?;
             if letters.is_empty() {
-                return Ok(true);
+                // Letters another reader holds (a retry-all run) are not seen: not finished.
+                let depth = self.ports.dead_letters.depth(stage, true).await?;
+                let mine = held.iter().filter(|(s, _)| *s == stage).count() as u64;
+                return Ok(depth.in_flight <= mine);
             }
             if letters.iter().all(|l| seen.contains(&l.message_id)) {
                 nothing_new += 1;
             }
             for letter in letters {
-                held.push((stage, letter.receipt_handle.clone()));
                 if !seen.insert(letter.message_id.clone()) {
+                    held.push((stage, letter.receipt_handle.clone()));
                     continue;
                 }
                 report.dead_letters_seen += 1;
                 // Unreadable bodies stay for a human; nothing to mark.
-                for job in parse_jobs(&letter.body).unwrap_or_default() {
+                let jobs = parse_jobs(&letter.body).unwrap_or_default();
+                let mut work_done = !jobs.is_empty();
+                for job in jobs {
                     let failed = modify_row(
                         self.ports.images,
                         job.image_id,
@@ -306,12 +321,25 @@ where
                         },
                     )
                     .await?;
-                    if failed.is_some_and(|r| {
+                    if failed.as_ref().is_some_and(|r| {
                         r.stage_status(stage) == Status::Failed && r.updated_at == now
                     }) {
                         tracing::warn!(image_id = %job.image_id, %stage, "dead-lettered image marked failed");
                         report.stages_failed += 1;
                     }
+                    work_done &= failed.is_some_and(|r| letter_is_done(&job, stage, &r));
+                }
+                if work_done {
+                    // The letter's work was done after all (a retry completed it, or the
+                    // process died after completing it, before its message was deleted): nothing
+                    // for operators to redrive, and the DLQ keeps only what failed.
+                    self.ports
+                        .dead_letters
+                        .delete_dead_letter(stage, &letter.receipt_handle)
+                        .await?;
+                    report.done_letters_deleted += 1;
+                } else {
+                    held.push((stage, letter.receipt_handle.clone()));
                 }
             }
         }

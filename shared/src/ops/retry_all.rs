@@ -363,7 +363,7 @@ where
                 pacer.wait().await;
                 self.ports
                     .queue
-                    .requeue(stage, &letter.body, Duration::ZERO)
+                    .requeue(stage, &letter.body, Duration::ZERO, None)
                     .await?;
                 return Ok(Fate::Redriven);
             };
@@ -372,6 +372,16 @@ where
             }
             let changed_in_run = row.updated_at >= self.started_at;
             match row.stage_status(stage) {
+                // The event of a later write to the original: the processor deletes that
+                // version (the pinned one must stay current), so it goes back to work.
+                Status::Completed if row.is_later_write(job) => {
+                    pacer.wait().await;
+                    self.ports
+                        .queue
+                        .requeue(stage, &letter.body, Duration::ZERO, None)
+                        .await?;
+                    return Ok(Fate::Redriven);
+                }
                 Status::Completed => return Ok(Fate::Duplicate),
                 Status::Pending if changed_in_run => return Ok(Fate::Duplicate),
                 Status::Failed if !changed_in_run => {
