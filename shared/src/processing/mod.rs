@@ -14,17 +14,23 @@
 //! so SQS moves it to the DLQ within seconds. A panic in one message is that message's failure
 //! only.
 //!
-//! Crashes and deadlines: an attempt releases its lease however it ends, so a redelivered message
-//! that finds its own lease still held died mid-attempt. An attempt still running
-//! [`Policy::out_of_time_margin`] before the invocation's deadline marks its lease "out of time"
-//! first. An unmarked lease is a crash (an abort, an out-of-memory kill): the stage fails at once
-//! as "processing crashed" instead of crashing the batch again, and the other messages of that
-//! batch run normally. A marked one is a slow image: its redelivery runs first and alone (the
-//! rest of its batch is re-sent) with the whole invocation; a second abandoned attempt fails the
-//! stage ("ran out of time twice", or "crashed"). A batch stops starting messages
+//! Crashes and deadlines: an attempt releases its lease however it ends (retrying the release),
+//! and the lease names the message and the receive that took it. A later receive that finds its
+//! own message's lease run out knows that attempt never ended (a crash, an out-of-memory kill
+//! maybe caused by a batch-mate, a timeout, or releases that all failed): it runs once more,
+//! first and alone (the rest of its batch is re-sent), and a second abandonment in a row fails
+//! the stage ("crashed twice", or "ran out of time twice" when the attempt still running
+//! [`Policy::out_of_time_margin`] before its deadline marked its lease). A later receive that
+//! finds its own message's lease live is a duplicate delivery of a running attempt: hidden until
+//! that lease runs out, never failed for it. A batch stops starting messages
 //! [`Policy::deadline_reserve`] before the invocation's deadline and re-sends the rest as fresh
-//! copies (no receive used up). Whatever still gives up without a row update (a
-//! message that reaches a DLQ some other way) is marked failed by the `sweeper`.
+//! copies (no receive used up). Whatever still gives up without a row update (a message that
+//! reaches a DLQ some other way) is marked failed by the `sweeper`.
+//!
+//! An open circuit defers a message by re-sending a delayed copy that carries when its deferrals
+//! began; after [`Policy::max_deferral`] it is worked on instead. Refusals (access denied, a KMS
+//! key, a missing resource) are retried but not counted by the breaker, so a misconfiguration
+//! ends in failed images and dead letters, not in deferrals for ever.
 //!
 //! Idempotency: derivative keys depend only on (image, spec), so a repeat writes the same
 //! objects; row changes are conditional writes on `version`, re-read and re-decided on conflict
