@@ -280,9 +280,10 @@ async fn an_upload_held_back_past_its_link_lifetime_is_found_stored_by_the_sweep
         put_original(&stack, &row, bytes).await?;
         wait_depth(&stack, "SAFELIGHT_THUMBNAILS_QUEUE_URL", 1).await?;
 
+        // (The scheduled sweep may get there first: the row is what counts.)
         let report = sweep(&stack).await?;
-        assert!(report["uploads_found"].as_u64() >= Some(1), "{report}");
         let kept = images.get(row.image_id).await?.expect("row");
+        assert_eq!(kept.processing_error, None, "{report}");
         assert_eq!(kept.upload_state, safelight::UploadState::Stored);
         assert_eq!(kept.processing_status, safelight::Status::Pending);
 
@@ -327,10 +328,10 @@ async fn a_stored_image_whose_messages_were_lost_is_reenqueued_by_the_sweeper_an
         }
         processors(&stack, "on").await?;
 
+        // (The scheduled sweep may get there first: the row is what counts.)
         let report = sweep(&stack).await?;
-        assert!(report["stuck_requeued"].as_u64() >= Some(1), "{report}");
         let requeued = images.get(row.image_id).await?.expect("row");
-        assert_eq!(requeued.sweep_requeues, 1);
+        assert_eq!(requeued.sweep_requeues, 1, "{report}");
         let id = row.image_id.to_string();
         let done = stack.wait_status(&token, &id, SETTLE, terminal).await?;
         assert_eq!(done["processing_status"], "completed", "{done}");
