@@ -245,15 +245,15 @@ where
         held: &mut Vec<(Stage, String)>,
         report: &mut SweepReport,
     ) -> Result<bool, SweepError> {
+        let mut finished = true;
         for stage in Stage::ALL {
-            if !self
+            // An unfinished DLQ (out of time: the next one stops at once too; letters another
+            // reader holds) does not keep the next one from being drained.
+            finished &= self
                 .drain_dead_letter_queue(stage, now, until, held, report)
-                .await?
-            {
-                return Ok(false);
-            }
+                .await?;
         }
-        Ok(true)
+        Ok(finished)
     }
 
     async fn drain_dead_letter_queue(
@@ -289,10 +289,17 @@ where
                 .receive_dead_letters(stage, 10, left + self.policy.hold_margin, wait)
                 .await?;
             if letters.is_empty() {
-                // Letters another reader holds (a retry-all run) are not seen: not finished.
-                let depth = self.ports.dead_letters.depth(stage, true).await?;
+                // Letters another reader holds (a retry-all run) are not seen: not finished. The
+                // depth only decides `finished`: a depth that cannot be read does not stop the
+                // sweep (its later steps matter more), it only leaves the sweep unfinished.
                 let mine = held.iter().filter(|(s, _)| *s == stage).count() as u64;
-                return Ok(depth.in_flight <= mine);
+                return Ok(match self.ports.dead_letters.depth(stage, true).await {
+                    Ok(depth) => depth.in_flight <= mine,
+                    Err(e) => {
+                        tracing::warn!(%stage, error = %e, "could not read the DLQ's depth; the sweep goes on, unfinished");
+                        false
+                    }
+                });
             }
             if letters.iter().all(|l| seen.contains(&l.message_id)) {
                 nothing_new += 1;

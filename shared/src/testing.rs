@@ -872,6 +872,8 @@ pub struct MemoryDeadLetters {
     pub short_polls_miss: Mutex<bool>,
     /// Receives so far: (stage, wait asked for).
     pub receives: Mutex<Vec<(Stage, Duration)>>,
+    /// When set, only `depth` fails as unavailable (e.g. a caller not allowed to read it).
+    pub depth_failing: Mutex<bool>,
 }
 
 impl MemoryDeadLetters {
@@ -949,6 +951,9 @@ impl MemoryDeadLetters {
 impl QueueAdmin for MemoryDeadLetters {
     async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
         self.check()?;
+        if *lock(&self.depth_failing) {
+            return Err(QueueError::Unavailable("memory DLQ depth set to fail".into()));
+        }
         if !dead_letters {
             return Ok(lock(&self.queue_depths)
                 .get(&stage)

@@ -193,6 +193,56 @@ async fn a_sweep_out_of_time_says_it_did_not_finish_and_leaves_the_letters_visib
     assert_eq!(w.dlq.hidden(Stage::Thumbnail), 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn letters_another_reader_holds_leave_the_sweep_unfinished_and_the_next_dlq_is_still_drained()
+{
+    let now = Timestamp::now();
+    let long_ago = now.plus_secs(-3600);
+    let w = World::default();
+    let mut held_elsewhere = row(UploadState::Stored, long_ago);
+    held_elsewhere.begin(Stage::Thumbnail, long_ago).unwrap();
+    let mut variant = row(UploadState::Stored, long_ago);
+    variant.begin(Stage::Variant, long_ago).unwrap();
+    for r in [&held_elsewhere, &variant] {
+        w.images.insert(r.clone());
+    }
+    w.dead_letter(&held_elsewhere, Stage::Thumbnail);
+    w.dead_letter(&variant, Stage::Variant);
+    // A retry-all run holds the thumbnails DLQ's letter for longer than this sweep lasts.
+    w.dlq.hide_all(Stage::Thumbnail, Duration::from_secs(600));
+
+    let report = w.sweep(now).await;
+    assert!(!report.finished, "a letter was not seen: {report:?}");
+    assert_eq!(report.dead_letters_seen, 1, "{report:?}");
+    assert_eq!(w.get(variant.image_id).variant_status, Status::Failed);
+    assert_eq!(
+        w.get(held_elsewhere.image_id).thumbnail_status,
+        Status::Processing
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dlq_depth_that_cannot_be_read_leaves_the_sweep_unfinished_but_not_stopped() {
+    let now = Timestamp::now();
+    let w = World::default();
+    *w.dlq.depth_failing.lock().unwrap() = true;
+    let mut dead = row(UploadState::Stored, now.plus_secs(-3600));
+    dead.begin(Stage::Variant, now.plus_secs(-3600)).unwrap();
+    w.images.insert(dead.clone());
+    w.dead_letter(&dead, Stage::Variant);
+    let stuck = row(UploadState::Stored, now.plus_secs(-7200));
+    w.images.insert(stuck.clone());
+    let abandoned = row(UploadState::AwaitingUpload, now.plus_secs(-1500));
+    w.images.insert(abandoned.clone());
+
+    let report = w.sweeper().run(now, BUDGET).await.unwrap();
+    assert!(!report.finished, "{report:?}");
+    assert_eq!(report.stages_failed, 1, "{report:?}");
+    assert_eq!(report.uploads_expired, 1, "{report:?}");
+    assert_eq!(report.stuck_requeued, 1, "{report:?}");
+    assert_eq!(w.dlq.hidden(Stage::Variant), 0, "released");
+}
+
 #[test]
 fn the_budget_keeps_a_reserve_for_releasing_the_letters() {
     assert_eq!(
