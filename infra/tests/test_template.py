@@ -530,6 +530,7 @@ class TheSweeperMayDoItsNewDuties(unittest.TestCase):
         self.assertEqual(self.allowed("sqs:ReceiveMessage"), dlqs)
         self.assertEqual(self.allowed("sqs:ChangeMessageVisibility"), dlqs)
         self.assertEqual(self.allowed("sqs:DeleteMessage"), dlqs)
+        self.assertEqual(self.allowed("sqs:GetQueueAttributes"), dlqs)
 
     def test_a_queue_in_its_environment_without_a_grant_is_named(self):
         t = copy.deepcopy(TEMPLATE)
