@@ -952,7 +952,9 @@ impl QueueAdmin for MemoryDeadLetters {
     async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
         self.check()?;
         if *lock(&self.depth_failing) {
-            return Err(QueueError::Unavailable("memory DLQ depth set to fail".into()));
+            return Err(QueueError::Unavailable(
+                "memory DLQ depth set to fail".into(),
+            ));
         }
         if !dead_letters {
             return Ok(lock(&self.queue_depths)
