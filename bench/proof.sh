@@ -45,6 +45,9 @@ if [ ! -f "$CORPUS/elephants3-4000.jpg" ]; then
       || { apt-get update -qq && apt-get download mate-backgrounds; }; } \
       && dpkg-deb -x mate-backgrounds_*.deb mate)
   fi
+  # The corpus tool resizes with Pillow (the version bench/run.sh pins); the venv from
+  # `stack.sh setup` does not have it.
+  .venv/bin/python -c 'import PIL' 2>/dev/null || .venv/bin/pip install -q "Pillow==13.0.0"
   .venv/bin/python bench/tools/proof_corpus.py "$src" "$CORPUS"
 fi
 echo "$(ls "$CORPUS"/*.jpg | wc -l) photos, $(du -sh "$CORPUS" | cut -f1)"
@@ -66,7 +69,10 @@ machine+=", $(awk '/MemTotal/ {printf "%.0f GB RAM", $2 / 1048576}' /proc/meminf
 machine+=", load average at start $(cut -d' ' -f1-3 /proc/loadavg); build of the functions took ${build_secs} s"
 step "scenarios"
 run_start=$SECONDS
-"$CARGO_TARGET_DIR/$LOCAL_PROFILE/proof" --out RELIABILITY.md --corpus "$CORPUS" \
+# Cargo puts the `dev` profile's binaries in target/debug, every other profile's under its name.
+profile_dir="$LOCAL_PROFILE"
+[ "$LOCAL_PROFILE" != dev ] || profile_dir=debug
+"$CARGO_TARGET_DIR/$profile_dir/proof" --out RELIABILITY.md --corpus "$CORPUS" \
   --only "${PROOF_ONLY:-seed,burst,breaker,scale}" --profile "$LOCAL_PROFILE" \
   --command "make proof" --machine "$machine"
 step "scenarios took $(((SECONDS - run_start) / 60)) min $(((SECONDS - run_start) % 60)) s; RELIABILITY.md rewritten"
