@@ -4,7 +4,8 @@
 #
 #   web.sh setup     check Node (>= 20.19), `npm ci` when package-lock.json changed
 #   web.sh build     setup + typecheck-free production build into web/dist when a source changed
-#   web.sh unit      setup + typecheck + Vitest unit tests + the JS size budget
+#   web.sh lint      setup + ESLint (eslint.config.js: TypeScript + React hooks rules), no warnings
+#   web.sh unit      setup + lint + typecheck + Vitest unit tests + the JS size budget
 #   web.sh browser   setup + Debian's chromium (apt, if missing) + build + the test photos +
 #                    Playwright tests against the stack in $SAFELIGHT_STACK_ENV
 #   web.sh photos    fetch the browser tests' photos (Debian's mate-backgrounds) into web/.cache
@@ -58,8 +59,13 @@ build() {
   fi
 }
 
-unit() {
+lint() {
   setup
+  (cd "$WEB" && npx eslint --max-warnings 0 .)
+}
+
+unit() {
+  lint
   (cd "$WEB" && npx tsc -b packages/client packages/react && npx tsc -p tsconfig.json --noEmit)
   (cd "$WEB" && npx vitest run --config vitest.config.ts)
   build
@@ -96,6 +102,6 @@ browser() {
 
 cmd="${1:-build}"; shift || true
 case "$cmd" in
-  setup|build|unit|browser|photos) "$cmd" "$@" ;;
-  *) die "unknown command '$cmd' (setup|build|unit|browser|photos)" ;;
+  setup|build|lint|unit|browser|photos) "$cmd" "$@" ;;
+  *) die "unknown command '$cmd' (setup|build|lint|unit|browser|photos)" ;;
 esac

@@ -4,6 +4,7 @@ import { useCallback, useMemo, useRef, useState, type DragEvent } from 'react';
 import type { ImageState, Notice } from '@safelight/client';
 import {
   ImageProcessingStatus,
+  useGalleryStore,
   useImageFallback,
   useImages,
   useProcessingUpdates,
@@ -90,24 +91,24 @@ function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => 
 
 export function Gallery({ session }: { session: Session }) {
   const toast = useToast();
-  const names = useRef(new Map<string, string>());
+  const store = useGalleryStore();
   const { images, loading, error } = useImages();
-  for (const img of images) if (img.filename) names.current.set(img.id, img.filename);
+  const nameOf = useCallback((id: string) => store.get(id)?.filename ?? null, [store]);
 
   const onNotice = useCallback(
     (n: Notice) => {
-      const name = names.current.get(n.image_id) ?? 'An image';
+      const name = nameOf(n.image_id) ?? 'An image';
       if (n.type === 'image:processing:complete') toast(`${name} is ready`, 'success');
       if (n.type === 'image:processing:failed') toast(`${name} failed: ${n.error ?? 'processing failed'}`, 'error');
     },
-    [toast],
+    [toast, nameOf],
   );
   const { connection } = useProcessingUpdates(onNotice);
   const { upload, uploads, clearFinished } = useUpload({
     onError: (file, e) => toast(`${file.name} was not uploaded: ${e.message}`, 'error'),
   });
   const { retry, isRetrying } = useRetryProcessing({
-    onError: (id, e) => toast(`Retry of ${names.current.get(id) ?? 'the image'} refused: ${e.message}`, 'error'),
+    onError: (id, e) => toast(`Retry of ${nameOf(id) ?? 'the image'} refused: ${e.message}`, 'error'),
   });
 
   const [dragging, setDragging] = useState(false);

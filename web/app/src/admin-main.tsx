@@ -1,10 +1,7 @@
-import { StrictMode } from 'react';
-import { createRoot } from 'react-dom/client';
-import { ProcessingQueueDashboard, SafelightProvider } from '@safelight/react';
-import { ToastProvider, useToast } from './Toasts';
-import { startSession, type Session } from './session';
-import { renderFatal } from './fatal';
-import './styles.css';
+import { ProcessingQueueDashboard } from '@safelight/react';
+import { useToast } from './Toasts';
+import { mountPage } from './mount';
+import type { Session } from './session';
 
 function Admin({ session }: { session: Session }) {
   const toast = useToast();
@@ -26,17 +23,4 @@ function Admin({ session }: { session: Session }) {
   );
 }
 
-const root = createRoot(document.getElementById('root')!);
-startSession('admin').then(
-  (session) =>
-    root.render(
-      <StrictMode>
-        <SafelightProvider client={session.client}>
-          <ToastProvider>
-            <Admin session={session} />
-          </ToastProvider>
-        </SafelightProvider>
-      </StrictMode>,
-    ),
-  (e: unknown) => renderFatal(root, e),
-);
+mountPage('admin', (session) => <Admin session={session} />);

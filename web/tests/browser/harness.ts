@@ -153,7 +153,7 @@ export async function waitForStatuses(page: Page, expected: Record<string, strin
   } catch (e) {
     // Say what the page showed, not only that time ran out.
     const shown = await cardStatuses(page).catch(() => ({}));
-    throw new Error(`the page did not reach ${JSON.stringify(expected)} in ${timeoutMs} ms; it shows ${JSON.stringify(shown)} (${(e as Error).message.split('\n')[0]})`);
+    throw new Error(`the page did not reach ${JSON.stringify(expected)} in ${timeoutMs} ms; it shows ${JSON.stringify(shown)} (${(e as Error).message.split('\n')[0]})`, { cause: e });
   }
 }
 

@@ -1,11 +1,9 @@
 // @vitest-environment happy-dom
 import { act } from 'react';
-import { createRoot, type Root } from 'react-dom/client';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { SafelightError, createClient, type ProcessingQueue, type RetryAllFailed } from '@safelight/client';
 import { ProcessingQueueDashboard, SafelightProvider } from '@safelight/react';
-
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+import { until, setupTestRoot } from './dom';
 
 const queue: ProcessingQueue = {
   generated_at: '2026-11-30T23:05:00.000Z',
@@ -23,38 +21,18 @@ const queue: ProcessingQueue = {
   throughput: [{ minute: '2026-11-30T23:04:00.000Z', processed: 7, failed: 1 }],
 };
 
-let container: HTMLElement;
-let root: Root;
-beforeEach(() => {
-  container = document.createElement('div');
-  document.body.append(container);
-  root = createRoot(container);
-});
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
+const dom = setupTestRoot();
 
 function mount(client: ReturnType<typeof createClient>, onMessage = vi.fn()) {
-  act(() =>
-    root.render(
-      <SafelightProvider client={client}>
-        <ProcessingQueueDashboard refreshMs={0} onMessage={onMessage} />
-      </SafelightProvider>,
-    ),
+  dom.render(
+    <SafelightProvider client={client}>
+      <ProcessingQueueDashboard refreshMs={0} onMessage={onMessage} />
+    </SafelightProvider>,
   );
   return onMessage;
 }
 
-/** Polls `check`, letting React commit between tries (updates inside act land when it exits). */
-async function until(check: () => void) {
-  await vi.waitFor(async () => {
-    await act(async () => {});
-    check();
-  });
-}
-
-const text = (sel: string) => container.querySelector(sel)?.textContent ?? '';
+const text = (sel: string) => dom.container.querySelector(sel)?.textContent ?? '';
 
 describe('<ProcessingQueueDashboard>', () => {
   it('shows counts, depths, breakers and failures, and retries all failed page by page', async () => {
@@ -69,21 +47,21 @@ describe('<ProcessingQueueDashboard>', () => {
     const reset = vi.fn(async (stage: string) => ({ stage, state: 'closed', reset_at: 'now', reset_by: 'admin' }));
     client.admin.resetCircuit = reset;
     const onMessage = mount(client);
-    await until(() => expect(container.querySelector('[data-testid=status-counts]')).not.toBeNull());
+    await until(() => expect(dom.container.querySelector('[data-testid=status-counts]')).not.toBeNull());
     expect(['pending', 'processing', 'completed', 'failed'].map((s) => text(`[data-testid=count-${s}]`))).toEqual(['1', '2', '30', '4']);
     expect(text('[data-testid=queue-thumbnail]')).toContain('2');
     expect(text('[data-testid=circuit-thumbnail]')).toContain('open');
     expect(text('[data-testid=recent-failures]')).toContain('corrupt');
-    expect(container.querySelector('svg[role=img]')?.getAttribute('aria-label')).toContain('7 processed, 1 failed');
+    expect(dom.container.querySelector('svg[role=img]')?.getAttribute('aria-label')).toContain('7 processed, 1 failed');
 
-    const retryButton = [...container.querySelectorAll('button')].find((b) => b.textContent === 'Retry all failed')!;
+    const retryButton = [...dom.container.querySelectorAll('button')].find((b) => b.textContent === 'Retry all failed')!;
     act(() => retryButton.click());
     await until(() => expect(onMessage).toHaveBeenCalled());
     expect(retryAll.mock.calls.map((c) => (c as unknown as [{ cursor: string | null }])[0].cursor)).toEqual([null, 'c1']);
     expect(onMessage).toHaveBeenCalledWith('Re-queued 4 failed images, redrove 2 messages', 'info');
 
-    const resetButton = container.querySelector<HTMLButtonElement>('button[aria-label="Reset the thumbnail breaker"]')!;
-    expect(container.querySelector<HTMLButtonElement>('button[aria-label="Reset the variant breaker"]')!.disabled).toBe(true);
+    const resetButton = dom.container.querySelector<HTMLButtonElement>('button[aria-label="Reset the thumbnail breaker"]')!;
+    expect(dom.container.querySelector<HTMLButtonElement>('button[aria-label="Reset the variant breaker"]')!.disabled).toBe(true);
     act(() => resetButton.click());
     await until(() => expect(reset).toHaveBeenCalledWith('thumbnail'));
   });
@@ -94,8 +72,8 @@ describe('<ProcessingQueueDashboard>', () => {
       throw new SafelightError('forbidden', 'admins only', 403);
     });
     mount(client);
-    await until(() => expect(container.querySelector('[data-testid=dashboard-error]')).not.toBeNull());
+    await until(() => expect(dom.container.querySelector('[data-testid=dashboard-error]')).not.toBeNull());
     expect(text('[data-testid=dashboard-error]')).toContain('administrators');
-    expect(container.querySelector('table')).toBeNull();
+    expect(dom.container.querySelector('table')).toBeNull();
   });
 });

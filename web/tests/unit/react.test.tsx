@@ -1,27 +1,13 @@
 // @vitest-environment happy-dom
-import { act, type ReactNode } from 'react';
-import { createRoot, type Root } from 'react-dom/client';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { act } from 'react';
+import { describe, expect, it, vi } from 'vitest';
 import { GalleryStore, SafelightError, createClient, type ImageState, type SafelightClient } from '@safelight/client';
 import { ImageProcessingStatus, SafelightProvider, useImageFallback, useImages, useRetryProcessing } from '@safelight/react';
 
-(globalThis as { IS_REACT_ACT_ENVIRONMENT?: boolean }).IS_REACT_ACT_ENVIRONMENT = true;
+import { setupTestRoot } from './dom';
 
-let container: HTMLElement;
-let root: Root;
-beforeEach(() => {
-  container = document.createElement('div');
-  document.body.append(container);
-  root = createRoot(container);
-});
-afterEach(() => {
-  act(() => root.unmount());
-  container.remove();
-});
-
-function render(node: ReactNode) {
-  act(() => root.render(node));
-}
+const dom = setupTestRoot();
+const render = dom.render;
 
 const failed: ImageState = {
   id: 'img-1', filename: 'cat.jpg', status: 'failed', thumbnailStatus: 'failed', variantStatus: 'completed',
@@ -33,11 +19,11 @@ describe('<ImageProcessingStatus>', () => {
   it('says failed in words, gives the reason and offers Retry', () => {
     const onRetry = vi.fn();
     render(<ImageProcessingStatus image={failed} onRetry={onRetry} />);
-    const badge = container.querySelector('[role=status]')!;
+    const badge = dom.container.querySelector('[role=status]')!;
     expect(badge.textContent).toContain('Failed');
     expect(badge.getAttribute('aria-label')).toBe('cat.jpg: Failed');
-    expect(container.textContent).toContain('the jpeg file is corrupt');
-    const button = container.querySelector('button')!;
+    expect(dom.container.textContent).toContain('the jpeg file is corrupt');
+    const button = dom.container.querySelector('button')!;
     expect(button.getAttribute('aria-label')).toBe('Retry processing cat.jpg');
     act(() => button.click());
     expect(onRetry).toHaveBeenCalledWith('img-1');
@@ -45,11 +31,11 @@ describe('<ImageProcessingStatus>', () => {
 
   it('shows upload progress, then the status, with no Retry unless failed', () => {
     render(<ImageProcessingStatus image={{ ...failed, status: 'pending', error: null, upload: { phase: 'uploading', loaded: 2, total: 5, fraction: 0.4 } }} onRetry={() => {}} />);
-    expect(container.textContent).toContain('Uploading 40%');
-    expect(container.querySelector('button')).toBeNull();
+    expect(dom.container.textContent).toContain('Uploading 40%');
+    expect(dom.container.querySelector('button')).toBeNull();
     render(<ImageProcessingStatus image={{ ...failed, status: 'completed', error: null }} onRetry={() => {}} />);
-    expect(container.querySelector('[role=status]')!.textContent).toContain('Completed');
-    expect(container.querySelector('button')).toBeNull();
+    expect(dom.container.querySelector('[role=status]')!.textContent).toContain('Completed');
+    expect(dom.container.querySelector('button')).toBeNull();
   });
 });
 
@@ -69,7 +55,7 @@ describe('useImageFallback', () => {
       original_url: 'orig',
     };
     render(<Fallback sources={sources} />);
-    const b = () => container.querySelector('button')!;
+    const b = () => dom.container.querySelector('button')!;
     expect(b().dataset.src).toBe('t300');
     act(() => b().click());
     expect(b().dataset.src).toBe('t600');
@@ -171,8 +157,8 @@ describe('useImages', () => {
       </SafelightProvider>,
     );
     await act(async () => {
-      await vi.waitFor(() => expect(container.querySelector('li[data-error=corrupt]')).not.toBeNull());
+      await vi.waitFor(() => expect(dom.container.querySelector('li[data-error=corrupt]')).not.toBeNull());
     });
-    expect([...container.querySelectorAll('li')].map((li) => li.textContent)).toEqual(['a.jpg:failed', 'b.jpg:completed']);
+    expect([...dom.container.querySelectorAll('li')].map((li) => li.textContent)).toEqual(['a.jpg:failed', 'b.jpg:completed']);
   });
 });

@@ -131,13 +131,13 @@ export class SafelightClient {
   }
 
   /** `GET /api/images/{id}/processing-status`. */
-  status(id: string): Promise<ProcessingStatus> {
-    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}/processing-status`);
+  status(id: string, opts: { signal?: AbortSignal } = {}): Promise<ProcessingStatus> {
+    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}/processing-status`, undefined, opts.signal);
   }
 
   /** `GET /api/images/{id}`: the row with short-lived URLs. */
-  get(id: string): Promise<ImageView> {
-    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}`);
+  get(id: string, opts: { signal?: AbortSignal } = {}): Promise<ImageView> {
+    return this.http.json('GET', `/api/images/${encodeURIComponent(id)}`, undefined, opts.signal);
   }
 
   /** `POST /api/images/{id}/retry-processing` (409 `not_failed` unless failed). */
@@ -146,12 +146,12 @@ export class SafelightClient {
   }
 
   /** `GET /api/images`: own images, newest first. */
-  list(opts: { limit?: number; cursor?: string | null } = {}): Promise<ImageList> {
+  list(opts: { limit?: number; cursor?: string | null; signal?: AbortSignal } = {}): Promise<ImageList> {
     const q = new URLSearchParams();
     if (opts.limit !== undefined) q.set('limit', String(opts.limit));
     if (opts.cursor) q.set('cursor', opts.cursor);
     const qs = q.toString();
-    return this.http.json('GET', `/api/images${qs ? `?${qs}` : ''}`);
+    return this.http.json('GET', `/api/images${qs ? `?${qs}` : ''}`, undefined, opts.signal);
   }
 
   /** Listens to live notices on the page's one WebSocket; returns the unsubscribe function. */
@@ -161,7 +161,8 @@ export class SafelightClient {
 
   /** Admin routes (403 for anyone else). */
   readonly admin = {
-    processingQueue: (): Promise<ProcessingQueue> => this.http.json('GET', '/api/admin/processing-queue'),
+    processingQueue: (opts: { signal?: AbortSignal } = {}): Promise<ProcessingQueue> =>
+      this.http.json('GET', '/api/admin/processing-queue', undefined, opts.signal),
     retryAllFailed: (opts: { dryRun?: boolean; cursor?: string | null } = {}): Promise<RetryAllFailed> =>
       this.http.json('POST', '/api/admin/retry-all-failed', {
         ...(opts.dryRun ? { dry_run: true } : {}),

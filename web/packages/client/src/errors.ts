@@ -25,3 +25,8 @@ export function errorFromBody(status: number, body: unknown): SafelightError {
   }
   return new SafelightError(status === 401 ? 'unauthorized' : 'http_error', `the API answered ${status}`, status);
 }
+
+/** `e` as a [SafelightError] (code `unknown` when something else was thrown). */
+export function asSafelightError(e: unknown): SafelightError {
+  return e instanceof SafelightError ? e : new SafelightError('unknown', e instanceof Error ? e.message : String(e));
+}

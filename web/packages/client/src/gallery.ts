@@ -47,15 +47,12 @@ function later(a: string | null, b: string | null): boolean {
 }
 
 /**
- * The image after `notice`, or the same object when the notice is older than what is known
- * (a lower seq for this image, or a change from before the known `updated_at`).
+ * An image the page knows only by its id so far: `pending`, nothing to show, no failure; `fields`
+ * replace any of that (an upload's file name and progress, a list item's status).
  */
-export function applyNotice(image: ImageState | undefined, notice: Notice): ImageState {
-  if (image && (notice.seq <= image.lastSeq || !later(notice.at, image.updatedAt))) return image;
-  const s = notice.status;
-  const failed = s.processing_status === 'failed';
-  const base: ImageState = image ?? {
-    id: notice.image_id,
+export function newImage(id: string, createdAt: string, fields: Partial<Omit<ImageState, 'id' | 'createdAt'>> = {}): ImageState {
+  return {
+    id,
     filename: null,
     status: 'pending',
     thumbnailStatus: 'pending',
@@ -68,10 +65,22 @@ export function applyNotice(image: ImageState | undefined, notice: Notice): Imag
     sources: {},
     lastSeq: 0,
     updatedAt: null,
-    createdAt: notice.at,
+    createdAt,
     upload: null,
     pending: null,
+    ...fields,
   };
+}
+
+/**
+ * The image after `notice`, or the same object when the notice is older than what is known
+ * (a lower seq for this image, or a change from before the known `updated_at`).
+ */
+export function applyNotice(image: ImageState | undefined, notice: Notice): ImageState {
+  if (image && (notice.seq <= image.lastSeq || !later(notice.at, image.updatedAt))) return image;
+  const s = notice.status;
+  const failed = s.processing_status === 'failed';
+  const base = image ?? newImage(notice.image_id, notice.at);
   const errorKind = failed ? (notice.error_kind ?? base.errorKind) : null;
   return {
     ...base,
@@ -92,24 +101,15 @@ export function applyNotice(image: ImageState | undefined, notice: Notice): Imag
 
 /** An image as a list item describes it. */
 export function fromSummary(item: ImageSummary): ImageState {
-  return {
-    id: item.image_id,
+  const done: Status = item.processing_status === 'completed' ? 'completed' : 'pending';
+  return newImage(item.image_id, item.created_at, {
     filename: item.filename,
     status: item.processing_status,
-    thumbnailStatus: item.processing_status === 'completed' ? 'completed' : 'pending',
-    variantStatus: item.processing_status === 'completed' ? 'completed' : 'pending',
-    error: null,
-    errorKind: null,
-    retryable: true,
-    attempts: 0,
+    thumbnailStatus: done,
+    variantStatus: done,
     placeholder: item.placeholder,
     sources: { thumbnail_url: item.thumbnail_url, placeholder: item.placeholder },
-    lastSeq: 0,
-    updatedAt: null,
-    createdAt: item.created_at,
-    upload: null,
-    pending: null,
-  };
+  });
 }
 
 /** Merges a full view (`GET /api/images/{id}`) into what is known, unless it is older. */

@@ -9,7 +9,7 @@
  */
 export { createClient, sharedRealtime, SafelightClient } from './client.js';
 export type { ClientOptions, UploadOptions, UploadResult } from './client.js';
-export { SafelightError, errorFromBody } from './errors.js';
+export { SafelightError, asSafelightError, errorFromBody } from './errors.js';
 export { Http } from './http.js';
 export type { HttpOptions, TokenProvider } from './http.js';
 export { Realtime, backoffDelay, CLOSE_SILENT } from './realtime.js';
@@ -18,6 +18,6 @@ export { Limiter, contentTypeOf, sendToStorage } from './upload.js';
 export type { UploadMethod, UploadProgress, XhrLike } from './upload.js';
 export { imageCandidates, imageUrl, placeholderUrl } from './images.js';
 export type { ImageChoice, ImageSources } from './images.js';
-export { GalleryStore, applyNotice, fromSummary, mergeView, retryableKind } from './gallery.js';
+export { GalleryStore, applyNotice, fromSummary, mergeView, newImage, retryableKind } from './gallery.js';
 export type { ImageState } from './gallery.js';
 export type * from './types.js';

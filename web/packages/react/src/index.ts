@@ -7,9 +7,20 @@
  * </SafelightProvider>
  * ```
  */
-export { SafelightProvider, useGalleryStore, useSafelightClient } from './context.js';
-export { useImageFallback, useImages, useProcessingUpdates, useRetryProcessing, useUpload } from './hooks.js';
-export type { ProcessingUpdates, UploadEntry } from './hooks.js';
+export { SafelightProvider, useGalleryStore, useQueryCache, useSafelightClient } from './context.js';
+export { useImageFallback } from './use-image-fallback.js';
+export { useImages } from './use-images.js';
+export { useProcessingUpdates } from './use-processing-updates.js';
+export type { ProcessingUpdates } from './use-processing-updates.js';
+export { useRetryProcessing } from './use-retry-processing.js';
+export { useUpload } from './use-upload.js';
+export type { UploadEntry } from './use-upload.js';
+export { useQuery } from './use-query.js';
+export type { QueryResult } from './use-query.js';
+export { useMutation } from './use-mutation.js';
+export type { Mutation, MutationOptions, MutationOutcome } from './use-mutation.js';
+export { QueryCache } from './query-cache.js';
+export type { FetchOptions, Fetcher, QuerySnapshot, QueryStatus } from './query-cache.js';
 export { ImageProcessingStatus } from './ImageProcessingStatus.js';
 export type { ImageProcessingStatusProps } from './ImageProcessingStatus.js';
 export { ProcessingQueueDashboard } from './ProcessingQueueDashboard.js';

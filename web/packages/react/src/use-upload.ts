@@ -1,0 +1,87 @@
+/** `useUpload`: many files uploaded with per-file progress, each image shown as soon as its row exists. */
+
+import { useCallback, useRef, useState } from 'react';
+import { asSafelightError, newImage, type SafelightError, type UploadProgress } from '@safelight/client';
+import { useSafelight } from './context.js';
+import { useLatest } from './use-latest.js';
+
+/** One file being uploaded by this page. */
+export interface UploadEntry {
+  key: string;
+  file: File;
+  imageId: string | null;
+  progress: UploadProgress;
+  error: SafelightError | null;
+}
+
+/**
+ * Uploads many files with per-file progress. Each image appears in the store as `pending` as soon
+ * as the API created its row (optimistic: before the bytes are sent, before any notice).
+ */
+export function useUpload(opts: { onError?: (file: File, error: SafelightError) => void; onStored?: (file: File, imageId: string) => void } = {}) {
+  const { client, store } = useSafelight();
+  const [entries, setEntries] = useState<UploadEntry[]>([]);
+  const serial = useRef(0);
+  const callbacks = useLatest(opts);
+
+  const patch = useCallback((key: string, change: Partial<UploadEntry>) => {
+    setEntries((list) => list.map((e) => (e.key === key ? { ...e, ...change } : e)));
+  }, []);
+
+  const send = useCallback(
+    async (entry: UploadEntry) => {
+      let imageId: string | null = null;
+      try {
+        await client.upload(entry.file, {
+          onTicket: (ticket) => {
+            imageId = ticket.image_id;
+            patch(entry.key, { imageId });
+            store.put(newImage(imageId, new Date().toISOString(), { filename: entry.file.name, upload: entry.progress, pending: 'upload' }));
+          },
+          onProgress: (progress) => {
+            patch(entry.key, { progress });
+            if (imageId) store.update(imageId, (img) => ({ ...img, upload: progress.phase === 'stored' ? null : progress }));
+          },
+        });
+        if (imageId) callbacks.current.onStored?.(entry.file, imageId);
+      } catch (e) {
+        const error = asSafelightError(e);
+        patch(entry.key, { error });
+        if (imageId) {
+          // The row exists but the bytes never arrived: show it failed here (the server will
+          // expire the row). Undo the optimistic "pending".
+          store.update(imageId, (img) => ({
+            ...img,
+            status: 'failed',
+            error: `upload failed: ${error.message}`,
+            errorKind: 'rejected',
+            retryable: false,
+            upload: null,
+            pending: null,
+          }));
+        }
+        callbacks.current.onError?.(entry.file, error);
+      }
+    },
+    [client, store, patch, callbacks],
+  );
+
+  const upload = useCallback(
+    async (files: Iterable<File>) => {
+      const batch: UploadEntry[] = [...files].map((file) => ({
+        key: `u${++serial.current}`,
+        file,
+        imageId: null,
+        progress: { phase: 'requesting', loaded: 0, total: file.size, fraction: 0 },
+        error: null,
+      }));
+      setEntries((list) => [...batch, ...list]);
+      await Promise.all(batch.map(send));
+    },
+    [send],
+  );
+
+  const clearFinished = useCallback(() => setEntries((list) => list.filter((e) => e.progress.phase !== 'stored' && !e.error)), []);
+
+  return { upload, uploads: entries, clearFinished };
+}
