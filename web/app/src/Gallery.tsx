@@ -1,11 +1,12 @@
 /** The demo gallery: drop many files, watch each one upload and process live. */
 
-import { useCallback, useMemo, useRef, useState, type DragEvent } from 'react';
+import { useCallback, useRef, useState, type DragEvent } from 'react';
 import type { ImageState, Notice } from '@safelight/client';
 import {
   ImageProcessingStatus,
+  Picture,
   useGalleryStore,
-  useImageFallback,
+  useImagePicture,
   useImages,
   useProcessingUpdates,
   useRetryProcessing,
@@ -23,10 +24,16 @@ const CONNECTION_TEXT = {
   closed: 'Disconnected',
 } as const;
 
+/**
+ * The card's slot width at each viewport (styles.css: main at most 1100 px less 2 x 20 px padding;
+ * columns of at least 200 px, 16 px apart), for the browser's choice in `srcset`.
+ */
+const CARD_SIZES =
+  '(max-width: 455px) calc(100vw - 40px), (max-width: 671px) calc(50vw - 28px), (max-width: 887px) calc(33.3vw - 24px), (max-width: 1103px) calc(25vw - 22px), 253px';
+
 function Preview({ image }: { image: ImageState }) {
-  const sources = useMemo(() => ({ ...image.sources, placeholder: image.placeholder ?? image.sources.placeholder }), [image.sources, image.placeholder]);
-  const { src, kind, onError } = useImageFallback(sources, 300);
-  if (!src) {
+  const fallback = useImagePicture(image, 300, CARD_SIZES);
+  if (!fallback.src) {
     return (
       <div className="card__preview card__preview--empty" data-preview="none">
         <span>{image.status === 'failed' ? 'No preview' : 'Preview soon'}</span>
@@ -34,8 +41,8 @@ function Preview({ image }: { image: ImageState }) {
     );
   }
   return (
-    <div className={`card__preview card__preview--${kind}`} data-preview={kind}>
-      <img src={src} alt={image.filename ? `Preview of ${image.filename}` : 'Image preview'} onError={onError} decoding="async" />
+    <div className={`card__preview card__preview--${fallback.kind}`} data-preview={fallback.kind}>
+      <Picture fallback={fallback} alt={image.filename ? `Preview of ${image.filename}` : 'Image preview'} decoding="async" />
     </div>
   );
 }

@@ -1,5 +1,5 @@
 /** Test doubles: a scripted WebSocket and XMLHttpRequest. */
-import type { Notice, SocketLike, XhrLike } from '@safelight/client';
+import type { ImageView, Notice, SocketLike, XhrLike } from '@safelight/client';
 
 export class FakeSocket implements SocketLike {
   static all: FakeSocket[] = [];
@@ -121,4 +121,21 @@ export class FakeXhr implements XhrLike {
     this.responseText = text;
     this.onload?.();
   }
+}
+
+/** `GET /api/images/{id}` of a completed 4000 x 3000 JPEG with the default derivatives, whose URLs `url(name)` makes. */
+export function completedView(id: string, url: (name: string) => string, extra: Partial<ImageView> = {}): ImageView {
+  const der = (name: string, width: number, height: number, format: string, bytes: number) => ({ url: url(name), width, height, format, bytes });
+  return {
+    image_id: id, filename: `${id}.jpg`, content_type: 'image/jpeg', byte_size: 3_000_000, width: 4000, height: 3000, upload_state: 'stored',
+    processing_status: 'completed', thumbnail_status: 'completed', variant_status: 'completed', processing_error: null, processing_attempts: 1,
+    processing_started_at: null, processing_completed_at: null, error_kind: null, placeholder: null,
+    created_at: '2026-11-30T12:00:00Z', updated_at: '2026-11-30T12:00:05Z', original_url: url('original'),
+    thumbnails: { '150.jpg': der('150.jpg', 150, 113, 'jpeg', 5_000), '300.jpg': der('300.jpg', 300, 225, 'jpeg', 15_000), '600.jpg': der('600.jpg', 600, 450, 'jpeg', 45_000) },
+    variants: {
+      '1280.jpg': der('1280.jpg', 1280, 960, 'jpeg', 90_000), '1280.webp': der('1280.webp', 1280, 960, 'webp', 60_000),
+      '2048.jpg': der('2048.jpg', 2048, 1536, 'jpeg', 200_000), '2048.webp': der('2048.webp', 2048, 1536, 'webp', 140_000),
+    },
+    ...extra,
+  };
 }

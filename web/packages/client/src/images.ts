@@ -5,10 +5,20 @@
 
 import { thumbHashToDataURL } from 'thumbhash';
 
+/** A derivative as any answer describes it (a URL only from `GET /api/images/{id}`). */
+export interface DerivativeSource {
+  url?: string;
+  width: number;
+  height: number;
+  bytes?: number;
+  /** `jpeg`, `webp`, `avif`, … (else read from the name's extension). */
+  format?: string;
+}
+
 /** What an image offers to show; any of `GET /api/images/{id}`, a list item or a local state. */
 export interface ImageSources {
-  thumbnails?: Record<string, { url?: string; width: number; height: number; bytes?: number }>;
-  variants?: Record<string, { url?: string; width: number; height: number; bytes?: number }>;
+  thumbnails?: Record<string, DerivativeSource>;
+  variants?: Record<string, DerivativeSource>;
   /** The list's preview (its smallest thumbnail), size unknown. */
   thumbnail_url?: string | null;
   original_url?: string | null;

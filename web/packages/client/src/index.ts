@@ -17,7 +17,10 @@ export type { ConnectionState, RealtimeListener, RealtimeOptions, SocketFactory,
 export { Limiter, contentTypeOf, sendToStorage } from './upload.js';
 export type { UploadMethod, UploadProgress, XhrLike } from './upload.js';
 export { imageCandidates, imageUrl, placeholderUrl } from './images.js';
-export type { ImageChoice, ImageSources } from './images.js';
+export type { DerivativeSource, ImageChoice, ImageSources } from './images.js';
+export { derivativeFormat, hasDerivativeUrls, responsiveSet } from './responsive.js';
+export type { PictureSource, ResponsiveSet } from './responsive.js';
+export { urlExpired, urlExpiry } from './expiry.js';
 export { GalleryStore, applyNotice, fromSummary, mergeView, newImage, retryableKind } from './gallery.js';
 export type { ImageState } from './gallery.js';
 export type * from './types.js';

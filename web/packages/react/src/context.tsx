@@ -31,6 +31,11 @@ export function useSafelight(): SafelightContextValue {
   return v;
 }
 
+/** What the nearest provider holds, or `null` outside one (hooks that also work without it). */
+export function useOptionalSafelight(): SafelightContextValue | null {
+  return useContext(SafelightContext);
+}
+
 /** The client of the nearest provider. */
 export function useSafelightClient(): SafelightClient {
   return useSafelight().client;

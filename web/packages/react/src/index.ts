@@ -9,6 +9,13 @@
  */
 export { SafelightProvider, useGalleryStore, useQueryCache, useSafelightClient } from './context.js';
 export { useImageFallback } from './use-image-fallback.js';
+export type { ImageFallback, ImageFallbackOptions } from './use-image-fallback.js';
+export { useImagePicture } from './use-image-picture.js';
+export type { PictureImage } from './use-image-picture.js';
+export { Picture } from './Picture.js';
+export type { PictureProps } from './Picture.js';
+export { ResponsiveImage } from './ResponsiveImage.js';
+export type { ResponsiveImageProps } from './ResponsiveImage.js';
 export { useImages } from './use-images.js';
 export { useProcessingUpdates } from './use-processing-updates.js';
 export type { ProcessingUpdates } from './use-processing-updates.js';
