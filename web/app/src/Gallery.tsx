@@ -161,12 +161,15 @@ export function Gallery({ session }: { session: Session }) {
               choose files
             </button>
           </p>
-          <p className="sl-muted">JPEG, PNG, WebP, GIF or AVIF, up to 25 MiB each; three upload at a time.</p>
+          <p className="sl-muted">
+            JPEG, PNG, WebP, GIF or AVIF, up to 25 MiB each; three upload at a time. HEIC photos are converted to JPEG where this browser can read
+            them.
+          </p>
           <input
             ref={input}
             type="file"
             multiple
-            accept="image/jpeg,image/png,image/webp,image/gif,image/avif"
+            accept="image/jpeg,image/png,image/webp,image/gif,image/avif,image/heic,image/heif,.heic,.heif"
             className="sl-visually-hidden"
             data-testid="file-input"
             aria-label="Choose photos to upload"

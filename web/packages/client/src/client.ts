@@ -13,6 +13,7 @@ import type {
   RetryAllFailed,
   UploadTicket,
 } from './types.js';
+import { heicAsJpeg, isHeic, type HeicConverter } from './heic.js';
 import { Limiter, contentTypeOf, sendToStorage, type UploadMethod, type UploadProgress, type XhrLike } from './upload.js';
 
 export interface ClientOptions {
@@ -30,12 +31,15 @@ export interface ClientOptions {
   xhr?: () => XhrLike;
   /** Options of the WebSocket (backoff, ping, test doubles). */
   realtime?: Omit<RealtimeOptions, 'wsUrl' | 'getToken'>;
+  /** Converts HEIC files before upload; the browser's decoder and canvas by default. */
+  convertHeic?: HeicConverter;
 }
 
 export interface UploadOptions {
   onProgress?: (progress: UploadProgress) => void;
-  /** Called once the API has created the image row, before the bytes are sent. */
-  onTicket?: (ticket: UploadTicket) => void;
+  /** Called once the API has created the image row, before the bytes are sent, with the file
+   * that is sent (a HEIC file's JPEG conversion). */
+  onTicket?: (ticket: UploadTicket, sent: File) => void;
   signal?: AbortSignal;
   method?: UploadMethod;
 }
@@ -44,6 +48,8 @@ export interface UploadOptions {
 export interface UploadResult {
   imageId: string;
   ticket: UploadTicket;
+  /** What was uploaded: the file, or its JPEG conversion when it was HEIC. */
+  file: File;
 }
 
 /** Pages of one WebSocket per URL, whichever client asks. */
@@ -64,6 +70,8 @@ export class SafelightClient {
   readonly http: Http;
   private readonly opts: ClientOptions;
   private readonly limiter: Limiter;
+  /** HEIC conversions run one at a time (a decoded 12 MP photo holds ~48 MB). */
+  private readonly converting = new Limiter(1);
   private realtimeValue: Realtime | null = null;
 
   constructor(opts: ClientOptions) {
@@ -85,28 +93,30 @@ export class SafelightClient {
   /**
    * Uploads one file: asks for a presigned request, then sends the bytes straight to storage with
    * progress. At most `concurrency` files are in flight; the others wait their turn (`requesting`
-   * progress is reported when a file's turn comes).
+   * progress is reported when a file's turn comes). A HEIC file is converted to JPEG first, or
+   * refused (`unsupported_heic`) before anything is sent when the browser cannot decode it.
    */
-  upload(file: File, opts: UploadOptions = {}): Promise<UploadResult> {
+  async upload(file: File, opts: UploadOptions = {}): Promise<UploadResult> {
+    const sent = (await isHeic(file)) ? await this.converting.run(() => heicAsJpeg(file, this.opts.convertHeic)) : file;
     return this.limiter.run(async () => {
       const report = (phase: UploadProgress['phase'], loaded: number) =>
-        opts.onProgress?.({ phase, loaded, total: file.size, fraction: file.size ? loaded / file.size : 1 });
+        opts.onProgress?.({ phase, loaded, total: sent.size, fraction: sent.size ? loaded / sent.size : 1 });
       report('requesting', 0);
       const ticket = await this.http.json<UploadTicket>(
         'POST',
         '/api/images/upload',
-        { filename: file.name, content_type: contentTypeOf(file), size: file.size },
+        { filename: sent.name, content_type: contentTypeOf(sent), size: sent.size },
         opts.signal,
       );
-      opts.onTicket?.(ticket);
-      await sendToStorage(ticket, file, {
+      opts.onTicket?.(ticket, sent);
+      await sendToStorage(ticket, sent, {
         method: opts.method ?? this.opts.uploadMethod,
         signal: opts.signal,
         xhr: this.opts.xhr,
         onProgress: (loaded) => report('uploading', loaded),
       });
-      report('stored', file.size);
-      return { imageId: ticket.image_id, ticket };
+      report('stored', sent.size);
+      return { imageId: ticket.image_id, ticket, file: sent };
     });
   }
 
@@ -115,7 +125,7 @@ export class SafelightClient {
     files: File[],
     opts: Omit<UploadOptions, 'onProgress' | 'onTicket'> & {
       onProgress?: (file: File, progress: UploadProgress) => void;
-      onTicket?: (file: File, ticket: UploadTicket) => void;
+      onTicket?: (file: File, ticket: UploadTicket, sent: File) => void;
     } = {},
   ): Promise<PromiseSettledResult<UploadResult>[]> {
     return Promise.allSettled(
@@ -124,7 +134,7 @@ export class SafelightClient {
           signal: opts.signal,
           method: opts.method,
           onProgress: (p) => opts.onProgress?.(file, p),
-          onTicket: (t) => opts.onTicket?.(file, t),
+          onTicket: (t, sent) => opts.onTicket?.(file, t, sent),
         }),
       ),
     );

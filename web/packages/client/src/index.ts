@@ -21,6 +21,8 @@ export type { DerivativeSource, ImageChoice, ImageSources } from './images.js';
 export { derivativeFormat, hasDerivativeUrls, responsiveSet } from './responsive.js';
 export type { PictureSource, ResponsiveSet } from './responsive.js';
 export { urlExpired, urlExpiry } from './expiry.js';
+export { SNIFF_BYTES, browserHeicConverter, heicAsJpeg, isHeic, isHeicBytes, jpegName } from './heic.js';
+export type { HeicConverter } from './heic.js';
 export { GalleryStore, applyNotice, fromSummary, mergeView, newImage, retryableKind } from './gallery.js';
 export type { ImageState } from './gallery.js';
 export type * from './types.js';

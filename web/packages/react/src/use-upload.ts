@@ -33,10 +33,10 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
       let imageId: string | null = null;
       try {
         await client.upload(entry.file, {
-          onTicket: (ticket) => {
+          onTicket: (ticket, sent) => {
             imageId = ticket.image_id;
             patch(entry.key, { imageId });
-            store.put(newImage(imageId, new Date().toISOString(), { filename: entry.file.name, upload: entry.progress, pending: 'upload' }));
+            store.put(newImage(imageId, new Date().toISOString(), { filename: sent.name, upload: entry.progress, pending: 'upload' }));
           },
           onProgress: (progress) => {
             patch(entry.key, { progress });
