@@ -36,6 +36,11 @@ pub fn uninstall() {
     INSTALLED.with(|i| *i.borrow_mut() = None);
 }
 
+/// Whether the simulator's clock is installed on this thread.
+pub(crate) fn installed() -> bool {
+    INSTALLED.with(|i| i.borrow().is_some())
+}
+
 /// The virtual time, when installed on this thread.
 pub(crate) fn now_ms() -> Option<i64> {
     INSTALLED.with(|i| {

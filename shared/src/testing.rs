@@ -3,7 +3,7 @@
 //! Also the generator of the decode-budget sample ([`png_rgba16_one_colour`]), used by the engine's
 //! memory tests, the pipeline suite and `cargo run -p safelight-e2e --bin bomb`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -26,6 +26,8 @@ pub struct MemoryStore {
     minted: Mutex<u64>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
+    /// When set, every call is refused (access denied).
+    pub refusing: Mutex<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -82,6 +84,9 @@ impl MemoryStore {
     fn check(&self) -> Result<(), StoreError> {
         if *lock(&self.failing) {
             return Err(StoreError::Unavailable("memory store set to fail".into()));
+        }
+        if *lock(&self.refusing) {
+            return Err(StoreError::Refused("memory store set to refuse".into()));
         }
         Ok(())
     }
@@ -205,8 +210,8 @@ impl ObjectStore for MemoryStore {
 /// The images table in memory.
 #[derive(Debug, Default)]
 pub struct MemoryImages {
-    rows: Mutex<HashMap<ImageId, ImageRecord>>,
-    legacy: Mutex<HashMap<ImageId, crate::ops::backfill::LegacyRow>>,
+    rows: Mutex<BTreeMap<ImageId, ImageRecord>>,
+    legacy: Mutex<BTreeMap<ImageId, crate::ops::backfill::LegacyRow>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -461,10 +466,10 @@ type Logged = (Notice, Timestamp, u64);
 /// The notices table in memory: counters, the log (with expiry) and delivery records.
 #[derive(Debug, Default)]
 pub struct MemoryNotices {
-    counters: Mutex<HashMap<OwnerId, u64>>,
+    counters: Mutex<BTreeMap<OwnerId, u64>>,
     log: Mutex<BTreeMap<(OwnerId, u64), Logged>>,
     stored: std::sync::atomic::AtomicU64,
-    deliveries: Mutex<HashMap<String, Delivery>>,
+    deliveries: Mutex<BTreeMap<String, Delivery>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -488,7 +493,7 @@ impl MemoryNotices {
     }
 
     /// All delivery records by key.
-    pub fn deliveries(&self) -> HashMap<String, Delivery> {
+    pub fn deliveries(&self) -> BTreeMap<String, Delivery> {
         lock(&self.deliveries).clone()
     }
 
@@ -633,8 +638,8 @@ impl ConnectionPoster for MemoryPoster {
 /// The control table in memory: breakers with versions, and leases.
 #[derive(Debug, Default)]
 pub struct MemoryControl {
-    breakers: Mutex<HashMap<Stage, (Breaker, u64)>>,
-    leases: Mutex<HashMap<(Stage, ImageId), LeaseView>>,
+    breakers: Mutex<BTreeMap<Stage, (Breaker, u64)>>,
+    leases: Mutex<BTreeMap<(Stage, ImageId), LeaseView>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
 }
@@ -862,9 +867,9 @@ type Letter = (String, String, Option<tokio::time::Instant>);
 #[derive(Debug, Default)]
 pub struct MemoryDeadLetters {
     /// Per stage, oldest first.
-    letters: Mutex<HashMap<Stage, Vec<Letter>>>,
+    letters: Mutex<BTreeMap<Stage, Vec<Letter>>>,
     /// Depths the processing queues report (test setup).
-    pub queue_depths: Mutex<HashMap<Stage, QueueDepth>>,
+    pub queue_depths: Mutex<BTreeMap<Stage, QueueDepth>>,
     /// When set, every call fails as unavailable.
     pub failing: Mutex<bool>,
     /// When set, a receive that does not wait (an SQS short poll, which samples some of the
@@ -1168,7 +1173,7 @@ impl crate::ports::OriginalsSource for MemoryStore {
 /// Migration markers in memory.
 #[derive(Debug, Default)]
 pub struct MemoryMarkers {
-    markers: Mutex<HashMap<String, (crate::ops::backfill::Marker, u64)>>,
+    markers: Mutex<BTreeMap<String, (crate::ops::backfill::Marker, u64)>>,
 }
 
 impl MemoryMarkers {

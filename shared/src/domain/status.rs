@@ -72,7 +72,7 @@ impl fmt::Display for Status {
 }
 
 /// Which half of the processing a status field belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// The thumbnail set (`thumbnail_status`).

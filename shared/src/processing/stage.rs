@@ -224,7 +224,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         let limits = self.limits;
         let bytes_in = bytes.len() as u64;
         let render_started = std::time::Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || engine::render(&bytes, &specs, &limits))
+        let rendered = off_the_runtime(move || engine::render(&bytes, &specs, &limits))
             .await
             .map_err(|e| JobFailure::Retryable {
                 reason: format!("rendering was interrupted: {e}"),
@@ -322,4 +322,17 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             _ => Ok(object.bytes),
         }
     }
+}
+
+/// Runs CPU-bound work on the blocking pool. Under the simulator (feature `testing`, its clock
+/// installed on this thread) it runs inline instead: two processes' renders on two threads would
+/// finish in a wall-clock order, and one seed would no longer replay one schedule.
+async fn off_the_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    #[cfg(feature = "testing")]
+    if crate::determinism::installed() {
+        return Ok(work());
+    }
+    tokio::task::spawn_blocking(work).await
 }
