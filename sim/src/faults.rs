@@ -161,8 +161,12 @@ impl Ctx {
                 ledger.refused |= fault == Fault::Refused;
             }
         }
-        if fault == Fault::Refused || self.proc.is_none() {
-            w.note(format!("fault {fault:?} at {port:?}.{op}"));
+        match &self.proc {
+            Some(p) => w.note(format!(
+                "fault {fault:?} at {port:?}.{op} (process {})",
+                p.id
+            )),
+            None => w.note(format!("fault {fault:?} at {port:?}.{op}")),
         }
         Err(fault)
     }
@@ -501,6 +505,36 @@ impl<T: ControlStore> ControlStore for Faulty<T> {
     }
 }
 
+/// Slack on the deferral cap: the port latency between the processor's look at the clock and
+/// the send.
+const DEFERRAL_SLACK_MS: i64 = 60_000;
+
+/// A deferral (a delayed copy re-sent while the circuit is open) of a message whose deferrals
+/// began `age_ms` ago: past the cap, the image should have been worked on (and failed on to the
+/// DLQ if the trouble goes on), not kept waiting (invariant 8; reported once per image and stage).
+fn deferred_past_cap(world: &World, stage: Stage, body: &str, age_ms: i64) {
+    let cap = safelight::processing::Policy::default()
+        .max_deferral
+        .as_millis() as i64;
+    if age_ms <= cap + DEFERRAL_SLACK_MS {
+        return;
+    }
+    for job in safelight::events::parse_jobs(body).unwrap_or_default() {
+        let first = world
+            .state()
+            .deferred_past_cap
+            .insert((job.image_id, stage_ix(stage)));
+        if first {
+            world.violation(format!(
+                "{}: its {stage} message deferred by the circuit breaker again after {:.1} h of deferrals (the cap is {:.0} h): a persistent error keeps it waiting instead of failing it on to the DLQ",
+                job.image_id,
+                age_ms as f64 / 3.6e6,
+                cap as f64 / 3.6e6
+            ));
+        }
+    }
+}
+
 /// The simulated SQS, as the product's queue ports.
 #[derive(Debug)]
 pub struct SimQueues {
@@ -557,6 +591,9 @@ impl JobQueue for SimQueues {
         deferred_since: Option<safelight::Timestamp>,
     ) -> Result<(), QueueError> {
         let now = self.world.now_ms();
+        if let Some(since) = deferred_since.filter(|_| !delay.is_zero()) {
+            deferred_past_cap(&self.world, stage, body, now - since.unix_millis());
+        }
         let id = self.world.state().queues.send(
             stage,
             body,

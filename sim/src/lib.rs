@@ -351,7 +351,10 @@ fn publish(world: &Arc<World>, key: &ObjectKey, size: u64, version: &str) {
                 .next()
                 .and_then(|i| i.parse::<ImageId>().ok())
             {
-                world.state().ledger.entry(id).or_default().faulted[stage_ix(stage)] += 1;
+                let mut st = world.state();
+                let ledger = st.ledger.entry(id).or_default();
+                ledger.faulted[stage_ix(stage)] += 1;
+                *ledger.lost_events.entry(version.to_owned()).or_default() += 1;
             }
             continue;
         }

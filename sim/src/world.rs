@@ -132,6 +132,9 @@ pub struct Ledger {
     pub killed: [u32; 2],
     /// The image met a refusal (access denied) at some point.
     pub refused: bool,
+    /// Per version written to the key: how many stages' "Object Created" events of that write
+    /// EventBridge never delivered (2: no processor could learn of the write).
+    pub lost_events: BTreeMap<String, u32>,
     /// The image was deferred by an open circuit at some point.
     pub deferred: bool,
     /// Notices derived from its row changes in this round (since its last retry).
@@ -172,6 +175,8 @@ pub struct State {
     pub derivative_puts: BTreeMap<String, u32>,
     /// Images whose stage completed, by stage: a derivative written after that is work redone.
     pub completed: BTreeSet<(ImageId, usize)>,
+    /// Images (by stage) already reported deferred past the cap (reported once).
+    pub deferred_past_cap: BTreeSet<(ImageId, usize)>,
 }
 
 /// The world every actor shares.
@@ -214,6 +219,7 @@ impl World {
                 uploads_pending: 0,
                 derivative_puts: BTreeMap::new(),
                 completed: BTreeSet::new(),
+                deferred_past_cap: BTreeSet::new(),
             }),
         }
     }

@@ -116,6 +116,14 @@ fn dead_letter_for(h: &Handler, r: &ImageRecord, stage: Stage) {
     h.ports().dead_letters.push(stage, &body.to_string());
 }
 
+/// A dead letter of the "Object Created" event of one version of `r`'s original.
+fn dead_letter_of_version(h: &Handler, r: &ImageRecord, stage: Stage, version: &str) {
+    let body = json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
+        "detail": {"bucket": {"name": "b"}, "object": {"key": r.original_key.as_str(), "size": 1,
+            "version-id": version}}});
+    h.ports().dead_letters.push(stage, &body.to_string());
+}
+
 fn status_of(h: &Handler, id: ImageId) -> ImageRecord {
     h.ports()
         .images
@@ -355,6 +363,42 @@ async fn a_dry_run_reports_failed_images_and_dead_letters_and_changes_nothing() 
     assert!(h.ports().queue.requeued().is_empty());
     assert_eq!(h.ports().dead_letters.bodies(Stage::Thumbnail).len(), 1);
     assert_eq!(status_of(&h, f2.image_id).processing_status, Status::Failed);
+}
+
+/// Found by the simulator (seed 303): the first letter of a failed image resets it, and the
+/// letters of a later write to its key were then taken for duplicates of the reset image and
+/// deleted, so no processor deleted that version and the pinned original became non-current
+/// (the bucket's lifecycle expires non-current versions).
+#[tokio::test(start_paused = true)]
+async fn retry_all_redrives_every_letter_of_a_later_write_whatever_the_images_state() {
+    let h = handler();
+    let mut r = failed(&h, "u1");
+    r.original_version = Some("v1".into());
+    h.ports().images.insert(r.clone());
+    dead_letter_of_version(&h, &r, Stage::Thumbnail, "v1");
+    dead_letter_of_version(&h, &r, Stage::Thumbnail, "v2");
+    dead_letter_of_version(&h, &r, Stage::Variant, "v2");
+
+    let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);
+    assert_eq!(v["images_requeued"], 1, "{v}");
+    assert_eq!(
+        v["messages_redriven"], 3,
+        "the image's own letter and both stages' later-write letters: {v}"
+    );
+    assert_eq!(v["duplicates_removed"], 0, "{v}");
+    let redriven: Vec<(Stage, bool)> = h
+        .ports()
+        .queue
+        .requeued()
+        .iter()
+        .map(|(stage, body, _)| (*stage, body.contains("\"version-id\":\"v2\"")))
+        .collect();
+    assert_eq!(
+        redriven,
+        vec![(Stage::Thumbnail, true), (Stage::Variant, true)],
+        "the processors see the later write and delete that version"
+    );
+    assert_eq!(status_of(&h, r.image_id).thumbnail_status, Status::Pending);
 }
 
 #[tokio::test(start_paused = true)]

@@ -370,18 +370,19 @@ where
             if row.owner_id != job.owner {
                 return Ok(Fate::Skip("the key's owner is not the row's owner"));
             }
+            // The event of a later write to the original, whatever the stage's state (a
+            // failed image reset by an earlier letter of this run is pending now): the processor
+            // deletes that version (the pinned one must stay current), so it goes back to work.
+            if row.is_later_write(job) {
+                pacer.wait().await;
+                self.ports
+                    .queue
+                    .requeue(stage, &letter.body, Duration::ZERO, None)
+                    .await?;
+                return Ok(Fate::Redriven);
+            }
             let changed_in_run = row.updated_at >= self.started_at;
             match row.stage_status(stage) {
-                // The event of a later write to the original: the processor deletes that
-                // version (the pinned one must stay current), so it goes back to work.
-                Status::Completed if row.is_later_write(job) => {
-                    pacer.wait().await;
-                    self.ports
-                        .queue
-                        .requeue(stage, &letter.body, Duration::ZERO, None)
-                        .await?;
-                    return Ok(Fate::Redriven);
-                }
                 Status::Completed => return Ok(Fate::Duplicate),
                 Status::Pending if changed_in_run => return Ok(Fate::Duplicate),
                 Status::Failed if !changed_in_run => {
