@@ -386,7 +386,7 @@ async fn an_original_without_a_row_is_adopted_by_the_owner_in_its_key() {
 }
 
 #[tokio::test]
-async fn transient_failures_back_off_with_growing_visibility_then_fail_on_the_last_receive() {
+async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_receive() {
     let p = processor(Stage::Thumbnail);
     let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
     *p.ports().0.failing.lock().unwrap() = true;
@@ -414,12 +414,44 @@ async fn transient_failures_back_off_with_growing_visibility_then_fail_on_the_la
         "the visibility of the received copy is changed"
     );
 
+    // The first images of an outage spend their receives before the circuit opens: the last
+    // one waits like a deferral instead of failing the image for a fault that is not its own.
+    let before = Timestamp::now();
     let failed = p.handle_batch(&[event(&r.original_key, "m1", 3)]).await;
+    assert!(
+        failed.is_empty(),
+        "the received copy is deleted: {failed:?}"
+    );
+    let requeued = p.ports().2.requeued();
+    assert_eq!(requeued.len(), 1, "{requeued:?}");
+    assert!(
+        requeued[0].2 >= policy().breaker.cooldown,
+        "a fresh copy after the breaker's cool-down: {requeued:?}"
+    );
+    let since = p.ports().2.deferred_since.lock().unwrap()[0];
+    assert!(
+        since.is_some_and(|s| s >= before),
+        "its deferral age starts now: {since:?}"
+    );
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Processing);
+    assert_eq!(got.error_kind, Some(ErrorKind::Transient));
+}
+
+#[tokio::test]
+async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_to_the_dlq() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
+    *p.ports().0.failing.lock().unwrap() = true;
+    let mut m = event(&r.original_key, "m1", 3);
+    m.deferred_since = Some(Timestamp::now().plus_secs(-7 * 3600));
+    let failed = p.handle_batch(&[m]).await;
     assert_eq!(
         failed,
         vec!["m1".to_owned()],
         "the last receive still fails, so SQS moves it to the DLQ"
     );
+    assert!(p.ports().2.requeued().is_empty(), "not deferred again");
     let got = row(&p, r.image_id);
     assert_eq!(got.thumbnail_status, Status::Failed);
     assert_eq!(got.processing_status, Status::Failed);
@@ -432,6 +464,32 @@ async fn transient_failures_back_off_with_growing_visibility_then_fail_on_the_la
         p.ports().2.delays().last(),
         Some(&(Stage::Thumbnail, "rh-m1-3".to_owned(), Duration::ZERO)),
         "the failed last receive is made visible at once, so SQS dead-letters it within seconds"
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_fails_on_the_last_receive_without_deferral() {
+    let p = processor(Stage::Thumbnail);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
+    *p.ports().0.refusing.lock().unwrap() = true;
+    for receive in 1..=2 {
+        let failed = p
+            .handle_batch(&[event(&r.original_key, "m1", receive)])
+            .await;
+        assert_eq!(failed, vec!["m1".to_owned()]);
+    }
+    let failed = p.handle_batch(&[event(&r.original_key, "m1", 3)]).await;
+    assert_eq!(failed, vec!["m1".to_owned()]);
+    assert!(
+        p.ports().2.requeued().is_empty(),
+        "access denied is not waited out"
+    );
+    let got = row(&p, r.image_id);
+    assert_eq!(got.thumbnail_status, Status::Failed);
+    let reason = got.processing_error.unwrap();
+    assert!(
+        reason.starts_with("gave up after 3 attempts") && reason.contains("refused"),
+        "{reason}"
     );
 }
 

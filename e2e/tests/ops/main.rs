@@ -354,8 +354,9 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
     // The template's 180 s visibility would hold each message that long after its last receive
     // before SQS moves it to the DLQ; a short one lets this test see the DLQ in seconds.
     set_visibility(&stack, "SAFELIGHT_THUMBNAILS_QUEUE_URL", 4).await?;
-    // A fault on every read would open the breaker after 5 failures, which then defers the work
-    // instead of failing it (as designed); here every image must use up its receives.
+    // Access denied on every read: a refusal is not counted by the breaker and not deferred, so
+    // every image uses up its receives. The high threshold keeps any stray outage failure of
+    // another stage from opening the circuit during the test.
     let threshold = stackctl(
         &stack,
         &["set-env", "thumbnail", "BREAKER_THRESHOLD", "1000"],
@@ -363,7 +364,12 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
     .await?;
     stackctl(
         &stack,
-        &["set-env", "thumbnail", "SAFELIGHT_FAULTS", "s3_get:1"],
+        &[
+            "set-env",
+            "thumbnail",
+            "SAFELIGHT_FAULTS",
+            "s3_get:1:denied",
+        ],
     )
     .await?;
     let result = async {

@@ -215,10 +215,12 @@ async fn injected_transient_faults_are_retried_with_backoff_and_complete() -> Re
 }
 
 #[tokio::test]
-async fn a_fault_that_never_clears_fails_the_row_after_three_receives_and_lands_in_the_dlq(
+async fn a_refusal_that_never_clears_fails_the_row_after_three_receives_and_lands_in_the_dlq(
 ) -> Result<()> {
     let rig = Harness::new(Duration::from_secs(3)).await?;
-    let p = rig.processor("s3_get:1", quick(1000, Duration::from_secs(1)))?;
+    // Access denied (a permissions problem): an outage would be deferred instead (see the
+    // processing tests), a refusal is for an operator, through the DLQ.
+    let p = rig.processor("s3_get:1:denied", quick(1000, Duration::from_secs(1)))?;
     let r = rig.seed(jpeg(100, 100)).await?;
     rig.send_event(&r.original_key).await?;
     let seen = rig.drain(&p, Duration::from_secs(90)).await?;

@@ -43,13 +43,13 @@ async fn retry(stack: &Stack, token: &str, id: &str) -> Result<(u16, Value)> {
 }
 
 #[tokio::test]
-async fn a_fault_outlasting_three_receives_fails_the_image_and_the_owners_retry_completes_it_once_lifted(
+async fn a_refusal_outlasting_three_receives_fails_the_image_and_the_owners_retry_completes_it_once_lifted(
 ) -> Result<()> {
     let _turn = TURN.lock().await;
     let stack = Stack::load().await?;
     let (sub, token) = user(&stack, "flaky").await?;
     stack
-        .set_faults(THUMBNAIL_FN, &format!("s3_get@originals/{sub}/:1"))
+        .set_faults(THUMBNAIL_FN, &format!("s3_get@originals/{sub}/:1:denied"))
         .await?;
     let outcome = async {
         let id = stack.upload(&token, "image/jpeg", &jpeg(1200, 800)).await?;

@@ -7,19 +7,31 @@
 //! `s3_get@originals/t-flaky-:1` fails only the reads of that owner's originals), so a suite can
 //! fault one test's images without touching the others.
 //!
+//! An entry ending in `:denied` (`s3_get@originals/t-x/:1:denied`) injects a refusal instead (an
+//! access-denied answer: a permissions or configuration problem, not counted by the circuit
+//! breaker and never deferred), where the adapter has a refusal to report (the object store).
+//!
 //! `abort@text:1` is a crash point, not an error: reading an original whose key contains `text`
 //! aborts the whole process, as an out-of-memory kill or a segfault in a codec would.
 
 use std::sync::Arc;
 
-/// An injected failure; adapters report it as their "unavailable" error, so it is transient.
+/// An injected failure; adapters report it as their "unavailable" error (transient), or as
+/// their "refused" error when `denied`.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("injected fault in {0}")]
-pub struct InjectedFault(pub String);
+#[error("injected {} in {op}", if *.denied { "access denied" } else { "fault" })]
+pub struct InjectedFault {
+    /// The operation that failed.
+    pub op: String,
+    /// A refusal (access denied) rather than an outage.
+    pub denied: bool,
+}
 
 /// A malformed `SAFELIGHT_FAULTS`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("SAFELIGHT_FAULTS entry {0:?} is not `operation[@key-text]:rate` with 0 <= rate <= 1")]
+#[error(
+    "SAFELIGHT_FAULTS entry {0:?} is not `operation[@key-text]:rate[:denied]` with 0 <= rate <= 1"
+)]
 pub struct FaultSpecError(pub String);
 
 #[derive(Debug)]
@@ -27,6 +39,7 @@ struct Rule {
     op: String,
     scope: Option<String>,
     rate: f64,
+    denied: bool,
 }
 
 impl Rule {
@@ -53,6 +66,10 @@ impl Faults {
         let mut rules = Vec::new();
         for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let bad = || FaultSpecError(entry.to_owned());
+            let (entry, denied) = match entry.strip_suffix(":denied") {
+                Some(rest) => (rest, true),
+                None => (entry, false),
+            };
             let (target, rate) = entry.rsplit_once(':').ok_or_else(bad)?;
             let rate: f64 = rate.trim().parse().map_err(|_| bad())?;
             let (op, scope) = match target.split_once('@') {
@@ -69,6 +86,7 @@ impl Faults {
                 op: op.to_owned(),
                 scope,
                 rate,
+                denied,
             });
         }
         Ok(Faults(Some(Arc::new(rules))))
@@ -79,12 +97,14 @@ impl Faults {
         self.0.is_some()
     }
 
-    fn fires(&self, op: &str, key: Option<&str>) -> bool {
-        let Some(rules) = &self.0 else { return false };
+    /// The first applying entry that fires: `Some(denied)`.
+    fn fires(&self, op: &str, key: Option<&str>) -> Option<bool> {
+        let rules = self.0.as_ref()?;
         rules
             .iter()
             .filter(|r| r.applies(op, key))
-            .any(|r| r.rate > 0.0 && rand::random::<f64>() < r.rate)
+            .find(|r| r.rate > 0.0 && rand::random::<f64>() < r.rate)
+            .map(|r| r.denied)
     }
 
     /// Fails `op` at its configured rate (unscoped entries only).
@@ -94,16 +114,21 @@ impl Faults {
 
     /// Fails `op` on the object `key` at the rate of the entries that apply to it.
     pub fn check_key(&self, op: &str, key: Option<&str>) -> Result<(), InjectedFault> {
-        if self.fires(op, key) {
-            tracing::warn!(operation = op, "injecting a transient fault");
-            return Err(InjectedFault(op.to_owned()));
+        match self.fires(op, key) {
+            Some(denied) => {
+                tracing::warn!(operation = op, denied, "injecting a fault");
+                Err(InjectedFault {
+                    op: op.to_owned(),
+                    denied,
+                })
+            }
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// The crash point: aborts the process when an `abort` entry applies to `key`.
     pub fn crash_point(&self, key: &str) {
-        if self.fires("abort", Some(key)) {
+        if self.fires("abort", Some(key)).is_some() {
             tracing::error!(key, "injected crash: aborting the process");
             std::process::abort();
         }
@@ -153,8 +178,26 @@ mod tests {
     }
 
     #[test]
+    fn a_denied_entry_injects_a_refusal() {
+        let f = Faults::parse(Some("s3_get@originals/t-x/:1:denied, s3_put:1")).unwrap();
+        let e = f
+            .check_key("s3_get", Some("originals/t-x/01J"))
+            .unwrap_err();
+        assert!(e.denied, "{e}");
+        assert_eq!(e.to_string(), "injected access denied in s3_get");
+        assert!(!f.check("s3_put").unwrap_err().denied);
+    }
+
+    #[test]
     fn malformed_specs_are_refused() {
-        for bad in ["s3_get", "s3_get:2", "s3_get:x", ":0.5", "s3_get@:1"] {
+        for bad in [
+            "s3_get",
+            "s3_get:2",
+            "s3_get:x",
+            ":0.5",
+            "s3_get@:1",
+            "s3_get:denied",
+        ] {
             assert!(Faults::parse(Some(bad)).is_err(), "{bad}");
         }
     }

@@ -63,6 +63,15 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
     StoreError::Unavailable(Box::new(e))
 }
 
+/// An injected fault as the store's error: a refusal when it says "denied".
+fn injected(e: super::faults::InjectedFault) -> StoreError {
+    if e.denied {
+        StoreError::Refused(Box::new(e))
+    } else {
+        StoreError::Unavailable(Box::new(e))
+    }
+}
+
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
 fn sdk_failure<E, R>(e: SdkError<E, R>) -> StoreError
 where
@@ -98,7 +107,7 @@ impl ObjectStore for S3Store {
     ) -> Result<(), StoreError> {
         self.faults
             .check_key("s3_put", Some(key.as_str()))
-            .map_err(unavailable)?;
+            .map_err(injected)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -119,7 +128,7 @@ impl ObjectStore for S3Store {
         self.faults.crash_point(key.as_str());
         self.faults
             .check_key("s3_get", Some(key.as_str()))
-            .map_err(unavailable)?;
+            .map_err(injected)?;
         // A GET naming a version needs `s3:GetObjectVersion` on AWS (the template grants it).
         let out = self
             .client
@@ -152,7 +161,7 @@ impl ObjectStore for S3Store {
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         self.faults
             .check_key("s3_head", Some(key.as_str()))
-            .map_err(unavailable)?;
+            .map_err(injected)?;
         match self
             .client
             .head_object()
@@ -189,7 +198,7 @@ impl ObjectStore for S3Store {
     async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
         self.faults
             .check_key("s3_delete", Some(key.as_str()))
-            .map_err(unavailable)?;
+            .map_err(injected)?;
         // Deleting a version for good (no delete marker) needs `s3:DeleteObjectVersion`.
         match self
             .client

@@ -53,7 +53,7 @@ use futures::FutureExt as _;
 use tracing::Instrument as _;
 
 use crate::breaker::{Admission, BreakerConfig};
-use crate::domain::{ErrorKind, Stage, Timestamp};
+use crate::domain::{ErrorKind, Job, Stage, Timestamp};
 use crate::engine::{Limits, Spec};
 use crate::events::parse_jobs;
 use crate::ports::{
@@ -461,6 +461,13 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
             Err(e) => {
                 tracing::warn!(error = %e, "circuit breaker unreadable; retrying later");
+                if is_last_receive(m.receive_count)
+                    && !self.deferred_too_long(m)
+                    && self.defer_after_cooldown(m).await == Verdict::Ack
+                {
+                    // The control table's outage outlasted the receives: wait like a deferral.
+                    return Verdict::Ack;
+                }
                 if is_last_receive(m.receive_count) {
                     // Give up on the row now rather than leave it `processing` behind the DLQ.
                     for job in &jobs {
@@ -483,7 +490,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         };
 
         let mut verdict = Verdict::Ack;
-        let mut last_receive_failed = false;
+        // Jobs whose last receive failed: (job, reason, whether a dependency's outage caused it).
+        let mut gave_up: Vec<(&Job, String, bool)> = Vec::new();
         for job in &jobs {
             tracing::Span::current().record("image_id", tracing::field::display(job.image_id));
             match self.process(job, m).await {
@@ -518,21 +526,14 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 }
                 Err(failure) => {
                     verdict = Verdict::Retry;
-                    if failure.counts_against_breaker() {
+                    let outage = failure.counts_against_breaker();
+                    if outage {
                         self.breaker_failure().await;
                     }
                     crate::metrics::failure(self.stage, ErrorKind::Transient);
                     let reason = failure.to_string();
                     if is_last_receive(m.receive_count) {
-                        let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");
-                        tracing::error!(reason = %reason, "last attempt failed; marking failed before the DLQ");
-                        if let Err(e) = self
-                            .finish_failed(job, ErrorKind::Transient, &message)
-                            .await
-                        {
-                            tracing::error!(error = %e, "could not mark the image failed; the sweeper will");
-                        }
-                        last_receive_failed = true;
+                        gave_up.push((job, reason, outage));
                     } else {
                         tracing::warn!(reason = %reason, "transient failure; backing off");
                         self.note_transient(job, &reason).await;
@@ -541,10 +542,34 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 }
             }
         }
-        if last_receive_failed {
-            self.dead_letter_now(m).await;
+        if gave_up.is_empty() {
+            return verdict;
         }
-        verdict
+        // An outage outlasted the receives (the first images of an outage spend theirs before
+        // the circuit opens): the message waits like a deferred one, as a fresh copy after the
+        // breaker's cool-down, within the same cap on its total deferral. Anything else (a
+        // refusal, a lost race every time, the cap reached) fails the image on to the DLQ.
+        if gave_up.iter().all(|(_, _, outage)| *outage)
+            && !self.deferred_too_long(m)
+            && self.defer_after_cooldown(m).await == Verdict::Ack
+        {
+            for (job, reason, _) in &gave_up {
+                self.note_transient(job, reason).await;
+            }
+            return Verdict::Ack;
+        }
+        for (job, reason, _) in &gave_up {
+            let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");
+            tracing::error!(reason = %reason, "last attempt failed; marking failed before the DLQ");
+            if let Err(e) = self
+                .finish_failed(job, ErrorKind::Transient, &message)
+                .await
+            {
+                tracing::error!(error = %e, "could not mark the image failed; the sweeper will");
+            }
+        }
+        self.dead_letter_now(m).await;
+        Verdict::Retry
     }
 
     /// A message kept after its last receive goes to the DLQ on its next receive: make it
@@ -601,6 +626,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Timestamp::now().unix_millis() - since.unix_millis()
                 > self.policy.max_deferral.as_millis() as i64
         })
+    }
+
+    /// Defers the message by the breaker's cool-down (see [`Self::defer`]).
+    async fn defer_after_cooldown(&self, m: &Message) -> Verdict {
+        let cooldown = i64::try_from(self.policy.breaker.cooldown.as_secs()).unwrap_or(60);
+        self.defer(m, Timestamp::now().plus_secs(cooldown)).await
     }
 
     /// The circuit is open: re-send the message as a delayed copy (carrying when its deferrals
