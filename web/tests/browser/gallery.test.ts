@@ -201,8 +201,9 @@ describe('the gallery', () => {
     // failures (an operator's reset forgets them); an open breaker would defer the work instead.
     const resetBreaker = async () => expect((await api(admin, 'POST', '/api/admin/circuits/thumbnail/reset')).status).toBe(200);
     await resetBreaker();
-    // Every read of this user's originals by the thumbnail function fails: three receives, failed.
-    stackctl('set-env', thumbnailFn, 'SAFELIGHT_FAULTS', `s3_get@originals/${sub}/:1`);
+    // Every read of this user's originals by the thumbnail function is refused (access denied:
+    // an outage would be waited out as a deferral instead): three receives, failed.
+    stackctl('set-env', thumbnailFn, 'SAFELIGHT_FAULTS', `s3_get@originals/${sub}/:1:denied`);
     try {
       const w = await openGallery(sub);
       const { page } = w;
