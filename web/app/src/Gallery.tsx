@@ -77,7 +77,7 @@ function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => 
       </div>
       <ul className="uploads__list">
         {entries.map((e) => (
-          <li key={e.key} className="upload" data-testid="upload-row" data-phase={e.error ? 'error' : e.progress.phase}>
+          <li key={e.key} className="upload" data-testid="upload-row" data-phase={e.error ? 'error' : e.progress.phase} data-duplicate-of={e.duplicateOf ?? undefined}>
             <span className="upload__name">{e.file.name}</span>
             <progress max={1} value={e.error ? 0 : e.progress.fraction} aria-label={`Upload of ${e.file.name}`} />
             <span className="upload__state">
@@ -87,7 +87,9 @@ function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => 
                   ? 'Waiting…'
                   : e.progress.phase === 'uploading'
                     ? `${Math.round(e.progress.fraction * 100)}%`
-                    : 'Uploaded'}
+                    : e.duplicateOf
+                      ? 'Already in your gallery'
+                      : 'Uploaded'}
             </span>
           </li>
         ))}

@@ -5,6 +5,7 @@
  */
 
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -206,20 +207,27 @@ export async function replayFrom(browser: Browser, tok: string, since: number): 
   }
 }
 
-/** Uploads a file the way any client would (presigned PUT), from the test itself. */
-export async function uploadViaApi(tok: string, file: { name: string; type: string; path: string }): Promise<string> {
+/** Uploads a file the way any client would (presigned PUT), from the test itself; with `sha256`,
+ * the request carries the file's hash (and the PUT its signed checksum). The answer when it is not
+ * a 201 ticket (a duplicate) is returned as is. */
+export async function uploadViaApi(tok: string, file: { name: string; type: string; path: string }, opts: { sha256?: boolean } = {}): Promise<string> {
   const bytes = readFileSync(file.path);
   const { status, body } = await api<{ image_id: string; upload: { method: string; url: string; headers: Record<string, string> } }>(
     tok,
     'POST',
     '/api/images/upload',
-    { filename: file.name, content_type: file.type, size: bytes.length },
+    { filename: file.name, content_type: file.type, size: bytes.length, ...(opts.sha256 ? { sha256: sha256Hex(bytes) } : {}) },
   );
   if (status !== 201) throw new Error(`upload ticket: ${status} ${JSON.stringify(body)}`);
   const headers = Object.fromEntries(Object.entries(body.upload.headers).filter(([k]) => k.toLowerCase() !== 'content-length'));
   const put = await fetch(body.upload.url, { method: body.upload.method, headers, body: bytes });
   if (!put.ok) throw new Error(`PUT to storage: ${put.status} ${await put.text()}`);
   return body.image_id;
+}
+
+/** Lower-case hex SHA-256. */
+export function sha256Hex(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
 }
 
 /** Waits until the API reports every listed image of the token's owner in a final state. */

@@ -98,7 +98,7 @@ describe('Limiter', () => {
 });
 
 describe('client.upload', () => {
-  it('asks for a ticket with the file name, type and size, then sends the bytes', async () => {
+  it('asks for a ticket with the file name, type, size and SHA-256, then sends the bytes', async () => {
     const fetch = vi.fn(async (_url: string | URL | Request, _init?: RequestInit) =>
       new Response(JSON.stringify(ticket), { status: 201, headers: { 'content-type': 'application/json' } }),
     );
@@ -109,7 +109,12 @@ describe('client.upload', () => {
     await vi.waitFor(() => expect(FakeXhr.all).toHaveLength(1));
     const [url, init] = fetch.mock.calls[0]!;
     expect(url).toBe('http://api.test/api/images/upload');
-    expect(JSON.parse(String(init?.body))).toEqual({ filename: 'cat.jpg', content_type: 'image/jpeg', size: 5 });
+    expect(JSON.parse(String(init?.body))).toEqual({
+      filename: 'cat.jpg',
+      content_type: 'image/jpeg',
+      size: 5,
+      sha256: '2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824', // of "hello"
+    });
     expect((init?.headers as Record<string, string>).Authorization).toBe('Bearer tok');
     FakeXhr.all[0]!.respond(200);
     expect(await done).toMatchObject({ imageId: 'img-1' });

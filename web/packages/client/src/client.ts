@@ -5,6 +5,7 @@ import { Http, type TokenProvider } from './http.js';
 import { Realtime, type RealtimeListener, type RealtimeOptions } from './realtime.js';
 import type {
   CircuitReset,
+  DuplicateUpload,
   ImageList,
   ImageView,
   ProcessingQueue,
@@ -13,6 +14,7 @@ import type {
   RetryAllFailed,
   UploadTicket,
 } from './types.js';
+import { webCryptoHasher, type FileHasher } from './hash.js';
 import { heicAsJpeg, isHeic, type HeicConverter } from './heic.js';
 import { Limiter, contentTypeOf, sendToStorage, type UploadMethod, type UploadProgress, type XhrLike } from './upload.js';
 
@@ -33,6 +35,8 @@ export interface ClientOptions {
   realtime?: Omit<RealtimeOptions, 'wsUrl' | 'getToken'>;
   /** Converts HEIC files before upload; the browser's decoder and canvas by default. */
   convertHeic?: HeicConverter;
+  /** SHA-256 of each file before upload (duplicate check, signed checksum); Web Crypto by default. */
+  hasher?: FileHasher;
 }
 
 export interface UploadOptions {
@@ -47,9 +51,16 @@ export interface UploadOptions {
 /** What `upload` resolves to. */
 export interface UploadResult {
   imageId: string;
-  ticket: UploadTicket;
+  /** The presigned request the bytes went with; `null` for a duplicate (nothing was sent). */
+  ticket: UploadTicket | null;
   /** What was uploaded: the file, or its JPEG conversion when it was HEIC. */
   file: File;
+  /** The API's answer when the caller already had these bytes: `imageId` is that image's. */
+  duplicate: DuplicateUpload | null;
+}
+
+function isDuplicate(answer: UploadTicket | DuplicateUpload): answer is DuplicateUpload {
+  return typeof (answer as DuplicateUpload).duplicate_of === 'string';
 }
 
 /** Pages of one WebSocket per URL, whichever client asks. */
@@ -72,6 +83,7 @@ export class SafelightClient {
   private readonly limiter: Limiter;
   /** HEIC conversions run one at a time (a decoded 12 MP photo holds ~48 MB). */
   private readonly converting = new Limiter(1);
+  private readonly hash: FileHasher;
   private realtimeValue: Realtime | null = null;
 
   constructor(opts: ClientOptions) {
@@ -80,6 +92,7 @@ export class SafelightClient {
     this.opts = opts;
     this.http = new Http({ apiUrl: opts.apiUrl, getToken: opts.getToken, fetch: opts.fetch });
     this.limiter = new Limiter(opts.concurrency ?? 3);
+    this.hash = opts.hasher ?? webCryptoHasher();
   }
 
   /** The page's shared WebSocket. */
@@ -91,10 +104,12 @@ export class SafelightClient {
   }
 
   /**
-   * Uploads one file: asks for a presigned request, then sends the bytes straight to storage with
-   * progress. At most `concurrency` files are in flight; the others wait their turn (`requesting`
-   * progress is reported when a file's turn comes). A HEIC file is converted to JPEG first, or
-   * refused (`unsupported_heic`) before anything is sent when the browser cannot decode it.
+   * Uploads one file: hashes it, asks for a presigned request, then sends the bytes straight to
+   * storage with progress. At most `concurrency` files are in flight; the others wait their turn
+   * (`requesting` progress is reported when a file's turn comes). A HEIC file is converted to JPEG
+   * first, or refused (`unsupported_heic`) before anything is sent when the browser cannot decode
+   * it. When the caller already has these bytes the API answers with that image
+   * (`duplicate_of`) and nothing is sent: the result's `duplicate` says so.
    */
   async upload(file: File, opts: UploadOptions = {}): Promise<UploadResult> {
     const sent = (await isHeic(file)) ? await this.converting.run(() => heicAsJpeg(file, this.opts.convertHeic)) : file;
@@ -102,21 +117,26 @@ export class SafelightClient {
       const report = (phase: UploadProgress['phase'], loaded: number) =>
         opts.onProgress?.({ phase, loaded, total: sent.size, fraction: sent.size ? loaded / sent.size : 1 });
       report('requesting', 0);
-      const ticket = await this.http.json<UploadTicket>(
+      const sha256 = await this.hash(sent);
+      const answer = await this.http.json<UploadTicket | DuplicateUpload>(
         'POST',
         '/api/images/upload',
-        { filename: sent.name, content_type: contentTypeOf(sent), size: sent.size },
+        { filename: sent.name, content_type: contentTypeOf(sent), size: sent.size, ...(sha256 ? { sha256 } : {}) },
         opts.signal,
       );
-      opts.onTicket?.(ticket, sent);
-      await sendToStorage(ticket, sent, {
+      if (isDuplicate(answer)) {
+        report('stored', sent.size);
+        return { imageId: answer.duplicate_of, ticket: null, file: sent, duplicate: answer };
+      }
+      opts.onTicket?.(answer, sent);
+      await sendToStorage(answer, sent, {
         method: opts.method ?? this.opts.uploadMethod,
         signal: opts.signal,
         xhr: this.opts.xhr,
         onProgress: (loaded) => report('uploading', loaded),
       });
       report('stored', sent.size);
-      return { imageId: ticket.image_id, ticket, file: sent };
+      return { imageId: answer.image_id, ticket: answer, file: sent, duplicate: null };
     });
   }
 

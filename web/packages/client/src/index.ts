@@ -23,6 +23,8 @@ export type { PictureSource, ResponsiveSet } from './responsive.js';
 export { urlExpired, urlExpiry } from './expiry.js';
 export { SNIFF_BYTES, browserHeicConverter, heicAsJpeg, isHeic, isHeicBytes, jpegName } from './heic.js';
 export type { HeicConverter } from './heic.js';
+export { MAX_HASH_BYTES, WORKER_FROM_BYTES, toHex, webCryptoHasher, workerMain } from './hash.js';
+export type { FileHasher, HashAnswer, HashRequest, WorkerScope } from './hash.js';
 export { GalleryStore, applyNotice, fromSummary, mergeView, newImage, retryableKind } from './gallery.js';
 export type { ImageState } from './gallery.js';
 export type * from './types.js';

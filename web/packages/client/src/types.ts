@@ -111,6 +111,19 @@ export interface UploadTicket {
   status_url: string;
 }
 
+/**
+ * `POST /api/images/upload` with JSON -> 200 (not 201) when the caller already has an image of
+ * exactly these bytes (the request's `sha256`): nothing is created and nothing is to be sent.
+ */
+export interface DuplicateUpload {
+  /** The existing image (the same as `duplicate_of`). */
+  image_id: string;
+  duplicate_of: string;
+  /** The existing image's processing status (`completed` once processed). */
+  status: Status;
+  status_url?: string;
+}
+
 /** `POST /api/images/{id}/retry-processing` -> 202. */
 export interface RetryAccepted {
   image_id: string;

@@ -1,8 +1,9 @@
 /** `useUpload`: many files uploaded with per-file progress, each image shown as soon as its row exists. */
 
 import { useCallback, useRef, useState } from 'react';
-import { asSafelightError, newImage, type SafelightError, type UploadProgress } from '@safelight/client';
+import { asSafelightError, newImage, type DuplicateUpload, type SafelightError, type UploadProgress } from '@safelight/client';
 import { useSafelight } from './context.js';
+import { refreshImage, type SafelightEnv } from './env.js';
 import { useLatest } from './use-latest.js';
 
 /** One file being uploaded by this page. */
@@ -12,6 +13,23 @@ export interface UploadEntry {
   imageId: string | null;
   progress: UploadProgress;
   error: SafelightError | null;
+  /** The image these bytes already were (nothing was uploaded). */
+  duplicateOf: string | null;
+}
+
+/**
+ * The image the API says these bytes already are: shown at once with the status the answer gives
+ * (no notice will come for it), then completed with its full view (URLs, its own name).
+ */
+function showExisting(env: SafelightEnv, duplicate: DuplicateUpload, sent: File): void {
+  const id = duplicate.duplicate_of;
+  if (!env.store.get(id)) {
+    const done = duplicate.status === 'completed' ? 'completed' : 'pending';
+    env.store.put(newImage(id, new Date().toISOString(), { filename: sent.name, status: duplicate.status, thumbnailStatus: done, variantStatus: done }));
+  }
+  refreshImage(env, id).catch(() => {
+    /* the card shows the status; its preview comes with the next list */
+  });
 }
 
 /**
@@ -19,7 +37,8 @@ export interface UploadEntry {
  * as the API created its row (optimistic: before the bytes are sent, before any notice).
  */
 export function useUpload(opts: { onError?: (file: File, error: SafelightError) => void; onStored?: (file: File, imageId: string) => void } = {}) {
-  const { client, store } = useSafelight();
+  const env = useSafelight();
+  const { client, store } = env;
   const [entries, setEntries] = useState<UploadEntry[]>([]);
   const serial = useRef(0);
   const callbacks = useLatest(opts);
@@ -32,7 +51,7 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
     async (entry: UploadEntry) => {
       let imageId: string | null = null;
       try {
-        await client.upload(entry.file, {
+        const result = await client.upload(entry.file, {
           onTicket: (ticket, sent) => {
             imageId = ticket.image_id;
             patch(entry.key, { imageId });
@@ -43,6 +62,11 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
             if (imageId) store.update(imageId, (img) => ({ ...img, upload: progress.phase === 'stored' ? null : progress }));
           },
         });
+        if (result.duplicate) {
+          imageId = result.imageId;
+          patch(entry.key, { imageId, duplicateOf: imageId });
+          showExisting(env, result.duplicate, result.file);
+        }
         if (imageId) callbacks.current.onStored?.(entry.file, imageId);
       } catch (e) {
         const error = asSafelightError(e);
@@ -63,7 +87,7 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
         callbacks.current.onError?.(entry.file, error);
       }
     },
-    [client, store, patch, callbacks],
+    [env, client, store, patch, callbacks],
   );
 
   const upload = useCallback(
@@ -74,6 +98,7 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
         imageId: null,
         progress: { phase: 'requesting', loaded: 0, total: file.size, fraction: 0 },
         error: null,
+        duplicateOf: null,
       }));
       setEntries((list) => [...batch, ...list]);
       await Promise.all(batch.map(send));
