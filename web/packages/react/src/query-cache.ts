@@ -46,7 +46,7 @@ interface Entry {
   listeners: Set<() => void>;
   run: Run | null;
   /** The fetch that starts when `run` ends (a `fresh` request made while it ran). */
-  next: { fetcher: Fetcher<unknown>; promise: Promise<unknown>; start: () => void } | null;
+  next: { promise: Promise<unknown>; start: () => void } | null;
 }
 
 const INITIAL: QuerySnapshot<never> = { status: 'pending', data: undefined, error: null, fetching: false };
@@ -90,7 +90,7 @@ export class QueryCache {
         return run.promise;
       });
       promise.catch(() => {});
-      entry.next = { fetcher, promise, start };
+      entry.next = { promise, start };
     }
     return entry.next.promise;
   }
@@ -134,11 +134,9 @@ export class QueryCache {
       // Checked after the current task's synchronous work: a caller that leaves and comes back
       // at once (React's StrictMode remount) finds the same fetch still running.
       queueMicrotask(() => {
-        if (run.waiters > 0 || run.pinned || entry.run !== run) return;
+        if (run.waiters > 0 || run.pinned) return;
         run.controller.abort();
-        entry.run = null;
-        this.set(entry, { fetching: false });
-        entry.next?.start();
+        this.finish(entry, run, {});
       });
     };
     if (signal.aborted) leave();
