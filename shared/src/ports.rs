@@ -648,6 +648,30 @@ pub trait BackfillRows: Send + Sync {
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
 }
 
+/// An owner's index of the exact bytes they uploaded: a SHA-256 digest -> the image made of
+/// them. A claim is a conditional write, so two uploads of the same bytes, however close, cannot
+/// both create an image.
+pub trait DigestIndex: Send + Sync {
+    /// Claims `sha256` (lowercase hex) of `owner` for `image`: `None` when the claim is made,
+    /// else the image that holds it.
+    fn claim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        image: ImageId,
+    ) -> impl Future<Output = Result<Option<ImageId>, RepoError>> + Send;
+    /// Moves the claim from `from` (an image that will never show these bytes: expired,
+    /// rejected, failed or gone) to `to`; `false` when the claim no longer names `from` (another
+    /// upload moved it first).
+    fn reclaim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        from: ImageId,
+        to: ImageId,
+    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+}
+
 /// Run-once markers of migrations in `CONTROL_TABLE` (`migration#{name}`), written only with
 /// conditional puts on their `version`.
 pub trait MarkerStore: Send + Sync {

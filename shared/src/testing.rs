@@ -635,6 +635,57 @@ impl ConnectionPoster for MemoryPoster {
     }
 }
 
+/// The owners' digest index in memory, with the adapter's conditional writes.
+#[derive(Debug, Default)]
+pub struct MemoryDigests {
+    claims: Mutex<BTreeMap<(OwnerId, String), ImageId>>,
+}
+
+impl MemoryDigests {
+    /// The image holding `sha256` of `owner`, if any.
+    pub fn holder(&self, owner: &OwnerId, sha256: &str) -> Option<ImageId> {
+        lock(&self.claims)
+            .get(&(owner.clone(), sha256.to_owned()))
+            .copied()
+    }
+}
+
+impl crate::ports::DigestIndex for MemoryDigests {
+    async fn claim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        image: ImageId,
+    ) -> Result<Option<ImageId>, RepoError> {
+        let mut claims = lock(&self.claims);
+        let slot = claims.entry((owner.clone(), sha256.to_owned()));
+        match slot {
+            std::collections::btree_map::Entry::Occupied(held) => Ok(Some(*held.get())),
+            std::collections::btree_map::Entry::Vacant(free) => {
+                free.insert(image);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn reclaim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        from: ImageId,
+        to: ImageId,
+    ) -> Result<bool, RepoError> {
+        let mut claims = lock(&self.claims);
+        match claims.get_mut(&(owner.clone(), sha256.to_owned())) {
+            Some(held) if *held == from => {
+                *held = to;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
 /// The control table in memory: breakers with versions, and leases.
 #[derive(Debug, Default)]
 pub struct MemoryControl {

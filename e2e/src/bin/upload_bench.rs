@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use safelight::aws::{DynamoImages, Faults, S3Store};
+use safelight::aws::{DynamoDigests, DynamoImages, Faults, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
 use upload::{Limits, Upload};
@@ -55,6 +55,11 @@ async fn main() -> Result<()> {
         DynamoImages::new(
             &stack.sdk,
             stack.var("SAFELIGHT_IMAGES_TABLE")?,
+            Faults::default(),
+        ),
+        DynamoDigests::new(
+            &stack.sdk,
+            stack.var("SAFELIGHT_CONTROL_TABLE")?,
             Faults::default(),
         ),
         Limits {

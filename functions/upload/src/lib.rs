@@ -10,16 +10,24 @@
 //!
 //! Every refusal happens before anything is written, so a refused request leaves no row and no
 //! object.
+//!
+//! Exact duplicates (see [`dedupe`]): when the owner already has an image of the same bytes (the
+//! request's `sha256`, or the direct body's digest), the answer is 200 `{image_id, duplicate_of,
+//! status, status_url}` and nothing is created or sent; an image still awaiting the same bytes
+//! within its link's lifetime gets a new link (201, the same `image_id`).
+
+pub mod dedupe;
 
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use dedupe::{Declared, Known};
 use safelight::aws::apigw_http;
 use safelight::config::MAX_DIRECT_UPLOAD_BYTES;
 use safelight::ports::{
-    ImageRepository, ObjectStore, PresignedPost, PresignedRequest, UploadConstraints,
+    DigestIndex, ImageRepository, ObjectStore, PresignedPost, PresignedRequest, UploadConstraints,
 };
 use safelight::{
     ApiError, ContentType, Identity, ImageId, ImageRecord, NewImage, ObjectKey, Status, Timestamp,
@@ -44,9 +52,10 @@ pub struct Limits {
 
 /// The handler with its ports.
 #[derive(Debug)]
-pub struct Upload<S, R> {
+pub struct Upload<S, R, D> {
     store: S,
     images: R,
+    digests: D,
     limits: Limits,
 }
 
@@ -87,6 +96,27 @@ struct PostForm {
     url: String,
     fields: std::collections::BTreeMap<String, String>,
     expires_at: Timestamp,
+}
+
+/// The answer to an upload of bytes the owner already has an image of.
+#[derive(Debug, Serialize)]
+struct Duplicate {
+    image_id: ImageId,
+    duplicate_of: ImageId,
+    status: Status,
+    status_url: String,
+}
+
+impl Duplicate {
+    fn of(row: &ImageRecord) -> Self {
+        tracing::info!(image_id = %row.image_id, "the same bytes again: answered with the existing image");
+        Duplicate {
+            image_id: row.image_id,
+            duplicate_of: row.image_id,
+            status: row.processing_status,
+            status_url: status_url(row.image_id),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -145,12 +175,13 @@ fn sha256_base64(hex_digest: &str) -> Result<String, ApiError> {
     Ok(B64.encode(bytes))
 }
 
-impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
+impl<S: ObjectStore, R: ImageRepository, D: DigestIndex> Upload<S, R, D> {
     /// A handler over the given ports.
-    pub fn new(store: S, images: R, limits: Limits) -> Self {
+    pub fn new(store: S, images: R, digests: D, limits: Limits) -> Self {
         Upload {
             store,
             images,
+            digests,
             limits,
         }
     }
@@ -252,6 +283,7 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
         let filename = clean_filename(&req.filename)
             .ok_or_else(|| ApiError::bad_request("bad_filename", "filename must name a file"))?;
         let checksum = req.sha256.as_deref().map(sha256_base64).transpose()?;
+        let digest = req.sha256.map(|s| s.trim().to_ascii_lowercase());
 
         let image_id = ImageId::new();
         safelight::aws::telemetry::tag_image(image_id);
@@ -262,17 +294,6 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
             sha256_base64: checksum,
         };
         let expires = self.limits.presign_expires;
-        let put = self
-            .store
-            .presign_put(&key, &constraints, expires)
-            .await
-            .map_err(storage_failed)?;
-        let post = self
-            .store
-            .presign_post(&key, &constraints, expires)
-            .await
-            .map_err(storage_failed)?;
-
         let record = ImageRecord::new(
             NewImage {
                 image_id,
@@ -280,14 +301,83 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
                 filename: Some(filename),
                 content_type,
                 byte_size: req.size,
-                sha256: req.sha256.map(|s| s.trim().to_ascii_lowercase()),
+                sha256: digest.clone(),
                 upload_state: UploadState::AwaitingUpload,
             },
             Timestamp::now(),
         );
+        // Signed before anything is written: a signing failure leaves nothing.
+        let answer = self.links(image_id, &key, &constraints, expires).await?;
         self.images.create(&record).await.map_err(repo_failed)?;
+        if let Some(sha256) = digest.as_deref() {
+            let declared = Declared {
+                sha256,
+                content_type: content_type.as_str(),
+                size: req.size,
+                link_lifetime: expires,
+            };
+            match self.known(identity, declared, image_id).await? {
+                Known::New => {}
+                Known::Duplicate(row) => return Ok(apigw_http::json(200, &Duplicate::of(&row))),
+                Known::Resume(row, left) => {
+                    return self
+                        .links(row.image_id, &row.original_key, &constraints, left)
+                        .await
+                }
+            }
+        }
         tracing::info!(image_id = %image_id, content_type = %content_type, size = req.size, "presigned upload issued");
+        Ok(answer)
+    }
 
+    /// What the owner's digest index knows about the bytes of the image `fresh`, whose row is
+    /// written (so a claim always names a row that exists, or existed). When the bytes belong to
+    /// another image, or the index cannot be used, `fresh`'s row is removed again.
+    async fn known(
+        &self,
+        identity: &Identity,
+        declared: Declared<'_>,
+        fresh: ImageId,
+    ) -> Result<Known, ApiError> {
+        let known = dedupe::resolve(
+            &self.digests,
+            &self.images,
+            &identity.owner,
+            declared,
+            fresh,
+        )
+        .await;
+        if matches!(known, Ok(Known::New)) {
+            return Ok(Known::New);
+        }
+        if let Err(e) = self.images.delete(fresh).await {
+            tracing::error!(image_id = %fresh, error = %e, "could not remove the row of an upload that made no image; the sweeper expires it");
+        }
+        known.map_err(|e| {
+            tracing::error!(error = %e, "the digest index could not be read or written");
+            ApiError::unavailable()
+        })
+    }
+
+    /// The 201 answer: a presigned PUT and POST for `key`, valid for `expires`.
+    async fn links(
+        &self,
+        image_id: ImageId,
+        key: &ObjectKey,
+        constraints: &UploadConstraints,
+        expires: Duration,
+    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        safelight::aws::telemetry::tag_image(image_id);
+        let put = self
+            .store
+            .presign_put(key, constraints, expires)
+            .await
+            .map_err(storage_failed)?;
+        let post = self
+            .store
+            .presign_post(key, constraints, expires)
+            .await
+            .map_err(storage_failed)?;
         Ok(apigw_http::json(
             201,
             &PresignedUpload {
@@ -325,6 +415,7 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
 
         let image_id = ImageId::new();
         safelight::aws::telemetry::tag_image(image_id);
+        let sha256 = hex::encode(Sha256::digest(&body));
         let record = ImageRecord::new(
             NewImage {
                 image_id,
@@ -332,13 +423,40 @@ impl<S: ObjectStore, R: ImageRepository> Upload<S, R> {
                 filename,
                 content_type,
                 byte_size: body.len() as u64,
-                sha256: Some(hex::encode(Sha256::digest(&body))),
+                sha256: Some(sha256.clone()),
                 upload_state: UploadState::Stored,
             },
             Timestamp::now(),
         );
         // The row goes first: the S3 event that starts processing must find it.
         self.images.create(&record).await.map_err(repo_failed)?;
+        let declared = Declared {
+            sha256: &sha256,
+            content_type: content_type.as_str(),
+            size: body.len() as u64,
+            link_lifetime: self.limits.presign_expires,
+        };
+        match self.known(identity, declared, image_id).await? {
+            Known::New => {}
+            Known::Duplicate(row) => return Ok(apigw_http::json(200, &Duplicate::of(&row))),
+            // An earlier presigned attempt of these bytes never sent them: here they are. The
+            // row stays `awaiting_upload` until processing sees the object, as after a PUT.
+            Known::Resume(row, _) => {
+                self.store
+                    .put(&row.original_key, body, content_type.as_str())
+                    .await
+                    .map_err(storage_failed)?;
+                tracing::info!(image_id = %row.image_id, "original stored for the image awaiting it");
+                return Ok(apigw_http::json(
+                    202,
+                    &Accepted {
+                        image_id: row.image_id,
+                        status: row.processing_status,
+                        status_url: status_url(row.image_id),
+                    },
+                ));
+            }
+        }
         if let Err(e) = self
             .store
             .put(&record.original_key, body, content_type.as_str())
@@ -372,7 +490,7 @@ fn repo_failed(e: safelight::ports::RepoError) -> ApiError {
     ApiError::unavailable()
 }
 
-impl<S, R> Upload<S, R> {
+impl<S, R, D> Upload<S, R, D> {
     /// The object store port (tests inspect it).
     pub fn store(&self) -> &S {
         &self.store
@@ -381,5 +499,10 @@ impl<S, R> Upload<S, R> {
     /// The repository port (tests inspect it).
     pub fn images(&self) -> &R {
         &self.images
+    }
+
+    /// The digest index port (tests inspect it).
+    pub fn digests(&self) -> &D {
+        &self.digests
     }
 }

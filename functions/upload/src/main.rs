@@ -2,7 +2,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, DynamoImages, Faults, S3Store};
+use safelight::aws::{self, DynamoDigests, DynamoImages, Faults, S3Store};
 use safelight::Config;
 use tracing::Instrument as _;
 use upload::{Limits, Upload};
@@ -15,7 +15,12 @@ async fn main() -> Result<(), Error> {
     let sdk = aws::load_sdk_config().await;
     let handler = Upload::new(
         S3Store::new(&sdk, &config.bucket, faults.clone()),
-        DynamoImages::new(&sdk, &config.images_table, faults),
+        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
+        DynamoDigests::new(
+            &sdk,
+            safelight::Config::require(&config.control_table, "CONTROL_TABLE")?,
+            faults,
+        ),
         Limits {
             max_upload_bytes: config.max_upload_bytes,
             presign_expires: config.presign_expires,

@@ -8,15 +8,16 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use safelight::testing::{MemoryImages, MemoryStore};
+use safelight::testing::{MemoryDigests, MemoryImages, MemoryStore};
 use safelight::{ContentType, Status, UploadState};
 use serde_json::{json, Value};
 use upload::{Limits, Upload};
 
-fn handler() -> Upload<MemoryStore, MemoryImages> {
+fn handler() -> Upload<MemoryStore, MemoryImages, MemoryDigests> {
     Upload::new(
         MemoryStore::default(),
         MemoryImages::default(),
+        MemoryDigests::default(),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
@@ -54,7 +55,7 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
 }
 
 fn assert_refused(
-    h: &Upload<MemoryStore, MemoryImages>,
+    h: &Upload<MemoryStore, MemoryImages, MemoryDigests>,
     r: &ApiGatewayV2httpResponse,
     status: i64,
     code: &str,
@@ -76,7 +77,7 @@ trait Inspect {
     fn store_keys(&self) -> Vec<String>;
 }
 
-impl Inspect for Upload<MemoryStore, MemoryImages> {
+impl Inspect for Upload<MemoryStore, MemoryImages, MemoryDigests> {
     fn images_rows(&self) -> Vec<safelight::ImageRecord> {
         self.images().rows()
     }
@@ -289,4 +290,124 @@ async fn a_storage_failure_on_the_fast_path_leaves_no_row_behind() {
     let r = h.handle(&request(event("upload-direct.json"))).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());
+}
+
+// ------------------------------------------------------------------------------ duplicates
+
+fn presign_of(bytes: &[u8]) -> ApiGatewayV2httpRequest {
+    use sha2::{Digest, Sha256};
+    presign_request(json!({"filename": "same.png", "content_type": "image/png",
+        "size": bytes.len(), "sha256": hex::encode(Sha256::digest(bytes))}))
+}
+
+/// The row made for `id`, after the bytes arrived and processing finished.
+fn arrive_and_complete(h: &Upload<MemoryStore, MemoryImages, MemoryDigests>, id: &str) {
+    let mut row = h
+        .images()
+        .rows()
+        .into_iter()
+        .find(|r| r.image_id.to_string() == id)
+        .unwrap();
+    row.upload_state = UploadState::Stored;
+    row.processing_status = Status::Completed;
+    h.images().insert(row);
+}
+
+#[tokio::test]
+async fn the_same_bytes_again_answer_with_the_existing_image_and_create_nothing() {
+    let h = handler();
+    let bytes = tiny_png();
+    let first = h.handle(&presign_of(&bytes)).await;
+    assert_eq!(first.status_code, 201);
+    let id = body(&first)["image_id"].as_str().unwrap().to_owned();
+    arrive_and_complete(&h, &id);
+
+    let again = h.handle(&presign_of(&bytes)).await;
+    assert_eq!(again.status_code, 200, "{:?}", again.body);
+    let v = body(&again);
+    assert_eq!(v["duplicate_of"], json!(id));
+    assert_eq!(v["image_id"], json!(id));
+    assert_eq!(v["status"], "completed");
+    assert_eq!(
+        v["status_url"],
+        json!(format!("/api/images/{id}/processing-status"))
+    );
+    assert!(v.get("upload").is_none(), "nothing to send");
+    assert_eq!(h.images().rows().len(), 1, "no second row");
+
+    // The small-file path knows the same bytes too, and stores nothing.
+    let direct = h.handle(&direct_request("image/png", &bytes)).await;
+    assert_eq!(direct.status_code, 200, "{:?}", direct.body);
+    assert_eq!(body(&direct)["duplicate_of"], json!(id));
+    assert_eq!(h.images().rows().len(), 1);
+    assert!(h.store().keys().is_empty(), "no object written");
+}
+
+#[tokio::test]
+async fn another_owner_with_the_same_bytes_gets_their_own_image() {
+    let h = handler();
+    let bytes = tiny_png();
+    let first = h.handle(&presign_of(&bytes)).await;
+    let id = body(&first)["image_id"].as_str().unwrap().to_owned();
+    arrive_and_complete(&h, &id);
+    let mut other = presign_of(&bytes);
+    other
+        .request_context
+        .authorizer
+        .as_mut()
+        .unwrap()
+        .jwt
+        .as_mut()
+        .unwrap()
+        .claims
+        .insert("sub".into(), "someone-else".into());
+    let theirs = h.handle(&other).await;
+    assert_eq!(theirs.status_code, 201, "{:?}", theirs.body);
+    assert_ne!(body(&theirs)["image_id"], json!(id));
+}
+
+#[tokio::test]
+async fn an_upload_that_never_sent_its_bytes_is_resumed_with_the_same_image() {
+    let h = handler();
+    let bytes = tiny_png();
+    let first = body(&h.handle(&presign_of(&bytes)).await);
+    let again = h.handle(&presign_of(&bytes)).await;
+    assert_eq!(again.status_code, 201, "{:?}", again.body);
+    let again = body(&again);
+    assert_eq!(
+        again["image_id"], first["image_id"],
+        "the same image, a new link"
+    );
+    assert_eq!(again["upload"]["url"], first["upload"]["url"]);
+    assert_eq!(h.images().rows().len(), 1);
+}
+
+#[tokio::test]
+async fn bytes_of_a_failed_or_expired_image_make_a_new_one() {
+    for state in [UploadState::Expired, UploadState::Rejected] {
+        let h = handler();
+        let bytes = tiny_png();
+        let first = body(&h.handle(&presign_of(&bytes)).await);
+        let mut row = h.images().rows().pop().unwrap();
+        row.upload_state = state;
+        h.images().insert(row);
+        let again = h.handle(&presign_of(&bytes)).await;
+        assert_eq!(again.status_code, 201);
+        assert_ne!(body(&again)["image_id"], first["image_id"], "{state:?}");
+        assert_eq!(h.images().rows().len(), 2);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_uploads_of_the_same_bytes_make_one_image() {
+    let h = handler();
+    let bytes = tiny_png();
+    let requests: Vec<_> = (0..8).map(|_| presign_of(&bytes)).collect();
+    let answers = futures::future::join_all(requests.iter().map(|r| h.handle(r))).await;
+    let ids: std::collections::BTreeSet<String> = answers
+        .iter()
+        .map(|a| body(a)["image_id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids.len(), 1, "{ids:?}");
+    assert_eq!(h.images().rows().len(), 1, "the losers' rows are removed");
 }

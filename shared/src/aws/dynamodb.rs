@@ -40,7 +40,7 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError 
 }
 
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
-fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
+pub(super) fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
 where
     E: aws_smithy_types::error::metadata::ProvideErrorMetadata
         + std::error::Error

@@ -3,6 +3,7 @@
 pub mod apigw_http;
 pub mod apigw_management;
 pub mod control;
+pub mod digests;
 pub mod dynamodb;
 pub mod faults;
 pub mod processor;
@@ -13,6 +14,7 @@ pub mod telemetry;
 
 pub use apigw_management::ApiGwPoster;
 pub use control::DynamoControl;
+pub use digests::DynamoDigests;
 pub use dynamodb::DynamoImages;
 pub use faults::Faults;
 pub use realtime::{DynamoConnections, DynamoNotices};

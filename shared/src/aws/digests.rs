@@ -1,0 +1,125 @@
+//! The DynamoDB adapter for the owners' digest index, in `CONTROL_TABLE`: one item per (owner,
+//! SHA-256 of the bytes), `digest#{owner}#{sha256}` -> `image_id`, written only with conditional
+//! puts (absent, or still naming the image it replaces), so the index cannot be raced.
+
+use aws_config::SdkConfig;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::Client;
+
+use super::faults::Faults;
+use crate::domain::{ImageId, OwnerId, Timestamp};
+use crate::ports::{DigestIndex, RepoError};
+
+/// The digest index in the control table.
+#[derive(Debug, Clone)]
+pub struct DynamoDigests {
+    client: Client,
+    table: String,
+    faults: Faults,
+}
+
+impl DynamoDigests {
+    /// An adapter on `table` (the control table).
+    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+        DynamoDigests {
+            client: Client::new(config),
+            table: table.into(),
+            faults,
+        }
+    }
+
+    /// Puts the claim for `to` under `condition`; `Ok(false)` when the condition failed.
+    async fn put_if(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        to: ImageId,
+        condition: &str,
+        from: Option<ImageId>,
+    ) -> Result<bool, RepoError> {
+        self.faults
+            .check("ddb_put")
+            .map_err(|e| RepoError::Unavailable(Box::new(e)))?;
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(digest_key(owner, sha256)))
+            .item("image_id", AttributeValue::S(to.to_string()))
+            .item(
+                "claimed_at",
+                AttributeValue::S(Timestamp::now().to_string()),
+            )
+            .condition_expression(condition);
+        if let Some(from) = from {
+            put = put.expression_attribute_values(":from", AttributeValue::S(from.to_string()));
+        }
+        match put.send().await {
+            Ok(_) => Ok(true),
+            Err(e) if conditional_check_failed(&e) => Ok(false),
+            Err(e) => Err(super::dynamodb::sdk_failure(e)),
+        }
+    }
+}
+
+/// The item's key: owner ids cannot contain `#`, digests are hex.
+pub fn digest_key(owner: &OwnerId, sha256: &str) -> String {
+    format!("digest#{owner}#{sha256}")
+}
+
+fn conditional_check_failed<R>(
+    e: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>,
+) -> bool {
+    e.as_service_error()
+        .is_some_and(|s| s.is_conditional_check_failed_exception())
+}
+
+impl DigestIndex for DynamoDigests {
+    async fn claim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        image: ImageId,
+    ) -> Result<Option<ImageId>, RepoError> {
+        if self
+            .put_if(owner, sha256, image, "attribute_not_exists(pk)", None)
+            .await?
+        {
+            return Ok(None);
+        }
+        // Held: read who holds it (strongly, the claim may be a moment old).
+        self.faults
+            .check("ddb_get")
+            .map_err(|e| RepoError::Unavailable(Box::new(e)))?;
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(digest_key(owner, sha256)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(super::dynamodb::sdk_failure)?;
+        let holder = out
+            .item()
+            .and_then(|item| item.get("image_id"))
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| RepoError::Malformed("a digest claim without an image_id".into()))?;
+        holder
+            .parse()
+            .map(Some)
+            .map_err(|e| RepoError::Malformed(format!("a digest claim's image_id: {e}")))
+    }
+
+    async fn reclaim(
+        &self,
+        owner: &OwnerId,
+        sha256: &str,
+        from: ImageId,
+        to: ImageId,
+    ) -> Result<bool, RepoError> {
+        self.put_if(owner, sha256, to, "image_id = :from", Some(from))
+            .await
+    }
+}
