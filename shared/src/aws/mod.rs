@@ -2,6 +2,7 @@
 
 pub mod apigw_http;
 pub mod apigw_management;
+pub mod cloudfront;
 pub mod control;
 pub mod digests;
 pub mod dynamodb;
