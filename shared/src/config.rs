@@ -58,6 +58,24 @@ pub struct Config {
     pub presign_expires: Duration,
     /// `SAFELIGHT_FAULTS`: fault injection spec, off unless set (see `faults`).
     pub faults: Option<String>,
+    /// `LINK_WINDOW_SECS`: download links stay the same this long and live twice as long
+    /// (default 3600; 10 s to 3 days, see [`crate::domain::link`]).
+    pub link_window: Duration,
+    /// The CDN download links are signed for, when deliveries go through CloudFront (all three
+    /// of `DELIVERY_DOMAIN`, `DELIVERY_KEY_PAIR_ID`, `DELIVERY_PRIVATE_KEY_SECRET_ARN`, else S3
+    /// presigned GETs).
+    pub delivery: Option<CdnDelivery>,
+}
+
+/// The CloudFront distribution download links point at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdnDelivery {
+    /// `DELIVERY_DOMAIN`: the distribution's domain name.
+    pub domain: String,
+    /// `DELIVERY_KEY_PAIR_ID`: the CloudFront public key's id.
+    pub key_pair_id: String,
+    /// `DELIVERY_PRIVATE_KEY_SECRET_ARN`: the Secrets Manager secret holding the private key.
+    pub private_key_secret_arn: String,
 }
 
 impl Config {
@@ -92,6 +110,32 @@ impl Config {
                 reason: "must be between 1 and 900 seconds".into(),
             });
         }
+        let window_secs = number("LINK_WINDOW_SECS", 3600)?;
+        let window = Duration::from_secs(window_secs);
+        if window < crate::domain::link::MIN_WINDOW || window > crate::domain::link::MAX_WINDOW {
+            return Err(ConfigError::Invalid {
+                name: "LINK_WINDOW_SECS",
+                reason: "must be between 10 seconds and 3 days (a link lives two windows, a SigV4 URL at most 7 days)".into(),
+            });
+        }
+        let delivery = match (
+            get("DELIVERY_DOMAIN"),
+            get("DELIVERY_KEY_PAIR_ID"),
+            get("DELIVERY_PRIVATE_KEY_SECRET_ARN"),
+        ) {
+            (Some(domain), Some(key_pair_id), Some(private_key_secret_arn)) => Some(CdnDelivery {
+                domain,
+                key_pair_id,
+                private_key_secret_arn,
+            }),
+            (None, None, None) => None,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name: "DELIVERY_DOMAIN",
+                    reason: "DELIVERY_DOMAIN, DELIVERY_KEY_PAIR_ID and DELIVERY_PRIVATE_KEY_SECRET_ARN go together (all set: CloudFront; none: S3 presigned GETs)".into(),
+                })
+            }
+        };
         Ok(Config {
             bucket: required("BUCKET")?,
             images_table: required("IMAGES_TABLE")?,
@@ -106,6 +150,8 @@ impl Config {
             max_upload_bytes,
             presign_expires: Duration::from_secs(presign_secs),
             faults: get("SAFELIGHT_FAULTS"),
+            link_window: window,
+            delivery,
         })
     }
 

@@ -6,7 +6,9 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::breaker::Breaker;
-use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
+use crate::domain::{
+    ImageId, ImageRecord, LinkWindow, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp,
+};
 
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -105,7 +107,7 @@ pub struct StoredObject {
 
 /// The bucket.
 pub trait ObjectStore: Send + Sync {
-    /// Stores an object.
+    /// Stores an object (a derivative with its [`ObjectKey::cache_control`]).
     fn put(
         &self,
         key: &ObjectKey,
@@ -148,12 +150,17 @@ pub trait ObjectStore: Send + Sync {
         constraints: &UploadConstraints,
         expires_in: Duration,
     ) -> impl Future<Output = Result<PresignedPost, StoreError>> + Send;
-    /// A short-lived GET URL, of the given version when there is one.
-    fn presign_get(
+}
+
+/// Download links for the browser: S3 presigned GETs, or a CDN's signed URLs.
+pub trait Downloads: Send + Sync {
+    /// A GET URL for `key` (of the given version when there is one), signed for `window`: the
+    /// same URL for every call within the window (see [`LinkWindow`]).
+    fn link(
         &self,
         key: &ObjectKey,
         version: Option<&str>,
-        expires_in: Duration,
+        window: LinkWindow,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }
 

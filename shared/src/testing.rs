@@ -192,17 +192,23 @@ impl ObjectStore for MemoryStore {
             expires_at: Timestamp::now().plus_secs(expires_in.as_secs() as i64),
         })
     }
+}
 
-    async fn presign_get(
+impl crate::ports::Downloads for MemoryStore {
+    /// A fake URL that names the key, the version and the window, so tests see what the real
+    /// adapters sign.
+    async fn link(
         &self,
         key: &ObjectKey,
         version: Option<&str>,
-        _expires_in: Duration,
+        window: crate::domain::LinkWindow,
     ) -> Result<String, StoreError> {
         self.check()?;
+        let signed = window.signed_at.unix_millis() / 1000;
+        let expires = window.lifetime.as_secs();
         Ok(match version {
-            Some(v) => format!("https://memory.invalid/{key}?versionId={v}&X-Amz-Signature=fake"),
-            None => format!("https://memory.invalid/{key}?X-Amz-Signature=fake"),
+            Some(v) => format!("https://memory.invalid/{key}?versionId={v}&X-Amz-Date={signed}&X-Amz-Expires={expires}&X-Amz-Signature=fake"),
+            None => format!("https://memory.invalid/{key}?X-Amz-Date={signed}&X-Amz-Expires={expires}&X-Amz-Signature=fake"),
         })
     }
 }

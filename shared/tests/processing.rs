@@ -745,14 +745,6 @@ impl ObjectStore for PanickyStore {
     ) -> Result<PresignedPost, StoreError> {
         self.0.presign_post(key, c, e).await
     }
-    async fn presign_get(
-        &self,
-        key: &ObjectKey,
-        v: Option<&str>,
-        e: Duration,
-    ) -> Result<String, StoreError> {
-        self.0.presign_get(key, v, e).await
-    }
 }
 
 #[tokio::test]

@@ -304,15 +304,6 @@ impl<T: ObjectStore> ObjectStore for Faulty<T> {
     ) -> Result<PresignedPost, StoreError> {
         self.inner.presign_post(key, c, expires_in).await
     }
-
-    async fn presign_get(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        expires_in: Duration,
-    ) -> Result<String, StoreError> {
-        self.inner.presign_get(key, version, expires_in).await
-    }
 }
 
 /// What the table's stream shows of one row change: notices derived, completions tracked.

@@ -422,3 +422,72 @@ async fn another_user_gets_404_for_my_image() -> Result<()> {
     assert_eq!(list["items"][0]["image_id"], id);
     Ok(())
 }
+
+/// Delivery (issue 21): derivatives are served with a year-long immutable `Cache-Control`, the
+/// API hands out the same URL for the same file within a link window, and the same bytes
+/// uploaded again answer with the existing image instead of a new one.
+#[tokio::test]
+async fn derivatives_are_cacheable_at_stable_urls_and_the_same_bytes_make_no_second_image(
+) -> Result<()> {
+    let stack = Stack::load().await?;
+    let (_, token) = stack.fresh_user().await?;
+    let photo = jpeg(640, 480);
+    let digest = hex::encode(sha2::Sha256::digest(&photo));
+    let ask = json!({"filename": "same.jpg", "content_type": "image/jpeg", "size": photo.len(), "sha256": digest});
+    let (status, first) = stack
+        .post_json("/api/images/upload", Some(&token), &ask)
+        .await?;
+    assert_eq!(status, 201, "{first}");
+    let id = first["image_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        stack.put_presigned(&first["upload"], photo.clone()).await?,
+        200
+    );
+    let done = stack
+        .wait_status(&token, &id, Duration::from_secs(120), |b| {
+            b["processing_status"] == "completed"
+        })
+        .await?;
+    assert_eq!(done["processing_status"], "completed");
+
+    let (_, a) = stack
+        .get(&format!("/api/images/{id}"), Some(&token))
+        .await?;
+    let (_, b) = stack
+        .get(&format!("/api/images/{id}"), Some(&token))
+        .await?;
+    let thumbs = a["thumbnails"].as_object().unwrap();
+    assert!(!thumbs.is_empty(), "{a}");
+    for (name, view) in thumbs {
+        assert_eq!(
+            view["url"], b["thumbnails"][name]["url"],
+            "{name}: a new URL per call"
+        );
+        let got = stack
+            .http()
+            .get(view["url"].as_str().unwrap())
+            .send()
+            .await?;
+        assert_eq!(got.status(), 200, "{name}");
+        let cache = got
+            .headers()
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            cache.contains("immutable") && cache.contains("max-age=31536000"),
+            "{name}: cache-control {cache:?}"
+        );
+    }
+
+    let (status, again) = stack
+        .post_json("/api/images/upload", Some(&token), &ask)
+        .await?;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["duplicate_of"], json!(id));
+    assert_eq!(again["status"], "completed");
+    let (_, list) = stack.get("/api/images", Some(&token)).await?;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    Ok(())
+}

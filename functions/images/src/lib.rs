@@ -1,10 +1,14 @@
 //! The owner's view of their images:
-//! `GET /api/images` (own images, newest first, paginated), `GET /api/images/{id}` (the row and
-//! short-lived GET URLs), `GET /api/images/{id}/processing-status` (the 7 status fields and the
+//! `GET /api/images` (own images, newest first, paginated, each with its derivatives' URLs),
+//! `GET /api/images/{id}` (the row and download URLs), `GET /api/images/{id}/processing-status` (the 7 status fields and the
 //! derivatives), `POST /api/images/{id}/retry-processing` (failed -> re-enqueued, 409 otherwise; the
 //! operation is [`safelight::ops::retry::retry_image`]).
 //!
 //! Someone else's image answers 404, exactly like a missing one, so existence is not revealed.
+//!
+//! Download URLs are signed for the current link window (see [`safelight::LinkWindow`]): every
+//! answer within one window carries the same URL for the same file, so browsers and the CDN
+//! serve a file they have seen from their cache, and each URL lives at least one more window.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,25 +17,26 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::http::Method;
 use safelight::aws::apigw_http;
 use safelight::ops::retry::{retry_image, RetryError};
-use safelight::ports::{ImageRepository, JobQueue, ObjectStore, RepoError};
+use safelight::ports::{Downloads, ImageRepository, JobQueue, RepoError};
 use safelight::{
-    ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, Status,
-    StatusSnapshot, Timestamp, UploadState,
+    ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, LinkWindow,
+    Status, StatusSnapshot, Timestamp, UploadState,
 };
 use serde::Serialize;
 
-/// How long the GET URLs in responses stay valid.
-const URL_TTL: Duration = Duration::from_secs(15 * 60);
+/// The default link window: URLs stay the same for an hour and live one to two hours.
+pub const DEFAULT_LINK_WINDOW: Duration = Duration::from_secs(3600);
 /// Default and largest page size.
 const DEFAULT_PAGE: u32 = 20;
 const MAX_PAGE: u32 = 100;
 
 /// The handler with its ports.
 #[derive(Debug)]
-pub struct Images<S, R, Q> {
-    store: S,
+pub struct Images<D, R, Q> {
+    links: D,
     images: R,
     queue: Q,
+    link_window: Duration,
 }
 
 #[derive(Debug, Serialize)]
@@ -85,6 +90,8 @@ struct ImageSummary {
     placeholder: Option<String>,
     created_at: Timestamp,
     thumbnail_url: Option<String>,
+    thumbnails: BTreeMap<String, DerivativeView>,
+    variants: BTreeMap<String, DerivativeView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -133,14 +140,20 @@ fn route(request: &ApiGatewayV2httpRequest) -> Option<Route> {
     }
 }
 
-impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
-    /// A handler over the given ports.
-    pub fn new(store: S, images: R, queue: Q) -> Self {
+impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
+    /// A handler over the given ports, signing download links for `link_window`.
+    pub fn new(links: D, images: R, queue: Q, link_window: Duration) -> Self {
         Images {
-            store,
+            links,
             images,
             queue,
+            link_window,
         }
+    }
+
+    /// The link window of this moment.
+    fn window(&self) -> LinkWindow {
+        LinkWindow::containing(Timestamp::now(), self.link_window)
     }
 
     /// Handles one API Gateway request; every outcome is an HTTP response.
@@ -197,12 +210,13 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
     async fn urls(
         &self,
         map: &BTreeMap<String, Derivative>,
+        window: LinkWindow,
     ) -> Result<BTreeMap<String, DerivativeView>, ApiError> {
         let mut out = BTreeMap::new();
         for (name, d) in map {
             let url = self
-                .store
-                .presign_get(&d.key, None, URL_TTL)
+                .links
+                .link(&d.key, None, window)
                 .await
                 .map_err(store_failed)?;
             out.insert(
@@ -225,10 +239,11 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
         id: &str,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let r = self.own(identity, id).await?;
+        let window = self.window();
         let original_url = match r.upload_state {
             UploadState::Stored => Some(
-                self.store
-                    .presign_get(&r.original_key, r.original_version.as_deref(), URL_TTL)
+                self.links
+                    .link(&r.original_key, r.original_version.as_deref(), window)
                     .await
                     .map_err(store_failed)?,
             ),
@@ -248,8 +263,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
             created_at: r.created_at,
             updated_at: r.updated_at,
             original_url,
-            thumbnails: self.urls(&r.thumbnails).await?,
-            variants: self.urls(&r.variants).await?,
+            thumbnails: self.urls(&r.thumbnails, window).await?,
+            variants: self.urls(&r.variants, window).await?,
         };
         Ok(apigw_http::json(200, &view))
     }
@@ -283,19 +298,18 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
                 }
                 other => repo_failed(other),
             })?;
+        let window = self.window();
         let mut items = Vec::with_capacity(page.items.len());
         for r in page.items {
+            let thumbnails = self.urls(&r.thumbnails, window).await?;
+            let variants = self.urls(&r.variants, window).await?;
             // The smallest thumbnail is the list's preview.
-            let smallest = r.thumbnails.values().min_by_key(|d| d.width.max(d.height));
-            let thumbnail_url = match smallest {
-                Some(d) => Some(
-                    self.store
-                        .presign_get(&d.key, None, URL_TTL)
-                        .await
-                        .map_err(store_failed)?,
-                ),
-                None => None,
-            };
+            let thumbnail_url = r
+                .thumbnails
+                .iter()
+                .min_by_key(|(_, d)| d.width.max(d.height))
+                .and_then(|(name, _)| thumbnails.get(name))
+                .map(|v| v.url.clone());
             items.push(ImageSummary {
                 image_id: r.image_id,
                 filename: r.filename,
@@ -304,6 +318,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
                 placeholder: r.placeholder,
                 created_at: r.created_at,
                 thumbnail_url,
+                thumbnails,
+                variants,
             });
         }
         Ok(apigw_http::json(
@@ -350,7 +366,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue> Images<S, R, Q> {
     }
 }
 
-impl<S, R, Q> Images<S, R, Q> {
+impl<D, R, Q> Images<D, R, Q> {
     /// The repository port (tests inspect it).
     pub fn images(&self) -> &R {
         &self.images

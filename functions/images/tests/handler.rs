@@ -19,6 +19,7 @@ fn handler() -> Handler {
         MemoryStore::default(),
         MemoryImages::default(),
         MemoryQueue::default(),
+        images::DEFAULT_LINK_WINDOW,
     )
 }
 
@@ -156,6 +157,39 @@ async fn the_image_view_carries_urls_for_the_original_and_derivatives() {
         .unwrap()
         .contains("thumbnails/"));
     assert!(b.get("version").is_none(), "internal fields stay internal");
+}
+
+/// Within one link window every answer carries the same URLs (the browser's cache keys on the
+/// whole URL), and the list carries each image's derivative set for `srcset`.
+#[tokio::test]
+async fn urls_stay_the_same_within_a_link_window_and_the_list_carries_every_derivative() {
+    let h = handler();
+    let r = failed_row(&h, "alice");
+    let get = request("images-get.json", Some(r.image_id), "alice");
+    let (a, b) = (body(&h.handle(&get).await), body(&h.handle(&get).await));
+    assert_eq!(a["thumbnails"]["150"]["url"], b["thumbnails"]["150"]["url"]);
+    assert_eq!(a["original_url"], b["original_url"]);
+    let url = a["thumbnails"]["150"]["url"].as_str().unwrap();
+    let window = safelight::LinkWindow::containing(Timestamp::now(), images::DEFAULT_LINK_WINDOW);
+    assert!(
+        url.contains(&format!(
+            "X-Amz-Date={}&X-Amz-Expires=7200",
+            window.signed_at.unix_millis() / 1000
+        )),
+        "signed as of the window's start for two windows: {url}"
+    );
+
+    let mut e = event("images-list.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("alice");
+    let list = body(&h.handle(&serde_json::from_value(e).unwrap()).await);
+    let item = &list["items"][0];
+    assert_eq!(
+        item["thumbnails"]["150"]["url"],
+        a["thumbnails"]["150"]["url"]
+    );
+    assert_eq!(item["thumbnails"]["150"]["width"], 150);
+    assert_eq!(item["thumbnail_url"], a["thumbnails"]["150"]["url"]);
+    assert!(item["variants"].as_object().unwrap().is_empty());
 }
 
 #[tokio::test]

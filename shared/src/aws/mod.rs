@@ -4,6 +4,7 @@ pub mod apigw_http;
 pub mod apigw_management;
 pub mod cloudfront;
 pub mod control;
+pub mod delivery;
 pub mod digests;
 pub mod dynamodb;
 pub mod faults;
@@ -15,6 +16,7 @@ pub mod telemetry;
 
 pub use apigw_management::ApiGwPoster;
 pub use control::DynamoControl;
+pub use delivery::Delivery;
 pub use digests::DynamoDigests;
 pub use dynamodb::DynamoImages;
 pub use faults::Faults;

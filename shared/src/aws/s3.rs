@@ -16,7 +16,7 @@ use serde_json::json;
 use sha2::Sha256;
 
 use super::faults::Faults;
-use crate::domain::{ObjectKey, Timestamp};
+use crate::domain::{LinkWindow, ObjectKey, Timestamp};
 use crate::ports::{
     ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
     UploadConstraints,
@@ -113,6 +113,7 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(content_type)
+            .set_cache_control(key.cache_control().map(str::to_owned))
             .body(ByteStream::from(body))
             .send()
             .await
@@ -293,20 +294,31 @@ impl ObjectStore for S3Store {
             expires_at: expiry(expires_in),
         })
     }
+}
 
-    async fn presign_get(
+impl crate::ports::Downloads for S3Store {
+    /// A presigned GET signed as of the window's start (`X-Amz-Date`) for its lifetime
+    /// (`X-Amz-Expires`), so the URL is the same all window long (with the same credentials).
+    async fn link(
         &self,
         key: &ObjectKey,
         version: Option<&str>,
-        expires_in: Duration,
+        window: LinkWindow,
     ) -> Result<String, StoreError> {
+        let signed_at = SystemTime::UNIX_EPOCH
+            + Duration::from_millis(window.signed_at.unix_millis().max(0).unsigned_abs());
+        let config = PresigningConfig::builder()
+            .start_time(signed_at)
+            .expires_in(window.lifetime)
+            .build()
+            .map_err(unavailable)?;
         let presigned = self
             .client
             .get_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .set_version_id(version.map(str::to_owned))
-            .presigned(presigning(expires_in)?)
+            .presigned(config)
             .await
             .map_err(unavailable)?;
         Ok(presigned.uri().to_owned())

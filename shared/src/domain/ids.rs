@@ -141,6 +141,14 @@ impl ObjectKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// How caches may keep the object: a derivative's key depends only on (image, spec), so
+    /// its bytes never change and it is cached for a year, immutable (its URLs are signed, so
+    /// `public` lets the CDN keep one copy for every holder of a link). Originals: no policy.
+    pub fn cache_control(&self) -> Option<&'static str> {
+        (self.0.starts_with("thumbnails/") || self.0.starts_with("variants/"))
+            .then_some("public, max-age=31536000, immutable")
+    }
 }
 
 impl fmt::Display for ObjectKey {
@@ -169,6 +177,19 @@ mod tests {
             assert!(bad.parse::<OwnerId>().is_err(), "{bad:?} accepted");
         }
         assert!("auth0|5f3c:9a@x.y-z_1".parse::<OwnerId>().is_ok());
+    }
+
+    #[test]
+    fn only_derivatives_are_cached_as_immutable() {
+        let id = ImageId::new();
+        let owner: OwnerId = "u".parse().unwrap_or_else(|e| panic!("{e}"));
+        assert!(ObjectKey::thumbnail(id, "256", "webp")
+            .cache_control()
+            .is_some_and(|c| c.contains("immutable") && c.contains("max-age=31536000")));
+        assert!(ObjectKey::variant(id, "display", "jpg")
+            .cache_control()
+            .is_some());
+        assert_eq!(ObjectKey::original(&owner, id).cache_control(), None);
     }
 
     #[test]
