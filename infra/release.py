@@ -10,10 +10,15 @@
   check-built  the checks and zips of `package` alone, on what .aws-sam/build already holds
   deploy    `sam deploy` of the built template: guided the first time (no JwtIssuer saved in
             samconfig.toml yet) or with GUIDED=1, with samconfig.toml's answers afterwards.
-            Refuses an Architecture other than arm64 (the package is arm64).
+            Refuses an Architecture other than arm64 (the package is arm64). With Delivery=cloudfront
+            (the default) it passes the CloudFront signing key: the deployed stack's, else the one
+            you gave, else a new RSA 2048 pair whose private half it stores in a Secrets Manager
+            secret {stack}/delivery-signing-key/{time}. ROTATE_DELIVERY_KEY=1 makes a new pair in
+            the other key slot and, once deployed, schedules the old secret's deletion.
   target    print the deployment's stack name and region (STACK_NAME / AWS_REGION, else
             samconfig.toml, else `safelight`): what deploy's post-deploy step and destroy act on.
-  destroy   empty the stack's bucket (every version) and `sam delete` the stack, after confirming.
+  destroy   empty the stack's bucket (every version) and `sam delete` the stack, after confirming;
+            then schedule the deletion of its delivery signing-key secrets (7-day recovery window).
 
 Everything but deploy/destroy runs offline.
 """
@@ -360,6 +365,108 @@ def first_deploy() -> bool:
     return not saved_parameters().get("JwtIssuer")
 
 
+# ------------------------------------------------------------------ delivery
+# The CloudFront signing key (docs/DELIVERY.md). The private half lives only in Secrets Manager
+# (the images function reads it at cold start); the public half is a template parameter.
+DELIVERY_KEYS = ("DeliveryPublicKey", "DeliveryPrivateKeySecretArn", "DeliveryKeySlot")
+SECRET_RECOVERY_DAYS = 7
+
+
+def delivery_secret_prefix(stack: str) -> str:
+    return f"{stack}/delivery-signing-key/"
+
+
+def delivers_by_cloudfront(saved: dict[str, str]) -> bool:
+    """What the deploy will run with: samconfig.toml's Delivery, else the template's default."""
+    return saved.get("Delivery", "cloudfront") == "cloudfront"
+
+
+def new_key_pair() -> tuple[str, str]:
+    """(private PKCS#8 PEM, public SubjectPublicKeyInfo PEM) of a new RSA 2048 key (CloudFront's size)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return private.decode(), public_key_pem(key)
+
+
+def public_key_pem(key) -> str:
+    """The SubjectPublicKeyInfo PEM of a private key (an object, or its PEM text)."""
+    from cryptography.hazmat.primitives import serialization
+
+    if isinstance(key, str):
+        key = serialization.load_pem_private_key(key.encode(), password=None)
+    public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return public.decode()
+
+
+def delivery_parameters(
+    stack: str, saved: dict[str, str], deployed: dict[str, str], secrets, rotate: bool = False
+) -> tuple[dict[str, str], str | None]:
+    """The delivery key parameters this deploy passes, and the secret it retires (a rotation's
+    old one, deleted after the deploy succeeds) or None.
+
+    Delivery=s3 (in samconfig.toml) needs none. Otherwise, the first that has a key: the deployed
+    stack's values; the ones given in samconfig.toml; a secret a failed first deploy left (its
+    public half derived again); else a new pair in slot a. ROTATE skips to a new pair in the
+    other slot (a CloudFront public key cannot be changed in place). `secrets` is a Secrets
+    Manager client, called only when a secret must be found or made."""
+    if not delivers_by_cloudfront(saved):
+        return {}, None
+    current = {k: deployed.get(k, "") for k in DELIVERY_KEYS}
+    if not rotate:
+        for found in (current, {k: saved.get(k, "") for k in DELIVERY_KEYS}):
+            if found["DeliveryPublicKey"] and found["DeliveryPrivateKeySecretArn"]:
+                return {**found, "DeliveryKeySlot": found["DeliveryKeySlot"] or "a"}, None
+        left = secrets.list_secrets(Filters=[{"Key": "name", "Values": [delivery_secret_prefix(stack)]}])["SecretList"]
+        if left:
+            arn = max(left, key=lambda s: s["CreatedDate"])["ARN"]
+            private = secrets.get_secret_value(SecretId=arn)["SecretString"]
+            return {"DeliveryPublicKey": public_key_pem(private), "DeliveryPrivateKeySecretArn": arn, "DeliveryKeySlot": "a"}, None
+    private, public = new_key_pair()
+    name = delivery_secret_prefix(stack) + time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    arn = secrets.create_secret(
+        Name=name,
+        Description=f"Private key CloudFront signed URLs of stack {stack} are signed with (PEM).",
+        SecretString=private,
+        Tags=[{"Key": "safelight:stack", "Value": stack}],
+    )["ARN"]
+    log(f"new CloudFront signing key: private half in secret {name}")
+    slot = "b" if rotate and current["DeliveryKeySlot"] != "b" and current["DeliveryPublicKey"] else "a"
+    retired = current["DeliveryPrivateKeySecretArn"] if rotate else ""
+    return {"DeliveryPublicKey": public, "DeliveryPrivateKeySecretArn": arn, "DeliveryKeySlot": slot}, retired or None
+
+
+def deployed_parameters(cfn, stack: str) -> dict[str, str]:
+    """The stack's current parameter values; {} before its first deploy."""
+    from botocore.exceptions import ClientError
+
+    try:
+        found = cfn.describe_stacks(StackName=stack)["Stacks"][0].get("Parameters", [])
+    except ClientError as err:
+        if "does not exist" in str(err):
+            return {}
+        raise
+    return {p["ParameterKey"]: p.get("ParameterValue", "") for p in found}
+
+
+def overrides_args(extra: dict[str, str]) -> list[str]:
+    """`--parameter-overrides` for sam deploy: samconfig.toml's own overrides (a command-line
+    value replaces the file's), then `extra`, quoted (a PEM has spaces and newlines)."""
+    if not extra:
+        return []
+    saved = samconfig_deploy_params().get("parameter_overrides", "")
+    args = list(saved) if isinstance(saved, list) else [saved] if saved else []
+    for key, value in extra.items():
+        if '"' in value or "\\" in value:
+            raise ReleaseError(f"parameter {key}: a value with a quote or backslash cannot be passed to sam deploy")
+        args.append(f'{key}="{value}"')
+    return ["--parameter-overrides", *args]
+
+
 def cmd_deploy() -> None:
     built = BUILD_DIR / "template.yaml"
     if not built.exists() or built.stat().st_mtime < TEMPLATE.stat().st_mtime:
@@ -378,26 +485,43 @@ def cmd_deploy() -> None:
         "--config-file",
         str(SAMCONFIG),
     ]
-    if first_deploy() or os.environ.get("GUIDED") == "1":
-        # SAM's guided run asks for the region but still needs a default one to set up (without
-        # it, it fails after every question with nothing saved): resolve it first, or say how.
-        _, region = deploy_target()
-        if not region:
-            import boto3
+    import boto3
 
-            region = boto3.session.Session().region_name
-        if not region:
-            raise ReleaseError(
-                "no AWS region configured: `export AWS_REGION=<region>` (e.g. eu-west-1) or "
-                "`aws configure set region <region>`, then make deploy again (answer the same region when asked)"
-            )
+    stack, region = deploy_target()
+    guided = first_deploy() or os.environ.get("GUIDED") == "1"
+    # SAM's guided run asks for the region but still needs a default one to set up (without it,
+    # it fails after every question with nothing saved), and the signing key's secret goes to the
+    # stack's region: resolve it first, or say how.
+    region = region or boto3.session.Session().region_name
+    if not region:
+        raise ReleaseError(
+            "no AWS region configured: `export AWS_REGION=<region>` (e.g. eu-west-1) or "
+            "`aws configure set region <region>`, then make deploy again (answer the same region when asked)"
+        )
+    session = boto3.session.Session(region_name=region)
+    saved = saved_parameters()
+    keys, retired = {}, None
+    if delivers_by_cloudfront(saved):
+        keys, retired = delivery_parameters(
+            stack,
+            saved,
+            deployed_parameters(session.client("cloudformation"), stack),
+            session.client("secretsmanager"),
+            rotate=os.environ.get("ROTATE_DELIVERY_KEY") == "1",
+        )
+    cmd += overrides_args(keys)
+    if guided:
         log(f"sam deploy --guided (region {region}): answer the questions; they are saved to samconfig.toml")
         cmd += ["--guided", "--region", region]
     else:
-        stack, region = deploy_target()
-        log(f"sam deploy of stack {stack} ({region or 'default region'}) with samconfig.toml's answers "
+        log(f"sam deploy of stack {stack} ({region}) with samconfig.toml's answers "
             "(GUIDED=1 make deploy asks again)")
-    os.execvpe(cmd[0], cmd, env_with_tools())
+    if not retired:
+        os.execvpe(cmd[0], cmd, env_with_tools())
+    subprocess.run(cmd, env=env_with_tools(), check=True)
+    # The stack now trusts and signs with the new key only: the old secret has no reader left.
+    session.client("secretsmanager").delete_secret(SecretId=retired, RecoveryWindowInDays=SECRET_RECOVERY_DAYS)
+    log(f"rotated the delivery key; the old secret {retired} is deleted in {SECRET_RECOVERY_DAYS} days")
 
 
 def cmd_target() -> None:
@@ -435,6 +559,11 @@ def cmd_destroy() -> None:
         env=env_with_tools(),
         check=True,
     )
+    secrets = session.client("secretsmanager")
+    prefix = delivery_secret_prefix(stack)
+    for secret in secrets.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]:
+        log(f"scheduling the deletion of secret {secret['Name']} ({SECRET_RECOVERY_DAYS}-day recovery window)")
+        secrets.delete_secret(SecretId=secret["ARN"], RecoveryWindowInDays=SECRET_RECOVERY_DAYS)
 
 
 def main(argv: list[str]) -> None:

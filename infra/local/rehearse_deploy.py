@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
 STACK = "rehearsal"
 REGION = "us-east-1"
-ANSWERS = {"AllowedOrigins": "https://app.example.com", "AlarmEmail": "ops@example.com"}
+# Delivery=s3: the emulator cannot deploy the CloudFront distribution (see infra/local/stack.sh).
+ANSWERS = {"AllowedOrigins": "https://app.example.com", "AlarmEmail": "ops@example.com", "Delivery": "s3"}
 
 
 class Failed(Exception):
@@ -65,6 +66,13 @@ def scratch_repo(tmp: Path) -> None:
     for name in ("release.py", "post_deploy.py", "template.yaml"):
         shutil.copy2(ROOT / "infra" / name, tmp / "infra" / name)
     shutil.copy2(ROOT / "samconfig.toml", tmp / "samconfig.toml")
+    # Delivery=s3 before the first deploy, as a deployer without CloudFront would set it: the
+    # deploy tooling then makes no CloudFront signing key (and the guided question defaults to it).
+    config = (tmp / "samconfig.toml").read_text()
+    config, n = re.subn(r'(?m)^parameter_overrides = "(.*)"$', r'parameter_overrides = "\1 Delivery=s3"', config)
+    if n != 1:
+        raise Failed("samconfig.toml has no parameter_overrides line to add Delivery=s3 to")
+    (tmp / "samconfig.toml").write_text(config)
     (tmp / ".venv").symlink_to((ROOT / ".venv").resolve())
     built = tmp / ".aws-sam" / "build"
     built.mkdir(parents=True)

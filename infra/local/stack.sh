@@ -206,6 +206,10 @@ deploy() {
     "Architecture=x86_64"
     # Emulator difference: the management API is path-style under the emulator's port.
     "WebSocketEndpointOverride=$AWS_ENDPOINT_URL/_aws/execute-api"
+    # Emulator difference: its CloudFormation has no AWS::CloudFront::PublicKey / KeyGroup (the
+    # deploy is refused), and its CloudFront serves neither an S3 origin nor signed URLs. So no
+    # distribution locally: download URLs are S3 presigned GETs, stable per window the same way.
+    "Delivery=s3"
     "LogLevel=$LOG_LEVEL"
     # Browsers load the web app (web/dist) from the issuer's origin and call the API and the
     # bucket cross-origin: exactly that origin (by address and by name), never `*`.
