@@ -42,7 +42,7 @@ function Preview({ image }: { image: ImageState }) {
   }
   return (
     <div className={`card__preview card__preview--${fallback.kind}`} data-preview={fallback.kind}>
-      <Picture fallback={fallback} alt={image.filename ? `Preview of ${image.filename}` : 'Image preview'} decoding="async" />
+      <Picture fallback={fallback} alt={image.filename ? `Preview of ${image.filename}` : 'Image preview'} decoding="async" loading="lazy" />
     </div>
   );
 }

@@ -57,6 +57,9 @@ export interface UploadResult {
   file: File;
   /** The API's answer when the caller already had these bytes: `imageId` is that image's. */
   duplicate: DuplicateUpload | null;
+  /** Storage already held the image's original (its conditional PUT answered 412): the image the
+   * ticket names is one whose bytes arrived before, not a new one. */
+  alreadyStored: boolean;
 }
 
 function isDuplicate(answer: UploadTicket | DuplicateUpload): answer is DuplicateUpload {
@@ -109,7 +112,9 @@ export class SafelightClient {
    * (`requesting` progress is reported when a file's turn comes). A HEIC file is converted to JPEG
    * first, or refused (`unsupported_heic`) before anything is sent when the browser cannot decode
    * it. When the caller already has these bytes the API answers with that image
-   * (`duplicate_of`) and nothing is sent: the result's `duplicate` says so.
+   * (`duplicate_of`) and nothing is sent: the result's `duplicate` says so. An image still awaiting
+   * these bytes gets a new link to the same image; when its bytes arrived meanwhile, storage
+   * refuses the conditional PUT (412) and the result's `alreadyStored` says so: not an error.
    */
   async upload(file: File, opts: UploadOptions = {}): Promise<UploadResult> {
     const sent = (await isHeic(file)) ? await this.converting.run(() => heicAsJpeg(file, this.opts.convertHeic)) : file;
@@ -126,17 +131,17 @@ export class SafelightClient {
       );
       if (isDuplicate(answer)) {
         report('stored', sent.size);
-        return { imageId: answer.duplicate_of, ticket: null, file: sent, duplicate: answer };
+        return { imageId: answer.duplicate_of, ticket: null, file: sent, duplicate: answer, alreadyStored: false };
       }
       opts.onTicket?.(answer, sent);
-      await sendToStorage(answer, sent, {
+      const outcome = await sendToStorage(answer, sent, {
         method: opts.method ?? this.opts.uploadMethod,
         signal: opts.signal,
         xhr: this.opts.xhr,
         onProgress: (loaded) => report('uploading', loaded),
       });
       report('stored', sent.size);
-      return { imageId: answer.image_id, ticket: answer, file: sent, duplicate: null };
+      return { imageId: answer.image_id, ticket: answer, file: sent, duplicate: null, alreadyStored: outcome === 'already_stored' };
     });
   }
 
@@ -165,7 +170,7 @@ export class SafelightClient {
     return this.http.json('GET', `/api/images/${encodeURIComponent(id)}/processing-status`, undefined, opts.signal);
   }
 
-  /** `GET /api/images/{id}`: the row with short-lived URLs. */
+  /** `GET /api/images/{id}`: the row with its download URLs. */
   get(id: string, opts: { signal?: AbortSignal } = {}): Promise<ImageView> {
     return this.http.json('GET', `/api/images/${encodeURIComponent(id)}`, undefined, opts.signal);
   }

@@ -3,6 +3,7 @@
  * and changed optimistically by uploads and retries (a change the server refuses is undone).
  */
 
+import { sourcesRenewAt } from './expiry.js';
 import type { ImageSources } from './images.js';
 import type { ErrorKind, ImageSummary, ImageView, Notice, Status } from './types.js';
 import type { UploadProgress } from './upload.js';
@@ -99,6 +100,16 @@ export function applyNotice(image: ImageState | undefined, notice: Notice): Imag
   };
 }
 
+/** What a list item offers to show: its derivative maps when the server sends them, else the preview. */
+function summarySources(item: ImageSummary): ImageSources {
+  return {
+    thumbnail_url: item.thumbnail_url,
+    placeholder: item.placeholder,
+    ...(item.thumbnails ? { thumbnails: item.thumbnails } : {}),
+    ...(item.variants ? { variants: item.variants } : {}),
+  };
+}
+
 /** An image as a list item describes it. */
 export function fromSummary(item: ImageSummary): ImageState {
   const done: Status = item.processing_status === 'completed' ? 'completed' : 'pending';
@@ -108,8 +119,26 @@ export function fromSummary(item: ImageSummary): ImageState {
     thumbnailStatus: done,
     variantStatus: done,
     placeholder: item.placeholder,
-    sources: { thumbnail_url: item.thumbnail_url, placeholder: item.placeholder },
+    sources: summarySources(item),
   });
+}
+
+/** When the first of these URLs ends; `Infinity` when none says (nothing to renew). */
+function sourcesEnd(sources: ImageSources): number {
+  return sourcesRenewAt(sources, 1) ?? Number.POSITIVE_INFINITY;
+}
+
+/**
+ * A known image with a list item's URLs when they are worth taking: the image has no derivative
+ * URLs yet, or the item's outlive the ones it has (a list fetched in a later link window renews
+ * them). Its status stays: what the page knows is at least as fresh as the list.
+ */
+export function withSummaryUrls(image: ImageState, item: ImageSummary): ImageState {
+  if (!item.thumbnails && !item.variants) return image;
+  const next = summarySources(item);
+  const has = [image.sources.thumbnails, image.sources.variants].some((g) => Object.values(g ?? {}).some((d) => d.url));
+  if (has && sourcesEnd(next) <= sourcesEnd(image.sources)) return image;
+  return { ...image, sources: { ...image.sources, ...next, placeholder: image.sources.placeholder ?? next.placeholder } };
 }
 
 /** Merges a full view (`GET /api/images/{id}`) into what is known, unless it is older. */
@@ -166,20 +195,29 @@ export class GalleryStore {
     return () => this.listeners.delete(listener);
   }
 
-  /** Adds list items the page does not know yet (known ones keep their fresher state). */
+  /**
+   * Adds list items the page does not know yet; known ones keep their fresher state and take the
+   * item's URLs when those outlive theirs ([withSummaryUrls]).
+   */
   load(items: ImageSummary[]): void {
+    let added = false;
     let changed = false;
     for (const item of items) {
-      if (!this.byId.has(item.image_id)) {
+      const known = this.byId.get(item.image_id);
+      if (!known) {
         this.byId.set(item.image_id, fromSummary(item));
         this.order.push(item.image_id);
-        changed = true;
+        added = true;
+      } else {
+        const renewed = withSummaryUrls(known, item);
+        if (renewed !== known) {
+          this.byId.set(item.image_id, renewed);
+          changed = true;
+        }
       }
     }
-    if (changed) {
-      this.order.sort((a, b) => Date.parse(this.byId.get(b)!.createdAt) - Date.parse(this.byId.get(a)!.createdAt));
-      this.emit();
-    }
+    if (added) this.order.sort((a, b) => Date.parse(this.byId.get(b)!.createdAt) - Date.parse(this.byId.get(a)!.createdAt));
+    if (added || changed) this.emit();
   }
 
   /** Puts `image` in place (new images go first). */

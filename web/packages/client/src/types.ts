@@ -32,7 +32,8 @@ export interface Derivative {
   format: string;
 }
 
-/** A derivative with a short-lived GET URL (`GET /api/images/{id}`). */
+/** A derivative with its download URL (`GET /api/images/{id}`, list items): the same URL for a
+ * whole link window, so the browser's cache serves a file it has seen. */
 export interface DerivativeView {
   url: string;
   width: number;
@@ -41,7 +42,7 @@ export interface DerivativeView {
   format: string;
 }
 
-/** `GET /api/images/{id}`: the row and short-lived GET URLs. */
+/** `GET /api/images/{id}`: the row and download URLs. */
 export interface ImageView extends StatusSnapshot {
   image_id: string;
   filename: string | null;
@@ -78,7 +79,11 @@ export interface ImageSummary {
   processing_status: Status;
   placeholder: string | null;
   created_at: string;
+  /** The smallest thumbnail's URL (the preview of servers that send no derivative maps). */
   thumbnail_url: string | null;
+  /** Every derivative with its URL, as `GET /api/images/{id}` has them (absent from older servers). */
+  thumbnails?: Record<string, DerivativeView>;
+  variants?: Record<string, DerivativeView>;
 }
 
 /** `GET /api/images`: newest first; `next_cursor` continues. */

@@ -51,9 +51,15 @@ export function contentTypeOf(file: { name: string; type: string }): string {
 /** Headers a browser refuses to set by hand; the signed value is what it sends anyway. */
 const FORBIDDEN_HEADERS = new Set(['content-length', 'host', 'connection']);
 
+/** How a send ended: the bytes were stored, or storage already held this image's original. */
+export type StorageOutcome = 'sent' | 'already_stored';
+
 /**
  * Sends `file` to storage as `ticket` allows: PUT with the signed headers, or POST with the
- * policy's fields first and the file last. Resolves when storage answered 2xx.
+ * policy's fields first and the file last. Resolves `sent` when storage answered 2xx, and
+ * `already_stored` when a PUT is answered 412: the ticket's PUT is conditional (`If-None-Match:
+ * *`), so 412 means the object is there already (the API handed out a new link to an image whose
+ * bytes arrived meanwhile, e.g. the same photos dropped again while the first upload finished).
  */
 export function sendToStorage(
   ticket: UploadTicket,
@@ -64,7 +70,7 @@ export function sendToStorage(
     signal?: AbortSignal;
     xhr?: () => XhrLike;
   } = {},
-): Promise<void> {
+): Promise<StorageOutcome> {
   return new Promise((resolve, reject) => {
     if (opts.signal?.aborted) {
       reject(new SafelightError('aborted', 'the upload was cancelled'));
@@ -77,11 +83,12 @@ export function sendToStorage(
     xhr.upload.onprogress = (ev) => {
       if (ev.lengthComputable) opts.onProgress?.(ev.loaded, ev.total);
     };
+    const put = (opts.method ?? 'put') !== 'post';
     xhr.onload = () => {
       done();
-      if (xhr.status >= 200 && xhr.status < 300) {
+      if ((xhr.status >= 200 && xhr.status < 300) || (put && xhr.status === 412)) {
         opts.onProgress?.(file.size, file.size);
-        resolve();
+        resolve(xhr.status === 412 ? 'already_stored' : 'sent');
       } else {
         reject(new SafelightError('upload_failed', storageMessage(xhr.status, xhr.responseText), xhr.status));
       }
@@ -94,7 +101,7 @@ export function sendToStorage(
       done();
       reject(new SafelightError('aborted', 'the upload was cancelled'));
     };
-    if ((opts.method ?? 'put') === 'post') {
+    if (!put) {
       const form = new FormData();
       for (const [k, v] of Object.entries(ticket.upload_post.fields)) form.append(k, v);
       form.append('file', file);

@@ -55,7 +55,10 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
           onTicket: (ticket, sent) => {
             imageId = ticket.image_id;
             patch(entry.key, { imageId });
-            store.put(newImage(imageId, new Date().toISOString(), { filename: sent.name, upload: entry.progress, pending: 'upload' }));
+            // A new link to an image the page already shows (its bytes were still awaited) keeps
+            // what the page knows of it; only a new image starts as pending.
+            if (store.get(imageId)) store.update(imageId, (img) => ({ ...img, filename: img.filename ?? sent.name, upload: entry.progress }));
+            else store.put(newImage(imageId, new Date().toISOString(), { filename: sent.name, upload: entry.progress, pending: 'upload' }));
           },
           onProgress: (progress) => {
             patch(entry.key, { progress });
@@ -66,6 +69,13 @@ export function useUpload(opts: { onError?: (file: File, error: SafelightError) 
           imageId = result.imageId;
           patch(entry.key, { imageId, duplicateOf: imageId });
           showExisting(env, result.duplicate, result.file);
+        } else if (result.alreadyStored) {
+          // Its bytes arrived before this send: its notices may have gone by already, so its
+          // state comes from the API.
+          store.update(result.imageId, (img) => ({ ...img, upload: null, pending: img.pending === 'upload' ? null : img.pending }));
+          refreshImage(env, result.imageId, { fresh: true }).catch(() => {
+            /* the badge moves with the next notice or list */
+          });
         }
         if (imageId) callbacks.current.onStored?.(entry.file, imageId);
       } catch (e) {
