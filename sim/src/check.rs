@@ -4,7 +4,8 @@
 //!    an upload that never came ends `failed` / `expired`;
 //! 2. a stored object is never reported as not arrived;
 //! 3. no image fails for a fault it did not cause: "crashed" / "ran out of time" needs two
-//!    abandoned attempts of that stage, a transient give-up needs faults met by that stage, a good
+//!    abandoned attempts of that stage, a transient give-up needs faults met by that stage (and,
+//!    for an outage, its deferrals past the cap or a deferral that could not be sent), a good
 //!    file never fails as bad, and a corrupt one never completes;
 //! 4. no derivative and no notice twice (checked as the schedule runs, in `faults`);
 //! 5. the shown original is the processed version: a completed image's pinned version is the
@@ -136,9 +137,21 @@ pub fn at_quiescence(world: &World) {
             } else if reason.contains("did not arrive") {
                 Ok(()) // judged by invariant 2
             } else if row.error_kind == Some(safelight::ErrorKind::Transient) && gave_up {
-                (trouble > 0 || ledger.refused)
-                    .then_some(())
-                    .ok_or("gave up on a stage that met no fault, kill or lost event")
+                // An outage (a dependency unavailable) is waited out like a deferral, up to
+                // the cap: it fails an image only past the cap, or when the deferral itself
+                // could not be sent.
+                // (The processor's own give-up: the sweeper's "... without finishing" is a
+                // letter that left on a crash or timeout of its last receive.)
+                let outage = reason.starts_with("gave up after 3 attempts: ")
+                    && (reason.contains("object storage failed")
+                        || reason.contains("image table failed"));
+                if outage && !ledger.capped && !ledger.queue_faulted {
+                    Err("an outage failed it before the deferral cap (it should have been deferred)")
+                } else {
+                    (trouble > 0 || ledger.refused)
+                        .then_some(())
+                        .ok_or("gave up on a stage that met no fault, kill or lost event")
+                }
             } else if row.error_kind == Some(safelight::ErrorKind::Transient) {
                 Err("the reason shown is a passing note, not why it failed")
             } else {

@@ -158,6 +158,7 @@ impl Ctx {
             for (image, _) in p.batch_images() {
                 let ledger = st.ledger.entry(image).or_default();
                 ledger.faulted[stage_ix(p.stage)] += 1;
+                ledger.queue_faulted |= port == Port::Queue;
                 ledger.refused |= fault == Fault::Refused;
             }
         }

@@ -412,6 +412,7 @@ async fn event_source(
             };
             (batch, q.main(stage).next_visible())
         };
+        note_capped(&world, &batch, now);
         if batch.is_empty() {
             let wait = next_visible.map_or(20_000, |t| (t - now).clamp(100, 20_000));
             let wait = if busy { 200 } else { wait };
@@ -670,6 +671,24 @@ async fn retry_all(
                 break;
             }
             request.cursor = report.next_cursor;
+        }
+    }
+}
+
+/// Marks the images of messages delivered past the deferral cap (see [`crate::world::Ledger`]).
+fn note_capped(world: &World, batch: &[safelight::processing::Message], now: i64) {
+    let cap = safelight::processing::Policy::default()
+        .max_deferral
+        .as_millis() as i64;
+    for m in batch {
+        let past = m
+            .deferred_since
+            .is_some_and(|since| now - since.unix_millis() > cap);
+        if !past {
+            continue;
+        }
+        for job in safelight::events::parse_jobs(&m.body).unwrap_or_default() {
+            world.state().ledger.entry(job.image_id).or_default().capped = true;
         }
     }
 }

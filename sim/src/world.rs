@@ -132,6 +132,11 @@ pub struct Ledger {
     pub killed: [u32; 2],
     /// The image met a refusal (access denied) at some point.
     pub refused: bool,
+    /// A queue call failed while a process held the image (a deferral may not have been sent).
+    pub queue_faulted: bool,
+    /// A message of the image was delivered after its deferrals had gone on longer than the
+    /// cap (it is worked on, and may fail, instead of waiting).
+    pub capped: bool,
     /// Per version written to the key: how many stages' "Object Created" events of that write
     /// EventBridge never delivered (2: no processor could learn of the write).
     pub lost_events: BTreeMap<String, u32>,
