@@ -544,6 +544,9 @@ def cmd_destroy() -> None:
     except Exception as err:  # noqa: BLE001 - any failure here means there is nothing to destroy
         raise ReleaseError(f"stack {stack} not found in {session.region_name}: {err}") from err
     bucket = outputs.get("BucketName")
+    # The signing key's secret, also when a guided first deploy named the stack differently from
+    # the secret's prefix.
+    key_secret = deployed_parameters(cfn, stack).get("DeliveryPrivateKeySecretArn")
     print(f"This deletes stack '{stack}' in {session.region_name}, every image in bucket {bucket} "
           "and the tables' data. There is no undo.")
     if os.environ.get("CONFIRM") != stack:
@@ -561,9 +564,10 @@ def cmd_destroy() -> None:
     )
     secrets = session.client("secretsmanager")
     prefix = delivery_secret_prefix(stack)
-    for secret in secrets.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]:
-        log(f"scheduling the deletion of secret {secret['Name']} ({SECRET_RECOVERY_DAYS}-day recovery window)")
-        secrets.delete_secret(SecretId=secret["ARN"], RecoveryWindowInDays=SECRET_RECOVERY_DAYS)
+    arns = {s["ARN"] for s in secrets.list_secrets(Filters=[{"Key": "name", "Values": [prefix]}])["SecretList"]}
+    for arn in sorted(arns | ({key_secret} if key_secret else set())):
+        log(f"scheduling the deletion of secret {arn} ({SECRET_RECOVERY_DAYS}-day recovery window)")
+        secrets.delete_secret(SecretId=arn, RecoveryWindowInDays=SECRET_RECOVERY_DAYS)
 
 
 def main(argv: list[str]) -> None:
