@@ -200,6 +200,41 @@ impl CloudFrontSigner {
         ))
     }
 
+    /// The query (`Policy=…&Signature=…&Key-Pair-Id=…`) of a custom-policy signature that
+    /// grants every object `*/{image_dir}/*` until `expires_unix_secs`: one RSA signature covers
+    /// all of an image's derivatives (`thumbnails/{id}/…`, `variants/{id}/…`; an original's key
+    /// ends with its id, so it is not covered). Append it to [`Self::url`] of any such key.
+    /// Same inputs, same query.
+    pub fn image_query(
+        &self,
+        image_dir: &str,
+        expires_unix_secs: i64,
+    ) -> Result<String, DeliveryError> {
+        if expires_unix_secs <= 0 {
+            return Err(DeliveryError::Expiry(expires_unix_secs));
+        }
+        if image_dir.is_empty() || !image_dir.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(DeliveryError::Path(image_dir.to_owned()));
+        }
+        let resource = format!("https://{}/*/{image_dir}/*", self.domain);
+        let policy = canned_policy(&resource, expires_unix_secs);
+        let signature = self
+            .key
+            .try_sign(policy.as_bytes())
+            .map_err(DeliveryError::Sign)?;
+        Ok(format!(
+            "Policy={}&Signature={}&Key-Pair-Id={}",
+            url_safe_base64(policy.as_bytes()),
+            url_safe_base64(&signature.to_bytes()),
+            self.key_pair_id
+        ))
+    }
+
+    /// `https://{domain}/{path}` with each segment percent-encoded, unsigned.
+    pub fn url(&self, path: &str) -> Result<String, DeliveryError> {
+        self.resource(path, &[])
+    }
+
     /// The base URL the policy names: scheme, domain, encoded path and the caller's query.
     fn resource(&self, path: &str, query: &[(&str, &str)]) -> Result<String, DeliveryError> {
         let mut url = format!("https://{}", self.domain);
@@ -362,6 +397,43 @@ mod tests {
             &signature
         ));
         assert!(!verifies(&resource, &(EXPIRES + 1).to_string(), &signature));
+    }
+
+    #[test]
+    fn one_custom_policy_signature_covers_every_derivative_of_one_image() {
+        let signer = signer();
+        let query = signer.image_query("01JABC", EXPIRES).expect("signs");
+        assert_eq!(query, signer.image_query("01JABC", EXPIRES).expect("signs"));
+        let field = |name: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .expect("field")
+                .to_owned()
+        };
+        assert_eq!(field("Key-Pair-Id"), KEY_ID);
+        let unsafe_b64 = |s: String| s.replace('-', "+").replace('_', "=").replace('~', "/");
+        let policy = STANDARD
+            .decode(unsafe_b64(field("Policy")))
+            .expect("base64");
+        let policy = String::from_utf8(policy).expect("utf-8");
+        assert_eq!(
+            policy,
+            canned_policy(&format!("https://{DOMAIN}/*/01JABC/*"), EXPIRES),
+            "the wildcard names the image's directory under any prefix"
+        );
+        let signature = STANDARD
+            .decode(unsafe_b64(field("Signature")))
+            .expect("base64");
+        let verifying = VerifyingKey::<Sha1>::new(key().to_public_key());
+        let signature = Signature::try_from(signature.as_slice()).expect("signature");
+        assert!(verifying.verify(policy.as_bytes(), &signature).is_ok());
+        assert!(signer.image_query("01J/ABC", EXPIRES).is_err());
+        assert!(signer.image_query("", EXPIRES).is_err());
+        assert_eq!(
+            signer.url("thumbnails/01JABC/256.webp").expect("url"),
+            format!("https://{DOMAIN}/thumbnails/01JABC/256.webp")
+        );
     }
 
     #[test]
