@@ -5,7 +5,7 @@
 #   make reset          wipe the local stack's state and deploy again
 #   make watch          route invocations to `cargo lambda watch` (hot reload)
 #   make invoke FN=upload EVENT=events/upload-presign.json   invoke through `cargo lambda watch`
-#   make lint           rustfmt, clippy -D warnings, cfn-lint, sam validate --lint
+#   make lint           rustfmt, clippy -D warnings, cfn-lint, ESLint (web), sam validate --lint
 #   make test           what CI runs: lint, unit tests, integration tests against the local stack
 #   make bench          benchmarks (bench/run.sh)
 #   make proof          load, faults, kills and an outage against a local stack -> RELIABILITY.md
@@ -57,6 +57,7 @@ lint: setup
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(VENV)/bin/cfn-lint infra/template.yaml
+	web/scripts/web.sh lint
 	SAM_CLI_TELEMETRY=0 $(VENV)/bin/sam validate --lint --template-file infra/template.yaml --region us-east-1 >/dev/null
 	@if command -v cargo-deny >/dev/null; then cargo deny check licenses bans sources; \
 	  else echo "cargo-deny not installed: skipping the deny.toml checks"; fi

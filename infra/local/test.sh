@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make test` (and CI): everything, from a fresh clone, offline.
 #   1. install what the machine lacks (apt packages only if missing, the pinned venv)
-#   2. make lint (rustfmt, clippy -D warnings, cfn-lint, sam validate --lint), then the offline
+#   2. make lint (rustfmt, clippy -D warnings, cfn-lint, ESLint, sam validate --lint), then the offline
 #      checks of infra/: template invariants, OpenAPI document against the routes, function crates
 #      against the template's cargo-lambda builds (~1 s)
 #   3. unit tests: every test target but the `safelight-e2e` suites
@@ -73,7 +73,7 @@ for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
 cargo test --workspace "${unit_args[@]}"
 cargo test --workspace --doc
 
-step "web: typecheck, unit tests (Vitest), build, JS size budget"
+step "web: lint (ESLint), typecheck, unit tests (Vitest), build, JS size budget"
 web/scripts/web.sh unit
 
 step "engine without C codecs (the pure-Rust feature path)"
