@@ -9,6 +9,9 @@
 #   web.sh browser   setup + Debian's chromium (apt, if missing) + build + the test photos +
 #                    Playwright tests against the stack in $SAFELIGHT_STACK_ENV
 #   web.sh photos    fetch the browser tests' photos (Debian's mate-backgrounds) into web/.cache
+#   web.sh figures   the delivery figures (bytes and requests of a 137-photo gallery's first and
+#                    second load, now and an approximation of before) against $SAFELIGHT_STACK_ENV
+#                    (a make dev stack by default); not part of make test; writes test-results/
 set -euo pipefail
 
 WEB="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -100,8 +103,18 @@ browser() {
   (cd "$WEB" && npx vitest run --config vitest.browser.config.ts)
 }
 
+figures() {
+  setup
+  command -v chromium >/dev/null || { log "installing Debian's chromium (apt)"; apt_install chromium; }
+  build
+  photos
+  export SAFELIGHT_STACK_ENV="${SAFELIGHT_STACK_ENV:-$ROOT/.local/stack.env}"
+  [ -f "$SAFELIGHT_STACK_ENV" ] || die "no stack at $SAFELIGHT_STACK_ENV: run make dev first"
+  (cd "$WEB" && SAFELIGHT_DELIVERY_FIGURES=1 npx vitest run --config vitest.browser.config.ts tests/browser/delivery-figures.test.ts)
+}
+
 cmd="${1:-build}"; shift || true
 case "$cmd" in
-  setup|build|lint|unit|browser|photos) "$cmd" "$@" ;;
-  *) die "unknown command '$cmd' (setup|build|lint|unit|browser|photos)" ;;
+  setup|build|lint|unit|browser|photos|figures) "$cmd" "$@" ;;
+  *) die "unknown command '$cmd' (setup|build|lint|unit|browser|photos|figures)" ;;
 esac

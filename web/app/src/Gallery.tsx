@@ -1,6 +1,6 @@
 /** The demo gallery: drop many files, watch each one upload and process live. */
 
-import { useCallback, useRef, useState, type DragEvent } from 'react';
+import { useCallback, useEffect, useRef, useState, type DragEvent } from 'react';
 import type { ImageState, Notice } from '@safelight/client';
 import {
   ImageProcessingStatus,
@@ -64,6 +64,28 @@ function Card({ image, onRetry, retrying }: { image: ImageState; onRetry: (id: s
   );
 }
 
+/**
+ * The end of the loaded images: the next page is fetched when it comes within a screen of the
+ * viewport (or on the button, for keyboards and when observers are missing).
+ */
+function More({ onMore, busy }: { onMore: () => void; busy: boolean }) {
+  const ref = useRef<HTMLDivElement>(null);
+  useEffect(() => {
+    const el = ref.current;
+    if (!el || typeof IntersectionObserver === 'undefined') return;
+    const observer = new IntersectionObserver((entries) => entries.some((e) => e.isIntersecting) && onMore(), { rootMargin: '100% 0px' });
+    observer.observe(el);
+    return () => observer.disconnect();
+  }, [onMore]);
+  return (
+    <div ref={ref} className="gallery__more" data-testid="more">
+      <button type="button" className="sl-button" onClick={onMore} disabled={busy}>
+        {busy ? 'Loading…' : 'Show more'}
+      </button>
+    </div>
+  );
+}
+
 function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => void }) {
   if (entries.length === 0) return null;
   const active = entries.filter((e) => e.progress.phase !== 'stored' && !e.error).length;
@@ -101,7 +123,8 @@ function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => 
 export function Gallery({ session }: { session: Session }) {
   const toast = useToast();
   const store = useGalleryStore();
-  const { images, loading, error } = useImages();
+  const { images, loading, error, hasMore, loadMore, loadingMore } = useImages();
+  const showMore = useCallback(() => void loadMore(), [loadMore]);
   const nameOf = useCallback((id: string) => store.get(id)?.filename ?? null, [store]);
 
   const onNotice = useCallback(
@@ -207,6 +230,7 @@ export function Gallery({ session }: { session: Session }) {
               <Card key={img.id} image={img} onRetry={(id) => void retry(id)} retrying={isRetrying(img.id)} />
             ))}
           </ul>
+          {hasMore ? <More onMore={showMore} busy={loadingMore} /> : null}
         </section>
       </main>
     </>

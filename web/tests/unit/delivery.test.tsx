@@ -240,4 +240,41 @@ describe('renewal before links end', () => {
     await advance(5_000);
     expect(calls.views).toBe(1);
   });
+
+  it('loads later pages on demand and renews every page fetched, each with one request', async () => {
+    const calls: string[] = [];
+    const fetch = vi.fn(async (url: string | URL | Request) => {
+      const u = new URL(String(url));
+      const now = Date.now();
+      const cursor = u.searchParams.get('cursor');
+      calls.push(cursor ?? 'first');
+      const ids = cursor ? Array.from({ length: 50 }, (_, i) => `m${i}`) : Array.from({ length: 100 }, (_, i) => `f${i}`);
+      return new Response(JSON.stringify({ items: ids.map((id) => item(id, now)), next_cursor: cursor ? null : 'c1' }), { status: 200 });
+    });
+    const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch });
+    let shown!: ReturnType<typeof useImages>;
+    function Count() {
+      shown = useImages();
+      return null;
+    }
+    dom.render(
+      <SafelightProvider client={client}>
+        <Count />
+      </SafelightProvider>,
+    );
+    await advance(0);
+    expect([shown.images.length, shown.hasMore]).toEqual([100, true]);
+    await act(async () => {
+      await Promise.all([shown.loadMore(), shown.loadMore()]);
+    });
+    expect([shown.images.length, shown.hasMore, calls]).toEqual([150, false, ['first', 'c1']]);
+    await act(async () => {
+      await shown.loadMore();
+    });
+    expect(calls).toEqual(['first', 'c1']);
+    await advance(10_500); // T0 + 12.5 s: 60 % of the links' life
+    expect(calls.sort()).toEqual(['c1', 'c1', 'first', 'first']);
+    const renewed = shown.images.find((i) => i.id === 'm7')!;
+    expect(renewed.sources.thumbnails?.['300.jpg']?.url).toBe(link('m7', '300.jpg', T0 + 10_000));
+  });
 });

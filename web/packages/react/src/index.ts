@@ -17,6 +17,7 @@ export type { PictureProps } from './Picture.js';
 export { ResponsiveImage } from './ResponsiveImage.js';
 export type { ResponsiveImageProps } from './ResponsiveImage.js';
 export { useImages } from './use-images.js';
+export type { Images } from './use-images.js';
 export { useProcessingUpdates } from './use-processing-updates.js';
 export type { ProcessingUpdates } from './use-processing-updates.js';
 export { useRetryProcessing } from './use-retry-processing.js';

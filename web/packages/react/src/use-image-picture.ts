@@ -28,7 +28,9 @@ const MAX_DELAY_MS = 2 ** 31 - 1;
  * can offer every derivative; list items that carry the derivative maps need no fetch, and images
  * that complete while the page is open get theirs with the notice. Before its URLs end the image's
  * view is fetched again, so a size the browser picks later (a wider window, a zoom) is never asked
- * at an expired URL; a failure to load renews them too ([useImageFallback]).
+ * at an expired URL: Chromium fires no `error` event when such a change's load fails (the image
+ * just turns broken), so [useImageFallback]'s renewal on error cannot catch that case; it still
+ * catches first loads that fail.
  */
 export function useImagePicture(image: PictureImage, size: number, sizes?: string): ImageFallback {
   const env = useSafelight();
