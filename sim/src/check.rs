@@ -245,6 +245,11 @@ pub fn at_quiescence(world: &World) {
 
 /// Every letter in both DLQs now: (stage, body).
 fn dead_letters(world: &World) -> Vec<(Stage, String)> {
+    letters_of(world, |m| m.body.clone())
+}
+
+/// What `pick` takes of every letter in both DLQs now, with its stage.
+fn letters_of<T>(world: &World, pick: impl Fn(&crate::sqs::Stored) -> T) -> Vec<(Stage, T)> {
     let st = world.state();
     Stage::ALL
         .iter()
@@ -253,7 +258,7 @@ fn dead_letters(world: &World) -> Vec<(Stage, String)> {
                 .dead(*s)
                 .messages
                 .values()
-                .map(|m| (*s, m.body.clone()))
+                .map(|m| (*s, pick(m)))
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -313,17 +318,9 @@ pub fn after_sweep(world: &World, duty: &SweepDuty) {
 
 /// The ids of the letters in both DLQs now.
 pub fn dead_letter_ids(world: &World) -> Vec<String> {
-    let st = world.state();
-    Stage::ALL
-        .iter()
-        .flat_map(|s| {
-            st.queues
-                .dead(*s)
-                .messages
-                .values()
-                .map(|m| m.id.clone())
-                .collect::<Vec<_>>()
-        })
+    letters_of(world, |m| m.id.clone())
+        .into_iter()
+        .map(|(_, id)| id)
         .collect()
 }
 

@@ -359,7 +359,17 @@ where
         pacer: &mut Pacer,
     ) -> Result<Fate, RetryAllError> {
         for _ in 0..RESET_ATTEMPTS {
-            let Some(row) = self.ports.images.get(job.image_id).await? else {
+            let row = self.ports.images.get(job.image_id).await?;
+            if let Some(row) = &row {
+                if row.owner_id != job.owner {
+                    return Ok(Fate::Skip("the key's owner is not the row's owner"));
+                }
+            }
+            // No row (the processor adopts the original), or the event of a later write to the
+            // original whatever the stage's state (a failed image reset by an earlier letter of
+            // this run is pending now): the processor deletes that version (the pinned one must
+            // stay current). Either way the letter goes back to work as it is.
+            let Some(row) = row.filter(|r| !r.is_later_write(job)) else {
                 pacer.wait().await;
                 self.ports
                     .queue
@@ -367,20 +377,6 @@ where
                     .await?;
                 return Ok(Fate::Redriven);
             };
-            if row.owner_id != job.owner {
-                return Ok(Fate::Skip("the key's owner is not the row's owner"));
-            }
-            // The event of a later write to the original, whatever the stage's state (a
-            // failed image reset by an earlier letter of this run is pending now): the processor
-            // deletes that version (the pinned one must stay current), so it goes back to work.
-            if row.is_later_write(job) {
-                pacer.wait().await;
-                self.ports
-                    .queue
-                    .requeue(stage, &letter.body, Duration::ZERO, None)
-                    .await?;
-                return Ok(Fate::Redriven);
-            }
             let changed_in_run = row.updated_at >= self.started_at;
             match row.stage_status(stage) {
                 Status::Completed => return Ok(Fate::Duplicate),
