@@ -324,7 +324,10 @@ export interface Fetched {
   cacheControl: string | null;
   /** Bytes received over the network for it, headers included (`encodedDataLength`); 0 from a cache. */
   bytes: number;
+  /** Why it failed (`net::ERR_…`); a request the page itself dropped (a `srcset` that changed
+   * meanwhile) is `canceled` instead. */
   failed: string | null;
+  canceled: boolean;
 }
 
 /** Derivatives (`thumbnails/`, `variants/`) and originals in the bucket, the API, the rest. */
@@ -371,6 +374,7 @@ export class NetworkLog {
         cacheControl: null,
         bytes: 0,
         failed: null,
+        canceled: false,
       };
       log.byId.set(e.requestId, f);
       log.order.push(f);
@@ -401,7 +405,9 @@ export class NetworkLog {
     });
     cdp.on('Network.loadingFailed', (e) => {
       const f = log.byId.get(e.requestId);
-      if (f) f.failed = e.errorText + (e.canceled ? ' (canceled)' : '');
+      if (!f) return;
+      if (e.canceled) f.canceled = true;
+      else f.failed = e.errorText;
     });
     await cdp.send('Network.enable');
     return log;
