@@ -86,21 +86,32 @@ export async function withLinkWindow<T>(secs: number, fn: () => Promise<T>): Pro
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
+/** Launch attempts: a browser that dies while starting (seen once under a load average of 6:
+ * SIGSEGV before its first page) is the machine's hiccup, not a verdict on the page. */
+const LAUNCH_ATTEMPTS = 3;
+
 export async function launch(): Promise<Browser> {
-  // Playwright gives every launch a fresh temporary profile (the fresh --user-data-dir).
-  return chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      // Playwright gives every launch a fresh temporary profile (the fresh --user-data-dir).
+      return await chromium.launch({
+        executablePath: CHROMIUM,
+        headless: true,
+        args: [
+          '--no-sandbox',
+          '--disable-gpu',
+          '--disable-quic',
+          '--no-first-run',
+          '--disable-background-networking',
+          '--disable-component-update',
+          '--disable-sync',
+        ],
+      });
+    } catch (e) {
+      if (attempt >= LAUNCH_ATTEMPTS) throw e;
+      console.warn(`chromium did not start (attempt ${attempt} of ${LAUNCH_ATTEMPTS}): ${String(e).split('\n')[0]}`);
+    }
+  }
 }
 
 /** A page that records console errors and uncaught exceptions, and counts main-frame loads. */
