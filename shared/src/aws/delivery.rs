@@ -51,10 +51,7 @@ impl Cdn {
         version: Option<&str>,
         expires: i64,
     ) -> Result<String, DeliveryError> {
-        let image_dir = key
-            .cache_control()
-            .and(key.as_str().split('/').nth(1))
-            .filter(|_| version.is_none());
+        let image_dir = key.derivative_of().filter(|_| version.is_none());
         let Some(image_dir) = image_dir else {
             let query: Vec<(&str, &str)> = version.map(|v| ("versionId", v)).into_iter().collect();
             return self

@@ -146,8 +146,18 @@ impl ObjectKey {
     /// its bytes never change and it is cached for a year, immutable (its URLs are signed, so
     /// `public` lets the CDN keep one copy for every holder of a link). Originals: no policy.
     pub fn cache_control(&self) -> Option<&'static str> {
-        (self.0.starts_with("thumbnails/") || self.0.starts_with("variants/"))
-            .then_some("public, max-age=31536000, immutable")
+        self.derivative_of()
+            .map(|_| "public, max-age=31536000, immutable")
+    }
+
+    /// The image directory (`{image_id}`) of a derivative's key (`thumbnails/{id}/…`,
+    /// `variants/{id}/…`); `None` for an original.
+    pub fn derivative_of(&self) -> Option<&str> {
+        let rest = self
+            .0
+            .strip_prefix("thumbnails/")
+            .or_else(|| self.0.strip_prefix("variants/"))?;
+        rest.split_once('/').map(|(dir, _)| dir)
     }
 }
 
@@ -190,6 +200,11 @@ mod tests {
             .cache_control()
             .is_some());
         assert_eq!(ObjectKey::original(&owner, id).cache_control(), None);
+        assert_eq!(
+            ObjectKey::thumbnail(id, "256", "webp").derivative_of(),
+            Some(id.to_string().as_str())
+        );
+        assert_eq!(ObjectKey::original(&owner, id).derivative_of(), None);
     }
 
     #[test]
