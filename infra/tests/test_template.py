@@ -187,6 +187,8 @@ BREAKAGES = {
         lambda t: t["Parameters"]["AllowedOrigins"].update(Default="*"),
     "every_api_stage_throttles_and_every_post_route_has_its_own_limit": drop_route_setting,
     "every_sqs_source_caps_its_concurrency": lambda t: sqs_event(t).pop("ScalingConfig"),
+    "processor_concurrency_defaults_cover_the_design_point":
+        lambda t: t["Parameters"]["VariantMaxConcurrency"].update(Default=10),
     "every_stream_source_has_an_on_failure_destination": lambda t: stream_event(t).pop("DestinationConfig"),
     "every_event_rule_target_has_a_dead_letter_queue":
         lambda t: first("AWS::Events::Rule", t)[1]["Properties"]["Targets"][0].pop("DeadLetterConfig"),
@@ -574,3 +576,31 @@ class ThePackageChecksRefuseWhatLambdaCannotRun(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CapacityFollowsTheMeasuredTimes(unittest.TestCase):
+    """The processors' concurrency defaults are held to the scale model's measured times."""
+
+    FIGURE = (
+        "| Lambda time per image (median of 3 per size class) | 1280 px: thumbnail {t} ms, variant {v} ms; "
+        "1920 px: thumbnail {t} ms, variant {v} ms; 2560 px: thumbnail {t} ms, variant {v} ms; "
+        "4000 px: thumbnail 90 ms, variant 900 ms; upload (presign) 1 ms |"
+    )
+
+    def check(self, t_ms: int, v_ms: int) -> list[str]:
+        text = self.FIGURE.format(t=t_ms, v=v_ms)
+        return inv.processor_concurrency_defaults_cover_the_design_point(TEMPLATE, text)
+
+    def test_the_formula(self):
+        # 100/s x 0.2 s / (1024/1769 of a vCPU) x 1.5 = 51.8 -> 52
+        self.assertEqual(inv.needed_concurrency(200, 1024), 52)
+        self.assertEqual(inv.needed_concurrency(200, 3538), 30, "a whole vCPU at most")
+
+    def test_a_slower_variant_stage_breaks_the_defaults(self):
+        self.assertEqual(self.check(26, 150), [])
+        broken = self.check(26, 400)
+        self.assertEqual(len(broken), 1, broken)
+        self.assertIn("VariantFunction", broken[0])
+
+    def test_without_the_figure_the_check_fails(self):
+        self.assertTrue(inv.processor_concurrency_defaults_cover_the_design_point(TEMPLATE, "no figures"))

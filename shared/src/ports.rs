@@ -174,6 +174,15 @@ pub struct Page<T> {
 }
 
 /// The images table.
+/// The outcome of [`ImageRepository::update_or_current`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// The row was replaced; the record's `version` is bumped.
+    Done,
+    /// Another writer got there first: the row as it is now (`None`: deleted).
+    Lost(Option<Box<ImageRecord>>),
+}
+
 pub trait ImageRepository: Send + Sync {
     /// Writes a new row; `Conflict` if the id exists.
     fn create(&self, record: &ImageRecord) -> impl Future<Output = Result<(), RepoError>> + Send;
@@ -195,6 +204,24 @@ pub trait ImageRepository: Send + Sync {
         &self,
         record: &mut ImageRecord,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// [`Self::update`] that answers a lost race with the row that won, so the writer decides
+    /// again without a read of its own: a store that can return the current item with the
+    /// refused write (DynamoDB's `ReturnValuesOnConditionCheckFailure`) overrides this; the
+    /// default reads it. `Lost(None)` when the row is gone.
+    fn update_or_current(
+        &self,
+        record: &mut ImageRecord,
+    ) -> impl Future<Output = Result<Written, RepoError>> + Send {
+        async move {
+            match self.update(record).await {
+                Ok(()) => Ok(Written::Done),
+                Err(RepoError::Conflict) => Ok(Written::Lost(
+                    self.get(record.image_id).await?.map(Box::new),
+                )),
+                Err(e) => Err(e),
+            }
+        }
+    }
     /// Removes a row (used to undo a half-made upload).
     fn delete(&self, id: ImageId) -> impl Future<Output = Result<(), RepoError>> + Send;
 }
@@ -421,11 +448,6 @@ pub const LATE_LOOKBACK: u64 = 100;
 pub trait NoticeLog: Send + Sync {
     /// The owner's next sequence number (an atomic counter: never handed out twice).
     fn next_seq(&self, owner: &OwnerId) -> impl Future<Output = Result<u64, RealtimeError>> + Send;
-    /// The delivery record under `key`, if any.
-    fn delivery(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<Delivery>, RealtimeError>> + Send;
     /// Stores `delivery` under `key` unless a record is there already; returns the record that
     /// is stored afterwards (this one, or the earlier one that won).
     fn claim(

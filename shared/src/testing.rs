@@ -520,11 +520,6 @@ impl NoticeLog for MemoryNotices {
         Ok(*seq)
     }
 
-    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
-        self.check()?;
-        Ok(lock(&self.deliveries).get(key).cloned())
-    }
-
     async fn claim(&self, key: &str, delivery: &Delivery) -> Result<Delivery, RealtimeError> {
         self.check()?;
         Ok(lock(&self.deliveries)

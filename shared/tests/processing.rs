@@ -986,8 +986,10 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
             .insert(r.original_key.as_str(), jpeg(64, 48), "image/jpeg");
         r
     };
+    // The bucket fails: the attempt ends without completing, so its lease must be released.
+    *p.ports().0.failing.lock().unwrap() = true;
     let keep = p.handle_batch(&[event(&key.original_key, "m-r", 1)]).await;
-    assert!(keep.is_empty());
+    assert_eq!(keep, ["m-r"]);
     assert_eq!(p.ports().3 .1.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(
         p.ports()
@@ -997,6 +999,17 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
             .is_none(),
         "released on the third try"
     );
+    // So the next receive is not taken for a crash: it runs and completes.
+    *p.ports().0.failing.lock().unwrap() = false;
+    let keep = p.handle_batch(&[event(&key.original_key, "m-r", 2)]).await;
+    assert!(keep.is_empty());
+    let done = p
+        .ports()
+        .1
+        .rows()
+        .into_iter()
+        .find(|r| r.image_id == key.image_id);
+    assert_eq!(done.unwrap().thumbnail_status, Status::Completed);
 }
 
 #[tokio::test]
@@ -1166,12 +1179,15 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
     assert!(requeued.iter().any(|b| b.contains(a.original_key.as_str())));
     assert!(requeued.iter().any(|body| body.contains(b_key(&b))));
     assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
+    // A completed stage keeps its lease until it runs out (no release write): it is never
+    // reset, and the row says it ended.
+    assert_eq!(row(&p, slow.image_id).thumbnail_status, Status::Completed);
     assert!(
         p.ports()
             .3
             .lease_of(Stage::Thumbnail, slow.image_id)
-            .is_none(),
-        "released when done"
+            .is_some_and(|l| l.holder == "m-slow" && l.receive == 2),
+        "left to run out"
     );
 }
 

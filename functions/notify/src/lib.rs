@@ -4,24 +4,30 @@
 //! For each stream record, in order: read the old and new rows, derive the notices the change
 //! calls for ([`safelight::notice::transitions`]), and for each of them:
 //!
-//! 1. find or create its **delivery record**, keyed by (stream `eventID`, notice type). Creating
-//!    it takes the owner's next `seq` (an atomic counter) and is a conditional put, so the notice
-//!    and its number are fixed once, whatever happens later;
+//! 1. create its **delivery record**, keyed by (stream `eventID`, notice type): it takes the
+//!    owner's next `seq` (an atomic counter) and is a conditional put, so the notice and its
+//!    number are fixed once, whatever happens later (a redelivered record gets the one that won,
+//!    and its seq is left unused: resume does not mind gaps);
 //! 2. **append** the notice to the owner's replay log (24 h) — before any send, so a client that
 //!    misses the frame finds it on `resume`;
 //! 3. **send** it to every live connection of the owner not yet served ([`SEND_CONCURRENCY`]
-//!    posts in flight); `410 Gone` removes that connection's row and counts as served; other
-//!    failures fail the record. Between chunks of [`SEND_CHUNK`] connections the invocation's
+//!    posts in flight; the owner's connections are read once per record); `410 Gone` removes
+//!    that connection's row and counts as served; other failures fail the record. Between chunks of [`SEND_CHUNK`] connections the invocation's
 //!    time budget is checked: a fan-out too large for one invocation records its progress and
 //!    fails the record, and the retry carries on where it stopped;
-//! 4. record which connections were served, and `done` once all were.
+//! 4. only when the record fails: record, for each of its notices, which connections were
+//!    served and whether all were (`done`), so the retry reaches only the others. A record that
+//!    succeeds writes nothing more: the stream does not redeliver it unless the invocation dies
+//!    before answering, and then a socket may see a frame twice with the same seq, which the
+//!    client drops (it deduplicates by `(image_id, seq)`).
 //!
 //! The invocation that creates a `complete` or `failed` delivery record also adds the image to
 //! the per-minute throughput counters in the control table (the admin view's chart).
 //!
-//! A redelivered record (a retry after a failure, or the stream delivering twice) finds the
-//! delivery records: done ones are skipped, unfinished ones resume at step 2 with the same seq
-//! and only reach the connections that did not get it. So one change gives one notice, once.
+//! A redelivered record (a retry after a failure) finds the delivery records: done ones are
+//! skipped, unfinished ones resume at step 2 with the same seq and only reach the connections
+//! that did not get it. So one change gives one notice number, and each connection gets it once
+//! (twice only after an invocation died mid-record, deduplicated by the client).
 //!
 //! Failures: the first record that fails is reported in `batchItemFailures` together with every
 //! record after it (not attempted, so notices keep their order); the stream retries from there.
@@ -68,6 +74,19 @@ pub enum NotifyError {
         /// Connections still to serve.
         left: usize,
     },
+}
+
+/// What one notice reached.
+#[derive(Debug)]
+struct Sent {
+    /// Its delivery record.
+    key: String,
+    /// The connections served, this time and before.
+    served: BTreeSet<String>,
+    /// Whether every connection was served.
+    done: bool,
+    /// Whether the delivery record already says so (nothing to record).
+    recorded: bool,
 }
 
 /// The handler with its ports.
@@ -194,13 +213,44 @@ where
         let span = tracing::Span::current();
         span.record("image_id", tracing::field::display(new.image_id));
         span.record("owner", tracing::field::display(&new.owner_id));
+        // The owner's connections, read once for every notice of this record.
+        let mut connections = None;
+        let mut sent: Vec<Sent> = Vec::with_capacity(kinds.len());
+        let mut failure = None;
         for kind in kinds {
             // Boxed: the nested adapter futures otherwise exceed the compiler's type depth limit.
-            self.deliver(&record.event_id, kind, &new, deadline)
+            match self
+                .deliver(&record.event_id, kind, &new, &mut connections, deadline)
                 .boxed()
+                .await
+            {
+                Ok((one, None)) => sent.push(one),
+                Ok((one, Some(e))) => {
+                    sent.push(one);
+                    failure = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        let Some(failure) = failure else {
+            // Every notice reached every connection: nothing to record. The stream redelivers a
+            // record only when it, or one before it, is reported failed (and then the progress
+            // below is recorded first), or when the invocation dies before answering: a socket
+            // may then see a frame again, with the same seq, which the client drops.
+            return Ok(());
+        };
+        // The record will be retried: record what each of its notices reached, so the retry
+        // sends each only to the connections it did not reach.
+        for one in sent.iter().filter(|one| !one.recorded) {
+            self.notices
+                .record_progress(&one.key, &one.served, one.done)
                 .await?;
         }
-        Ok(())
+        Err(failure)
     }
 
     /// Counts an image reaching `completed` or `failed` in the per-minute throughput counters.
@@ -218,42 +268,48 @@ where
         }
     }
 
+    /// Numbers, logs and sends one notice. `Err` when nothing was sent (the record is retried
+    /// from scratch); else what it reached, with the error that stopped it, if any.
     async fn deliver(
         &self,
         event_id: &str,
         kind: NoticeType,
         row: &ImageRecord,
+        connections: &mut Option<Vec<String>>,
         deadline: Instant,
-    ) -> Result<(), NotifyError> {
+    ) -> Result<(Sent, Option<NotifyError>), NotifyError> {
         let key = delivery_key(event_id, kind);
         let now = Timestamp::now();
-        let delivery = match self.notices.delivery(&key).await? {
-            Some(existing) => existing,
-            None => {
-                let seq = self.notices.next_seq(&row.owner_id).await?;
-                let fresh = Delivery {
-                    owner: row.owner_id.clone(),
-                    notice: Notice::new(kind, row, seq),
-                    delivered: BTreeSet::new(),
-                    done: false,
-                    expires_at: now.plus_secs(DELIVERY_TTL_SECS),
-                };
-                let claimed = self.notices.claim(&key, &fresh).await?;
-                if claimed.notice.seq == seq {
-                    self.count(kind, now).await;
-                    if kind == NoticeType::Complete {
-                        let took = now.unix_millis() - row.created_at.unix_millis();
-                        safelight::metrics::upload_to_complete(std::time::Duration::from_millis(
-                            u64::try_from(took).unwrap_or(0),
-                        ));
-                    }
-                }
-                claimed
-            }
+        // No read first: a stream record is nearly always new, and the claim is conditional, so a
+        // redelivered one gets the delivery record that won (its number and progress); the seq
+        // it drew is left unused (a gap the client's resume does not mind).
+        let seq = self.notices.next_seq(&row.owner_id).await?;
+        let fresh = Delivery {
+            owner: row.owner_id.clone(),
+            notice: Notice::new(kind, row, seq),
+            delivered: BTreeSet::new(),
+            done: false,
+            expires_at: now.plus_secs(DELIVERY_TTL_SECS),
         };
+        let delivery = self.notices.claim(&key, &fresh).await?;
+        if delivery.notice.seq == seq {
+            self.count(kind, now).await;
+            if kind == NoticeType::Complete {
+                let took = now.unix_millis() - row.created_at.unix_millis();
+                safelight::metrics::upload_to_complete(std::time::Duration::from_millis(
+                    u64::try_from(took).unwrap_or(0),
+                ));
+            }
+        }
         if delivery.done {
             tracing::info!(kind = %kind, seq = delivery.notice.seq, "already delivered");
-            return Ok(());
+            let sent = Sent {
+                key,
+                served: delivery.delivered,
+                done: true,
+                recorded: true,
+            };
+            return Ok((sent, None));
         }
         let owner = &delivery.owner;
         let notice = &delivery.notice;
@@ -262,13 +318,21 @@ where
             .await?;
         let payload = serde_json::to_vec(notice)?;
         let mut served = delivery.delivered.clone();
-        let pending: Vec<String> = self
-            .connections
-            .for_owner(owner, now)
-            .await?
-            .into_iter()
-            .map(|c| c.connection_id)
-            .filter(|id| !served.contains(id))
+        let live = match connections {
+            Some(live) => live,
+            None => connections.insert(
+                self.connections
+                    .for_owner(owner, now)
+                    .await?
+                    .into_iter()
+                    .map(|c| c.connection_id)
+                    .collect(),
+            ),
+        };
+        let pending: Vec<String> = live
+            .iter()
+            .filter(|id| !served.contains(*id))
+            .cloned()
             .collect();
         // Posts run side by side, in chunks; between chunks the invocation's time budget is
         // checked, so a large fan-out stops with its progress recorded instead of being cut off
@@ -319,7 +383,6 @@ where
             }
         }
         let done = first_error.is_none();
-        self.notices.record_progress(&key, &served, done).await?;
         tracing::info!(
             kind = %kind,
             seq = notice.seq,
@@ -328,6 +391,12 @@ where
             done,
             "notice sent"
         );
-        first_error.map_or(Ok(()), Err)
+        let sent = Sent {
+            key,
+            served,
+            done,
+            recorded: false,
+        };
+        Ok((sent, first_error))
     }
 }

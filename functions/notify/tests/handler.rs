@@ -8,13 +8,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::dynamodb::Event;
-use notify::Notify;
+use notify::{delivery_key, Notify};
 use safelight::ports::Connection;
 use safelight::ports::ThroughputLog;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput};
 use safelight::{
-    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, OwnerId, Stage, StageResult, Timestamp,
-    UploadState,
+    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, NoticeType, OwnerId, Stage,
+    StageResult, Timestamp, UploadState,
 };
 use serde_json::{json, Value};
 
@@ -210,7 +210,9 @@ async fn another_owner_gets_nothing_and_keeps_an_own_sequence() {
 }
 
 #[tokio::test]
-async fn a_redelivered_record_neither_stores_nor_sends_its_notices_again() {
+async fn a_redelivered_record_keeps_its_numbers_and_stores_nothing_again() {
+    // A record that succeeded is redelivered only when its invocation died before answering: the
+    // notices keep their numbers (the client drops a seq it has seen) and the log is not grown.
     let h = handler();
     connect(&h, "c1", "alice");
     let (_, thumb, done) = history("alice");
@@ -218,18 +220,38 @@ async fn a_redelivered_record_neither_stores_nor_sends_its_notices_again() {
     h.handle(&event, far()).await;
     h.handle(&event, far()).await;
     h.handle(&event, far()).await;
+    let frames = h_poster(&h).frames_to("c1");
     assert_eq!(
-        types(&h_poster(&h).frames_to("c1")),
-        ["variant_complete", "complete"]
+        types(&frames),
+        ["variant_complete", "complete"].repeat(3),
+        "sent again, as the same notices"
     );
+    assert_eq!(seqs(&frames), [1, 2].repeat(3), "with the same numbers");
     assert_eq!(h_notices(&h).stored(&owner("alice")).len(), 2);
-    // The counter did not move either: the next change gets seq 3.
+    // The next change is numbered after them (the redeliveries' drawn numbers are gaps).
     let mut retried = done.clone();
     retried.processing_status = safelight::Status::Failed;
     retried.processing_error = Some("x".into());
     h.handle(&batch(&[("e4", Some(&done), Some(&retried))]), far())
         .await;
-    assert_eq!(seqs(&h_poster(&h).frames_to("c1")), [1, 2, 3]);
+    let last = *seqs(&h_poster(&h).frames_to("c1")).last().unwrap_or(&0);
+    assert!(last > 2, "seq {last} comes after the numbers already sent");
+}
+
+#[tokio::test]
+async fn a_record_that_succeeded_writes_no_progress() {
+    let h = handler();
+    connect(&h, "c1", "alice");
+    let (_, thumb, done) = history("alice");
+    h.handle(&batch(&[("e5", Some(&thumb), Some(&done))]), far())
+        .await;
+    for kind in [NoticeType::VariantComplete, NoticeType::Complete] {
+        let d = h_notices(&h).deliveries()[&delivery_key("e5", kind)].clone();
+        assert!(
+            !d.done && d.delivered.is_empty(),
+            "{kind}: no progress write"
+        );
+    }
 }
 
 #[tokio::test]
@@ -268,10 +290,11 @@ async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_
         types(&h_poster(&h).frames_to("flaky")),
         ["thumbnail_complete", "variant_complete", "complete"]
     );
-    assert_eq!(
-        seqs(&h_poster(&h).frames_to("flaky")),
-        [1, 2, 3],
-        "the retry resends the same numbered notice"
+    let to_flaky = seqs(&h_poster(&h).frames_to("flaky"));
+    assert_eq!(to_flaky[0], 1, "the retry resends the same numbered notice");
+    assert!(
+        to_flaky.windows(2).all(|w| w[0] < w[1]),
+        "and numbers the later ones after it: {to_flaky:?}"
     );
 }
 

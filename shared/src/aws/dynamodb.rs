@@ -6,6 +6,7 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -14,7 +15,9 @@ use base64::Engine as _;
 use super::faults::Faults;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
 use crate::ops::backfill::LegacyRow;
-use crate::ports::{BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow};
+use crate::ports::{
+    BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow, Written,
+};
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -231,6 +234,49 @@ impl ImageRepository for DynamoImages {
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
                 Err(RepoError::Conflict)
+            }
+            Err(e) => Err(sdk_failure(e)),
+        }
+    }
+
+    async fn update_or_current(&self, record: &mut ImageRecord) -> Result<Written, RepoError> {
+        self.faults.check("ddb_update").map_err(unavailable)?;
+        let expected = record.version;
+        let mut next = record.clone();
+        next.version = expected + 1;
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(&next)?))
+            .condition_expression("#v = :expected")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+            .return_values_on_condition_check_failure(
+                aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+            )
+            .send()
+            .await;
+        match result {
+            Ok(_) => {
+                record.version = next.version;
+                Ok(Written::Done)
+            }
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let returned = match e.err() {
+                    PutItemError::ConditionalCheckFailedException(refused) => {
+                        refused.item().filter(|item| !item.is_empty()).cloned()
+                    }
+                    _ => None,
+                };
+                match returned {
+                    // The row that won, returned with the refusal: no read needed.
+                    Some(current) => Ok(Written::Lost(Some(Box::new(record_from_item(current)?)))),
+                    // A store that does not return it (or the row is gone): read it.
+                    None => Ok(Written::Lost(
+                        self.get(record.image_id).await?.map(Box::new),
+                    )),
+                }
             }
             Err(e) => Err(sdk_failure(e)),
         }

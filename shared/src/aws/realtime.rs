@@ -20,7 +20,8 @@ use std::collections::{BTreeSet, HashMap};
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
 use super::faults::Faults;
@@ -274,11 +275,6 @@ impl NoticeLog for DynamoNotices {
         number(&attributes, "last_seq")
     }
 
-    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
-        self.read_delivery(key).await
-    }
-
     async fn claim(&self, key: &str, d: &Delivery) -> Result<Delivery, RealtimeError> {
         self.faults.check("ddb_update").map_err(unavailable)?;
         let result = self
@@ -293,11 +289,19 @@ impl NoticeLog for DynamoNotices {
             .item("done", AttributeValue::Bool(d.done))
             .item("expires_at", n(d.expires_at.unix_seconds()))
             .condition_expression("attribute_not_exists(owner_id)")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match result {
             Ok(_) => Ok(d.clone()),
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                // The record that won comes back with the refusal; a store that does not
+                // return it is read.
+                if let PutItemError::ConditionalCheckFailedException(refused) = e.err() {
+                    if let Some(won) = refused.item().filter(|item| !item.is_empty()) {
+                        return delivery_from_item(won);
+                    }
+                }
                 self.read_delivery(key).await?.ok_or_else(|| {
                     malformed("a delivery record vanished between the claim and the read")
                 })

@@ -8,7 +8,9 @@ use crate::domain::{
     ContentType, ErrorKind, ImageId, ImageRecord, Job, NewImage, Status, Timestamp,
     TransitionError, UploadState,
 };
-use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoredObject};
+use crate::ports::{
+    ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoredObject, Written,
+};
 
 use super::{JobFailure, Processor};
 
@@ -18,7 +20,7 @@ pub(super) async fn contention_pause(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-/// The one retry-on-conflict helper: re-reads row `id` and applies `change` until a write
+/// The one retry-on-conflict helper: reads row `id` and applies `change` until a write
 /// conditional on the version it read succeeds (at most `attempts` times). `change` returns
 /// `Ok(false)` when nothing needs writing. `None` when the row does not exist.
 pub async fn modify_row<R: ImageRepository>(
@@ -27,8 +29,25 @@ pub async fn modify_row<R: ImageRepository>(
     attempts: u32,
     change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
 ) -> Result<Option<ImageRecord>, JobFailure> {
+    modify_known(images, id, None, attempts, change).await
+}
+
+/// [`modify_row`] starting from `known`, a row this writer has just read or written, so the
+/// first write needs no read of its own. A write that loses the race comes back with the row
+/// that won ([`ImageRepository::update_or_current`]), and `change` decides again on that one.
+pub async fn modify_known<R: ImageRepository>(
+    images: &R,
+    id: ImageId,
+    known: Option<ImageRecord>,
+    attempts: u32,
+    change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
+) -> Result<Option<ImageRecord>, JobFailure> {
+    let mut current = match known {
+        Some(row) => Some(row),
+        None => images.get(id).await?,
+    };
     for attempt in 0..attempts {
-        let Some(mut record) = images.get(id).await? else {
+        let Some(mut record) = current.take() else {
             return Ok(None);
         };
         let before = record.clone();
@@ -42,10 +61,12 @@ pub async fn modify_row<R: ImageRepository>(
                 });
             }
         }
-        match images.update(&mut record).await {
-            Ok(()) => return Ok(Some(record)),
-            Err(RepoError::Conflict) => contention_pause(attempt).await,
-            Err(e) => return Err(e.into()),
+        match images.update_or_current(&mut record).await? {
+            Written::Done => return Ok(Some(record)),
+            Written::Lost(now) => {
+                current = now.map(|row| *row);
+                contention_pause(attempt).await;
+            }
         }
     }
     Err(JobFailure::retryable(
@@ -60,9 +81,20 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         job: &Job,
         change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
     ) -> Result<Option<ImageRecord>, JobFailure> {
-        modify_row(
+        self.modify_from(job, None, change).await
+    }
+
+    /// [`modify_known`] on this job's row, from the row this attempt last read or wrote.
+    pub(super) async fn modify_from(
+        &self,
+        job: &Job,
+        known: Option<ImageRecord>,
+        change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
+    ) -> Result<Option<ImageRecord>, JobFailure> {
+        modify_known(
             &self.images,
             job.image_id,
+            known,
             self.policy.write_attempts,
             change,
         )

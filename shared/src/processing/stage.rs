@@ -119,8 +119,14 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Lease::Taken => {}
         }
         let result = self.run_stage(job, &row, original).await;
-        self.release_lease(job.image_id, &holder).await;
-        result.map(|()| Ran::Yes)
+        // A completed stage keeps its lease until it runs out (the control table's TTL then
+        // removes it): a completed stage is never reset, and every reader of the lease checks
+        // the row first, so a release would be a write per stage that decides nothing. Any
+        // other ending releases it: a failed stage can be retried by its owner at once.
+        if !matches!(result, Ok(Status::Completed)) {
+            self.release_lease(job.image_id, &holder).await;
+        }
+        result.map(|_| Ran::Yes)
     }
 
     /// A storage event for an image whose original is pinned: a write that landed on the key
@@ -160,7 +166,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         job: &Job,
         read: &ImageRecord,
         original: Option<StoredObject>,
-    ) -> Result<(), JobFailure> {
+    ) -> Result<Status, JobFailure> {
         let stage = self.stage;
         // The version to pin if the row has none yet: the event's, or the adopted object's.
         let candidate = match (&job.origin, &original) {
@@ -169,8 +175,9 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             (Origin::Stored { version: Some(v) }, None) => Some(v.clone()),
             _ => None,
         };
+        // From the row just read: no second read unless another writer got in between.
         let begun = self
-            .modify(job, |r| match r.stage_status(stage) {
+            .modify_from(job, Some(read.clone()), |r| match r.stage_status(stage) {
                 Status::Completed | Status::Failed => Ok(false),
                 _ => {
                     if r.upload_state == UploadState::AwaitingUpload {
@@ -187,7 +194,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             return Err(JobFailure::retryable("the image row disappeared"));
         };
         if row.stage_status(stage) != Status::Processing {
-            return Ok(());
+            return Ok(row.stage_status(stage));
         }
         if let Some(pinned) = &row.original_version {
             // Another attempt pinned another version first (a race on AWS): this event's write
@@ -199,7 +206,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
         }
 
-        let bytes = self.original(job, &row, original).await?;
+        let (bytes, row) = self.original(job, row, original).await?;
         if let Err(mismatch) = row.content_type.check_bytes(&bytes) {
             return Err(JobFailure::Permanent {
                 kind: ErrorKind::Rejected,
@@ -274,41 +281,44 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 None
             },
         };
-        self.modify(job, |r| match r.stage_status(stage) {
-            Status::Processing => r
-                .complete(stage, result.clone(), Timestamp::now())
-                .map(|()| true),
-            // Completed by a concurrent duplicate, or failed by a last-receive elsewhere.
-            _ => Ok(false),
-        })
-        .await?;
+        let ended = self
+            .modify_from(job, Some(row), |r| match r.stage_status(stage) {
+                Status::Processing => r
+                    .complete(stage, result.clone(), Timestamp::now())
+                    .map(|()| true),
+                // Completed by a concurrent duplicate, or failed by a last-receive elsewhere.
+                _ => Ok(false),
+            })
+            .await?
+            .map_or(Status::Failed, |r| r.stage_status(stage));
         metrics::bytes(stage, bytes_in, bytes_out);
         tracing::info!("stage completed");
-        Ok(())
+        Ok(ended)
     }
 
     /// The pinned version of the original. When none is pinned yet (no version in the event,
     /// as from the local emulator, or a row from before versioning), the version this read got
     /// is pinned now, unless another attempt pinned one meanwhile: then that one is read.
+    /// Returns the bytes and the row as this attempt last knows it (`row`, or after the pin).
     async fn original(
         &self,
         job: &Job,
-        row: &ImageRecord,
+        row: ImageRecord,
         adopted: Option<StoredObject>,
-    ) -> Result<Vec<u8>, JobFailure> {
+    ) -> Result<(Vec<u8>, ImageRecord), JobFailure> {
         let pinned = row.original_version.as_deref();
         let object = match adopted {
             Some(object) if object.version.as_deref() == pinned => object,
             _ => self.store.get(&job.key, pinned).await?,
         };
         if pinned.is_some() {
-            return Ok(object.bytes);
+            return Ok((object.bytes, row));
         }
         let Some(read) = object.version.clone() else {
-            return Ok(object.bytes); // a bucket without versioning
+            return Ok((object.bytes, row)); // a bucket without versioning
         };
         let after = self
-            .modify(job, |r| {
+            .modify_from(job, Some(row), |r| {
                 if r.original_version.is_some() {
                     return Ok(false);
                 }
@@ -317,9 +327,11 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             })
             .await?
             .ok_or_else(|| JobFailure::retryable("the image row disappeared"))?;
-        match after.original_version {
-            Some(won) if won != read => Ok(self.store.get(&job.key, Some(&won)).await?.bytes),
-            _ => Ok(object.bytes),
+        match after.original_version.clone() {
+            Some(won) if won != read => {
+                Ok((self.store.get(&job.key, Some(&won)).await?.bytes, after))
+            }
+            _ => Ok((object.bytes, after)),
         }
     }
 }
