@@ -236,6 +236,22 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
         .map(|(_, n)| n)
         .sum::<f64>();
     let ddb_reads = per("DynamoDB.") - ddb_writes;
+    // Write units: the counted writes, weighted by the key-spread model's item sizes (image rows
+    // are 1-2 KB: 2 WRU; leases, counters, claims, notices under 1 KB: 1), plus the index writes
+    // DynamoDB makes (and bills) for every images-table write an index projects.
+    let model = partition_model();
+    let table_writes: f64 = model.iter().filter(|k| !k.index).map(|k| k.writes).sum();
+    let table_wru: f64 = model
+        .iter()
+        .filter(|k| !k.index)
+        .map(|k| k.writes * k.wcu)
+        .sum();
+    let index_wru: f64 = model
+        .iter()
+        .filter(|k| k.index)
+        .map(|k| k.writes * k.wcu)
+        .sum();
+    let ddb_wru = ddb_writes * table_wru / table_writes.max(1.0) + index_wru;
     let sqs = per("SQS.") + 2.0 * (1.0 + 0.2); // + the rule's SendMessage and the poller's receive/delete, batched
     let ws_msgs = per("ApiGatewayManagementApi.");
     let cost = [
@@ -249,8 +265,8 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
             (s3_put * price::S3_PUT + s3_get * price::S3_GET) * 1e6,
         ),
         (
-            "DynamoDB (2 WRU per write for rows of 1-2 KB, 1 RRU per read)",
-            (ddb_writes * 2.0 * price::DDB_WRU + ddb_reads * price::DDB_RRU) * 1e6,
+            "DynamoDB (each table write's WRU by item size, 2 for image rows of 1-2 KB and 1 for the small items, plus what the indexes replicate; 1 RRU per read)",
+            (ddb_wru * price::DDB_WRU + ddb_reads * price::DDB_RRU) * 1e6,
         ),
         ("SQS", sqs * price::SQS * 1e6),
         (
@@ -288,6 +304,51 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
                 .join(", ")
         ),
     );
+    // ---- where the writes land: each table's and index's busiest partition at 10x and 100x
+    let counted_writes = ddb_writes;
+    let modelled: f64 = model.iter().filter(|k| !k.index).map(|k| k.writes).sum();
+    for (label, r) in [
+        ("10x (1000 uploads/s)", rate * 10.0),
+        ("100x (10,000 uploads/s)", rate * 100.0),
+    ] {
+        s.figure(
+            &format!("busiest partition's writes at {label}, per table and index (WCU/s; DynamoDB allows 1000 per partition)"),
+            model
+                .iter()
+                .map(|k| {
+                    let wcu = k.busiest_wcu(r);
+                    let flag = if wcu > PARTITION_WCU { " OVER" } else { "" };
+                    format!("{} `{}`: {wcu:.0}{flag}", k.place, k.key)
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+        );
+    }
+    s.check(Check::holds(
+        "the key-spread model accounts for every counted DynamoDB write",
+        format!("{modelled:.1} modelled, {counted_writes:.1} counted per image"),
+        "within 10%",
+        (modelled - counted_writes).abs() <= 0.1 * counted_writes.max(1.0),
+    ));
+    let over: Vec<String> = [rate * 10.0, rate * 100.0]
+        .iter()
+        .flat_map(|r| {
+            model
+                .iter()
+                .filter(|k| k.busiest_wcu(*r) > PARTITION_WCU)
+                .map(move |k| format!("{} `{}` at {:.0}/s", k.place, k.key, r))
+        })
+        .collect();
+    s.check(Check::holds(
+        "partitions over DynamoDB's 1000 WCU/s at 10x and 100x",
+        if over.is_empty() {
+            "none".to_owned()
+        } else {
+            over.join(", ")
+        },
+        "none",
+        over.is_empty(),
+    ));
     // The breaker rows: each process reads its stage's row at most once per cache time (3 s)
     // while nothing changes; failures write it at the background failure rate.
     let executions_10x = conc_total * 10.0;
@@ -332,4 +393,102 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
             .all(|p| per(p) > 0.0),
     ));
     Ok(s)
+}
+
+/// DynamoDB's write limit per partition (WCU/s).
+const PARTITION_WCU: f64 = 1000.0;
+/// The most uploads per second one owner makes (the per-owner upload limit): what an owner's
+/// partitions (their gallery index, their notice counter and log) take at most.
+const OWNER_RATE: f64 = 10.0;
+
+/// How the writes to one key pattern spread over partitions.
+#[derive(Debug, Clone, Copy)]
+enum Spread {
+    /// One item per image, written a few times within seconds: the busiest key takes one
+    /// image's writes in a second at most, whatever the rate (DynamoDB splits partitions by
+    /// load, so no partition holds more than a few such keys at their peak).
+    PerImage,
+    /// One partition per owner: the busiest takes one owner's rate.
+    PerOwner,
+    /// One partition per value of a few (`by_status`: the status; the busiest value takes this
+    /// share of the writes).
+    Few(f64),
+    /// One item for everyone (per time window).
+    One,
+}
+
+/// The writes per image to one table or index, by key.
+#[derive(Debug, Clone, Copy)]
+struct KeyLoad {
+    place: &'static str,
+    key: &'static str,
+    /// Writes per image (an index: its entry rewrites per image).
+    writes: f64,
+    /// WCU per write (1 KB each; image rows are 1-2 KB, and an `ALL` index copies them).
+    wcu: f64,
+    spread: Spread,
+    /// An index: its writes are the table's, replicated (not counted as calls).
+    index: bool,
+}
+
+impl KeyLoad {
+    fn busiest_wcu(&self, rate: f64) -> f64 {
+        let per_s = match self.spread {
+            Spread::PerImage => self.writes,
+            Spread::PerOwner => self.writes * OWNER_RATE.min(rate),
+            Spread::Few(share) => self.writes * rate * share,
+            Spread::One => self.writes * rate,
+        };
+        per_s * self.wcu
+    }
+}
+
+/// Where an image's DynamoDB writes go (docs/ARCHITECTURE.md, "AWS calls per image"): the table
+/// entries sum to the counted writes per image (a check), the indexes replicate the images
+/// table's writes.
+fn partition_model() -> Vec<KeyLoad> {
+    use Spread::*;
+    let row = |key, writes, spread| KeyLoad {
+        place: "images",
+        key,
+        writes,
+        wcu: 2.0,
+        spread,
+        index: false,
+    };
+    let small = |place, key, writes, spread| KeyLoad {
+        place,
+        key,
+        writes,
+        wcu: 1.0,
+        spread,
+        index: false,
+    };
+    let index = |place, key, writes, wcu, spread| KeyLoad {
+        place,
+        key,
+        writes,
+        wcu,
+        spread,
+        index: true,
+    };
+    vec![
+        // create, begin x2, pin x2 (only when the event names no version, as locally), complete x2
+        row("image_id", 7.0, PerImage),
+        index("images.by_owner", "owner_id", 7.0, 2.0, PerOwner),
+        // the `processing` value takes every write but the create and the last completion
+        index(
+            "images.by_status",
+            "processing_status",
+            7.0,
+            2.0,
+            Few(5.0 / 7.0),
+        ),
+        small("control", "lease#{stage}#{image}", 2.0, PerImage),
+        small("control", "digest#{owner}#{sha256}", 1.0, PerImage),
+        small("control", "throughput#{minute}", 1.0, One),
+        small("notices", "{owner} counter", 3.0, PerOwner),
+        small("notices", "{owner}#{seq} log", 3.0, PerOwner),
+        small("notices", "delivery#{event}#{type}", 3.0, PerImage),
+    ]
 }
