@@ -606,7 +606,7 @@ pub struct MinuteCount {
     pub failed: u64,
 }
 
-/// Per-minute throughput counters (in `CONTROL_TABLE`, `throughput#{minute}`, with a TTL):
+/// Per-minute throughput counters (in `CONTROL_TABLE`, `throughput#{minute}#{shard}`, with a TTL):
 /// incremented atomically by the `notify` stream consumer, read 60 at a time by the admin view,
 /// so the chart needs no scan.
 pub trait ThroughputLog: Send + Sync {

@@ -4,7 +4,7 @@
 //! so a lease its own holder never released (a crashed or timed-out attempt, which marks
 //! `out_of_time` before its deadline) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
 //! correctness never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the
-//! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h), and the
+//! per-minute throughput counters (`throughput#{minute}#{shard}`, 16 shards, atomic `ADD`, kept 2 h), and the
 //! migrations' run-once markers (`migration#{name}`, conditional puts on `version`).
 
 use std::collections::HashMap;
@@ -114,54 +114,39 @@ struct BreakerRow {
 /// How long a throughput counter is kept (the chart shows an hour).
 const THROUGHPUT_TTL_SECS: i64 = 2 * 3600;
 
-/// The throughput counter row's key for the minute starting at `minute`.
-pub fn throughput_key(minute: Timestamp) -> String {
-    format!("throughput#{minute}")
+/// How many items one minute's throughput counts are spread over: every completion and failure
+/// ADDs to one of them, so at 10,000 images/s no item takes more than ~625 writes/s (DynamoDB's
+/// partition limit is 1000 WCU/s); the chart sums them.
+pub const THROUGHPUT_SHARDS: u32 = 16;
+
+/// BatchGetItem's most keys per request.
+const BATCH_GET_KEYS: usize = 100;
+
+/// The key of one shard of the throughput counters of the minute starting at `minute`.
+pub fn throughput_key(minute: Timestamp, shard: u32) -> String {
+    format!("throughput#{minute}#{shard}")
 }
 
-impl ThroughputLog for DynamoControl {
-    async fn count(&self, at: Timestamp, outcome: Outcome) -> Result<(), RepoError> {
-        let minute = minute_start(at);
-        let field = match outcome {
-            Outcome::Processed => "processed",
-            Outcome::Failed => "failed",
-        };
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(throughput_key(minute)))
-            .update_expression("ADD #f :one SET expires_at = :exp")
-            .expression_attribute_names("#f", field)
-            .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .expression_attribute_values(
-                ":exp",
-                AttributeValue::N((minute.unix_seconds() + THROUGHPUT_TTL_SECS).to_string()),
-            )
-            .send()
-            .await
-            .map_err(sdk_failure)?;
-        Ok(())
-    }
-
-    async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let last = minute_start(now).unix_millis();
-        let wanted: Vec<Timestamp> = (0..i64::from(minutes.clamp(1, 100)))
-            .rev()
-            .map(|i| Timestamp::from_unix_millis(last - i * 60_000))
-            .collect();
-        let mut keys = KeysAndAttributes::builder();
-        for m in &wanted {
-            keys = keys.keys(HashMap::from([(
+impl DynamoControl {
+    /// Reads the throughput counter items `keys` (at most [`BATCH_GET_KEYS`]) into `found`.
+    async fn batch_counts(
+        &self,
+        keys: &[String],
+        found: &mut HashMap<String, (u64, u64)>,
+    ) -> Result<(), RepoError> {
+        let mut wanted = KeysAndAttributes::builder();
+        for key in keys {
+            wanted = wanted.keys(HashMap::from([(
                 "pk".to_owned(),
-                AttributeValue::S(throughput_key(*m)),
+                AttributeValue::S(key.clone()),
             )]));
         }
         let mut request = HashMap::from([(
             self.table.clone(),
-            keys.build()
+            wanted
+                .build()
                 .map_err(|e| RepoError::Malformed(e.to_string()))?,
         )]);
-        let mut found: HashMap<String, (u64, u64)> = HashMap::new();
         // BatchGetItem may hand some keys back unprocessed; ask again for those (a few times).
         for _ in 0..5 {
             let out = self
@@ -192,13 +177,57 @@ impl ThroughputLog for DynamoControl {
                 _ => break,
             }
         }
+        Ok(())
+    }
+}
+
+impl ThroughputLog for DynamoControl {
+    async fn count(&self, at: Timestamp, outcome: Outcome) -> Result<(), RepoError> {
+        let minute = minute_start(at);
+        // Any shard will do: the counts are only ever summed.
+        let shard = ((crate::retry::jitter() * f64::from(THROUGHPUT_SHARDS)) as u32)
+            .min(THROUGHPUT_SHARDS - 1);
+        let field = match outcome {
+            Outcome::Processed => "processed",
+            Outcome::Failed => "failed",
+        };
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(throughput_key(minute, shard)))
+            .update_expression("ADD #f :one SET expires_at = :exp")
+            .expression_attribute_names("#f", field)
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(
+                ":exp",
+                AttributeValue::N((minute.unix_seconds() + THROUGHPUT_TTL_SECS).to_string()),
+            )
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        Ok(())
+    }
+
+    async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
+        let last = minute_start(now).unix_millis();
+        let wanted: Vec<Timestamp> = (0..i64::from(minutes.clamp(1, 100)))
+            .rev()
+            .map(|i| Timestamp::from_unix_millis(last - i * 60_000))
+            .collect();
+        let keys: Vec<String> = wanted
+            .iter()
+            .flat_map(|m| (0..THROUGHPUT_SHARDS).map(|shard| throughput_key(*m, shard)))
+            .collect();
+        let mut found: HashMap<String, (u64, u64)> = HashMap::new();
+        for chunk in keys.chunks(BATCH_GET_KEYS) {
+            self.batch_counts(chunk, &mut found).await?;
+        }
         Ok(wanted
             .into_iter()
             .map(|minute| {
-                let (processed, failed) = found
-                    .get(&throughput_key(minute))
-                    .copied()
-                    .unwrap_or_default();
+                let (processed, failed) = (0..THROUGHPUT_SHARDS)
+                    .filter_map(|shard| found.get(&throughput_key(minute, shard)))
+                    .fold((0, 0), |(p, f), (dp, df)| (p + dp, f + df));
                 MinuteCount {
                     minute,
                     processed,

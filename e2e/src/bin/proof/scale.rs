@@ -413,8 +413,8 @@ enum Spread {
     /// One partition per value of a few (`by_status`: the status; the busiest value takes this
     /// share of the writes).
     Few(f64),
-    /// One item for everyone (per time window).
-    One,
+    /// Spread over this many shards.
+    Shards(f64),
 }
 
 /// The writes per image to one table or index, by key.
@@ -437,7 +437,7 @@ impl KeyLoad {
             Spread::PerImage => self.writes,
             Spread::PerOwner => self.writes * OWNER_RATE.min(rate),
             Spread::Few(share) => self.writes * rate * share,
-            Spread::One => self.writes * rate,
+            Spread::Shards(n) => self.writes * rate / n,
         };
         per_s * self.wcu
     }
@@ -486,7 +486,12 @@ fn partition_model() -> Vec<KeyLoad> {
         ),
         small("control", "lease#{stage}#{image}", 2.0, PerImage),
         small("control", "digest#{owner}#{sha256}", 1.0, PerImage),
-        small("control", "throughput#{minute}", 1.0, One),
+        small(
+            "control",
+            "throughput#{minute}#{shard}",
+            1.0,
+            Shards(f64::from(safelight::aws::control::THROUGHPUT_SHARDS)),
+        ),
         small("notices", "{owner} counter", 3.0, PerOwner),
         small("notices", "{owner}#{seq} log", 3.0, PerOwner),
         small("notices", "delivery#{event}#{type}", 3.0, PerImage),
