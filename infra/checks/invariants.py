@@ -356,6 +356,45 @@ def every_api_stage_throttles_and_every_post_route_has_its_own_limit(t: Template
     return out
 
 
+ADMIN_ROUTE_PREFIX = "/api/admin/"
+
+
+def every_admin_route_requires_the_admin_scope_and_no_other_route_does(t: Template) -> list[str]:
+    """API Gateway refuses (403) a token without AdminScope on every /api/admin/ route, before the
+    admin function runs; no other route asks for a scope (a user's token has none); the admin
+    function checks the same scope (ADMIN_SCOPE) as defence in depth."""
+    out = []
+    if "AdminScope" not in t.get("Parameters", {}):
+        out.append("Parameters: AdminScope is missing")
+    admin_functions: set[str] = set()
+    for key, (name, route) in http_routes(t).items():
+        p = props(route)
+        scopes = p.get("AuthorizationScopes")
+        path = key.split(" ", 1)[-1]
+        if path.startswith(ADMIN_ROUTE_PREFIX):
+            if p.get("AuthorizationType") != "JWT":
+                out.append(f"{name}: admin route '{key}' is not behind the JWT authorizer")
+            if scopes != [{"Ref": "AdminScope"}]:
+                out.append(f"{name}: admin route '{key}' has AuthorizationScopes {scopes!r}, not [!Ref AdminScope]")
+            target = p.get("Target")
+            sub = target.get("Fn::Sub") if isinstance(target, dict) else target
+            integration_id = str(sub or "").removeprefix("integrations/").strip("${}")
+            integration = props(t["Resources"].get(integration_id, {}))
+            fn = ref_target(integration.get("IntegrationUri"))
+            if fn:
+                admin_functions.add(fn)
+        elif scopes:
+            out.append(f"{name}: route '{key}' is not an admin route but has AuthorizationScopes {scopes!r}")
+    fns = functions(t)
+    for fn in sorted(admin_functions):
+        env = function_setting(t, fns.get(fn, {}), "Environment", {}) or {}
+        if (env.get("Variables") or {}).get("ADMIN_SCOPE") != {"Ref": "AdminScope"}:
+            out.append(f"{fn}: serves admin routes but its ADMIN_SCOPE is not !Ref AdminScope")
+    if not admin_functions:
+        out.append("no admin route reaches a function")
+    return out
+
+
 def every_sqs_source_caps_its_concurrency(t: Template) -> list[str]:
     out = []
     for fn_name, kind, src, p in event_sources(t):
@@ -722,6 +761,7 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     no_lifecycle_rule_expires_anything_under_originals,
     allowed_origins_are_a_parameter_without_a_star,
     every_api_stage_throttles_and_every_post_route_has_its_own_limit,
+    every_admin_route_requires_the_admin_scope_and_no_other_route_does,
     every_sqs_source_caps_its_concurrency,
     every_stream_source_has_an_on_failure_destination,
     every_event_rule_target_has_a_dead_letter_queue,

@@ -186,6 +186,8 @@ BREAKAGES = {
     "allowed_origins_are_a_parameter_without_a_star":
         lambda t: t["Parameters"]["AllowedOrigins"].update(Default="*"),
     "every_api_stage_throttles_and_every_post_route_has_its_own_limit": drop_route_setting,
+    "every_admin_route_requires_the_admin_scope_and_no_other_route_does":
+        lambda t: t["Resources"]["AdminRetryAllFailedRoute"]["Properties"].pop("AuthorizationScopes"),
     "every_sqs_source_caps_its_concurrency": lambda t: sqs_event(t).pop("ScalingConfig"),
     "every_stream_source_has_an_on_failure_destination": lambda t: stream_event(t).pop("DestinationConfig"),
     "every_event_rule_target_has_a_dead_letter_queue":
@@ -220,6 +222,64 @@ class EachInvariantFailsOnATemplateThatBreaksIt(unittest.TestCase):
                 broken = copy.deepcopy(TEMPLATE)
                 BREAKAGES[check.__name__](broken)
                 self.assertNotEqual(check(broken), [], f"{check.__name__} did not notice its breakage")
+
+
+class AdminRoutesNeedTheAdminScope(unittest.TestCase):
+    """Admin is the AdminScope OAuth scope, checked by API Gateway on every /api/admin/ route and
+    by the admin function; no other route asks for a scope."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    def test_every_admin_route_names_the_admin_scope_and_no_other_route_names_one(self):
+        routes = inv.http_routes(TEMPLATE)
+        admin = {k for k in routes if k.split(" ", 1)[1].startswith("/api/admin/")}
+        self.assertEqual(admin, {
+            "GET /api/admin/processing-queue",
+            "POST /api/admin/retry-all-failed",
+            "POST /api/admin/circuits/{stage}/reset",
+        })
+        for key, (name, route) in routes.items():
+            scopes = route["Properties"].get("AuthorizationScopes")
+            if key in admin:
+                self.assertEqual(scopes, [{"Ref": "AdminScope"}], name)
+            else:
+                self.assertIsNone(scopes, name)
+        self.assertEqual(TEMPLATE["Parameters"]["AdminScope"]["Default"], "safelight/admin")
+        env = TEMPLATE["Resources"]["AdminFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["ADMIN_SCOPE"], {"Ref": "AdminScope"})
+
+    def test_an_admin_route_without_the_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AdminCircuitResetRoute"]["Properties"].update(AuthorizationScopes=["admin"]))
+        self.assertEqual(
+            inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t),
+            ["AdminCircuitResetRoute: admin route 'POST /api/admin/circuits/{stage}/reset' has AuthorizationScopes "
+             "['admin'], not [!Ref AdminScope]"],
+        )
+
+    def test_a_user_route_asking_for_a_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["ListImagesRoute"]["Properties"].update(
+            AuthorizationScopes=[{"Ref": "AdminScope"}]))
+        found = inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("ListImagesRoute: route 'GET /api/images' is not an admin route", found[0])
+
+    def test_an_admin_function_checking_another_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AdminFunction"]["Properties"]["Environment"]["Variables"].pop("ADMIN_SCOPE"))
+        self.assertEqual(
+            inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t),
+            ["AdminFunction: serves admin routes but its ADMIN_SCOPE is not !Ref AdminScope"],
+        )
+
+    def test_the_admin_scope_parameter_accepts_one_scope_only(self):
+        import re
+        pattern = TEMPLATE["Parameters"]["AdminScope"]["AllowedPattern"]
+        for ok in ("safelight/admin", "https://api.example.com/admin", "x,admin"):
+            self.assertRegex(ok, pattern)
+        for bad in ("safelight/admin openid", "", 'a"b', "a\\b"):
+            self.assertIsNone(re.match(pattern, bad), bad)
 
 
 class LogRetentionAndScheduleDeadLettersNameWhatIsMissing(unittest.TestCase):

@@ -1,5 +1,8 @@
-//! The operators' routes, admin only (the `admin` group in the token; anyone else gets 403, no
-//! token 401):
+//! The operators' routes, admin only: the token must carry the admin scope (`ADMIN_SCOPE`,
+//! default `safelight/admin`, in its `scope` or `scp` claim). API Gateway already refuses a token
+//! without it (the routes' `AuthorizationScopes`); the handler checks it again, so a route
+//! deployed without that setting stays closed. Anyone else gets 403, no token 401. Groups grant
+//! nothing ([`safelight::domain::identity`]).
 //!
 //! - `GET /api/admin/processing-queue`: counts by status (the `by_status` index, no scan), queue
 //!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput
@@ -89,11 +92,15 @@ where
     pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let result = async {
             let identity = apigw_http::identity(request)?;
-            if !identity.admin {
-                tracing::warn!(caller = %identity.owner, "admin route refused to a non-admin");
-                return Err(ApiError::forbidden(
-                    "this route is for administrators (the admin group)",
-                ));
+            if !identity.has_scope(&self.settings.admin_scope) {
+                tracing::warn!(
+                    caller = %identity.owner,
+                    "admin route refused: the token lacks the admin scope"
+                );
+                return Err(ApiError::forbidden(format!(
+                    "this route is for administrators (the {} scope)",
+                    self.settings.admin_scope
+                )));
             }
             // Boxed: keeps the futures' types shallow enough for the compiler's layout queries.
             match route(request).ok_or_else(|| ApiError::not_found("route"))? {

@@ -136,26 +136,68 @@ fn status_of(h: &Handler, id: ImageId) -> ImageRecord {
 // ------------------------------------------------------------------------------ access
 
 #[tokio::test(start_paused = true)]
-async fn a_caller_outside_the_admin_group_gets_403_on_every_admin_route() {
+async fn a_caller_without_the_admin_scope_gets_403_on_every_admin_route_whatever_its_groups() {
     let h = handler();
+    let f = failed(&h, "u1");
+    dead_letter_for(&h, &f, Stage::Thumbnail);
+    // What API Gateway would hand over for tokens that must not pass: admin-looking groups
+    // without the scope, or a scope that only resembles it.
+    let refused: [&[(&str, &str)]; 7] = [
+        &[("groups", "[admin]")],
+        &[
+            ("groups", "[Site admin]"),
+            ("cognito:groups", "[Site admin]"),
+        ],
+        &[("groups", "x,admin")],
+        &[("cognito:groups", "[admin]"), ("scope", "openid")],
+        &[("scope", "x,safelight/admin")],
+        &[("scope", "safelight/admins")],
+        &[("scp", "[safelight/administrator]")],
+    ];
     for name in [
         "admin-processing-queue.json",
         "admin-retry-all-failed.json",
         "admin-retry-all-failed-dry-run.json",
         "admin-circuit-reset.json",
     ] {
-        let mut e = event(name);
-        e["requestContext"]["authorizer"]["jwt"]["claims"]["groups"] = json!("[users admins]");
-        let r = h.handle(&serde_json::from_value(e).unwrap()).await;
-        assert_eq!(r.status_code, 403, "{name}");
-        assert_eq!(body(&r)["error"]["code"], "forbidden", "{name}");
+        for claims in refused {
+            let mut e = event(name);
+            let c = &mut e["requestContext"]["authorizer"]["jwt"]["claims"];
+            c.as_object_mut().unwrap().remove("scope");
+            for (k, v) in claims {
+                c[*k] = json!(v);
+            }
+            let r = h.handle(&serde_json::from_value(e).unwrap()).await;
+            assert_eq!(r.status_code, 403, "{name} {claims:?}");
+            assert_eq!(body(&r)["error"]["code"], "forbidden", "{name}");
+            assert!(
+                body(&r)["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("safelight/admin"),
+                "the refusal names the scope"
+            );
+        }
     }
-    let f = failed(&h, "u1");
-    dead_letter_for(&h, &f, Stage::Thumbnail);
     assert!(
         h.ports().queue.sent().is_empty(),
         "a refused call did nothing"
     );
+    assert_eq!(h.ports().dead_letters.bodies(Stage::Thumbnail).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_admin_scope_the_deployment_names_is_the_one_that_grants() {
+    let h = handler_with(OpsSettings {
+        admin_scope: "ops/admin".into(),
+        ..OpsSettings::default()
+    });
+    let r = h.handle(&request("admin-processing-queue.json")).await;
+    assert_eq!(r.status_code, 403, "safelight/admin is not the named scope");
+    let mut e = event("admin-processing-queue.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] = json!("openid ops/admin");
+    let r = h.handle(&serde_json::from_value(e).unwrap()).await;
+    assert_eq!(r.status_code, 200);
 }
 
 #[tokio::test(start_paused = true)]
