@@ -8,6 +8,7 @@ templates broken on purpose to show each check can fail.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Callable
 
@@ -395,6 +396,61 @@ def every_admin_route_requires_the_admin_scope_and_no_other_route_does(t: Templa
     return out
 
 
+# What each API's access log line must say, by protocol: who, what, when, the outcome and why it
+# failed. HTTP: the authorizer's verified `sub`. WebSocket: $connect is open at the gateway (the
+# ws function verifies the token and logs the owner), so the connection id joins the two.
+ACCESS_LOG_FIELDS = {
+    "HTTP": {"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+             "requestTime": "$context.requestTime", "routeKey": "$context.routeKey",
+             "status": "$context.status", "sub": "$context.authorizer.claims.sub",
+             "integrationError": "$context.integrationErrorMessage",
+             "integrationLatency": "$context.integration.latency"},
+    "WEBSOCKET": {"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+                  "requestTime": "$context.requestTime", "routeKey": "$context.routeKey",
+                  "status": "$context.status", "connectionId": "$context.connectionId",
+                  "integrationError": "$context.integration.error",
+                  "integrationLatency": "$context.integration.latency"},
+}
+# Variables that could put a secret in the logs: headers (Authorization), query strings (the
+# WebSocket token), bodies, any claim but `sub`.
+ACCESS_LOG_FORBIDDEN = re.compile(
+    r"header|querystring|authorization|token|\$input|\$request\.|override|"
+    r"\$context\.authorizer\.claims\.(?!sub\b)", re.IGNORECASE)
+
+
+def every_api_stage_writes_json_access_logs_to_a_group_with_retention(t: Template) -> list[str]:
+    out = []
+    apis = resources(t, "AWS::ApiGatewayV2::Api")
+    groups = resources(t, "AWS::Logs::LogGroup")
+    for name, stage in resources(t, "AWS::ApiGatewayV2::Stage").items():
+        p = props(stage)
+        protocol = props(apis.get(ref_target(p.get("ApiId")), {})).get("ProtocolType")
+        settings = p.get("AccessLogSettings") or {}
+        group = ref_target(settings.get("DestinationArn"))
+        if not settings:
+            out.append(f"{name}: no AccessLogSettings (nobody could tell who called what)")
+            continue
+        if group not in groups:
+            out.append(f"{name}: access logs go to {settings.get('DestinationArn')!r}, not a log group of the template")
+        elif resolve(t, props(groups[group]).get("RetentionInDays")) in (None, "", 0):
+            out.append(f"{name}: its access log group {group} has no RetentionInDays (logs kept forever)")
+        fmt = settings.get("Format")
+        try:
+            fields = json.loads(fmt) if isinstance(fmt, str) else None
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            out.append(f"{name}: access log Format is not a JSON object")
+            continue
+        for key, var in ACCESS_LOG_FIELDS.get(protocol, {}).items():
+            if fields.get(key) != var:
+                out.append(f"{name}: access log field {key!r} is {fields.get(key)!r}, not {var!r}")
+        for key, var in fields.items():
+            if ACCESS_LOG_FORBIDDEN.search(str(var)):
+                out.append(f"{name}: access log field {key!r} logs {var!r}, which may carry a secret")
+    return out
+
+
 def every_sqs_source_caps_its_concurrency(t: Template) -> list[str]:
     out = []
     for fn_name, kind, src, p in event_sources(t):
@@ -762,6 +818,7 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     allowed_origins_are_a_parameter_without_a_star,
     every_api_stage_throttles_and_every_post_route_has_its_own_limit,
     every_admin_route_requires_the_admin_scope_and_no_other_route_does,
+    every_api_stage_writes_json_access_logs_to_a_group_with_retention,
     every_sqs_source_caps_its_concurrency,
     every_stream_source_has_an_on_failure_destination,
     every_event_rule_target_has_a_dead_letter_queue,

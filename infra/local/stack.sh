@@ -206,6 +206,9 @@ deploy() {
     # The scope the issuer puts in admin tokens. The emulator enforces the admin routes'
     # AuthorizationScopes as AWS does (403 {"message":"Forbidden"} before the function runs).
     "AdminScope=$ADMIN_SCOPE"
+    # Emulator difference: the API stages' AccessLogSettings (JSON access logs) are stored as on
+    # AWS but the emulator writes no access log lines; the function logs are real. The account's
+    # API Gateway log role (ApiGatewayLogRole=create) is only recorded.
     # Native binaries: the emulator runs functions as local processes on this x86_64 machine.
     "Architecture=x86_64"
     # Emulator difference: the management API is path-style under the emulator's port.
