@@ -8,7 +8,6 @@ templates broken on purpose to show each check can fail.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Callable
 
@@ -419,6 +418,8 @@ ACCESS_LOG_FORBIDDEN = re.compile(
 
 
 def every_api_stage_writes_json_access_logs_to_a_group_with_retention(t: Template) -> list[str]:
+    import json  # here, not at the top: keeps this check's additions in one place
+
     out = []
     apis = resources(t, "AWS::ApiGatewayV2::Api")
     groups = resources(t, "AWS::Logs::LogGroup")
