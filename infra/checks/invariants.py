@@ -358,6 +358,102 @@ def every_api_stage_throttles_and_every_post_route_has_its_own_limit(t: Template
     return out
 
 
+ADMIN_ROUTE_PREFIX = "/api/admin/"
+
+
+def every_admin_route_requires_the_admin_scope_and_no_other_route_does(t: Template) -> list[str]:
+    """API Gateway refuses (403) a token without AdminScope on every /api/admin/ route, before the
+    admin function runs; no other route asks for a scope (a user's token has none); the admin
+    function checks the same scope (ADMIN_SCOPE) as defence in depth."""
+    out = []
+    if "AdminScope" not in t.get("Parameters", {}):
+        out.append("Parameters: AdminScope is missing")
+    admin_functions: set[str] = set()
+    for key, (name, route) in http_routes(t).items():
+        p = props(route)
+        scopes = p.get("AuthorizationScopes")
+        path = key.split(" ", 1)[-1]
+        if path.startswith(ADMIN_ROUTE_PREFIX):
+            if p.get("AuthorizationType") != "JWT":
+                out.append(f"{name}: admin route '{key}' is not behind the JWT authorizer")
+            if scopes != [{"Ref": "AdminScope"}]:
+                out.append(f"{name}: admin route '{key}' has AuthorizationScopes {scopes!r}, not [!Ref AdminScope]")
+            target = p.get("Target")
+            sub = target.get("Fn::Sub") if isinstance(target, dict) else target
+            integration_id = str(sub or "").removeprefix("integrations/").strip("${}")
+            integration = props(t["Resources"].get(integration_id, {}))
+            fn = ref_target(integration.get("IntegrationUri"))
+            if fn:
+                admin_functions.add(fn)
+        elif scopes:
+            out.append(f"{name}: route '{key}' is not an admin route but has AuthorizationScopes {scopes!r}")
+    fns = functions(t)
+    for fn in sorted(admin_functions):
+        env = function_setting(t, fns.get(fn, {}), "Environment", {}) or {}
+        if (env.get("Variables") or {}).get("ADMIN_SCOPE") != {"Ref": "AdminScope"}:
+            out.append(f"{fn}: serves admin routes but its ADMIN_SCOPE is not !Ref AdminScope")
+    if not admin_functions:
+        out.append("no admin route reaches a function")
+    return out
+
+
+# What each API's access log line must say, by protocol: who, what, when, the outcome and why it
+# failed. HTTP: the authorizer's verified `sub`. WebSocket: $connect is open at the gateway (the
+# ws function verifies the token and logs the owner), so the connection id joins the two.
+ACCESS_LOG_FIELDS = {
+    "HTTP": {"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+             "requestTime": "$context.requestTime", "routeKey": "$context.routeKey",
+             "status": "$context.status", "sub": "$context.authorizer.claims.sub",
+             "integrationError": "$context.integrationErrorMessage",
+             "integrationLatency": "$context.integration.latency"},
+    "WEBSOCKET": {"requestId": "$context.requestId", "ip": "$context.identity.sourceIp",
+                  "requestTime": "$context.requestTime", "routeKey": "$context.routeKey",
+                  "status": "$context.status", "connectionId": "$context.connectionId",
+                  "integrationError": "$context.integration.error",
+                  "integrationLatency": "$context.integration.latency"},
+}
+# Variables that could put a secret in the logs: headers (Authorization), query strings (the
+# WebSocket token), bodies, any claim but `sub`.
+ACCESS_LOG_FORBIDDEN = re.compile(
+    r"header|querystring|authorization|token|\$input|\$request\.|override|"
+    r"\$context\.authorizer\.claims\.(?!sub\b)", re.IGNORECASE)
+
+
+def every_api_stage_writes_json_access_logs_to_a_group_with_retention(t: Template) -> list[str]:
+    import json  # here, not at the top: keeps this check's additions in one place
+
+    out = []
+    apis = resources(t, "AWS::ApiGatewayV2::Api")
+    groups = resources(t, "AWS::Logs::LogGroup")
+    for name, stage in resources(t, "AWS::ApiGatewayV2::Stage").items():
+        p = props(stage)
+        protocol = props(apis.get(ref_target(p.get("ApiId")), {})).get("ProtocolType")
+        settings = p.get("AccessLogSettings") or {}
+        group = ref_target(settings.get("DestinationArn"))
+        if not settings:
+            out.append(f"{name}: no AccessLogSettings (nobody could tell who called what)")
+            continue
+        if group not in groups:
+            out.append(f"{name}: access logs go to {settings.get('DestinationArn')!r}, not a log group of the template")
+        elif resolve(t, props(groups[group]).get("RetentionInDays")) in (None, "", 0):
+            out.append(f"{name}: its access log group {group} has no RetentionInDays (logs kept forever)")
+        fmt = settings.get("Format")
+        try:
+            fields = json.loads(fmt) if isinstance(fmt, str) else None
+        except ValueError:
+            fields = None
+        if not isinstance(fields, dict):
+            out.append(f"{name}: access log Format is not a JSON object")
+            continue
+        for key, var in ACCESS_LOG_FIELDS.get(protocol, {}).items():
+            if fields.get(key) != var:
+                out.append(f"{name}: access log field {key!r} is {fields.get(key)!r}, not {var!r}")
+        for key, var in fields.items():
+            if ACCESS_LOG_FORBIDDEN.search(str(var)):
+                out.append(f"{name}: access log field {key!r} logs {var!r}, which may carry a secret")
+    return out
+
+
 def every_sqs_source_caps_its_concurrency(t: Template) -> list[str]:
     out = []
     for fn_name, kind, src, p in event_sources(t):
@@ -791,6 +887,8 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     no_lifecycle_rule_expires_anything_under_originals,
     allowed_origins_are_a_parameter_without_a_star,
     every_api_stage_throttles_and_every_post_route_has_its_own_limit,
+    every_admin_route_requires_the_admin_scope_and_no_other_route_does,
+    every_api_stage_writes_json_access_logs_to_a_group_with_retention,
     every_sqs_source_caps_its_concurrency,
     processor_concurrency_defaults_cover_the_design_point,
     every_stream_source_has_an_on_failure_destination,

@@ -9,7 +9,10 @@ What runs on AWS is Cognito (or any OIDC provider); locally the emulator's JWT a
 * mints tokens for dev users at `GET /dev/token`:
     - `?user=demo|other|admin`            the three fixed dev users (sub `demo`, `other`, `admin`)
     - `?sub=<any>`                        any subject, e.g. a fresh user per test
-    - `&admin=1`                          adds the `groups` claim `["admin"]` (the admin user has it)
+    - `&admin=1`                          adds the admin scope to the `scope` claim (the admin user has it):
+                                          `scope` is `openid` for everyone, `openid safelight/admin` for admins
+    - `&scope=<s>`                        the `scope` claim exactly as given (e.g. `x,safelight/admin`, refused)
+    - `&groups=<name>`                    a `groups` claim `[name]` (e.g. `admin`): groups grant nothing
     - `&ttl=<seconds>`                    lifetime (default 43200); negative = already expired
     - `&aud=<audience>`                   another audience than the configured one (to test refusal)
     - `&iss=<url>`                        another issuer than this one, signed with the real key (refusal)
@@ -18,9 +21,11 @@ What runs on AWS is Cognito (or any OIDC provider); locally the emulator's JWT a
 * serves `/config.json` (API / WebSocket / issuer URLs from `.local/stack.env`) and the static
   `web/` folder at `/`, so the browser client runs from the same origin as the token endpoint.
 
-Admin is carried by the `groups` claim (a JSON array containing "admin"). API Gateway hands array
-claims to the Lambda as one string, `"[admin]"` (items in brackets, space separated) — on AWS and in
-the emulator alike — so functions must parse that form.
+Admin is an OAuth scope, `ADMIN_SCOPE` (default `safelight/admin`, the template's `AdminScope`), in the
+space-separated `scope` claim, as Cognito puts custom scopes in access tokens. The HTTP API's admin
+routes name it in `AuthorizationScopes`; the emulator enforces that as AWS does (403 `{"message":
+"Forbidden"}` before the function runs), and the admin function checks it again. Groups grant
+nothing (API Gateway would hand a `groups` array to the Lambda as one string, `"[admin]"`).
 
 Binds 127.0.0.1 only. Standard library + `cryptography` (installed by `ministack[full]`).
 """
@@ -47,6 +52,7 @@ HOST = "127.0.0.1"
 PORT = int(os.environ.get("ISSUER_PORT", "4590"))
 ISSUER = os.environ.get("ISSUER_URL", f"http://{HOST}:{PORT}")
 AUDIENCE = os.environ.get("JWT_AUDIENCE", "safelight")
+ADMIN_SCOPE = os.environ.get("ADMIN_SCOPE", "safelight/admin")
 WEB_DIR = Path(os.environ.get("WEB_DIR", ROOT / "web"))
 DEFAULT_TTL = 12 * 3600
 USERS = {
@@ -135,8 +141,9 @@ def mint(params: dict[str, str]) -> tuple[int, dict]:
         "token_use": "access",
         "name": preset.get("name", sub),
     }
-    if admin:
-        claims["groups"] = ["admin"]
+    claims["scope"] = params["scope"] if "scope" in params else "openid" + (f" {ADMIN_SCOPE}" if admin else "")
+    if params.get("groups"):
+        claims["groups"] = [params["groups"]]
     key = FORGERY_KEY if params.get("forge") in ("1", "true", "yes") else SIGNING_KEY
     return 200, {"token": sign(claims, key), "sub": sub, "expires_at": exp, "claims": claims}
 
@@ -194,7 +201,8 @@ class Handler(BaseHTTPRequestHandler):
                 "response_types_supported": ["token"],
                 "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "claims_supported": ["iss", "sub", "aud", "exp", "iat", "groups", "name"],
+                "claims_supported": ["iss", "sub", "aud", "exp", "iat", "scope", "groups", "name"],
+                "scopes_supported": ["openid", ADMIN_SCOPE],
             })
         if path in ("/jwks.json", "/.well-known/jwks.json"):
             return self._json(200, {"keys": [jwk_of(SIGNING_KEY)]})
@@ -212,6 +220,7 @@ class Handler(BaseHTTPRequestHandler):
                 "wsUrl": env.get("SAFELIGHT_WS_URL"),
                 "issuerUrl": ISSUER,
                 "tokenUrl": f"{ISSUER}/dev/token",
+                "adminScope": ADMIN_SCOPE,
             })
         return self._static(path)
 

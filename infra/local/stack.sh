@@ -34,6 +34,7 @@ LOCAL_PROFILE="${LOCAL_PROFILE:-dev}"
 LOG_LEVEL="${LOG_LEVEL:-INFO}"
 FAULTS="${FAULTS:-}"
 JWT_AUDIENCE="${JWT_AUDIENCE:-safelight}"
+ADMIN_SCOPE="${ADMIN_SCOPE:-safelight/admin}"
 ARTIFACTS_BUCKET="safelight-local-artifacts"
 FUNCTIONS=(upload images thumbnail variant ws notify admin sweeper backfill)
 
@@ -43,7 +44,7 @@ export AWS_REGION="us-east-1" AWS_DEFAULT_REGION="us-east-1"
 export AWS_ACCESS_KEY_ID="test" AWS_SECRET_ACCESS_KEY="test"
 unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
 export ISSUER_URL="http://127.0.0.1:$ISSUER_PORT"
-export STACK_NAME JWT_AUDIENCE SAFELIGHT_LOCAL_DIR="$LOCAL"
+export STACK_NAME JWT_AUDIENCE ADMIN_SCOPE SAFELIGHT_LOCAL_DIR="$LOCAL"
 export WATCH_ADDR="127.0.0.1:$WATCH_PORT"
 # SAM_CLI_POLL_DELAY: the emulator finishes a stack in well under a second; poll accordingly.
 export SAM_CLI_TELEMETRY=0 SAM_CLI_POLL_DELAY=0.5
@@ -202,6 +203,12 @@ deploy() {
   local params=(
     "JwtIssuer=$ISSUER_URL"
     "JwtAudience=$JWT_AUDIENCE"
+    # The scope the issuer puts in admin tokens. The emulator enforces the admin routes'
+    # AuthorizationScopes as AWS does (403 {"message":"Forbidden"} before the function runs).
+    "AdminScope=$ADMIN_SCOPE"
+    # Emulator difference: the API stages' AccessLogSettings (JSON access logs) are stored as on
+    # AWS but the emulator writes no access log lines; the function logs are real. The account's
+    # API Gateway log role (ApiGatewayLogRole=create) is only recorded.
     # Native binaries: the emulator runs functions as local processes on this x86_64 machine.
     "Architecture=x86_64"
     # Emulator difference: the management API is path-style under the emulator's port.

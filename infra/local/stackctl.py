@@ -339,6 +339,7 @@ def cmd_write_env() -> None:
         "SAFELIGHT_ISSUER_URL": ISSUER_URL,
         "SAFELIGHT_TOKEN_URL": f"{ISSUER_URL}/dev/token",
         "SAFELIGHT_JWT_AUDIENCE": os.environ.get("JWT_AUDIENCE", "safelight"),
+        "SAFELIGHT_ADMIN_SCOPE": os.environ.get("ADMIN_SCOPE", "safelight/admin"),
         "SAFELIGHT_BUCKET": out["BucketName"],
         "SAFELIGHT_IMAGES_TABLE": out["ImagesTableName"],
         "SAFELIGHT_CONTROL_TABLE": out["ControlTableName"],

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra"))
 
-from checks.invariants import http_routes, props  # noqa: E402
+from checks.invariants import http_routes, props, resolve  # noqa: E402
 import release  # noqa: E402
 
 OPENAPI = ROOT / "infra" / "openapi.yaml"
@@ -107,6 +107,13 @@ class TheOpenApiDocumentDescribesTheTemplatesHttpApi(unittest.TestCase):
                     f"{logical} ({key}): AuthorizationType {props(route).get('AuthorizationType')} but the "
                     f"document's security is {security}",
                 )
+                # The scopes a route requires (AuthorizationScopes, parameters at their defaults) are
+                # the roles its operation lists (OpenAPI 3.1: roles for a bearer scheme).
+                scopes = sorted(
+                    str(resolve(self.template, x)) for x in props(route).get("AuthorizationScopes") or []
+                )
+                roles = sorted(role for req in security for name in req for role in req[name])
+                self.assertEqual(roles, scopes, f"{logical} ({key}): scopes {scopes}, document lists {roles}")
 
     def test_path_parameters_match_the_path(self):
         for key, op in sorted(self.ops.items()):

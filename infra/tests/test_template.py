@@ -186,6 +186,10 @@ BREAKAGES = {
     "allowed_origins_are_a_parameter_without_a_star":
         lambda t: t["Parameters"]["AllowedOrigins"].update(Default="*"),
     "every_api_stage_throttles_and_every_post_route_has_its_own_limit": drop_route_setting,
+    "every_api_stage_writes_json_access_logs_to_a_group_with_retention":
+        lambda t: t["Resources"]["HttpApiStage"]["Properties"].pop("AccessLogSettings"),
+    "every_admin_route_requires_the_admin_scope_and_no_other_route_does":
+        lambda t: t["Resources"]["AdminRetryAllFailedRoute"]["Properties"].pop("AuthorizationScopes"),
     "every_sqs_source_caps_its_concurrency": lambda t: sqs_event(t).pop("ScalingConfig"),
     "processor_concurrency_defaults_cover_the_design_point":
         lambda t: t["Parameters"]["VariantMaxConcurrency"].update(Default=10),
@@ -222,6 +226,123 @@ class EachInvariantFailsOnATemplateThatBreaksIt(unittest.TestCase):
                 broken = copy.deepcopy(TEMPLATE)
                 BREAKAGES[check.__name__](broken)
                 self.assertNotEqual(check(broken), [], f"{check.__name__} did not notice its breakage")
+
+
+class AdminRoutesNeedTheAdminScope(unittest.TestCase):
+    """Admin is the AdminScope OAuth scope, checked by API Gateway on every /api/admin/ route and
+    by the admin function; no other route asks for a scope."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    def test_every_admin_route_names_the_admin_scope_and_no_other_route_names_one(self):
+        routes = inv.http_routes(TEMPLATE)
+        admin = {k for k in routes if k.split(" ", 1)[1].startswith("/api/admin/")}
+        self.assertEqual(admin, {
+            "GET /api/admin/processing-queue",
+            "POST /api/admin/retry-all-failed",
+            "POST /api/admin/circuits/{stage}/reset",
+        })
+        for key, (name, route) in routes.items():
+            scopes = route["Properties"].get("AuthorizationScopes")
+            if key in admin:
+                self.assertEqual(scopes, [{"Ref": "AdminScope"}], name)
+            else:
+                self.assertIsNone(scopes, name)
+        self.assertEqual(TEMPLATE["Parameters"]["AdminScope"]["Default"], "safelight/admin")
+        env = TEMPLATE["Resources"]["AdminFunction"]["Properties"]["Environment"]["Variables"]
+        self.assertEqual(env["ADMIN_SCOPE"], {"Ref": "AdminScope"})
+
+    def test_an_admin_route_without_the_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AdminCircuitResetRoute"]["Properties"].update(AuthorizationScopes=["admin"]))
+        self.assertEqual(
+            inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t),
+            ["AdminCircuitResetRoute: admin route 'POST /api/admin/circuits/{stage}/reset' has AuthorizationScopes "
+             "['admin'], not [!Ref AdminScope]"],
+        )
+
+    def test_a_user_route_asking_for_a_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["ListImagesRoute"]["Properties"].update(
+            AuthorizationScopes=[{"Ref": "AdminScope"}]))
+        found = inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t)
+        self.assertEqual(len(found), 1, found)
+        self.assertIn("ListImagesRoute: route 'GET /api/images' is not an admin route", found[0])
+
+    def test_an_admin_function_checking_another_scope_is_named(self):
+        t = self.broken(lambda t: t["Resources"]["AdminFunction"]["Properties"]["Environment"]["Variables"].pop("ADMIN_SCOPE"))
+        self.assertEqual(
+            inv.every_admin_route_requires_the_admin_scope_and_no_other_route_does(t),
+            ["AdminFunction: serves admin routes but its ADMIN_SCOPE is not !Ref AdminScope"],
+        )
+
+    def test_the_admin_scope_parameter_accepts_one_scope_only(self):
+        import re
+        pattern = TEMPLATE["Parameters"]["AdminScope"]["AllowedPattern"]
+        for ok in ("safelight/admin", "https://api.example.com/admin", "x,admin"):
+            self.assertRegex(ok, pattern)
+        for bad in ("safelight/admin openid", "", 'a"b', "a\\b"):
+            self.assertIsNone(re.match(pattern, bad), bad)
+
+
+class ApiAccessLogsSayWhoDidWhatAndNoSecret(unittest.TestCase):
+    """Both APIs write one JSON line per request to a log group with retention: request id, ip,
+    time, route, status, the caller (`sub` on HTTP, the connection id on WebSocket), integration
+    error and latency; never a header, query string or other claim."""
+
+    def broken(self, edit) -> dict:
+        t = copy.deepcopy(TEMPLATE)
+        edit(t)
+        return t
+
+    def fields(self, stage: str) -> dict:
+        import json
+        return json.loads(TEMPLATE["Resources"][stage]["Properties"]["AccessLogSettings"]["Format"])
+
+    def test_both_stages_log_json_lines_with_the_caller_to_their_own_group_with_retention(self):
+        http, ws = self.fields("HttpApiStage"), self.fields("WebSocketStage")
+        self.assertEqual(http["sub"], "$context.authorizer.claims.sub")
+        self.assertEqual(ws["connectionId"], "$context.connectionId")
+        for f in (http, ws):
+            for key in ("requestId", "ip", "requestTime", "routeKey", "status", "integrationError", "integrationLatency"):
+                self.assertIn(key, f)
+        for stage, group in (("HttpApiStage", "HttpApiAccessLogGroup"), ("WebSocketStage", "WebSocketAccessLogGroup")):
+            dest = TEMPLATE["Resources"][stage]["Properties"]["AccessLogSettings"]["DestinationArn"]
+            self.assertEqual(dest, {"Fn::GetAtt": [group, "Arn"]})
+            self.assertEqual(TEMPLATE["Resources"][group]["Properties"]["RetentionInDays"], {"Ref": "LogRetentionDays"})
+
+    def test_a_field_that_could_carry_a_token_is_named(self):
+        for var in ("$request.header.Authorization", "$context.requestOverride.querystring.token",
+                    "$context.authorizer.claims.email", "$input.body"):
+            with self.subTest(var=var):
+                def edit(t, var=var):
+                    import json
+                    s = t["Resources"]["WebSocketStage"]["Properties"]["AccessLogSettings"]
+                    f = json.loads(s["Format"])
+                    f["extra"] = var
+                    s["Format"] = json.dumps(f)
+                found = inv.every_api_stage_writes_json_access_logs_to_a_group_with_retention(self.broken(edit))
+                self.assertEqual(found, [f"WebSocketStage: access log field 'extra' logs {var!r}, which may carry a secret"])
+
+    def test_a_missing_caller_a_group_without_retention_and_a_non_json_format_are_named(self):
+        def no_sub(t):
+            s = t["Resources"]["HttpApiStage"]["Properties"]["AccessLogSettings"]
+            s["Format"] = s["Format"].replace("$context.authorizer.claims.sub", "-")
+        found = inv.every_api_stage_writes_json_access_logs_to_a_group_with_retention(self.broken(no_sub))
+        self.assertEqual(found, ["HttpApiStage: access log field 'sub' is '-', not '$context.authorizer.claims.sub'"])
+        found = inv.every_api_stage_writes_json_access_logs_to_a_group_with_retention(self.broken(
+            lambda t: t["Resources"]["WebSocketAccessLogGroup"]["Properties"].pop("RetentionInDays")))
+        self.assertEqual(found, ["WebSocketStage: its access log group WebSocketAccessLogGroup has no RetentionInDays (logs kept forever)"])
+        found = inv.every_api_stage_writes_json_access_logs_to_a_group_with_retention(self.broken(
+            lambda t: t["Resources"]["HttpApiStage"]["Properties"]["AccessLogSettings"].update(Format="$context.requestId")))
+        self.assertEqual(found, ["HttpApiStage: access log Format is not a JSON object"])
+
+    def test_the_websocket_stage_waits_for_the_account_log_role_when_the_stack_sets_it(self):
+        tags = TEMPLATE["Resources"]["WebSocketStage"]["Properties"]["Tags"]
+        self.assertEqual(tags["Fn::If"][0], "CreateApiGatewayLogRole")
+        self.assertEqual(list(tags["Fn::If"][1].values()), [{"Ref": "ApiGatewayAccount"}])
+        self.assertEqual(TEMPLATE["Resources"]["ApiGatewayAccount"]["Condition"], "CreateApiGatewayLogRole")
 
 
 class LogRetentionAndScheduleDeadLettersNameWhatIsMissing(unittest.TestCase):

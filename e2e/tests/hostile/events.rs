@@ -114,13 +114,26 @@ async fn an_http_event_without_the_authorizers_claims_is_refused_by_the_function
         let (status, body) = http_answer(&invoke(&stack, function, &event).await?);
         assert_ne!(status, 401, "{function}: {body}");
     }
-    // The admin function with a genuine user's claims: not an admin.
-    let mut event = sample("admin-processing-queue.json");
-    let claims = &mut event["requestContext"]["authorizer"]["jwt"]["claims"];
-    claims["sub"] = json!(sub);
-    claims["groups"] = json!("[users admins administrator]");
-    let (status, body) = http_answer(&invoke(&stack, "SAFELIGHT_ADMIN_FUNCTION", &event).await?);
-    assert_eq!((status, code(&body)), (403, "forbidden"), "{body}");
+    // The admin function reached without the gateway's scope check (defence in depth): a
+    // genuine user's claims, an admin group, or a look-alike scope are not the admin scope.
+    for (claim, value) in [
+        ("groups", "[users admins administrator]"),
+        ("groups", "[admin]"),
+        ("scope", "openid x,safelight/admin"),
+    ] {
+        let mut event = sample("admin-processing-queue.json");
+        let claims = &mut event["requestContext"]["authorizer"]["jwt"]["claims"];
+        claims["sub"] = json!(sub);
+        claims["scope"] = json!("openid");
+        claims[claim] = json!(value);
+        let (status, body) =
+            http_answer(&invoke(&stack, "SAFELIGHT_ADMIN_FUNCTION", &event).await?);
+        assert_eq!(
+            (status, code(&body)),
+            (403, "forbidden"),
+            "{claim}={value}: {body}"
+        );
+    }
     Ok(())
 }
 
@@ -137,7 +150,9 @@ async fn http_events_with_broken_bodies_or_unknown_routes_get_their_error_codes(
     for function in HTTP_FUNCTIONS {
         let mut event = sample("images-list.json");
         event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
-        event["requestContext"]["authorizer"]["jwt"]["claims"]["groups"] = json!("[admin]");
+        // The admin scope, so the admin function gets past its access check to the router.
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] =
+            json!("openid safelight/admin");
         event["requestContext"]["http"]["method"] = json!("DELETE");
         event["requestContext"]["http"]["path"] = json!("/api/images/../../admin");
         event["rawPath"] = json!("/api/images/../../admin");

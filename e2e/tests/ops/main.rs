@@ -131,10 +131,19 @@ fn terminal(v: &Value) -> bool {
 // ------------------------------------------------------------------------------ access
 
 #[tokio::test]
-async fn a_non_admin_token_gets_403_on_every_admin_route_and_no_token_gets_401() -> Result<()> {
+async fn a_token_without_the_admin_scope_gets_403_on_every_admin_route_and_no_token_gets_401(
+) -> Result<()> {
     let _turn = turn().await;
     let stack = Stack::load().await?;
-    let (_, user) = stack.fresh_user().await?;
+    let (sub, user) = stack.fresh_user().await?;
+    // Groups grant nothing, and a scope is compared whole.
+    let admin_group = stack.token(&format!("sub={sub}&groups=admin")).await?;
+    let site_admin = stack
+        .token(&format!("sub={sub}&groups=Site%20admin"))
+        .await?;
+    let look_alike = stack
+        .token(&format!("sub={sub}&scope=x,safelight/admin"))
+        .await?;
     let routes: [(&str, &str); 4] = [
         ("GET", "/api/admin/processing-queue"),
         ("POST", "/api/admin/retry-all-failed"),
@@ -142,7 +151,13 @@ async fn a_non_admin_token_gets_403_on_every_admin_route_and_no_token_gets_401()
         ("POST", "/api/admin/circuits/variant/reset"),
     ];
     for (method, path) in routes {
-        for token in [Some(user.as_str()), None] {
+        for token in [
+            Some(user.as_str()),
+            Some(admin_group.as_str()),
+            Some(site_admin.as_str()),
+            Some(look_alike.as_str()),
+            None,
+        ] {
             let (status, body) = if method == "GET" {
                 stack.get(path, token).await?
             } else {
@@ -153,7 +168,12 @@ async fn a_non_admin_token_gets_403_on_every_admin_route_and_no_token_gets_401()
             let want = if token.is_some() { 403 } else { 401 };
             assert_eq!(status, want, "{method} {path}: {body}");
             if token.is_some() {
-                assert_eq!(body["error"]["code"], "forbidden", "{body}");
+                // API Gateway's AuthorizationScopes refusal ({"message": "Forbidden"}), before
+                // the function; the function's own check would answer in the API's contract.
+                assert!(
+                    body["message"] == "Forbidden" || body["error"]["code"] == "forbidden",
+                    "{body}"
+                );
             }
         }
     }

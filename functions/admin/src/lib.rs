@@ -1,5 +1,8 @@
-//! The operators' routes, admin only (the `admin` group in the token; anyone else gets 403, no
-//! token 401):
+//! The operators' routes, admin only: the token must carry the admin scope (`ADMIN_SCOPE`,
+//! default `safelight/admin`, in its `scope` or `scp` claim). API Gateway already refuses a token
+//! without it (the routes' `AuthorizationScopes`); the handler checks it again, so a route
+//! deployed without that setting stays closed. Anyone else gets 403, no token 401. Groups grant
+//! nothing ([`safelight::domain::identity`]).
 //!
 //! - `GET /api/admin/processing-queue`: counts by status (the `by_status` index, no scan), queue
 //!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput
@@ -8,6 +11,10 @@
 //!   back to work, at a bounded rate, in calls the caller follows with `next_cursor`
 //!   ([`safelight::ops::retry_all`]).
 //! - `POST /api/admin/circuits/{stage}/reset`: closes a breaker by hand, recorded on its row.
+//!
+//! Every call that changes (or, as a dry run, would change) the processing writes one audit line,
+//! `admin action`, with the `action`, the `caller` (the token's `sub`; never the token) and what
+//! was done, so an operator's log query answers who retried or reset what, and when.
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::http::Method;
@@ -89,16 +96,20 @@ where
     pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         let result = async {
             let identity = apigw_http::identity(request)?;
-            if !identity.admin {
-                tracing::warn!(caller = %identity.owner, "admin route refused to a non-admin");
-                return Err(ApiError::forbidden(
-                    "this route is for administrators (the admin group)",
-                ));
+            if !identity.has_scope(&self.settings.admin_scope) {
+                tracing::warn!(
+                    caller = %identity.owner,
+                    "admin route refused: the token lacks the admin scope"
+                );
+                return Err(ApiError::forbidden(format!(
+                    "this route is for administrators (the {} scope)",
+                    self.settings.admin_scope
+                )));
             }
             // Boxed: keeps the futures' types shallow enough for the compiler's layout queries.
             match route(request).ok_or_else(|| ApiError::not_found("route"))? {
                 Route::Queue => Box::pin(self.queue()).await,
-                Route::RetryAll => Box::pin(self.retry_all(request)).await,
+                Route::RetryAll => Box::pin(self.retry_all(&identity, request)).await,
                 Route::Reset(stage) => Box::pin(self.reset(&identity, &stage)).await,
             }
         }
@@ -128,6 +139,7 @@ where
 
     async fn retry_all(
         &self,
+        identity: &Identity,
         request: &ApiGatewayV2httpRequest,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let body = apigw_http::body_bytes(request)?;
@@ -170,18 +182,24 @@ where
                 ApiError::bad_request("bad_cursor", "the cursor is not one this API handed out")
             }
             other => {
-                tracing::error!(error = %other, "retry-all-failed stopped");
+                tracing::error!(
+                    error = %other,
+                    caller = %identity.owner,
+                    "retry-all-failed stopped"
+                );
                 ApiError::unavailable()
             }
         })?;
         tracing::info!(
+            action = "retry_all_failed",
+            caller = %identity.owner,
             dry_run = report.dry_run,
             images_requeued = report.images_requeued,
             messages_redriven = report.messages_redriven,
             duplicates_removed = report.duplicates_removed,
             skipped = report.skipped,
             done = report.done,
-            "retry-all-failed call finished"
+            "admin action"
         );
         Ok(apigw_http::json(200, &report))
     }
@@ -204,7 +222,7 @@ where
         )
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "circuit reset failed");
+            tracing::error!(error = %e, caller = %identity.owner, "circuit reset failed");
             match e {
                 RepoError::Conflict => {
                     ApiError::conflict("busy", "the breaker kept changing; try again")
@@ -212,6 +230,13 @@ where
                 _ => ApiError::unavailable(),
             }
         })?;
+        tracing::info!(
+            action = "circuit_reset",
+            caller = %identity.owner,
+            stage = %done.stage,
+            previous_state = ?done.previous_state,
+            "admin action"
+        );
         Ok(apigw_http::json(200, &done))
     }
 }

@@ -136,26 +136,154 @@ fn status_of(h: &Handler, id: ImageId) -> ImageRecord {
 // ------------------------------------------------------------------------------ access
 
 #[tokio::test(start_paused = true)]
-async fn a_caller_outside_the_admin_group_gets_403_on_every_admin_route() {
+async fn a_caller_without_the_admin_scope_gets_403_on_every_admin_route_whatever_its_groups() {
     let h = handler();
+    let f = failed(&h, "u1");
+    dead_letter_for(&h, &f, Stage::Thumbnail);
+    // What API Gateway would hand over for tokens that must not pass: admin-looking groups
+    // without the scope, or a scope that only resembles it.
+    let refused: [&[(&str, &str)]; 7] = [
+        &[("groups", "[admin]")],
+        &[
+            ("groups", "[Site admin]"),
+            ("cognito:groups", "[Site admin]"),
+        ],
+        &[("groups", "x,admin")],
+        &[("cognito:groups", "[admin]"), ("scope", "openid")],
+        &[("scope", "x,safelight/admin")],
+        &[("scope", "safelight/admins")],
+        &[("scp", "[safelight/administrator]")],
+    ];
     for name in [
         "admin-processing-queue.json",
         "admin-retry-all-failed.json",
         "admin-retry-all-failed-dry-run.json",
         "admin-circuit-reset.json",
     ] {
-        let mut e = event(name);
-        e["requestContext"]["authorizer"]["jwt"]["claims"]["groups"] = json!("[users admins]");
-        let r = h.handle(&serde_json::from_value(e).unwrap()).await;
-        assert_eq!(r.status_code, 403, "{name}");
-        assert_eq!(body(&r)["error"]["code"], "forbidden", "{name}");
+        for claims in refused {
+            let mut e = event(name);
+            let c = &mut e["requestContext"]["authorizer"]["jwt"]["claims"];
+            c.as_object_mut().unwrap().remove("scope");
+            for (k, v) in claims {
+                c[*k] = json!(v);
+            }
+            let r = h.handle(&serde_json::from_value(e).unwrap()).await;
+            assert_eq!(r.status_code, 403, "{name} {claims:?}");
+            assert_eq!(body(&r)["error"]["code"], "forbidden", "{name}");
+            assert!(
+                body(&r)["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("safelight/admin"),
+                "the refusal names the scope"
+            );
+        }
     }
-    let f = failed(&h, "u1");
-    dead_letter_for(&h, &f, Stage::Thumbnail);
     assert!(
         h.ports().queue.sent().is_empty(),
         "a refused call did nothing"
     );
+    assert_eq!(h.ports().dead_letters.bodies(Stage::Thumbnail).len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_admin_scope_the_deployment_names_is_the_one_that_grants() {
+    let h = handler_with(OpsSettings {
+        admin_scope: "ops/admin".into(),
+        ..OpsSettings::default()
+    });
+    let r = h.handle(&request("admin-processing-queue.json")).await;
+    assert_eq!(r.status_code, 403, "safelight/admin is not the named scope");
+    let mut e = event("admin-processing-queue.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] = json!("openid ops/admin");
+    let r = h.handle(&serde_json::from_value(e).unwrap()).await;
+    assert_eq!(r.status_code, 200);
+}
+
+/// The log lines written while `f` runs, as JSON (the Lambda JSON log format).
+async fn logged<F: std::future::Future>(f: F) -> (F::Output, Vec<Value>) {
+    use lambda_runtime::tracing::subscriber;
+    #[derive(Clone, Default)]
+    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buf = Buf::default();
+    let writer = buf.clone();
+    let sub = subscriber::fmt()
+        .json()
+        .with_max_level(lambda_runtime::tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let out = {
+        let _guard = lambda_runtime::tracing::subscriber::util::SubscriberInitExt::set_default(sub);
+        f.await
+    };
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out, lines)
+}
+
+fn audit_lines(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| l["fields"]["message"] == "admin action")
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_all_and_a_breaker_reset_each_log_an_audit_line_naming_the_caller_never_the_token() {
+    let h = handler();
+    let f = failed(&h, "u1");
+    dead_letter_for(&h, &f, Stage::Thumbnail);
+    let (r, lines) = logged(h.handle(&request("admin-retry-all-failed.json"))).await;
+    assert_eq!(r.status_code, 200);
+    let audit = audit_lines(&lines);
+    assert_eq!(audit.len(), 1, "{lines:?}");
+    let a = &audit[0]["fields"];
+    assert_eq!(a["action"], "retry_all_failed");
+    assert_eq!(a["caller"], "ops-admin");
+    assert_eq!(a["dry_run"], false);
+    assert_eq!(a["messages_redriven"], 1);
+    assert_eq!(audit[0]["level"], "INFO");
+
+    let (r, lines) = logged(h.handle(&request("admin-circuit-reset.json"))).await;
+    assert_eq!(r.status_code, 200);
+    let audit = audit_lines(&lines);
+    assert_eq!(audit.len(), 1, "{lines:?}");
+    let a = &audit[0]["fields"];
+    assert_eq!(a["action"], "circuit_reset");
+    assert_eq!(a["caller"], "ops-admin");
+    assert_eq!(a["stage"], "thumbnail");
+
+    // A refusal names the caller too, and no line ever holds the bearer token.
+    let mut e = event("admin-circuit-reset.json");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!("intruder");
+    e["requestContext"]["authorizer"]["jwt"]["claims"]["scope"] = json!("openid");
+    let (r, refused) = logged(h.handle(&serde_json::from_value(e).unwrap())).await;
+    assert_eq!(r.status_code, 403);
+    assert!(audit_lines(&refused).is_empty());
+    assert!(
+        refused.iter().any(|l| l["fields"]["caller"] == "intruder"),
+        "{refused:?}"
+    );
+    let token = event("admin-circuit-reset.json")["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("Bearer ")
+        .to_owned();
+    for l in lines.iter().chain(&refused) {
+        assert!(!l.to_string().contains(&token), "a token was logged: {l}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,6 +4,7 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, Faults};
 use safelight::Config;
+use ws::token::KeyCachePolicy;
 use ws::{HttpJwks, JwtVerifier, Ws};
 
 #[tokio::main]
@@ -13,13 +14,14 @@ async fn main() -> Result<(), Error> {
     let faults = Faults::parse(config.faults.as_deref())?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
+    let key_cache = KeyCachePolicy::from_lookup(|name| std::env::var(name).ok())?;
     let sdk = aws::load_sdk_config().await;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let handler = Ws::new(
         connections,
         notices,
         poster,
-        JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience),
+        JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience).with_key_cache(key_cache),
     );
     let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

@@ -11,11 +11,19 @@
 //!
 //! # Keys
 //! The issuer's JWKS (`{issuer}/.well-known/openid-configuration` -> `jwks_uri`) is fetched on
-//! the first connect after a cold start and kept for the life of the execution environment. A
-//! token whose `kid` is not in the set triggers one re-fetch (key rotation), at most once per
-//! [`REFETCH_INTERVAL`], so a flood of made-up `kid`s cannot turn into a flood of requests to
-//! the issuer. Fetching lazily (not at init) means an issuer hiccup fails some connects with 500
-//! instead of crash-looping the function.
+//! the first connect after a cold start and cached for [`KeyCachePolicy::ttl`] (10 min by
+//! default, `JWKS_CACHE_TTL_SECS`), so a key the issuer withdraws stops being accepted within
+//! that time, as with API Gateway's own JWT authorizer. Then:
+//! - a token whose `kid` is not in the set triggers a re-fetch (key rotation), and so does the
+//!   first connect after the TTL; fetch attempts of either kind are at most one per
+//!   [`KeyCachePolicy::refetch_interval`] (10 s), so a flood of made-up `kid`s cannot turn into a
+//!   flood of requests to the issuer;
+//! - when a re-fetch fails, the cached keys keep serving for [`KeyCachePolicy::grace`] (1 h)
+//!   past their TTL, so an issuer outage does not refuse every connect; past that, connects fail
+//!   with 500 until the issuer answers.
+//!
+//! Fetching lazily (not at init) means an issuer hiccup fails some connects with 500 instead of
+//! crash-looping the function. Time comes from a [`Clock`], so tests move it by hand.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -23,13 +31,78 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
+use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
-use safelight::{OwnerId, Timestamp};
+use safelight::{ConfigError, OwnerId, Timestamp};
 use serde::Deserialize;
 
-/// The shortest time between two JWKS fetches caused by unknown key ids.
+/// The shortest time between two JWKS fetch attempts after the first.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long fetched keys are used before they are fetched again.
+pub const KEYS_TTL: Duration = Duration::from_secs(600);
+
+/// How long past their TTL cached keys keep serving while re-fetches fail.
+pub const KEYS_GRACE: Duration = Duration::from_secs(3600);
+
+/// When the issuer's keys are fetched again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyCachePolicy {
+    /// How long fetched keys are used before they are fetched again ([`KEYS_TTL`]).
+    pub ttl: Duration,
+    /// How long past `ttl` they keep serving while re-fetches fail ([`KEYS_GRACE`]).
+    pub grace: Duration,
+    /// The shortest time between two fetch attempts after the first ([`REFETCH_INTERVAL`]).
+    pub refetch_interval: Duration,
+}
+
+impl Default for KeyCachePolicy {
+    fn default() -> Self {
+        KeyCachePolicy {
+            ttl: KEYS_TTL,
+            grace: KEYS_GRACE,
+            refetch_interval: REFETCH_INTERVAL,
+        }
+    }
+}
+
+impl KeyCachePolicy {
+    /// The policy with `JWKS_CACHE_TTL_SECS` (60..=86400) read through `lookup`; the rest default.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        const NAME: &str = "JWKS_CACHE_TTL_SECS";
+        let mut policy = KeyCachePolicy::default();
+        if let Some(v) = lookup(NAME).filter(|v| !v.trim().is_empty()) {
+            let secs = v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|n| (60..=86_400).contains(n))
+                .ok_or(ConfigError::Invalid {
+                    name: NAME,
+                    reason: format!("{v:?} is not a whole number of seconds between 60 and 86400"),
+                })?;
+            policy.ttl = Duration::from_secs(secs);
+        }
+        Ok(policy)
+    }
+}
+
+/// Where the verifier reads the time (tests move a fake one by hand).
+pub trait Clock: Send + Sync {
+    /// Now, monotonic.
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
 
 /// Clock skew tolerated on `exp` / `nbf`.
 const LEEWAY_SECS: u64 = 5;
@@ -97,19 +170,33 @@ impl Audience {
     }
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Cache {
     keys: Option<JwkSet>,
+    /// When `keys` were fetched.
     fetched_at: Option<Instant>,
+    /// When the last fetch started, whether it succeeded or not.
+    attempted_at: Option<Instant>,
+}
+
+/// What to do for one token's key, decided under the cache's lock.
+enum Plan {
+    /// This cached key: fresh, or within its grace period while fetches fail.
+    Use(Jwk),
+    /// Fetch; on failure fall back to this cached key (within its grace period).
+    Fetch(Option<Jwk>),
+    /// No key, and no fetch allowed yet.
+    Refuse(TokenError),
 }
 
 /// RS256 verification against an issuer's JWKS.
 #[derive(Debug)]
-pub struct JwtVerifier<K> {
+pub struct JwtVerifier<K, C = SystemClock> {
     source: K,
     issuer: String,
     audience: String,
-    refetch_interval: Duration,
+    policy: KeyCachePolicy,
+    clock: C,
     cache: Mutex<Cache>,
 }
 
@@ -120,61 +207,107 @@ impl<K: KeySource> JwtVerifier<K> {
             source,
             issuer: issuer.into().trim_end_matches('/').to_owned(),
             audience: audience.into(),
-            refetch_interval: REFETCH_INTERVAL,
-            cache: Mutex::new(Cache {
-                keys: None,
-                fetched_at: None,
-            }),
+            policy: KeyCachePolicy::default(),
+            clock: SystemClock,
+            cache: Mutex::new(Cache::default()),
+        }
+    }
+}
+
+impl<K: KeySource, C: Clock> JwtVerifier<K, C> {
+    /// The same verifier reading time from `clock`.
+    pub fn with_clock<C2: Clock>(self, clock: C2) -> JwtVerifier<K, C2> {
+        JwtVerifier {
+            source: self.source,
+            issuer: self.issuer,
+            audience: self.audience,
+            policy: self.policy,
+            clock,
+            cache: self.cache,
         }
     }
 
-    /// Changes the minimum time between re-fetches (tests use zero).
-    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
-        self.refetch_interval = interval;
+    /// Changes when keys are fetched again.
+    pub fn with_key_cache(mut self, policy: KeyCachePolicy) -> Self {
+        self.policy = policy;
         self
     }
 
-    fn cached(&self) -> (Option<JwkSet>, Option<Instant>) {
-        let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        (cache.keys.clone(), cache.fetched_at)
+    /// Changes the minimum time between fetch attempts (tests use zero).
+    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
+        self.policy.refetch_interval = interval;
+        self
     }
 
-    async fn refresh(&self) -> Result<JwkSet, TokenError> {
-        let keys = self
-            .source
-            .fetch()
-            .await
-            .map_err(TokenError::KeysUnavailable)?;
+    fn plan(&self, pick: impl Fn(&JwkSet) -> Option<Jwk>) -> Plan {
+        let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.keys = Some(keys.clone());
-        cache.fetched_at = Some(Instant::now());
-        Ok(keys)
+        let age = cache.fetched_at.map(|t| now.saturating_duration_since(t));
+        let fresh = age.is_some_and(|a| a < self.policy.ttl);
+        let usable = age.is_some_and(|a| a < self.policy.ttl.saturating_add(self.policy.grace));
+        let cached = cache.keys.as_ref().filter(|_| usable).and_then(&pick);
+        match cached {
+            Some(jwk) if fresh => return Plan::Use(jwk),
+            _ => {}
+        }
+        let may_fetch = cache
+            .attempted_at
+            .is_none_or(|t| now.saturating_duration_since(t) >= self.policy.refetch_interval);
+        if may_fetch {
+            // Marked before fetching, so requests meanwhile do not fetch too.
+            cache.attempted_at = Some(now);
+            return Plan::Fetch(cached);
+        }
+        match cached {
+            // Stale, and the last fetch (moments ago) failed: the grace period.
+            Some(jwk) => Plan::Use(jwk),
+            None if usable => Plan::Refuse(TokenError::Refused("unknown signing key")),
+            None => Plan::Refuse(TokenError::KeysUnavailable(
+                "no usable signing keys, and the last fetch attempt was moments ago".into(),
+            )),
+        }
     }
 
-    /// The key for `kid`: from the cache, else from one (rate-limited) re-fetch.
-    async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, TokenError> {
+    /// The JWK for `kid`: cached while fresh; else fetched (at most once per refetch interval),
+    /// with the cached one as the fallback while it is within its grace period.
+    async fn jwk_for(&self, kid: Option<&str>) -> Result<Jwk, TokenError> {
         let pick = |set: &JwkSet| match kid {
             Some(kid) => set.find(kid).cloned(),
             // No kid: acceptable only when there is no choice to make.
             None if set.keys.len() == 1 => set.keys.first().cloned(),
             None => None,
         };
-        let (cached, fetched_at) = self.cached();
-        let jwk = match cached.as_ref().and_then(pick) {
-            Some(jwk) => jwk,
-            None => {
-                let may_refetch = fetched_at.is_none_or(|t| t.elapsed() >= self.refetch_interval);
-                if !may_refetch {
-                    return Err(TokenError::Refused("unknown signing key"));
+        let unknown = || TokenError::Refused("unknown signing key");
+        match self.plan(pick) {
+            Plan::Use(jwk) => Ok(jwk),
+            Plan::Refuse(e) => Err(e),
+            Plan::Fetch(fallback) => match self.source.fetch().await {
+                Ok(keys) => {
+                    let found = pick(&keys);
+                    let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+                    cache.keys = Some(keys);
+                    cache.fetched_at = Some(self.clock.now());
+                    found.ok_or_else(unknown)
                 }
-                pick(&self.refresh().await?).ok_or(TokenError::Refused("unknown signing key"))?
-            }
-        };
+                Err(e) => match fallback {
+                    Some(jwk) => {
+                        tracing::warn!(error = %e, "signing keys could not be re-fetched; the cached ones serve meanwhile");
+                        Ok(jwk)
+                    }
+                    None => Err(TokenError::KeysUnavailable(e)),
+                },
+            },
+        }
+    }
+
+    /// The decoding key for `kid`.
+    async fn key_for(&self, kid: Option<&str>) -> Result<DecodingKey, TokenError> {
+        let jwk = self.jwk_for(kid).await?;
         DecodingKey::from_jwk(&jwk).map_err(|_| TokenError::Refused("unusable signing key"))
     }
 }
 
-impl<K: KeySource> TokenVerifier for JwtVerifier<K> {
+impl<K: KeySource, C: Clock> TokenVerifier for JwtVerifier<K, C> {
     async fn verify(&self, token: &str) -> Result<Verified, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Refused("malformed token"))?;
         if header.alg != Algorithm::RS256 {
@@ -264,5 +397,286 @@ impl KeySource for HttpJwks {
             .await?;
         tracing::info!(keys = keys.keys.len(), "fetched the issuer's signing keys");
         Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+
+    use std::collections::VecDeque;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use super::*;
+
+    const PUBLISHED: &str = include_str!("../tests/keys/jwks-published.json");
+    const ROTATED: &str = include_str!("../tests/keys/jwks-rotated.json");
+
+    fn set(json: &str) -> JwkSet {
+        serde_json::from_str(json).unwrap()
+    }
+
+    /// Only the rotated key: the published one withdrawn.
+    fn withdrawn() -> JwkSet {
+        let mut s = set(ROTATED);
+        s.keys
+            .retain(|k| k.common.key_id.as_deref() == Some("kid-rotated"));
+        s
+    }
+
+    /// Answers in turn (`None` = the issuer is down); the last answer repeats. Counts calls.
+    #[derive(Debug, Clone, Default)]
+    struct FakeSource {
+        answers: Arc<Mutex<VecDeque<Option<JwkSet>>>>,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl FakeSource {
+        fn answering(answers: Vec<Option<JwkSet>>) -> Self {
+            FakeSource {
+                answers: Arc::new(Mutex::new(answers.into())),
+                calls: Arc::default(),
+            }
+        }
+
+        fn calls(&self) -> usize {
+            self.calls.load(Ordering::SeqCst)
+        }
+    }
+
+    impl KeySource for FakeSource {
+        async fn fetch(&self) -> Result<JwkSet, BoxError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let mut answers = self.answers.lock().unwrap();
+            let answer = if answers.len() > 1 {
+                answers.pop_front().flatten()
+            } else {
+                answers.front().cloned().flatten()
+            };
+            answer.ok_or_else(|| "issuer unreachable".into())
+        }
+    }
+
+    /// A clock moved by hand.
+    #[derive(Debug, Clone)]
+    struct FakeClock {
+        start: Instant,
+        offset: Arc<Mutex<Duration>>,
+    }
+
+    impl FakeClock {
+        fn new() -> Self {
+            FakeClock {
+                start: Instant::now(),
+                offset: Arc::default(),
+            }
+        }
+
+        fn advance(&self, by: Duration) {
+            *self.offset.lock().unwrap() += by;
+        }
+    }
+
+    impl Clock for FakeClock {
+        fn now(&self) -> Instant {
+            self.start + *self.offset.lock().unwrap()
+        }
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn verifier(source: &FakeSource, clock: &FakeClock) -> JwtVerifier<FakeSource, FakeClock> {
+        JwtVerifier::new(source.clone(), "https://issuer.test", "safelight")
+            .with_clock(clock.clone())
+            .with_key_cache(KeyCachePolicy {
+                ttl: 10 * MIN,
+                grace: 60 * MIN,
+                refetch_interval: 10 * SEC,
+            })
+    }
+
+    fn kid(r: &Result<Jwk, TokenError>) -> Option<&str> {
+        r.as_ref().ok().and_then(|k| k.common.key_id.as_deref())
+    }
+
+    #[tokio::test]
+    async fn keys_are_fetched_once_and_served_from_the_cache_until_their_ttl() {
+        let (source, clock) = (
+            FakeSource::answering(vec![Some(set(PUBLISHED))]),
+            FakeClock::new(),
+        );
+        let v = verifier(&source, &clock);
+        for _ in 0..5 {
+            assert_eq!(
+                kid(&v.jwk_for(Some("kid-published")).await),
+                Some("kid-published")
+            );
+            clock.advance(MIN);
+        }
+        assert_eq!(source.calls(), 1, "five connects within the TTL: one fetch");
+        clock.advance(5 * MIN); // 10 min after the fetch
+        assert_eq!(
+            kid(&v.jwk_for(Some("kid-published")).await),
+            Some("kid-published")
+        );
+        assert_eq!(
+            source.calls(),
+            2,
+            "the first connect after the TTL fetches again"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_the_issuer_withdraws_is_refused_once_the_ttl_has_passed() {
+        let source = FakeSource::answering(vec![Some(set(ROTATED)), Some(withdrawn())]);
+        let clock = FakeClock::new();
+        let v = verifier(&source, &clock);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        clock.advance(10 * MIN - SEC);
+        assert!(
+            v.jwk_for(Some("kid-published")).await.is_ok(),
+            "still within the TTL"
+        );
+        clock.advance(SEC);
+        assert!(matches!(
+            v.jwk_for(Some("kid-published")).await,
+            Err(TokenError::Refused("unknown signing key"))
+        ));
+        assert_eq!(
+            kid(&v.jwk_for(Some("kid-rotated")).await),
+            Some("kid-rotated")
+        );
+        assert_eq!(source.calls(), 2);
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_fetch_at_most_once_per_refetch_interval() {
+        let source = FakeSource::answering(vec![Some(set(PUBLISHED)), Some(set(ROTATED))]);
+        let clock = FakeClock::new();
+        let v = verifier(&source, &clock);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        clock.advance(10 * SEC);
+        // A flood of made-up kids: one fetch, then refusals without asking the issuer.
+        for i in 0..100 {
+            let r = v.jwk_for(Some(&format!("forged-{i}"))).await;
+            assert!(matches!(r, Err(TokenError::Refused("unknown signing key"))));
+        }
+        assert_eq!(source.calls(), 2, "one re-fetch for a hundred unknown kids");
+        // The real rotation within the same interval waits for the next one.
+        assert!(
+            v.jwk_for(Some("kid-rotated")).await.is_ok(),
+            "the re-fetch brought it"
+        );
+        clock.advance(9 * SEC);
+        assert!(v.jwk_for(Some("forged-again")).await.is_err());
+        assert_eq!(source.calls(), 2);
+        clock.advance(SEC);
+        assert!(v.jwk_for(Some("forged-again")).await.is_err());
+        assert_eq!(source.calls(), 3, "the next interval allows one more");
+        assert!(
+            v.jwk_for(Some("kid-published")).await.is_ok(),
+            "known keys never wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn cached_keys_keep_serving_through_a_failed_refetch_within_the_grace_period() {
+        let source = FakeSource::answering(vec![Some(set(PUBLISHED)), None]);
+        let clock = FakeClock::new();
+        let v = verifier(&source, &clock);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        clock.advance(10 * MIN);
+        assert!(
+            v.jwk_for(Some("kid-published")).await.is_ok(),
+            "stale, refetch failed: cached"
+        );
+        assert_eq!(source.calls(), 2);
+        for _ in 0..50 {
+            assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        }
+        assert_eq!(
+            source.calls(),
+            2,
+            "while the issuer is down: one attempt per interval"
+        );
+        // An unknown kid during the outage: nothing is known about it.
+        clock.advance(10 * SEC);
+        assert!(matches!(
+            v.jwk_for(Some("kid-rotated")).await,
+            Err(TokenError::KeysUnavailable(_))
+        ));
+        // Grace ends 70 min after the fetch: then the issuer must answer.
+        clock.advance(60 * MIN - 10 * SEC - SEC);
+        assert!(
+            v.jwk_for(Some("kid-published")).await.is_ok(),
+            "last second of grace"
+        );
+        clock.advance(SEC);
+        assert!(matches!(
+            v.jwk_for(Some("kid-published")).await,
+            Err(TokenError::KeysUnavailable(_))
+        ));
+        clock.advance(SEC);
+        assert!(
+            matches!(
+                v.jwk_for(Some("kid-published")).await,
+                Err(TokenError::KeysUnavailable(_))
+            ),
+            "past grace, between attempts: still unavailable, not refused"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_issuer_back_after_an_outage_renews_the_cache() {
+        let source = FakeSource::answering(vec![Some(set(PUBLISHED)), None, Some(set(ROTATED))]);
+        let clock = FakeClock::new();
+        let v = verifier(&source, &clock);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        clock.advance(11 * MIN);
+        assert!(
+            v.jwk_for(Some("kid-published")).await.is_ok(),
+            "served stale"
+        );
+        clock.advance(10 * SEC);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        assert_eq!(source.calls(), 3, "the next attempt succeeded");
+        clock.advance(9 * MIN);
+        assert_eq!(
+            kid(&v.jwk_for(Some("kid-rotated")).await),
+            Some("kid-rotated")
+        );
+        assert_eq!(source.calls(), 3, "fresh again: no fetch");
+    }
+
+    #[tokio::test]
+    async fn an_issuer_down_at_cold_start_is_asked_again_after_the_interval_not_on_every_connect() {
+        let source = FakeSource::answering(vec![None, Some(set(PUBLISHED))]);
+        let clock = FakeClock::new();
+        let v = verifier(&source, &clock);
+        for _ in 0..10 {
+            assert!(matches!(
+                v.jwk_for(Some("kid-published")).await,
+                Err(TokenError::KeysUnavailable(_))
+            ));
+        }
+        assert_eq!(source.calls(), 1);
+        clock.advance(10 * SEC);
+        assert!(v.jwk_for(Some("kid-published")).await.is_ok());
+        assert_eq!(source.calls(), 2);
+    }
+
+    #[test]
+    fn the_ttl_is_read_from_jwks_cache_ttl_secs_and_a_bad_value_is_named() {
+        let p = KeyCachePolicy::from_lookup(|_| None).unwrap();
+        assert_eq!(p, KeyCachePolicy::default());
+        assert_eq!(p.ttl, Duration::from_secs(600));
+        let p = KeyCachePolicy::from_lookup(|k| (k == "JWKS_CACHE_TTL_SECS").then(|| "300".into()));
+        assert_eq!(p.unwrap().ttl, Duration::from_secs(300));
+        for bad in ["0", "59", "86401", "ten"] {
+            let err = KeyCachePolicy::from_lookup(|_| Some(bad.into())).unwrap_err();
+            assert!(err.to_string().contains("JWKS_CACHE_TTL_SECS"), "{err}");
+        }
     }
 }

@@ -12,7 +12,7 @@ pub mod status;
 pub mod time;
 
 pub use content_type::{ContentType, TypeMismatch, UnsupportedContentType};
-pub use identity::{Identity, IdentityError};
+pub use identity::{Identity, IdentityError, DEFAULT_ADMIN_SCOPE};
 pub use ids::{IdError, ImageId, ObjectKey, OwnerId};
 pub use job::{Job, JobError, Origin, RetryMessage};
 pub use link::LinkWindow;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use crate::breaker::BreakerConfig;
 use crate::config::ConfigError;
+use crate::domain::DEFAULT_ADMIN_SCOPE;
 
 /// What the admin routes and the migration need beyond [`crate::Config`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,9 @@ pub struct OpsSettings {
     /// `RETRY_CALL_BUDGET_SECS` (default 20): how long one retry-all-failed call works before it
     /// answers with a cursor (API Gateway gives an HTTP API integration 30 s).
     pub retry_call_budget: Duration,
+    /// `ADMIN_SCOPE` (default [`DEFAULT_ADMIN_SCOPE`]): the OAuth scope a token needs for the
+    /// admin routes; the same value the template puts in their `AuthorizationScopes`.
+    pub admin_scope: String,
 }
 
 impl Default for OpsSettings {
@@ -30,6 +34,7 @@ impl Default for OpsSettings {
             breaker: BreakerConfig::default(),
             retry_rate_per_sec: 20,
             retry_call_budget: Duration::from_secs(20),
+            admin_scope: DEFAULT_ADMIN_SCOPE.to_owned(),
         }
     }
 }
@@ -56,6 +61,24 @@ impl OpsSettings {
             })
         };
         let defaults = OpsSettings::default();
+        let admin_scope = match get("ADMIN_SCOPE") {
+            None => defaults.admin_scope.clone(),
+            // One scope token (RFC 6749 section 3.3): printable ASCII without space, `"` or `\`.
+            Some(v)
+                if v.bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
+            {
+                v
+            }
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    name: "ADMIN_SCOPE",
+                    reason: format!(
+                        "{v:?} is not one OAuth scope (no spaces, quotes or backslashes)"
+                    ),
+                })
+            }
+        };
         let secs = |name, default: Duration, max| {
             number(name, default.as_secs(), max).map(Duration::from_secs)
         };
@@ -80,6 +103,7 @@ impl OpsSettings {
             )?)
             .unwrap_or(1000),
             retry_call_budget: secs("RETRY_CALL_BUDGET_SECS", defaults.retry_call_budget, 25)?,
+            admin_scope,
         })
     }
 }
@@ -99,5 +123,20 @@ mod tests {
             OpsSettings::from_lookup(|k| (k == "RETRY_CALL_BUDGET_SECS").then(|| "60".into()))
                 .unwrap_err();
         assert!(err.to_string().contains("between 1 and 25"), "{err}");
+    }
+
+    #[test]
+    fn the_admin_scope_defaults_to_safelight_admin_and_must_be_one_scope() {
+        assert_eq!(
+            OpsSettings::from_lookup(|_| None).unwrap().admin_scope,
+            "safelight/admin"
+        );
+        let named = OpsSettings::from_lookup(|k| (k == "ADMIN_SCOPE").then(|| "ops/admin".into()));
+        assert_eq!(named.unwrap().admin_scope, "ops/admin");
+        for bad in ["safelight/admin openid", "a\"b"] {
+            let err =
+                OpsSettings::from_lookup(|k| (k == "ADMIN_SCOPE").then(|| bad.into())).unwrap_err();
+            assert!(err.to_string().contains("ADMIN_SCOPE"), "{err}");
+        }
     }
 }

@@ -10,6 +10,8 @@ interface StackConfig {
   apiUrl: string | null;
   wsUrl: string | null;
   tokenUrl: string;
+  /** The OAuth scope that grants the admin routes (the template's `AdminScope`). */
+  adminScope?: string;
 }
 
 export interface Session {
@@ -24,7 +26,7 @@ interface TokenAnswer {
   token: string;
   sub: string;
   expires_at: number;
-  claims: { name?: string; groups?: string[] };
+  claims: { name?: string; scope?: string };
 }
 
 /** Reads the page's identity choice: `?user=` (a fixed dev user) or `?sub=` (anyone). */
@@ -66,6 +68,7 @@ export async function startSession(defaultUser: 'demo' | 'admin'): Promise<Sessi
     client,
     sub: current.sub,
     name: current.claims.name ?? current.sub,
-    admin: (current.claims.groups ?? []).includes('admin'),
+    // Admin is an OAuth scope in the space-separated `scope` claim; groups grant nothing.
+    admin: (current.claims.scope ?? '').split(' ').includes(cfg.adminScope ?? 'safelight/admin'),
   };
 }

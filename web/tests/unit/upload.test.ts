@@ -150,4 +150,10 @@ describe('Http', () => {
     await expect(client.status('x')).rejects.toMatchObject({ code: 'unauthorized', status: 401 });
     expect(fetch).toHaveBeenCalledTimes(2);
   });
+
+  it("reads API Gateway's own 403 (an admin route's AuthorizationScopes) as forbidden", async () => {
+    const fetch = vi.fn(async () => new Response('{"message":"Forbidden"}', { status: 403 }));
+    const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch });
+    await expect(client.admin.processingQueue()).rejects.toMatchObject({ code: 'forbidden', status: 403 });
+  });
 });

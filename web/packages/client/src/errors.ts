@@ -23,7 +23,10 @@ export function errorFromBody(status: number, body: unknown): SafelightError {
   if (err && typeof err.code === 'string') {
     return new SafelightError(err.code, typeof err.message === 'string' ? err.message : err.code, status);
   }
-  return new SafelightError(status === 401 ? 'unauthorized' : 'http_error', `the API answered ${status}`, status);
+  // API Gateway's own refusals carry `{"message": ...}`: 401 from the JWT authorizer, 403 from a
+  // route's AuthorizationScopes (the admin routes). Same codes as the functions' refusals.
+  const code = status === 401 ? 'unauthorized' : status === 403 ? 'forbidden' : 'http_error';
+  return new SafelightError(code, `the API answered ${status}`, status);
 }
 
 /** `e` as a [SafelightError] (code `unknown` when something else was thrown). */
