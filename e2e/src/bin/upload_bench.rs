@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use safelight::aws::{DynamoDigests, DynamoImages, Faults, S3Store};
+use safelight::aws::{DynamoDigests, DynamoImages, DynamoRates, Faults, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
 use upload::{Limits, Upload};
@@ -62,9 +62,17 @@ async fn main() -> Result<()> {
             stack.var("SAFELIGHT_CONTROL_TABLE")?,
             Faults::default(),
         ),
+        DynamoRates::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
+            // The bench measures one owner's requests back to back: no per-owner limit in the
+            // way (their checks still run and are measured).
+            owner: safelight::limits::OwnerLimits {
+                uploads_per_minute: 100_000,
+                max_awaiting_uploads: 1_000,
+                ..Default::default()
+            },
         },
     );
     let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(
