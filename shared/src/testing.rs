@@ -582,7 +582,7 @@ impl NoticeLog for MemoryNotices {
         // The late ones (below `after`) come first and do not count against the page.
         let late = notices.iter().filter(|n| n.seq < after).count();
         let more = notices.len() - late > limit;
-        notices.truncate(late + limit);
+        notices.truncate(late.saturating_add(limit));
         let next = notices
             .last()
             .map(|n| n.seq)

@@ -434,7 +434,7 @@ impl NoticeLog for DynamoNotices {
         // The late ones (below `after`) come first and do not count against the page.
         let late = out.iter().filter(|notice| notice.seq < after).count();
         let more = capped || out.len() - late > limit;
-        out.truncate(late + limit);
+        out.truncate(late.saturating_add(limit));
         // Past the page's last notice, or (a page of only expired rows) past what was read.
         let next = out
             .last()
