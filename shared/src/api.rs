@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     /// Human-readable explanation, safe to show to the caller.
     pub message: String,
+    /// Seconds the caller should wait before trying again (the `Retry-After` header of a 429).
+    pub retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -22,6 +24,42 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after_secs: None,
+        }
+    }
+
+    /// 429: the caller is over one of its limits; try again after `retry_after_secs`.
+    pub fn too_many_requests(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_secs: u64,
+    ) -> Self {
+        ApiError {
+            retry_after_secs: Some(retry_after_secs.max(1)),
+            ..Self::new(429, code, message)
+        }
+    }
+
+    /// The 429 answer to a per-owner limit.
+    pub fn over_limit(refusal: crate::limits::Refusal) -> Self {
+        use crate::limits::Refusal;
+        let secs = refusal.retry_after_secs();
+        match refusal {
+            Refusal::UploadRate { .. } => Self::too_many_requests(
+                "rate_limited",
+                format!("too many upload requests this minute; try again in {secs} s"),
+                secs,
+            ),
+            Refusal::AwaitingUploads { .. } => Self::too_many_requests(
+                "too_many_pending_uploads",
+                format!("too many uploads are still waiting for their bytes; send them, or try again in {secs} s"),
+                secs,
+            ),
+            Refusal::Connections { .. } => Self::too_many_requests(
+                "too_many_connections",
+                format!("too many open connections; close one, or try again in {secs} s"),
+                secs,
+            ),
         }
     }
 

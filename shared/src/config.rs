@@ -65,6 +65,10 @@ pub struct Config {
     /// of `DELIVERY_DOMAIN`, `DELIVERY_KEY_PAIR_ID`, `DELIVERY_PRIVATE_KEY_SECRET_ARN`, else S3
     /// presigned GETs).
     pub delivery: Option<CdnDelivery>,
+    /// `UPLOADS_PER_MINUTE`, `MAX_AWAITING_UPLOADS`, `MAX_CONNECTIONS_PER_OWNER`,
+    /// `RESUME_PAGE_SIZE`: the per-owner limits (defaults and bounds in
+    /// [`crate::limits::OwnerLimits`]).
+    pub owner_limits: crate::limits::OwnerLimits,
 }
 
 /// The CloudFront distribution download links point at.
@@ -136,6 +140,24 @@ impl Config {
                 })
             }
         };
+        let limit = |b: crate::limits::Bounds, default: u32| -> Result<u32, ConfigError> {
+            let v = number(b.name, u64::from(default))?;
+            u32::try_from(v)
+                .ok()
+                .filter(|v| (b.min..=b.max).contains(v))
+                .ok_or_else(|| ConfigError::Invalid {
+                    name: b.name,
+                    reason: format!("must be between {} and {}", b.min, b.max),
+                })
+        };
+        let defaults = crate::limits::OwnerLimits::default();
+        let [rate, awaiting, sockets, page] = crate::limits::OwnerLimits::BOUNDS;
+        let owner_limits = crate::limits::OwnerLimits {
+            uploads_per_minute: limit(rate, defaults.uploads_per_minute)?,
+            max_awaiting_uploads: limit(awaiting, defaults.max_awaiting_uploads)?,
+            max_connections: limit(sockets, defaults.max_connections)?,
+            resume_page: limit(page, defaults.resume_page)?,
+        };
         Ok(Config {
             bucket: required("BUCKET")?,
             images_table: required("IMAGES_TABLE")?,
@@ -152,6 +174,7 @@ impl Config {
             faults: get("SAFELIGHT_FAULTS"),
             link_window: window,
             delivery,
+            owner_limits,
         })
     }
 
@@ -303,6 +326,30 @@ mod tests {
         })
         .unwrap_err();
         assert!(err.to_string().contains("BREAKER_THRESHOLD"), "{err}");
+    }
+
+    #[test]
+    fn owner_limits_default_and_out_of_bounds_values_are_refused_by_name() {
+        let c = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t")]).unwrap();
+        assert_eq!(c.owner_limits, crate::limits::OwnerLimits::default());
+        let c = from(&[
+            ("BUCKET", "b"),
+            ("IMAGES_TABLE", "t"),
+            ("UPLOADS_PER_MINUTE", "5"),
+            ("MAX_CONNECTIONS_PER_OWNER", "2"),
+        ])
+        .unwrap();
+        assert_eq!(c.owner_limits.uploads_per_minute, 5);
+        assert_eq!(c.owner_limits.max_connections, 2);
+        for (name, value) in [
+            ("UPLOADS_PER_MINUTE", "0"),
+            ("MAX_AWAITING_UPLOADS", "1001"),
+            ("MAX_CONNECTIONS_PER_OWNER", "many"),
+            ("RESUME_PAGE_SIZE", "5000"),
+        ] {
+            let err = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t"), (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}: {err}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod config;
 pub mod domain;
 pub mod engine;
 pub mod events;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod ports;

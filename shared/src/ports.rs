@@ -469,17 +469,30 @@ pub trait NoticeLog: Send + Sync {
         notice: &crate::domain::Notice,
         expires_at: Timestamp,
     ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
-    /// The owner's stored notices with `seq > after`, and the late ones: numbered below `after`
-    /// (by at most [`LATE_LOOKBACK`]) but stored after notice `after` was, i.e. numbered before
-    /// another and arriving after it (two stream shards of one owner). In `seq` order, without
-    /// those expired at `now`. A client dedupes by (image, seq), so a late one it did see live is
-    /// harmless.
+    /// The first `limit` of the owner's stored notices with `seq > after`, and (first, not
+    /// counted against `limit`) the late ones:
+    /// numbered below `after` (by at most [`LATE_LOOKBACK`]) but stored after notice `after` was,
+    /// i.e. numbered before another and arriving after it (two stream shards of one owner). In
+    /// `seq` order, without those expired at `now`. A client dedupes by (image, seq), so a late
+    /// one it did see live is harmless. When more may follow, [`Replay::next`] is the `after` of
+    /// the next page.
     fn since(
         &self,
         owner: &OwnerId,
         after: u64,
         now: Timestamp,
-    ) -> impl Future<Output = Result<Vec<crate::domain::Notice>, RealtimeError>> + Send;
+        limit: usize,
+    ) -> impl Future<Output = Result<Replay, RealtimeError>> + Send;
+}
+
+/// One page of an owner's replay log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    /// The notices, in `seq` order (at most the page's limit).
+    pub notices: Vec<crate::domain::Notice>,
+    /// When more notices may follow: where the next page starts (the page's last seq, or past
+    /// the expired rows it skipped), always above the page's `after`.
+    pub next: Option<u64>,
 }
 
 /// What became of one message to a connection.
@@ -716,4 +729,32 @@ pub trait MarkerStore: Send + Sync {
         marker: &crate::ops::backfill::Marker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
+}
+
+// ----------------------------------------------------------------------------- fairness
+
+/// Per-owner request counters, one per fixed window (`CONTROL_TABLE`, `rate#upload#{owner}#{window}`).
+pub trait RateCounter: Send + Sync {
+    /// Counts one request of `owner` in the window starting at `window_start` (of length
+    /// `window`) unless `limit` are counted there already: `true` when counted, `false` when the
+    /// window is full (nothing is written then). One conditional write, no read.
+    fn take(
+        &self,
+        owner: &OwnerId,
+        window_start: Timestamp,
+        window: Duration,
+        limit: u32,
+    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+}
+
+/// An owner's uploads whose bytes have not arrived (the images table's `by_owner` index).
+pub trait AwaitingUploads: Send + Sync {
+    /// When each of the owner's rows created after `after` and still `awaiting_upload` was
+    /// created, oldest first. Read from an eventually consistent index: an upload created a
+    /// moment ago may be missing.
+    fn awaiting_since(
+        &self,
+        owner: &OwnerId,
+        after: Timestamp,
+    ) -> impl Future<Output = Result<Vec<Timestamp>, RepoError>> + Send;
 }

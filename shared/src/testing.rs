@@ -560,19 +560,29 @@ impl NoticeLog for MemoryNotices {
         owner: &OwnerId,
         after: u64,
         now: Timestamp,
-    ) -> Result<Vec<Notice>, RealtimeError> {
+        limit: usize,
+    ) -> Result<crate::ports::Replay, RealtimeError> {
         self.check()?;
         let log = lock(&self.log);
         let after_stored = log.get(&(owner.clone(), after)).map(|(_, _, o)| *o);
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK);
-        Ok(log
+        let mut notices: Vec<Notice> = log
             .range((owner.clone(), from)..=(owner.clone(), u64::MAX))
             .filter(|((_, seq), (_, _, order))| {
                 *seq > after || (*seq < after && after_stored.is_some_and(|a| *order > a))
             })
             .filter(|(_, (_, expires_at, _))| *expires_at > now)
             .map(|(_, (n, _, _))| n.clone())
-            .collect())
+            .collect();
+        // The late ones (below `after`) come first and do not count against the page.
+        let late = notices.iter().filter(|n| n.seq < after).count();
+        let more = notices.len() - late > limit;
+        notices.truncate(late.saturating_add(limit));
+        let next = notices
+            .last()
+            .map(|n| n.seq)
+            .filter(|seq| more && *seq > after);
+        Ok(crate::ports::Replay { notices, next })
     }
 }
 
@@ -1263,5 +1273,65 @@ impl crate::ports::MarkerStore for MemoryMarkers {
         }
         all.insert(name.to_owned(), (marker.clone(), expected_version + 1));
         Ok(())
+    }
+}
+
+// ----------------------------------------------------------------------------- fairness
+
+/// The per-owner request counters in memory, with the adapter's conditional `ADD`.
+#[derive(Debug, Default)]
+pub struct MemoryRates {
+    counts: Mutex<BTreeMap<(OwnerId, Timestamp), u32>>,
+    /// When set, every call fails as unavailable.
+    pub failing: Mutex<bool>,
+}
+
+impl MemoryRates {
+    /// The requests counted for `owner` in the window starting at `window_start`.
+    pub fn count(&self, owner: &OwnerId, window_start: Timestamp) -> u32 {
+        lock(&self.counts)
+            .get(&(owner.clone(), window_start))
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl crate::ports::RateCounter for MemoryRates {
+    async fn take(
+        &self,
+        owner: &OwnerId,
+        window_start: Timestamp,
+        _window: Duration,
+        limit: u32,
+    ) -> Result<bool, RepoError> {
+        if *lock(&self.failing) {
+            return Err(RepoError::Unavailable("memory rates set to fail".into()));
+        }
+        let mut counts = lock(&self.counts);
+        let count = counts.entry((owner.clone(), window_start)).or_insert(0);
+        if *count >= limit {
+            return Ok(false);
+        }
+        *count += 1;
+        Ok(true)
+    }
+}
+
+/// Rows awaiting their bytes, from the rows in memory (what the `by_owner` query reads).
+impl crate::ports::AwaitingUploads for MemoryImages {
+    async fn awaiting_since(
+        &self,
+        owner: &OwnerId,
+        after: Timestamp,
+    ) -> Result<Vec<Timestamp>, RepoError> {
+        self.check()?;
+        let mut out: Vec<Timestamp> = lock(&self.rows)
+            .values()
+            .filter(|r| &r.owner_id == owner && r.created_at > after)
+            .filter(|r| r.upload_state == crate::domain::UploadState::AwaitingUpload)
+            .map(|r| r.created_at)
+            .collect();
+        out.sort();
+        Ok(out)
     }
 }

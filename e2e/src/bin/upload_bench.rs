@@ -2,7 +2,10 @@
 //! conditional row write — measured inside the handler, against the local stack's S3 and
 //! DynamoDB, over many requests; and the same requests end to end through the emulator's HTTP
 //! API, to show how much the emulator's invoke path adds. The anchor, measured in the same run,
-//! is one bare DynamoDB PutItem round trip: the handler's floor.
+//! is one bare DynamoDB PutItem round trip: the handler's floor. The handler's time includes the
+//! per-owner limits' checks (the rate's conditional write, the query of uploads awaiting their
+//! bytes); the requests are spread over owners of [`PER_OWNER`] requests each, so none is refused
+//! and each owner's query reads what a busy owner's would.
 //!
 //! Usage: `cargo run --release -p safelight-e2e --bin upload_bench -- [requests]` with the stack
 //! up (`make dev`). Prints a markdown table.
@@ -11,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use safelight::aws::{DynamoDigests, DynamoImages, Faults, S3Store};
+use safelight::aws::{DynamoDigests, DynamoImages, DynamoRates, Faults, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
 use upload::{Limits, Upload};
@@ -38,6 +41,10 @@ fn summary(name: &str, mut samples: Vec<Duration>, anchor: Duration) -> String {
     )
 }
 
+/// Requests per owner (each makes one in-process and one HTTP request): under the default
+/// `MaxAwaitingUploads` (50) and `UploadsPerMinute` (300).
+const PER_OWNER: usize = 20;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let n: usize = std::env::args()
@@ -45,7 +52,6 @@ async fn main() -> Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(500);
     let stack = Stack::load().await?;
-    let (sub, token) = stack.fresh_user().await?;
     let handler = Upload::new(
         S3Store::new(
             &stack.sdk,
@@ -62,17 +68,24 @@ async fn main() -> Result<()> {
             stack.var("SAFELIGHT_CONTROL_TABLE")?,
             Faults::default(),
         ),
+        DynamoRates::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
+            owner: safelight::limits::OwnerLimits::default(),
         },
     );
-    let mut event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(
+    let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../events/upload-presign.json"
     ))?)?;
-    event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
-    let request: ApiGatewayV2httpRequest = serde_json::from_value(event)?;
+    let as_owner = |sub: &str| -> Result<ApiGatewayV2httpRequest> {
+        let mut event = event.clone();
+        event["requestContext"]["authorizer"]["jwt"]["claims"]["sub"] = json!(sub);
+        Ok(serde_json::from_value(event)?)
+    };
+    let (sub, mut token) = stack.fresh_user().await?;
+    let mut request = as_owner(&sub)?;
 
     // Warm up connections and caches.
     for _ in 0..20 {
@@ -87,6 +100,11 @@ async fn main() -> Result<()> {
     let body = json!({"filename": "bench.jpg", "content_type": "image/jpeg", "size": 2_000_000});
     // Interleaved, so noise from the shared machine hits all three alike.
     for i in 0..n {
+        if i % PER_OWNER == 0 {
+            let (sub, fresh) = stack.fresh_user().await?;
+            request = as_owner(&sub)?;
+            token = fresh;
+        }
         let t = Instant::now();
         ddb.put_item()
             .table_name(&table)

@@ -155,10 +155,32 @@ async fn bench_concurrent_sockets_and_fan_out() -> Result<()> {
     let target = env_or("LIVE_BENCH_SOCKETS", 1000);
     let stack = Stack::load().await?;
     let (sub, token) = stack.fresh_user().await?;
+    // One owner's fan-out is the measure: lift the per-owner socket limit (10) for the run, and
+    // put the template's value back after it (set-env prints the old value; none means default).
+    let ws_function = stack.var("SAFELIGHT_WS_FUNCTION")?.to_owned();
+    let before = stack
+        .stackctl(&[
+            "set-env",
+            &ws_function,
+            "MAX_CONNECTIONS_PER_OWNER",
+            &target.clamp(1, 1000).to_string(),
+        ])
+        .await?;
+    let result = fan_out(&stack, target, &sub, &token).await;
+    let before = before.trim();
+    let mut restore = vec!["set-env", ws_function.as_str(), "MAX_CONNECTIONS_PER_OWNER"];
+    if !before.is_empty() {
+        restore.push(before);
+    }
+    stack.stackctl(&restore).await?;
+    result
+}
 
+/// Opens `target` sockets of one owner and measures one change's fan-out to all of them.
+async fn fan_out(stack: &Stack, target: usize, sub: &str, token: &str) -> Result<()> {
     let started = Instant::now();
     let opened: Vec<Result<Socket>> = stream::iter(0..target)
-        .map(|_| Socket::open(&stack, &token))
+        .map(|_| Socket::open(stack, token))
         .buffer_unordered(16)
         .collect()
         .await;

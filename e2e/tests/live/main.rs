@@ -1,5 +1,6 @@
 //! Live notices through the deployed local stack, with a real WebSocket client: who may connect,
-//! what an upload tells its owner (and nobody else), replay after a drop, and stale connections.
+//! what an upload tells its owner (and nobody else), replay after a drop, stale connections, and
+//! the per-owner limits and paged replay (`fairness`).
 //!
 //! `bench_*` tests are ignored measurements, not assertions:
 //! `cargo test -p safelight-e2e --test live -- --ignored --nocapture --test-threads 1`.
@@ -8,6 +9,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod bench;
+mod fairness;
 mod socket;
 
 use std::collections::{HashMap, HashSet};

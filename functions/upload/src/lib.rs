@@ -11,6 +11,13 @@
 //! Every refusal happens before anything is written, so a refused request leaves no row and no
 //! object.
 //!
+//! Fair to every owner (see [`safelight::limits`]): each request of an authenticated owner is
+//! counted first, in its owner's one-minute window (one conditional `UpdateItem`, no read); past
+//! `UPLOADS_PER_MINUTE` the answer is 429 `rate_limited` with `Retry-After` (what is left of the
+//! minute). A presigned request then counts the owner's uploads still awaiting their bytes with
+//! a working link (one bounded query of the `by_owner` index); at `MAX_AWAITING_UPLOADS` it is 429
+//! `too_many_pending_uploads`. A failure of either check answers 503: a limit is never skipped.
+//!
 //! Exact duplicates (see [`dedupe`]): when the owner already has an image of the same bytes (the
 //! request's `sha256`, or the direct body's digest), the answer is 200 `{image_id, duplicate_of,
 //! status, status_url}` and nothing is created or sent; an image still awaiting the same bytes
@@ -26,8 +33,10 @@ use base64::Engine as _;
 use dedupe::{Declared, Known};
 use safelight::aws::apigw_http;
 use safelight::config::MAX_DIRECT_UPLOAD_BYTES;
+use safelight::limits::{self, OwnerLimits};
 use safelight::ports::{
-    DigestIndex, ImageRepository, ObjectStore, PresignedPost, PresignedRequest, UploadConstraints,
+    AwaitingUploads, DigestIndex, ImageRepository, ObjectStore, PresignedPost, PresignedRequest,
+    RateCounter, UploadConstraints,
 };
 use safelight::{
     ApiError, ContentType, Identity, ImageId, ImageRecord, NewImage, ObjectKey, Status, Timestamp,
@@ -48,14 +57,17 @@ pub struct Limits {
     pub max_upload_bytes: u64,
     /// Validity of presigned uploads (≤ 15 min).
     pub presign_expires: Duration,
+    /// The per-owner limits (upload rate, uploads awaiting their bytes).
+    pub owner: OwnerLimits,
 }
 
 /// The handler with its ports.
 #[derive(Debug)]
-pub struct Upload<S, R, D> {
+pub struct Upload<S, R, D, L> {
     store: S,
     images: R,
     digests: D,
+    rates: L,
     limits: Limits,
 }
 
@@ -191,13 +203,20 @@ fn sha256_base64(hex_digest: &str) -> Result<String, ApiError> {
     Ok(B64.encode(bytes))
 }
 
-impl<S: ObjectStore, R: ImageRepository, D: DigestIndex> Upload<S, R, D> {
+impl<S, R, D, L> Upload<S, R, D, L>
+where
+    S: ObjectStore,
+    R: ImageRepository + AwaitingUploads,
+    D: DigestIndex,
+    L: RateCounter,
+{
     /// A handler over the given ports.
-    pub fn new(store: S, images: R, digests: D, limits: Limits) -> Self {
+    pub fn new(store: S, images: R, digests: D, rates: L, limits: Limits) -> Self {
         Upload {
             store,
             images,
             digests,
+            rates,
             limits,
         }
     }
@@ -215,6 +234,7 @@ impl<S: ObjectStore, R: ImageRepository, D: DigestIndex> Upload<S, R, D> {
         request: &ApiGatewayV2httpRequest,
     ) -> Result<ApiGatewayV2httpResponse, ApiError> {
         let identity = apigw_http::identity(request)?;
+        self.check_rate(&identity).await?;
         let declared = apigw_http::header(request, "content-type").unwrap_or_default();
         let essence = declared
             .split(';')
@@ -250,6 +270,49 @@ impl<S: ObjectStore, R: ImageRepository, D: DigestIndex> Upload<S, R, D> {
                 "unsupported_type",
                 format!("content type {declared:?} is not accepted: send application/json or an image/* body"),
             ))
+        }
+    }
+
+    /// Counts the request in its owner's window; 429 when the window is full.
+    async fn check_rate(&self, identity: &Identity) -> Result<(), ApiError> {
+        let now = Timestamp::now();
+        let counted = self
+            .rates
+            .take(
+                &identity.owner,
+                limits::window_start(now),
+                limits::RATE_WINDOW,
+                self.limits.owner.uploads_per_minute,
+            )
+            .await
+            .map_err(repo_failed)?;
+        if counted {
+            return Ok(());
+        }
+        tracing::info!(owner = %identity.owner, "upload refused: request rate");
+        Err(ApiError::over_limit(limits::upload_rate_refusal(now)))
+    }
+
+    /// 429 when the owner already has the most uploads awaiting their bytes.
+    async fn check_awaiting(&self, identity: &Identity) -> Result<(), ApiError> {
+        let now = Timestamp::now();
+        let lifetime = self.limits.presign_expires;
+        let awaiting = self
+            .images
+            .awaiting_since(&identity.owner, limits::awaiting_horizon(now, lifetime))
+            .await
+            .map_err(repo_failed)?;
+        match limits::awaiting_refusal(
+            &awaiting,
+            self.limits.owner.max_awaiting_uploads,
+            lifetime,
+            now,
+        ) {
+            None => Ok(()),
+            Some(refusal) => {
+                tracing::info!(owner = %identity.owner, awaiting = awaiting.len(), "upload refused: uploads awaiting their bytes");
+                Err(ApiError::over_limit(refusal))
+            }
         }
     }
 
@@ -300,6 +363,7 @@ impl<S: ObjectStore, R: ImageRepository, D: DigestIndex> Upload<S, R, D> {
             .ok_or_else(|| ApiError::bad_request("bad_filename", "filename must name a file"))?;
         let checksum = req.sha256.as_deref().map(sha256_base64).transpose()?;
         let digest = req.sha256.map(|s| s.trim().to_ascii_lowercase());
+        self.check_awaiting(identity).await?;
 
         let image_id = ImageId::new();
         safelight::aws::telemetry::tag_image(image_id);
@@ -506,7 +570,7 @@ fn repo_failed(e: safelight::ports::RepoError) -> ApiError {
     ApiError::unavailable()
 }
 
-impl<S, R, D> Upload<S, R, D> {
+impl<S, R, D, L> Upload<S, R, D, L> {
     /// The object store port (tests inspect it).
     pub fn store(&self) -> &S {
         &self.store
@@ -520,6 +584,11 @@ impl<S, R, D> Upload<S, R, D> {
     /// The digest index port (tests inspect it).
     pub fn digests(&self) -> &D {
         &self.digests
+    }
+
+    /// The request counters (tests inspect them).
+    pub fn rates(&self) -> &L {
+        &self.rates
     }
 }
 

@@ -2,7 +2,7 @@
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, DynamoDigests, DynamoImages, Faults, S3Store};
+use safelight::aws::{self, DynamoDigests, DynamoImages, DynamoRates, Faults, S3Store};
 use safelight::Config;
 use tracing::Instrument as _;
 use upload::{Limits, Upload};
@@ -13,17 +13,16 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let faults = Faults::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
+    let control_table = safelight::Config::require(&config.control_table, "CONTROL_TABLE")?;
     let handler = Upload::new(
         S3Store::new(&sdk, &config.bucket, faults.clone()),
         DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-        DynamoDigests::new(
-            &sdk,
-            safelight::Config::require(&config.control_table, "CONTROL_TABLE")?,
-            faults,
-        ),
+        DynamoDigests::new(&sdk, control_table, faults),
+        DynamoRates::new(&sdk, control_table),
         Limits {
             max_upload_bytes: config.max_upload_bytes,
             presign_expires: config.presign_expires,
+            owner: config.owner_limits,
         },
     );
     let (handler, telemetry) = (&handler, &telemetry);

@@ -8,19 +8,28 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use safelight::testing::{MemoryDigests, MemoryImages, MemoryStore};
+use safelight::limits::OwnerLimits;
+use safelight::testing::{MemoryDigests, MemoryImages, MemoryRates, MemoryStore};
 use safelight::{ContentType, Status, UploadState};
 use serde_json::{json, Value};
 use upload::{Limits, Upload};
 
-fn handler() -> Upload<MemoryStore, MemoryImages, MemoryDigests> {
+type Handler = Upload<MemoryStore, MemoryImages, MemoryDigests, MemoryRates>;
+
+fn handler() -> Handler {
+    handler_with(OwnerLimits::default())
+}
+
+fn handler_with(owner: OwnerLimits) -> Handler {
     Upload::new(
         MemoryStore::default(),
         MemoryImages::default(),
         MemoryDigests::default(),
+        MemoryRates::default(),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
+            owner,
         },
     )
 }
@@ -54,12 +63,7 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
     }
 }
 
-fn assert_refused(
-    h: &Upload<MemoryStore, MemoryImages, MemoryDigests>,
-    r: &ApiGatewayV2httpResponse,
-    status: i64,
-    code: &str,
-) {
+fn assert_refused(h: &Handler, r: &ApiGatewayV2httpResponse, status: i64, code: &str) {
     assert_eq!(r.status_code, status, "{:?}", r.body);
     assert_eq!(body(r)["error"]["code"], code);
     assert!(body(r)["error"]["message"]
@@ -77,7 +81,7 @@ trait Inspect {
     fn store_keys(&self) -> Vec<String>;
 }
 
-impl Inspect for Upload<MemoryStore, MemoryImages, MemoryDigests> {
+impl Inspect for Handler {
     fn images_rows(&self) -> Vec<safelight::ImageRecord> {
         self.images().rows()
     }
@@ -301,7 +305,7 @@ fn presign_of(bytes: &[u8]) -> ApiGatewayV2httpRequest {
 }
 
 /// The row made for `id`, after the bytes arrived and processing finished.
-fn arrive_and_complete(h: &Upload<MemoryStore, MemoryImages, MemoryDigests>, id: &str) {
+fn arrive_and_complete(h: &Handler, id: &str) {
     let mut row = h
         .images()
         .rows()
@@ -410,4 +414,147 @@ async fn concurrent_uploads_of_the_same_bytes_make_one_image() {
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
     assert_eq!(h.images().rows().len(), 1, "the losers' rows are removed");
+}
+
+// ------------------------------------------------------------------------------ fairness
+
+/// A request of `owner` (the JWT authorizer's `sub`).
+fn as_owner(mut r: ApiGatewayV2httpRequest, owner: &str) -> ApiGatewayV2httpRequest {
+    r.request_context
+        .authorizer
+        .as_mut()
+        .unwrap()
+        .jwt
+        .as_mut()
+        .unwrap()
+        .claims
+        .insert("sub".into(), owner.into());
+    r
+}
+
+fn presign_as(owner: &str, n: usize) -> ApiGatewayV2httpRequest {
+    as_owner(
+        presign_request(
+            json!({"filename": format!("p{n}.jpg"), "content_type": "image/jpeg", "size": 1000}),
+        ),
+        owner,
+    )
+}
+
+fn retry_after(r: &ApiGatewayV2httpResponse) -> u64 {
+    r.headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no Retry-After in {:?}", r.headers))
+}
+
+/// Makes this thread's clock start `secs_into` seconds into a minute (the test takes far less
+/// than the rest of it), so a test's requests share one rate window.
+fn clock_at(secs_into: i64) -> i64 {
+    let minute = 1_800_000_000_000; // a whole minute: 30 000 000 of them since the epoch
+    safelight::determinism::install(minute + secs_into * 1000, 1);
+    minute
+}
+
+#[tokio::test]
+async fn an_owner_past_the_upload_rate_gets_429_with_retry_after_while_another_owner_is_served() {
+    clock_at(45);
+    let h = handler_with(OwnerLimits {
+        uploads_per_minute: 3,
+        ..OwnerLimits::default()
+    });
+    for n in 0..3 {
+        let r = h.handle(&presign_as("greedy", n)).await;
+        assert_eq!(r.status_code, 201, "{:?}", r.body);
+    }
+    let refused = h.handle(&presign_as("greedy", 3)).await;
+    assert_eq!(refused.status_code, 429, "{:?}", refused.body);
+    assert_eq!(body(&refused)["error"]["code"], "rate_limited");
+    assert_eq!(retry_after(&refused), 15, "what is left of the minute");
+    // A direct upload counts against the same rate, and a refusal writes nothing.
+    let direct = h
+        .handle(&as_owner(
+            direct_request("image/png", &tiny_png()),
+            "greedy",
+        ))
+        .await;
+    assert_eq!(direct.status_code, 429);
+    assert_eq!(h.images_rows().len(), 3);
+    assert!(h.store_keys().is_empty());
+
+    let other = h.handle(&presign_as("patient", 0)).await;
+    assert_eq!(other.status_code, 201, "another owner is unaffected");
+    safelight::determinism::uninstall();
+}
+
+#[tokio::test]
+async fn the_upload_rate_counts_per_minute_so_the_next_minute_is_served_again() {
+    let minute = clock_at(59);
+    let h = handler_with(OwnerLimits {
+        uploads_per_minute: 1,
+        ..OwnerLimits::default()
+    });
+    assert_eq!(h.handle(&presign_as("u", 0)).await.status_code, 201);
+    let refused = h.handle(&presign_as("u", 1)).await;
+    assert_eq!(refused.status_code, 429);
+    assert_eq!(retry_after(&refused), 1);
+    safelight::determinism::install(minute + 60_000, 1);
+    assert_eq!(h.handle(&presign_as("u", 2)).await.status_code, 201);
+    let owner: safelight::OwnerId = "u".parse().unwrap();
+    let window = safelight::Timestamp::from_unix_millis(minute);
+    assert_eq!(
+        h.rates().count(&owner, window),
+        1,
+        "the refusal was not counted"
+    );
+    safelight::determinism::uninstall();
+}
+
+#[tokio::test]
+async fn uploads_awaiting_their_bytes_are_limited_per_owner_and_an_arrival_or_expiry_frees_a_slot()
+{
+    let minute = clock_at(0);
+    let h = handler_with(OwnerLimits {
+        max_awaiting_uploads: 2,
+        ..OwnerLimits::default()
+    });
+    let first = h.handle(&presign_as("busy", 0)).await;
+    assert_eq!(first.status_code, 201);
+    assert_eq!(h.handle(&presign_as("busy", 1)).await.status_code, 201);
+    let refused = h.handle(&presign_as("busy", 2)).await;
+    assert_eq!(refused.status_code, 429, "{:?}", refused.body);
+    assert_eq!(body(&refused)["error"]["code"], "too_many_pending_uploads");
+    assert_eq!(
+        retry_after(&refused),
+        safelight::limits::AWAITING_RETRY_AFTER_CAP_SECS,
+        "the links live 15 minutes: the cap"
+    );
+    assert_eq!(h.images_rows().len(), 2, "the refusal wrote no row");
+    assert_eq!(
+        h.handle(&presign_as("calm", 0)).await.status_code,
+        201,
+        "another owner is unaffected"
+    );
+
+    // The first one's bytes arrive: a slot is free.
+    let id = body(&first)["image_id"].as_str().unwrap().to_owned();
+    arrive_and_complete(&h, &id);
+    assert_eq!(h.handle(&presign_as("busy", 3)).await.status_code, 201);
+    assert_eq!(h.handle(&presign_as("busy", 4)).await.status_code, 429);
+
+    // Bytes that never come: once their links have expired, those rows stop counting even
+    // before the sweeper marks them expired.
+    safelight::determinism::install(minute + 901_000, 1);
+    assert_eq!(h.handle(&presign_as("busy", 5)).await.status_code, 201);
+    safelight::determinism::uninstall();
+}
+
+#[tokio::test]
+async fn a_limit_that_cannot_be_checked_answers_503_and_is_never_skipped() {
+    let h = handler();
+    *h.rates().failing.lock().unwrap() = true;
+    let r = h.handle(&presign_as("u", 0)).await;
+    assert_eq!(r.status_code, 503);
+    assert!(h.images_rows().is_empty());
 }

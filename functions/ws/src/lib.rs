@@ -5,14 +5,20 @@
 //!   whichever comes first: a connection row never outlives the token that opened it, so
 //!   `notify` stops sending to it and `resume` refuses it once the token has expired. A missing, expired,
 //!   forged or foreign token is refused with 401, which refuses the WebSocket handshake. The token
-//!   is never logged.
+//!   is never logged. An owner who already has `MAX_CONNECTIONS_PER_OWNER` open connections (a
+//!   query of the connections table's `by_owner` index, expired rows not counted) is refused with
+//!   429 and `Retry-After` (API Gateway passes the status to the client; the local emulator turns
+//!   any refusal into 403).
 //! - `$disconnect`: removes the connection's row.
 //! - `$default` (route selection is `$request.body.action`, and no other route exists):
 //!   - `{"action":"ping"}` -> `{"type":"pong"}`;
-//!   - `{"action":"resume","since":N}` -> every stored notice of the caller with `seq > N`, and
-//!     those numbered below N that were stored after notice N (two stream shards of one owner
-//!     can store 6 after 7), in `seq` order, then
-//!     `{"type":"resumed","since":N,"replayed":k,"last_seq":L}`;
+//!   - `{"action":"resume","since":N}` -> the caller's stored notices with `seq > N`, at most
+//!     `RESUME_PAGE_SIZE` of them, and those numbered below N that were stored after notice N
+//!     (two stream shards of one owner can store 6 after 7), in `seq` order, then
+//!     `{"type":"resumed","since":N,"replayed":k,"last_seq":L}` when that was all, or
+//!     `{"type":"resume:more","since":N,"replayed":k,"after":A}` when more may follow: the client
+//!     sends `{"action":"resume","since":A}` for the next page. A page fits well inside the
+//!     function's 10 s timeout however long the log;
 //!   - anything else -> `{"type":"error","code":…,"message":…}`.
 //!
 //!   Frames go back through `PostToConnection` to the caller's own connection id. A frame can
@@ -22,6 +28,8 @@
 pub mod token;
 
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
+use aws_lambda_events::http::HeaderValue;
+use safelight::limits::{self, OwnerLimits};
 use safelight::notice::CONNECTION_TTL_SECS;
 use safelight::ports::{
     Connection, ConnectionPoster, ConnectionRepository, NoticeLog, PostOutcome, RealtimeError,
@@ -87,6 +95,7 @@ pub struct Ws<C, N, P, V> {
     notices: N,
     poster: P,
     verifier: V,
+    limits: OwnerLimits,
 }
 
 /// A response without a body. API Gateway forwards a `$default` body to the client only when
@@ -105,14 +114,21 @@ where
     P: ConnectionPoster,
     V: TokenVerifier,
 {
-    /// A handler on these ports.
+    /// A handler on these ports, with the default per-owner limits.
     pub fn new(connections: C, notices: N, poster: P, verifier: V) -> Self {
         Ws {
             connections,
             notices,
             poster,
             verifier,
+            limits: OwnerLimits::default(),
         }
+    }
+
+    /// The same handler with these per-owner limits (open connections, resume page size).
+    #[must_use]
+    pub fn with_limits(self, limits: OwnerLimits) -> Self {
+        Ws { limits, ..self }
     }
 
     /// The connections table (tests inspect it).
@@ -184,6 +200,14 @@ where
         };
         let now = Timestamp::now();
         let owner = verified.owner;
+        let open = self.connections.for_owner(&owner, now).await?.len();
+        if let Some(refusal) = limits::connections_refusal(open, self.limits.max_connections) {
+            tracing::info!(owner = %owner, open, "connection refused: too many open connections");
+            let mut r = response(429);
+            r.headers
+                .insert("retry-after", HeaderValue::from(refusal.retry_after_secs()));
+            return Ok(r);
+        }
         self.connections
             .put(&Connection {
                 connection_id: connection_id.to_owned(),
@@ -238,21 +262,31 @@ where
                 Ok(response(200))
             }
             Action::Resume { since } => {
-                let notices = self.notices.since(&connection.owner, since, now).await?;
+                let page = usize::try_from(self.limits.resume_page).unwrap_or(usize::MAX);
+                let replay = self
+                    .notices
+                    .since(&connection.owner, since, now, page)
+                    .await?;
+                let notices = &replay.notices;
                 let last_seq = notices.iter().map(|n| n.seq).fold(since, u64::max);
-                for notice in &notices {
+                for notice in notices {
                     let frame = serde_json::to_value(notice)
                         .map_err(|e| RealtimeError::Malformed(e.to_string()))?;
                     if !self.send(connection_id, &frame).await? {
                         return Ok(response(200));
                     }
                 }
-                tracing::info!(since, replayed = notices.len(), "resumed");
-                self.send(
-                    connection_id,
-                    &json!({"type": "resumed", "since": since, "replayed": notices.len(), "last_seq": last_seq}),
-                )
-                .await?;
+                let end = match replay.next {
+                    Some(after) => {
+                        tracing::info!(since, replayed = notices.len(), after, "resume page sent");
+                        json!({"type": "resume:more", "since": since, "replayed": notices.len(), "after": after})
+                    }
+                    None => {
+                        tracing::info!(since, replayed = notices.len(), "resumed");
+                        json!({"type": "resumed", "since": since, "replayed": notices.len(), "last_seq": last_seq})
+                    }
+                };
+                self.send(connection_id, &end).await?;
                 Ok(response(200))
             }
         }

@@ -22,7 +22,8 @@ async fn main() -> Result<(), Error> {
         notices,
         poster,
         JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience).with_key_cache(key_cache),
-    );
+    )
+    .with_limits(config.owner_limits);
     let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
         let response = handler.handle(&event.payload).await;

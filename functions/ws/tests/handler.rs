@@ -456,3 +456,186 @@ async fn resume_also_replays_a_notice_numbered_before_since_that_arrived_after_i
         .collect();
     assert_eq!(seqs, [6], "5 came before 7 and was seen; 6 arrived late");
 }
+
+// ------------------------------------------------------------------------------ fairness
+
+fn limited(max_connections: u32, resume_page: u32) -> Handler {
+    let (h, _) = handler();
+    h.with_limits(safelight::limits::OwnerLimits {
+        max_connections,
+        resume_page,
+        ..safelight::limits::OwnerLimits::default()
+    })
+}
+
+#[tokio::test]
+async fn an_owner_at_the_connection_limit_is_refused_with_429_and_retry_after_while_others_connect()
+{
+    let h = limited(2, 100);
+    assert_eq!(
+        connect(&h, "a-1", Some(&valid("alice"))).await.status_code,
+        200
+    );
+    assert_eq!(
+        connect(&h, "a-2", Some(&valid("alice"))).await.status_code,
+        200
+    );
+    let refused = connect(&h, "a-3", Some(&valid("alice"))).await;
+    assert_eq!(refused.status_code, 429);
+    let retry: u64 = refused.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(retry, safelight::limits::CONNECTIONS_RETRY_AFTER_SECS);
+    assert!(h.connections().row("a-3").is_none(), "nothing stored");
+    assert_eq!(
+        connect(&h, "b-1", Some(&valid("bob"))).await.status_code,
+        200,
+        "another owner is unaffected"
+    );
+
+    // A closed socket frees its slot; so does a row past its expiry (a socket whose
+    // `$disconnect` never came), without waiting for TTL deletion.
+    h.handle(&{
+        let mut e = event("ws-disconnect.json");
+        e.request_context.connection_id = Some("a-1".to_owned());
+        e
+    })
+    .await;
+    assert_eq!(
+        connect(&h, "a-4", Some(&valid("alice"))).await.status_code,
+        200
+    );
+    let mut stale = h.connections().row("a-2").unwrap();
+    stale.expires_at = Timestamp::now().plus_secs(-1);
+    h.connections().insert(stale);
+    assert_eq!(
+        connect(&h, "a-5", Some(&valid("alice"))).await.status_code,
+        200
+    );
+    assert_eq!(
+        connect(&h, "a-6", Some(&valid("alice"))).await.status_code,
+        429
+    );
+}
+
+/// Follows `resume:more` frames from `since` as a client does; returns the notices' seqs in
+/// the order received and the number of pages.
+async fn resume_all(h: &Handler, connection_id: &str, since: u64) -> (Vec<u64>, usize) {
+    let mut since = since;
+    let mut pages = 0;
+    loop {
+        let before = h.poster().frames_to(connection_id).len();
+        let r = h
+            .handle(&message(
+                connection_id,
+                &json!({"action": "resume", "since": since}).to_string(),
+            ))
+            .await;
+        assert_eq!(r.status_code, 200);
+        pages += 1;
+        assert!(pages <= 100, "resume never ends");
+        let frames = h.poster().frames_to(connection_id);
+        let end = frames.last().unwrap().clone();
+        let page: Vec<u64> = frames[before..]
+            .iter()
+            .filter_map(|f| f["seq"].as_u64())
+            .collect();
+        assert_eq!(end["replayed"].as_u64().unwrap() as usize, page.len());
+        assert!(page.len() <= 100, "a page is bounded: {}", page.len());
+        match end["type"].as_str().unwrap() {
+            "resume:more" => {
+                assert_eq!(end["since"], json!(since));
+                since = end["after"].as_u64().unwrap();
+                assert_eq!(
+                    Some(&since),
+                    page.last(),
+                    "the next page starts after this one"
+                );
+            }
+            "resumed" => return (frames_seqs(h, connection_id), pages),
+            other => panic!("unexpected end of a page: {other}"),
+        }
+    }
+}
+
+fn frames_seqs(h: &Handler, connection_id: &str) -> Vec<u64> {
+    h.poster()
+        .frames_to(connection_id)
+        .iter()
+        .filter_map(|f| f["seq"].as_u64())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resume_from_zero_after_5000_notices_comes_back_in_bounded_pages_the_client_follows() {
+    let h = limited(10, 100);
+    connect(&h, "me", Some(&valid("alice"))).await;
+    let alice = owner("alice");
+    let later = Timestamp::now().plus_secs(3600);
+    for seq in 1..=5000 {
+        h.notices().insert(&alice, notice(seq), later);
+    }
+    let (seqs, pages) = resume_all(&h, "me", 0).await;
+    assert_eq!(pages, 50);
+    assert_eq!(
+        seqs,
+        (1..=5000).collect::<Vec<_>>(),
+        "every notice once, in order"
+    );
+    assert_eq!(
+        h.poster().frames_to("me").last().unwrap(),
+        &json!({"type": "resumed", "since": 4900, "replayed": 100, "last_seq": 5000})
+    );
+}
+
+#[tokio::test]
+async fn the_first_page_of_a_resume_keeps_the_old_contract_when_it_holds_everything() {
+    let h = limited(10, 10);
+    connect(&h, "me", Some(&valid("alice"))).await;
+    let alice = owner("alice");
+    let later = Timestamp::now().plus_secs(3600);
+    for seq in 1..=10 {
+        h.notices().insert(&alice, notice(seq), later);
+    }
+    h.handle(&message("me", r#"{"action":"resume","since":0}"#))
+        .await;
+    let frames = h.poster().frames_to("me");
+    assert_eq!(frames.len(), 11, "ten notices, then the end");
+    assert_eq!(
+        frames.last().unwrap(),
+        &json!({"type": "resumed", "since": 0, "replayed": 10, "last_seq": 10})
+    );
+    // One more: the first page ends with a continuation instead.
+    h.notices().insert(&alice, notice(11), later);
+    connect(&h, "me-again", Some(&valid("alice"))).await;
+    let (seqs, pages) = resume_all(&h, "me-again", 0).await;
+    assert_eq!(pages, 2);
+    assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
+    assert_eq!(
+        h.poster().frames_to("me-again")[10],
+        json!({"type": "resume:more", "since": 0, "replayed": 10, "after": 10})
+    );
+}
+
+#[tokio::test]
+async fn a_late_notice_below_since_does_not_count_against_the_page() {
+    let h = limited(10, 10);
+    connect(&h, "me", Some(&valid("alice"))).await;
+    let alice = owner("alice");
+    let later = Timestamp::now().plus_secs(3600);
+    for seq in (1..=29).filter(|s| *s != 5) {
+        h.notices().insert(&alice, notice(seq), later);
+    }
+    // Numbered 5, stored after 8: a page from 8 replays it first, plus ten after 8.
+    h.notices().insert(&alice, notice(5), later);
+    h.handle(&message("me", r#"{"action":"resume","since":8}"#))
+        .await;
+    let seqs = frames_seqs(&h, "me");
+    assert_eq!(seqs, [5, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
+    assert_eq!(
+        h.poster().frames_to("me").last().unwrap(),
+        &json!({"type": "resume:more", "since": 8, "replayed": 11, "after": 18})
+    );
+}

@@ -60,7 +60,13 @@ pub fn json<T: Serialize>(status: u16, body: &T) -> ApiGatewayV2httpResponse {
 
 /// An error response in the API's contract.
 pub fn error(err: &ApiError) -> ApiGatewayV2httpResponse {
-    response(err.status, err.body().to_string())
+    let mut response = response(err.status, err.body().to_string());
+    if let Some(secs) = err.retry_after_secs {
+        response
+            .headers
+            .insert("retry-after", HeaderValue::from(secs));
+    }
+    response
 }
 
 fn response(status: u16, body: String) -> ApiGatewayV2httpResponse {

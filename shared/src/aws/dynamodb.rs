@@ -16,7 +16,8 @@ use super::faults::Faults;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
 use crate::ops::backfill::LegacyRow;
 use crate::ports::{
-    BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow, Written,
+    AwaitingUploads, BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow,
+    Written,
 };
 
 /// The images table.
@@ -296,6 +297,53 @@ impl ImageRepository for DynamoImages {
 
 /// The `by_status` index.
 const BY_STATUS: &str = "by_status";
+
+/// One bounded query of the `by_owner` index: the owner's rows created after `after` (at most
+/// the presigned link's lifetime ago, so at most the upload rate times that lifetime), filtered
+/// to `awaiting_upload`, projecting only `created_at`.
+impl AwaitingUploads for DynamoImages {
+    async fn awaiting_since(
+        &self,
+        owner: &OwnerId,
+        after: Timestamp,
+    ) -> Result<Vec<Timestamp>, RepoError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name("by_owner")
+                .key_condition_expression("owner_id = :owner AND created_at > :after")
+                .filter_expression("upload_state = :awaiting")
+                .projection_expression("created_at")
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+                .expression_attribute_values(":after", AttributeValue::S(after.to_string()))
+                .expression_attribute_values(
+                    ":awaiting",
+                    AttributeValue::S("awaiting_upload".into()),
+                )
+                .scan_index_forward(true)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            for item in page.items() {
+                let at = item
+                    .get("created_at")
+                    .and_then(|v| v.as_s().ok())
+                    .and_then(|t| t.parse::<Timestamp>().ok())
+                    .ok_or_else(|| RepoError::Malformed("created_at is not a timestamp".into()))?;
+                out.push(at);
+            }
+            match page.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(out),
+            }
+        }
+    }
+}
 
 impl StatusIndex for DynamoImages {
     async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {

@@ -26,7 +26,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::faults::Faults;
 use crate::domain::{Notice, OwnerId, Timestamp};
-use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError};
+use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError, Replay};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -365,13 +365,21 @@ impl NoticeLog for DynamoNotices {
         owner: &OwnerId,
         after: u64,
         now: Timestamp,
-    ) -> Result<Vec<Notice>, RealtimeError> {
+        limit: usize,
+    ) -> Result<Replay, RealtimeError> {
         self.faults.check("ddb_get").map_err(unavailable)?;
-        // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at).
+        // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at), then at most
+        // one page and one more notice: a resume reads a bounded slice of the log, however long.
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);
+        let want = usize::try_from(after - from)
+            .unwrap_or(usize::MAX)
+            .saturating_add(limit)
+            .saturating_add(1);
         let mut items = Vec::new();
         let mut start = None;
+        let mut capped = false;
         loop {
+            let left = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
             let page = self
                 .client
                 .query()
@@ -381,6 +389,7 @@ impl NoticeLog for DynamoNotices {
                 .expression_attribute_values(":from", n(from))
                 .scan_index_forward(true)
                 .consistent_read(true)
+                .limit(left)
                 .set_exclusive_start_key(start)
                 .send()
                 .await
@@ -392,7 +401,11 @@ impl NoticeLog for DynamoNotices {
                     .cloned(),
             );
             match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
+                Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
+                Some(key) if !key.is_empty() => {
+                    capped = true;
+                    break;
+                }
                 _ => break,
             }
         }
@@ -420,9 +433,19 @@ impl NoticeLog for DynamoNotices {
             }
         }
         // The sort key orders them already; sorting again guards against an emulator that
-        // pages differently and costs nothing at replay sizes.
+        // pages differently and costs nothing at page sizes.
         out.sort_by_key(|notice| notice.seq);
-        Ok(out)
+        // The late ones (below `after`) come first and do not count against the page.
+        let late = out.iter().filter(|notice| notice.seq < after).count();
+        let more = capped || out.len() - late > limit;
+        out.truncate(late.saturating_add(limit));
+        // Past the page's last notice, or (a page of only expired rows) past what was read.
+        let next = out
+            .last()
+            .map(|notice| notice.seq)
+            .or_else(|| items.iter().map(seq_of).max())
+            .filter(|seq| more && *seq > after);
+        Ok(Replay { notices: out, next })
     }
 }
 

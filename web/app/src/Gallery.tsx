@@ -107,7 +107,9 @@ function Uploads({ entries, onClear }: { entries: UploadEntry[]; onClear: () => 
                 ? `Failed: ${e.error.message}`
                 : e.progress.phase === 'requesting'
                   ? 'Waiting…'
-                  : e.progress.phase === 'uploading'
+                  : e.progress.phase === 'waiting'
+                    ? `Server busy for your account: trying again in ${e.progress.retryInSecs ?? 1} s`
+                    : e.progress.phase === 'uploading'
                     ? `${Math.round(e.progress.fraction * 100)}%`
                     : e.duplicateOf
                       ? 'Already in your gallery'

@@ -185,4 +185,68 @@ describe('Realtime', () => {
     offB();
     expect(FakeSocket.last().closedWith).toBe(1000);
   });
+
+  it('follows a paged replay: each resume:more asks for the next page until resumed', async () => {
+    const { got, rt } = setup({ since: 0 });
+    const resumed: number[] = [];
+    rt.subscribe({ resumed: (f) => resumed.push(f.last_seq) });
+    await vi.advanceTimersByTimeAsync(0);
+    const s = FakeSocket.last();
+    s.open();
+    expect(s.sent).toEqual([{ action: 'resume', since: 0 }]);
+    for (let seq = 1; seq <= 100; seq += 1) s.receive(notice(seq, `img-${seq}`));
+    s.receive({ type: 'resume:more', since: 0, replayed: 100, after: 100 });
+    expect(s.sent).toEqual([
+      { action: 'resume', since: 0 },
+      { action: 'resume', since: 100 },
+    ]);
+    for (let seq = 101; seq <= 150; seq += 1) s.receive(notice(seq, `img-${seq}`));
+    s.receive({ type: 'resume:more', since: 100, replayed: 50, after: 150 });
+    expect(s.sent.at(-1)).toEqual({ action: 'resume', since: 150 });
+    s.receive(notice(151, 'img-151'));
+    s.receive({ type: 'resumed', since: 150, replayed: 1, last_seq: 151 });
+    expect(s.sent).toHaveLength(3);
+    expect(resumed).toEqual([151]);
+    expect(got).toHaveLength(151);
+    expect(got.every((g) => g.replayed)).toBe(true);
+    expect(rt.lastSeq).toBe(151);
+    // A continuation that would not move forward is not followed (no loop).
+    s.receive({ type: 'resume:more', since: 151, replayed: 0, after: 151 });
+    expect(s.sent).toHaveLength(3);
+  });
+
+  it('a paged replay cut by a drop resumes from the last notice applied', async () => {
+    setup({ since: 0 });
+    await vi.advanceTimersByTimeAsync(0);
+    const s = FakeSocket.last();
+    s.open();
+    for (let seq = 1; seq <= 40; seq += 1) s.receive(notice(seq, `img-${seq}`));
+    s.drop();
+    await vi.advanceTimersByTimeAsync(1000);
+    FakeSocket.last().open();
+    expect(FakeSocket.last().sent).toEqual([{ action: 'resume', since: 40 }]);
+  });
+
+  it('backs off when $connect refuses the handshake (429: too many sockets) instead of looping', async () => {
+    const { states } = setup();
+    await vi.advanceTimersByTimeAsync(0);
+    // A refused handshake: the browser sees a close (1006) without an open, never the status.
+    FakeSocket.last().drop();
+    const delays: number[] = [];
+    for (let attempt = 1; attempt <= 6; attempt += 1) {
+      const before = FakeSocket.all.length;
+      let waited = 0;
+      while (FakeSocket.all.length === before) {
+        await vi.advanceTimersByTimeAsync(250);
+        waited += 250;
+        expect(waited).toBeLessThanOrEqual(8000);
+      }
+      delays.push(waited);
+      FakeSocket.last().drop();
+    }
+    // 750, 1500, 3000, 6000 ms, then the cap (8000 ms with random 0.5 -> 6000 ms): never faster.
+    expect(delays).toEqual([750, 1500, 3000, 6000, 6000, 6000]);
+    expect(states.at(-1)).toBe('reconnecting');
+    expect(FakeSocket.all.every((sock) => sock.sent.length === 0)).toBe(true);
+  });
 });

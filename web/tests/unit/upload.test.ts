@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { Limiter, SafelightError, contentTypeOf, createClient, sendToStorage, type UploadProgress, type UploadTicket } from '@safelight/client';
+import { Limiter, SafelightError, contentTypeOf, createClient, parseRetryAfter, sendToStorage, type UploadProgress, type UploadTicket } from '@safelight/client';
 import { FakeXhr } from './fakes';
 
 const ticket: UploadTicket = {
@@ -155,5 +155,102 @@ describe('Http', () => {
     const fetch = vi.fn(async () => new Response('{"message":"Forbidden"}', { status: 403 }));
     const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch });
     await expect(client.admin.processingQueue()).rejects.toMatchObject({ code: 'forbidden', status: 403 });
+  });
+});
+
+describe('client.upload over a limit (429 with Retry-After)', () => {
+  const refused = (secs: string | null) =>
+    new Response(JSON.stringify({ error: { code: 'rate_limited', message: 'too many upload requests this minute' } }), {
+      status: 429,
+      headers: secs === null ? {} : { 'retry-after': secs },
+    });
+  const accepted = () => new Response(JSON.stringify(ticket), { status: 201 });
+
+  it('waits what Retry-After says, shows it is waiting, then asks again and uploads', async () => {
+    const answers = [refused('7'), refused('2'), accepted()];
+    const fetch = vi.fn(async () => answers.shift()!);
+    const slept: number[] = [];
+    const sleep = vi.fn(async (ms: number) => {
+      slept.push(ms);
+    });
+    const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch, sleep, xhr: () => new FakeXhr() });
+    const seen: UploadProgress[] = [];
+    const done = client.upload(new File(['hello'], 'cat.jpg', { type: 'image/jpeg' }), { onProgress: (p) => seen.push(p) });
+    await vi.waitFor(() => expect(FakeXhr.all).toHaveLength(1));
+    FakeXhr.all[0]!.respond(200);
+    expect(await done).toMatchObject({ imageId: 'img-1' });
+    expect(fetch).toHaveBeenCalledTimes(3);
+    // Each wait is the server's seconds plus under a second of jitter.
+    expect(slept).toHaveLength(2);
+    expect(slept[0]).toBeGreaterThanOrEqual(7000);
+    expect(slept[0]).toBeLessThanOrEqual(8000);
+    expect(slept[1]).toBeGreaterThanOrEqual(2000);
+    expect(slept[1]).toBeLessThanOrEqual(3000);
+    expect(seen.map((p) => (p.phase === 'waiting' ? `waiting ${p.retryInSecs}` : p.phase))).toEqual([
+      'requesting',
+      'waiting 7',
+      'requesting',
+      'waiting 2',
+      'requesting',
+      'uploading',
+      'stored',
+    ]);
+  });
+
+  it('gives up after a bounded number of tries with the 429 and its Retry-After', async () => {
+    const fetch = vi.fn(async () => refused('1'));
+    const sleep = vi.fn(async () => {});
+    const client = createClient({
+      apiUrl: 'http://api.test',
+      wsUrl: 'ws://x',
+      getToken: () => 't',
+      fetch,
+      sleep,
+      rateLimit: { retries: 2 },
+      xhr: () => new FakeXhr(),
+    });
+    const err = await client.upload(new File(['x'], 'a.jpg', { type: 'image/jpeg' })).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'rate_limited', status: 429, retryAfterSecs: 1 });
+    expect(fetch).toHaveBeenCalledTimes(3);
+    expect(sleep).toHaveBeenCalledTimes(2);
+    expect(FakeXhr.all).toHaveLength(0);
+  });
+
+  it('does not wait on a 429 without Retry-After, or one longer than it is willing to wait', async () => {
+    for (const secs of [null, '3600']) {
+      const fetch = vi.fn(async () => refused(secs));
+      const sleep = vi.fn(async () => {});
+      const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch, sleep, xhr: () => new FakeXhr() });
+      await expect(client.upload(new File(['x'], 'a.jpg', { type: 'image/jpeg' }))).rejects.toMatchObject({ status: 429 });
+      expect(fetch).toHaveBeenCalledTimes(1);
+      expect(sleep).not.toHaveBeenCalled();
+    }
+  });
+
+  it('stops waiting when the upload is cancelled', async () => {
+    vi.useFakeTimers();
+    try {
+      const fetch = vi.fn(async () => refused('30'));
+      const client = createClient({ apiUrl: 'http://api.test', wsUrl: 'ws://x', getToken: () => 't', fetch, xhr: () => new FakeXhr() });
+      const abort = new AbortController();
+      const done = client.upload(new File(['x'], 'a.jpg', { type: 'image/jpeg' }), { signal: abort.signal }).catch((e: unknown) => e);
+      await vi.waitFor(() => expect(fetch).toHaveBeenCalledTimes(1));
+      abort.abort();
+      expect(await done).toMatchObject({ code: 'aborted' });
+      await vi.advanceTimersByTimeAsync(60_000);
+      expect(fetch).toHaveBeenCalledTimes(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});
+
+describe('parseRetryAfter', () => {
+  it('reads seconds or an HTTP date, and nothing else', () => {
+    expect(parseRetryAfter('12')).toBe(12);
+    expect(parseRetryAfter(null)).toBeNull();
+    expect(parseRetryAfter('soon')).toBeNull();
+    const now = Date.parse('2026-12-07T15:00:00Z');
+    expect(parseRetryAfter('Mon, 07 Dec 2026 15:00:30 GMT', now)).toBe(30);
   });
 });

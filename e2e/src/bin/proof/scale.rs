@@ -397,9 +397,10 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
 
 /// DynamoDB's write limit per partition (WCU/s).
 const PARTITION_WCU: f64 = 1000.0;
-/// The most uploads per second one owner makes (the per-owner upload limit): what an owner's
-/// partitions (their gallery index, their notice counter and log) take at most.
-const OWNER_RATE: f64 = 10.0;
+/// The most uploads per second one owner makes: the per-owner upload limit (`UploadsPerMinute`,
+/// 300 by default). What an owner's partitions (their gallery index, rate counter, notice counter
+/// and log) take at most.
+const OWNER_RATE: f64 = 300.0 / 60.0;
 
 /// How the writes to one key pattern spread over partitions.
 #[derive(Debug, Clone, Copy)]
@@ -486,6 +487,8 @@ fn partition_model() -> Vec<KeyLoad> {
         ),
         small("control", "lease#{stage}#{image}", 2.0, PerImage),
         small("control", "digest#{owner}#{sha256}", 1.0, PerImage),
+        // the per-owner upload rate window (one per upload request)
+        small("control", "rate#upload#{owner}#{minute}", 1.0, PerOwner),
         small(
             "control",
             "throughput#{minute}#{shard}",

@@ -37,6 +37,30 @@ export interface ClientOptions {
   convertHeic?: HeicConverter;
   /** SHA-256 of each file before upload (duplicate check, signed checksum); Web Crypto by default. */
   hasher?: FileHasher;
+  /** After a 429 (an owner's limit), how often one upload request is sent again (default 5) and
+   * the longest wait honoured (default 120 s; a longer `Retry-After` fails the upload at once). */
+  rateLimit?: { retries?: number; maxWaitSecs?: number };
+  /** Waits `ms` (aborted by `signal`); `setTimeout` by default (tests pass fake timers). */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+/** `setTimeout` as a promise that the signal rejects. */
+function sleepFor(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(new SafelightError('aborted', 'the upload was cancelled'));
+      return;
+    }
+    const onAbort = () => {
+      globalThis.clearTimeout(handle);
+      reject(new SafelightError('aborted', 'the upload was cancelled'));
+    };
+    const handle = globalThis.setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 export interface UploadOptions {
@@ -123,10 +147,13 @@ export class SafelightClient {
         opts.onProgress?.({ phase, loaded, total: sent.size, fraction: sent.size ? loaded / sent.size : 1 });
       report('requesting', 0);
       const sha256 = await this.hash(sent);
-      const answer = await this.http.json<UploadTicket | DuplicateUpload>(
-        'POST',
-        '/api/images/upload',
-        { filename: sent.name, content_type: contentTypeOf(sent), size: sent.size, ...(sha256 ? { sha256 } : {}) },
+      const body = { filename: sent.name, content_type: contentTypeOf(sent), size: sent.size, ...(sha256 ? { sha256 } : {}) };
+      const answer = await this.withRetryAfter(
+        () => this.http.json<UploadTicket | DuplicateUpload>('POST', '/api/images/upload', body, opts.signal),
+        (secs) =>
+          secs === null
+            ? report('requesting', 0)
+            : opts.onProgress?.({ phase: 'waiting', loaded: 0, total: sent.size, fraction: 0, retryInSecs: secs }),
         opts.signal,
       );
       if (isDuplicate(answer)) {
@@ -143,6 +170,31 @@ export class SafelightClient {
       report('stored', sent.size);
       return { imageId: answer.image_id, ticket: answer, file: sent, duplicate: null, alreadyStored: outcome === 'already_stored' };
     });
+  }
+
+  /**
+   * Runs `call`; when the API answers 429 (the owner is over a limit: request rate, uploads
+   * awaiting their bytes) it waits the answer's `Retry-After` (plus up to a second of jitter, so
+   * a page's queued files do not all come back at once), telling `waiting` the seconds (and `null`
+   * when it tries again), and calls again, up to
+   * `rateLimit.retries` times. Any other error, a 429 without `Retry-After` or one asking for
+   * longer than `rateLimit.maxWaitSecs`, is thrown as is.
+   */
+  private async withRetryAfter<T>(call: () => Promise<T>, waiting: (secs: number | null) => void, signal?: AbortSignal): Promise<T> {
+    const retries = this.opts.rateLimit?.retries ?? 5;
+    const maxWait = this.opts.rateLimit?.maxWaitSecs ?? 120;
+    const sleep = this.opts.sleep ?? sleepFor;
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await call();
+      } catch (e) {
+        const secs = e instanceof SafelightError && e.status === 429 ? e.retryAfterSecs : null;
+        if (secs === null || secs > maxWait || attempt >= retries) throw e;
+        waiting(secs);
+        await sleep(secs * 1000 + Math.round(Math.random() * 1000), signal);
+        waiting(null);
+      }
+    }
   }
 
   /** Uploads many files, `concurrency` at a time; one result (or error) per file, in order. */

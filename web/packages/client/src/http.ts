@@ -1,6 +1,6 @@
 /** JSON calls to the HTTP API with a bearer token; one fresh token and one more try after a 401. */
 
-import { SafelightError, errorFromBody } from './errors.js';
+import { SafelightError, errorFromBody, parseRetryAfter } from './errors.js';
 
 /** Where tokens come from. `fresh` asks for a new one (after a 401 or before a reconnect). */
 export type TokenProvider = (opts: { fresh: boolean }) => string | Promise<string>;
@@ -58,7 +58,7 @@ export class Http {
           if (res.ok) throw new SafelightError('bad_response', `the API answered ${res.status} without JSON`, res.status);
         }
       }
-      if (!res.ok) throw errorFromBody(res.status, parsed);
+      if (!res.ok) throw errorFromBody(res.status, parsed, parseRetryAfter(res.headers.get('retry-after')));
       return parsed as T;
     }
   }

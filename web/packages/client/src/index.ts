@@ -9,7 +9,7 @@
  */
 export { createClient, sharedRealtime, SafelightClient } from './client.js';
 export type { ClientOptions, UploadOptions, UploadResult } from './client.js';
-export { SafelightError, asSafelightError, errorFromBody } from './errors.js';
+export { SafelightError, asSafelightError, errorFromBody, parseRetryAfter } from './errors.js';
 export { Http } from './http.js';
 export type { HttpOptions, TokenProvider } from './http.js';
 export { Realtime, backoffDelay, CLOSE_SILENT } from './realtime.js';

@@ -5,7 +5,11 @@
  *   on every reconnect, so an expired one never locks the page out.
  * - Reconnects after an unexpected close with exponential backoff and jitter.
  * - After a reconnect sends `{"action":"resume","since":<last applied seq>}`, so notices sent
- *   while the socket was down are replayed.
+ *   while the socket was down are replayed. A replay comes in pages: a page that ends with
+ *   `{"type":"resume:more","after":A}` is followed by `resume` from `A`, until `resumed`.
+ * - A refused handshake (`$connect` answering 429 for an owner with too many sockets, or 401) is
+ *   seen by a browser only as a close before open: it is retried with the same growing backoff,
+ *   never in a loop.
  * - Delivers each notice once: a replay and a live notice may overlap, so notices are deduplicated
  *   by `(image_id, seq)`.
  * - Pings to keep the socket open and treats a silent socket as dead.
@@ -223,6 +227,13 @@ export class Realtime {
     }
     switch (frame.type) {
       case 'pong':
+        return;
+      case 'resume:more':
+        // Keep replaying: ask for the next page. A socket that dropped meanwhile resumes from
+        // the last seq applied when it reconnects.
+        if (typeof frame.after === 'number' && frame.after > frame.since) {
+          this.sendFrame({ action: 'resume', since: frame.after });
+        }
         return;
       case 'resumed':
         this.replaying = false;

@@ -166,6 +166,8 @@ export type ServerFrame =
   | Notice
   | { type: 'pong' }
   | { type: 'resumed'; since: number; replayed: number; last_seq: number }
+  /** A page of a replay ended and more may follow: send `resume` from `after` for the next. */
+  | { type: 'resume:more'; since: number; replayed: number; after: number }
   | { type: 'error'; code: string; message?: string };
 
 /** `GET /api/admin/processing-queue` (admin only). */

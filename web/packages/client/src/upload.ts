@@ -6,13 +6,16 @@
 import { SafelightError } from './errors.js';
 import type { UploadTicket } from './types.js';
 
-/** Progress of one file. `loaded`/`total` are bytes sent to storage. */
+/** Progress of one file. `loaded`/`total` are bytes sent to storage. `waiting`: the API said the
+ * owner is over a limit (429); the request is sent again after `retryInSecs`. */
 export interface UploadProgress {
-  phase: 'requesting' | 'uploading' | 'stored';
+  phase: 'requesting' | 'waiting' | 'uploading' | 'stored';
   loaded: number;
   total: number;
   /** 0..1 */
   fraction: number;
+  /** `waiting` only: seconds until the next try. */
+  retryInSecs?: number;
 }
 
 /** The presigned request to use: `put` (headers signed) or `post` (a form policy). */
