@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use safelight::aws::{DynamoDigests, DynamoImages, Faults, S3Store};
+use safelight::aws::{DynamoDigests, DynamoImages, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
 use upload::{Limits, Upload};
@@ -47,21 +47,9 @@ async fn main() -> Result<()> {
     let stack = Stack::load().await?;
     let (sub, token) = stack.fresh_user().await?;
     let handler = Upload::new(
-        S3Store::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_BUCKET")?,
-            Faults::default(),
-        ),
-        DynamoImages::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_IMAGES_TABLE")?,
-            Faults::default(),
-        ),
-        DynamoDigests::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_CONTROL_TABLE")?,
-            Faults::default(),
-        ),
+        S3Store::new(&stack.sdk, stack.var("SAFELIGHT_BUCKET")?),
+        DynamoImages::new(&stack.sdk, stack.var("SAFELIGHT_IMAGES_TABLE")?),
+        DynamoDigests::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use safelight::faults::{Faulty, Switch};
 use safelight::sweep::{SweepPolicy, SweepPorts, SweepReport, Sweeper};
 use safelight::testing::{MemoryDeadLetters, MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{
@@ -36,7 +37,7 @@ fn row(upload_state: UploadState, at: Timestamp) -> ImageRecord {
 struct World {
     images: MemoryImages,
     dlq: MemoryDeadLetters,
-    store: MemoryStore,
+    store: Faulty<MemoryStore, Switch>,
     queue: MemoryQueue,
 }
 
@@ -50,7 +51,10 @@ fn policy() -> SweepPolicy {
 }
 
 impl World {
-    fn sweeper(&self) -> Sweeper<'_, MemoryImages, MemoryDeadLetters, MemoryStore, MemoryQueue> {
+    fn sweeper(
+        &self,
+    ) -> Sweeper<'_, MemoryImages, MemoryDeadLetters, Faulty<MemoryStore, Switch>, MemoryQueue>
+    {
         Sweeper::new(
             SweepPorts {
                 images: &self.images,
@@ -285,7 +289,7 @@ async fn an_upload_that_arrived_while_its_processing_waits_is_marked_stored_not_
     let w = World::default();
     // Uploaded in time; its processing is held back (an open circuit defers without a write).
     let arrived = row(UploadState::AwaitingUpload, now.plus_secs(-1500));
-    w.store.insert(
+    w.store.inner().insert(
         arrived.original_key.as_str(),
         vec![0xff, 0xd8],
         "image/jpeg",
@@ -308,7 +312,7 @@ async fn a_bucket_that_cannot_answer_expires_nothing() {
     let w = World::default();
     let unknown = row(UploadState::AwaitingUpload, now.plus_secs(-1500));
     w.images.insert(unknown.clone());
-    *w.store.failing.lock().unwrap() = true;
+    w.store.injector().fail(true);
     assert!(w.sweeper().run(now, BUDGET).await.is_err());
     assert_eq!(
         w.get(unknown.image_id).upload_state,
@@ -412,7 +416,7 @@ async fn an_upload_found_stored_whose_event_was_lost_is_reenqueued_an_hour_later
     let start = Timestamp::now();
     let w = World::default();
     let arrived = row(UploadState::AwaitingUpload, start);
-    w.store.insert(
+    w.store.inner().insert(
         arrived.original_key.as_str(),
         vec![0xff, 0xd8],
         "image/jpeg",

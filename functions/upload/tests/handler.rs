@@ -8,14 +8,18 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use safelight::faults::{Faulty, Switch};
 use safelight::testing::{MemoryDigests, MemoryImages, MemoryStore};
 use safelight::{ContentType, Status, UploadState};
 use serde_json::{json, Value};
 use upload::{Limits, Upload};
 
-fn handler() -> Upload<MemoryStore, MemoryImages, MemoryDigests> {
+/// The upload handler over the fakes; its store fails while the store's switch is on.
+type Handler = Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests>;
+
+fn handler() -> Handler {
     Upload::new(
-        MemoryStore::default(),
+        Faulty::default(),
         MemoryImages::default(),
         MemoryDigests::default(),
         Limits {
@@ -54,12 +58,7 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
     }
 }
 
-fn assert_refused(
-    h: &Upload<MemoryStore, MemoryImages, MemoryDigests>,
-    r: &ApiGatewayV2httpResponse,
-    status: i64,
-    code: &str,
-) {
+fn assert_refused(h: &Handler, r: &ApiGatewayV2httpResponse, status: i64, code: &str) {
     assert_eq!(r.status_code, status, "{:?}", r.body);
     assert_eq!(body(r)["error"]["code"], code);
     assert!(body(r)["error"]["message"]
@@ -77,12 +76,12 @@ trait Inspect {
     fn store_keys(&self) -> Vec<String>;
 }
 
-impl Inspect for Upload<MemoryStore, MemoryImages, MemoryDigests> {
+impl Inspect for Handler {
     fn images_rows(&self) -> Vec<safelight::ImageRecord> {
         self.images().rows()
     }
     fn store_keys(&self) -> Vec<String> {
-        self.store().keys()
+        self.store().inner().keys()
     }
 }
 
@@ -141,7 +140,7 @@ async fn a_small_image_body_is_stored_under_a_server_made_key_with_a_row() {
     let id = body(&r)["image_id"].as_str().unwrap().to_owned();
     assert_eq!(body(&r)["status"], "pending");
     let key = format!("originals/demo-user/{id}");
-    let (bytes, ct) = h.store().object(&key).expect("original stored");
+    let (bytes, ct) = h.store().inner().object(&key).expect("original stored");
     assert_eq!(bytes, tiny_png());
     assert_eq!(ct, "image/png");
     let row = &h.images_rows()[0];
@@ -286,7 +285,7 @@ async fn a_client_file_name_never_reaches_the_object_key() {
 #[tokio::test]
 async fn a_storage_failure_on_the_fast_path_leaves_no_row_behind() {
     let h = handler();
-    *h.store().failing.lock().unwrap() = true;
+    h.store().injector().fail(true);
     let r = h.handle(&request(event("upload-direct.json"))).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());
@@ -301,7 +300,7 @@ fn presign_of(bytes: &[u8]) -> ApiGatewayV2httpRequest {
 }
 
 /// The row made for `id`, after the bytes arrived and processing finished.
-fn arrive_and_complete(h: &Upload<MemoryStore, MemoryImages, MemoryDigests>, id: &str) {
+fn arrive_and_complete(h: &Handler, id: &str) {
     let mut row = h
         .images()
         .rows()
@@ -340,7 +339,7 @@ async fn the_same_bytes_again_answer_with_the_existing_image_and_create_nothing(
     assert_eq!(direct.status_code, 200, "{:?}", direct.body);
     assert_eq!(body(&direct)["duplicate_of"], json!(id));
     assert_eq!(h.images().rows().len(), 1);
-    assert!(h.store().keys().is_empty(), "no object written");
+    assert!(h.store().inner().keys().is_empty(), "no object written");
 }
 
 #[tokio::test]

@@ -23,7 +23,6 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 
-use super::faults::Faults;
 use crate::domain::{Notice, OwnerId, Timestamp};
 use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError};
 
@@ -69,16 +68,14 @@ fn expired(item: &Item, now: Timestamp) -> bool {
 pub struct DynamoConnections {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoConnections {
     /// A repository on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoConnections {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 }
@@ -100,7 +97,6 @@ fn connection_from_item(item: &Item) -> Result<Connection, RealtimeError> {
 
 impl ConnectionRepository for DynamoConnections {
     async fn put(&self, c: &Connection) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -119,7 +115,6 @@ impl ConnectionRepository for DynamoConnections {
         connection_id: &str,
         now: Timestamp,
     ) -> Result<Option<Connection>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         let out = self
             .client
             .get_item()
@@ -151,7 +146,6 @@ impl ConnectionRepository for DynamoConnections {
         owner: &OwnerId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -184,16 +178,14 @@ impl ConnectionRepository for DynamoConnections {
 pub struct DynamoNotices {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoNotices {
     /// A log on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoNotices {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 
@@ -257,7 +249,6 @@ fn id_list(ids: &BTreeSet<String>) -> AttributeValue {
 
 impl NoticeLog for DynamoNotices {
     async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let out = self
             .client
             .update_item()
@@ -275,12 +266,10 @@ impl NoticeLog for DynamoNotices {
     }
 
     async fn delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         self.read_delivery(key).await
     }
 
     async fn claim(&self, key: &str, d: &Delivery) -> Result<Delivery, RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let result = self
             .client
             .put_item()
@@ -312,7 +301,6 @@ impl NoticeLog for DynamoNotices {
         delivered: &BTreeSet<String>,
         done: bool,
     ) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         self.client
             .update_item()
             .table_name(&self.table)
@@ -334,7 +322,6 @@ impl NoticeLog for DynamoNotices {
         notice: &Notice,
         expires_at: Timestamp,
     ) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         if notice.seq == 0 {
             return Err(malformed("seq 0 is the counter row, not a notice"));
         }
@@ -362,7 +349,6 @@ impl NoticeLog for DynamoNotices {
         after: u64,
         now: Timestamp,
     ) -> Result<Vec<Notice>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at).
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);
         let mut items = Vec::new();
