@@ -838,8 +838,6 @@ pub struct MemoryDeadLetters {
     pub short_polls_miss: Mutex<bool>,
     /// Receives so far: (stage, wait asked for).
     pub receives: Mutex<Vec<(Stage, Duration)>>,
-    /// When set, only `depth` fails as unavailable (e.g. a caller not allowed to read it).
-    pub depth_failing: Mutex<bool>,
 }
 
 impl MemoryDeadLetters {
@@ -909,11 +907,6 @@ impl MemoryDeadLetters {
 
 impl QueueAdmin for MemoryDeadLetters {
     async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
-        if *lock(&self.depth_failing) {
-            return Err(QueueError::Unavailable(
-                "memory DLQ depth set to fail".into(),
-            ));
-        }
         if !dead_letters {
             return Ok(lock(&self.queue_depths)
                 .get(&stage)

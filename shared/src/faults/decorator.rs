@@ -710,6 +710,18 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_switch_for_one_method_fails_only_that_method() {
+        let store = Faulty::new(MemoryStore::default(), Switch::only("head"));
+        store.injector().fail(true);
+        let k = key("u");
+        store.put(&k, vec![1], "image/png").await.unwrap();
+        assert!(matches!(
+            store.head(&k).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
     async fn a_switch_fails_every_call_while_it_is_on() {
         let store: Faulty<MemoryStore, Switch> = Faulty::default();
         let k = key("u");

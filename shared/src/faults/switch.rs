@@ -15,9 +15,19 @@ pub struct Switch(Arc<State>);
 struct State {
     failing: AtomicBool,
     refusing: AtomicBool,
+    /// Only calls of this port method fail (e.g. a caller not allowed to read a queue's depth).
+    only: Option<&'static str>,
 }
 
 impl Switch {
+    /// A switch that fails only the calls of `method` (of whichever port it guards).
+    pub fn only(method: &'static str) -> Self {
+        Switch(Arc::new(State {
+            only: Some(method),
+            ..State::default()
+        }))
+    }
+
     /// While on, every call fails as unavailable.
     pub fn fail(&self, on: bool) {
         self.0.failing.store(on, Ordering::SeqCst);
@@ -31,6 +41,9 @@ impl Switch {
 
 impl Injector for Switch {
     async fn enter(&self, call: Call<'_>) -> Result<(), InjectedFault> {
+        if self.0.only.is_some_and(|m| m != call.method) {
+            return Ok(());
+        }
         let refused = self.0.refusing.load(Ordering::SeqCst);
         if refused || self.0.failing.load(Ordering::SeqCst) {
             let what = if refused { "refusal" } else { "fault" };
