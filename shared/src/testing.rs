@@ -1,5 +1,8 @@
 //! In-memory fakes of the ports, for handler tests (feature `testing`). They keep the semantics
 //! handlers rely on: not-found, conditional create, version-checked update, newest-first paging.
+//! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
+//! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
+//! AWS adapters), and turns the switch on.
 //! Also the generator of the decode-budget sample ([`png_rgba16_one_colour`]), used by the engine's
 //! memory tests, the pipeline suite and `cargo run -p safelight-e2e --bin bomb`.
 

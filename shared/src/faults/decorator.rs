@@ -106,476 +106,138 @@ fn realtime(e: InjectedFault) -> RealtimeError {
     RealtimeError::Unavailable(Box::new(e))
 }
 
-impl<T: ObjectStore, I: Injector> ObjectStore for Faulty<T, I> {
-    async fn put(
-        &self,
-        key: &ObjectKey,
-        body: Vec<u8>,
-        content_type: &str,
-    ) -> Result<(), StoreError> {
-        let port = Port::ObjectStore;
-        self.enter(port, "put", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.put(key, body, content_type).await
-    }
-
-    async fn get(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-    ) -> Result<StoredObject, StoreError> {
-        let port = Port::ObjectStore;
-        self.enter(port, "get", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.get(key, version).await
-    }
-
-    async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        let port = Port::ObjectStore;
-        self.enter(port, "head", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.head(key).await
-    }
-
-    async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        let port = Port::ObjectStore;
-        self.enter(port, "delete", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.delete(key).await
-    }
-
-    async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
-        let port = Port::ObjectStore;
-        self.enter(port, "delete_version", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.delete_version(key, version).await
-    }
-
-    async fn presign_put(
-        &self,
-        key: &ObjectKey,
-        constraints: &UploadConstraints,
-        expires_in: Duration,
-    ) -> Result<PresignedRequest, StoreError> {
-        self.inner.presign_put(key, constraints, expires_in).await
-    }
-
-    async fn presign_post(
-        &self,
-        key: &ObjectKey,
-        constraints: &UploadConstraints,
-        expires_in: Duration,
-    ) -> Result<PresignedPost, StoreError> {
-        self.inner.presign_post(key, constraints, expires_in).await
-    }
+/// Implements a port trait for `Faulty`: each listed method enters the injector (with the object
+/// key where it names one) and then calls the port; `pass` methods (local computation) only call
+/// the port.
+macro_rules! decorate {
+    (
+        $trait:ident: $port:ident, $error:ty, $conv:ident;
+        $( fn $m:ident($($a:ident: $t:ty),*) -> $ok:ty $(, key $k:ident)?; )*
+        $( pass fn $pm:ident($($pa:ident: $pt:ty),*) -> $pok:ty; )*
+    ) => {
+        impl<T: $trait, I: Injector> $trait for Faulty<T, I> {
+            $(
+                async fn $m(&self, $($a: $t),*) -> Result<$ok, $error> {
+                    let key: Option<&str> = None $(.or(Some($k.as_str())))?;
+                    self.enter(Port::$port, stringify!($m), key)
+                        .await
+                        .map_err($conv)?;
+                    self.inner.$m($($a),*).await
+                }
+            )*
+            $(
+                async fn $pm(&self, $($pa: $pt),*) -> Result<$pok, $error> {
+                    self.inner.$pm($($pa),*).await
+                }
+            )*
+        }
+    };
 }
 
-/// Links are presigned locally: never faulted.
-impl<T: Downloads, I: Injector> Downloads for Faulty<T, I> {
-    async fn link(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        window: LinkWindow,
-    ) -> Result<String, StoreError> {
-        self.inner.link(key, version, window).await
-    }
+decorate! {
+    ObjectStore: ObjectStore, StoreError, store;
+    fn put(key: &ObjectKey, body: Vec<u8>, content_type: &str) -> (), key key;
+    fn get(key: &ObjectKey, version: Option<&str>) -> StoredObject, key key;
+    fn head(key: &ObjectKey) -> Option<ObjectMeta>, key key;
+    fn delete(key: &ObjectKey) -> (), key key;
+    fn delete_version(key: &ObjectKey, version: &str) -> (), key key;
+    pass fn presign_put(key: &ObjectKey, c: &UploadConstraints, expires_in: Duration) -> PresignedRequest;
+    pass fn presign_post(key: &ObjectKey, c: &UploadConstraints, expires_in: Duration) -> PresignedPost;
 }
 
-impl<T: OriginalsSource, I: Injector> OriginalsSource for Faulty<T, I> {
-    async fn list_originals(
-        &self,
-        start_after: Option<&str>,
-        limit: u32,
-    ) -> Result<Page<ListedOriginal>, StoreError> {
-        let port = Port::OriginalsSource;
-        self.enter(port, "list_originals", None)
-            .await
-            .map_err(store)?;
-        self.inner.list_originals(start_after, limit).await
-    }
-
-    async fn head_bytes(&self, key: &ObjectKey, n: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let port = Port::OriginalsSource;
-        self.enter(port, "head_bytes", Some(key.as_str()))
-            .await
-            .map_err(store)?;
-        self.inner.head_bytes(key, n).await
-    }
+decorate! {
+    Downloads: ObjectStore, StoreError, store;
+    pass fn link(key: &ObjectKey, version: Option<&str>, window: LinkWindow) -> String;
 }
 
-impl<T: ImageRepository, I: Injector> ImageRepository for Faulty<T, I> {
-    async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        let port = Port::ImageRepository;
-        self.enter(port, "create", None).await.map_err(repo)?;
-        self.inner.create(record).await
-    }
-
-    async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
-        let port = Port::ImageRepository;
-        self.enter(port, "get", None).await.map_err(repo)?;
-        self.inner.get(id).await
-    }
-
-    async fn list_by_owner(
-        &self,
-        owner: &OwnerId,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        let port = Port::ImageRepository;
-        self.enter(port, "list_by_owner", None)
-            .await
-            .map_err(repo)?;
-        self.inner.list_by_owner(owner, limit, cursor).await
-    }
-
-    async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
-        let port = Port::ImageRepository;
-        self.enter(port, "update", None).await.map_err(repo)?;
-        self.inner.update(record).await
-    }
-
-    async fn delete(&self, id: ImageId) -> Result<(), RepoError> {
-        let port = Port::ImageRepository;
-        self.enter(port, "delete", None).await.map_err(repo)?;
-        self.inner.delete(id).await
-    }
+decorate! {
+    OriginalsSource: OriginalsSource, StoreError, store;
+    fn list_originals(start_after: Option<&str>, limit: u32) -> Page<ListedOriginal>;
+    fn head_bytes(key: &ObjectKey, n: u64) -> Option<Vec<u8>>, key key;
 }
 
-impl<T: StatusIndex, I: Injector> StatusIndex for Faulty<T, I> {
-    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
-        let port = Port::StatusIndex;
-        self.enter(port, "count_by_status", None)
-            .await
-            .map_err(repo)?;
-        self.inner.count_by_status(status).await
-    }
-
-    async fn page_by_status(
-        &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        let port = Port::StatusIndex;
-        self.enter(port, "page_by_status", None)
-            .await
-            .map_err(repo)?;
-        self.inner
-            .page_by_status(status, oldest_first, limit, cursor)
-            .await
-    }
+decorate! {
+    ImageRepository: ImageRepository, RepoError, repo;
+    fn create(record: &ImageRecord) -> ();
+    fn get(id: ImageId) -> Option<ImageRecord>;
+    fn list_by_owner(owner: &OwnerId, limit: u32, cursor: Option<&str>) -> Page<ImageRecord>;
+    fn update(record: &mut ImageRecord) -> ();
+    fn delete(id: ImageId) -> ();
 }
 
-impl<T: BackfillRows, I: Injector> BackfillRows for Faulty<T, I> {
-    async fn read_row(&self, id: ImageId) -> Result<Option<StoredRow>, RepoError> {
-        let port = Port::BackfillRows;
-        self.enter(port, "read_row", None).await.map_err(repo)?;
-        self.inner.read_row(id).await
-    }
-
-    async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        let port = Port::BackfillRows;
-        self.enter(port, "replace_legacy", None)
-            .await
-            .map_err(repo)?;
-        self.inner.replace_legacy(record).await
-    }
+decorate! {
+    StatusIndex: StatusIndex, RepoError, repo;
+    fn count_by_status(status: Status) -> u64;
+    fn page_by_status(status: Status, oldest_first: bool, limit: u32, cursor: Option<&str>)
+        -> Page<ImageRecord>;
 }
 
-impl<T: JobQueue, I: Injector> JobQueue for Faulty<T, I> {
-    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
-        let port = Port::JobQueue;
-        self.enter(port, "enqueue", None).await.map_err(queue)?;
-        self.inner.enqueue(message).await
-    }
-
-    async fn delay(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        let port = Port::JobQueue;
-        self.enter(port, "delay", None).await.map_err(queue)?;
-        self.inner.delay(stage, receipt_handle, delay).await
-    }
-
-    async fn requeue(
-        &self,
-        stage: Stage,
-        body: &str,
-        delay: Duration,
-        deferred_since: Option<Timestamp>,
-    ) -> Result<(), QueueError> {
-        let port = Port::JobQueue;
-        self.enter(port, "requeue", None).await.map_err(queue)?;
-        self.inner.requeue(stage, body, delay, deferred_since).await
-    }
+decorate! {
+    BackfillRows: BackfillRows, RepoError, repo;
+    fn read_row(id: ImageId) -> Option<StoredRow>;
+    fn replace_legacy(record: &ImageRecord) -> ();
 }
 
-impl<T: QueueAdmin, I: Injector> QueueAdmin for Faulty<T, I> {
-    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
-        let port = Port::QueueAdmin;
-        self.enter(port, "depth", None).await.map_err(queue)?;
-        self.inner.depth(stage, dead_letters).await
-    }
-
-    async fn receive_dead_letters(
-        &self,
-        stage: Stage,
-        max: u32,
-        hide_for: Duration,
-        wait: Duration,
-    ) -> Result<Vec<DeadLetter>, QueueError> {
-        let port = Port::QueueAdmin;
-        self.enter(port, "receive_dead_letters", None)
-            .await
-            .map_err(queue)?;
-        self.inner
-            .receive_dead_letters(stage, max, hide_for, wait)
-            .await
-    }
-
-    async fn delete_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-    ) -> Result<(), QueueError> {
-        let port = Port::QueueAdmin;
-        self.enter(port, "delete_dead_letter", None)
-            .await
-            .map_err(queue)?;
-        self.inner.delete_dead_letter(stage, receipt_handle).await
-    }
-
-    async fn release_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        after: Duration,
-    ) -> Result<(), QueueError> {
-        let port = Port::QueueAdmin;
-        self.enter(port, "release_dead_letter", None)
-            .await
-            .map_err(queue)?;
-        self.inner
-            .release_dead_letter(stage, receipt_handle, after)
-            .await
-    }
+decorate! {
+    JobQueue: JobQueue, QueueError, queue;
+    fn enqueue(message: &RetryMessage) -> ();
+    fn delay(stage: Stage, receipt_handle: &str, delay: Duration) -> ();
+    fn requeue(stage: Stage, body: &str, delay: Duration, since: Option<Timestamp>) -> ();
 }
 
-impl<T: ControlStore, I: Injector> ControlStore for Faulty<T, I> {
-    async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "load_breaker", None).await.map_err(repo)?;
-        self.inner.load_breaker(stage).await
-    }
-
-    async fn save_breaker(
-        &self,
-        stage: Stage,
-        breaker: &Breaker,
-        expected_version: u64,
-    ) -> Result<(), RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "save_breaker", None).await.map_err(repo)?;
-        self.inner
-            .save_breaker(stage, breaker, expected_version)
-            .await
-    }
-
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Lease, RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "acquire_lease", None)
-            .await
-            .map_err(repo)?;
-        self.inner
-            .acquire_lease(stage, image, holder, until, now)
-            .await
-    }
-
-    async fn mark_out_of_time(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "mark_out_of_time", None)
-            .await
-            .map_err(repo)?;
-        self.inner.mark_out_of_time(stage, image, holder).await
-    }
-
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "lease", None).await.map_err(repo)?;
-        self.inner.lease(stage, image).await
-    }
-
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
-        let port = Port::ControlStore;
-        self.enter(port, "release_lease", None)
-            .await
-            .map_err(repo)?;
-        self.inner.release_lease(stage, image, holder).await
-    }
+decorate! {
+    QueueAdmin: QueueAdmin, QueueError, queue;
+    fn depth(stage: Stage, dead_letters: bool) -> QueueDepth;
+    fn receive_dead_letters(stage: Stage, max: u32, hide_for: Duration, wait: Duration)
+        -> Vec<DeadLetter>;
+    fn delete_dead_letter(stage: Stage, receipt_handle: &str) -> ();
+    fn release_dead_letter(stage: Stage, receipt_handle: &str, after: Duration) -> ();
 }
 
-impl<T: ThroughputLog, I: Injector> ThroughputLog for Faulty<T, I> {
-    async fn count(&self, at: Timestamp, outcome: Outcome) -> Result<(), RepoError> {
-        let port = Port::ThroughputLog;
-        self.enter(port, "count", None).await.map_err(repo)?;
-        self.inner.count(at, outcome).await
-    }
-
-    async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let port = Port::ThroughputLog;
-        self.enter(port, "recent", None).await.map_err(repo)?;
-        self.inner.recent(now, minutes).await
-    }
+decorate! {
+    ControlStore: ControlStore, RepoError, repo;
+    fn load_breaker(stage: Stage) -> (Breaker, u64);
+    fn save_breaker(stage: Stage, breaker: &Breaker, expected_version: u64) -> ();
+    fn acquire_lease(stage: Stage, image: ImageId, holder: &Holder<'_>, until: Timestamp, now: Timestamp)
+        -> Lease;
+    fn mark_out_of_time(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
+    fn lease(stage: Stage, image: ImageId) -> Option<LeaseView>;
+    fn release_lease(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
 }
 
-impl<T: MarkerStore, I: Injector> MarkerStore for Faulty<T, I> {
-    async fn load_marker(&self, name: &str) -> Result<Option<(Marker, u64)>, RepoError> {
-        let port = Port::MarkerStore;
-        self.enter(port, "load_marker", None).await.map_err(repo)?;
-        self.inner.load_marker(name).await
-    }
-
-    async fn save_marker(
-        &self,
-        name: &str,
-        marker: &Marker,
-        expected_version: u64,
-    ) -> Result<(), RepoError> {
-        let port = Port::MarkerStore;
-        self.enter(port, "save_marker", None).await.map_err(repo)?;
-        self.inner.save_marker(name, marker, expected_version).await
-    }
+decorate! {
+    ThroughputLog: ThroughputLog, RepoError, repo;
+    fn count(at: Timestamp, outcome: Outcome) -> ();
+    fn recent(now: Timestamp, minutes: u32) -> Vec<MinuteCount>;
 }
 
-impl<T: ConnectionRepository, I: Injector> ConnectionRepository for Faulty<T, I> {
-    async fn put(&self, connection: &Connection) -> Result<(), RealtimeError> {
-        let port = Port::ConnectionRepository;
-        self.enter(port, "put", None).await.map_err(realtime)?;
-        self.inner.put(connection).await
-    }
-
-    async fn get(
-        &self,
-        connection_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, RealtimeError> {
-        let port = Port::ConnectionRepository;
-        self.enter(port, "get", None).await.map_err(realtime)?;
-        self.inner.get(connection_id, now).await
-    }
-
-    async fn delete(&self, connection_id: &str) -> Result<(), RealtimeError> {
-        let port = Port::ConnectionRepository;
-        self.enter(port, "delete", None).await.map_err(realtime)?;
-        self.inner.delete(connection_id).await
-    }
-
-    async fn for_owner(
-        &self,
-        owner: &OwnerId,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, RealtimeError> {
-        let port = Port::ConnectionRepository;
-        self.enter(port, "for_owner", None)
-            .await
-            .map_err(realtime)?;
-        self.inner.for_owner(owner, now).await
-    }
+decorate! {
+    MarkerStore: MarkerStore, RepoError, repo;
+    fn load_marker(name: &str) -> Option<(Marker, u64)>;
+    fn save_marker(name: &str, marker: &Marker, expected_version: u64) -> ();
 }
 
-impl<T: NoticeLog, I: Injector> NoticeLog for Faulty<T, I> {
-    async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "next_seq", None).await.map_err(realtime)?;
-        self.inner.next_seq(owner).await
-    }
-
-    async fn delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "delivery", None).await.map_err(realtime)?;
-        self.inner.delivery(key).await
-    }
-
-    async fn claim(&self, key: &str, delivery: &Delivery) -> Result<Delivery, RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "claim", None).await.map_err(realtime)?;
-        self.inner.claim(key, delivery).await
-    }
-
-    async fn record_progress(
-        &self,
-        key: &str,
-        delivered: &BTreeSet<String>,
-        done: bool,
-    ) -> Result<(), RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "record_progress", None)
-            .await
-            .map_err(realtime)?;
-        self.inner.record_progress(key, delivered, done).await
-    }
-
-    async fn append(
-        &self,
-        owner: &OwnerId,
-        notice: &Notice,
-        expires_at: Timestamp,
-    ) -> Result<(), RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "append", None).await.map_err(realtime)?;
-        self.inner.append(owner, notice, expires_at).await
-    }
-
-    async fn since(
-        &self,
-        owner: &OwnerId,
-        after: u64,
-        now: Timestamp,
-    ) -> Result<Vec<Notice>, RealtimeError> {
-        let port = Port::NoticeLog;
-        self.enter(port, "since", None).await.map_err(realtime)?;
-        self.inner.since(owner, after, now).await
-    }
+decorate! {
+    ConnectionRepository: ConnectionRepository, RealtimeError, realtime;
+    fn put(connection: &Connection) -> ();
+    fn get(connection_id: &str, now: Timestamp) -> Option<Connection>;
+    fn delete(connection_id: &str) -> ();
+    fn for_owner(owner: &OwnerId, now: Timestamp) -> Vec<Connection>;
 }
 
-impl<T: ConnectionPoster, I: Injector> ConnectionPoster for Faulty<T, I> {
-    async fn post(
-        &self,
-        connection_id: &str,
-        payload: &[u8],
-    ) -> Result<PostOutcome, RealtimeError> {
-        let port = Port::ConnectionPoster;
-        self.enter(port, "post", None).await.map_err(realtime)?;
-        self.inner.post(connection_id, payload).await
-    }
+decorate! {
+    NoticeLog: NoticeLog, RealtimeError, realtime;
+    fn next_seq(owner: &OwnerId) -> u64;
+    fn delivery(key: &str) -> Option<Delivery>;
+    fn claim(key: &str, delivery: &Delivery) -> Delivery;
+    fn record_progress(key: &str, delivered: &BTreeSet<String>, done: bool) -> ();
+    fn append(owner: &OwnerId, notice: &Notice, expires_at: Timestamp) -> ();
+    fn since(owner: &OwnerId, after: u64, now: Timestamp) -> Vec<Notice>;
+}
+
+decorate! {
+    ConnectionPoster: ConnectionPoster, RealtimeError, realtime;
+    fn post(connection_id: &str, payload: &[u8]) -> PostOutcome;
 }
 
 impl<T: DigestIndex, I: Injector> DigestIndex for Faulty<T, I> {
