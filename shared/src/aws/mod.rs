@@ -30,20 +30,21 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
 
+/// The connections table, the notices table and the WebSocket management API, as the live-notice
+/// functions run them.
+pub type RealtimePorts = (
+    MaybeFaulty<DynamoConnections>,
+    MaybeFaulty<DynamoNotices>,
+    MaybeFaulty<ApiGwPoster>,
+);
+
 /// The adapters both live-notice functions (`ws`, `notify`) run on, from the configuration:
 /// connections table, notices table and the WebSocket management endpoint.
 pub fn realtime_ports(
     sdk: &aws_config::SdkConfig,
     config: &crate::config::Config,
     faults: &FaultInjection,
-) -> Result<
-    (
-        MaybeFaulty<DynamoConnections>,
-        MaybeFaulty<DynamoNotices>,
-        MaybeFaulty<ApiGwPoster>,
-    ),
-    crate::config::ConfigError,
-> {
+) -> Result<RealtimePorts, crate::config::ConfigError> {
     use crate::config::Config;
     let connections = Config::require(&config.connections_table, "CONNECTIONS_TABLE")?;
     let notices = Config::require(&config.notices_table, "NOTICES_TABLE")?;
