@@ -5,8 +5,11 @@
             built by SAM's cargo-lambda builder (and the reverse), run `sam build` (which runs
             `cargo lambda build --release --arm64 --bin <fn>` per function, provided.al2023), then
             check each binary (aarch64 ELF, no glibc symbol newer than 2.34, only libraries Amazon
-            Linux 2023 ships), write one deterministic zip per function to dist/lambda/<fn>.zip and
-            print their sizes. Exit status 1 with a message naming the function on any failure.
+            Linux 2023 ships, no fault injection: safelight::faults::MARKER absent), write one
+            deterministic zip per function to dist/lambda/<fn>.zip and print their sizes; then
+            build one function again with the `faults` feature, the same way, and check the
+            marker is there (so the absence check cannot pass vacuously). Exit status 1 with a
+            message naming the function on any failure.
   check-built  the checks and zips of `package` alone, on what .aws-sam/build already holds
   deploy    `sam deploy` of the built template: guided the first time (no JwtIssuer saved in
             samconfig.toml yet) or with GUIDED=1, with samconfig.toml's answers afterwards.
@@ -60,6 +63,12 @@ SYSTEM_LIBS = {
     "ld-linux-aarch64.so.1",
 }
 MAX_UNZIPPED = 250 * 1024 * 1024  # Lambda's limit for a function's unzipped package
+# Fault injection (the `faults` feature) is for local builds only; its module defines a marker
+# text that only it puts in a binary.
+FAULTS_MODULE = ROOT / "shared" / "src" / "faults" / "mod.rs"
+# The function `package` builds a second time with the feature, to show the marker survives a
+# release build (the smallest binary: the control costs one more compile of shared and one link).
+FAULTS_CONTROL = "ws"
 ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: an unchanged binary gives a byte-identical zip
 
 
@@ -202,6 +211,52 @@ def check_binary(name: str, binary: Path) -> dict:
     return facts
 
 
+def fault_marker(module: Path = FAULTS_MODULE) -> bytes:
+    """The text only the fault-injection module puts in a binary (`safelight::faults::MARKER`)."""
+    found = re.search(r'pub const MARKER: &str = "([^"]+)";', module.read_text())
+    if not found:
+        raise ReleaseError(f"{module.relative_to(ROOT)} defines no `pub const MARKER: &str`: the "
+                           "check that the Lambda zips hold no fault injection has nothing to look for")
+    return found.group(1).encode()
+
+
+def has_fault_injection(binary: Path, marker: bytes) -> bool:
+    return marker in binary.read_bytes()
+
+
+def check_no_fault_injection(name: str, binary: Path, marker: bytes) -> None:
+    """A Lambda binary must not contain the fault-injection decorator (the `faults` feature)."""
+    if has_fault_injection(binary, marker):
+        raise ReleaseError(
+            f"function {name} ({binary}): contains fault injection (the text {marker.decode()!r}): "
+            "it was built with the `faults` cargo feature, which only local builds may have"
+        )
+
+
+def check_fault_control(name: str, binary: Path, marker: bytes) -> None:
+    """A build with the `faults` feature must contain the marker, or its absence proves nothing."""
+    if not has_fault_injection(binary, marker):
+        raise ReleaseError(
+            f"function {name} built with the `faults` feature ({binary}) lacks the text "
+            f"{marker.decode()!r}: the check that the zips hold no fault injection would pass "
+            "vacuously (is MARKER still used by code every function runs?)"
+        )
+
+
+def build_fault_control(name: str = FAULTS_CONTROL) -> Path:
+    """`name` built as sam build builds it (cargo-lambda, release, arm64) plus `--features faults`.
+    It replaces that function's binary in target/ only (the zip is already written); the next
+    package relinks it without the feature."""
+    log(f"control: cargo lambda build --release --arm64 --features faults --bin {name}")
+    subprocess.run(
+        ["cargo", "lambda", "build", "--release", "--arm64", "--features", "faults", "--bin", name],
+        cwd=ROOT / "functions" / name,
+        env=env_with_tools(),
+        check=True,
+    )
+    return target_dir() / "aarch64-unknown-linux-gnu" / "release" / name
+
+
 def write_zip(binary: Path, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     info = zipfile.ZipInfo("bootstrap", date_time=ZIP_DATE)
@@ -269,6 +324,9 @@ def cmd_package() -> None:
     seconds = time.monotonic() - started
     loads.append(os.getloadavg()[0])
     check_and_zip(by_binary)
+    check_fault_control(FAULTS_CONTROL, build_fault_control(), fault_marker())
+    log(f"control: {FAULTS_CONTROL} built with the `faults` feature contains the fault-injection marker; "
+        "the zips do not")
     (DIST / "build.json").write_text(json.dumps({
         "seconds": round(seconds, 1),
         "functions": len(by_binary),
@@ -295,6 +353,7 @@ def check_and_zip(by_binary: dict[str, str], only_present: bool = False) -> None
     named) instead of failing."""
     rows = []
     manifest = {}
+    marker = fault_marker()
     for binary, logical in sorted(by_binary.items()):
         built = BUILD_DIR / logical / "bootstrap"
         if not built.is_file():
@@ -303,6 +362,7 @@ def check_and_zip(by_binary: dict[str, str], only_present: bool = False) -> None
                 continue
             raise ReleaseError(f"function {binary}: sam build left no {built}")
         facts = check_binary(binary, built)
+        check_no_fault_injection(binary, built, marker)
         out = DIST / f"{binary}.zip"
         write_zip(built, out)
         zipped, unzipped = out.stat().st_size, built.stat().st_size
@@ -321,7 +381,8 @@ def check_and_zip(by_binary: dict[str, str], only_present: bool = False) -> None
     print(f"\n{'function':<12} {'zip':>10} {'unzipped':>10}  newest glibc symbol (≤ 2.34), arch")
     for binary, zipped, unzipped, glibc in rows:
         print(f"{binary:<12} {zipped / 1e6:>8.2f}MB {unzipped / 1e6:>8.2f}MB  {glibc}, aarch64")
-    print(f"\n{len(rows)} zips in {DIST.relative_to(ROOT)}/ (checked: aarch64 ELF, glibc ≤ 2.34, {RUNTIME} libraries only)")
+    print(f"\n{len(rows)} zips in {DIST.relative_to(ROOT)}/ (checked: aarch64 ELF, glibc ≤ 2.34, {RUNTIME} "
+          "libraries only, no fault injection)")
 
 
 def cmd_check_built() -> None:

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use backfill::{settings_from_lookup, Backfill};
 use indicatif::{ProgressBar, ProgressStyle};
-use safelight::aws::{DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::aws::{DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::{BackfillCounts, BackfillReport, BackfillRequest, CostModel};
 
 const USAGE: &str = "usage: safelight-backfill [--dry-run] [--force] [--stack-env FILE] \
@@ -227,12 +227,11 @@ async fn main() -> Result<()> {
         }
     }
     let sdk = loader.load().await;
-    let faults = Faults::default();
     let handler = Backfill::new(
-        S3Store::new(&sdk, &config.bucket, faults.clone()),
-        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-        SqsQueues::new(&sdk, Some(thumbnails), Some(variants), faults.clone()),
-        DynamoControl::new(&sdk, control, faults),
+        S3Store::new(&sdk, &config.bucket),
+        DynamoImages::new(&sdk, &config.images_table),
+        SqsQueues::new(&sdk, Some(thumbnails), Some(variants)),
+        DynamoControl::new(&sdk, control),
         settings,
     );
 

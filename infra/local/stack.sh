@@ -175,8 +175,9 @@ build() {
     log "building ${present[*]} (cargo profile $LOCAL_PROFILE)"
     # --workspace: the same package selection (hence the same feature resolution) as `make test`,
     # so the binaries reuse the tests' dependency artifacts instead of rebuilding the SDK with
-    # another feature set.
-    (cd "$ROOT" && cargo build --profile "$LOCAL_PROFILE" --workspace "${args[@]}")
+    # another feature set. The `faults` feature (SAFELIGHT_FAULTS, the fault-injection decorator)
+    # is for local builds only: `make package` builds without it and checks the zips.
+    (cd "$ROOT" && cargo build --profile "$LOCAL_PROFILE" --workspace --features safelight-shared/faults "${args[@]}")
   fi
   # The template's CodeUri is ../functions/<fn> (the crate, which `sam build` compiles with
   # cargo-lambda); the local deploy's copy of the template resolves it to $LOCAL/functions/<fn>,

@@ -17,6 +17,8 @@ pub mod sweep;
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "faults")]
+pub mod faults;
 
 #[cfg(feature = "testing")]
 pub mod determinism;

@@ -1,5 +1,8 @@
 //! In-memory fakes of the ports, for handler tests (feature `testing`). They keep the semantics
 //! handlers rely on: not-found, conditional create, version-checked update, newest-first paging.
+//! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
+//! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
+//! AWS adapters), and turns the switch on.
 //! Also the generator of the decode-budget sample ([`png_rgba16_one_colour`]), used by the engine's
 //! memory tests, the pipeline suite and `cargo run -p safelight-e2e --bin bomb`.
 
@@ -24,10 +27,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct MemoryStore {
     objects: Mutex<BTreeMap<String, Vec<MemoryVersion>>>,
     minted: Mutex<u64>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
-    /// When set, every call is refused (access denied).
-    pub refusing: Mutex<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -80,16 +79,6 @@ impl MemoryStore {
             });
         id
     }
-
-    fn check(&self) -> Result<(), StoreError> {
-        if *lock(&self.failing) {
-            return Err(StoreError::Unavailable("memory store set to fail".into()));
-        }
-        if *lock(&self.refusing) {
-            return Err(StoreError::Refused("memory store set to refuse".into()));
-        }
-        Ok(())
-    }
 }
 
 impl ObjectStore for MemoryStore {
@@ -99,7 +88,6 @@ impl ObjectStore for MemoryStore {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StoreError> {
-        self.check()?;
         self.insert(key.as_str(), body, content_type);
         Ok(())
     }
@@ -109,7 +97,6 @@ impl ObjectStore for MemoryStore {
         key: &ObjectKey,
         version: Option<&str>,
     ) -> Result<StoredObject, StoreError> {
-        self.check()?;
         let objects = lock(&self.objects);
         let versions = objects
             .get(key.as_str())
@@ -128,7 +115,6 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        self.check()?;
         Ok(lock(&self.objects)
             .get(key.as_str())
             .and_then(|v| v.last())
@@ -140,13 +126,11 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        self.check()?;
         lock(&self.objects).remove(key.as_str());
         Ok(())
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
-        self.check()?;
         if let Some(versions) = lock(&self.objects).get_mut(key.as_str()) {
             versions.retain(|v| v.id != version);
         }
@@ -159,7 +143,6 @@ impl ObjectStore for MemoryStore {
         c: &UploadConstraints,
         expires_in: Duration,
     ) -> Result<PresignedRequest, StoreError> {
-        self.check()?;
         let mut headers = BTreeMap::from([
             ("content-type".to_owned(), c.content_type.clone()),
             ("content-length".to_owned(), c.content_length.to_string()),
@@ -181,7 +164,6 @@ impl ObjectStore for MemoryStore {
         c: &UploadConstraints,
         expires_in: Duration,
     ) -> Result<PresignedPost, StoreError> {
-        self.check()?;
         Ok(PresignedPost {
             url: "https://memory.invalid/".into(),
             fields: BTreeMap::from([
@@ -203,7 +185,6 @@ impl crate::ports::Downloads for MemoryStore {
         version: Option<&str>,
         window: crate::domain::LinkWindow,
     ) -> Result<String, StoreError> {
-        self.check()?;
         let signed = window.signed_at.unix_millis() / 1000;
         let expires = window.lifetime.as_secs();
         Ok(match version {
@@ -218,8 +199,6 @@ impl crate::ports::Downloads for MemoryStore {
 pub struct MemoryImages {
     rows: Mutex<BTreeMap<ImageId, ImageRecord>>,
     legacy: Mutex<BTreeMap<ImageId, crate::ops::backfill::LegacyRow>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryImages {
@@ -232,18 +211,10 @@ impl MemoryImages {
     pub fn insert(&self, record: ImageRecord) {
         lock(&self.rows).insert(record.image_id, record);
     }
-
-    fn check(&self) -> Result<(), RepoError> {
-        if *lock(&self.failing) {
-            return Err(RepoError::Unavailable("memory table set to fail".into()));
-        }
-        Ok(())
-    }
 }
 
 impl ImageRepository for MemoryImages {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        self.check()?;
         let mut rows = lock(&self.rows);
         if rows.contains_key(&record.image_id) || lock(&self.legacy).contains_key(&record.image_id)
         {
@@ -254,7 +225,6 @@ impl ImageRepository for MemoryImages {
     }
 
     async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
-        self.check()?;
         Ok(lock(&self.rows).get(&id).cloned())
     }
 
@@ -264,7 +234,6 @@ impl ImageRepository for MemoryImages {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        self.check()?;
         let after: Option<ImageId> = cursor
             .map(|c| c.parse().map_err(|_| RepoError::BadCursor))
             .transpose()?;
@@ -292,7 +261,6 @@ impl ImageRepository for MemoryImages {
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
-        self.check()?;
         let mut rows = lock(&self.rows);
         match rows.get(&record.image_id) {
             Some(current) if current.version == record.version => {
@@ -305,7 +273,6 @@ impl ImageRepository for MemoryImages {
     }
 
     async fn delete(&self, id: ImageId) -> Result<(), RepoError> {
-        self.check()?;
         lock(&self.rows).remove(&id);
         Ok(())
     }
@@ -322,8 +289,6 @@ pub struct MemoryQueue {
     pub requeued: Mutex<Vec<(Stage, String, Duration)>>,
     /// The `deferred_since` each copy carried, in the order of `requeued`.
     pub deferred_since: Mutex<Vec<Option<Timestamp>>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryQueue {
@@ -345,9 +310,6 @@ impl MemoryQueue {
 
 impl JobQueue for MemoryQueue {
     async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
-        if *lock(&self.failing) {
-            return Err(QueueError::Unavailable("memory queue set to fail".into()));
-        }
         lock(&self.sent).push(message.clone());
         Ok(())
     }
@@ -358,9 +320,6 @@ impl JobQueue for MemoryQueue {
         receipt_handle: &str,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        if *lock(&self.failing) {
-            return Err(QueueError::Unavailable("memory queue set to fail".into()));
-        }
         lock(&self.delays).push((stage, receipt_handle.to_owned(), delay));
         Ok(())
     }
@@ -372,9 +331,6 @@ impl JobQueue for MemoryQueue {
         delay: Duration,
         deferred_since: Option<Timestamp>,
     ) -> Result<(), QueueError> {
-        if *lock(&self.failing) {
-            return Err(QueueError::Unavailable("memory queue set to fail".into()));
-        }
         lock(&self.requeued).push((stage, body.to_owned(), delay));
         lock(&self.deferred_since).push(deferred_since);
         Ok(())
@@ -399,8 +355,6 @@ fn realtime_failure(what: &str) -> RealtimeError {
 #[derive(Debug, Default)]
 pub struct MemoryConnections {
     rows: Mutex<BTreeMap<String, Connection>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryConnections {
@@ -418,18 +372,10 @@ impl MemoryConnections {
     pub fn ids(&self) -> Vec<String> {
         lock(&self.rows).keys().cloned().collect()
     }
-
-    fn check(&self) -> Result<(), RealtimeError> {
-        if *lock(&self.failing) {
-            return Err(realtime_failure("memory connections"));
-        }
-        Ok(())
-    }
 }
 
 impl ConnectionRepository for MemoryConnections {
     async fn put(&self, connection: &Connection) -> Result<(), RealtimeError> {
-        self.check()?;
         self.insert(connection.clone());
         Ok(())
     }
@@ -439,7 +385,6 @@ impl ConnectionRepository for MemoryConnections {
         connection_id: &str,
         now: Timestamp,
     ) -> Result<Option<Connection>, RealtimeError> {
-        self.check()?;
         Ok(lock(&self.rows)
             .get(connection_id)
             .filter(|c| c.expires_at > now)
@@ -447,7 +392,6 @@ impl ConnectionRepository for MemoryConnections {
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), RealtimeError> {
-        self.check()?;
         lock(&self.rows).remove(connection_id);
         Ok(())
     }
@@ -457,7 +401,6 @@ impl ConnectionRepository for MemoryConnections {
         owner: &OwnerId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, RealtimeError> {
-        self.check()?;
         Ok(lock(&self.rows)
             .values()
             .filter(|c| &c.owner == owner && c.expires_at > now)
@@ -476,8 +419,6 @@ pub struct MemoryNotices {
     log: Mutex<BTreeMap<(OwnerId, u64), Logged>>,
     stored: std::sync::atomic::AtomicU64,
     deliveries: Mutex<BTreeMap<String, Delivery>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryNotices {
@@ -502,18 +443,10 @@ impl MemoryNotices {
     pub fn deliveries(&self) -> BTreeMap<String, Delivery> {
         lock(&self.deliveries).clone()
     }
-
-    fn check(&self) -> Result<(), RealtimeError> {
-        if *lock(&self.failing) {
-            return Err(realtime_failure("memory notices"));
-        }
-        Ok(())
-    }
 }
 
 impl NoticeLog for MemoryNotices {
     async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
-        self.check()?;
         let mut counters = lock(&self.counters);
         let seq = counters.entry(owner.clone()).or_insert(0);
         *seq += 1;
@@ -521,7 +454,6 @@ impl NoticeLog for MemoryNotices {
     }
 
     async fn claim(&self, key: &str, delivery: &Delivery) -> Result<Delivery, RealtimeError> {
-        self.check()?;
         Ok(lock(&self.deliveries)
             .entry(key.to_owned())
             .or_insert_with(|| delivery.clone())
@@ -534,7 +466,6 @@ impl NoticeLog for MemoryNotices {
         delivered: &BTreeSet<String>,
         done: bool,
     ) -> Result<(), RealtimeError> {
-        self.check()?;
         let mut deliveries = lock(&self.deliveries);
         let d = deliveries
             .get_mut(key)
@@ -550,7 +481,6 @@ impl NoticeLog for MemoryNotices {
         notice: &Notice,
         expires_at: Timestamp,
     ) -> Result<(), RealtimeError> {
-        self.check()?;
         self.insert(owner, notice.clone(), expires_at);
         Ok(())
     }
@@ -562,7 +492,6 @@ impl NoticeLog for MemoryNotices {
         now: Timestamp,
         limit: usize,
     ) -> Result<crate::ports::Replay, RealtimeError> {
-        self.check()?;
         let log = lock(&self.log);
         let after_stored = log.get(&(owner.clone(), after)).map(|(_, _, o)| *o);
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK);
@@ -702,8 +631,6 @@ impl crate::ports::DigestIndex for MemoryDigests {
 pub struct MemoryControl {
     breakers: Mutex<BTreeMap<Stage, (Breaker, u64)>>,
     leases: Mutex<BTreeMap<(Stage, ImageId), LeaseView>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryControl {
@@ -747,20 +674,10 @@ impl MemoryControl {
     pub fn lease_of(&self, stage: Stage, image: ImageId) -> Option<LeaseView> {
         lock(&self.leases).get(&(stage, image)).cloned()
     }
-
-    fn check(&self) -> Result<(), RepoError> {
-        if *lock(&self.failing) {
-            return Err(RepoError::Unavailable(
-                "memory control table set to fail".into(),
-            ));
-        }
-        Ok(())
-    }
 }
 
 impl ControlStore for MemoryControl {
     async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
-        self.check()?;
         Ok(lock(&self.breakers)
             .get(&stage)
             .cloned()
@@ -773,7 +690,6 @@ impl ControlStore for MemoryControl {
         breaker: &Breaker,
         expected_version: u64,
     ) -> Result<(), RepoError> {
-        self.check()?;
         let mut all = lock(&self.breakers);
         let current = all.get(&stage).map_or(0, |(_, v)| *v);
         if current != expected_version {
@@ -791,7 +707,6 @@ impl ControlStore for MemoryControl {
         until: Timestamp,
         now: Timestamp,
     ) -> Result<Lease, RepoError> {
-        self.check()?;
         let mut leases = lock(&self.leases);
         let old = leases.get(&(stage, image)).cloned();
         let lease = match &old {
@@ -826,7 +741,6 @@ impl ControlStore for MemoryControl {
         image: ImageId,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
-        self.check()?;
         if let Some(l) = lock(&self.leases).get_mut(&(stage, image)) {
             if l.is_held_by(holder) {
                 l.ran_out_of_time = true;
@@ -836,7 +750,6 @@ impl ControlStore for MemoryControl {
     }
 
     async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
-        self.check()?;
         Ok(self.lease_of(stage, image))
     }
 
@@ -846,7 +759,6 @@ impl ControlStore for MemoryControl {
         image: ImageId,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
-        self.check()?;
         let mut leases = lock(&self.leases);
         if leases
             .get(&(stage, image))
@@ -867,7 +779,6 @@ use crate::ports::{
 
 impl StatusIndex for MemoryImages {
     async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
-        self.check()?;
         Ok(lock(&self.rows)
             .values()
             .filter(|r| r.processing_status == status)
@@ -881,7 +792,6 @@ impl StatusIndex for MemoryImages {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        self.check()?;
         // The cursor is the last row's (updated_at, image_id), as the index's key would be.
         let after: Option<(Timestamp, ImageId)> = cursor
             .map(|c| {
@@ -932,15 +842,11 @@ pub struct MemoryDeadLetters {
     letters: Mutex<BTreeMap<Stage, Vec<Letter>>>,
     /// Depths the processing queues report (test setup).
     pub queue_depths: Mutex<BTreeMap<Stage, QueueDepth>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
     /// When set, a receive that does not wait (an SQS short poll, which samples some of the
     /// queue's servers) answers empty even when letters are visible, as SQS may.
     pub short_polls_miss: Mutex<bool>,
     /// Receives so far: (stage, wait asked for).
     pub receives: Mutex<Vec<(Stage, Duration)>>,
-    /// When set, only `depth` fails as unavailable (e.g. a caller not allowed to read it).
-    pub depth_failing: Mutex<bool>,
 }
 
 impl MemoryDeadLetters {
@@ -977,13 +883,6 @@ impl MemoryDeadLetters {
         }
     }
 
-    fn check(&self) -> Result<(), QueueError> {
-        if *lock(&self.failing) {
-            return Err(QueueError::Unavailable("memory DLQ set to fail".into()));
-        }
-        Ok(())
-    }
-
     /// Takes up to `max` visible letters, hiding them until `until`; or, when none is visible,
     /// when the next hidden one becomes visible again.
     fn take(
@@ -1017,12 +916,6 @@ impl MemoryDeadLetters {
 
 impl QueueAdmin for MemoryDeadLetters {
     async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
-        self.check()?;
-        if *lock(&self.depth_failing) {
-            return Err(QueueError::Unavailable(
-                "memory DLQ depth set to fail".into(),
-            ));
-        }
         if !dead_letters {
             return Ok(lock(&self.queue_depths)
                 .get(&stage)
@@ -1045,7 +938,6 @@ impl QueueAdmin for MemoryDeadLetters {
         hide_for: Duration,
         wait: Duration,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        self.check()?;
         lock(&self.receives).push((stage, wait));
         // SQS counts the wait in whole seconds, at most 20.
         let wait = Duration::from_secs(wait.as_secs().min(20));
@@ -1071,7 +963,6 @@ impl QueueAdmin for MemoryDeadLetters {
         stage: Stage,
         receipt_handle: &str,
     ) -> Result<(), QueueError> {
-        self.check()?;
         lock(&self.letters)
             .entry(stage)
             .or_default()
@@ -1085,7 +976,6 @@ impl QueueAdmin for MemoryDeadLetters {
         receipt_handle: &str,
         after: Duration,
     ) -> Result<(), QueueError> {
-        self.check()?;
         let at = tokio::time::Instant::now() + after;
         for (id, _, until) in lock(&self.letters).entry(stage).or_default().iter_mut() {
             if id == receipt_handle {
@@ -1177,7 +1067,6 @@ impl MemoryImages {
 
 impl crate::ports::BackfillRows for MemoryImages {
     async fn read_row(&self, id: ImageId) -> Result<Option<crate::ports::StoredRow>, RepoError> {
-        self.check()?;
         if let Some(r) = lock(&self.rows).get(&id) {
             return Ok(Some(crate::ports::StoredRow::Current(Box::new(r.clone()))));
         }
@@ -1188,7 +1077,6 @@ impl crate::ports::BackfillRows for MemoryImages {
     }
 
     async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        self.check()?;
         if lock(&self.legacy).remove(&record.image_id).is_none() {
             return Err(RepoError::Conflict);
         }
@@ -1203,7 +1091,6 @@ impl crate::ports::OriginalsSource for MemoryStore {
         start_after: Option<&str>,
         limit: u32,
     ) -> Result<Page<crate::ports::ListedOriginal>, StoreError> {
-        self.check()?;
         let all = lock(&self.objects);
         let mut keys = all
             .iter()
@@ -1225,7 +1112,6 @@ impl crate::ports::OriginalsSource for MemoryStore {
     }
 
     async fn head_bytes(&self, key: &ObjectKey, n: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.check()?;
         Ok(self
             .object(key.as_str())
             .map(|(b, _)| b.into_iter().take(n as usize).collect()))
@@ -1324,7 +1210,6 @@ impl crate::ports::AwaitingUploads for MemoryImages {
         owner: &OwnerId,
         after: Timestamp,
     ) -> Result<Vec<Timestamp>, RepoError> {
-        self.check()?;
         let mut out: Vec<Timestamp> = lock(&self.rows)
             .values()
             .filter(|r| &r.owner_id == owner && r.created_at > after)

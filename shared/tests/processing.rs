@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use safelight::breaker::{BreakerConfig, CircuitState};
 use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
+use safelight::faults::{Faulty, Switch};
 use safelight::ports::{
     ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
     UploadConstraints,
@@ -102,6 +103,17 @@ fn upload<S: ObjectStore>(
 
 fn put_mem(store: &MemoryStore, key: &ObjectKey, bytes: Vec<u8>) {
     store.insert(key.as_str(), bytes, "image/jpeg");
+}
+
+/// A processor whose store fails (or refuses) while the returned switch is on.
+fn faulty_processor(stage: Stage) -> (Mem<Faulty<MemoryStore, Switch>>, Switch) {
+    let switch = Switch::default();
+    let store = Faulty::new(MemoryStore::default(), switch.clone());
+    (processor_with(stage, store), switch)
+}
+
+fn put_faulty(store: &Faulty<MemoryStore, Switch>, key: &ObjectKey, bytes: Vec<u8>) {
+    put_mem(store.inner(), key, bytes);
 }
 
 fn event(key: &ObjectKey, id: &str, receive_count: u32) -> Message {
@@ -387,9 +399,9 @@ async fn an_original_without_a_row_is_adopted_by_the_owner_in_its_key() {
 
 #[tokio::test]
 async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_receive() {
-    let p = processor(Stage::Thumbnail);
-    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
-    *p.ports().0.failing.lock().unwrap() = true;
+    let (p, switch) = faulty_processor(Stage::Thumbnail);
+    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    switch.fail(true);
     for receive in 1..=2 {
         let failed = p
             .handle_batch(&[event(&r.original_key, "m1", receive)])
@@ -440,9 +452,9 @@ async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_rec
 
 #[tokio::test]
 async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_to_the_dlq() {
-    let p = processor(Stage::Thumbnail);
-    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
-    *p.ports().0.failing.lock().unwrap() = true;
+    let (p, switch) = faulty_processor(Stage::Thumbnail);
+    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    switch.fail(true);
     let mut m = event(&r.original_key, "m1", 3);
     m.deferred_since = Some(Timestamp::now().plus_secs(-7 * 3600));
     let failed = p.handle_batch(&[m]).await;
@@ -469,9 +481,9 @@ async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_t
 
 #[tokio::test]
 async fn a_refusal_fails_on_the_last_receive_without_deferral() {
-    let p = processor(Stage::Thumbnail);
-    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
-    *p.ports().0.refusing.lock().unwrap() = true;
+    let (p, switch) = faulty_processor(Stage::Thumbnail);
+    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    switch.refuse(true);
     for receive in 1..=2 {
         let failed = p
             .handle_batch(&[event(&r.original_key, "m1", receive)])
@@ -593,16 +605,16 @@ async fn a_retry_reads_the_pinned_version_whatever_is_current() {
 
 #[tokio::test]
 async fn a_transient_failure_then_success_completes_and_clears_the_error() {
-    let p = processor(Stage::Thumbnail);
-    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
-    *p.ports().0.failing.lock().unwrap() = true;
+    let (p, switch) = faulty_processor(Stage::Thumbnail);
+    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    switch.fail(true);
     assert_eq!(
         p.handle_batch(&[event(&r.original_key, "m1", 1)])
             .await
             .len(),
         1
     );
-    *p.ports().0.failing.lock().unwrap() = false;
+    switch.fail(false);
     assert!(p
         .handle_batch(&[event(&r.original_key, "m1", 2)])
         .await
@@ -615,11 +627,11 @@ async fn a_transient_failure_then_success_completes_and_clears_the_error() {
 
 #[tokio::test]
 async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_once_and_closes() {
-    let p = processor(Stage::Thumbnail);
+    let (p, switch) = faulty_processor(Stage::Thumbnail);
     let control = &p.ports().3;
-    *p.ports().0.failing.lock().unwrap() = true;
+    switch.fail(true);
     let rows: Vec<ImageRecord> = (0..6)
-        .map(|_| upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg))
+        .map(|_| upload(&p, put_faulty, jpeg(64, 64), ContentType::Jpeg))
         .collect();
     for (i, r) in rows.iter().take(4).enumerate() {
         p.handle_batch(&[event(&r.original_key, &format!("m{i}"), 1)])
@@ -657,7 +669,7 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_on
 
     // After the cool-down exactly one probe goes through; a concurrent message is deferred.
     tokio::time::sleep(Duration::from_millis(400)).await;
-    *p.ports().0.failing.lock().unwrap() = false;
+    switch.fail(false);
     let mut probe = control.breaker(Stage::Thumbnail);
     let (admission, _) = probe.admit(Timestamp::now(), &policy().breaker);
     assert_eq!(
@@ -955,13 +967,14 @@ impl safelight::ports::ControlStore for FlakyRelease {
 
 #[tokio::test]
 async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_no_crash() {
+    let switch = Switch::default();
     let p = Processor::new(
         Stage::Thumbnail,
         default_thumbnail_specs(),
         Limits::default(),
         policy(),
         Ports {
-            store: MemoryStore::default(),
+            store: Faulty::new(MemoryStore::default(), switch.clone()),
             images: MemoryImages::default(),
             queue: MemoryQueue::default(),
             control: FlakyRelease(MemoryControl::default(), 2.into()),
@@ -983,11 +996,12 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
         p.ports().1.insert(r.clone());
         p.ports()
             .0
+            .inner()
             .insert(r.original_key.as_str(), jpeg(64, 48), "image/jpeg");
         r
     };
     // The bucket fails: the attempt ends without completing, so its lease must be released.
-    *p.ports().0.failing.lock().unwrap() = true;
+    switch.fail(true);
     let keep = p.handle_batch(&[event(&key.original_key, "m-r", 1)]).await;
     assert_eq!(keep, ["m-r"]);
     assert_eq!(p.ports().3 .1.load(std::sync::atomic::Ordering::SeqCst), 0);
@@ -1000,7 +1014,7 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
         "released on the third try"
     );
     // So the next receive is not taken for a crash: it runs and completes.
-    *p.ports().0.failing.lock().unwrap() = false;
+    switch.fail(false);
     let keep = p.handle_batch(&[event(&key.original_key, "m-r", 2)]).await;
     assert!(keep.is_empty());
     let done = p

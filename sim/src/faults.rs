@@ -1,22 +1,24 @@
-//! The decorator every port call of the simulation goes through ([`Faulty`]): it waits a
-//! drawn latency on the virtual clock (sometimes long enough to threaten the invocation's
-//! deadline), may kill the calling processor process right there (between two port calls, the
-//! way an out-of-memory kill or a host going away does), and may answer with an injected fault
-//! (a blip, an outage of the bucket, a refusal) instead of calling the in-memory port. It also
-//! watches what the product does through the ports: the row changes (the table's stream, from
-//! which notices are derived) and the derivatives written.
+//! The simulation's fault injection: every port call goes through the shared decorator
+//! (`safelight::faults::Faulty`, the one the local stack and the handler tests use) with the
+//! simulation's injector ([`Ctx`]): it waits a drawn latency on the virtual clock (sometimes long
+//! enough to threaten the invocation's deadline), may kill the calling processor process right
+//! there (between two port calls, the way an out-of-memory kill or a host going away does), and
+//! may answer with an injected fault (a blip, an outage of the bucket, a refusal) instead of
+//! calling the in-memory port. Behind the faults, [`Watched`] watches what the product does
+//! through the ports: the row changes (the table's stream, from which notices are derived) and
+//! the derivatives written.
 
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use safelight::breaker::Breaker;
 use safelight::domain::notice::transitions;
+use safelight::faults::{self, Call, InjectedFault, Injector};
 use safelight::ports::{
-    ControlStore, DeadLetter, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta,
-    ObjectStore, Page, PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError,
-    RepoError, StatusIndex, StoreError, StoredObject, UploadConstraints,
+    DeadLetter, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost,
+    PresignedRequest, QueueAdmin, QueueDepth, QueueError, RepoError, StatusIndex, StoreError,
+    StoredObject, UploadConstraints,
 };
 use safelight::processing::Message;
 use safelight::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Status};
@@ -35,6 +37,25 @@ pub enum Port {
     Control,
     /// SQS.
     Queue,
+    /// A port the simulation does not run (the realtime tables and API, the digest index).
+    Other,
+}
+
+impl Port {
+    fn of(port: faults::Port) -> Self {
+        use faults::Port as P;
+        match port {
+            P::ObjectStore | P::OriginalsSource => Port::Bucket,
+            P::ImageRepository | P::AwaitingUploads | P::StatusIndex | P::BackfillRows => {
+                Port::Images
+            }
+            P::ControlStore | P::ThroughputLog | P::MarkerStore => Port::Control,
+            P::JobQueue | P::QueueAdmin => Port::Queue,
+            P::ConnectionRepository | P::NoticeLog | P::ConnectionPoster | P::DigestIndex => {
+                Port::Other
+            }
+        }
+    }
 }
 
 /// An injected failure.
@@ -124,7 +145,7 @@ impl Ctx {
         }
     }
 
-    async fn enter(&self, port: Port, op: &str) -> Result<(), Fault> {
+    async fn enter_port(&self, port: Port, op: &str) -> Result<(), Fault> {
         let w = &self.world;
         let slow = self.proc.is_some() && w.chance(w.scenario.slow);
         let ms = if slow {
@@ -173,52 +194,65 @@ impl Ctx {
     }
 }
 
-fn store_fault(f: Fault) -> StoreError {
-    match f {
-        Fault::Unavailable => StoreError::Unavailable("injected: 503 SlowDown".into()),
-        Fault::Refused => StoreError::Refused("injected: 403 AccessDenied".into()),
+/// The simulation's injector: the shared decorator ([`safelight::faults::Faulty`]) asks it
+/// before every port call.
+impl Injector for Ctx {
+    async fn enter(&self, call: Call<'_>) -> Result<(), InjectedFault> {
+        let port = Port::of(call.port);
+        self.enter_port(port, call.method)
+            .await
+            .map_err(|fault| InjectedFault {
+                message: injected_message(port, fault).to_owned(),
+                refused: fault == Fault::Refused,
+            })
     }
 }
 
-fn repo_fault(f: Fault) -> RepoError {
-    match f {
-        Fault::Unavailable => RepoError::Unavailable("injected: throttled".into()),
-        Fault::Refused => RepoError::Refused("injected: AccessDeniedException".into()),
+/// What an injected fault says, as the dependency would.
+fn injected_message(port: Port, fault: Fault) -> &'static str {
+    match (port, fault) {
+        (Port::Bucket, Fault::Unavailable) => "injected: 503 SlowDown",
+        (Port::Bucket, Fault::Refused) => "injected: 403 AccessDenied",
+        (Port::Queue, _) => "injected: SQS 500",
+        (_, Fault::Unavailable) => "injected: throttled",
+        (_, Fault::Refused) => "injected: AccessDeniedException",
     }
 }
 
-fn queue_fault(_: Fault) -> QueueError {
-    QueueError::Unavailable("injected: SQS 500".into())
+/// A port behind the simulation's latency, kills and faults (the shared decorator with the
+/// simulation's injector).
+pub type Faulty<T> = faults::Faulty<T, Ctx>;
+
+/// `inner` (kept by the world) as `ctx` calls it.
+pub fn faulty<T>(inner: &Arc<T>, ctx: &Ctx) -> Faulty<T> {
+    faults::Faulty::shared(Arc::clone(inner), ctx.clone())
 }
 
-/// A port behind the simulation's latency, kills and faults.
+/// `inner` as `ctx` calls it, watched (see [`Watched`]).
+pub fn watched<T>(inner: &Arc<T>, ctx: &Ctx) -> Faulty<Watched<T>> {
+    let watched = Watched {
+        inner: Arc::clone(inner),
+        world: Arc::clone(&ctx.world),
+    };
+    faults::Faulty::new(watched, ctx.clone())
+}
+
+/// What the product does through the bucket and the images table, watched behind the faults:
+/// the row changes (the table's stream, from which notices are derived) and the derivatives
+/// written.
 #[derive(Debug)]
-pub struct Faulty<T> {
+pub struct Watched<T> {
     inner: Arc<T>,
-    ctx: Ctx,
+    world: Arc<World>,
 }
 
-impl<T> Faulty<T> {
-    /// `inner` as `ctx` calls it.
-    pub fn new(inner: &Arc<T>, ctx: &Ctx) -> Self {
-        Faulty {
-            inner: Arc::clone(inner),
-            ctx: ctx.clone(),
-        }
-    }
-}
-
-impl<T: ObjectStore> ObjectStore for Faulty<T> {
+impl<T: ObjectStore> ObjectStore for Watched<T> {
     async fn put(
         &self,
         key: &ObjectKey,
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StoreError> {
-        self.ctx
-            .enter(Port::Bucket, "put")
-            .await
-            .map_err(store_fault)?;
         // A derivative written for a stage that already completed is work done twice.
         let derivative = key
             .as_str()
@@ -236,12 +270,12 @@ impl<T: ObjectStore> ObjectStore for Faulty<T> {
             .filter(|_| !key.as_str().starts_with("originals/"));
         if let Some((id, stage)) = derivative {
             let redone = {
-                let mut st = self.ctx.world.state();
+                let mut st = self.world.state();
                 *st.derivative_puts.entry(key.to_string()).or_default() += 1;
                 st.completed.contains(&(id, stage_ix(stage)))
             };
             if redone {
-                self.ctx.world.violation(format!(
+                self.world.violation(format!(
                     "{id}: derivative {key} written again after its {stage} stage completed"
                 ));
             }
@@ -254,36 +288,19 @@ impl<T: ObjectStore> ObjectStore for Faulty<T> {
         key: &ObjectKey,
         version: Option<&str>,
     ) -> Result<StoredObject, StoreError> {
-        self.ctx
-            .enter(Port::Bucket, "get")
-            .await
-            .map_err(store_fault)?;
         self.inner.get(key, version).await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        self.ctx
-            .enter(Port::Bucket, "head")
-            .await
-            .map_err(store_fault)?;
         self.inner.head(key).await
     }
 
     async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        self.ctx
-            .enter(Port::Bucket, "delete")
-            .await
-            .map_err(store_fault)?;
         self.inner.delete(key).await
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
-        self.ctx
-            .enter(Port::Bucket, "delete_version")
-            .await
-            .map_err(store_fault)?;
-        self.ctx
-            .world
+        self.world
             .note(format!("delete version {version} of {key}"));
         self.inner.delete_version(key, version).await
     }
@@ -342,22 +359,14 @@ fn observe(world: &World, old: Option<&ImageRecord>, new: &ImageRecord) {
     }
 }
 
-impl<T: ImageRepository> ImageRepository for Faulty<T> {
+impl<T: ImageRepository> ImageRepository for Watched<T> {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Images, "create")
-            .await
-            .map_err(repo_fault)?;
         self.inner.create(record).await?;
-        observe(&self.ctx.world, None, record);
+        observe(&self.world, None, record);
         Ok(())
     }
 
     async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
-        self.ctx
-            .enter(Port::Images, "get")
-            .await
-            .map_err(repo_fault)?;
         self.inner.get(id).await
     }
 
@@ -367,40 +376,24 @@ impl<T: ImageRepository> ImageRepository for Faulty<T> {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        self.ctx
-            .enter(Port::Images, "query")
-            .await
-            .map_err(repo_fault)?;
         self.inner.list_by_owner(owner, limit, cursor).await
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Images, "put")
-            .await
-            .map_err(repo_fault)?;
         // The stream's old image: read under the same (single-threaded) step as the write.
         let old = self.inner.get(record.image_id).await?;
         self.inner.update(record).await?;
-        observe(&self.ctx.world, old.as_ref(), record);
+        observe(&self.world, old.as_ref(), record);
         Ok(())
     }
 
     async fn delete(&self, id: ImageId) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Images, "delete")
-            .await
-            .map_err(repo_fault)?;
         self.inner.delete(id).await
     }
 }
 
-impl<T: StatusIndex> StatusIndex for Faulty<T> {
+impl<T: StatusIndex> StatusIndex for Watched<T> {
     async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
-        self.ctx
-            .enter(Port::Images, "count")
-            .await
-            .map_err(repo_fault)?;
         self.inner.count_by_status(status).await
     }
 
@@ -411,89 +404,9 @@ impl<T: StatusIndex> StatusIndex for Faulty<T> {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        self.ctx
-            .enter(Port::Images, "query")
-            .await
-            .map_err(repo_fault)?;
         self.inner
             .page_by_status(status, oldest_first, limit, cursor)
             .await
-    }
-}
-
-impl<T: ControlStore> ControlStore for Faulty<T> {
-    async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
-        self.ctx
-            .enter(Port::Control, "load_breaker")
-            .await
-            .map_err(repo_fault)?;
-        self.inner.load_breaker(stage).await
-    }
-
-    async fn save_breaker(
-        &self,
-        stage: Stage,
-        breaker: &Breaker,
-        expected_version: u64,
-    ) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Control, "save_breaker")
-            .await
-            .map_err(repo_fault)?;
-        self.inner
-            .save_breaker(stage, breaker, expected_version)
-            .await
-    }
-
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: safelight::Timestamp,
-        now: safelight::Timestamp,
-    ) -> Result<Lease, RepoError> {
-        self.ctx
-            .enter(Port::Control, "acquire_lease")
-            .await
-            .map_err(repo_fault)?;
-        self.inner
-            .acquire_lease(stage, image, holder, until, now)
-            .await
-    }
-
-    async fn mark_out_of_time(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Control, "mark_out_of_time")
-            .await
-            .map_err(repo_fault)?;
-        self.inner.mark_out_of_time(stage, image, holder).await
-    }
-
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
-        self.ctx
-            .enter(Port::Control, "lease")
-            .await
-            .map_err(repo_fault)?;
-        self.inner.lease(stage, image).await
-    }
-
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
-        self.ctx
-            .enter(Port::Control, "release_lease")
-            .await
-            .map_err(repo_fault)?;
-        self.inner.release_lease(stage, image, holder).await
     }
 }
 
@@ -657,96 +570,6 @@ impl QueueAdmin for SimQueues {
             .queues
             .release_dead(stage, receipt_handle, after.as_millis() as i64, now)
             .map_err(|e| QueueError::Unavailable(e.into()))
-    }
-}
-
-impl<T: JobQueue> JobQueue for Faulty<T> {
-    async fn enqueue(&self, message: &RetryMessage) -> Result<(), QueueError> {
-        self.ctx
-            .enter(Port::Queue, "send")
-            .await
-            .map_err(queue_fault)?;
-        self.inner.enqueue(message).await
-    }
-
-    async fn delay(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        self.ctx
-            .enter(Port::Queue, "change_visibility")
-            .await
-            .map_err(queue_fault)?;
-        self.inner.delay(stage, receipt_handle, delay).await
-    }
-
-    async fn requeue(
-        &self,
-        stage: Stage,
-        body: &str,
-        delay: Duration,
-        deferred_since: Option<safelight::Timestamp>,
-    ) -> Result<(), QueueError> {
-        self.ctx
-            .enter(Port::Queue, "send")
-            .await
-            .map_err(queue_fault)?;
-        self.inner.requeue(stage, body, delay, deferred_since).await
-    }
-}
-
-impl<T: QueueAdmin> QueueAdmin for Faulty<T> {
-    async fn depth(&self, stage: Stage, dead_letters: bool) -> Result<QueueDepth, QueueError> {
-        self.ctx
-            .enter(Port::Queue, "attributes")
-            .await
-            .map_err(queue_fault)?;
-        self.inner.depth(stage, dead_letters).await
-    }
-
-    async fn receive_dead_letters(
-        &self,
-        stage: Stage,
-        max: u32,
-        hide_for: Duration,
-        wait: Duration,
-    ) -> Result<Vec<DeadLetter>, QueueError> {
-        self.ctx
-            .enter(Port::Queue, "receive")
-            .await
-            .map_err(queue_fault)?;
-        self.inner
-            .receive_dead_letters(stage, max, hide_for, wait)
-            .await
-    }
-
-    async fn delete_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-    ) -> Result<(), QueueError> {
-        self.ctx
-            .enter(Port::Queue, "delete")
-            .await
-            .map_err(queue_fault)?;
-        self.inner.delete_dead_letter(stage, receipt_handle).await
-    }
-
-    async fn release_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        after: Duration,
-    ) -> Result<(), QueueError> {
-        self.ctx
-            .enter(Port::Queue, "change_visibility")
-            .await
-            .map_err(queue_fault)?;
-        self.inner
-            .release_dead_letter(stage, receipt_handle, after)
-            .await
     }
 }
 

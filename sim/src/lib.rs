@@ -3,8 +3,8 @@
 //!
 //! The real code — [`Processor`] (both stages), the [`Sweeper`], the owner's retry and
 //! retry-all-failed — runs over the in-memory ports of `safelight::testing`, wrapped in
-//! [`faults::Faulty`], on a single-threaded tokio runtime whose clock is paused: time moves only
-//! when every task waits, so a schedule of hours takes milliseconds, and the product's own clock
+//! [`faults::Faulty`] (the shared fault decorator with the simulation's injector), on a
+//! single-threaded tokio runtime whose clock is paused: time moves only when every task waits, so a schedule of hours takes milliseconds, and the product's own clock
 //! and jitter read the same virtual clock and a seeded generator (`safelight::determinism`). The
 //! world around the code is modelled as AWS documents it: S3 with versions and "Object Created"
 //! events, EventBridge delivering each event to both queues (late, twice, or not at all: to the
@@ -38,7 +38,7 @@ use safelight::{
     ContentType, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage, Timestamp, UploadState,
 };
 
-use faults::{Ctx, Faulty, Proc, SimQueues};
+use faults::{faulty, watched, Ctx, Faulty, Proc, SimQueues, Watched};
 pub use world::Scenario;
 use world::{stage_ix, Upload, World};
 
@@ -61,8 +61,12 @@ pub const RETRY_UNTIL_MS: i64 = 2 * 3_600_000;
 /// A schedule that has not settled by then never will.
 pub const HORIZON_MS: i64 = 4 * 24 * 3_600_000;
 
-type SimProcessor =
-    Processor<Faulty<MemoryStore>, Faulty<MemoryImages>, Faulty<SimQueues>, Faulty<MemoryControl>>;
+type SimProcessor = Processor<
+    Faulty<Watched<MemoryStore>>,
+    Faulty<Watched<MemoryImages>>,
+    Faulty<SimQueues>,
+    Faulty<MemoryControl>,
+>;
 
 /// What one schedule did and found.
 #[derive(Debug, Clone)]
@@ -277,7 +281,7 @@ async fn upload(world: Arc<World>, id: ImageId, owner: OwnerId, plan: Upload) {
         Timestamp::now(),
     );
     use safelight::ports::ImageRepository as _;
-    let images = Faulty::new(&world.images, &Ctx::operator(&world));
+    let images = watched(&world.images, &Ctx::operator(&world));
     // The upload function answers only once its row is written; a failed write is the
     // client's 503, and it asks again.
     while images.create(&record).await.is_err() {
@@ -465,10 +469,10 @@ fn new_process(world: &Arc<World>, queues: &Arc<SimQueues>, stage: Stage, id: u6
         Limits::default(),
         Policy::default(),
         Ports {
-            store: Faulty::new(&world.store, &ctx),
-            images: Faulty::new(&world.images, &ctx),
-            queue: Faulty::new(queues, &ctx),
-            control: Faulty::new(&world.control, &ctx),
+            store: watched(&world.store, &ctx),
+            images: watched(&world.images, &ctx),
+            queue: faulty(queues, &ctx),
+            control: faulty(&world.control, &ctx),
         },
     );
     Warm {
@@ -554,10 +558,10 @@ async fn sweeps(
 ) {
     let ctx = Ctx::operator(&world);
     let (images, dead_letters, store, queue) = (
-        Faulty::new(&world.images, &ctx),
-        Faulty::new(&queues, &ctx),
-        Faulty::new(&world.store, &ctx),
-        Faulty::new(&queues, &ctx),
+        watched(&world.images, &ctx),
+        faulty(&queues, &ctx),
+        watched(&world.store, &ctx),
+        faulty(&queues, &ctx),
     );
     let sweeper = Sweeper::new(
         SweepPorts {
@@ -597,7 +601,7 @@ async fn owner_retries(
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let ctx = Ctx::operator(&world);
-    let (images, queue) = (Faulty::new(&world.images, &ctx), Faulty::new(&queues, &ctx));
+    let (images, queue) = (watched(&world.images, &ctx), faulty(&queues, &ctx));
     while !stop.load(std::sync::atomic::Ordering::SeqCst) && world.elapsed() < RETRY_UNTIL_MS {
         tokio::time::sleep(Duration::from_millis(world.range(60_000, 1_800_000))).await;
         let mut failed: Vec<ImageRecord> = world
@@ -637,9 +641,9 @@ async fn retry_all(
     use safelight::ops::retry_all::{retry_all_failed, RetryAllRequest, RetryLimits, RetryPorts};
     let ctx = Ctx::operator(&world);
     let (images, queue, admin) = (
-        Faulty::new(&world.images, &ctx),
-        Faulty::new(&queues, &ctx),
-        Faulty::new(&queues, &ctx),
+        watched(&world.images, &ctx),
+        faulty(&queues, &ctx),
+        faulty(&queues, &ctx),
     );
     while !stop.load(std::sync::atomic::Ordering::SeqCst) && world.elapsed() < RETRY_UNTIL_MS {
         tokio::time::sleep(Duration::from_millis(world.range(600_000, 3_600_000))).await;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
-use safelight::aws::{DynamoDigests, DynamoImages, DynamoRates, Faults, S3Store};
+use safelight::aws::{DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
 use upload::{Limits, Upload};
@@ -53,21 +53,9 @@ async fn main() -> Result<()> {
         .unwrap_or(500);
     let stack = Stack::load().await?;
     let handler = Upload::new(
-        S3Store::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_BUCKET")?,
-            Faults::default(),
-        ),
-        DynamoImages::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_IMAGES_TABLE")?,
-            Faults::default(),
-        ),
-        DynamoDigests::new(
-            &stack.sdk,
-            stack.var("SAFELIGHT_CONTROL_TABLE")?,
-            Faults::default(),
-        ),
+        S3Store::new(&stack.sdk, stack.var("SAFELIGHT_BUCKET")?),
+        DynamoImages::new(&stack.sdk, stack.var("SAFELIGHT_IMAGES_TABLE")?),
+        DynamoDigests::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
         DynamoRates::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,

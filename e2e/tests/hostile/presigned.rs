@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use safelight::aws::{Faults, S3Store};
+use safelight::aws::S3Store;
 use safelight::ports::{ObjectStore, UploadConstraints};
 use safelight::{ImageId, ObjectKey, OwnerId};
 use safelight_e2e::{jpeg, Stack};
@@ -199,11 +199,7 @@ async fn an_expired_presigned_put_is_refused_by_storage() -> Result<()> {
 
     // The product's own presigning (the upload function's adapter) with a 1 s lifetime, used 3 s
     // later: the same code path, a lifetime a test can outwait.
-    let store = S3Store::new(
-        &stack.sdk,
-        stack.var("SAFELIGHT_BUCKET")?,
-        Faults::default(),
-    );
+    let store = S3Store::new(&stack.sdk, stack.var("SAFELIGHT_BUCKET")?);
     let owner: OwnerId = sub.parse()?;
     let key = ObjectKey::original(&owner, ImageId::new());
     let constraints = UploadConstraints {

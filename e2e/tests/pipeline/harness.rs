@@ -11,7 +11,9 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
-use safelight::aws::{DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::aws::{
+    DynamoControl, DynamoImages, FaultInjection, MaybeFaulty, S3Store, SqsQueues,
+};
 use safelight::engine::{default_thumbnail_specs, Limits};
 use safelight::ports::{ImageRepository, ObjectStore};
 use safelight::processing::{Message, Policy, Ports, Processor};
@@ -20,7 +22,12 @@ use safelight::{
 };
 use safelight_e2e::Stack;
 
-pub type Rig = Processor<S3Store, DynamoImages, SqsQueues, DynamoControl>;
+pub type Rig = Processor<
+    MaybeFaulty<S3Store>,
+    MaybeFaulty<DynamoImages>,
+    MaybeFaulty<SqsQueues>,
+    MaybeFaulty<DynamoControl>,
+>;
 
 #[derive(Debug)]
 pub struct Harness {
@@ -127,7 +134,7 @@ impl Harness {
 
     /// A thumbnail processor on the rig with `faults` (e.g. `s3_get:0.3`) and `policy`.
     pub fn processor(&self, faults: &str, policy: Policy) -> Result<Rig> {
-        let faults = Faults::parse(Some(faults))?;
+        let faults = FaultInjection::parse(Some(faults))?;
         let sdk = &self.stack.sdk;
         Ok(Processor::new(
             Stage::Thumbnail,
@@ -135,10 +142,10 @@ impl Harness {
             Limits::default(),
             policy,
             Ports {
-                store: S3Store::new(sdk, &self.bucket, faults.clone()),
-                images: DynamoImages::new(sdk, &self.images_table, faults.clone()),
-                queue: SqsQueues::new(sdk, Some(self.queue_url.clone()), None, faults.clone()),
-                control: DynamoControl::new(sdk, &self.control_table, faults),
+                store: faults.wrap(S3Store::new(sdk, &self.bucket)),
+                images: faults.wrap(DynamoImages::new(sdk, &self.images_table)),
+                queue: faults.wrap(SqsQueues::new(sdk, Some(self.queue_url.clone()), None)),
+                control: faults.wrap(DynamoControl::new(sdk, &self.control_table)),
             },
         ))
     }

@@ -498,22 +498,16 @@ async fn a_16_bit_png_whose_decode_would_not_fit_the_budget_fails_too_large_nami
 
 async fn seed_row(stack: &Stack, record: &safelight::ImageRecord) -> Result<()> {
     use safelight::ports::ImageRepository;
-    let images = safelight::aws::DynamoImages::new(
-        &stack.sdk,
-        stack.var("SAFELIGHT_IMAGES_TABLE")?,
-        safelight::aws::Faults::default(),
-    );
+    let images =
+        safelight::aws::DynamoImages::new(&stack.sdk, stack.var("SAFELIGHT_IMAGES_TABLE")?);
     images.create(record).await?;
     Ok(())
 }
 
 async fn read_row(stack: &Stack, id: safelight::ImageId) -> Result<safelight::ImageRecord> {
     use safelight::ports::ImageRepository;
-    let images = safelight::aws::DynamoImages::new(
-        &stack.sdk,
-        stack.var("SAFELIGHT_IMAGES_TABLE")?,
-        safelight::aws::Faults::default(),
-    );
+    let images =
+        safelight::aws::DynamoImages::new(&stack.sdk, stack.var("SAFELIGHT_IMAGES_TABLE")?);
     images
         .get(id)
         .await?

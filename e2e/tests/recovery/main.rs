@@ -197,7 +197,6 @@ fn images_table(stack: &Stack) -> Result<safelight::aws::DynamoImages> {
     Ok(safelight::aws::DynamoImages::new(
         &stack.sdk,
         stack.var("SAFELIGHT_IMAGES_TABLE")?,
-        safelight::aws::Faults::default(),
     ))
 }
 

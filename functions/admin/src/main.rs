@@ -1,9 +1,12 @@
 //! Lambda wiring for the `admin` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use admin::{Admin, AdminPorts};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl, DynamoImages, Faults, SqsQueues};
+use safelight::aws::{self, DynamoControl, DynamoImages, SqsQueues};
 use safelight::{Config, OpsSettings};
 
 #[tokio::main]
@@ -11,28 +14,29 @@ async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let settings = OpsSettings::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
     let sdk = aws::load_sdk_config().await;
-    let queues = SqsQueues::new(
-        &sdk,
-        Some(Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?.to_owned()),
-        Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
-        faults.clone(),
-    )
-    .with_dead_letter_queues(
-        settings.thumbnails_dlq_url.clone(),
-        settings.variants_dlq_url.clone(),
+    let queues = faults.wrap(
+        SqsQueues::new(
+            &sdk,
+            Some(Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?.to_owned()),
+            Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
+        )
+        .with_dead_letter_queues(
+            settings.thumbnails_dlq_url.clone(),
+            settings.variants_dlq_url.clone(),
+        ),
     );
     let handler = Admin::new(
         AdminPorts {
-            images: DynamoImages::new(&sdk, &config.images_table, faults.clone()),
+            images: faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
             queue: queues.clone(),
             dead_letters: queues,
-            control: DynamoControl::new(&sdk, control, faults.clone()),
-            throughput: DynamoControl::new(&sdk, control, faults),
+            control: faults.wrap(DynamoControl::new(&sdk, control)),
+            throughput: faults.wrap(DynamoControl::new(&sdk, control)),
         },
         settings,
     );

@@ -1,11 +1,14 @@
 //! Lambda wiring for the `backfill` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use std::sync::atomic::AtomicBool;
 
 use backfill::{deadline_from_epoch_millis, settings_from_lookup, Backfill};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::aws::{self, DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::BackfillRequest;
 use safelight::Config;
 
@@ -14,21 +17,20 @@ async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let settings = settings_from_lookup(|name| std::env::var(name).ok())?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
     let sdk = aws::load_sdk_config().await;
     let handler = Backfill::new(
-        S3Store::new(&sdk, &config.bucket, faults.clone()),
-        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-        SqsQueues::new(
+        faults.wrap(S3Store::new(&sdk, &config.bucket)),
+        faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
+        faults.wrap(SqsQueues::new(
             &sdk,
             Some(thumbnails.to_owned()),
             Some(variants.to_owned()),
-            faults.clone(),
-        ),
-        DynamoControl::new(&sdk, control, faults),
+        )),
+        faults.wrap(DynamoControl::new(&sdk, control)),
         settings,
     );
     let (handler, telemetry) = (&handler, &telemetry);

@@ -1,9 +1,12 @@
 //! Lambda wiring for the `images` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use images::Images;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, Delivery, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::aws::{self, Delivery, DynamoImages, S3Store, SqsQueues};
 use safelight::Config;
 use tracing::Instrument as _;
 
@@ -11,23 +14,22 @@ use tracing::Instrument as _;
 async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
     let links = Delivery::new(
         &sdk,
         config.delivery.as_ref(),
-        S3Store::new(&sdk, &config.bucket, faults.clone()),
+        S3Store::new(&sdk, &config.bucket),
     )
     .await?;
     let handler = Images::new(
         links,
-        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-        SqsQueues::new(
+        faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
+        faults.wrap(SqsQueues::new(
             &sdk,
             config.thumbnails_queue_url.clone(),
             config.variants_queue_url.clone(),
-            faults,
-        ),
+        )),
         config.link_window,
     );
     let (handler, telemetry) = (&handler, &telemetry);

@@ -5,6 +5,7 @@
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
 use aws_lambda_events::encodings::Body;
 use images::Images;
+use safelight::faults::{Faulty, Switch};
 use safelight::testing::{MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{
     ContentType, Derivative, ErrorKind, ImageId, ImageRecord, NewImage, ObjectKey, Stage,
@@ -12,13 +13,13 @@ use safelight::{
 };
 use serde_json::{json, Value};
 
-type Handler = Images<MemoryStore, MemoryImages, MemoryQueue>;
+type Handler = Images<MemoryStore, MemoryImages, Faulty<MemoryQueue, Switch>>;
 
 fn handler() -> Handler {
     Images::new(
         MemoryStore::default(),
         MemoryImages::default(),
-        MemoryQueue::default(),
+        Faulty::new(MemoryQueue::default(), Switch::default()),
         images::DEFAULT_LINK_WINDOW,
     )
 }
@@ -243,7 +244,7 @@ async fn retrying_a_failed_image_requeues_only_the_failed_stage() {
         .handle(&request("images-retry.json", Some(r.image_id), "alice"))
         .await;
     assert_eq!(resp.status_code, 202, "{:?}", resp.body);
-    let sent = h.queue().sent();
+    let sent = h.queue().inner().sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].stage, Stage::Variant);
     assert_eq!(sent[0].key, r.original_key);
@@ -267,14 +268,14 @@ async fn retrying_an_image_that_has_not_failed_is_a_conflict() {
         .await;
     assert_eq!(resp.status_code, 409);
     assert_eq!(body(&resp)["error"]["code"], "not_failed");
-    assert!(h.queue().sent().is_empty());
+    assert!(h.queue().inner().sent().is_empty());
 }
 
 #[tokio::test]
 async fn a_retry_that_cannot_be_enqueued_leaves_the_image_failed() {
     let h = handler();
     let r = failed_row(&h, "alice");
-    *h.queue().failing.lock().unwrap() = true;
+    h.queue().injector().fail(true);
     let resp = h
         .handle(&request("images-retry.json", Some(r.image_id), "alice"))
         .await;
@@ -315,7 +316,7 @@ async fn retrying_an_upload_taken_for_expired_requeues_both_stages_and_counts_it
         UploadState::Stored,
         "an original that arrived late is processed and shown"
     );
-    assert_eq!(h.queue().sent().len(), 2);
+    assert_eq!(h.queue().inner().sent().len(), 2);
 }
 
 #[tokio::test]

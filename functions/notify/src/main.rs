@@ -1,20 +1,23 @@
 //! Lambda wiring for the `notify` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use notify::{deadline_from_epoch_millis, Notify};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl, Faults};
+use safelight::aws::{self, DynamoControl};
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
-    let throughput = DynamoControl::new(&sdk, control, faults.clone());
+    let throughput = faults.wrap(DynamoControl::new(&sdk, control));
     let handler = Notify::new(connections, notices, poster, throughput);
     let (handler, telemetry) = (&handler, &telemetry);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {

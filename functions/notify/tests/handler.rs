@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use aws_lambda_events::dynamodb::Event;
 use notify::{delivery_key, Notify};
+use safelight::faults::{Faulty, Switch};
 use safelight::ports::Connection;
 use safelight::ports::ThroughputLog;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput};
@@ -18,12 +19,13 @@ use safelight::{
 };
 use serde_json::{json, Value};
 
-type Handler = Notify<MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput>;
+type Handler =
+    Notify<MemoryConnections, Faulty<MemoryNotices, Switch>, MemoryPoster, MemoryThroughput>;
 
 fn handler() -> Handler {
     Notify::new(
         MemoryConnections::default(),
-        MemoryNotices::default(),
+        Faulty::new(MemoryNotices::default(), Switch::default()),
         MemoryPoster::default(),
         MemoryThroughput::default(),
     )
@@ -52,7 +54,7 @@ fn h_connections(h: &Handler) -> &MemoryConnections {
     h.connections()
 }
 fn h_notices(h: &Handler) -> &MemoryNotices {
-    h.notices()
+    h.notices().inner()
 }
 fn h_poster(h: &Handler) -> &MemoryPoster {
     h.poster()
@@ -395,7 +397,7 @@ async fn inserts_removals_and_rows_that_are_not_images_send_nothing() {
 async fn a_log_outage_fails_the_record_before_anything_is_sent() {
     let h = handler();
     connect(&h, "c1", "alice");
-    *h_notices(&h).failing.lock().unwrap() = true;
+    h.notices().injector().fail(true);
     let (started, thumb, _) = history("alice");
     let r = h
         .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())

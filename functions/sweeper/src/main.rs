@@ -1,10 +1,13 @@
 //! Lambda wiring for the `sweeper` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoImages, Faults, S3Store, SqsQueues};
+use safelight::aws::{self, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
 
@@ -21,21 +24,18 @@ async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
     let settings = OpsSettings::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
     let sdk = aws::load_sdk_config().await;
-    let queues = SqsQueues::new(
-        &sdk,
-        Some(thumbnails.to_owned()),
-        Some(variants.to_owned()),
-        faults.clone(),
-    )
-    .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url);
-    let images = DynamoImages::new(&sdk, &config.images_table, faults.clone());
-    let store = S3Store::new(&sdk, &config.bucket, faults);
+    let queues = faults.wrap(
+        SqsQueues::new(&sdk, Some(thumbnails.to_owned()), Some(variants.to_owned()))
+            .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url),
+    );
+    let images = faults.wrap(DynamoImages::new(&sdk, &config.images_table));
+    let store = faults.wrap(S3Store::new(&sdk, &config.bucket));
     let sweeper = Sweeper::new(
         SweepPorts {
             images: &images,

@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use safelight::faults::{Faulty, Switch};
 use safelight::sweep::{SweepPolicy, SweepPorts, SweepReport, Sweeper};
 use safelight::testing::{MemoryDeadLetters, MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{
@@ -35,8 +36,8 @@ fn row(upload_state: UploadState, at: Timestamp) -> ImageRecord {
 #[derive(Default)]
 struct World {
     images: MemoryImages,
-    dlq: MemoryDeadLetters,
-    store: MemoryStore,
+    dlq: Faulty<MemoryDeadLetters, Switch>,
+    store: Faulty<MemoryStore, Switch>,
     queue: MemoryQueue,
 }
 
@@ -50,7 +51,15 @@ fn policy() -> SweepPolicy {
 }
 
 impl World {
-    fn sweeper(&self) -> Sweeper<'_, MemoryImages, MemoryDeadLetters, MemoryStore, MemoryQueue> {
+    fn sweeper(
+        &self,
+    ) -> Sweeper<
+        '_,
+        MemoryImages,
+        Faulty<MemoryDeadLetters, Switch>,
+        Faulty<MemoryStore, Switch>,
+        MemoryQueue,
+    > {
         Sweeper::new(
             SweepPorts {
                 images: &self.images,
@@ -76,7 +85,9 @@ impl World {
 
     fn dead_letter(&self, r: &ImageRecord, stage: Stage) {
         let body = RetryMessage::new(r.image_id, r.original_key.clone(), stage);
-        self.dlq.push(stage, &serde_json::to_string(&body).unwrap());
+        self.dlq
+            .inner()
+            .push(stage, &serde_json::to_string(&body).unwrap());
     }
 }
 
@@ -118,11 +129,15 @@ async fn a_row_left_processing_behind_a_dead_letter_ends_failed_and_the_message_
     assert!(reason.contains("thumbnail dead-letter queue"), "{reason}");
     assert_eq!(w.get(retried.image_id).thumbnail_status, Status::Pending);
     assert_eq!(
-        w.dlq.bodies(Stage::Thumbnail).len(),
+        w.dlq.inner().bodies(Stage::Thumbnail).len(),
         2,
         "messages stay in the DLQ"
     );
-    assert_eq!(w.dlq.hidden(Stage::Thumbnail), 0, "and visible again");
+    assert_eq!(
+        w.dlq.inner().hidden(Stage::Thumbnail),
+        0,
+        "and visible again"
+    );
 
     // Sweeping again (a second later) changes nothing.
     let again = w.sweep(Timestamp::now().plus_secs(1)).await;
@@ -149,9 +164,9 @@ async fn every_letter_of_a_dlq_larger_than_one_receive_is_seen_in_one_sweep_and_
     for id in ids {
         assert_eq!(w.get(id).variant_status, Status::Failed);
     }
-    assert_eq!(w.dlq.bodies(Stage::Variant).len(), 25);
+    assert_eq!(w.dlq.inner().bodies(Stage::Variant).len(), 25);
     assert_eq!(
-        w.dlq.hidden(Stage::Variant),
+        w.dlq.inner().hidden(Stage::Variant),
         0,
         "every letter visible again at the end"
     );
@@ -162,7 +177,7 @@ async fn the_dlqs_are_read_with_long_polls_so_a_short_poll_that_samples_empty_mi
     let now = Timestamp::now();
     let long_ago = now.plus_secs(-3600);
     let w = World::default();
-    *w.dlq.short_polls_miss.lock().unwrap() = true;
+    *w.dlq.inner().short_polls_miss.lock().unwrap() = true;
     let mut r = row(UploadState::Stored, long_ago);
     r.begin(Stage::Thumbnail, long_ago).unwrap();
     w.images.insert(r.clone());
@@ -171,7 +186,7 @@ async fn the_dlqs_are_read_with_long_polls_so_a_short_poll_that_samples_empty_mi
     let report = w.sweep(now).await;
     assert_eq!(report.dead_letters_seen, 1, "{report:?}");
     assert_eq!(w.get(r.image_id).thumbnail_status, Status::Failed);
-    let receives = w.dlq.receives.lock().unwrap().clone();
+    let receives = w.dlq.inner().receives.lock().unwrap().clone();
     assert!(
         receives
             .iter()
@@ -190,7 +205,7 @@ async fn a_sweep_out_of_time_says_it_did_not_finish_and_leaves_the_letters_visib
     let report = w.sweeper().run(now, Duration::ZERO).await.unwrap();
     assert!(!report.finished, "{report:?}");
     assert_eq!(report.dead_letters_seen, 0);
-    assert_eq!(w.dlq.hidden(Stage::Thumbnail), 0);
+    assert_eq!(w.dlq.inner().hidden(Stage::Thumbnail), 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -209,7 +224,9 @@ async fn letters_another_reader_holds_leave_the_sweep_unfinished_and_the_next_dl
     w.dead_letter(&held_elsewhere, Stage::Thumbnail);
     w.dead_letter(&variant, Stage::Variant);
     // A retry-all run holds the thumbnails DLQ's letter for longer than this sweep lasts.
-    w.dlq.hide_all(Stage::Thumbnail, Duration::from_secs(600));
+    w.dlq
+        .inner()
+        .hide_all(Stage::Thumbnail, Duration::from_secs(600));
 
     let report = w.sweep(now).await;
     assert!(!report.finished, "a letter was not seen: {report:?}");
@@ -224,8 +241,11 @@ async fn letters_another_reader_holds_leave_the_sweep_unfinished_and_the_next_dl
 #[tokio::test(start_paused = true)]
 async fn a_dlq_depth_that_cannot_be_read_leaves_the_sweep_unfinished_but_not_stopped() {
     let now = Timestamp::now();
-    let w = World::default();
-    *w.dlq.depth_failing.lock().unwrap() = true;
+    let w = World {
+        dlq: Faulty::new(MemoryDeadLetters::default(), Switch::only("depth")),
+        ..World::default()
+    };
+    w.dlq.injector().fail(true);
     let mut dead = row(UploadState::Stored, now.plus_secs(-3600));
     dead.begin(Stage::Variant, now.plus_secs(-3600)).unwrap();
     w.images.insert(dead.clone());
@@ -240,7 +260,7 @@ async fn a_dlq_depth_that_cannot_be_read_leaves_the_sweep_unfinished_but_not_sto
     assert_eq!(report.stages_failed, 1, "{report:?}");
     assert_eq!(report.uploads_expired, 1, "{report:?}");
     assert_eq!(report.stuck_requeued, 1, "{report:?}");
-    assert_eq!(w.dlq.hidden(Stage::Variant), 0, "released");
+    assert_eq!(w.dlq.inner().hidden(Stage::Variant), 0, "released");
 }
 
 #[test]
@@ -285,7 +305,7 @@ async fn an_upload_that_arrived_while_its_processing_waits_is_marked_stored_not_
     let w = World::default();
     // Uploaded in time; its processing is held back (an open circuit defers without a write).
     let arrived = row(UploadState::AwaitingUpload, now.plus_secs(-1500));
-    w.store.insert(
+    w.store.inner().insert(
         arrived.original_key.as_str(),
         vec![0xff, 0xd8],
         "image/jpeg",
@@ -308,7 +328,7 @@ async fn a_bucket_that_cannot_answer_expires_nothing() {
     let w = World::default();
     let unknown = row(UploadState::AwaitingUpload, now.plus_secs(-1500));
     w.images.insert(unknown.clone());
-    *w.store.failing.lock().unwrap() = true;
+    w.store.injector().fail(true);
     assert!(w.sweeper().run(now, BUDGET).await.is_err());
     assert_eq!(
         w.get(unknown.image_id).upload_state,
@@ -412,7 +432,7 @@ async fn an_upload_found_stored_whose_event_was_lost_is_reenqueued_an_hour_later
     let start = Timestamp::now();
     let w = World::default();
     let arrived = row(UploadState::AwaitingUpload, start);
-    w.store.insert(
+    w.store.inner().insert(
         arrived.original_key.as_str(),
         vec![0xff, 0xd8],
         "image/jpeg",

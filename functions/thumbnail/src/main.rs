@@ -1,5 +1,8 @@
 //! The `thumbnail` function: SQS (thumbnails queue) -> thumbnails. The pipeline is
 //! `safelight::processing`; this is its wiring for the thumbnail stage.
+// The pipeline's future behind the fault decorator (local builds) nests deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

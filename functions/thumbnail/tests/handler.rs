@@ -5,6 +5,7 @@
 
 use aws_lambda_events::sqs::SqsEvent;
 use safelight::engine::{default_thumbnail_specs, Limits};
+use safelight::faults::{Faulty, Switch};
 use safelight::processing::{Policy, Ports, Processor};
 use safelight::testing::{MemoryControl, MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{ContentType, ImageRecord, NewImage, Status, Timestamp, UploadState};
@@ -23,9 +24,12 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-fn processor() -> Processor<MemoryStore, MemoryImages, MemoryQueue, MemoryControl> {
+/// The thumbnail processor over the fakes; its store fails while the store's switch is on.
+type Mem = Processor<Faulty<MemoryStore, Switch>, MemoryImages, MemoryQueue, MemoryControl>;
+
+fn processor() -> Mem {
     let ports = Ports {
-        store: MemoryStore::default(),
+        store: Faulty::default(),
         images: MemoryImages::default(),
         queue: MemoryQueue::default(),
         control: MemoryControl::default(),
@@ -40,10 +44,7 @@ fn processor() -> Processor<MemoryStore, MemoryImages, MemoryQueue, MemoryContro
 }
 
 /// Stores `bytes` as the original the sample events name, with its row.
-fn seed(
-    p: &Processor<MemoryStore, MemoryImages, MemoryQueue, MemoryControl>,
-    bytes: Vec<u8>,
-) -> ImageRecord {
+fn seed(p: &Mem, bytes: Vec<u8>) -> ImageRecord {
     let r = ImageRecord::new(
         NewImage {
             image_id: "01KB4XV6Z0R8QW3M5T7N9P1C2D".parse().unwrap(),
@@ -57,7 +58,9 @@ fn seed(
         Timestamp::now(),
     );
     let (store, images, _, _) = p.ports();
-    store.insert(r.original_key.as_str(), bytes, "image/jpeg");
+    store
+        .inner()
+        .insert(r.original_key.as_str(), bytes, "image/jpeg");
     images.insert(r.clone());
     r
 }
@@ -78,7 +81,7 @@ async fn the_eventbridge_sample_completes_the_thumbnail_stage() {
 async fn the_classic_s3_sample_is_understood_too_and_a_store_outage_is_a_batch_item_failure() {
     let p = processor();
     seed(&p, fixture("orientation-1.jpg"));
-    *p.ports().0.failing.lock().unwrap() = true;
+    p.ports().0.injector().fail(true);
     let response = handle_sqs(&p, &sample("sqs-variants-s3-notification.json"), None).await;
     let ids: Vec<&str> = response
         .batch_item_failures

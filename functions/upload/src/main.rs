@@ -1,8 +1,11 @@
 //! Lambda wiring for the `upload` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, DynamoDigests, DynamoImages, DynamoRates, Faults, S3Store};
+use safelight::aws::{self, DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight::Config;
 use tracing::Instrument as _;
 use upload::{Limits, Upload};
@@ -11,13 +14,13 @@ use upload::{Limits, Upload};
 async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let sdk = aws::load_sdk_config().await;
     let control_table = safelight::Config::require(&config.control_table, "CONTROL_TABLE")?;
     let handler = Upload::new(
-        S3Store::new(&sdk, &config.bucket, faults.clone()),
-        DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-        DynamoDigests::new(&sdk, control_table, faults),
+        faults.wrap(S3Store::new(&sdk, &config.bucket)),
+        faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
+        faults.wrap(DynamoDigests::new(&sdk, control_table)),
         DynamoRates::new(&sdk, control_table),
         Limits {
             max_upload_bytes: config.max_upload_bytes,

@@ -8,13 +8,15 @@ use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse
 use aws_lambda_events::encodings::Body;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use safelight::faults::{Faulty, Switch};
 use safelight::limits::OwnerLimits;
 use safelight::testing::{MemoryDigests, MemoryImages, MemoryRates, MemoryStore};
 use safelight::{ContentType, Status, UploadState};
 use serde_json::{json, Value};
 use upload::{Limits, Upload};
 
-type Handler = Upload<MemoryStore, MemoryImages, MemoryDigests, MemoryRates>;
+/// The upload handler over the fakes; its store fails while the store's switch is on.
+type Handler = Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests, MemoryRates>;
 
 fn handler() -> Handler {
     handler_with(OwnerLimits::default())
@@ -22,7 +24,7 @@ fn handler() -> Handler {
 
 fn handler_with(owner: OwnerLimits) -> Handler {
     Upload::new(
-        MemoryStore::default(),
+        Faulty::default(),
         MemoryImages::default(),
         MemoryDigests::default(),
         MemoryRates::default(),
@@ -86,7 +88,7 @@ impl Inspect for Handler {
         self.images().rows()
     }
     fn store_keys(&self) -> Vec<String> {
-        self.store().keys()
+        self.store().inner().keys()
     }
 }
 
@@ -145,7 +147,7 @@ async fn a_small_image_body_is_stored_under_a_server_made_key_with_a_row() {
     let id = body(&r)["image_id"].as_str().unwrap().to_owned();
     assert_eq!(body(&r)["status"], "pending");
     let key = format!("originals/demo-user/{id}");
-    let (bytes, ct) = h.store().object(&key).expect("original stored");
+    let (bytes, ct) = h.store().inner().object(&key).expect("original stored");
     assert_eq!(bytes, tiny_png());
     assert_eq!(ct, "image/png");
     let row = &h.images_rows()[0];
@@ -290,7 +292,7 @@ async fn a_client_file_name_never_reaches_the_object_key() {
 #[tokio::test]
 async fn a_storage_failure_on_the_fast_path_leaves_no_row_behind() {
     let h = handler();
-    *h.store().failing.lock().unwrap() = true;
+    h.store().injector().fail(true);
     let r = h.handle(&request(event("upload-direct.json"))).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());
@@ -344,7 +346,7 @@ async fn the_same_bytes_again_answer_with_the_existing_image_and_create_nothing(
     assert_eq!(direct.status_code, 200, "{:?}", direct.body);
     assert_eq!(body(&direct)["duplicate_of"], json!(id));
     assert_eq!(h.images().rows().len(), 1);
-    assert!(h.store().keys().is_empty(), "no object written");
+    assert!(h.store().inner().keys().is_empty(), "no object written");
 }
 
 #[tokio::test]

@@ -1,8 +1,11 @@
 //! Lambda wiring for the `ws` function.
+// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
+// default layout depth of 128.
+#![recursion_limit = "256"]
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
+use safelight::aws;
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, Faults};
 use safelight::Config;
 use ws::token::KeyCachePolicy;
 use ws::{HttpJwks, JwtVerifier, Ws};
@@ -11,7 +14,7 @@ use ws::{HttpJwks, JwtVerifier, Ws};
 async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
     let key_cache = KeyCachePolicy::from_lookup(|name| std::env::var(name).ok())?;

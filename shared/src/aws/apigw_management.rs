@@ -12,25 +12,22 @@ use aws_sdk_apigatewaymanagement::error::SdkError;
 use aws_sdk_apigatewaymanagement::primitives::Blob;
 use aws_sdk_apigatewaymanagement::Client;
 
-use super::faults::Faults;
 use crate::ports::{ConnectionPoster, PostOutcome, RealtimeError};
 
 /// Posts frames to WebSocket connections of one API stage.
 #[derive(Debug, Clone)]
 pub struct ApiGwPoster {
     client: Client,
-    faults: Faults,
 }
 
 impl ApiGwPoster {
     /// A poster for the stage whose management endpoint is `endpoint`.
-    pub fn new(config: &SdkConfig, endpoint: &str, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, endpoint: &str) -> Self {
         let conf = aws_sdk_apigatewaymanagement::config::Builder::from(config)
             .endpoint_url(endpoint.trim_end_matches('/'))
             .build();
         ApiGwPoster {
             client: Client::from_conf(conf),
-            faults,
         }
     }
 }
@@ -41,9 +38,6 @@ impl ConnectionPoster for ApiGwPoster {
         connection_id: &str,
         payload: &[u8],
     ) -> Result<PostOutcome, RealtimeError> {
-        self.faults
-            .check("apigw_post")
-            .map_err(|e| RealtimeError::Unavailable(Box::new(e)))?;
         let result = self
             .client
             .post_to_connection()

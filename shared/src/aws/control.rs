@@ -14,7 +14,6 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
-use super::faults::Faults;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::backfill::Marker;
@@ -29,22 +28,16 @@ use crate::ports::{
 pub struct DynamoControl {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoControl {
     /// An adapter on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoControl {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
-}
-
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError {
-    RepoError::Unavailable(Box::new(e))
 }
 
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
@@ -305,7 +298,6 @@ impl MarkerStore for DynamoControl {
 
 impl ControlStore for DynamoControl {
     async fn load_breaker(&self, stage: Stage) -> Result<(Breaker, u64), RepoError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         crate::metrics::breaker_read(stage);
         let out = self
             .client

@@ -7,7 +7,6 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::faults::Faults;
 use crate::domain::{ImageId, OwnerId, Timestamp};
 use crate::ports::{DigestIndex, RepoError};
 
@@ -16,16 +15,14 @@ use crate::ports::{DigestIndex, RepoError};
 pub struct DynamoDigests {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoDigests {
     /// An adapter on `table` (the control table).
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoDigests {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 
@@ -38,9 +35,6 @@ impl DynamoDigests {
         condition: &str,
         from: Option<ImageId>,
     ) -> Result<bool, RepoError> {
-        self.faults
-            .check("ddb_put")
-            .map_err(|e| RepoError::Unavailable(Box::new(e)))?;
         let mut put = self
             .client
             .put_item()
@@ -89,9 +83,6 @@ impl DigestIndex for DynamoDigests {
             return Ok(None);
         }
         // Held: read who holds it (strongly, the claim may be a moment old).
-        self.faults
-            .check("ddb_get")
-            .map_err(|e| RepoError::Unavailable(Box::new(e)))?;
         let out = self
             .client
             .get_item()

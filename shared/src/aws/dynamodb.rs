@@ -12,7 +12,6 @@ use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 
-use super::faults::Faults;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
 use crate::ops::backfill::LegacyRow;
 use crate::ports::{
@@ -25,16 +24,14 @@ use crate::ports::{
 pub struct DynamoImages {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoImages {
     /// A repository on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoImages {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 }
@@ -138,7 +135,6 @@ impl IndexCursor {
 
 impl ImageRepository for DynamoImages {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        self.faults.check("ddb_put").map_err(unavailable)?;
         let result = self
             .client
             .put_item()
@@ -157,7 +153,6 @@ impl ImageRepository for DynamoImages {
     }
 
     async fn get(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         let out = self
             .client
             .get_item()
@@ -214,7 +209,6 @@ impl ImageRepository for DynamoImages {
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let expected = record.version;
         let mut next = record.clone();
         next.version = expected + 1;
@@ -241,7 +235,6 @@ impl ImageRepository for DynamoImages {
     }
 
     async fn update_or_current(&self, record: &mut ImageRecord) -> Result<Written, RepoError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let expected = record.version;
         let mut next = record.clone();
         next.version = expected + 1;

@@ -1,136 +1,66 @@
-//! Fault injection for tests and the local stack: `SAFELIGHT_FAULTS=s3_get:0.2,ddb_update:0.1`
-//! makes the named adapter operations fail with a transient error at that rate. Off unless set.
-//!
-//! Operation names: `s3_get`, `s3_put`, `s3_head`, `s3_delete` (deleting a version), `ddb_get`,
-//! `ddb_put` (creating an image row), `ddb_update`, `sqs_visibility`, `apigw_post`, and `*` for
-//! all of them. An entry may be scoped to object keys containing a text, `op@text:rate` (e.g.
-//! `s3_get@originals/t-flaky-:1` fails only the reads of that owner's originals), so a suite can
-//! fault one test's images without touching the others.
-//!
-//! An entry ending in `:denied` (`s3_get@originals/t-x/:1:denied`) injects a refusal instead (an
-//! access-denied answer: a permissions or configuration problem, not counted by the circuit
-//! breaker and never deferred), where the adapter has a refusal to report (the object store).
-//!
-//! `abort@text:1` is a crash point, not an error: reading an original whose key contains `text`
-//! aborts the whole process, as an out-of-memory kill or a segfault in a codec would.
+//! The one place a function decides whether its adapters run behind fault injection: from
+//! `SAFELIGHT_FAULTS`, read once at cold start. With the `faults` feature (local builds) every
+//! adapter is wrapped in [`crate::faults::Faulty`] (a no-op while the variable is unset); without
+//! it (the Lambda zips of `make package`) the adapters are used bare, and a set `SAFELIGHT_FAULTS`
+//! fails the cold start, naming the variable: a deployment that asks for faults it cannot inject
+//! would otherwise pass its fault tests vacuously.
 
-use std::sync::Arc;
+/// An adapter as the functions run it: behind the fault decorator in a local build, bare in an
+/// AWS build.
+#[cfg(feature = "faults")]
+pub type MaybeFaulty<T> = crate::faults::Faulty<T, crate::faults::Faults>;
+/// An adapter as the functions run it: behind the fault decorator in a local build, bare in an
+/// AWS build.
+#[cfg(not(feature = "faults"))]
+pub type MaybeFaulty<T> = T;
 
-/// An injected failure; adapters report it as their "unavailable" error (transient), or as
-/// their "refused" error when `denied`.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("injected {} in {op}", if *.denied { "access denied" } else { "fault" })]
-pub struct InjectedFault {
-    /// The operation that failed.
-    pub op: String,
-    /// A refusal (access denied) rather than an outage.
-    pub denied: bool,
+/// A `SAFELIGHT_FAULTS` that cannot be honoured.
+#[derive(Debug, thiserror::Error)]
+pub enum FaultsError {
+    /// The spec is malformed.
+    #[cfg(feature = "faults")]
+    #[error(transparent)]
+    Spec(#[from] crate::faults::FaultSpecError),
+    /// The spec is set, but this build has no fault injection.
+    #[error(
+        "SAFELIGHT_FAULTS is set ({0:?}) but this build has no fault injection (only local builds, \
+         with the `faults` feature, have it): unset SAFELIGHT_FAULTS"
+    )]
+    NotCompiledIn(String),
 }
 
-/// A malformed `SAFELIGHT_FAULTS`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "SAFELIGHT_FAULTS entry {0:?} is not `operation[@key-text]:rate[:denied]` with 0 <= rate <= 1"
-)]
-pub struct FaultSpecError(pub String);
-
-#[derive(Debug)]
-struct Rule {
-    op: String,
-    scope: Option<String>,
-    rate: f64,
-    denied: bool,
-}
-
-impl Rule {
-    fn applies(&self, op: &str, key: Option<&str>) -> bool {
-        (self.op == op || (self.op == "*" && op != "abort"))
-            && match (&self.scope, key) {
-                (None, _) => true,
-                (Some(scope), Some(key)) => key.contains(scope.as_str()),
-                (Some(_), None) => false,
-            }
-    }
-}
-
-/// Parsed fault rates; cheap to clone. The default injects nothing.
+/// The fault injection a function's adapters run behind.
 #[derive(Debug, Clone, Default)]
-pub struct Faults(Option<Arc<Vec<Rule>>>);
+pub struct FaultInjection {
+    #[cfg(feature = "faults")]
+    faults: crate::faults::Faults,
+}
 
-impl Faults {
-    /// Parses a spec; `None` or empty means off.
-    pub fn parse(spec: Option<&str>) -> Result<Self, FaultSpecError> {
-        let Some(spec) = spec.map(str::trim).filter(|s| !s.is_empty()) else {
-            return Ok(Faults(None));
-        };
-        let mut rules = Vec::new();
-        for entry in spec.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            let bad = || FaultSpecError(entry.to_owned());
-            let (entry, denied) = match entry.strip_suffix(":denied") {
-                Some(rest) => (rest, true),
-                None => (entry, false),
-            };
-            let (target, rate) = entry.rsplit_once(':').ok_or_else(bad)?;
-            let rate: f64 = rate.trim().parse().map_err(|_| bad())?;
-            let (op, scope) = match target.split_once('@') {
-                Some((op, scope)) if !scope.trim().is_empty() => {
-                    (op.trim(), Some(scope.trim().to_owned()))
-                }
-                Some(_) => return Err(bad()),
-                None => (target.trim(), None),
-            };
-            if !(0.0..=1.0).contains(&rate) || op.is_empty() {
-                return Err(bad());
-            }
-            rules.push(Rule {
-                op: op.to_owned(),
-                scope,
-                rate,
-                denied,
-            });
+impl FaultInjection {
+    /// From `SAFELIGHT_FAULTS` (`None` or blank: none).
+    pub fn parse(spec: Option<&str>) -> Result<Self, FaultsError> {
+        #[cfg(feature = "faults")]
+        {
+            Ok(FaultInjection {
+                faults: crate::faults::Faults::parse(spec)?,
+            })
         }
-        Ok(Faults(Some(Arc::new(rules))))
-    }
-
-    /// Whether any fault is configured.
-    pub fn enabled(&self) -> bool {
-        self.0.is_some()
-    }
-
-    /// The first applying entry that fires: `Some(denied)`.
-    fn fires(&self, op: &str, key: Option<&str>) -> Option<bool> {
-        let rules = self.0.as_ref()?;
-        rules
-            .iter()
-            .filter(|r| r.applies(op, key))
-            .find(|r| r.rate > 0.0 && rand::random::<f64>() < r.rate)
-            .map(|r| r.denied)
-    }
-
-    /// Fails `op` at its configured rate (unscoped entries only).
-    pub fn check(&self, op: &str) -> Result<(), InjectedFault> {
-        self.check_key(op, None)
-    }
-
-    /// Fails `op` on the object `key` at the rate of the entries that apply to it.
-    pub fn check_key(&self, op: &str, key: Option<&str>) -> Result<(), InjectedFault> {
-        match self.fires(op, key) {
-            Some(denied) => {
-                tracing::warn!(operation = op, denied, "injecting a fault");
-                Err(InjectedFault {
-                    op: op.to_owned(),
-                    denied,
-                })
-            }
-            None => Ok(()),
+        #[cfg(not(feature = "faults"))]
+        match spec.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(spec) => Err(FaultsError::NotCompiledIn(spec.to_owned())),
+            None => Ok(FaultInjection {}),
         }
     }
 
-    /// The crash point: aborts the process when an `abort` entry applies to `key`.
-    pub fn crash_point(&self, key: &str) {
-        if self.fires("abort", Some(key)).is_some() {
-            tracing::error!(key, "injected crash: aborting the process");
-            std::process::abort();
+    /// `adapter` as the function runs it.
+    pub fn wrap<T>(&self, adapter: T) -> MaybeFaulty<T> {
+        #[cfg(feature = "faults")]
+        {
+            crate::faults::Faulty::new(adapter, self.faults.clone())
+        }
+        #[cfg(not(feature = "faults"))]
+        {
+            adapter
         }
     }
 }
@@ -140,65 +70,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn faults_are_off_unless_configured() {
-        let off = Faults::parse(None).unwrap();
-        assert!(!off.enabled());
-        assert!((0..1000).all(|_| off.check("s3_get").is_ok()));
-        assert!(!Faults::parse(Some("  ")).unwrap().enabled());
+    fn no_spec_is_no_fault_injection_in_every_build() {
+        assert!(FaultInjection::parse(None).is_ok());
+        assert!(FaultInjection::parse(Some("  ")).is_ok());
     }
 
+    #[cfg(not(feature = "faults"))]
     #[test]
-    fn a_rate_of_one_always_fails_and_other_operations_pass() {
-        let f = Faults::parse(Some("s3_get:1, ddb_update:0")).unwrap();
-        assert!(f.check("s3_get").is_err());
-        assert!(f.check("s3_put").is_ok());
-        assert!(f.check("ddb_update").is_ok());
-        let all = Faults::parse(Some("*:1")).unwrap();
-        assert!(all.check("anything").is_err());
+    fn a_build_without_the_feature_refuses_a_spec_naming_the_variable() {
+        let e = FaultInjection::parse(Some("s3_get:1")).unwrap_err();
+        assert!(e.to_string().contains("SAFELIGHT_FAULTS"), "{e}");
+        assert!(e.to_string().contains("s3_get:1"), "{e}");
     }
 
-    #[test]
-    fn a_rate_of_a_fifth_fails_about_a_fifth_of_the_time() {
-        let f = Faults::parse(Some("s3_get:0.2")).unwrap();
-        let failures = (0..10_000).filter(|_| f.check("s3_get").is_err()).count();
-        assert!((1500..2500).contains(&failures), "{failures}");
-    }
-
-    #[test]
-    fn a_scoped_fault_fails_only_the_keys_that_contain_its_text() {
-        let f = Faults::parse(Some("s3_get@originals/t-flaky-:1")).unwrap();
-        assert!(f
-            .check_key("s3_get", Some("originals/t-flaky-1/01J"))
-            .is_err());
-        assert!(f.check_key("s3_get", Some("originals/t-calm/01J")).is_ok());
-        assert!(f.check("s3_get").is_ok(), "no key, no scoped fault");
-        // `*` never means "crash": an abort must be asked for by name.
-        let all = Faults::parse(Some("*:1")).unwrap();
-        all.crash_point("originals/u/01J");
-    }
-
-    #[test]
-    fn a_denied_entry_injects_a_refusal() {
-        let f = Faults::parse(Some("s3_get@originals/t-x/:1:denied, s3_put:1")).unwrap();
-        let e = f
-            .check_key("s3_get", Some("originals/t-x/01J"))
-            .unwrap_err();
-        assert!(e.denied, "{e}");
-        assert_eq!(e.to_string(), "injected access denied in s3_get");
-        assert!(!f.check("s3_put").unwrap_err().denied);
-    }
-
-    #[test]
-    fn malformed_specs_are_refused() {
-        for bad in [
-            "s3_get",
-            "s3_get:2",
-            "s3_get:x",
-            ":0.5",
-            "s3_get@:1",
-            "s3_get:denied",
-        ] {
-            assert!(Faults::parse(Some(bad)).is_err(), "{bad}");
-        }
+    #[cfg(feature = "faults")]
+    #[tokio::test]
+    async fn a_build_with_the_feature_wraps_adapters_in_the_decorator() {
+        use crate::faults::{Call, Injector, Port};
+        let injection = FaultInjection::parse(Some("s3_get:1")).unwrap();
+        let wrapped: MaybeFaulty<()> = injection.wrap(());
+        let call = Call {
+            port: Port::ObjectStore,
+            method: "get",
+            key: Some("originals/u/01J"),
+        };
+        assert!(wrapped.injector().enter(call).await.is_err());
+        assert!(FaultInjection::parse(Some("s3_get")).is_err());
     }
 }

@@ -20,7 +20,7 @@ pub use control::DynamoControl;
 pub use delivery::Delivery;
 pub use digests::DynamoDigests;
 pub use dynamodb::DynamoImages;
-pub use faults::Faults;
+pub use faults::{FaultInjection, FaultsError, MaybeFaulty};
 pub use rates::DynamoRates;
 pub use realtime::{DynamoConnections, DynamoNotices};
 pub use s3::S3Store;
@@ -32,21 +32,29 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
     aws_config::load_from_env().await
 }
 
+/// The connections table, the notices table and the WebSocket management API, as the live-notice
+/// functions run them.
+pub type RealtimePorts = (
+    MaybeFaulty<DynamoConnections>,
+    MaybeFaulty<DynamoNotices>,
+    MaybeFaulty<ApiGwPoster>,
+);
+
 /// The adapters both live-notice functions (`ws`, `notify`) run on, from the configuration:
 /// connections table, notices table and the WebSocket management endpoint.
 pub fn realtime_ports(
     sdk: &aws_config::SdkConfig,
     config: &crate::config::Config,
-    faults: &Faults,
-) -> Result<(DynamoConnections, DynamoNotices, ApiGwPoster), crate::config::ConfigError> {
+    faults: &FaultInjection,
+) -> Result<RealtimePorts, crate::config::ConfigError> {
     use crate::config::Config;
     let connections = Config::require(&config.connections_table, "CONNECTIONS_TABLE")?;
     let notices = Config::require(&config.notices_table, "NOTICES_TABLE")?;
     let endpoint = Config::require(&config.websocket_endpoint, "WEBSOCKET_ENDPOINT")?;
     Ok((
-        DynamoConnections::new(sdk, connections, faults.clone()),
-        DynamoNotices::new(sdk, notices, faults.clone()),
-        ApiGwPoster::new(sdk, endpoint, faults.clone()),
+        faults.wrap(DynamoConnections::new(sdk, connections)),
+        faults.wrap(DynamoNotices::new(sdk, notices)),
+        faults.wrap(ApiGwPoster::new(sdk, endpoint)),
     ))
 }
 

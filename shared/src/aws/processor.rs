@@ -4,7 +4,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 
-use super::{load_sdk_config, sqs, DynamoControl, DynamoImages, Faults, S3Store, SqsQueues};
+use super::{
+    load_sdk_config, sqs, DynamoControl, DynamoImages, FaultInjection, S3Store, SqsQueues,
+};
 use crate::config::{Config, ProcessingConfig};
 use crate::domain::{Stage, Timestamp};
 use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
@@ -46,7 +48,7 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
             Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
         ),
     };
-    let faults = Faults::parse(config.faults.as_deref())?;
+    let faults = FaultInjection::parse(config.faults.as_deref())?;
     let sdk = load_sdk_config().await;
     let processor = Processor::new(
         stage,
@@ -54,10 +56,10 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
         processing.limits,
         processing.policy,
         Ports {
-            store: S3Store::new(&sdk, &config.bucket, faults.clone()),
-            images: DynamoImages::new(&sdk, &config.images_table, faults.clone()),
-            queue: SqsQueues::new(&sdk, thumbnails, variants, faults.clone()),
-            control: DynamoControl::new(&sdk, control_table, faults),
+            store: faults.wrap(S3Store::new(&sdk, &config.bucket)),
+            images: faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
+            queue: faults.wrap(SqsQueues::new(&sdk, thumbnails, variants)),
+            control: faults.wrap(DynamoControl::new(&sdk, control_table)),
         },
     );
     let (processor, telemetry) = (&processor, &telemetry);

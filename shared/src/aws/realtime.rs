@@ -24,7 +24,6 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
 
-use super::faults::Faults;
 use crate::domain::{Notice, OwnerId, Timestamp};
 use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError, Replay};
 
@@ -70,16 +69,14 @@ fn expired(item: &Item, now: Timestamp) -> bool {
 pub struct DynamoConnections {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoConnections {
     /// A repository on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoConnections {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 }
@@ -101,7 +98,6 @@ fn connection_from_item(item: &Item) -> Result<Connection, RealtimeError> {
 
 impl ConnectionRepository for DynamoConnections {
     async fn put(&self, c: &Connection) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         self.client
             .put_item()
             .table_name(&self.table)
@@ -120,7 +116,6 @@ impl ConnectionRepository for DynamoConnections {
         connection_id: &str,
         now: Timestamp,
     ) -> Result<Option<Connection>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         let out = self
             .client
             .get_item()
@@ -152,7 +147,6 @@ impl ConnectionRepository for DynamoConnections {
         owner: &OwnerId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         let mut out = Vec::new();
         let mut start = None;
         loop {
@@ -185,16 +179,14 @@ impl ConnectionRepository for DynamoConnections {
 pub struct DynamoNotices {
     client: Client,
     table: String,
-    faults: Faults,
 }
 
 impl DynamoNotices {
     /// A log on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoNotices {
             client: Client::new(config),
             table: table.into(),
-            faults,
         }
     }
 
@@ -258,7 +250,6 @@ fn id_list(ids: &BTreeSet<String>) -> AttributeValue {
 
 impl NoticeLog for DynamoNotices {
     async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let out = self
             .client
             .update_item()
@@ -276,7 +267,6 @@ impl NoticeLog for DynamoNotices {
     }
 
     async fn claim(&self, key: &str, d: &Delivery) -> Result<Delivery, RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         let result = self
             .client
             .put_item()
@@ -316,7 +306,6 @@ impl NoticeLog for DynamoNotices {
         delivered: &BTreeSet<String>,
         done: bool,
     ) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         self.client
             .update_item()
             .table_name(&self.table)
@@ -338,7 +327,6 @@ impl NoticeLog for DynamoNotices {
         notice: &Notice,
         expires_at: Timestamp,
     ) -> Result<(), RealtimeError> {
-        self.faults.check("ddb_update").map_err(unavailable)?;
         if notice.seq == 0 {
             return Err(malformed("seq 0 is the counter row, not a notice"));
         }
@@ -367,7 +355,6 @@ impl NoticeLog for DynamoNotices {
         now: Timestamp,
         limit: usize,
     ) -> Result<Replay, RealtimeError> {
-        self.faults.check("ddb_get").map_err(unavailable)?;
         // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at), then at most
         // one page and one more notice: a resume reads a bounded slice of the log, however long.
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);

@@ -15,7 +15,6 @@ use hmac::{Hmac, Mac};
 use serde_json::json;
 use sha2::Sha256;
 
-use super::faults::Faults;
 use crate::domain::{LinkWindow, ObjectKey, Timestamp};
 use crate::ports::{
     ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
@@ -28,13 +27,12 @@ pub struct S3Store {
     client: Client,
     config: SdkConfig,
     bucket: String,
-    faults: Faults,
 }
 
 impl S3Store {
     /// A store for `bucket`. With an endpoint override (the local emulator) requests use path
     /// style, which every S3-compatible endpoint understands.
-    pub fn new(config: &SdkConfig, bucket: impl Into<String>, faults: Faults) -> Self {
+    pub fn new(config: &SdkConfig, bucket: impl Into<String>) -> Self {
         let mut builder = aws_sdk_s3::config::Builder::from(config);
         if config.endpoint_url().is_some() {
             builder = builder.force_path_style(true);
@@ -43,7 +41,6 @@ impl S3Store {
             client: Client::from_conf(builder.build()),
             config: config.clone(),
             bucket: bucket.into(),
-            faults,
         }
     }
 
@@ -61,15 +58,6 @@ impl S3Store {
 
 fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError {
     StoreError::Unavailable(Box::new(e))
-}
-
-/// An injected fault as the store's error: a refusal when it says "denied".
-fn injected(e: super::faults::InjectedFault) -> StoreError {
-    if e.denied {
-        StoreError::Refused(Box::new(e))
-    } else {
-        StoreError::Unavailable(Box::new(e))
-    }
 }
 
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
@@ -105,9 +93,6 @@ impl ObjectStore for S3Store {
         body: Vec<u8>,
         content_type: &str,
     ) -> Result<(), StoreError> {
-        self.faults
-            .check_key("s3_put", Some(key.as_str()))
-            .map_err(injected)?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -126,10 +111,6 @@ impl ObjectStore for S3Store {
         key: &ObjectKey,
         version: Option<&str>,
     ) -> Result<StoredObject, StoreError> {
-        self.faults.crash_point(key.as_str());
-        self.faults
-            .check_key("s3_get", Some(key.as_str()))
-            .map_err(injected)?;
         // A GET naming a version needs `s3:GetObjectVersion` on AWS (the template grants it).
         let out = self
             .client
@@ -160,9 +141,6 @@ impl ObjectStore for S3Store {
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
-        self.faults
-            .check_key("s3_head", Some(key.as_str()))
-            .map_err(injected)?;
         match self
             .client
             .head_object()
@@ -197,9 +175,6 @@ impl ObjectStore for S3Store {
     }
 
     async fn delete_version(&self, key: &ObjectKey, version: &str) -> Result<(), StoreError> {
-        self.faults
-            .check_key("s3_delete", Some(key.as_str()))
-            .map_err(injected)?;
         // Deleting a version for good (no delete marker) needs `s3:DeleteObjectVersion`.
         match self
             .client
@@ -451,7 +426,6 @@ impl crate::ports::OriginalsSource for S3Store {
     }
 
     async fn head_bytes(&self, key: &ObjectKey, n: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        self.faults.check("s3_get").map_err(unavailable)?;
         let out = self
             .client
             .get_object()

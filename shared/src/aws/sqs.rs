@@ -9,7 +9,6 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 
-use super::faults::Faults;
 use crate::domain::{RetryMessage, Stage, Timestamp};
 use crate::ports::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};
 use crate::processing::Message;
@@ -31,7 +30,6 @@ pub struct SqsQueues {
     variants_url: Option<String>,
     thumbnails_dlq_url: Option<String>,
     variants_dlq_url: Option<String>,
-    faults: Faults,
 }
 
 impl SqsQueues {
@@ -40,7 +38,6 @@ impl SqsQueues {
         config: &SdkConfig,
         thumbnails_url: Option<String>,
         variants_url: Option<String>,
-        faults: Faults,
     ) -> Self {
         SqsQueues {
             client: Client::new(config),
@@ -48,7 +45,6 @@ impl SqsQueues {
             variants_url,
             thumbnails_dlq_url: None,
             variants_dlq_url: None,
-            faults,
         }
     }
 
@@ -103,7 +99,6 @@ impl JobQueue for SqsQueues {
         receipt_handle: &str,
         delay: Duration,
     ) -> Result<(), QueueError> {
-        self.faults.check("sqs_visibility").map_err(unavailable)?;
         let secs = delay.min(MAX_VISIBILITY).as_secs();
         self.client
             .change_message_visibility()

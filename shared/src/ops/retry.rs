@@ -118,6 +118,7 @@ async fn restore<R: ImageRepository>(
 mod tests {
     use super::*;
     use crate::domain::{ContentType, ErrorKind, NewImage, Status, UploadState};
+    use crate::faults::{Faulty, Switch};
     use crate::testing::{MemoryImages, MemoryQueue};
 
     fn failed_row(owner: &str, now: Timestamp) -> ImageRecord {
@@ -177,10 +178,11 @@ mod tests {
     #[tokio::test]
     async fn a_send_that_fails_puts_the_row_back_to_failed_with_its_reason() {
         let now = Timestamp::now();
-        let (images, queue) = (MemoryImages::default(), MemoryQueue::default());
+        let (images, switch) = (MemoryImages::default(), Switch::default());
+        let queue = Faulty::new(MemoryQueue::default(), switch.clone());
         let row = failed_row("u1", now);
         images.insert(row.clone());
-        *queue.failing.lock().unwrap() = true;
+        switch.fail(true);
         let owner: OwnerId = "u1".parse().unwrap();
         assert!(matches!(
             retry_image(&images, &queue, &owner, row.image_id, now).await,
