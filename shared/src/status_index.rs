@@ -447,19 +447,27 @@ mod through_the_fake {
         assert_eq!(images.count_by_status(Status::Pending).await.unwrap(), 1);
         assert_eq!(images.count_by_status(Status::Failed).await.unwrap(), 0);
 
+        let markers = crate::testing::MemoryMarkers::default();
+        let mut done = row(100);
+        done.processing_status = Status::Completed;
+        images.insert_unindexed(done);
         let flag = std::sync::atomic::AtomicBool::new(false);
         let never = StopWhen {
             interrupted: &flag,
             deadline: None,
         };
         assert_eq!(
-            index_pass(&images, true, &never).await.unwrap(),
+            index_pass(&images, &markers, true, &never).await.unwrap(),
             2,
             "dry run"
         );
         assert!(
             !images.in_status_index(old_pending.image_id),
             "a dry run writes nothing"
+        );
+        assert!(
+            markers.completed_seed.lock().unwrap().is_none(),
+            "nor seeds"
         );
         // A row its writer changed after the pass read it: the write (which put the key) wins.
         let mut raced = row(500);
@@ -477,10 +485,20 @@ mod through_the_fake {
             images.in_status_index(raced.image_id),
             "its writer indexed it"
         );
-        assert_eq!(index_pass(&images, false, &never).await.unwrap(), 2);
-        assert_eq!(index_pass(&images, false, &never).await.unwrap(), 0, "once");
+        assert_eq!(
+            index_pass(&images, &markers, false, &never).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            index_pass(&images, &markers, false, &never).await.unwrap(),
+            0,
+            "once"
+        );
         assert_eq!(images.count_by_status(Status::Pending).await.unwrap(), 2);
         assert_eq!(images.count_by_status(Status::Failed).await.unwrap(), 1);
         assert!(!images.in_status_index(old_completed.image_id));
+        // The completed total's seed: the completed rows from before, once.
+        let seed = *markers.completed_seed.lock().unwrap();
+        assert_eq!(seed.map(|(_, n)| n), Some(2));
     }
 }

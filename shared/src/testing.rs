@@ -1253,6 +1253,14 @@ impl crate::ports::BackfillRows for MemoryImages {
         Ok(Page { items, next })
     }
 
+    async fn count_completed_before(&self, before: Timestamp) -> Result<u64, RepoError> {
+        self.check()?;
+        Ok(lock(&self.rows)
+            .values()
+            .filter(|r| r.processing_status == Status::Completed && r.updated_at < before)
+            .count() as u64)
+    }
+
     async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
         self.check()?;
         let rows = lock(&self.rows);
@@ -1308,6 +1316,8 @@ impl crate::ports::OriginalsSource for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryMarkers {
     markers: Mutex<BTreeMap<String, (crate::ops::backfill::Marker, u64)>>,
+    /// The completed total's seed: (before, rows).
+    pub completed_seed: Mutex<Option<(Timestamp, u64)>>,
 }
 
 impl MemoryMarkers {
@@ -1345,5 +1355,18 @@ impl crate::ports::MarkerStore for MemoryMarkers {
         }
         all.insert(name.to_owned(), (marker.clone(), expected_version + 1));
         Ok(())
+    }
+
+    async fn completed_seed_due(&self, now: Timestamp) -> Result<Option<Timestamp>, RepoError> {
+        Ok(lock(&self.completed_seed).is_none().then_some(now))
+    }
+
+    async fn seed_completed(&self, before: Timestamp, n: u64) -> Result<bool, RepoError> {
+        let mut seed = lock(&self.completed_seed);
+        if seed.is_some() {
+            return Ok(false);
+        }
+        *seed = Some((before, n));
+        Ok(true)
     }
 }

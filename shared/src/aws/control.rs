@@ -277,6 +277,41 @@ struct MarkerRow {
 }
 
 impl MarkerStore for DynamoControl {
+    async fn completed_seed_due(&self, now: Timestamp) -> Result<Option<Timestamp>, RepoError> {
+        let mut keys: Vec<String> = (0..COMPLETED_SHARDS).map(completed_key).collect();
+        keys.push(COMPLETED_SEED.to_owned());
+        let found = self.batch_get(&keys).await?;
+        if found.contains_key(COMPLETED_SEED) {
+            return Ok(None);
+        }
+        let since = found
+            .values()
+            .filter_map(|item| item.get("since").and_then(|v| v.as_s().ok()))
+            .filter_map(|t| t.parse::<Timestamp>().ok())
+            .min();
+        Ok(Some(since.unwrap_or(now)))
+    }
+
+    async fn seed_completed(&self, before: Timestamp, n: u64) -> Result<bool, RepoError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", AttributeValue::S(COMPLETED_SEED.to_owned()))
+            .item("n", AttributeValue::N(n.to_string()))
+            .item("before", AttributeValue::S(before.to_string()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_failure(e)),
+        }
+    }
+
     async fn load_marker(&self, name: &str) -> Result<Option<(Marker, u64)>, RepoError> {
         let out = self
             .client

@@ -517,6 +517,34 @@ impl BackfillRows for DynamoImages {
         Ok(Page { items, next })
     }
 
+    async fn count_completed_before(&self, before: Timestamp) -> Result<u64, RepoError> {
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LEGACY_BY_STATUS)
+                .key_condition_expression("processing_status = :s AND updated_at < :t")
+                .expression_attribute_values(
+                    ":s",
+                    AttributeValue::S(Status::Completed.as_str().to_owned()),
+                )
+                .expression_attribute_values(":t", AttributeValue::S(before.to_string()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
     async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
         let Some(key) = status_index::status_key(record) else {
             return Ok(false);

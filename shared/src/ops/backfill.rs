@@ -527,7 +527,7 @@ where
     M: MarkerStore,
 {
     let now = Timestamp::now();
-    let rows_indexed = index_pass(ports.rows, request.dry_run, &stop).await?;
+    let rows_indexed = index_pass(ports.rows, ports.markers, request.dry_run, &stop).await?;
     let existing = ports.markers.load_marker(MIGRATION).await?;
     let start = plan_start(existing.as_ref().map(|(m, _)| m), request.force, now);
 
@@ -700,14 +700,25 @@ where
 /// Rows read per page of the index pass.
 const INDEX_PAGE: u32 = 100;
 
-/// Gives every `pending`, `processing` and `failed` row without a `status_key` one (`dry_run`:
-/// counts them); returns how many. Stops early when `stop` says so (the next call carries on:
+/// Seeds the completed total once, then gives every `pending`, `processing` and `failed` row
+/// without a `status_key` one (`dry_run`: only counts them); returns how many. Stops early when `stop` says so (the next call carries on:
 /// the rows done no longer lack the key).
-pub async fn index_pass<R: BackfillRows>(
+pub async fn index_pass<R: BackfillRows, M: MarkerStore>(
     rows: &R,
+    markers: &M,
     dry_run: bool,
     stop: &StopWhen<'_>,
 ) -> Result<u64, BackfillError> {
+    // The completed total counts completions from when notify began counting; the completed
+    // rows from before are its seed, counted once (the old index still holds them).
+    if !dry_run {
+        if let Some(before) = markers.completed_seed_due(Timestamp::now()).await? {
+            let n = rows.count_completed_before(before).await?;
+            if markers.seed_completed(before, n).await? {
+                tracing::info!(rows = n, %before, "completed total seeded");
+            }
+        }
+    }
     let mut indexed = 0;
     for status in crate::status_index::INDEXED {
         let mut cursor: Option<String> = None;
