@@ -700,12 +700,9 @@ pub trait BackfillRows: Send + Sync {
         &self,
         record: &ImageRecord,
     ) -> impl Future<Output = Result<bool, RepoError>> + Send;
-    /// How many rows completed before `before` (COUNT queries on the old `by_status` index; the
-    /// completed total's seed, computed once).
-    fn count_completed_before(
-        &self,
-        before: Timestamp,
-    ) -> impl Future<Output = Result<u64, RepoError>> + Send;
+    /// How many rows are completed (COUNT queries on the old `by_status` index: the completed
+    /// total's seed, computed once).
+    fn count_completed(&self) -> impl Future<Output = Result<u64, RepoError>> + Send;
 }
 
 /// An owner's index of the exact bytes they uploaded: a SHA-256 digest -> the image made of
@@ -747,18 +744,11 @@ pub trait MarkerStore: Send + Sync {
         marker: &crate::ops::backfill::Marker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
-    /// Whether the completed total still needs its seed (the completed rows from before the
-    /// counter): the instant before which completions were not counted (the earliest `since` of
-    /// the counter's shards, else `now`); `None` once seeded.
-    fn completed_seed_due(
-        &self,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<Option<Timestamp>, RepoError>> + Send;
-    /// Seeds the completed total with `n` rows completed before `before`, once (a conditional
-    /// put); `false` when a concurrent run seeded it first.
-    fn seed_completed(
-        &self,
-        before: Timestamp,
-        n: u64,
-    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+    /// The completed total's counted part (the sum of its shards), or `None` once it has its
+    /// seed.
+    fn completed_counted(&self) -> impl Future<Output = Result<Option<u64>, RepoError>> + Send;
+    /// Seeds the completed total, once (a conditional put): `seed` is added to the counted part
+    /// (the completed rows minus those already counted; negative when rows were removed); `false`
+    /// when a concurrent run seeded it first.
+    fn seed_completed(&self, seed: i64) -> impl Future<Output = Result<bool, RepoError>> + Send;
 }

@@ -1253,11 +1253,11 @@ impl crate::ports::BackfillRows for MemoryImages {
         Ok(Page { items, next })
     }
 
-    async fn count_completed_before(&self, before: Timestamp) -> Result<u64, RepoError> {
+    async fn count_completed(&self) -> Result<u64, RepoError> {
         self.check()?;
         Ok(lock(&self.rows)
             .values()
-            .filter(|r| r.processing_status == Status::Completed && r.updated_at < before)
+            .filter(|r| r.processing_status == Status::Completed)
             .count() as u64)
     }
 
@@ -1316,8 +1316,10 @@ impl crate::ports::OriginalsSource for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryMarkers {
     markers: Mutex<BTreeMap<String, (crate::ops::backfill::Marker, u64)>>,
-    /// The completed total's seed: (before, rows).
-    pub completed_seed: Mutex<Option<(Timestamp, u64)>>,
+    /// The completed total's seed, once set.
+    pub completed_seed: Mutex<Option<i64>>,
+    /// The completed total's counted part as this store sees it (test setup).
+    pub counted: Mutex<u64>,
 }
 
 impl MemoryMarkers {
@@ -1357,16 +1359,18 @@ impl crate::ports::MarkerStore for MemoryMarkers {
         Ok(())
     }
 
-    async fn completed_seed_due(&self, now: Timestamp) -> Result<Option<Timestamp>, RepoError> {
-        Ok(lock(&self.completed_seed).is_none().then_some(now))
+    async fn completed_counted(&self) -> Result<Option<u64>, RepoError> {
+        Ok(lock(&self.completed_seed)
+            .is_none()
+            .then(|| *lock(&self.counted)))
     }
 
-    async fn seed_completed(&self, before: Timestamp, n: u64) -> Result<bool, RepoError> {
-        let mut seed = lock(&self.completed_seed);
-        if seed.is_some() {
+    async fn seed_completed(&self, seed: i64) -> Result<bool, RepoError> {
+        let mut current = lock(&self.completed_seed);
+        if current.is_some() {
             return Ok(false);
         }
-        *seed = Some((before, n));
+        *current = Some(seed);
         Ok(true)
     }
 }

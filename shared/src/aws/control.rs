@@ -5,7 +5,7 @@
 //! `out_of_time` before its deadline) is recognised. Leases carry `expires_at` (epoch seconds) for TTL, but
 //! correctness never relies on TTL deletion: an expired lease is free by its `until_ms`. Also the
 //! per-minute throughput counters (`throughput#{minute}`, atomic `ADD`, kept 2 h), the completed
-//! total (`completed#{n}`, atomic `ADD` over 16 items, and `completed#seed`, kept), and the
+//! total (`completed#{n}`, atomic `ADD` over 16 items, and `completed#seed`, set once), and the
 //! migrations' run-once markers (`migration#{name}`, conditional puts on `version`).
 
 use std::collections::HashMap;
@@ -129,7 +129,8 @@ pub fn completed_key(n: i64) -> String {
     format!("completed#{n}")
 }
 
-/// The key of the completed total's seed (the completed rows the backfill found).
+/// The key of the completed total's seed (the completed rows from before the counter, as the
+/// backfill found them, minus those the counter had already counted).
 pub const COMPLETED_SEED: &str = "completed#seed";
 
 impl DynamoControl {
@@ -212,7 +213,8 @@ impl ThroughputLog for DynamoControl {
             Ok::<_, RepoError>(())
         };
         // The completed total: one more ADD, on the shard of the millisecond (completions
-        // spread evenly over the 16 items); `since` records when the counting began.
+        // spread evenly over the 16 items); `since` records when the counting began (for
+        // operators).
         let total = async {
             if outcome != Outcome::Processed {
                 return Ok(());
@@ -264,7 +266,18 @@ impl ThroughputLog for DynamoControl {
         let mut keys: Vec<String> = (0..COMPLETED_SHARDS).map(completed_key).collect();
         keys.push(COMPLETED_SEED.to_owned());
         let found = self.batch_get(&keys).await?;
-        Ok(found.values().map(|item| number(item, "n")).sum())
+        let counted: u64 = found
+            .iter()
+            .filter(|(k, _)| k.as_str() != COMPLETED_SEED)
+            .map(|(_, item)| number(item, "n"))
+            .sum();
+        let seed = found
+            .get(COMPLETED_SEED)
+            .and_then(|item| item.get("n"))
+            .and_then(|v| v.as_n().ok())
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(0);
+        Ok(u64::try_from(i128::from(counted) + i128::from(seed)).unwrap_or(0))
     }
 }
 
@@ -277,29 +290,23 @@ struct MarkerRow {
 }
 
 impl MarkerStore for DynamoControl {
-    async fn completed_seed_due(&self, now: Timestamp) -> Result<Option<Timestamp>, RepoError> {
+    async fn completed_counted(&self) -> Result<Option<u64>, RepoError> {
         let mut keys: Vec<String> = (0..COMPLETED_SHARDS).map(completed_key).collect();
         keys.push(COMPLETED_SEED.to_owned());
         let found = self.batch_get(&keys).await?;
         if found.contains_key(COMPLETED_SEED) {
             return Ok(None);
         }
-        let since = found
-            .values()
-            .filter_map(|item| item.get("since").and_then(|v| v.as_s().ok()))
-            .filter_map(|t| t.parse::<Timestamp>().ok())
-            .min();
-        Ok(Some(since.unwrap_or(now)))
+        Ok(Some(found.values().map(|item| number(item, "n")).sum()))
     }
 
-    async fn seed_completed(&self, before: Timestamp, n: u64) -> Result<bool, RepoError> {
+    async fn seed_completed(&self, seed: i64) -> Result<bool, RepoError> {
         let result = self
             .client
             .put_item()
             .table_name(&self.table)
             .item("pk", AttributeValue::S(COMPLETED_SEED.to_owned()))
-            .item("n", AttributeValue::N(n.to_string()))
-            .item("before", AttributeValue::S(before.to_string()))
+            .item("n", AttributeValue::N(seed.to_string()))
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;

@@ -517,7 +517,7 @@ impl BackfillRows for DynamoImages {
         Ok(Page { items, next })
     }
 
-    async fn count_completed_before(&self, before: Timestamp) -> Result<u64, RepoError> {
+    async fn count_completed(&self) -> Result<u64, RepoError> {
         let mut total = 0_u64;
         let mut start = None;
         loop {
@@ -526,12 +526,11 @@ impl BackfillRows for DynamoImages {
                 .query()
                 .table_name(&self.table)
                 .index_name(LEGACY_BY_STATUS)
-                .key_condition_expression("processing_status = :s AND updated_at < :t")
+                .key_condition_expression("processing_status = :s")
                 .expression_attribute_values(
                     ":s",
                     AttributeValue::S(Status::Completed.as_str().to_owned()),
                 )
-                .expression_attribute_values(":t", AttributeValue::S(before.to_string()))
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()

@@ -709,13 +709,18 @@ pub async fn index_pass<R: BackfillRows, M: MarkerStore>(
     dry_run: bool,
     stop: &StopWhen<'_>,
 ) -> Result<u64, BackfillError> {
-    // The completed total counts completions from when notify began counting; the completed
-    // rows from before are its seed, counted once (the old index still holds them).
-    if !dry_run {
-        if let Some(before) = markers.completed_seed_due(Timestamp::now()).await? {
-            let n = rows.count_completed_before(before).await?;
-            if markers.seed_completed(before, n).await? {
-                tracing::info!(rows = n, %before, "completed total seeded");
+    // The completed total counts the completions notify saw; its seed adds the completed rows
+    // it did not: all completed rows (the old index still holds them) minus those counted, read
+    // after the COUNT, so a completion during the COUNT (at the end of the index's order, read
+    // last) is in both and cancels out. Only a completion still in the stream's lag at that
+    // instant is counted twice (about a second's worth).
+    if !dry_run && markers.completed_counted().await?.is_some() {
+        let rows_completed = rows.count_completed().await?;
+        if let Some(counted) = markers.completed_counted().await? {
+            let seed = i64::try_from(rows_completed).unwrap_or(i64::MAX)
+                - i64::try_from(counted).unwrap_or(i64::MAX);
+            if markers.seed_completed(seed).await? {
+                tracing::info!(rows_completed, counted, seed, "completed total seeded");
             }
         }
     }
