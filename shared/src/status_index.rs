@@ -174,32 +174,38 @@ pub fn merge(
     limit: u32,
 ) -> Page<ImageRecord> {
     let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
-    let mut all: Vec<(usize, ImageRecord)> = Vec::new();
-    let mut more = [false; SHARDS];
-    let mut fetched = [0_usize; SHARDS];
-    for (n, read) in reads {
-        if n >= SHARDS {
-            continue;
-        }
-        more[n] = read.more;
-        fetched[n] = read.items.len();
-        all.extend(read.items.into_iter().map(|r| (n, r)));
-    }
-    // Stable: a shard's own order (the index's) is kept among equal keys.
-    all.sort_by(|(_, a), (_, b)| order(a, b, oldest_first));
-    all.truncate(limit);
-    let mut next = cursor.clone();
+    let mut shards: Vec<(usize, ShardRead)> =
+        reads.into_iter().filter(|(n, _)| *n < SHARDS).collect();
+    // How many rows each shard gives: its share of the first `limit` of the merge.
+    let mut keys: Vec<(usize, &ImageRecord)> = shards
+        .iter()
+        .flat_map(|(n, read)| read.items.iter().map(move |r| (*n, r)))
+        .collect();
+    keys.sort_by(|(_, a), (_, b)| order(a, b, oldest_first));
     let mut taken = [0_usize; SHARDS];
-    for (n, r) in &all {
-        taken[*n] += 1;
-        next.0[*n] = Position::After(r.updated_at, r.image_id);
+    for (n, _) in keys.into_iter().take(limit) {
+        taken[n] += 1;
     }
-    for (n, _) in cursor.open_shards() {
-        if taken[n] == fetched[n] && !more[n] {
+    // Each shard gives a prefix of its own read, so its position (the last row it gave) leaves
+    // nothing of it behind even where the index orders rows with the same `updated_at`
+    // otherwise than by `image_id`.
+    let mut next = cursor.clone();
+    let mut items: Vec<ImageRecord> = Vec::new();
+    for (n, read) in &mut shards {
+        let n = *n;
+        let fetched = read.items.len();
+        let given: Vec<ImageRecord> = read.items.drain(..taken[n]).collect();
+        if let Some(last) = given.last() {
+            next.0[n] = Position::After(last.updated_at, last.image_id);
+        }
+        if taken[n] == fetched && !read.more {
             next.0[n] = Position::Done;
         }
+        items.extend(given);
     }
-    let items = all.into_iter().map(|(_, r)| r).collect();
+    // Shards the caller did not read because the cursor has them done stay done; a shard it
+    // should have read and did not is left where it was.
+    items.sort_by(|a, b| order(a, b, oldest_first));
     let next = next
         .0
         .iter()
@@ -261,6 +267,65 @@ mod tests {
 
 /// The index's behaviour through the in-memory images table, which pages with [`merge`] as the
 /// DynamoDB adapter does (one read per shard from the cursor's position).
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod merging {
+    use super::*;
+    use crate::domain::{ContentType, NewImage, UploadState};
+
+    fn at(ms: i64) -> ImageRecord {
+        ImageRecord::new(
+            NewImage {
+                image_id: ImageId::new(),
+                owner_id: "u1".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Png,
+                byte_size: 1,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::from_unix_millis(ms),
+        )
+    }
+
+    #[test]
+    fn a_shard_gives_a_prefix_of_its_own_order_so_ties_the_index_orders_otherwise_are_not_lost() {
+        let (mut a, mut b) = (at(1), at(1));
+        if a.image_id > b.image_id {
+            std::mem::swap(&mut a, &mut b);
+        }
+        let c = at(0);
+        // Shard 0 holds two rows with the same `updated_at`, in the order opposite to their ids.
+        let reads = vec![
+            (
+                0,
+                ShardRead {
+                    items: vec![b.clone(), a.clone()],
+                    more: false,
+                },
+            ),
+            (
+                1,
+                ShardRead {
+                    items: vec![c.clone()],
+                    more: false,
+                },
+            ),
+        ];
+        let page = merge(&Cursor::default(), reads, true, 2);
+        let ids: Vec<ImageId> = page.items.iter().map(|r| r.image_id).collect();
+        assert_eq!(ids, [c.image_id, b.image_id], "shard 0 gives its first row");
+        let next = Cursor::decode(&page.next.unwrap()).unwrap();
+        assert_eq!(next.0[0], Position::After(b.updated_at, b.image_id));
+        assert_eq!(next.0[1], Position::Done);
+        assert_eq!(
+            next.0[2],
+            Position::Start,
+            "a shard not read stays where it was"
+        );
+    }
+}
+
 #[cfg(all(test, feature = "testing"))]
 #[allow(clippy::unwrap_used)]
 mod through_the_fake {
