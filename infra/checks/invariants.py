@@ -874,6 +874,40 @@ def the_template_has_a_dashboard(t: Template) -> list[str]:
     return [] if resources(t, "AWS::CloudWatch::Dashboard") else ["no AWS::CloudWatch::Dashboard"]
 
 
+STATUS_SHARD_KEY = "status_key"
+
+
+def status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t: Template) -> list[str]:
+    """The images table's status index is keyed by the write-sharded `status_key` (a partition
+    key with 4 values is the first write limit at 10x), and an index keyed by the bare
+    `processing_status` exists only behind a condition (the old index, kept for one release)."""
+    problems = []
+    table = t.get("Resources", {}).get("ImagesTable")
+    if table is None:
+        return ["ImagesTable: missing"]
+    found_sharded = False
+    for gsi in as_list(props(table).get("GlobalSecondaryIndexes")):
+        conditional = isinstance(gsi, dict) and "Fn::If" in gsi
+        if conditional:
+            gsi = gsi["Fn::If"][1]
+        if not isinstance(gsi, dict):
+            continue
+        keys = {k.get("KeyType"): k.get("AttributeName") for k in as_list(gsi.get("KeySchema"))}
+        name = gsi.get("IndexName")
+        if keys.get("HASH") == "processing_status" and not conditional:
+            problems.append(f"ImagesTable: index {name} is keyed by the bare processing_status and cannot be dropped")
+        if keys.get("HASH") == STATUS_SHARD_KEY:
+            if name != "by_status_v2" or keys.get("RANGE") != "updated_at":
+                problems.append(f"ImagesTable: index {name} on {STATUS_SHARD_KEY} must be by_status_v2 sorted by updated_at")
+            elif (gsi.get("Projection") or {}).get("ProjectionType") != "ALL":
+                problems.append("ImagesTable: by_status_v2 must project ALL (its readers page whole rows)")
+            else:
+                found_sharded = True
+    if not found_sharded:
+        problems.append(f"ImagesTable: no by_status_v2 index on {STATUS_SHARD_KEY}, updated_at")
+    return problems
+
+
 INVARIANTS: list[Callable[[Template], list[str]]] = [
     visibility_is_at_least_six_times_the_consumer_timeout,
     every_consumed_queue_redrives_to_a_dlq_after_three_receives,
@@ -904,6 +938,7 @@ INVARIANTS: list[Callable[[Template], list[str]]] = [
     every_queue_is_encrypted,
     every_queue_a_function_is_given_is_in_its_policy,
     the_template_has_a_dashboard,
+    status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped,
 ]
 
 

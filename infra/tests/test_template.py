@@ -161,7 +161,15 @@ def drop_route_setting(t: dict) -> None:
 
 
 # Each breakage: (invariant it must trip, how to break a copy of the template).
+def unconditional_legacy_status_index(t: dict) -> None:
+    gsis = t["Resources"]["ImagesTable"]["Properties"]["GlobalSecondaryIndexes"]
+    for i, gsi in enumerate(gsis):
+        if "Fn::If" in gsi:
+            gsis[i] = gsi["Fn::If"][1]
+
+
 BREAKAGES = {
+    "status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped": unconditional_legacy_status_index,
     "visibility_is_at_least_six_times_the_consumer_timeout":
         lambda t: sqs_source_queue(t)["Properties"].update(VisibilityTimeout=60),
     "every_consumed_queue_redrives_to_a_dlq_after_three_receives":
@@ -725,3 +733,24 @@ class CapacityFollowsTheMeasuredTimes(unittest.TestCase):
 
     def test_without_the_figure_the_check_fails(self):
         self.assertTrue(inv.processor_concurrency_defaults_cover_the_design_point(TEMPLATE, "no figures"))
+
+
+class TheStatusIndexIsShardedAndItsPredecessorDroppable(unittest.TestCase):
+    def gsis(self) -> tuple[dict, list]:
+        t = copy.deepcopy(TEMPLATE)
+        return t, t["Resources"]["ImagesTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+    def test_the_template_as_it_is_passes(self):
+        self.assertEqual(inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(TEMPLATE), [])
+
+    def test_a_template_without_by_status_v2_is_named(self):
+        t, gsis = self.gsis()
+        gsis[:] = [g for g in gsis if g.get("IndexName") != "by_status_v2"]
+        found = inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t)
+        self.assertTrue(any("no by_status_v2" in p for p in found), found)
+
+    def test_a_keys_only_sharded_index_is_named(self):
+        t, gsis = self.gsis()
+        next(g for g in gsis if g.get("IndexName") == "by_status_v2")["Projection"] = {"ProjectionType": "KEYS_ONLY"}
+        found = inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t)
+        self.assertTrue(any("project ALL" in p for p in found), found)

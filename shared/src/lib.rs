@@ -13,6 +13,7 @@ pub mod ops;
 pub mod ports;
 pub mod processing;
 pub mod retry;
+pub mod status_index;
 pub mod sweep;
 
 #[cfg(feature = "aws")]

@@ -580,16 +580,20 @@ pub trait QueueAdmin: Send + Sync {
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }
 
-/// The images table's `by_status` index (processing_status, updated_at): counts and pages
-/// without a table scan.
+/// The images table's sparse, write-sharded `by_status_v2` index (`status_key`, `updated_at`;
+/// see [`crate::status_index`]): counts and pages of the `pending`, `processing` and `failed`
+/// rows without a table scan. Completed rows are not in it: their count is the completed
+/// counter ([`ThroughputLog::completed_total`]) and a page of them is empty.
 pub trait StatusIndex: Send + Sync {
-    /// How many images have `status` (a COUNT query over the index, page by page).
+    /// How many images have `status` (COUNT queries over its shards, which hold only the rows
+    /// in flight or failed); 0 for `completed`.
     fn count_by_status(
         &self,
         status: crate::domain::Status,
     ) -> impl Future<Output = Result<u64, RepoError>> + Send;
-    /// One page of the images with `status`, by `updated_at` (oldest first when
-    /// `oldest_first`); `cursor` is the previous page's `next`.
+    /// One page of the images with `status`, by (`updated_at`, `image_id`) merged over the
+    /// shards (oldest first when `oldest_first`); `cursor` is the previous page's `next`, and
+    /// resumes every shard where the previous page stopped taking from it.
     fn page_by_status(
         &self,
         status: crate::domain::Status,
@@ -621,9 +625,12 @@ pub struct MinuteCount {
 
 /// Per-minute throughput counters (in `CONTROL_TABLE`, `throughput#{minute}#{shard}`, with a TTL):
 /// incremented atomically by the `notify` stream consumer, read 60 at a time by the admin view,
-/// so the chart needs no scan.
+/// so the chart needs no scan. Also the completed total (`completed#{n}`, sharded, kept), the
+/// admin view's count of completed images, which the status index no longer holds.
 pub trait ThroughputLog: Send + Sync {
-    /// Adds one `outcome` to the minute of `at`.
+    /// Adds one `outcome` to the minute of `at`; a `Processed` one also to the completed total.
+    /// The caller counts each image once (notify: only when it wins the notice's delivery
+    /// record, so a redelivered stream record does not count again).
     fn count(
         &self,
         at: Timestamp,
@@ -636,6 +643,9 @@ pub trait ThroughputLog: Send + Sync {
         now: Timestamp,
         minutes: u32,
     ) -> impl Future<Output = Result<Vec<MinuteCount>, RepoError>> + Send;
+    /// Images counted `Processed` since the counter started, plus its seed (the completed rows
+    /// that existed before, set by the backfill migration).
+    fn completed_total(&self) -> impl Future<Output = Result<u64, RepoError>> + Send;
 }
 
 /// An object under `originals/`, as listed.
@@ -688,6 +698,24 @@ pub trait BackfillRows: Send + Sync {
         &self,
         record: &ImageRecord,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// One page of the rows with `status` that lack `by_status_v2`'s `status_key` (written
+    /// before the index existed), read from the old `by_status` index; `cursor` is the previous
+    /// page's `next`. Removed with `by_status` in the release after.
+    fn page_unindexed(
+        &self,
+        status: crate::domain::Status,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> impl Future<Output = Result<Page<ImageRecord>, RepoError>> + Send;
+    /// Gives the row its `status_key` (a conditional write on its `version` and on the key's
+    /// absence); `false` when the row changed meanwhile (its writer put the key) or has it.
+    fn index_row(
+        &self,
+        record: &ImageRecord,
+    ) -> impl Future<Output = Result<bool, RepoError>> + Send;
+    /// How many rows are completed (COUNT queries on the old `by_status` index: the completed
+    /// total's seed, computed once).
+    fn count_completed(&self) -> impl Future<Output = Result<u64, RepoError>> + Send;
 }
 
 /// An owner's index of the exact bytes they uploaded: a SHA-256 digest -> the image made of
@@ -729,6 +757,13 @@ pub trait MarkerStore: Send + Sync {
         marker: &crate::ops::backfill::Marker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
+    /// The completed total's counted part (the sum of its shards), or `None` once it has its
+    /// seed.
+    fn completed_counted(&self) -> impl Future<Output = Result<Option<u64>, RepoError>> + Send;
+    /// Seeds the completed total, once (a conditional put): `seed` is added to the counted part
+    /// (the completed rows minus those already counted; negative when rows were removed); `false`
+    /// when a concurrent run seeded it first.
+    fn seed_completed(&self, seed: i64) -> impl Future<Output = Result<bool, RepoError>> + Send;
 }
 
 // ----------------------------------------------------------------------------- fairness

@@ -155,7 +155,7 @@ pub enum SweepError {
 /// The ports a sweep uses, borrowed.
 #[derive(Debug)]
 pub struct SweepPorts<'a, R, A, S, Q> {
-    /// The images table and its `by_status` index.
+    /// The images table and its `by_status_v2` index.
     pub images: &'a R,
     /// The processing stages' DLQs.
     pub dead_letters: &'a A,

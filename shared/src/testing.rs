@@ -199,6 +199,9 @@ impl crate::ports::Downloads for MemoryStore {
 pub struct MemoryImages {
     rows: Mutex<BTreeMap<ImageId, ImageRecord>>,
     legacy: Mutex<BTreeMap<ImageId, crate::ops::backfill::LegacyRow>>,
+    /// Rows written before `by_status_v2` existed: without a `status_key` (so not in the index)
+    /// until a write through the repository or the backfill gives them one.
+    unindexed: Mutex<std::collections::BTreeSet<ImageId>>,
 }
 
 impl MemoryImages {
@@ -207,9 +210,24 @@ impl MemoryImages {
         lock(&self.rows).values().cloned().collect()
     }
 
-    /// Puts a row directly (test setup).
+    /// Puts a row directly (test setup), as the images adapter writes it (indexed by status).
     pub fn insert(&self, record: ImageRecord) {
+        lock(&self.unindexed).remove(&record.image_id);
         lock(&self.rows).insert(record.image_id, record);
+    }
+
+    /// Puts a row as a release before `by_status_v2` wrote it: without a `status_key`.
+    pub fn insert_unindexed(&self, record: ImageRecord) {
+        lock(&self.unindexed).insert(record.image_id);
+        lock(&self.rows).insert(record.image_id, record);
+    }
+
+    /// Whether the row is in `by_status_v2` (it has a `status_key`).
+    pub fn in_status_index(&self, id: ImageId) -> bool {
+        lock(&self.rows).get(&id).is_some_and(|r| {
+            crate::status_index::indexed(r.processing_status)
+                && !lock(&self.unindexed).contains(&id)
+        })
     }
 }
 
@@ -220,6 +238,7 @@ impl ImageRepository for MemoryImages {
         {
             return Err(RepoError::Conflict);
         }
+        lock(&self.unindexed).remove(&record.image_id);
         rows.insert(record.image_id, record.clone());
         Ok(())
     }
@@ -265,6 +284,7 @@ impl ImageRepository for MemoryImages {
         match rows.get(&record.image_id) {
             Some(current) if current.version == record.version => {
                 record.version += 1;
+                lock(&self.unindexed).remove(&record.image_id);
                 rows.insert(record.image_id, record.clone());
                 Ok(())
             }
@@ -777,12 +797,36 @@ use crate::ports::{
     DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
 };
 
+/// As `by_status_v2` holds them: the rows of shard `n` of `status` with a `status_key`, in the
+/// index's order.
+impl MemoryImages {
+    fn shard_rows(&self, status: Status, n: usize, oldest_first: bool) -> Vec<ImageRecord> {
+        if !crate::status_index::indexed(status) {
+            return Vec::new();
+        }
+        let unindexed = lock(&self.unindexed);
+        let mut rows: Vec<ImageRecord> = lock(&self.rows)
+            .values()
+            .filter(|r| {
+                r.processing_status == status
+                    && crate::status_index::shard(r.image_id) == n
+                    && !unindexed.contains(&r.image_id)
+            })
+            .cloned()
+            .collect();
+        rows.sort_by_key(|r| (r.updated_at, r.image_id));
+        if !oldest_first {
+            rows.reverse();
+        }
+        rows
+    }
+}
+
 impl StatusIndex for MemoryImages {
     async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
-        Ok(lock(&self.rows)
-            .values()
-            .filter(|r| r.processing_status == status)
-            .count() as u64)
+        Ok((0..crate::status_index::SHARDS)
+            .map(|n| self.shard_rows(status, n, true).len() as u64)
+            .sum())
     }
 
     async fn page_by_status(
@@ -792,42 +836,30 @@ impl StatusIndex for MemoryImages {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        // The cursor is the last row's (updated_at, image_id), as the index's key would be.
-        let after: Option<(Timestamp, ImageId)> = cursor
-            .map(|c| {
-                let (t, id) = c.split_once('|').ok_or(RepoError::BadCursor)?;
-                Ok::<_, RepoError>((
-                    t.parse().map_err(|_| RepoError::BadCursor)?,
-                    id.parse().map_err(|_| RepoError::BadCursor)?,
-                ))
-            })
-            .transpose()?;
-        let mut rows: Vec<ImageRecord> = lock(&self.rows)
-            .values()
-            .filter(|r| r.processing_status == status)
-            .cloned()
-            .collect();
-        rows.sort_by_key(|r| (r.updated_at, r.image_id));
-        if !oldest_first {
-            rows.reverse();
+        use crate::status_index::{after, merge, Cursor, ShardRead};
+        if !crate::status_index::indexed(status) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
         }
-        let rows: Vec<ImageRecord> = rows
-            .into_iter()
-            .filter(|r| match after {
-                None => true,
-                Some(pos) if oldest_first => (r.updated_at, r.image_id) > pos,
-                Some(pos) => (r.updated_at, r.image_id) < pos,
+        let cursor = cursor.map(Cursor::decode).transpose()?.unwrap_or_default();
+        let limit_rows = limit.max(1) as usize;
+        // Each open shard read from its own position, `limit` rows at most: a Query per shard.
+        let reads = cursor
+            .open_shards()
+            .map(|(n, position)| {
+                let mut rows: Vec<ImageRecord> = self
+                    .shard_rows(status, n, oldest_first)
+                    .into_iter()
+                    .filter(|r| after(r, position, oldest_first))
+                    .collect();
+                let more = rows.len() > limit_rows;
+                rows.truncate(limit_rows);
+                (n, ShardRead { items: rows, more })
             })
             .collect();
-        let items: Vec<ImageRecord> = rows.iter().take(limit as usize).cloned().collect();
-        let next = (items.len() < rows.len())
-            .then(|| {
-                items
-                    .last()
-                    .map(|r| format!("{}|{}", r.updated_at, r.image_id))
-            })
-            .flatten();
-        Ok(Page { items, next })
+        Ok(merge(&cursor, reads, oldest_first, limit))
     }
 }
 
@@ -990,6 +1022,8 @@ impl QueueAdmin for MemoryDeadLetters {
 #[derive(Debug, Default)]
 pub struct MemoryThroughput {
     minutes: Mutex<BTreeMap<Timestamp, (u64, u64)>>,
+    /// The completed total's seed (`completed#seed`).
+    pub completed_seed: Mutex<u64>,
 }
 
 impl ThroughputLog for MemoryThroughput {
@@ -1018,6 +1052,12 @@ impl ThroughputLog for MemoryThroughput {
                 }
             })
             .collect())
+    }
+
+    async fn completed_total(&self) -> Result<u64, RepoError> {
+        // As the table's: the processed counts (all minutes: nothing expires here) plus the seed.
+        let counted: u64 = lock(&self.minutes).values().map(|(p, _)| p).sum();
+        Ok(counted + *lock(&self.completed_seed))
     }
 }
 
@@ -1080,8 +1120,55 @@ impl crate::ports::BackfillRows for MemoryImages {
         if lock(&self.legacy).remove(&record.image_id).is_none() {
             return Err(RepoError::Conflict);
         }
+        lock(&self.unindexed).remove(&record.image_id);
         lock(&self.rows).insert(record.image_id, record.clone());
         Ok(())
+    }
+
+    async fn page_unindexed(
+        &self,
+        status: Status,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        let after: Option<ImageId> = cursor
+            .map(|c| c.parse().map_err(|_| RepoError::BadCursor))
+            .transpose()?;
+        let unindexed = lock(&self.unindexed);
+        let rows: Vec<ImageRecord> = lock(&self.rows)
+            .values()
+            .filter(|r| r.processing_status == status && unindexed.contains(&r.image_id))
+            .filter(|r| after.is_none_or(|a| r.image_id > a))
+            .take(limit.max(1) as usize + 1)
+            .cloned()
+            .collect();
+        let more = rows.len() > limit.max(1) as usize;
+        let items: Vec<ImageRecord> = rows.into_iter().take(limit.max(1) as usize).collect();
+        let next = more
+            .then(|| items.last().map(|r| r.image_id.to_string()))
+            .flatten();
+        Ok(Page { items, next })
+    }
+
+    async fn count_completed(&self) -> Result<u64, RepoError> {
+        Ok(lock(&self.rows)
+            .values()
+            .filter(|r| r.processing_status == Status::Completed)
+            .count() as u64)
+    }
+
+    async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
+        let rows = lock(&self.rows);
+        let mut unindexed = lock(&self.unindexed);
+        match rows.get(&record.image_id) {
+            Some(current)
+                if current.version == record.version && unindexed.contains(&record.image_id) =>
+            {
+                unindexed.remove(&record.image_id);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 
@@ -1122,6 +1209,10 @@ impl crate::ports::OriginalsSource for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryMarkers {
     markers: Mutex<BTreeMap<String, (crate::ops::backfill::Marker, u64)>>,
+    /// The completed total's seed, once set.
+    pub completed_seed: Mutex<Option<i64>>,
+    /// The completed total's counted part as this store sees it (test setup).
+    pub counted: Mutex<u64>,
 }
 
 impl MemoryMarkers {
@@ -1160,6 +1251,21 @@ impl crate::ports::MarkerStore for MemoryMarkers {
         all.insert(name.to_owned(), (marker.clone(), expected_version + 1));
         Ok(())
     }
+
+    async fn completed_counted(&self) -> Result<Option<u64>, RepoError> {
+        Ok(lock(&self.completed_seed)
+            .is_none()
+            .then(|| *lock(&self.counted)))
+    }
+
+    async fn seed_completed(&self, seed: i64) -> Result<bool, RepoError> {
+        let mut current = lock(&self.completed_seed);
+        if current.is_some() {
+            return Ok(false);
+        }
+        *current = Some(seed);
+        Ok(true)
+    }
 }
 
 // ----------------------------------------------------------------------------- fairness
@@ -1168,8 +1274,6 @@ impl crate::ports::MarkerStore for MemoryMarkers {
 #[derive(Debug, Default)]
 pub struct MemoryRates {
     counts: Mutex<BTreeMap<(OwnerId, Timestamp), u32>>,
-    /// When set, every call fails as unavailable.
-    pub failing: Mutex<bool>,
 }
 
 impl MemoryRates {
@@ -1190,9 +1294,6 @@ impl crate::ports::RateCounter for MemoryRates {
         _window: Duration,
         limit: u32,
     ) -> Result<bool, RepoError> {
-        if *lock(&self.failing) {
-            return Err(RepoError::Unavailable("memory rates set to fail".into()));
-        }
         let mut counts = lock(&self.counts);
         let count = counts.entry((owner.clone(), window_start)).or_insert(0);
         if *count >= limit {

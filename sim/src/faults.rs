@@ -51,9 +51,11 @@ impl Port {
             }
             P::ControlStore | P::ThroughputLog | P::MarkerStore => Port::Control,
             P::JobQueue | P::QueueAdmin => Port::Queue,
-            P::ConnectionRepository | P::NoticeLog | P::ConnectionPoster | P::DigestIndex => {
-                Port::Other
-            }
+            P::ConnectionRepository
+            | P::NoticeLog
+            | P::ConnectionPoster
+            | P::DigestIndex
+            | P::RateCounter => Port::Other,
         }
     }
 }

@@ -526,6 +526,92 @@ fn record(id: ImageId, owner: &OwnerId, size: usize) -> ImageRecord {
     r
 }
 
+/// The rows of `by_status_v2`'s partition `key` (one shard of one status).
+async fn index_partition(stack: &Stack, key: &str) -> Result<Vec<String>> {
+    let out = stack
+        .dynamodb()
+        .query()
+        .table_name(stack.var("SAFELIGHT_IMAGES_TABLE")?)
+        .index_name(safelight::status_index::INDEX)
+        .key_condition_expression("status_key = :k")
+        .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
+        .send()
+        .await?;
+    Ok(out.items().iter().map(|i| text(i, "image_id")).collect())
+}
+
+#[tokio::test]
+async fn a_row_from_before_the_status_index_is_indexed_by_the_backfill_and_leaves_it_on_completion(
+) -> Result<()> {
+    let _turn = turn().await;
+    let stack = Stack::load().await?;
+    let admin = stack.token("user=admin").await?;
+    let table = stack.var("SAFELIGHT_IMAGES_TABLE")?;
+    let owner: OwnerId = "index-migration".parse()?;
+    let failed = async || -> Result<u64> {
+        let (status, view) = stack
+            .get("/api/admin/processing-queue", Some(&admin))
+            .await?;
+        assert_eq!(status, 200, "{view}");
+        Ok(view["counts"]["failed"].as_u64().unwrap())
+    };
+    // A failed image as the release before by_status_v2 wrote it: no status_key.
+    let id = ImageId::new();
+    let mut r = record(id, &owner, 1000);
+    r.processing_status = safelight::Status::Failed;
+    let mut item = item_from_record(&r)?;
+    let key = text(&item, "status_key");
+    assert_eq!(
+        key,
+        format!("failed#{}", safelight::status_index::shard(id))
+    );
+    item.remove("status_key");
+    let before = failed().await?;
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .send()
+        .await?;
+    assert!(!index_partition(&stack, &key)
+        .await?
+        .contains(&id.to_string()));
+    assert_eq!(failed().await?, before, "not counted before the backfill");
+
+    let dry = backfill(&stack, "backfill-dry-run.json").await?;
+    assert!(dry["rows_indexed"].as_u64() >= Some(1), "{dry}");
+    assert!(text(&row(&stack, &id.to_string()).await?, "status_key").is_empty());
+    let run = backfill(&stack, "backfill.json").await?;
+    assert!(run["rows_indexed"].as_u64() >= Some(1), "{run}");
+    assert_eq!(
+        text(&row(&stack, &id.to_string()).await?, "status_key"),
+        key
+    );
+    assert!(index_partition(&stack, &key)
+        .await?
+        .contains(&id.to_string()));
+    assert_eq!(failed().await?, before + 1, "counted once indexed");
+    let again = backfill(&stack, "backfill-dry-run.json").await?;
+    assert_eq!(again["rows_indexed"], 0, "{again}");
+
+    // Written completed (by the adapter's put): the row leaves the index.
+    r.processing_status = safelight::Status::Completed;
+    r.version += 1;
+    stack
+        .dynamodb()
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item_from_record(&r)?))
+        .send()
+        .await?;
+    assert!(!index_partition(&stack, &key)
+        .await?
+        .contains(&id.to_string()));
+    assert_eq!(failed().await?, before);
+    Ok(())
+}
+
 #[tokio::test]
 async fn the_migration_dry_runs_exactly_completes_everything_runs_once_and_force_changes_nothing(
 ) -> Result<()> {

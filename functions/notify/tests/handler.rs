@@ -429,6 +429,11 @@ async fn completed_and_failed_images_are_counted_once_per_minute_even_when_redel
     let processed: u64 = minutes.iter().map(|m| m.processed).sum();
     let failed: u64 = minutes.iter().map(|m| m.failed).sum();
     assert_eq!((processed, failed), (1, 1), "{minutes:?}");
+    assert_eq!(
+        h.throughput().completed_total().await.unwrap(),
+        1,
+        "the completed total counts the image once, redelivered or not"
+    );
 }
 
 #[tokio::test]

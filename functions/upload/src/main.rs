@@ -21,7 +21,7 @@ async fn main() -> Result<(), Error> {
         faults.wrap(S3Store::new(&sdk, &config.bucket)),
         faults.wrap(DynamoImages::new(&sdk, &config.images_table)),
         faults.wrap(DynamoDigests::new(&sdk, control_table)),
-        DynamoRates::new(&sdk, control_table),
+        faults.wrap(DynamoRates::new(&sdk, control_table)),
         Limits {
             max_upload_bytes: config.max_upload_bytes,
             presign_expires: config.presign_expires,

@@ -16,7 +16,8 @@ use serde_json::{json, Value};
 use upload::{Limits, Upload};
 
 /// The upload handler over the fakes; its store fails while the store's switch is on.
-type Handler = Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests, MemoryRates>;
+type Handler =
+    Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests, Faulty<MemoryRates, Switch>>;
 
 fn handler() -> Handler {
     handler_with(OwnerLimits::default())
@@ -27,7 +28,7 @@ fn handler_with(owner: OwnerLimits) -> Handler {
         Faulty::default(),
         MemoryImages::default(),
         MemoryDigests::default(),
-        MemoryRates::default(),
+        Faulty::default(),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
@@ -506,7 +507,7 @@ async fn the_upload_rate_counts_per_minute_so_the_next_minute_is_served_again() 
     let owner: safelight::OwnerId = "u".parse().unwrap();
     let window = safelight::Timestamp::from_unix_millis(minute);
     assert_eq!(
-        h.rates().count(&owner, window),
+        h.rates().inner().count(&owner, window),
         1,
         "the refusal was not counted"
     );
@@ -555,7 +556,7 @@ async fn uploads_awaiting_their_bytes_are_limited_per_owner_and_an_arrival_or_ex
 #[tokio::test]
 async fn a_limit_that_cannot_be_checked_answers_503_and_is_never_skipped() {
     let h = handler();
-    *h.rates().failing.lock().unwrap() = true;
+    h.rates().injector().fail(true);
     let r = h.handle(&presign_as("u", 0)).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());

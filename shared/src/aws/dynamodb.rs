@@ -1,6 +1,8 @@
 //! The DynamoDB adapter for the images table: `ImageRepository` with conditional writes on
 //! `version` (optimistic locking), owner listing through the `by_owner` index, and counts and
-//! pages by status through the `by_status` index.
+//! pages by status through the sparse, write-sharded `by_status_v2` index: every put derives
+//! the row's `status_key` from its `processing_status` ([`crate::status_index`]), so no caller
+//! sets it, and a completed row is written without one (it leaves the index).
 
 use std::collections::HashMap;
 
@@ -18,6 +20,7 @@ use crate::ports::{
     AwaitingUploads, BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow,
     Written,
 };
+use crate::status_index::{self, Position, ShardRead};
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -63,12 +66,21 @@ pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRe
     serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
 }
 
-/// Writes a record as an item.
+/// Writes a record as an item, with the `status_key` of `by_status_v2` derived from its status
+/// (absent when it completed: a put replaces the whole item, so the key leaves with it).
 pub fn item_from_record(
     record: &ImageRecord,
 ) -> Result<HashMap<String, AttributeValue>, RepoError> {
-    serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))
+    let mut item: HashMap<String, AttributeValue> =
+        serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))?;
+    if let Some(key) = status_index::status_key(record) {
+        item.insert(STATUS_KEY.to_owned(), AttributeValue::S(key));
+    }
+    Ok(item)
 }
+
+/// `by_status_v2`'s partition key attribute.
+pub const STATUS_KEY: &str = "status_key";
 
 /// A page cursor of one of the table's indexes: the last row's `image_id` and its value of the
 /// index's sort key, as base64url JSON (`{"image_id": .., "<sort key>": ..}`). The partition
@@ -86,12 +98,6 @@ struct IndexCursor {
 const OWNER_CURSOR: IndexCursor = IndexCursor {
     partition_key: "owner_id",
     sort_key: "created_at",
-};
-
-/// `by_status`: operators' counts and lists, sweeps.
-const STATUS_CURSOR: IndexCursor = IndexCursor {
-    partition_key: "processing_status",
-    sort_key: "updated_at",
 };
 
 impl IndexCursor {
@@ -288,9 +294,6 @@ impl ImageRepository for DynamoImages {
     }
 }
 
-/// The `by_status` index.
-const BY_STATUS: &str = "by_status";
-
 /// One bounded query of the `by_owner` index: the owner's rows created after `after` (at most
 /// the presigned link's lifetime ago, so at most the upload rate times that lifetime), filtered
 /// to `awaiting_upload`, projecting only `created_at`.
@@ -338,8 +341,9 @@ impl AwaitingUploads for DynamoImages {
     }
 }
 
-impl StatusIndex for DynamoImages {
-    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
+impl DynamoImages {
+    /// One COUNT of shard `n` of `status`, page by page.
+    async fn count_shard(&self, status: Status, n: usize) -> Result<u64, RepoError> {
         let mut total = 0_u64;
         let mut start = None;
         loop {
@@ -347,9 +351,13 @@ impl StatusIndex for DynamoImages {
                 .client
                 .query()
                 .table_name(&self.table)
-                .index_name(BY_STATUS)
-                .key_condition_expression("processing_status = :s")
-                .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+                .index_name(status_index::INDEX)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", STATUS_KEY)
+                .expression_attribute_values(
+                    ":k",
+                    AttributeValue::S(status_index::shard_key(status, n)),
+                )
                 .select(Select::Count)
                 .set_exclusive_start_key(start)
                 .send()
@@ -363,23 +371,32 @@ impl StatusIndex for DynamoImages {
         }
     }
 
-    async fn page_by_status(
+    /// Up to `limit` rows of shard `n` of `status` from `position`.
+    async fn read_shard(
         &self,
         status: Status,
+        n: usize,
+        position: Position,
         oldest_first: bool,
         limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        let start = cursor
-            .map(|c| STATUS_CURSOR.decode(status.as_str().to_owned(), c))
-            .transpose()?;
+    ) -> Result<(usize, ShardRead), RepoError> {
+        let key = status_index::shard_key(status, n);
+        let start = match position {
+            Position::After(at, id) => Some(HashMap::from([
+                ("image_id".to_owned(), AttributeValue::S(id.to_string())),
+                ("updated_at".to_owned(), AttributeValue::S(at.to_string())),
+                (STATUS_KEY.to_owned(), AttributeValue::S(key.clone())),
+            ])),
+            Position::Start | Position::Done => None,
+        };
         let out = self
             .client
             .query()
             .table_name(&self.table)
-            .index_name(BY_STATUS)
-            .key_condition_expression("processing_status = :s")
-            .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+            .index_name(status_index::INDEX)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_values(":k", AttributeValue::S(key))
             .scan_index_forward(oldest_first)
             .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -400,11 +417,47 @@ impl StatusIndex for DynamoImages {
             .into_iter()
             .map(record_from_item)
             .collect::<Result<_, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| STATUS_CURSOR.encode(k));
-        Ok(Page { items, next })
+        let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
+        Ok((n, ShardRead { items, more }))
+    }
+}
+
+impl StatusIndex for DynamoImages {
+    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
+        if !status_index::indexed(status) {
+            return Ok(0);
+        }
+        let counts = futures::future::try_join_all(
+            (0..status_index::SHARDS).map(|n| self.count_shard(status, n)),
+        )
+        .await?;
+        Ok(counts.into_iter().sum())
+    }
+
+    async fn page_by_status(
+        &self,
+        status: Status,
+        oldest_first: bool,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        if !status_index::indexed(status) {
+            return Ok(Page {
+                items: Vec::new(),
+                next: None,
+            });
+        }
+        let cursor = cursor
+            .map(status_index::Cursor::decode)
+            .transpose()?
+            .unwrap_or_default();
+        let reads = futures::future::try_join_all(
+            cursor
+                .open_shards()
+                .map(|(n, p)| self.read_shard(status, n, p, oldest_first, limit)),
+        )
+        .await?;
+        Ok(status_index::merge(&cursor, reads, oldest_first, limit))
     }
 }
 
@@ -450,7 +503,123 @@ impl BackfillRows for DynamoImages {
             Err(e) => Err(sdk_failure(e)),
         }
     }
+
+    async fn page_unindexed(
+        &self,
+        status: Status,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        let start = cursor
+            .map(|c| LEGACY_STATUS_CURSOR.decode(status.as_str().to_owned(), c))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LEGACY_BY_STATUS)
+            .key_condition_expression("processing_status = :s")
+            .filter_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // The old index is gone (dropped by `KeepLegacyStatusIndex=false` once every row had
+            // its key): nothing is left to index.
+            Err(SdkError::ServiceError(e))
+                if e.err().meta().code() == Some("ValidationException")
+                    && e.err()
+                        .meta()
+                        .message()
+                        .is_some_and(|m| m.contains("index")) =>
+            {
+                tracing::info!("the by_status index is gone: no rows left to index");
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+            Err(e) => return Err(sdk_failure(e)),
+        };
+        let items = out
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(record_from_item)
+            .collect::<Result<_, _>>()?;
+        let next = out
+            .last_evaluated_key
+            .as_ref()
+            .and_then(|k| LEGACY_STATUS_CURSOR.encode(k));
+        Ok(Page { items, next })
+    }
+
+    async fn count_completed(&self) -> Result<u64, RepoError> {
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LEGACY_BY_STATUS)
+                .key_condition_expression("processing_status = :s")
+                .expression_attribute_values(
+                    ":s",
+                    AttributeValue::S(Status::Completed.as_str().to_owned()),
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
+        let Some(key) = status_index::status_key(record) else {
+            return Ok(false);
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("image_id", AttributeValue::S(record.image_id.to_string()))
+            .update_expression("SET #k = :k")
+            .condition_expression("#v = :v AND attribute_not_exists(#k)")
+            .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":k", AttributeValue::S(key))
+            .expression_attribute_values(":v", AttributeValue::N(record.version.to_string()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Ok(false)
+            }
+            Err(e) => Err(sdk_failure(e)),
+        }
+    }
 }
+
+/// The old `by_status` index (`processing_status`, `updated_at`), read only by the backfill to
+/// find rows written before `by_status_v2`; dropped in the release after.
+const LEGACY_BY_STATUS: &str = "by_status";
+
+const LEGACY_STATUS_CURSOR: IndexCursor = IndexCursor {
+    partition_key: "processing_status",
+    sort_key: "updated_at",
+};
 
 #[cfg(test)]
 mod tests {
@@ -512,30 +681,51 @@ mod tests {
     }
 
     #[test]
-    fn cursors_keep_their_wire_form_and_name_their_own_index_sort_key() {
+    fn the_owner_cursor_keeps_its_wire_form() {
         let id = ImageId::new();
         let at = Timestamp::now();
-        // A cursor as the per-index structs wrote it before they were one type.
-        let old = B64URL.encode(format!(r#"{{"image_id":"{id}","updated_at":"{at}"}}"#));
-        let start = STATUS_CURSOR.decode("failed".into(), &old).unwrap();
-        assert_eq!(
-            start,
-            HashMap::from([
-                ("image_id".to_owned(), AttributeValue::S(id.to_string())),
-                ("updated_at".to_owned(), AttributeValue::S(at.to_string())),
-                (
-                    "processing_status".to_owned(),
-                    AttributeValue::S("failed".into())
-                ),
-            ])
-        );
-        assert_eq!(STATUS_CURSOR.encode(&start).as_deref(), Some(old.as_str()));
+        let old = B64URL.encode(format!(r#"{{"created_at":"{at}","image_id":"{id}"}}"#));
+        let start = OWNER_CURSOR.decode("me".into(), &old).unwrap();
+        assert_eq!(OWNER_CURSOR.encode(&start).as_deref(), Some(old.as_str()));
+        let status = B64URL.encode(format!(r#"{{"image_id":"{id}","updated_at":"{at}"}}"#));
         assert!(
             matches!(
-                OWNER_CURSOR.decode("me".into(), &old),
+                OWNER_CURSOR.decode("me".into(), &status),
                 Err(RepoError::BadCursor)
             ),
             "a status cursor has no created_at"
         );
+    }
+
+    #[test]
+    fn every_put_carries_the_status_key_of_its_status_and_a_completed_row_none() {
+        let mut record = ImageRecord::new(
+            NewImage {
+                image_id: ImageId::new(),
+                owner_id: "u1".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Png,
+                byte_size: 42,
+                sha256: None,
+                upload_state: UploadState::AwaitingUpload,
+            },
+            Timestamp::now(),
+        );
+        let n = status_index::shard(record.image_id);
+        for status in [Status::Pending, Status::Processing, Status::Failed] {
+            record.processing_status = status;
+            let item = item_from_record(&record).unwrap();
+            assert_eq!(
+                item[STATUS_KEY],
+                AttributeValue::S(format!("{}#{n}", status.as_str()))
+            );
+            assert_eq!(
+                record_from_item(item).unwrap(),
+                record,
+                "read back without it"
+            );
+        }
+        record.processing_status = Status::Completed;
+        assert!(!item_from_record(&record).unwrap().contains_key(STATUS_KEY));
     }
 }

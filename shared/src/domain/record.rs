@@ -80,7 +80,7 @@ pub struct ImageRecord {
     pub processing_completed_at: Option<Timestamp>,
     /// When the row was created (the `by_owner` index's sort key).
     pub created_at: Timestamp,
-    /// Last change (the `by_status` index's sort key).
+    /// Last change (the `by_status_v2` index's sort key).
     pub updated_at: Timestamp,
     /// Optimistic-locking counter: every write expects the version it read.
     pub version: u64,

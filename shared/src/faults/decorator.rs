@@ -17,7 +17,7 @@ use crate::ports::{
     ControlStore, DeadLetter, Delivery, DigestIndex, Downloads, Holder, ImageRepository, JobQueue,
     Lease, LeaseView, ListedOriginal, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore,
     OriginalsSource, Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, QueueAdmin,
-    QueueDepth, QueueError, RealtimeError, Replay, RepoError, StatusIndex, StoreError,
+    QueueDepth, QueueError, RateCounter, RealtimeError, Replay, RepoError, StatusIndex, StoreError,
     StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
 };
 
@@ -167,6 +167,11 @@ decorate! {
 }
 
 decorate! {
+    RateCounter: RateCounter, RepoError, repo;
+    fn take(owner: &OwnerId, window_start: Timestamp, window: Duration, limit: u32) -> bool;
+}
+
+decorate! {
     AwaitingUploads: AwaitingUploads, RepoError, repo;
     fn awaiting_since(owner: &OwnerId, after: Timestamp) -> Vec<Timestamp>;
 }
@@ -182,6 +187,9 @@ decorate! {
     BackfillRows: BackfillRows, RepoError, repo;
     fn read_row(id: ImageId) -> Option<StoredRow>;
     fn replace_legacy(record: &ImageRecord) -> ();
+    fn page_unindexed(status: Status, limit: u32, cursor: Option<&str>) -> Page<ImageRecord>;
+    fn index_row(record: &ImageRecord) -> bool;
+    fn count_completed() -> u64;
 }
 
 decorate! {
@@ -215,12 +223,15 @@ decorate! {
     ThroughputLog: ThroughputLog, RepoError, repo;
     fn count(at: Timestamp, outcome: Outcome) -> ();
     fn recent(now: Timestamp, minutes: u32) -> Vec<MinuteCount>;
+    fn completed_total() -> u64;
 }
 
 decorate! {
     MarkerStore: MarkerStore, RepoError, repo;
     fn load_marker(name: &str) -> Option<(Marker, u64)>;
     fn save_marker(name: &str, marker: &Marker, expected_version: u64) -> ();
+    fn completed_counted() -> Option<u64>;
+    fn seed_completed(seed: i64) -> bool;
 }
 
 decorate! {

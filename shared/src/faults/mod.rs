@@ -37,6 +37,8 @@ pub enum Port {
     ImageRepository,
     /// `AwaitingUploads`.
     AwaitingUploads,
+    /// `RateCounter`.
+    RateCounter,
     /// `StatusIndex`.
     StatusIndex,
     /// `BackfillRows`.

@@ -157,6 +157,7 @@ pub fn operation(call: &Call<'_>) -> Option<(&'static str, bool)> {
         | (Port::ConnectionRepository, "get" | "for_owner")
         | (Port::NoticeLog, "since") => ("ddb_get", false),
         (Port::ImageRepository, "update" | "update_or_current")
+        | (Port::RateCounter, "take")
         | (Port::ConnectionRepository, "put")
         | (Port::NoticeLog, "next_seq" | "claim" | "record_progress" | "append") => {
             ("ddb_update", false)

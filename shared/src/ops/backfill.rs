@@ -19,6 +19,13 @@
 //! (interrupted, out of time, failed) is resumed from its checkpoint by the next start. Rows
 //! written by the run carry an `updated_at` after its start, so the page redone after a resume
 //! enqueues nothing twice. `dry_run` plans everything and writes nothing, not even the marker.
+//!
+//! Every call that is not a dry run first gives the rows written before the `by_status_v2`
+//! index existed their `status_key` ([`index_pass`]: the `pending`, `processing` and `failed`
+//! rows without one, found through the old `by_status` index, each set by a conditional write on
+//! its `version`), whatever the marker says: a deployment whose migration completed long ago
+//! still needs it once. Idempotent and cheap once done (the rows left are the in-flight ones,
+//! which their writers index anyway); a dry run counts them.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -307,6 +314,8 @@ pub struct BackfillReport {
     pub stages: (u64, u64),
     /// Processing time and cost of what was (would be) enqueued.
     pub estimate: Estimate,
+    /// Rows given the `by_status_v2` key they lacked (a dry run: rows that lack it).
+    pub rows_indexed: u64,
 }
 
 fn stages_by_name<S: serde::Serializer>(stages: &(u64, u64), s: S) -> Result<S::Ok, S::Error> {
@@ -518,6 +527,7 @@ where
     M: MarkerStore,
 {
     let now = Timestamp::now();
+    let rows_indexed = index_pass(ports.rows, ports.markers, request.dry_run, &stop).await?;
     let existing = ports.markers.load_marker(MIGRATION).await?;
     let start = plan_start(existing.as_ref().map(|(m, _)| m), request.force, now);
 
@@ -552,6 +562,7 @@ where
             counts,
             stages,
             estimate: settings.cost.estimate(&counts, stages.0, stages.1),
+            rows_indexed,
         });
     }
 
@@ -568,6 +579,7 @@ where
                 counts,
                 stages: (0, 0),
                 estimate: settings.cost.estimate(&BackfillCounts::default(), 0, 0),
+                rows_indexed,
             });
         }
         Start::Fresh { forced } => {
@@ -681,7 +693,59 @@ where
         counts: marker.counts,
         stages,
         estimate: settings.cost.estimate(&marker.counts, stages.0, stages.1),
+        rows_indexed,
     })
+}
+
+/// Rows read per page of the index pass.
+const INDEX_PAGE: u32 = 100;
+
+/// Seeds the completed total once, then gives every `pending`, `processing` and `failed` row
+/// without a `status_key` one (`dry_run`: only counts them); returns how many. Stops early when `stop` says so (the next call carries on:
+/// the rows done no longer lack the key).
+pub async fn index_pass<R: BackfillRows, M: MarkerStore>(
+    rows: &R,
+    markers: &M,
+    dry_run: bool,
+    stop: &StopWhen<'_>,
+) -> Result<u64, BackfillError> {
+    // The completed total counts the completions notify saw; its seed adds the completed rows
+    // it did not: all completed rows (the old index still holds them) minus those counted, read
+    // after the COUNT, so a completion during the COUNT (at the end of the index's order, read
+    // last) is in both and cancels out. Only a completion still in the stream's lag at that
+    // instant is counted twice (about a second's worth).
+    if !dry_run && markers.completed_counted().await?.is_some() {
+        let rows_completed = rows.count_completed().await?;
+        if let Some(counted) = markers.completed_counted().await? {
+            let seed = i64::try_from(rows_completed).unwrap_or(i64::MAX)
+                - i64::try_from(counted).unwrap_or(i64::MAX);
+            if markers.seed_completed(seed).await? {
+                tracing::info!(rows_completed, counted, seed, "completed total seeded");
+            }
+        }
+    }
+    let mut indexed = 0;
+    for status in crate::status_index::INDEXED {
+        let mut cursor: Option<String> = None;
+        loop {
+            let page = rows
+                .page_unindexed(status, INDEX_PAGE, cursor.as_deref())
+                .await?;
+            for row in &page.items {
+                if dry_run || rows.index_row(row).await? {
+                    indexed += 1;
+                }
+            }
+            match page.next {
+                Some(next) if !stop.now() => cursor = Some(next),
+                _ => break,
+            }
+        }
+    }
+    if indexed > 0 {
+        tracing::info!(rows = indexed, dry_run, "rows given their status index key");
+    }
+    Ok(indexed)
 }
 
 /// The counts of some originals and their stage messages (thumbnail, variant).

@@ -1,8 +1,9 @@
 //! Operations: what the `admin` function and the `backfill` migration do, over the ports and
 //! without AWS types.
 //!
-//! - [`queue_view`]: the processing-queue view (counts by status from the `by_status` index, queue
-//!   and DLQ depths, breakers, the oldest pending image, recent failures, per-minute throughput).
+//! - [`queue_view`]: the processing-queue view (counts by status from the `by_status_v2` index
+//!   and the completed counter, queue and DLQ depths, breakers, the oldest pending image, recent
+//!   failures, per-minute throughput).
 //! - [`circuits`]: closing a circuit breaker by hand.
 //! - [`retry`]: the owner's retry of one failed image (and the reset retry-all repeats).
 //! - [`retry_all`]: re-enqueueing failed images and bringing DLQ messages back, page by page.

@@ -24,8 +24,8 @@
 //!    letters it has seen hidden until its sweep ends; a concurrent run) are still to be brought
 //!    back, so the call polls again, and answers `done: false` if its budget ends first.
 //! 2. **Failed rows without a dead letter** (permanent failures, or a DLQ message still on its
-//!    way), from the `by_status` index, oldest first, up to the run's start: the same conditional
-//!    reset, and only the winner enqueues.
+//!    way), from the `by_status_v2` index, oldest first, up to the run's start: the same
+//!    conditional reset, and only the winner enqueues.
 //!
 //! `dry_run` reads counts only (failed rows from the index, DLQ depths from queue attributes) and
 //! changes nothing.
@@ -147,7 +147,7 @@ pub struct RetryLimits {
 /// The ports a run uses.
 #[derive(Debug)]
 pub struct RetryPorts<'a, R, Q, A> {
-    /// The images table and its `by_status` index.
+    /// The images table and its `by_status_v2` index.
     pub images: &'a R,
     /// The processing queues (to enqueue).
     pub queue: &'a Q,

@@ -477,7 +477,8 @@ fn partition_model() -> Vec<KeyLoad> {
         // create, begin x2, pin x2 (only when the event names no version, as locally), complete x2
         row("image_id", 7.0, PerImage),
         index("images.by_owner", "owner_id", 7.0, 2.0, PerOwner),
-        // the `processing` value takes every write but the create and the last completion
+        // the legacy index, kept for one release (KeepLegacyStatusIndex): the `processing`
+        // value takes every write but the create and the last completion
         index(
             "images.by_status",
             "processing_status",
@@ -485,8 +486,24 @@ fn partition_model() -> Vec<KeyLoad> {
             2.0,
             Few(5.0 / 7.0),
         ),
+        // its sparse, sharded successor: every write of a pending or processing row, and the
+        // completion that removes it, over the shards of the hash of the image id
+        index(
+            "images.by_status_v2",
+            "{status}#{shard}",
+            7.0,
+            2.0,
+            Shards(safelight::status_index::SHARDS as f64),
+        ),
         small("control", "lease#{stage}#{image}", 2.0, PerImage),
         small("control", "digest#{owner}#{sha256}", 1.0, PerImage),
+        // the completed total, ADDed with the throughput count
+        small(
+            "control",
+            "completed#{shard}",
+            1.0,
+            Shards(safelight::aws::control::COMPLETED_SHARDS as f64),
+        ),
         // the per-owner upload rate window (one per upload request)
         small("control", "rate#upload#{owner}#{minute}", 1.0, PerOwner),
         small(
