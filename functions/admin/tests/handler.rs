@@ -200,32 +200,47 @@ async fn the_admin_scope_the_deployment_names_is_the_one_that_grants() {
     assert_eq!(r.status_code, 200);
 }
 
-/// The log lines written while `f` runs, as JSON (the Lambda JSON log format).
+/// The log lines written on this thread while `f` runs, as JSON (the Lambda JSON log format).
+///
+/// One global subscriber, installed once, writes each line into the buffer of the thread that
+/// logged it (if that thread is capturing): a per-test `set_default` subscriber races with the
+/// other tests' threads over tracing's global callsite interest and level hint, and lost this
+/// test's lines about one run in a few when the suite ran in parallel.
 async fn logged<F: std::future::Future>(f: F) -> (F::Output, Vec<Value>) {
-    use lambda_runtime::tracing::subscriber;
-    #[derive(Clone, Default)]
-    struct Buf(Arc<std::sync::Mutex<Vec<u8>>>);
-    impl std::io::Write for Buf {
+    use std::cell::RefCell;
+    type Buffer = Arc<std::sync::Mutex<Vec<u8>>>;
+    thread_local! {
+        static CAPTURE: RefCell<Option<Buffer>> = const { RefCell::new(None) };
+    }
+    struct ThisThread;
+    impl std::io::Write for ThisThread {
         fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(b);
+            CAPTURE.with(|c| {
+                if let Some(buf) = c.borrow().as_ref() {
+                    buf.lock().unwrap().extend_from_slice(b);
+                }
+            });
             Ok(b.len())
         }
         fn flush(&mut self) -> std::io::Result<()> {
             Ok(())
         }
     }
-    let buf = Buf::default();
-    let writer = buf.clone();
-    let sub = subscriber::fmt()
-        .json()
-        .with_max_level(lambda_runtime::tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let out = {
-        let _guard = lambda_runtime::tracing::subscriber::util::SubscriberInitExt::set_default(sub);
-        f.await
-    };
-    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    static GLOBAL: std::sync::Once = std::sync::Once::new();
+    GLOBAL.call_once(|| {
+        let sub = lambda_runtime::tracing::subscriber::fmt()
+            .json()
+            .with_max_level(lambda_runtime::tracing::Level::INFO)
+            .with_writer(|| ThisThread)
+            .finish();
+        lambda_runtime::tracing::subscriber::util::SubscriberInitExt::init(sub);
+    });
+    let buf = Buffer::default();
+    CAPTURE.with(|c| *c.borrow_mut() = Some(buf.clone()));
+    // The tests run on a current-thread runtime: the handler logs on this thread.
+    let out = f.await;
+    CAPTURE.with(|c| *c.borrow_mut() = None);
+    let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
     let lines = text
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
