@@ -645,9 +645,16 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
         rig.row(slow.image_id).await?.thumbnail_status,
         Status::Completed
     );
-    assert!(
-        control.lease(stage, slow.image_id).await?.is_none(),
-        "released when done"
+    // A completed stage leaves its lease to run out (no release write): it is held by the
+    // attempt that completed it until its TTL removes it.
+    let left = control
+        .lease(stage, slow.image_id)
+        .await?
+        .expect("left to run out");
+    assert_eq!(
+        (left.holder.as_str(), left.receive),
+        ("m-slow", 2),
+        "{left:?}"
     );
 
     // Twice abandoned (the second attempt, alone, ran out of time again): failed with the reason.

@@ -321,13 +321,7 @@ impl MarkerStore for DynamoControl {
             .condition_expression("attribute_not_exists(pk)")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
+        super::dynamodb::written(result)
     }
 
     async fn load_marker(&self, name: &str) -> Result<Option<(Marker, u64)>, RepoError> {

@@ -61,6 +61,28 @@ where
     }
 }
 
+/// A conditional write's answer: `true` when written, `false` when its condition failed (the
+/// write was refused, nothing changed), an error otherwise.
+pub(super) fn written<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, RepoError>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match result {
+        Ok(_) => Ok(true),
+        Err(SdkError::ServiceError(e))
+            if e.err().code() == Some("ConditionalCheckFailedException") =>
+        {
+            Ok(false)
+        }
+        Err(e) => Err(sdk_failure(e)),
+    }
+}
+
 /// Reads an item as a record.
 pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, RepoError> {
     serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
@@ -215,28 +237,9 @@ impl ImageRepository for DynamoImages {
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
-        let expected = record.version;
-        let mut next = record.clone();
-        next.version = expected + 1;
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(&next)?))
-            .condition_expression("#v = :expected")
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
-            .send()
-            .await;
-        match result {
-            Ok(_) => {
-                record.version = next.version;
-                Ok(())
-            }
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(RepoError::Conflict)
-            }
-            Err(e) => Err(sdk_failure(e)),
+        match self.update_or_current(record).await? {
+            Written::Done => Ok(()),
+            Written::Lost(_) => Err(RepoError::Conflict),
         }
     }
 
@@ -602,13 +605,7 @@ impl BackfillRows for DynamoImages {
             .expression_attribute_values(":v", AttributeValue::N(record.version.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
+        written(result)
     }
 }
 

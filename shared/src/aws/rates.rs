@@ -8,7 +8,6 @@
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
@@ -61,13 +60,7 @@ impl RateCounter for DynamoRates {
             .expression_attribute_values(":exp", AttributeValue::N(expires_at.to_string()))
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(false)
-            }
-            Err(e) => Err(super::dynamodb::sdk_failure(e)),
-        }
+        super::dynamodb::written(result)
     }
 }
 
