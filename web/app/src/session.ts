@@ -63,7 +63,7 @@ export async function startSession(defaultUser: 'demo' | 'admin'): Promise<Sessi
     if (fresh || stale) current = await fetchToken();
     return current!.token;
   };
-  const client = createClient({ apiUrl: cfg.apiUrl, wsUrl: cfg.wsUrl, getToken, concurrency: 3 });
+  const client = createClient({ apiUrl: cfg.apiUrl, wsUrl: cfg.wsUrl, getToken, concurrency: 3, adminScope: cfg.adminScope });
   return {
     client,
     sub: current.sub,

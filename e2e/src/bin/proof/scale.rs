@@ -356,20 +356,20 @@ pub async fn run(ctx: &Ctx, _before: &[Section]) -> Result<Section> {
     s.figure(
         "what limits first at 10x (1000 uploads/s)",
         format!(
-            "the `by_status` index: its partition key is the status (4 values), and every row write of an image moving through `processing` rewrites its entry there (sort key `updated_at`), {:.0}+ index writes/s on the `processing` partition against DynamoDB's 1000 WCU/s per partition: the index throttles and back-pressures the table's writes. Lambda concurrency (~{executions_10x:.0}) approaches the default 1000 account limit. The breaker rows are no longer a limit here: each process reads its stage's row at most once per 3 s (~{:.0} reads/s per row), and a background failure rate of a few percent no longer opens them.",
-            10.0 * rate * 2.0, row_reads_100x / 10.0
+            "the legacy `by_status` index while it is kept (`KeepLegacyStatusIndex`, one release): its `processing` partition takes every in-flight row write (see the partition table); its sparse, sharded successor `by_status_v2` stays under the limit. Lambda concurrency (~{executions_10x:.0}) approaches the default 1000 account limit. The breaker rows are not a limit: each process reads its stage's row at most once per 3 s (~{:.0} reads/s per row), and a background failure rate of a few percent does not open them.",
+            row_reads_100x / 10.0
         ),
     );
     s.figure(
         "what limits first at 100x (10,000 uploads/s)",
         format!(
-            "API Gateway's default 10,000 requests/s per account and region (uploads alone, plus {:.0} WebSocket posts/s); Lambda concurrency (~{:.0}, a quota raise); the `by_status` index (above, 10x more); S3 derivative writes of ~{:.0}/s under `thumbnails/{{ULID}}` keys, whose shared time prefix concentrates them on few partitions at first. The breaker rows: ~{row_reads_100x:.0} strongly consistent reads/s per row (one per process per 3 s; under the 3000 RCU/s partition limit, it was {:.0} without the cache) and, at a 1% background failure rate, ~{:.0} conditional writes/s of failures per row (under 1000 WCU/s, with growing version conflicts).",
-            rate * 100.0 * ws_msgs.max(3.0), conc_total * 100.0, rate * 100.0 * 7.0, rate * 100.0, rate * 100.0 * 0.01
+            "API Gateway's default 10,000 requests/s per account and region (uploads alone, plus {:.0} WebSocket posts/s); Lambda concurrency (~{:.0}, a quota raise); `by_status_v2`'s shards (every in-flight row write rewrites an `ALL`-projected entry: see the partition table); S3 derivative writes of ~{:.0}/s under `thumbnails/{{ULID}}` keys, whose shared time prefix concentrates them on few partitions at first. The breaker rows: ~{row_reads_100x:.0} strongly consistent reads/s per row (under the 3000 RCU/s partition limit) and, at a 1% background failure rate, ~{:.0} conditional writes/s of failures per row (under 1000 WCU/s, with growing version conflicts).",
+            rate * 100.0 * ws_msgs.max(3.0), conc_total * 100.0, rate * 100.0 * 7.0, rate * 100.0 * 0.01
         ),
     );
     s.figure(
         "what the design does about each",
-        "per-function reserved/maximum concurrency keeps a burst from starving the account and lets SQS absorb the backlog (messages wait, nothing is lost); the queue + DLQ + breaker make throttling a delay, not a loss. Done: the breaker opens only when failures dominate the attempts behind them (5 failures and at least half of the attempts; a background error rate does not open it, see the burst), and each process caches the breaker row for 3 s (probes still take it with a conditional write). Planned, needed before 10x (docs/ARCHITECTURE.md, \"Scale\"): a sparse, write-sharded status index (key `{status}#{shard}` only on pending, processing and failed rows; completed rows leave it; readers query every shard and merge); sharding a stage's failure list over several items if its write rate nears the partition limit; a hashed key prefix for derivatives if S3 prefix throttling appears; an API Gateway quota raise.".to_owned(),
+        "per-function reserved and maximum concurrency, sized from the measured time per image (docs/ARCHITECTURE.md, \"Capacity\"), keeps a burst from starving the account and lets SQS absorb the backlog (messages wait, nothing is lost); the queue + DLQ + breaker make throttling a delay, not a loss; the breaker opens only when failures dominate and each process caches its row for 3 s. Built: the sparse, write-sharded status index (16 shards of `{status}#{shard}`, completed rows leave it), the completed total and the per-minute throughput counters as 16-item counters. Next (ARCHITECTURE \"What limits first\"): drop `by_status` (release 2); before 100x, `by_status_v2` with a `KEYS_ONLY` projection and a stable sort key over 64 shards; a stage's failure list over several items if its write rate nears the partition limit; a hashed key prefix for derivatives if S3 prefix throttling appears; an API Gateway quota raise.".to_owned(),
     );
     s.check(Check::holds(
         "timings measured for every size class",

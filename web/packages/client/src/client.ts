@@ -1,6 +1,6 @@
 /** `createClient`: the API, uploads and the page's one WebSocket behind one object. */
 
-import { SafelightError } from './errors.js';
+import { SafelightError, asSafelightError } from './errors.js';
 import { Http, type TokenProvider } from './http.js';
 import { Realtime, type RealtimeListener, type RealtimeOptions } from './realtime.js';
 import type {
@@ -27,6 +27,9 @@ export interface ClientOptions {
   getToken: TokenProvider;
   /** How many files upload at once (default 3). */
   concurrency?: number;
+  /** The OAuth scope that makes a token an admin's (the deployment's `AdminScope`; default
+   * `safelight/admin`). */
+  adminScope?: string;
   /** `put` (default) or `post`: which presigned request of the ticket to use. */
   uploadMethod?: UploadMethod;
   fetch?: typeof fetch;
@@ -246,17 +249,53 @@ export class SafelightClient {
     return this.realtime.subscribe(listener);
   }
 
+  /**
+   * Runs an admin call. API Gateway itself refuses a token without the admin scope (the routes'
+   * `AuthorizationScopes`), and a gateway refusal may carry no CORS headers, so a browser sees a
+   * failed fetch instead of a 403. A failed fetch with a token that has no admin scope is that
+   * refusal: it is reported as `forbidden` (403); with the scope it stays a network failure.
+   */
+  private async asAdmin<T>(call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      const err = asSafelightError(e);
+      if (err.code === 'network' && !(await this.tokenHasScope(this.opts.adminScope ?? 'safelight/admin'))) {
+        throw new SafelightError('forbidden', 'this account is not an administrator', 403);
+      }
+      throw err;
+    }
+  }
+
+  /** Whether the current access token grants `scope` (its `scope` string or `scp` list). */
+  private async tokenHasScope(scope: string): Promise<boolean> {
+    try {
+      const token = await this.opts.getToken({ fresh: false });
+      const payload = token.split('.')[1] ?? '';
+      const json = atob(payload.replace(/-/g, '+').replace(/_/g, '/'));
+      const claims = JSON.parse(json) as { scope?: unknown; scp?: unknown };
+      const listed = typeof claims.scope === 'string' ? claims.scope.split(' ') : [];
+      const scp = Array.isArray(claims.scp) ? claims.scp : [];
+      return listed.includes(scope) || scp.includes(scope);
+    } catch {
+      // Not a readable JWT: assume it may grant it (the failure stays a network failure).
+      return true;
+    }
+  }
+
   /** Admin routes (403 for anyone else). */
   readonly admin = {
     processingQueue: (opts: { signal?: AbortSignal } = {}): Promise<ProcessingQueue> =>
-      this.http.json('GET', '/api/admin/processing-queue', undefined, opts.signal),
+      this.asAdmin(() => this.http.json('GET', '/api/admin/processing-queue', undefined, opts.signal)),
     retryAllFailed: (opts: { dryRun?: boolean; cursor?: string | null } = {}): Promise<RetryAllFailed> =>
-      this.http.json('POST', '/api/admin/retry-all-failed', {
-        ...(opts.dryRun ? { dry_run: true } : {}),
-        ...(opts.cursor ? { cursor: opts.cursor } : {}),
-      }),
+      this.asAdmin(() =>
+        this.http.json('POST', '/api/admin/retry-all-failed', {
+          ...(opts.dryRun ? { dry_run: true } : {}),
+          ...(opts.cursor ? { cursor: opts.cursor } : {}),
+        }),
+      ),
     resetCircuit: (stage: string): Promise<CircuitReset> =>
-      this.http.json('POST', `/api/admin/circuits/${encodeURIComponent(stage)}/reset`),
+      this.asAdmin(() => this.http.json('POST', `/api/admin/circuits/${encodeURIComponent(stage)}/reset`)),
   };
 }
 
