@@ -122,7 +122,30 @@ const OWNER_CURSOR: IndexCursor = IndexCursor {
     sort_key: "created_at",
 };
 
+/// A query's items as image rows.
+fn records(
+    items: Option<Vec<HashMap<String, AttributeValue>>>,
+) -> Result<Vec<ImageRecord>, RepoError> {
+    items
+        .unwrap_or_default()
+        .into_iter()
+        .map(record_from_item)
+        .collect()
+}
+
 impl IndexCursor {
+    /// A query's answer as a page of rows, with the cursor after it.
+    fn page(
+        &self,
+        out: aws_sdk_dynamodb::operation::query::QueryOutput,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        let next = out.last_evaluated_key.as_ref().and_then(|k| self.encode(k));
+        Ok(Page {
+            items: records(out.items)?,
+            next,
+        })
+    }
+
     /// The cursor after the page whose `LastEvaluatedKey` is `key`.
     fn encode(&self, key: &HashMap<String, AttributeValue>) -> Option<String> {
         let text = |name: &str| key.get(name).and_then(|v| v.as_s().ok());
@@ -223,17 +246,7 @@ impl ImageRepository for DynamoImages {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(record_from_item)
-            .collect::<Result<_, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| OWNER_CURSOR.encode(k));
-        Ok(Page { items, next })
+        OWNER_CURSOR.page(out)
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
@@ -414,12 +427,7 @@ impl DynamoImages {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(record_from_item)
-            .collect::<Result<_, _>>()?;
+        let items = records(out.items)?;
         let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
         Ok((n, ShardRead { items, more }))
     }
@@ -548,17 +556,7 @@ impl BackfillRows for DynamoImages {
             }
             Err(e) => return Err(sdk_failure(e)),
         };
-        let items = out
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(record_from_item)
-            .collect::<Result<_, _>>()?;
-        let next = out
-            .last_evaluated_key
-            .as_ref()
-            .and_then(|k| LEGACY_STATUS_CURSOR.encode(k));
-        Ok(Page { items, next })
+        LEGACY_STATUS_CURSOR.page(out)
     }
 
     async fn count_completed(&self) -> Result<u64, RepoError> {
