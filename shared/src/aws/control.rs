@@ -16,6 +16,7 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
+use super::dynamodb::sdk_failure;
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::backfill::Marker;
@@ -39,24 +40,6 @@ impl DynamoControl {
             client: Client::new(config),
             table: table.into(),
         }
-    }
-}
-
-/// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
-fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
-where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
-    R: std::fmt::Debug + Send + Sync + 'static,
-{
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
-    if super::is_refusal(e.code()) {
-        RepoError::Refused(Box::new(e))
-    } else {
-        RepoError::Unavailable(Box::new(e))
     }
 }
 
