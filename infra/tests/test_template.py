@@ -749,8 +749,15 @@ class TheStatusIndexIsShardedAndItsPredecessorDroppable(unittest.TestCase):
         found = inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t)
         self.assertTrue(any("no by_status_v2" in p for p in found), found)
 
-    def test_a_keys_only_sharded_index_is_named(self):
+    def test_a_sharded_index_projecting_attributes_is_named(self):
         t, gsis = self.gsis()
-        next(g for g in gsis if g.get("IndexName") == "by_status_v2")["Projection"] = {"ProjectionType": "KEYS_ONLY"}
+        next(g for g in gsis if g.get("IndexName") == "by_status_v2")["Projection"] = {"ProjectionType": "ALL"}
         found = inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t)
-        self.assertTrue(any("project ALL" in p for p in found), found)
+        self.assertTrue(any("project KEYS_ONLY" in p for p in found), found)
+
+    def test_a_sharded_index_sorted_by_a_key_every_write_changes_is_named(self):
+        t, gsis = self.gsis()
+        gsi = next(g for g in gsis if g.get("IndexName") == "by_status_v2")
+        gsi["KeySchema"] = [{"AttributeName": "status_key", "KeyType": "HASH"}, {"AttributeName": "updated_at", "KeyType": "RANGE"}]
+        found = inv.status_indexes_are_sharded_and_any_index_on_the_bare_status_can_be_dropped(t)
+        self.assertTrue(any("sorted by status_since" in p for p in found), found)

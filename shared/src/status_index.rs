@@ -5,17 +5,19 @@
 //! A row in `pending`, `processing` or `failed` carries `status_key = "{status}#{n}"`, `n` the
 //! image's [`shard`] (a hash of its id mod [`SHARDS`]); a `completed` row carries none, so it
 //! leaves the index (operators need counts and the failed list, not every completed row: the
-//! completed total is a counter). The index's sort key is `updated_at`. A status's rows are
-//! spread over [`SHARDS`] index partitions, so at 10x the design point no partition takes more
-//! than ~1/16 of the status's writes.
+//! completed total is a counter). The index's sort key is `status_since` (when the row took its
+//! status) and it projects only the keys, so a row write that keeps the status does not write
+//! the index at all: an image writes its entries four times in its life (created `pending`, to
+//! `processing`: a delete and a put, gone when it completes), each a key-sized write.
 //!
-//! A page queries every shard not yet exhausted (up to `limit` items each, from the shard's own
-//! position) and keeps the first `limit` of the merge by (`updated_at`, `image_id`). The cursor
-//! holds each shard's position: the last row taken from it, or that it is exhausted; so the next
-//! page resumes each shard exactly where the previous page stopped taking from it, whatever the
-//! interleaving.
+//! A page queries every shard not yet exhausted (up to `limit` entries each, from the shard's
+//! own position) and keeps the first `limit` of the merge by (`status_since`, `image_id`); the
+//! reader then fetches those rows ([`rows_in_order`]). The cursor holds each shard's position:
+//! the last entry taken from it, or that it is exhausted; so the next page resumes each shard
+//! exactly where the previous page stopped taking from it, whatever the interleaving.
 
 use std::cmp::Ordering;
+use std::collections::HashMap;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -23,13 +25,20 @@ use base64::Engine as _;
 use crate::domain::{ImageId, ImageRecord, Status, Timestamp};
 use crate::ports::{Page, RepoError};
 
-/// Index partitions per status: at 10x the design point (1000 uploads/s, ~3 index writes per
-/// image while in flight) a shard takes ~190 writes/s, under DynamoDB's 1000 WCU/s per
-/// partition up to ~5x more.
-pub const SHARDS: usize = 16;
+/// Index partitions per status. The busiest shard keys are `pending#n` and `processing#n`: each
+/// image puts and deletes one entry under each, so at 100x the design point (10 000 uploads/s)
+/// a shard takes 2 x 10 000 / 32 = 625 key-sized writes/s, under DynamoDB's 1000 WCU/s per
+/// partition. Readers pay for the spread: a count is 32 `Select=COUNT` queries per status.
+pub const SHARDS: usize = 32;
 
 /// The index's name.
 pub const INDEX: &str = "by_status_v2";
+
+/// The index's sort key attribute.
+pub const SORT_KEY: &str = "status_since";
+
+/// The wire version of [`Cursor`] (2 was the 16-shard, `updated_at`-sorted index).
+const CURSOR_VERSION: u64 = 3;
 
 /// The statuses the index holds (completed rows leave it).
 pub const INDEXED: [Status; 3] = [Status::Pending, Status::Processing, Status::Failed];
@@ -61,19 +70,39 @@ pub fn status_key(record: &ImageRecord) -> Option<String> {
         .then(|| shard_key(record.processing_status, shard(record.image_id)))
 }
 
+/// One index entry as the `KEYS_ONLY` projection holds it (with its shard key): when the row
+/// took its status, and the row's id. Ordered by both, the index's order within a shard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    /// The row's `status_since`.
+    pub since: Timestamp,
+    /// The row.
+    pub id: ImageId,
+}
+
+impl Entry {
+    /// The entry `record` has in the index.
+    pub fn of(record: &ImageRecord) -> Self {
+        Entry {
+            since: record.status_since(),
+            id: record.image_id,
+        }
+    }
+}
+
 /// Where a shard's reading stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Position {
     /// Nothing taken from it yet.
     Start,
-    /// Resume after this row (`updated_at`, `image_id`: with the shard's key, the index key).
-    After(Timestamp, ImageId),
+    /// Resume after this entry (with the shard's key, the index key).
+    After(Entry),
     /// Nothing left in it.
     Done,
 }
 
 /// A page cursor of the index: one position per shard, as base64url JSON
-/// (`{"v":2,"s":[null | "done" | ["<updated_at>", "<image_id>"], ...]}`). The status comes
+/// (`{"v":3,"s":[null | "done" | ["<status_since>", "<image_id>"], ...]}`). The status comes
 /// from the caller, never from the cursor, so a cursor cannot move a page to another status.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cursor(pub [Position; SHARDS]);
@@ -93,20 +122,20 @@ impl Cursor {
             .map(|p| match p {
                 Position::Start => serde_json::Value::Null,
                 Position::Done => serde_json::json!("done"),
-                Position::After(at, id) => serde_json::json!([at.to_string(), id.to_string()]),
+                Position::After(e) => serde_json::json!([e.since.to_string(), e.id.to_string()]),
             })
             .collect();
-        let json = serde_json::json!({"v": 2, "s": shards});
+        let json = serde_json::json!({"v": CURSOR_VERSION, "s": shards});
         B64URL.encode(json.to_string())
     }
 
-    /// Reads the wire form; `BadCursor` for anything else (a cursor of the old single-partition
-    /// index included: a caller starts again from the first page).
+    /// Reads the wire form; `BadCursor` for anything else (a cursor of an older index layout
+    /// included: a caller starts again from the first page).
     pub fn decode(text: &str) -> Result<Self, RepoError> {
         let json = B64URL.decode(text).map_err(|_| RepoError::BadCursor)?;
         let value: serde_json::Value =
             serde_json::from_slice(&json).map_err(|_| RepoError::BadCursor)?;
-        if value.get("v").and_then(serde_json::Value::as_u64) != Some(2) {
+        if value.get("v").and_then(serde_json::Value::as_u64) != Some(CURSOR_VERSION) {
             return Err(RepoError::BadCursor);
         }
         let shards = value
@@ -121,10 +150,10 @@ impl Cursor {
                 serde_json::Value::String(s) if s == "done" => Position::Done,
                 serde_json::Value::Array(pair) => match pair.as_slice() {
                     [serde_json::Value::String(at), serde_json::Value::String(id)] => {
-                        Position::After(
-                            at.parse().map_err(|_| RepoError::BadCursor)?,
-                            id.parse().map_err(|_| RepoError::BadCursor)?,
-                        )
+                        Position::After(Entry {
+                            since: at.parse().map_err(|_| RepoError::BadCursor)?,
+                            id: id.parse().map_err(|_| RepoError::BadCursor)?,
+                        })
                     }
                     _ => return Err(RepoError::BadCursor),
                 },
@@ -144,59 +173,58 @@ impl Cursor {
     }
 }
 
-/// What one shard's query returned: up to the page's `limit` rows in the page's order, and
+/// What one shard's query returned: up to the page's `limit` entries in the page's order, and
 /// whether it stopped before the shard's end (DynamoDB's `LastEvaluatedKey`).
 #[derive(Debug, Clone, Default)]
 pub struct ShardRead {
-    /// The rows.
-    pub items: Vec<ImageRecord>,
+    /// The entries.
+    pub items: Vec<Entry>,
     /// More may follow.
     pub more: bool,
 }
 
-fn order(a: &ImageRecord, b: &ImageRecord, oldest_first: bool) -> Ordering {
-    let o = (a.updated_at, a.image_id).cmp(&(b.updated_at, b.image_id));
+fn order(a: &Entry, b: &Entry, oldest_first: bool) -> Ordering {
     if oldest_first {
-        o
+        a.cmp(b)
     } else {
-        o.reverse()
+        b.cmp(a)
     }
 }
 
 /// Merges the reads of the open shards of `cursor` (each read from the shard's position, `limit`
-/// rows at most) into the page of the first `limit` rows by (`updated_at`, `image_id`), oldest
-/// first when `oldest_first`; `next` holds each shard's new position, `None` once every shard
-/// is exhausted.
+/// entries at most) into the page of the first `limit` entries by (`status_since`,
+/// `image_id`), oldest first when `oldest_first`; `next` holds each shard's new position, `None`
+/// once every shard is exhausted. The caller fetches the rows ([`rows_in_order`]).
 pub fn merge(
     cursor: &Cursor,
     reads: Vec<(usize, ShardRead)>,
     oldest_first: bool,
     limit: u32,
-) -> Page<ImageRecord> {
+) -> Page<Entry> {
     let limit = usize::try_from(limit.max(1)).unwrap_or(usize::MAX);
     let mut shards: Vec<(usize, ShardRead)> =
         reads.into_iter().filter(|(n, _)| *n < SHARDS).collect();
-    // How many rows each shard gives: its share of the first `limit` of the merge.
-    let mut keys: Vec<(usize, &ImageRecord)> = shards
+    // How many entries each shard gives: its share of the first `limit` of the merge.
+    let mut keys: Vec<(usize, &Entry)> = shards
         .iter()
-        .flat_map(|(n, read)| read.items.iter().map(move |r| (*n, r)))
+        .flat_map(|(n, read)| read.items.iter().map(move |e| (*n, e)))
         .collect();
     keys.sort_by(|(_, a), (_, b)| order(a, b, oldest_first));
     let mut taken = [0_usize; SHARDS];
     for (n, _) in keys.into_iter().take(limit) {
         taken[n] += 1;
     }
-    // Each shard gives a prefix of its own read, so its position (the last row it gave) leaves
-    // nothing of it behind even where the index orders rows with the same `updated_at`
-    // otherwise than by `image_id`.
+    // Each shard gives a prefix of its own read, so its position (the last entry it gave)
+    // leaves nothing of it behind even where the index orders entries with the same
+    // `status_since` otherwise than by `image_id`.
     let mut next = cursor.clone();
-    let mut items: Vec<ImageRecord> = Vec::new();
+    let mut items: Vec<Entry> = Vec::new();
     for (n, read) in &mut shards {
         let n = *n;
         let fetched = read.items.len();
-        let given: Vec<ImageRecord> = read.items.drain(..taken[n]).collect();
+        let given: Vec<Entry> = read.items.drain(..taken[n]).collect();
         if let Some(last) = given.last() {
-            next.0[n] = Position::After(last.updated_at, last.image_id);
+            next.0[n] = Position::After(*last);
         }
         if taken[n] == fetched && !read.more {
             next.0[n] = Position::Done;
@@ -214,18 +242,34 @@ pub fn merge(
     Page { items, next }
 }
 
-/// Whether `record` comes after `position` in a shard read in the given order (the fake's
+/// The rows of a merged page in its order, from the rows fetched by id (in any order): each
+/// entry's row if it still has `status`. The index is eventually consistent and a row may have
+/// moved on (completed, retried) since its entry was read: such a row is not on the page.
+pub fn rows_in_order(
+    entries: &[Entry],
+    rows: Vec<ImageRecord>,
+    status: Status,
+) -> Vec<ImageRecord> {
+    let mut by_id: HashMap<ImageId, ImageRecord> =
+        rows.into_iter().map(|r| (r.image_id, r)).collect();
+    entries
+        .iter()
+        .filter_map(|e| by_id.remove(&e.id))
+        .filter(|r| r.processing_status == status)
+        .collect()
+}
+
+/// Whether `entry` comes after `position` in a shard read in the given order (the fake's
 /// `ExclusiveStartKey`).
-pub fn after(record: &ImageRecord, position: Position, oldest_first: bool) -> bool {
+pub fn after(entry: &Entry, position: Position, oldest_first: bool) -> bool {
     match position {
         Position::Start => true,
         Position::Done => false,
-        Position::After(at, id) => {
-            let key = (record.updated_at, record.image_id);
+        Position::After(p) => {
             if oldest_first {
-                key > (at, id)
+                *entry > p
             } else {
-                key < (at, id)
+                *entry < p
             }
         }
     }
@@ -240,7 +284,7 @@ mod tests {
         let id: ImageId = "01J0000000000000000000000A".parse().unwrap();
         assert_eq!(shard(id), shard(id));
         let mut hits = [0_u32; SHARDS];
-        for _ in 0..1600 {
+        for _ in 0..(100 * SHARDS) {
             hits[shard(ImageId::new())] += 1;
         }
         assert!(
@@ -253,12 +297,17 @@ mod tests {
     fn a_cursor_survives_its_wire_form_and_refuses_others() {
         let mut c = Cursor::default();
         c.0[3] = Position::Done;
-        c.0[7] = Position::After(Timestamp::from_unix_millis(1_000), ImageId::new());
+        c.0[7] = Position::After(Entry {
+            since: Timestamp::from_unix_millis(1_000),
+            id: ImageId::new(),
+        });
         assert_eq!(Cursor::decode(&c.encode()).unwrap(), c);
         for bad in [
             "garbage!",
             &B64URL.encode(r#"{"image_id":"x","updated_at":"y"}"#),
-            &B64URL.encode(r#"{"v":2,"s":[null]}"#),
+            &B64URL.encode(r#"{"v":3,"s":[null]}"#),
+            // A cursor of the 16-shard layout sorted by `updated_at`.
+            &B64URL.encode(format!(r#"{{"v":2,"s":[{}]}}"#, ["null"; 16].join(","))),
         ] {
             assert!(matches!(Cursor::decode(bad), Err(RepoError::BadCursor)));
         }
@@ -273,8 +322,8 @@ mod merging {
     use super::*;
     use crate::domain::{ContentType, NewImage, UploadState};
 
-    fn at(ms: i64) -> ImageRecord {
-        ImageRecord::new(
+    fn at(ms: i64) -> Entry {
+        Entry::of(&ImageRecord::new(
             NewImage {
                 image_id: ImageId::new(),
                 owner_id: "u1".parse().unwrap(),
@@ -285,38 +334,38 @@ mod merging {
                 upload_state: UploadState::Stored,
             },
             Timestamp::from_unix_millis(ms),
-        )
+        ))
     }
 
     #[test]
     fn a_shard_gives_a_prefix_of_its_own_order_so_ties_the_index_orders_otherwise_are_not_lost() {
         let (mut a, mut b) = (at(1), at(1));
-        if a.image_id > b.image_id {
+        if a.id > b.id {
             std::mem::swap(&mut a, &mut b);
         }
         let c = at(0);
-        // Shard 0 holds two rows with the same `updated_at`, in the order opposite to their ids.
+        // Shard 0 holds two entries with the same `status_since`, in the order opposite to their
+        // ids.
         let reads = vec![
             (
                 0,
                 ShardRead {
-                    items: vec![b.clone(), a.clone()],
+                    items: vec![b, a],
                     more: false,
                 },
             ),
             (
                 1,
                 ShardRead {
-                    items: vec![c.clone()],
+                    items: vec![c],
                     more: false,
                 },
             ),
         ];
         let page = merge(&Cursor::default(), reads, true, 2);
-        let ids: Vec<ImageId> = page.items.iter().map(|r| r.image_id).collect();
-        assert_eq!(ids, [c.image_id, b.image_id], "shard 0 gives its first row");
+        assert_eq!(page.items, [c, b], "shard 0 gives its first entry");
         let next = Cursor::decode(&page.next.unwrap()).unwrap();
-        assert_eq!(next.0[0], Position::After(b.updated_at, b.image_id));
+        assert_eq!(next.0[0], Position::After(b));
         assert_eq!(next.0[1], Position::Done);
         assert_eq!(
             next.0[2],
@@ -359,7 +408,7 @@ mod through_the_fake {
             images.insert(r.clone());
             all.push(r);
         }
-        all.sort_by_key(|r| (r.updated_at, r.image_id));
+        all.sort_by_key(|r| (r.status_since(), r.image_id));
         (images, all)
     }
 

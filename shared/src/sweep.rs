@@ -385,11 +385,14 @@ where
                 .page_by_status(Status::Pending, true, ROW_PAGE, cursor.as_deref())
                 .await?;
             for row in &page.items {
-                // Oldest first: past the horizon, nothing later has expired either.
-                if row.updated_at >= expired_before {
+                // Oldest pending first: past the horizon, nothing later has expired either
+                // (a row's last change is never older than its status).
+                if row.status_since() >= expired_before {
                     return Ok(true);
                 }
-                if row.upload_state != UploadState::AwaitingUpload {
+                if row.upload_state != UploadState::AwaitingUpload
+                    || row.updated_at >= expired_before
+                {
                     continue;
                 }
                 if Instant::now() >= until {
@@ -469,8 +472,13 @@ where
                     .page_by_status(status, true, ROW_PAGE, cursor.as_deref())
                     .await?;
                 for row in &page.items {
-                    if row.updated_at >= stuck_before {
+                    // Oldest in its status first: past the horizon, no later row is stuck.
+                    if row.status_since() >= stuck_before {
                         break 'pages;
+                    }
+                    if row.updated_at >= stuck_before {
+                        // In this status for long, but it moved recently.
+                        continue;
                     }
                     if row.upload_state == UploadState::AwaitingUpload {
                         // Nothing uploaded: the expiry's business.

@@ -798,7 +798,7 @@ use crate::ports::{
 };
 
 /// As `by_status_v2` holds them: the rows of shard `n` of `status` with a `status_key`, in the
-/// index's order.
+/// index's order (`status_since`, `image_id`).
 impl MemoryImages {
     fn shard_rows(&self, status: Status, n: usize, oldest_first: bool) -> Vec<ImageRecord> {
         if !crate::status_index::indexed(status) {
@@ -814,7 +814,7 @@ impl MemoryImages {
             })
             .cloned()
             .collect();
-        rows.sort_by_key(|r| (r.updated_at, r.image_id));
+        rows.sort_by_key(crate::status_index::Entry::of);
         if !oldest_first {
             rows.reverse();
         }
@@ -836,7 +836,7 @@ impl StatusIndex for MemoryImages {
         limit: u32,
         cursor: Option<&str>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        use crate::status_index::{after, merge, Cursor, ShardRead};
+        use crate::status_index::{after, merge, rows_in_order, Cursor, Entry, ShardRead};
         if !crate::status_index::indexed(status) {
             return Ok(Page {
                 items: Vec::new(),
@@ -845,21 +845,41 @@ impl StatusIndex for MemoryImages {
         }
         let cursor = cursor.map(Cursor::decode).transpose()?.unwrap_or_default();
         let limit_rows = limit.max(1) as usize;
-        // Each open shard read from its own position, `limit` rows at most: a Query per shard.
+        // Each open shard read from its own position, `limit` entries at most: a Query per
+        // shard, of the keys only.
         let reads = cursor
             .open_shards()
             .map(|(n, position)| {
-                let mut rows: Vec<ImageRecord> = self
+                let mut entries: Vec<Entry> = self
                     .shard_rows(status, n, oldest_first)
-                    .into_iter()
-                    .filter(|r| after(r, position, oldest_first))
+                    .iter()
+                    .map(Entry::of)
+                    .filter(|e| after(e, position, oldest_first))
                     .collect();
-                let more = rows.len() > limit_rows;
-                rows.truncate(limit_rows);
-                (n, ShardRead { items: rows, more })
+                let more = entries.len() > limit_rows;
+                entries.truncate(limit_rows);
+                (
+                    n,
+                    ShardRead {
+                        items: entries,
+                        more,
+                    },
+                )
             })
             .collect();
-        Ok(merge(&cursor, reads, oldest_first, limit))
+        let page = merge(&cursor, reads, oldest_first, limit);
+        // Then the rows themselves, by id (the adapter's BatchGetItem).
+        let rows: Vec<ImageRecord> = {
+            let all = lock(&self.rows);
+            page.items
+                .iter()
+                .filter_map(|e| all.get(&e.id).cloned())
+                .collect()
+        };
+        Ok(Page {
+            items: rows_in_order(&page.items, rows, status),
+            next: page.next,
+        })
     }
 }
 

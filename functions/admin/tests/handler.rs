@@ -702,7 +702,9 @@ async fn a_row_that_fails_again_during_the_run_is_left_for_the_next_run() {
     let f = failed(&h, "u1");
     // Its failure is newer than the run's start, as if it failed again after being re-queued.
     let mut again = f.clone();
-    again.updated_at = Timestamp::now().plus_secs(3600);
+    let later = Timestamp::now().plus_secs(3600);
+    again.updated_at = later;
+    again.status_since = Some(later);
     h.ports().images.insert(again);
     dead_letter_for(&h, &f, Stage::Thumbnail);
     let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);

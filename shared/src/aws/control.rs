@@ -13,10 +13,10 @@ use std::collections::HashMap;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
 
-use super::dynamodb::sdk_failure;
+use super::dynamodb::{batch_get, sdk_failure};
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::backfill::Marker;
@@ -119,50 +119,19 @@ pub fn completed_key(n: i64) -> String {
 pub const COMPLETED_SEED: &str = "completed#seed";
 
 impl DynamoControl {
-    /// The items with these keys (absent ones are left out), by key, in one `BatchGetItem`
-    /// (asked again, a few times, for keys it hands back unprocessed).
+    /// The items with these keys (absent ones are left out), by key.
     async fn batch_get(
         &self,
         keys: &[String],
     ) -> Result<HashMap<String, HashMap<String, AttributeValue>>, RepoError> {
-        let mut wanted = KeysAndAttributes::builder();
-        for k in keys {
-            wanted = wanted.keys(HashMap::from([(
-                "pk".to_owned(),
-                AttributeValue::S(k.clone()),
-            )]));
-        }
-        let mut request = HashMap::from([(
-            self.table.clone(),
-            wanted
-                .build()
-                .map_err(|e| RepoError::Malformed(e.to_string()))?,
-        )]);
-        let mut found = HashMap::new();
-        for _ in 0..5 {
-            let out = self
-                .client
-                .batch_get_item()
-                .set_request_items(Some(request))
-                .send()
-                .await
-                .map_err(sdk_failure)?;
-            for item in out
-                .responses
-                .unwrap_or_default()
-                .remove(&self.table)
-                .unwrap_or_default()
-            {
-                if let Some(AttributeValue::S(pk)) = item.get("pk") {
-                    found.insert(pk.clone(), item);
-                }
-            }
-            match out.unprocessed_keys {
-                Some(left) if !left.is_empty() => request = left,
-                _ => break,
-            }
-        }
-        Ok(found)
+        let items = batch_get(&self.client, &self.table, "pk", keys).await?;
+        Ok(items
+            .into_iter()
+            .filter_map(|item| match item.get("pk") {
+                Some(AttributeValue::S(pk)) => Some((pk.clone(), item)),
+                _ => None,
+            })
+            .collect())
     }
 }
 

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, Select};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
@@ -20,7 +20,7 @@ use crate::ports::{
     AwaitingUploads, BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow,
     Written,
 };
-use crate::status_index::{self, Position, ShardRead};
+use crate::status_index::{self, Entry, Position, ShardRead};
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -83,6 +83,67 @@ where
     }
 }
 
+/// The items of `table` whose key `key` (a string) is one of `keys`, absent ones left out, in
+/// no particular order: `BatchGetItem`s of up to 100 keys, each asked again (after a short
+/// backoff, a few times) for the keys DynamoDB hands back unprocessed; keys still unprocessed
+/// after that are an `Unavailable` error, never a silently shorter answer.
+pub(super) async fn batch_get(
+    client: &Client,
+    table: &str,
+    key: &str,
+    keys: &[String],
+) -> Result<Vec<HashMap<String, AttributeValue>>, RepoError> {
+    const MAX_KEYS: usize = 100;
+    const TRIES: u32 = 5;
+    let mut found = Vec::with_capacity(keys.len());
+    for chunk in keys.chunks(MAX_KEYS) {
+        let mut wanted = KeysAndAttributes::builder();
+        for k in chunk {
+            wanted = wanted.keys(HashMap::from([(
+                key.to_owned(),
+                AttributeValue::S(k.clone()),
+            )]));
+        }
+        let mut request = HashMap::from([(
+            table.to_owned(),
+            wanted
+                .build()
+                .map_err(|e| RepoError::Malformed(e.to_string()))?,
+        )]);
+        let mut tries = 0;
+        loop {
+            let out = client
+                .batch_get_item()
+                .set_request_items(Some(request))
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            found.extend(
+                out.responses
+                    .unwrap_or_default()
+                    .remove(table)
+                    .unwrap_or_default(),
+            );
+            match out.unprocessed_keys {
+                Some(left) if !left.is_empty() => request = left,
+                _ => break,
+            }
+            tries += 1;
+            if tries == TRIES {
+                return Err(RepoError::Unavailable(
+                    "DynamoDB left keys of a BatchGetItem unprocessed after 5 tries".into(),
+                ));
+            }
+            // Exponential backoff with full jitter, as AWS advises for unprocessed keys.
+            let ceiling_ms = 50_f64 * f64::from(1_u32 << tries);
+            let wait =
+                std::time::Duration::from_millis((ceiling_ms * crate::retry::jitter()) as u64);
+            tokio::time::sleep(wait).await;
+        }
+    }
+    Ok(found)
+}
+
 /// Reads an item as a record.
 pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, RepoError> {
     serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
@@ -97,6 +158,10 @@ pub fn item_from_record(
         serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))?;
     if let Some(key) = status_index::status_key(record) {
         item.insert(STATUS_KEY.to_owned(), AttributeValue::S(key));
+        // The index's sort key: a row written before `status_since` gets it now (its last
+        // change), and keeps it until its status changes.
+        item.entry(status_index::SORT_KEY.to_owned())
+            .or_insert_with(|| AttributeValue::S(record.status_since().to_string()));
     }
     Ok(item)
 }
@@ -387,7 +452,8 @@ impl DynamoImages {
         }
     }
 
-    /// Up to `limit` rows of shard `n` of `status` from `position`.
+    /// Up to `limit` entries of shard `n` of `status` from `position` (the index projects the
+    /// keys only).
     async fn read_shard(
         &self,
         status: Status,
@@ -398,9 +464,12 @@ impl DynamoImages {
     ) -> Result<(usize, ShardRead), RepoError> {
         let key = status_index::shard_key(status, n);
         let start = match position {
-            Position::After(at, id) => Some(HashMap::from([
-                ("image_id".to_owned(), AttributeValue::S(id.to_string())),
-                ("updated_at".to_owned(), AttributeValue::S(at.to_string())),
+            Position::After(e) => Some(HashMap::from([
+                ("image_id".to_owned(), AttributeValue::S(e.id.to_string())),
+                (
+                    status_index::SORT_KEY.to_owned(),
+                    AttributeValue::S(e.since.to_string()),
+                ),
                 (STATUS_KEY.to_owned(), AttributeValue::S(key.clone())),
             ])),
             Position::Start | Position::Done => None,
@@ -427,10 +496,32 @@ impl DynamoImages {
             }
             Err(e) => return Err(unavailable(e)),
         };
-        let items = records(out.items)?;
+        let items = out
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(entry_from_keys)
+            .collect::<Result<Vec<_>, _>>()?;
         let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
         Ok((n, ShardRead { items, more }))
     }
+}
+
+/// An index entry from the keys a `KEYS_ONLY` query returns.
+fn entry_from_keys(item: &HashMap<String, AttributeValue>) -> Result<Entry, RepoError> {
+    let text = |name: &str| {
+        item.get(name)
+            .and_then(|v| v.as_s().ok())
+            .ok_or_else(|| RepoError::Malformed(format!("index entry without {name}")))
+    };
+    Ok(Entry {
+        since: text(status_index::SORT_KEY)?
+            .parse()
+            .map_err(|_| RepoError::Malformed("index entry's status_since".to_owned()))?,
+        id: text("image_id")?
+            .parse()
+            .map_err(|_| RepoError::Malformed("index entry's image_id".to_owned()))?,
+    })
 }
 
 impl StatusIndex for DynamoImages {
@@ -468,7 +559,17 @@ impl StatusIndex for DynamoImages {
                 .map(|(n, p)| self.read_shard(status, n, p, oldest_first, limit)),
         )
         .await?;
-        Ok(status_index::merge(&cursor, reads, oldest_first, limit))
+        let page = status_index::merge(&cursor, reads, oldest_first, limit);
+        let ids: Vec<String> = page.items.iter().map(|e| e.id.to_string()).collect();
+        let rows = batch_get(&self.client, &self.table, "image_id", &ids)
+            .await?
+            .into_iter()
+            .map(record_from_item)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page {
+            items: status_index::rows_in_order(&page.items, rows, status),
+            next: page.next,
+        })
     }
 }
 
@@ -595,11 +696,13 @@ impl BackfillRows for DynamoImages {
             .update_item()
             .table_name(&self.table)
             .key("image_id", AttributeValue::S(record.image_id.to_string()))
-            .update_expression("SET #k = :k")
+            .update_expression("SET #k = :k, #s = if_not_exists(#s, :s)")
             .condition_expression("#v = :v AND attribute_not_exists(#k)")
             .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_names("#s", status_index::SORT_KEY)
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":k", AttributeValue::S(key))
+            .expression_attribute_values(":s", AttributeValue::S(record.status_since().to_string()))
             .expression_attribute_values(":v", AttributeValue::N(record.version.to_string()))
             .send()
             .await;
@@ -619,7 +722,7 @@ const LEGACY_STATUS_CURSOR: IndexCursor = IndexCursor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{ContentType, NewImage, UploadState};
+    use crate::domain::{ContentType, NewImage, Stage, UploadState};
 
     #[test]
     fn a_record_survives_the_trip_through_a_dynamodb_item() {
@@ -722,5 +825,47 @@ mod tests {
         }
         record.processing_status = Status::Completed;
         assert!(!item_from_record(&record).unwrap().contains_key(STATUS_KEY));
+    }
+
+    #[test]
+    fn the_index_sort_key_moves_only_with_the_status_and_an_older_row_gets_it_at_its_next_put() {
+        let t = |ms| Timestamp::from_unix_millis(ms);
+        let mut record = ImageRecord::new(
+            NewImage {
+                image_id: ImageId::new(),
+                owner_id: "u1".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Png,
+                byte_size: 42,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            t(1_000),
+        );
+        let since = |r: &ImageRecord| item_from_record(r).unwrap()[status_index::SORT_KEY].clone();
+        assert_eq!(since(&record), AttributeValue::S(t(1_000).to_string()));
+        record.begin(Stage::Thumbnail, t(2_000)).unwrap();
+        assert_eq!(
+            since(&record),
+            AttributeValue::S(t(2_000).to_string()),
+            "to processing"
+        );
+        record.begin(Stage::Variant, t(3_000)).unwrap();
+        record
+            .note_transient(Stage::Variant, "slow", t(4_000))
+            .unwrap();
+        assert_eq!(
+            since(&record),
+            AttributeValue::S(t(2_000).to_string()),
+            "writes that keep the status keep the index entry"
+        );
+        // A row written before the field: its last change, kept by the writes after it.
+        let mut older = record.clone();
+        older.status_since = None;
+        assert_eq!(since(&older), AttributeValue::S(t(4_000).to_string()));
+        older
+            .note_transient(Stage::Variant, "slower", t(5_000))
+            .unwrap();
+        assert_eq!(since(&older), AttributeValue::S(t(4_000).to_string()));
     }
 }

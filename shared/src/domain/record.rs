@@ -80,8 +80,13 @@ pub struct ImageRecord {
     pub processing_completed_at: Option<Timestamp>,
     /// When the row was created (the `by_owner` index's sort key).
     pub created_at: Timestamp,
-    /// Last change (the `by_status_v2` index's sort key).
+    /// Last change.
     pub updated_at: Timestamp,
+    /// When `processing_status` took its current value (the `by_status_v2` index's sort key: it
+    /// changes only with the status, so a write that keeps the status does not rewrite the
+    /// row's index entry). Absent on rows written before it; read [`ImageRecord::status_since`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_since: Option<Timestamp>,
     /// Optimistic-locking counter: every write expects the version it read.
     pub version: u64,
     /// Thumbnails by name.
@@ -164,12 +169,19 @@ impl ImageRecord {
             processing_completed_at: None,
             created_at: now,
             updated_at: now,
+            status_since: Some(now),
             version: 0,
             thumbnails: BTreeMap::new(),
             variants: BTreeMap::new(),
             placeholder: None,
             sweep_requeues: 0,
         }
+    }
+
+    /// When the row took its current status: `status_since`, or for a row written before that
+    /// field its last change (the backfill writes it so; see `BackfillRows::index_row`).
+    pub fn status_since(&self) -> Timestamp {
+        self.status_since.unwrap_or(self.updated_at)
     }
 
     /// The sub-status of a stage.
@@ -194,10 +206,21 @@ impl ImageRecord {
             Stage::Thumbnail => self.thumbnail_status = to,
             Stage::Variant => self.variant_status = to,
         }
-        self.processing_status = Status::overall(self.thumbnail_status, self.variant_status);
+        let overall = Status::overall(self.thumbnail_status, self.variant_status);
+        if overall != self.processing_status {
+            self.status_since = Some(now);
+        }
+        self.processing_status = overall;
         self.processing_completed_at = self.processing_status.is_terminal().then_some(now);
-        self.updated_at = now;
+        self.touch(now);
         Ok(())
+    }
+
+    /// Stamps a change at `now`. A row written before `status_since` gets it pinned first (its
+    /// status is at least as old as its last change), so the index's sort key stays put.
+    fn touch(&mut self, now: Timestamp) {
+        self.status_since.get_or_insert(self.updated_at);
+        self.updated_at = now;
     }
 
     /// A worker starts (or restarts) a stage: counts the attempt and stamps the start time.
@@ -274,7 +297,7 @@ impl ImageRecord {
             self.processing_error = Some(message.to_owned());
             self.error_kind = Some(ErrorKind::Transient);
         }
-        self.updated_at = now;
+        self.touch(now);
         Ok(())
     }
 
@@ -299,7 +322,7 @@ impl ImageRecord {
             return false;
         }
         self.upload_state = UploadState::Stored;
-        self.updated_at = now;
+        self.touch(now);
         true
     }
 
@@ -307,7 +330,7 @@ impl ImageRecord {
     /// long time: counted, and the row is touched so the next sweep waits as long again.
     pub fn note_sweep_requeue(&mut self, now: Timestamp) {
         self.sweep_requeues = self.sweep_requeues.saturating_add(1);
-        self.updated_at = now;
+        self.touch(now);
     }
 
     /// An owner's or admin's retry: failed stages go back to `pending`, the error is cleared.

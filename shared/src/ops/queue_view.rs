@@ -217,8 +217,8 @@ where
     })
 }
 
-/// The pending image with the oldest `updated_at` whose original is stored (a row still waiting
-/// for its upload is not waiting for processing).
+/// The image pending for longest (`status_since`, the index's order) whose original is stored
+/// (a row still waiting for its upload is not waiting for processing).
 async fn oldest_pending<R: StatusIndex>(
     index: &R,
     now: Timestamp,
@@ -238,7 +238,7 @@ async fn oldest_pending<R: StatusIndex>(
             .iter()
             .find(|r| r.upload_state != UploadState::AwaitingUpload)
         {
-            let age_ms = (now.unix_millis() - r.updated_at.unix_millis()).max(0);
+            let age_ms = (now.unix_millis() - r.status_since().unix_millis()).max(0);
             return Ok(Some(OldestPending {
                 image_id: r.image_id,
                 age_secs: u64::try_from(age_ms / 1000).unwrap_or(0),

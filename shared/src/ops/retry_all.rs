@@ -277,8 +277,9 @@ where
             .page_by_status(Status::Failed, true, ROW_PAGE, cursor.rows.as_deref())
             .await?;
         for row in &page.items {
-            if row.updated_at > cursor.started_at {
-                // Failed after the run started (maybe again): the next run's business.
+            if row.status_since() > cursor.started_at {
+                // Failed after the run started (maybe again): the next run's business, and so
+                // is every row after it (the index orders them by when they failed).
                 return Ok(report.finished());
             }
             if Instant::now() >= deadline {
