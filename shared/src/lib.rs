@@ -14,7 +14,6 @@ pub mod ports;
 pub mod processing;
 pub mod retry;
 pub mod status_index;
-pub mod sweep;
 
 #[cfg(feature = "aws")]
 pub mod aws;
@@ -29,4 +28,6 @@ pub mod testing;
 pub use api::ApiError;
 pub use config::{Config, ConfigError, ProcessingConfig};
 pub use domain::*;
+/// The sweep's former path (it lives beside the other operations).
+pub use ops::sweep;
 pub use ops::OpsSettings;
