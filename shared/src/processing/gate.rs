@@ -224,3 +224,91 @@ impl<C: ControlStore> Gate<C> {
         }
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::breaker::CircuitState;
+    use crate::testing::MemoryControl;
+
+    fn gate() -> Gate<MemoryControl> {
+        Gate::new(
+            Stage::Thumbnail,
+            MemoryControl::default(),
+            &Policy::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn five_failures_behind_five_attempts_open_the_circuit_and_the_next_message_is_deferred()
+    {
+        let gate = gate();
+        for _ in 0..5 {
+            assert_eq!(gate.admit().await.unwrap(), Admission::Proceed);
+            gate.record_failure().await;
+        }
+        assert_eq!(
+            gate.control.breaker(Stage::Thumbnail).state,
+            CircuitState::Open
+        );
+        assert!(matches!(
+            gate.admit().await.unwrap(),
+            Admission::DeferUntil(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn after_the_cool_down_one_probe_goes_through_and_its_success_closes_the_circuit() {
+        let gate = gate();
+        gate.control.set_breaker(
+            Stage::Thumbnail,
+            Breaker {
+                state: CircuitState::Open,
+                until: Some(Timestamp::now().plus_secs(-1)),
+                times_opened: 1,
+                ..Breaker::default()
+            },
+        );
+        assert_eq!(gate.admit().await.unwrap(), Admission::Probe);
+        assert!(
+            matches!(gate.admit().await.unwrap(), Admission::DeferUntil(_)),
+            "one probe at a time"
+        );
+        gate.record_success().await;
+        assert_eq!(
+            gate.control.breaker(Stage::Thumbnail).state,
+            CircuitState::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_run_out_under_its_own_message_is_abandoned_once_and_a_released_one_is_not() {
+        let gate = gate();
+        let image = ImageId::new();
+        let first = Holder {
+            message_id: "m1",
+            receive: 1,
+        };
+        let second = Holder {
+            message_id: "m1",
+            receive: 2,
+        };
+        assert_eq!(gate.take_lease(image, &first).await.unwrap(), Lease::Taken);
+        let now = Timestamp::now();
+        assert!(
+            !gate.abandoned_once(image, &second, now).await,
+            "live: a duplicate, not an abandonment"
+        );
+        let later = now.plus_secs(3600);
+        assert!(gate.abandoned_once(image, &second, later).await);
+        let other = Holder {
+            message_id: "m2",
+            receive: 2,
+        };
+        assert!(!gate.abandoned_once(image, &other, later).await);
+        gate.release_lease(image, &first).await;
+        assert!(gate.control.lease_of(Stage::Thumbnail, image).is_none());
+        assert!(!gate.abandoned_once(image, &second, later).await);
+    }
+}

@@ -139,3 +139,72 @@ impl<Q: JobQueue> Redelivery<Q> {
         }
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::testing::MemoryQueue;
+
+    fn redelivery() -> Redelivery<MemoryQueue> {
+        Redelivery::new(Stage::Variant, MemoryQueue::default(), &Policy::default())
+    }
+
+    fn message(receive_count: u32, deferred_since: Option<Timestamp>) -> Message {
+        Message {
+            message_id: "m".into(),
+            receipt_handle: format!("rh-{receive_count}"),
+            body: "{}".into(),
+            receive_count,
+            deferred_since,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_deferred_copy_carries_when_its_deferrals_began_and_waits_at_least_the_wait() {
+        let r = redelivery();
+        let began = Timestamp::now().plus_secs(-60);
+        let until = Timestamp::now().plus_secs(30);
+        assert_eq!(r.defer(&message(1, Some(began)), until).await, Verdict::Ack);
+        assert_eq!(r.defer(&message(1, None), until).await, Verdict::Ack);
+        let copies = r.queue.requeued();
+        assert!(copies
+            .iter()
+            .all(|(stage, body, delay)| *stage == Stage::Variant
+                && body == "{}"
+                && *delay >= Duration::from_secs(29)));
+        let since = r.queue.deferred_since.lock().unwrap().clone();
+        assert_eq!(since[0], Some(began));
+        assert!(
+            since[1].is_some_and(|s| s > began),
+            "a fresh chain begins now"
+        );
+        assert!(
+            r.queue.delays().is_empty(),
+            "the originals are dropped, not kept"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_deferral_chain_is_too_long_past_the_cap_counted_from_its_first_deferral() {
+        let r = redelivery();
+        assert!(!r.deferred_too_long(&message(1, None)));
+        assert!(!r.deferred_too_long(&message(1, Some(Timestamp::now().plus_secs(-3600)))));
+        assert!(r.deferred_too_long(&message(1, Some(Timestamp::now().plus_secs(-7 * 3600)))));
+    }
+
+    #[tokio::test]
+    async fn a_failed_last_receive_is_visible_at_once_and_a_resend_is_a_fresh_copy() {
+        let r = redelivery();
+        r.dead_letter_now(&message(3, None)).await;
+        assert_eq!(
+            r.queue.delays(),
+            vec![(Stage::Variant, "rh-3".to_owned(), Duration::ZERO)]
+        );
+        assert_eq!(r.resend_now(&message(2, None)).await, Verdict::Ack);
+        assert_eq!(
+            r.queue.requeued(),
+            vec![(Stage::Variant, "{}".to_owned(), Duration::ZERO)]
+        );
+    }
+}

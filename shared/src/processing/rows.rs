@@ -147,3 +147,102 @@ impl<'a, R: ImageRepository> RowWriter<'a, R> {
         Ok(())
     }
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContentType, NewImage, UploadState};
+    use crate::testing::MemoryImages;
+
+    fn stored(images: &MemoryImages) -> ImageRecord {
+        let row = ImageRecord::new(
+            NewImage {
+                image_id: ImageId::new(),
+                owner_id: "alice".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Jpeg,
+                byte_size: 10,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::now(),
+        );
+        images.insert(row.clone());
+        row
+    }
+
+    fn begin(r: &mut ImageRecord) -> Result<bool, TransitionError> {
+        r.begin(Stage::Thumbnail, Timestamp::now()).map(|()| true)
+    }
+
+    #[tokio::test]
+    async fn a_change_that_writes_nothing_returns_the_row_as_read_and_a_missing_row_is_none() {
+        let images = MemoryImages::default();
+        let row = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        let read = rows.modify(row.image_id, |_| Ok(false)).await.unwrap();
+        assert_eq!(read, Some(row.clone()));
+        assert_eq!(images.rows(), vec![row]);
+        assert!(rows.modify(ImageId::new(), begin).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_write_from_a_stale_row_decides_again_on_the_row_that_won() {
+        let images = MemoryImages::default();
+        let stale = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        rows.modify(stale.image_id, |r| {
+            r.filename = Some("renamed.jpg".into());
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        let written = rows.modify_from(stale, begin).await.unwrap().unwrap();
+        assert_eq!(written.thumbnail_status, Status::Processing);
+        assert_eq!(
+            written.filename.as_deref(),
+            Some("renamed.jpg"),
+            "the winner's change is kept"
+        );
+        assert_eq!(images.rows(), vec![written]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_loses_every_race_gives_up_and_a_refused_transition_is_reported() {
+        let images = MemoryImages::default();
+        let stale = stored(&images);
+        let rows = RowWriter::new(&images, 1);
+        rows.modify(stale.image_id, begin).await.unwrap();
+        let lost = rows.modify_from(stale.clone(), begin).await;
+        assert!(matches!(lost, Err(RowError::KeptChanging)), "{lost:?}");
+        let refused = rows
+            .modify(stale.image_id, |r| {
+                r.complete(Stage::Variant, Default::default(), Timestamp::now())
+                    .map(|()| true)
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(RowError::Transition(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_a_stage_leaves_one_that_ended_alone() {
+        let images = MemoryImages::default();
+        let row = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        let id = row.image_id;
+        rows.finish_failed(Stage::Thumbnail, id, ErrorKind::Permanent, "corrupt")
+            .await
+            .unwrap();
+        rows.finish_failed(Stage::Thumbnail, id, ErrorKind::Transient, "again")
+            .await
+            .unwrap();
+        let failed = rows.read(id).await.unwrap().unwrap();
+        assert_eq!(failed.thumbnail_status, Status::Failed);
+        assert_eq!(failed.processing_error.as_deref(), Some("corrupt"));
+        assert_eq!(failed.error_kind, Some(ErrorKind::Permanent));
+    }
+}
