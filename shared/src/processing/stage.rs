@@ -422,3 +422,163 @@ async fn off_the_runtime<T: Send + 'static>(
     }
     tokio::task::spawn_blocking(work).await
 }
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{ImageId, OwnerId};
+    use crate::engine::{default_thumbnail_specs, samples::png_rgba16_one_colour};
+    use crate::faults::{Faulty, Switch};
+    use crate::ports::LeaseView;
+    use crate::processing::Policy;
+    use crate::testing::{MemoryControl, MemoryImages, MemoryStore};
+
+    /// The thumbnail stage over fakes; the test keeps a handle to the control table.
+    struct Fixture {
+        work: StageWork<MemoryStore>,
+        images: MemoryImages,
+        control: Faulty<MemoryControl, Switch>,
+        gate: Gate<Faulty<MemoryControl, Switch>>,
+    }
+
+    fn fixture() -> Fixture {
+        let control = Faulty::default();
+        Fixture {
+            work: StageWork::new(
+                Stage::Thumbnail,
+                default_thumbnail_specs(),
+                Limits::default(),
+                MemoryStore::default(),
+            ),
+            images: MemoryImages::default(),
+            gate: Gate::new(
+                Stage::Thumbnail,
+                Faulty::clone(&control),
+                &Policy::default(),
+            ),
+            control,
+        }
+    }
+
+    impl Fixture {
+        /// A PNG original of `owner` in the bucket, without a row yet, and a retry's job for it.
+        fn original(&self, owner: &str) -> Job {
+            let owner: OwnerId = owner.parse().unwrap();
+            let image_id = ImageId::new();
+            let key = ObjectKey::original(&owner, image_id);
+            let png = png_rgba16_one_colour(24, 16, [0xffff, 0x8000, 0, 0xffff]);
+            self.work.store.insert(key.as_str(), png, "image/png");
+            Job {
+                key,
+                owner,
+                image_id,
+                size: None,
+                origin: Origin::Requested,
+            }
+        }
+
+        async fn run(&self, job: &Job, message_id: &str, receive: u32) -> Result<Ran, JobFailure> {
+            let holder = Holder {
+                message_id,
+                receive,
+            };
+            let rows = RowWriter::new(&self.images, 4);
+            self.work.run(job, &holder, rows, &self.gate).await
+        }
+
+        fn row(&self, job: &Job) -> ImageRecord {
+            let rows = self.images.rows();
+            rows.into_iter()
+                .find(|r| r.image_id == job.image_id)
+                .unwrap()
+        }
+
+        fn lease(&self, job: &Job) -> Option<LeaseView> {
+            self.control
+                .inner()
+                .lease_of(Stage::Thumbnail, job.image_id)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_original_without_a_row_is_adopted_rendered_and_completed_keeping_its_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        assert_eq!(f.run(&job, "m1", 1).await.unwrap(), Ran::Yes);
+        let row = f.row(&job);
+        assert_eq!(row.thumbnail_status, Status::Completed);
+        assert_eq!(row.content_type, ContentType::Png);
+        assert_eq!(row.thumbnails.len(), 3);
+        assert_eq!(
+            f.work.store.keys().len(),
+            4,
+            "the original and three thumbnails"
+        );
+        assert!(f.lease(&job).is_some_and(|l| l.holder == "m1"));
+        assert_eq!(
+            f.run(&job, "m2", 1).await.unwrap(),
+            Ran::Skipped,
+            "a completed stage is not redone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_owner_is_rejected_before_any_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        f.run(&job, "m1", 1).await.unwrap();
+        let foreign = Job {
+            key: ObjectKey::original(&"mallory".parse().unwrap(), job.image_id),
+            owner: "mallory".parse().unwrap(),
+            ..job.clone()
+        };
+        let refused = f.run(&foreign, "m2", 1).await;
+        assert!(
+            matches!(
+                refused,
+                Err(JobFailure::Permanent {
+                    kind: ErrorKind::Rejected,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert!(f.lease(&job).is_some_and(|l| l.holder == "m1"));
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_this_message_is_busy_and_of_another_a_duplicate_to_drop() {
+        let f = fixture();
+        let job = f.original("alice");
+        let until = Timestamp::now().plus_secs(60);
+        f.control
+            .inner()
+            .hold_lease(Stage::Thumbnail, job.image_id, "m1", until);
+        assert_eq!(f.run(&job, "m1", 2).await.unwrap(), Ran::Busy { until });
+        assert_eq!(f.run(&job, "m2", 1).await.unwrap(), Ran::Skipped);
+        assert_eq!(f.row(&job).thumbnail_status, Status::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_second_abandonment_in_a_row_fails_the_stage_as_crashed_and_releases_the_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        f.control.inner().set_lease(
+            Stage::Thumbnail,
+            job.image_id,
+            LeaseView {
+                holder: "m1".into(),
+                receive: 2,
+                until: Timestamp::now().plus_secs(-120),
+                attempts: 2,
+                ran_out_of_time: false,
+            },
+        );
+        assert_eq!(f.run(&job, "m1", 3).await.unwrap(), Ran::Yes);
+        let row = f.row(&job);
+        assert_eq!(row.thumbnail_status, Status::Failed);
+        assert_eq!(row.processing_error.as_deref(), Some(CRASHED));
+        assert!(f.lease(&job).is_none());
+    }
+}
