@@ -15,7 +15,7 @@ corpus=fuzz/corpus/engine
 mkdir -p "$corpus"
 cp -n shared/tests/fixtures/*.{jpg,png,gif,webp,avif,heic} "$corpus"/ 2>/dev/null || true
 cp -n fuzz/regressions/*.{jpg,png,gif,webp,avif,heic} "$corpus"/ 2>/dev/null || true
-SAFELIGHT_BOMB_DIR="$PWD/$corpus" cargo test -q -p safelight-shared --test bombs -- --ignored \
+SAFELIGHT_BOMB_DIR="$PWD/$corpus" cargo test -q -p safelight-engine --test bombs -- --ignored \
   write_the_bomb_corpus >/dev/null
 # -detect_leaks=0 (and ASan's own check at exit): rav1d leaks 48 B per decoded picture by design
 # (fuzz/regressions/README.md); without it a campaign "crashes" at exit on the empty input.

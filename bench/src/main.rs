@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use safelight::engine::{
+use safelight_engine::{
     default_thumbnail_specs, default_variant_specs, render_with, Limits, OutputFormat,
     RenderOptions, Spec,
 };

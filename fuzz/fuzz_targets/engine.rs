@@ -15,7 +15,7 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use libfuzzer_sys::fuzz_target;
-use safelight::engine::{probe, render, Limits, OutputFormat, Spec};
+use safelight_engine::{probe, render, Limits, OutputFormat, Spec};
 
 // -malloc_limit_mb sees one allocation at a time; these hooks (the sanitizer's, beside
 // libFuzzer's own) count the bytes live in the whole process, C codecs included, so a render

@@ -77,7 +77,7 @@ step "web: lint (ESLint), typecheck, unit tests (Vitest), build, JS size budget"
 web/scripts/web.sh unit
 
 step "engine without C codecs (the pure-Rust feature path)"
-cargo test -p safelight-shared --no-default-features --features testing --lib --tests
+cargo test -p safelight-shared -p safelight-engine --no-default-features --features testing --lib --tests
 
 step "local stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/test)"
 "$STACK" start

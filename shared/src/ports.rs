@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use crate::breaker::Breaker;
 use crate::domain::{
-    ImageId, ImageRecord, LinkWindow, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp,
+    ImageId, ImageRecord, LegacyRow, LinkWindow, Marker, ObjectKey, OwnerId, RetryMessage, Stage,
+    Timestamp,
 };
 
 /// A boxed error source.
@@ -682,7 +683,7 @@ pub enum StoredRow {
     /// A complete row of the current model.
     Current(Box<ImageRecord>),
     /// A row that cannot be read as one: what it does carry.
-    Legacy(crate::ops::backfill::LegacyRow),
+    Legacy(LegacyRow),
 }
 
 /// The images table as the migration reads and repairs it.
@@ -749,12 +750,12 @@ pub trait MarkerStore: Send + Sync {
     fn load_marker(
         &self,
         name: &str,
-    ) -> impl Future<Output = Result<Option<(crate::ops::backfill::Marker, u64)>, RepoError>> + Send;
+    ) -> impl Future<Output = Result<Option<(Marker, u64)>, RepoError>> + Send;
     /// Writes the marker if it still has `expected_version` (0: if absent); `Conflict` otherwise.
     fn save_marker(
         &self,
         name: &str,
-        marker: &crate::ops::backfill::Marker,
+        marker: &Marker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// The completed total's counted part (the sum of its shards), or `None` once it has its

@@ -3,8 +3,8 @@
 //! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
 //! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
 //! AWS adapters), and turns the switch on.
-//! Also the generator of the decode-budget sample ([`png_rgba16_one_colour`]), used by the engine's
-//! memory tests, the pipeline suite and `cargo run -p safelight-e2e --bin bomb`.
+//! Also the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
+//! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard};
@@ -1081,37 +1081,7 @@ impl ThroughputLog for MemoryThroughput {
     }
 }
 
-/// A one-colour 16-bit RGBA PNG of `width` x `height`, written row by row (never held decoded):
-/// a small file that declares a large decode. 10000 x 10000 is the decode-budget sample of the
-/// processing suite (about 0.8 MB on disk, 800 MB as 16-bit pixels).
-pub fn png_rgba16_one_colour(width: u32, height: u32, rgba: [u16; 4]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgba);
-    encoder.set_depth(png::BitDepth::Sixteen);
-    encoder.set_compression(png::Compression::Fast);
-    // Sub: every row after its first pixel is zeros, which deflate squeezes to almost nothing.
-    encoder.set_filter(png::Filter::Sub);
-    let pixel: Vec<u8> = rgba.iter().flat_map(|v| v.to_be_bytes()).collect();
-    let row: Vec<u8> = pixel
-        .iter()
-        .copied()
-        .cycle()
-        .take(width as usize * 8)
-        .collect();
-    let written = encoder.write_header().and_then(|mut writer| {
-        let mut stream = writer.stream_writer()?;
-        for _ in 0..height {
-            std::io::Write::write_all(&mut stream, &row)?;
-        }
-        stream.finish()?;
-        writer.finish()
-    });
-    if let Err(e) = written {
-        panic!("writing a PNG to memory cannot fail: {e}");
-    }
-    out
-}
+pub use crate::engine::samples::png_rgba16_one_colour;
 
 impl MemoryImages {
     /// Puts a legacy row (one an older system wrote, without the status fields) directly.

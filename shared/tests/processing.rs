@@ -10,8 +10,8 @@ use safelight::breaker::{BreakerConfig, CircuitState};
 use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
 use safelight::faults::{Faulty, Switch};
 use safelight::ports::{
-    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
-    UploadConstraints,
+    ControlStore, ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError,
+    StoredObject, UploadConstraints,
 };
 use safelight::processing::{Message, Policy, Ports, Processor};
 use safelight::retry::Backoff;
@@ -22,7 +22,40 @@ use safelight::{
 };
 use serde_json::json;
 
-type Mem<S = MemoryStore> = Processor<S, MemoryImages, MemoryQueue, MemoryControl>;
+/// A port the processor runs on, shared with the test through the fault decorator: clones hold
+/// the same port and the same switch, which fails the port while it is on.
+type Shared<T> = Faulty<T, Switch>;
+
+/// The processor under test, with the test's own handles to the ports it runs on.
+struct Rig<S = MemoryStore, C = MemoryControl> {
+    processor: Processor<Shared<S>, Shared<MemoryImages>, Shared<MemoryQueue>, Shared<C>>,
+    store: Shared<S>,
+    images: Shared<MemoryImages>,
+    queue: Shared<MemoryQueue>,
+    control: Shared<C>,
+}
+
+impl<S, C> Rig<S, C> {
+    fn store(&self) -> &S {
+        self.store.inner()
+    }
+    fn images(&self) -> &MemoryImages {
+        self.images.inner()
+    }
+    fn queue(&self) -> &MemoryQueue {
+        self.queue.inner()
+    }
+    fn control(&self) -> &C {
+        self.control.inner()
+    }
+}
+
+impl<S, C> std::ops::Deref for Rig<S, C> {
+    type Target = Processor<Shared<S>, Shared<MemoryImages>, Shared<MemoryQueue>, Shared<C>>;
+    fn deref(&self) -> &Self::Target {
+        &self.processor
+    }
+}
 
 fn policy() -> Policy {
     Policy {
@@ -38,26 +71,47 @@ fn policy() -> Policy {
     }
 }
 
-fn processor_with<S: ObjectStore>(stage: Stage, store: S) -> Mem<S> {
+fn rig<S: ObjectStore, C: ControlStore>(
+    stage: Stage,
+    store: S,
+    control: C,
+    policy: Policy,
+) -> Rig<S, C> {
     let specs = match stage {
         Stage::Thumbnail => default_thumbnail_specs(),
         Stage::Variant => default_variant_specs(),
     };
-    Processor::new(
+    let (store, control) = (
+        Faulty::new(store, Switch::default()),
+        Faulty::new(control, Switch::default()),
+    );
+    let (images, queue) = (Shared::default(), Shared::default());
+    let processor = Processor::new(
         stage,
         specs,
         Limits::default(),
-        policy(),
+        policy,
         Ports {
-            store,
-            images: MemoryImages::default(),
-            queue: MemoryQueue::default(),
-            control: MemoryControl::default(),
+            store: store.clone(),
+            images: images.clone(),
+            queue: queue.clone(),
+            control: control.clone(),
         },
-    )
+    );
+    Rig {
+        processor,
+        store,
+        images,
+        queue,
+        control,
+    }
 }
 
-fn processor(stage: Stage) -> Mem {
+fn processor_with<S: ObjectStore>(stage: Stage, store: S) -> Rig<S> {
+    rig(stage, store, MemoryControl::default(), policy())
+}
+
+fn processor(stage: Stage) -> Rig {
     processor_with(stage, MemoryStore::default())
 }
 
@@ -77,7 +131,7 @@ fn jpeg(width: u16, height: u16) -> Vec<u8> {
 
 /// A row for a stored original, and the original itself.
 fn upload<S: ObjectStore>(
-    p: &Mem<S>,
+    p: &Rig<S>,
     put: impl FnOnce(&S, &ObjectKey, Vec<u8>),
     bytes: Vec<u8>,
     declared: ContentType,
@@ -95,7 +149,7 @@ fn upload<S: ObjectStore>(
         },
         Timestamp::now(),
     );
-    let (store, images, _, _) = p.ports();
+    let (store, images) = (p.store(), p.images());
     images.insert(r.clone());
     put(store, &r.original_key, bytes);
     r
@@ -106,14 +160,10 @@ fn put_mem(store: &MemoryStore, key: &ObjectKey, bytes: Vec<u8>) {
 }
 
 /// A processor whose store fails (or refuses) while the returned switch is on.
-fn faulty_processor(stage: Stage) -> (Mem<Faulty<MemoryStore, Switch>>, Switch) {
-    let switch = Switch::default();
-    let store = Faulty::new(MemoryStore::default(), switch.clone());
-    (processor_with(stage, store), switch)
-}
-
-fn put_faulty(store: &Faulty<MemoryStore, Switch>, key: &ObjectKey, bytes: Vec<u8>) {
-    put_mem(store.inner(), key, bytes);
+fn faulty_processor(stage: Stage) -> (Rig, Switch) {
+    let p = processor(stage);
+    let switch = p.store.injector().clone();
+    (p, switch)
 }
 
 fn event(key: &ObjectKey, id: &str, receive_count: u32) -> Message {
@@ -147,9 +197,8 @@ fn event_of_version(key: &ObjectKey, id: &str, version: &str) -> Message {
     }
 }
 
-fn row<S>(p: &Mem<S>, id: ImageId) -> ImageRecord {
-    p.ports()
-        .1
+fn row<S, C>(p: &Rig<S, C>, id: ImageId) -> ImageRecord {
+    p.images()
         .rows()
         .into_iter()
         .find(|r| r.image_id == id)
@@ -177,7 +226,7 @@ async fn a_photo_yields_thumbnails_that_decode_at_the_configured_sizes() {
     assert!(done.processing_started_at.is_some());
     assert_eq!((done.width, done.height), (Some(1200), Some(800)));
     assert!(done.placeholder.is_some());
-    let store = p.ports().0;
+    let store = p.store();
     for edge in [150, 300, 600] {
         let key = format!("thumbnails/{}/{edge}.jpg", r.image_id);
         let (bytes, ct) = store
@@ -200,7 +249,7 @@ async fn variants_come_in_jpeg_and_webp_and_are_never_upscaled() {
         .is_empty());
     let done = row(&p, r.image_id);
     assert_eq!(done.variant_status, Status::Completed);
-    let store = p.ports().0;
+    let store = p.store();
     for (file, edge) in [
         ("1280.jpg", 1280),
         ("1280.webp", 1280),
@@ -224,7 +273,7 @@ async fn a_duplicate_delivery_makes_one_set_of_objects_and_one_transition() {
         .await
         .is_empty());
     let first = row(&p, r.image_id);
-    let keys = p.ports().0.keys();
+    let keys = p.store().keys();
     // The same event again, later, and as a second message in one batch.
     assert!(p
         .handle_batch(&[
@@ -238,7 +287,7 @@ async fn a_duplicate_delivery_makes_one_set_of_objects_and_one_transition() {
         first,
         "a duplicate must not touch the row"
     );
-    assert_eq!(p.ports().0.keys(), keys);
+    assert_eq!(p.store().keys(), keys);
 }
 
 #[tokio::test]
@@ -246,8 +295,7 @@ async fn a_duplicate_arriving_while_another_worker_holds_the_image_is_dropped() 
     let p = processor(Stage::Thumbnail);
     let r = upload(&p, put_mem, jpeg(640, 480), ContentType::Jpeg);
     let until = Timestamp::now().plus_secs(60);
-    p.ports()
-        .3
+    p.control()
         .hold_lease(Stage::Thumbnail, r.image_id, "other-message", until);
     assert!(p
         .handle_batch(&[event(&r.original_key, "m2", 1)])
@@ -259,7 +307,7 @@ async fn a_duplicate_arriving_while_another_worker_holds_the_image_is_dropped() 
         "the lease holder does the work"
     );
     // Once the holder's lease has run out (it crashed), its redelivery — or any copy — proceeds.
-    p.ports().3.hold_lease(
+    p.control().hold_lease(
         Stage::Thumbnail,
         r.image_id,
         "other-message",
@@ -279,8 +327,8 @@ async fn a_crash_after_storing_derivatives_is_finished_by_the_redelivery() {
     // The state a crash leaves behind: the stage began, some objects exist, the row says processing.
     let mut crashed = row(&p, r.image_id);
     crashed.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
-    p.ports().1.insert(crashed);
-    p.ports().0.insert(
+    p.images().insert(crashed);
+    p.store().insert(
         &format!("thumbnails/{}/150.jpg", r.image_id),
         b"partial".to_vec(),
         "image/jpeg",
@@ -293,8 +341,7 @@ async fn a_crash_after_storing_derivatives_is_finished_by_the_redelivery() {
     assert_eq!(done.thumbnail_status, Status::Completed);
     assert_eq!(done.processing_attempts, 2);
     let (bytes, _) = p
-        .ports()
-        .0
+        .store()
         .object(&format!("thumbnails/{}/150.jpg", r.image_id))
         .unwrap();
     assert_eq!(longest_edge(&bytes), 150, "the partial object was replaced");
@@ -339,7 +386,7 @@ async fn in_a_batch_of_ten_only_the_corrupt_file_fails_with_a_reason_and_is_not_
             assert_eq!(got.thumbnail_status, Status::Completed, "image {i}");
         }
     }
-    assert!(p.ports().2.delays().is_empty());
+    assert!(p.queue().delays().is_empty());
 }
 
 #[tokio::test]
@@ -387,8 +434,7 @@ async fn an_original_without_a_row_is_adopted_by_the_owner_in_its_key() {
     let owner: OwnerId = "migrated-user".parse().unwrap();
     let id = ImageId::new();
     let key = ObjectKey::original(&owner, id);
-    p.ports()
-        .0
+    p.store()
         .insert(key.as_str(), jpeg(400, 300), "application/octet-stream");
     assert!(p.handle_batch(&[event(&key, "m1", 1)]).await.is_empty());
     let got = row(&p, id);
@@ -400,7 +446,7 @@ async fn an_original_without_a_row_is_adopted_by_the_owner_in_its_key() {
 #[tokio::test]
 async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_receive() {
     let (p, switch) = faulty_processor(Stage::Thumbnail);
-    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
     switch.fail(true);
     for receive in 1..=2 {
         let failed = p
@@ -415,7 +461,7 @@ async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_rec
         );
         assert_eq!(got.error_kind, Some(ErrorKind::Transient));
     }
-    let delays = p.ports().2.delays();
+    let delays = p.queue().delays();
     assert_eq!(delays.len(), 2);
     assert!(
         delays[0].2 <= Duration::from_secs(2) && delays[1].2 <= Duration::from_secs(4),
@@ -434,13 +480,13 @@ async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_rec
         failed.is_empty(),
         "the received copy is deleted: {failed:?}"
     );
-    let requeued = p.ports().2.requeued();
+    let requeued = p.queue().requeued();
     assert_eq!(requeued.len(), 1, "{requeued:?}");
     assert!(
         requeued[0].2 >= policy().breaker.cooldown,
         "a fresh copy after the breaker's cool-down: {requeued:?}"
     );
-    let since = p.ports().2.deferred_since.lock().unwrap()[0];
+    let since = p.queue().deferred_since.lock().unwrap()[0];
     assert!(
         since.is_some_and(|s| s >= before),
         "its deferral age starts now: {since:?}"
@@ -453,7 +499,7 @@ async fn an_outage_backs_off_with_growing_visibility_then_defers_on_the_last_rec
 #[tokio::test]
 async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_to_the_dlq() {
     let (p, switch) = faulty_processor(Stage::Thumbnail);
-    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
     switch.fail(true);
     let mut m = event(&r.original_key, "m1", 3);
     m.deferred_since = Some(Timestamp::now().plus_secs(-7 * 3600));
@@ -463,7 +509,7 @@ async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_t
         vec!["m1".to_owned()],
         "the last receive still fails, so SQS moves it to the DLQ"
     );
-    assert!(p.ports().2.requeued().is_empty(), "not deferred again");
+    assert!(p.queue().requeued().is_empty(), "not deferred again");
     let got = row(&p, r.image_id);
     assert_eq!(got.thumbnail_status, Status::Failed);
     assert_eq!(got.processing_status, Status::Failed);
@@ -473,7 +519,7 @@ async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_t
         .unwrap()
         .starts_with("gave up after 3 attempts"));
     assert_eq!(
-        p.ports().2.delays().last(),
+        p.queue().delays().last(),
         Some(&(Stage::Thumbnail, "rh-m1-3".to_owned(), Duration::ZERO)),
         "the failed last receive is made visible at once, so SQS dead-letters it within seconds"
     );
@@ -482,7 +528,7 @@ async fn an_outage_past_the_deferral_cap_fails_on_the_last_receive_and_hurries_t
 #[tokio::test]
 async fn a_refusal_fails_on_the_last_receive_without_deferral() {
     let (p, switch) = faulty_processor(Stage::Thumbnail);
-    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
     switch.refuse(true);
     for receive in 1..=2 {
         let failed = p
@@ -493,7 +539,7 @@ async fn a_refusal_fails_on_the_last_receive_without_deferral() {
     let failed = p.handle_batch(&[event(&r.original_key, "m1", 3)]).await;
     assert_eq!(failed, vec!["m1".to_owned()]);
     assert!(
-        p.ports().2.requeued().is_empty(),
+        p.queue().requeued().is_empty(),
         "access denied is not waited out"
     );
     let got = row(&p, r.image_id);
@@ -510,7 +556,7 @@ async fn a_later_write_to_a_processed_original_is_removed_and_its_event_changes_
     let p = processor(Stage::Thumbnail);
     let first = jpeg(300, 200);
     let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
-    let (store, images, _, _) = p.ports();
+    let (store, images) = (p.store(), p.images());
     let v1 = store.versions(r.original_key.as_str())[0].clone();
     assert!(p
         .handle_batch(&[event_of_version(&r.original_key, "m1", &v1)])
@@ -549,7 +595,7 @@ async fn without_a_version_in_the_event_the_current_version_is_pinned_and_a_late
     let p = processor(Stage::Thumbnail);
     let first = jpeg(300, 200);
     let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
-    let store = p.ports().0;
+    let store = p.store();
     let v1 = store.versions(r.original_key.as_str())[0].clone();
     assert!(p
         .handle_batch(&[event(&r.original_key, "m1", 1)])
@@ -575,12 +621,12 @@ async fn a_retry_reads_the_pinned_version_whatever_is_current() {
     let p = processor(Stage::Thumbnail);
     let first = jpeg(300, 200);
     let r = upload(&p, put_mem, first.clone(), ContentType::Jpeg);
-    let store = p.ports().0;
+    let store = p.store();
     let v1 = store.versions(r.original_key.as_str())[0].clone();
     // Pinned by the other stage's attempt; then a portrait file of the same size became current.
     let mut pinned = row(&p, r.image_id);
     pinned.original_version = Some(v1);
-    p.ports().1.insert(pinned);
+    p.images().insert(pinned);
     let mut other = jpeg(200, 300);
     other.resize(first.len(), 0);
     store.insert(r.original_key.as_str(), other, "image/jpeg");
@@ -606,7 +652,7 @@ async fn a_retry_reads_the_pinned_version_whatever_is_current() {
 #[tokio::test]
 async fn a_transient_failure_then_success_completes_and_clears_the_error() {
     let (p, switch) = faulty_processor(Stage::Thumbnail);
-    let r = upload(&p, put_faulty, jpeg(300, 200), ContentType::Jpeg);
+    let r = upload(&p, put_mem, jpeg(300, 200), ContentType::Jpeg);
     switch.fail(true);
     assert_eq!(
         p.handle_batch(&[event(&r.original_key, "m1", 1)])
@@ -628,10 +674,10 @@ async fn a_transient_failure_then_success_completes_and_clears_the_error() {
 #[tokio::test]
 async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_once_and_closes() {
     let (p, switch) = faulty_processor(Stage::Thumbnail);
-    let control = &p.ports().3;
+    let control = p.control();
     switch.fail(true);
     let rows: Vec<ImageRecord> = (0..6)
-        .map(|_| upload(&p, put_faulty, jpeg(64, 64), ContentType::Jpeg))
+        .map(|_| upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg))
         .collect();
     for (i, r) in rows.iter().take(4).enumerate() {
         p.handle_batch(&[event(&r.original_key, &format!("m{i}"), 1)])
@@ -658,7 +704,7 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_failing_probes_on
         .handle_batch(&[event(&rows[5].original_key, "m5", 1)])
         .await;
     assert!(failed.is_empty(), "a deferral is not a failure");
-    let requeued = p.ports().2.requeued();
+    let requeued = p.queue().requeued();
     assert_eq!(requeued.len(), 1);
     assert!(requeued[0].2 >= Duration::from_secs(1));
     assert_eq!(
@@ -703,12 +749,12 @@ async fn while_a_probe_is_in_flight_other_messages_are_deferred() {
         until: Some(Timestamp::now().plus_secs(30)),
         ..Default::default()
     };
-    p.ports().3.set_breaker(Stage::Thumbnail, b);
+    p.control().set_breaker(Stage::Thumbnail, b);
     assert!(p
         .handle_batch(&[event(&r.original_key, "m1", 1)])
         .await
         .is_empty());
-    assert_eq!(p.ports().2.requeued().len(), 1);
+    assert_eq!(p.queue().requeued().len(), 1);
     assert_eq!(row(&p, r.image_id).thumbnail_status, Status::Pending);
 }
 
@@ -810,10 +856,9 @@ async fn a_message_whose_previous_attempt_died_runs_once_more_alone_and_a_second
     // by another image, a host going away): its stage began, its message's lease held.
     let mut begun = row(&p, victim.image_id);
     begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
-    p.ports().1.insert(begun);
+    p.images().insert(begun);
     let until = Timestamp::now().plus_secs(-120); // long expired: the redelivery came later
-    p.ports()
-        .3
+    p.control()
         .hold_lease(Stage::Thumbnail, victim.image_id, "m-victim", until);
 
     let keep = p
@@ -829,7 +874,7 @@ async fn a_message_whose_previous_attempt_died_runs_once_more_alone_and_a_second
         Status::Completed,
         "one crash is not the image's fault: it gets another attempt"
     );
-    let requeued = p.ports().2.requeued();
+    let requeued = p.queue().requeued();
     assert_eq!(requeued.len(), 2, "it ran alone: {requeued:?}");
     assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
 
@@ -837,8 +882,8 @@ async fn a_message_whose_previous_attempt_died_runs_once_more_alone_and_a_second
     let twice = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
     let mut begun = row(&p, twice.image_id);
     begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
-    p.ports().1.insert(begun);
-    p.ports().3.set_lease(
+    p.images().insert(begun);
+    p.control().set_lease(
         Stage::Thumbnail,
         twice.image_id,
         safelight::ports::LeaseView {
@@ -872,11 +917,10 @@ async fn a_duplicate_delivery_of_a_running_message_waits_for_it_instead_of_faili
     let r = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
     let mut begun = row(&p, r.image_id);
     begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
-    p.ports().1.insert(begun);
+    p.images().insert(begun);
     // The first receive's attempt is running: its lease is live.
     let until = Timestamp::now().plus_secs(50);
-    p.ports()
-        .3
+    p.control()
         .hold_lease(Stage::Thumbnail, r.image_id, "m-dup", until);
     let keep = p.handle_batch(&[event(&r.original_key, "m-dup", 2)]).await;
     assert_eq!(
@@ -890,15 +934,14 @@ async fn a_duplicate_delivery_of_a_running_message_waits_for_it_instead_of_faili
         Status::Processing,
         "not failed as a crash"
     );
-    let delays = p.ports().2.delays();
+    let delays = p.queue().delays();
     assert_eq!(delays.len(), 1, "{delays:?}");
     assert!(
         delays[0].2 >= Duration::from_secs(49),
         "hidden until the lease runs out: {delays:?}"
     );
     assert_eq!(
-        p.ports()
-            .3
+        p.control()
             .lease_of(Stage::Thumbnail, r.image_id)
             .map(|l| l.receive),
         Some(1),
@@ -967,19 +1010,13 @@ impl safelight::ports::ControlStore for FlakyRelease {
 
 #[tokio::test]
 async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_no_crash() {
-    let switch = Switch::default();
-    let p = Processor::new(
+    let p = rig(
         Stage::Thumbnail,
-        default_thumbnail_specs(),
-        Limits::default(),
+        MemoryStore::default(),
+        FlakyRelease(MemoryControl::default(), 2.into()),
         policy(),
-        Ports {
-            store: Faulty::new(MemoryStore::default(), switch.clone()),
-            images: MemoryImages::default(),
-            queue: MemoryQueue::default(),
-            control: FlakyRelease(MemoryControl::default(), 2.into()),
-        },
     );
+    let switch = p.store.injector().clone();
     let key = {
         let r = ImageRecord::new(
             NewImage {
@@ -993,10 +1030,8 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
             },
             Timestamp::now(),
         );
-        p.ports().1.insert(r.clone());
-        p.ports()
-            .0
-            .inner()
+        p.images().insert(r.clone());
+        p.store()
             .insert(r.original_key.as_str(), jpeg(64, 48), "image/jpeg");
         r
     };
@@ -1004,11 +1039,10 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
     switch.fail(true);
     let keep = p.handle_batch(&[event(&key.original_key, "m-r", 1)]).await;
     assert_eq!(keep, ["m-r"]);
-    assert_eq!(p.ports().3 .1.load(std::sync::atomic::Ordering::SeqCst), 0);
+    assert_eq!(p.control().1.load(std::sync::atomic::Ordering::SeqCst), 0);
     assert!(
-        p.ports()
-            .3
-             .0
+        p.control()
+            .0
             .lease_of(Stage::Thumbnail, key.image_id)
             .is_none(),
         "released on the third try"
@@ -1018,8 +1052,7 @@ async fn a_lease_release_that_fails_twice_is_retried_so_the_next_receive_finds_n
     let keep = p.handle_batch(&[event(&key.original_key, "m-r", 2)]).await;
     assert!(keep.is_empty());
     let done = p
-        .ports()
-        .1
+        .images()
         .rows()
         .into_iter()
         .find(|r| r.image_id == key.image_id);
@@ -1043,7 +1076,7 @@ async fn a_batch_near_its_invocation_deadline_resends_what_it_did_not_start() {
         )
         .await;
     assert!(keep.is_empty(), "re-sent copies replace them: {keep:?}");
-    let requeued = p.ports().2.requeued();
+    let requeued = p.queue().requeued();
     assert_eq!(requeued.len(), 2);
     assert!(requeued.iter().all(|(_, _, delay)| delay.is_zero()));
     assert_eq!(row(&p, a.image_id).thumbnail_status, Status::Pending);
@@ -1055,8 +1088,7 @@ async fn a_body_of_another_size_than_the_upload_declared_is_rejected() {
     let p = processor(Stage::Thumbnail);
     let r = upload(&p, put_mem, jpeg(64, 48), ContentType::Jpeg);
     // Replaced by a smaller file of the same type after the row was made.
-    p.ports()
-        .0
+    p.store()
         .insert(r.original_key.as_str(), jpeg(16, 16), "image/jpeg");
     assert!(p
         .handle_batch(&[event(&r.original_key, "m1", 1)])
@@ -1079,27 +1111,27 @@ async fn a_half_open_probe_that_finds_nothing_to_do_does_not_close_the_circuit()
     done.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
     done.complete(Stage::Thumbnail, Default::default(), Timestamp::now())
         .unwrap();
-    p.ports().1.insert(done);
+    p.images().insert(done);
     let open = safelight::breaker::Breaker {
         state: CircuitState::Open,
         until: Some(Timestamp::now().plus_secs(-1)),
         times_opened: 1,
         ..Default::default()
     };
-    p.ports().3.set_breaker(Stage::Thumbnail, open);
+    p.control().set_breaker(Stage::Thumbnail, open);
     assert!(p
         .handle_batch(&[event(&r.original_key, "dup", 1)])
         .await
         .is_empty());
     assert_ne!(
-        p.ports().3.breaker(Stage::Thumbnail).state,
+        p.control().breaker(Stage::Thumbnail).state,
         CircuitState::Closed,
         "a duplicate touched no dependency: it proves nothing"
     );
 }
 
 /// A row for a stored original of `owner` in a processor over a [`PanickyStore`].
-fn upload_as(p: &Mem<PanickyStore>, owner: &str, bytes: Vec<u8>) -> ImageRecord {
+fn upload_as(p: &Rig<PanickyStore>, owner: &str, bytes: Vec<u8>) -> ImageRecord {
     let owner: OwnerId = owner.parse().unwrap();
     let r = ImageRecord::new(
         NewImage {
@@ -1113,30 +1145,23 @@ fn upload_as(p: &Mem<PanickyStore>, owner: &str, bytes: Vec<u8>) -> ImageRecord 
         },
         Timestamp::now(),
     );
-    p.ports().1.insert(r.clone());
-    p.ports()
+    p.images().insert(r.clone());
+    p.store()
         .0
-         .0
         .insert(r.original_key.as_str(), bytes, "image/jpeg");
     r
 }
 
 #[tokio::test]
 async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes() {
-    let p = Processor::new(
+    let p = rig(
         Stage::Thumbnail,
-        default_thumbnail_specs(),
-        Limits::default(),
+        PanickyStore::default(),
+        MemoryControl::default(),
         Policy {
             deadline_reserve: Duration::from_millis(500),
             out_of_time_margin: Duration::from_millis(500),
             ..policy()
-        },
-        Ports {
-            store: PanickyStore::default(),
-            images: MemoryImages::default(),
-            queue: MemoryQueue::default(),
-            control: MemoryControl::default(),
         },
     );
     let slow = upload_as(&p, "slow", jpeg(64, 48));
@@ -1148,8 +1173,7 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
         .await;
     assert_eq!(keep, vec!["m-slow".to_owned()]);
     let lease = p
-        .ports()
-        .3
+        .control()
         .lease_of(Stage::Thumbnail, slow.image_id)
         .expect("the dead attempt left its lease");
     assert!(
@@ -1160,8 +1184,7 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
     // The redelivery comes after the visibility timeout, long after the lease ran out.
     let mut expired = lease.clone();
     expired.until = Timestamp::now().plus_secs(-120);
-    p.ports()
-        .3
+    p.control()
         .set_lease(Stage::Thumbnail, slow.image_id, expired);
 
     // The redelivery comes back in a batch with others: it runs first and alone, the others are
@@ -1179,8 +1202,7 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
     let done = row(&p, slow.image_id);
     assert_eq!(done.thumbnail_status, Status::Completed, "{done:?}");
     let requeued: Vec<String> = p
-        .ports()
-        .2
+        .queue()
         .requeued()
         .into_iter()
         .map(|(_, body, _)| body)
@@ -1197,8 +1219,7 @@ async fn an_attempt_still_running_at_its_deadline_is_retried_alone_and_completes
     // reset, and the row says it ended.
     assert_eq!(row(&p, slow.image_id).thumbnail_status, Status::Completed);
     assert!(
-        p.ports()
-            .3
+        p.control()
             .lease_of(Stage::Thumbnail, slow.image_id)
             .is_some_and(|l| l.holder == "m-slow" && l.receive == 2),
         "left to run out"
@@ -1215,8 +1236,8 @@ async fn an_image_that_ran_out_of_time_twice_fails_with_the_reason() {
     let r = upload(&p, put_mem, jpeg(64, 64), ContentType::Jpeg);
     let mut begun = row(&p, r.image_id);
     begun.begin(Stage::Thumbnail, Timestamp::now()).unwrap();
-    p.ports().1.insert(begun);
-    p.ports().3.set_lease(
+    p.images().insert(begun);
+    p.control().set_lease(
         Stage::Thumbnail,
         r.image_id,
         safelight::ports::LeaseView {
@@ -1243,5 +1264,5 @@ async fn an_image_that_ran_out_of_time_twice_fails_with_the_reason() {
             .starts_with("processing ran out of time twice"),
         "{failed:?}"
     );
-    assert!(p.ports().3.lease_of(Stage::Thumbnail, r.image_id).is_none());
+    assert!(p.control().lease_of(Stage::Thumbnail, r.image_id).is_none());
 }

@@ -21,7 +21,7 @@
 
 use std::collections::BTreeMap;
 
-use safelight::sweep::SweepPolicy;
+use safelight::ops::sweep::SweepPolicy;
 use safelight::{ImageId, ImageRecord, Stage, Status, UploadState};
 
 use crate::world::{stage_ix, Upload, World};

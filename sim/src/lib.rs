@@ -31,8 +31,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
+use safelight::ops::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::processing::{Message, Policy, Ports, Processor};
-use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::testing::{MemoryControl, MemoryImages, MemoryStore};
 use safelight::{
     ContentType, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage, Timestamp, UploadState,

@@ -152,7 +152,6 @@ impl Harness {
 
     /// Stores an original with its row, as an upload would.
     pub async fn seed(&self, bytes: Vec<u8>) -> Result<ImageRecord> {
-        let clean = self.processor("", Policy::default())?;
         let owner: OwnerId = "rig-user".parse()?;
         let record = ImageRecord::new(
             NewImage {
@@ -166,9 +165,13 @@ impl Harness {
             },
             Timestamp::now(),
         );
-        let (store, images, _, _) = clean.ports();
-        images.create(&record).await?;
-        store.put(&record.original_key, bytes, "image/jpeg").await?;
+        let sdk = &self.stack.sdk;
+        DynamoImages::new(sdk, &self.images_table)
+            .create(&record)
+            .await?;
+        S3Store::new(sdk, &self.bucket)
+            .put(&record.original_key, bytes, "image/jpeg")
+            .await?;
         Ok(record)
     }
 
@@ -189,8 +192,15 @@ impl Harness {
     }
 
     pub async fn row(&self, id: ImageId) -> Result<ImageRecord> {
-        let clean = self.processor("", Policy::default())?;
-        clean.ports().1.get(id).await?.context("row missing")
+        DynamoImages::new(&self.stack.sdk, &self.images_table)
+            .get(id)
+            .await?
+            .context("row missing")
+    }
+
+    /// The rig's control table (breakers and leases), without faults.
+    pub fn control(&self) -> DynamoControl {
+        DynamoControl::new(&self.stack.sdk, &self.control_table)
     }
 
     async fn depth(&self, url: &str) -> Result<u64> {

@@ -278,7 +278,7 @@ async fn the_breaker_opens_at_the_fifth_failure_defers_without_burning_receives_
             .collect();
         failures += failing.handle_batch(&msgs).await.len();
     }
-    let control = failing.ports().3;
+    let control = rig.control();
     let (breaker, _) = control.load_breaker(Stage::Thumbnail).await?;
     assert_eq!(breaker.state, CircuitState::Open);
     assert_eq!(breaker.times_opened, 1);
@@ -368,7 +368,7 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
         .iter()
         .map(Vec::len)
         .sum();
-    let (breaker, _) = workers[0].ports().3.load_breaker(Stage::Thumbnail).await?;
+    let (breaker, _) = rig.control().load_breaker(Stage::Thumbnail).await?;
     assert_eq!(breaker.times_opened, 1, "{breaker:?}");
     assert_eq!(breaker.state, CircuitState::Open);
     // Workers that checked after it opened deferred instead of failing.
@@ -383,7 +383,7 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
         .zip(&msgs)
         .map(|(w, m)| w.handle_batch(std::slice::from_ref(m)));
     futures::future::join_all(runs).await;
-    let (breaker, _) = workers[0].ports().3.load_breaker(Stage::Thumbnail).await?;
+    let (breaker, _) = rig.control().load_breaker(Stage::Thumbnail).await?;
     assert_eq!(
         breaker.failures.len(),
         12,
@@ -453,7 +453,7 @@ async fn soak() -> Result<()> {
             extra_objects += 1;
         }
     }
-    let (breaker, _) = w1.ports().3.load_breaker(Stage::Thumbnail).await?;
+    let (breaker, _) = rig.control().load_breaker(Stage::Thumbnail).await?;
     let dlq = rig.dlq_depth().await?;
     println!("| images | duplicates sent | completed | failed (in DLQ) | not terminal | lost | wrong derivative sets | receives | redeliveries | breaker opened | wall time |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -610,7 +610,7 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
         receive,
     };
     let p = rig.processor("", Policy::default())?;
-    let control = p.ports().3;
+    let control = rig.control();
     let stage = Stage::Thumbnail;
     let now = safelight::Timestamp::now();
     let expired = now.plus_secs(-1);

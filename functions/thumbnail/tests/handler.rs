@@ -24,27 +24,44 @@ fn fixture(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
-/// The thumbnail processor over the fakes; its store fails while the store's switch is on.
-type Mem = Processor<Faulty<MemoryStore, Switch>, MemoryImages, MemoryQueue, MemoryControl>;
+/// The thumbnail processor over the fakes, with the test's own handles to its bucket and table
+/// (shared through the fault decorator: clones hold the same port and switch); the store fails
+/// while its switch is on.
+struct Rig {
+    processor: Processor<
+        Faulty<MemoryStore, Switch>,
+        Faulty<MemoryImages, Switch>,
+        MemoryQueue,
+        MemoryControl,
+    >,
+    store: Faulty<MemoryStore, Switch>,
+    images: Faulty<MemoryImages, Switch>,
+}
 
-fn processor() -> Mem {
+fn processor() -> Rig {
+    let (store, images) = (Faulty::default(), Faulty::default());
     let ports = Ports {
-        store: Faulty::default(),
-        images: MemoryImages::default(),
+        store: Faulty::clone(&store),
+        images: Faulty::clone(&images),
         queue: MemoryQueue::default(),
         control: MemoryControl::default(),
     };
-    Processor::new(
+    let processor = Processor::new(
         STAGE,
         default_thumbnail_specs(),
         Limits::default(),
         Policy::default(),
         ports,
-    )
+    );
+    Rig {
+        processor,
+        store,
+        images,
+    }
 }
 
 /// Stores `bytes` as the original the sample events name, with its row.
-fn seed(p: &Mem, bytes: Vec<u8>) -> ImageRecord {
+fn seed(p: &Rig, bytes: Vec<u8>) -> ImageRecord {
     let r = ImageRecord::new(
         NewImage {
             image_id: "01KB4XV6Z0R8QW3M5T7N9P1C2D".parse().unwrap(),
@@ -57,11 +74,10 @@ fn seed(p: &Mem, bytes: Vec<u8>) -> ImageRecord {
         },
         Timestamp::now(),
     );
-    let (store, images, _, _) = p.ports();
-    store
+    p.store
         .inner()
         .insert(r.original_key.as_str(), bytes, "image/jpeg");
-    images.insert(r.clone());
+    p.images.inner().insert(r.clone());
     r
 }
 
@@ -69,9 +85,14 @@ fn seed(p: &Mem, bytes: Vec<u8>) -> ImageRecord {
 async fn the_eventbridge_sample_completes_the_thumbnail_stage() {
     let p = processor();
     let r = seed(&p, fixture("orientation-6.jpg"));
-    let response = handle_sqs(&p, &sample("sqs-thumbnails-eventbridge.json"), None).await;
+    let response = handle_sqs(
+        &p.processor,
+        &sample("sqs-thumbnails-eventbridge.json"),
+        None,
+    )
+    .await;
     assert!(response.batch_item_failures.is_empty());
-    let row = p.ports().1.rows().pop().unwrap();
+    let row = p.images.inner().rows().pop().unwrap();
     assert_eq!(row.image_id, r.image_id);
     assert_eq!(row.thumbnail_status, Status::Completed);
     assert_eq!(row.thumbnails.len(), 3);
@@ -81,13 +102,21 @@ async fn the_eventbridge_sample_completes_the_thumbnail_stage() {
 async fn the_classic_s3_sample_is_understood_too_and_a_store_outage_is_a_batch_item_failure() {
     let p = processor();
     seed(&p, fixture("orientation-1.jpg"));
-    p.ports().0.injector().fail(true);
-    let response = handle_sqs(&p, &sample("sqs-variants-s3-notification.json"), None).await;
+    p.store.injector().fail(true);
+    let response = handle_sqs(
+        &p.processor,
+        &sample("sqs-variants-s3-notification.json"),
+        None,
+    )
+    .await;
     let ids: Vec<&str> = response
         .batch_item_failures
         .iter()
         .map(|f| f.item_identifier.as_str())
         .collect();
     assert_eq!(ids, vec!["059f36b4-87a3-44ab-83d2-661975830a7d"]);
-    assert_eq!(p.ports().1.rows()[0].thumbnail_status, Status::Processing);
+    assert_eq!(
+        p.images.inner().rows()[0].thumbnail_status,
+        Status::Processing
+    );
 }

@@ -1,4 +1,4 @@
-//! Operations: what the `admin` function and the `backfill` migration do, over the ports and
+//! Operations: what the `admin`, `backfill` and `sweeper` functions do, over the ports and
 //! without AWS types.
 //!
 //! - [`queue_view`]: the processing-queue view (counts by status from the `by_status_v2` index
@@ -9,6 +9,8 @@
 //! - [`retry_all`]: re-enqueueing failed images and bringing DLQ messages back, page by page.
 //! - [`backfill`]: the migration of existing originals, with its dry run and run-once marker.
 //! - [`settings`]: the tunables, read from the environment.
+//! - [`sweep`]: the `sweeper` function's sweep that leaves no row behind (dead letters, uploads
+//!   that never came, rows that never end).
 
 pub mod backfill;
 pub mod circuits;
@@ -16,6 +18,7 @@ pub mod queue_view;
 pub mod retry;
 pub mod retry_all;
 pub mod settings;
+pub mod sweep;
 
 pub use settings::OpsSettings;
 

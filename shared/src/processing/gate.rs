@@ -1,76 +1,84 @@
-//! What a message passes before its work starts: the stage's circuit breaker (admit, and record
-//! failures and probe successes, each a read-decide-write on the breaker row retried on conflict
-//! by [`Processor::on_breaker`]) and the (stage, image) processing lease.
+//! [`Gate`]: what a message passes before its work starts, over the control table: the stage's
+//! circuit breaker (admit, and record failures and probe successes, each a read-decide-write on
+//! the breaker row retried on conflict) and the (stage, image) processing leases.
 //!
-//! The process's own view of the breaker lives in [`GateState`]: the row it last read or wrote
+//! The gate keeps this process's own view of the breaker: the row it last read or wrote
 //! (admissions decide from it for [`BreakerConfig::cache_ttl`] when the decision changes
 //! nothing, so the hot row is not read per message) and its own attempts, reported with each
 //! failure so the breaker can tell an outage from background noise (see [`crate::breaker`]).
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use crate::breaker::{Admission, AttemptWindow, Breaker, BreakerConfig, CachedCircuit};
-use crate::domain::{ImageId, Timestamp};
-use crate::ports::{
-    ControlStore, Holder, ImageRepository, JobQueue, Lease, ObjectStore, RepoError,
-};
+use crate::domain::{ImageId, Stage, Timestamp};
+use crate::ports::{ControlStore, Holder, Lease, RepoError};
 
 use super::rows::contention_pause;
-use super::Processor;
+use super::Policy;
 
-/// One process's view of its stage's breaker (see the module documentation).
-#[derive(Debug, Default)]
-pub struct GateState {
-    inner: Mutex<GateInner>,
+/// Tries at giving a lease up before leaving it to expire.
+const RELEASE_TRIES: u32 = 4;
+
+/// The circuit breaker and the processing leases of one stage, with this process's view of the
+/// breaker.
+#[derive(Debug)]
+pub struct Gate<C> {
+    stage: Stage,
+    control: C,
+    breaker: BreakerConfig,
+    lease: Duration,
+    write_attempts: u32,
+    view: Mutex<View>,
 }
 
+/// The breaker row last read or written, and the attempts not yet reported.
 #[derive(Debug, Default)]
-struct GateInner {
+struct View {
     cached: Option<CachedCircuit>,
     attempts: AttemptWindow,
 }
 
-impl GateState {
-    fn lock(&self) -> MutexGuard<'_, GateInner> {
-        // Nothing in the lock can panic half-way; a poisoned lock still holds a usable view.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+impl<C: ControlStore> Gate<C> {
+    /// The gate of `stage` over `control`, with the policy's breaker settings, lease length and
+    /// write attempts.
+    pub fn new(stage: Stage, control: C, policy: &Policy) -> Self {
+        Gate {
+            stage,
+            control,
+            breaker: policy.breaker,
+            lease: policy.lease,
+            write_attempts: policy.write_attempts,
+            view: Mutex::default(),
+        }
     }
 
-    fn cached_admission(&self, now: Timestamp, config: &BreakerConfig) -> Option<Admission> {
-        self.lock().cached.as_ref()?.admit(now, config)
+    fn view(&self) -> MutexGuard<'_, View> {
+        // Nothing in the lock can panic half-way; a poisoned lock still holds a usable view.
+        self.view.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn remember(&self, breaker: &Breaker, version: u64) {
-        self.lock().cached = Some(CachedCircuit {
+        self.view().cached = Some(CachedCircuit {
             breaker: breaker.clone(),
             version,
             at: Timestamp::now(),
         });
     }
 
-    fn attempt(&self, now: Timestamp, config: &BreakerConfig) {
-        self.lock().attempts.record(now, config);
-    }
-
-    fn unreported_attempts(&self, now: Timestamp, config: &BreakerConfig) -> u32 {
-        self.lock().attempts.take_unreported(now, config)
-    }
-}
-
-impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor<S, R, Q, C> {
     /// Loads the breaker, lets `decide` change it, and saves it when it says so; on a lost race
     /// the whole step runs again on the new row. `decide` returns the result and whether to save.
-    /// What was read or written becomes the process's cached view.
+    /// What was read or written becomes the cached view.
     async fn on_breaker<T>(
         &self,
         mut decide: impl FnMut(&mut Breaker) -> (T, bool),
     ) -> Result<T, RepoError> {
-        for attempt in 0..self.policy.write_attempts {
+        for attempt in 0..self.write_attempts {
             let (mut breaker, version) = self.control.load_breaker(self.stage).await?;
             let before = breaker.clone();
             let (result, changed) = decide(&mut breaker);
             if !changed {
-                self.gate.remember(&before, version);
+                self.remember(&before, version);
                 return Ok(result);
             }
             match self
@@ -79,7 +87,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 .await
             {
                 Ok(()) => {
-                    self.gate.remember(&breaker, version + 1);
+                    self.remember(&breaker, version + 1);
                     return Ok(result);
                 }
                 // Someone else moved the breaker (maybe took the probe): decide again.
@@ -92,10 +100,15 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
 
     /// Asks the breaker (the cached row while fresh; a probe only with a conditional write on a
     /// fresh read) and counts the attempt when work may go ahead.
-    pub(super) async fn admit(&self) -> Result<Admission, RepoError> {
-        let config = &self.policy.breaker;
+    pub async fn admit(&self) -> Result<Admission, RepoError> {
+        let config = &self.breaker;
         let now = Timestamp::now();
-        let admission = match self.gate.cached_admission(now, config) {
+        let cached = self
+            .view()
+            .cached
+            .as_ref()
+            .and_then(|c| c.admit(now, config));
+        let admission = match cached {
             Some(admission) => admission,
             None => {
                 self.on_breaker(|b| b.admit(Timestamp::now(), config))
@@ -103,17 +116,17 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
         };
         if matches!(admission, Admission::Proceed | Admission::Probe) {
-            self.gate.attempt(now, config);
+            self.view().attempts.record(now, config);
         }
         Ok(admission)
     }
 
     /// Counts a dependency failure, with this process's attempts behind it; may open the
     /// circuit.
-    pub(super) async fn breaker_failure(&self) {
+    pub async fn record_failure(&self) {
         let now = Timestamp::now();
-        let config = &self.policy.breaker;
-        let attempts = self.gate.unreported_attempts(now, config);
+        let config = &self.breaker;
+        let attempts = self.view().attempts.take_unreported(now, config);
         match self
             .on_breaker(|b| (b.record_failure(now, attempts, config), true))
             .await
@@ -130,7 +143,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     }
 
     /// A half-open probe's stage really ran: closes the circuit.
-    pub(super) async fn breaker_success(&self) {
+    pub async fn record_success(&self) {
         match self
             .on_breaker(|b| {
                 let closed = b.record_success();
@@ -147,16 +160,14 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
     }
 
-    /// Takes the (stage, image) lease for this receive of a message for
-    /// [`Policy::lease`](super::Policy).
-    pub(super) async fn take_lease(
+    /// Takes the (stage, image) lease for this receive of a message for [`Policy::lease`].
+    pub async fn take_lease(
         &self,
         image: ImageId,
         holder: &Holder<'_>,
     ) -> Result<Lease, RepoError> {
         let now = Timestamp::now();
-        let until =
-            Timestamp::from_unix_millis(now.unix_millis() + self.policy.lease.as_millis() as i64);
+        let until = Timestamp::from_unix_millis(now.unix_millis() + self.lease.as_millis() as i64);
         self.control
             .acquire_lease(self.stage, image, holder, until, now)
             .await
@@ -166,16 +177,138 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     /// attempt to this message's next receive (which then runs alone, and a second one fails
     /// the stage), so a blip here must not be the last word. If every try fails, it expires by
     /// itself.
-    pub(super) async fn release_lease(&self, image: ImageId, holder: &Holder<'_>) {
-        const TRIES: u32 = 4;
-        for attempt in 0..TRIES {
+    pub async fn release_lease(&self, image: ImageId, holder: &Holder<'_>) {
+        for attempt in 0..RELEASE_TRIES {
             match self.control.release_lease(self.stage, image, holder).await {
                 Ok(()) => return,
-                Err(e) if attempt + 1 == TRIES => {
+                Err(e) if attempt + 1 == RELEASE_TRIES => {
                     tracing::warn!(error = %e, "could not release the lease; it expires by itself");
                 }
                 Err(_) => contention_pause(attempt + 4).await,
             }
         }
+    }
+
+    /// Marks the holder's lease on `image` "out of time": its attempt is still running near the
+    /// invocation's deadline, so its next receive knows it timed out rather than crashed.
+    pub async fn mark_out_of_time(&self, image: ImageId, holder: &Holder<'_>) {
+        if let Err(e) = self
+            .control
+            .mark_out_of_time(self.stage, image, holder)
+            .await
+        {
+            tracing::warn!(error = %e, "could not mark the lease out of time; a timeout will count as a crash");
+        }
+    }
+
+    /// Whether the holder's previous attempt at `image` never ended, for the first time: the
+    /// lease is still its message's, taken by an earlier receive, and run out at `now`.
+    pub async fn abandoned_once(
+        &self,
+        image: ImageId,
+        holder: &Holder<'_>,
+        now: Timestamp,
+    ) -> bool {
+        match self.control.lease(self.stage, image).await {
+            Ok(Some(lease)) => {
+                lease.holder == holder.message_id
+                    && lease.receive < holder.receive
+                    && lease.until < now
+                    && lease.attempts < 2
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the lease");
+                false
+            }
+        }
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::breaker::CircuitState;
+    use crate::testing::MemoryControl;
+
+    fn gate() -> Gate<MemoryControl> {
+        Gate::new(
+            Stage::Thumbnail,
+            MemoryControl::default(),
+            &Policy::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn five_failures_behind_five_attempts_open_the_circuit_and_the_next_message_is_deferred()
+    {
+        let gate = gate();
+        for _ in 0..5 {
+            assert_eq!(gate.admit().await.unwrap(), Admission::Proceed);
+            gate.record_failure().await;
+        }
+        assert_eq!(
+            gate.control.breaker(Stage::Thumbnail).state,
+            CircuitState::Open
+        );
+        assert!(matches!(
+            gate.admit().await.unwrap(),
+            Admission::DeferUntil(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn after_the_cool_down_one_probe_goes_through_and_its_success_closes_the_circuit() {
+        let gate = gate();
+        gate.control.set_breaker(
+            Stage::Thumbnail,
+            Breaker {
+                state: CircuitState::Open,
+                until: Some(Timestamp::now().plus_secs(-1)),
+                times_opened: 1,
+                ..Breaker::default()
+            },
+        );
+        assert_eq!(gate.admit().await.unwrap(), Admission::Probe);
+        assert!(
+            matches!(gate.admit().await.unwrap(), Admission::DeferUntil(_)),
+            "one probe at a time"
+        );
+        gate.record_success().await;
+        assert_eq!(
+            gate.control.breaker(Stage::Thumbnail).state,
+            CircuitState::Closed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_run_out_under_its_own_message_is_abandoned_once_and_a_released_one_is_not() {
+        let gate = gate();
+        let image = ImageId::new();
+        let first = Holder {
+            message_id: "m1",
+            receive: 1,
+        };
+        let second = Holder {
+            message_id: "m1",
+            receive: 2,
+        };
+        assert_eq!(gate.take_lease(image, &first).await.unwrap(), Lease::Taken);
+        let now = Timestamp::now();
+        assert!(
+            !gate.abandoned_once(image, &second, now).await,
+            "live: a duplicate, not an abandonment"
+        );
+        let later = now.plus_secs(3600);
+        assert!(gate.abandoned_once(image, &second, later).await);
+        let other = Holder {
+            message_id: "m2",
+            receive: 2,
+        };
+        assert!(!gate.abandoned_once(image, &other, later).await);
+        gate.release_lease(image, &first).await;
+        assert!(gate.control.lease_of(Stage::Thumbnail, image).is_none());
+        assert!(!gate.abandoned_once(image, &second, later).await);
     }
 }

@@ -34,34 +34,45 @@
 //!
 //! Idempotency: derivative keys depend only on (image, spec), so a repeat writes the same
 //! objects; row changes are conditional writes on `version`, re-read and re-decided on conflict
-//! ([`rows`]), and a completed stage is never redone. A crash between storing derivatives and
+//! ([`RowWriter`]), and a completed stage is never redone. A crash between storing derivatives and
 //! completing the row leaves the stage `processing` and its lease held; the redelivered message
 //! then fails it as crashed, and the owner's retry redoes it.
 //!
-//! Layout: this module (batch loop, verdicts, failures), [`gate`] (circuit breaker and lease),
-//! [`rows`] (conditional row writes with one retry-on-conflict helper), [`stage`] (one job:
-//! fetch, check, render, store, complete).
+//! Layout: this module is the batch loop and what becomes of each message; it works through
+//! four collaborators, each a type of its own: `Gate` (the circuit breaker and the leases, over
+//! the control table), [`RowWriter`] (conditional row writes, retried on conflict), `StageWork`
+//! (one job: fetch, check, render, store, complete, over the bucket) and `Redelivery` (when a
+//! kept message comes back, over the queue). [`JobFailure`] classifies what went wrong.
 
-pub mod gate;
-pub mod rows;
-pub mod stage;
+mod failure;
+mod gate;
+mod policy;
+mod redelivery;
+mod rows;
+mod stage;
 
+use std::ops::ControlFlow;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
 use futures::FutureExt as _;
 use tracing::Instrument as _;
 
-use crate::breaker::{Admission, BreakerConfig};
+use crate::breaker::Admission;
 use crate::domain::{ErrorKind, Job, Stage, Timestamp};
 use crate::engine::{Limits, Spec};
 use crate::events::parse_jobs;
-use crate::ports::{
-    BoxError, ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoreError,
-};
-use crate::retry::{is_last_receive, Backoff, MAX_RECEIVES};
+use crate::ports::{ControlStore, Holder, ImageRepository, JobQueue, ObjectStore};
+use crate::retry::{is_last_receive, MAX_RECEIVES};
 
-use stage::Ran;
+pub use failure::{Dependency, JobFailure};
+pub use policy::Policy;
+pub use rows::{RowError, RowWriter};
+pub use stage::{CRASHED, TIMED_OUT};
+
+use gate::Gate;
+use redelivery::{Redelivery, Verdict};
+use stage::{Ran, StageWork};
 
 /// One received SQS message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,170 +92,23 @@ pub struct Message {
 
 impl Message {
     /// This receive of this message, as the holder of a processing lease.
-    pub fn holder(&self) -> crate::ports::Holder<'_> {
-        crate::ports::Holder {
+    pub fn holder(&self) -> Holder<'_> {
+        Holder {
             message_id: &self.message_id,
             receive: self.receive_count,
         }
     }
 }
 
-/// Tunables of the pipeline.
-#[derive(Debug, Clone)]
-pub struct Policy {
-    /// Backoff for transient failures.
-    pub backoff: Backoff,
-    /// Circuit-breaker settings.
-    pub breaker: BreakerConfig,
-    /// How long a worker holds the (stage, image) lease; at least the function timeout.
-    pub lease: Duration,
-    /// Attempts at a conditional row write before giving up as transient.
-    pub write_attempts: u32,
-    /// No message is started with less than this left before the invocation's deadline: the
-    /// longest one image is expected to take.
-    pub deadline_reserve: Duration,
-    /// A message still running this long before the invocation's deadline marks its lease
-    /// "out of time", so its next attempt knows it timed out rather than crashed.
-    pub out_of_time_margin: Duration,
-    /// The longest a message is deferred by an open circuit, counted from its first deferral:
-    /// past it, the message is worked on (and fails on its last receive, to the DLQ) instead of
-    /// being deferred again, so no outage or misconfiguration keeps an image waiting for ever.
-    pub max_deferral: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Policy {
-            backoff: Backoff::default(),
-            breaker: BreakerConfig::default(),
-            lease: Duration::from_secs(60),
-            write_attempts: 32,
-            deadline_reserve: Duration::from_secs(8),
-            out_of_time_margin: Duration::from_secs(2),
-            max_deferral: Duration::from_secs(6 * 3600),
-        }
-    }
-}
-
-/// The dependency that failed, with its error.
-#[derive(Debug, thiserror::Error)]
-pub enum Dependency {
-    /// The images or control table.
-    #[error(transparent)]
-    Table(#[from] RepoError),
-    /// The bucket.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
-/// Why a job did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum JobFailure {
-    /// A dependency failed (throttling, 5xx, timeouts, injected faults): retried with backoff
-    /// and counted by the circuit breaker.
-    #[error(transparent)]
-    Transient(Dependency),
-    /// A dependency refused the call (access denied, an unusable KMS key, a missing bucket or
-    /// table): retried with backoff in case the fix is deployed meanwhile, but not counted by
-    /// the circuit breaker, so a misconfiguration fails images on their last receive (dead
-    /// letters, alarms) instead of holding the circuit open and deferring work for ever.
-    #[error(transparent)]
-    Refused(Dependency),
-    /// Retried with backoff like a transient failure, but not a dependency's fault (a lost
-    /// write race, an interrupted render), so the circuit breaker does not count it.
-    #[error("{reason}")]
-    Retryable {
-        /// What happened.
-        reason: String,
-        /// The underlying error, when there is one.
-        #[source]
-        source: Option<BoxError>,
-    },
-    /// Retrying will not help; the message is for the user.
-    #[error("{message}")]
-    Permanent {
-        /// `permanent` or `rejected`.
-        kind: ErrorKind,
-        /// Readable reason.
-        message: String,
-        /// The underlying error (an engine error, a missing object), when there is one.
-        #[source]
-        source: Option<BoxError>,
-    },
-}
-
-impl JobFailure {
-    /// Whether the circuit breaker counts this failure.
-    pub fn counts_against_breaker(&self) -> bool {
-        matches!(self, JobFailure::Transient(_))
-    }
-
-    /// A retryable failure without an underlying error.
-    pub fn retryable(reason: impl Into<String>) -> Self {
-        JobFailure::Retryable {
-            reason: reason.into(),
-            source: None,
-        }
-    }
-
-    /// A permanent failure of `kind` without an underlying error.
-    pub fn permanent(kind: ErrorKind, message: impl Into<String>) -> Self {
-        JobFailure::Permanent {
-            kind,
-            message: message.into(),
-            source: None,
-        }
-    }
-}
-
-impl From<RepoError> for JobFailure {
-    fn from(e: RepoError) -> Self {
-        match e {
-            RepoError::Conflict => JobFailure::Retryable {
-                reason: e.to_string(),
-                source: Some(Box::new(e)),
-            },
-            RepoError::Refused(_) => JobFailure::Refused(Dependency::Table(e)),
-            _ => JobFailure::Transient(Dependency::Table(e)),
-        }
-    }
-}
-
-impl From<StoreError> for JobFailure {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::NotFound(_) => JobFailure::Permanent {
-                kind: ErrorKind::Permanent,
-                message: "the original file no longer exists".to_owned(),
-                source: Some(Box::new(e)),
-            },
-            StoreError::Unavailable(_) => JobFailure::Transient(Dependency::Store(e)),
-            StoreError::Refused(_) => JobFailure::Refused(Dependency::Store(e)),
-        }
-    }
-}
-
-/// What became of one message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    /// Done with it: SQS deletes it.
-    Ack,
-    /// Keep it: SQS redelivers it after its (changed) visibility timeout.
-    Retry,
-}
-
 /// The pipeline for one stage, over its ports.
 #[derive(Debug)]
 pub struct Processor<S, R, Q, C> {
     stage: Stage,
-    specs: Vec<Spec>,
-    limits: Limits,
     policy: Policy,
-    store: S,
     images: R,
-    queue: Q,
-    control: C,
-    gate: gate::GateState,
+    work: StageWork<S>,
+    gate: Gate<C>,
+    queue: Redelivery<Q>,
 }
 
 /// Adapters a processor runs on.
@@ -271,14 +135,11 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     ) -> Self {
         Processor {
             stage,
-            specs,
-            limits,
-            policy,
-            store: ports.store,
             images: ports.images,
-            queue: ports.queue,
-            control: ports.control,
-            gate: gate::GateState::default(),
+            work: StageWork::new(stage, specs, limits, ports.store),
+            gate: Gate::new(stage, ports.control, &policy),
+            queue: Redelivery::new(stage, ports.queue, &policy),
+            policy,
         }
     }
 
@@ -309,58 +170,29 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 receive_count = m.receive_count,
                 image_id = tracing::field::Empty
             );
-            if let Some(deadline) = deadline {
-                let left = deadline.unix_millis() - Timestamp::now().unix_millis();
-                if left < self.policy.deadline_reserve.as_millis() as i64 {
-                    span.in_scope(|| {
-                        tracing::warn!(
-                            left_ms = left,
-                            not_started = order.len() - i,
-                            "invocation deadline near: re-sending the messages not started"
-                        );
-                    });
-                    for rest in &order[i..] {
-                        if self.requeue_now(rest).await == Verdict::Retry {
-                            keep.push(rest.message_id.clone());
-                        }
-                    }
-                    break;
-                }
+            let rest = &order[i + 1..];
+            if let Some(left_ms) = self.too_late_to_start(deadline) {
+                span.in_scope(|| {
+                    tracing::warn!(
+                        left_ms,
+                        not_started = rest.len() + 1,
+                        "invocation deadline near: re-sending the messages not started"
+                    );
+                });
+                self.resend(&order[i..], &mut keep).await;
+                break;
             }
-            let alone = i + 1 < order.len() && self.abandoned_before(m).await;
+            let alone = !rest.is_empty() && self.abandoned_before(m).await;
             if alone {
                 span.in_scope(|| {
                     tracing::warn!(
-                        others = order.len() - i - 1,
+                        others = rest.len(),
                         "its previous attempt never ended (a crash or a timeout): re-sending the rest of the batch so it runs alone"
                     );
                 });
-                for rest in &order[i + 1..] {
-                    if self.requeue_now(rest).await == Verdict::Retry {
-                        keep.push(rest.message_id.clone());
-                    }
-                }
+                self.resend(rest, &mut keep).await;
             }
-            // Boxed: keeps the future's type shallow enough for the compiler's layout queries.
-            let work = AssertUnwindSafe(Box::pin(self.handle_message(m)).instrument(span.clone()))
-                .catch_unwind();
-            let outcome = match deadline {
-                Some(deadline) => self.watch_the_clock(m, work, deadline).await,
-                None => work.await,
-            };
-            let verdict = match outcome {
-                Ok(v) => v,
-                Err(panic) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| (*s).to_owned())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    span.in_scope(|| tracing::error!(panic = %what, "processing panicked; the message will be retried"));
-                    Verdict::Retry
-                }
-            };
-            if verdict == Verdict::Retry {
+            if self.handle_guarded(m, span, deadline).await == Verdict::Retry {
                 keep.push(m.message_id.clone());
             }
             if alone {
@@ -368,6 +200,50 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
         }
         keep
+    }
+
+    /// The time left before `deadline`, in milliseconds, when it is less than
+    /// [`Policy::deadline_reserve`]: too little to start another message.
+    fn too_late_to_start(&self, deadline: Option<Timestamp>) -> Option<i64> {
+        let left = deadline?.unix_millis() - Timestamp::now().unix_millis();
+        (left < self.policy.deadline_reserve.as_millis() as i64).then_some(left)
+    }
+
+    /// Re-sends messages not started as fresh copies; keeps those that could not be re-sent.
+    async fn resend(&self, messages: &[&Message], keep: &mut Vec<String>) {
+        for m in messages {
+            if self.queue.resend_now(m).await == Verdict::Retry {
+                keep.push(m.message_id.clone());
+            }
+        }
+    }
+
+    /// Handles one message in its span: a panic is that message's failure only, and the clock
+    /// is watched when the invocation has a deadline.
+    async fn handle_guarded(
+        &self,
+        m: &Message,
+        span: tracing::Span,
+        deadline: Option<Timestamp>,
+    ) -> Verdict {
+        // Boxed: keeps the future's type shallow enough for the compiler's layout queries.
+        let work = AssertUnwindSafe(Box::pin(self.handle_message(m)).instrument(span.clone()))
+            .catch_unwind();
+        let outcome = match deadline {
+            Some(deadline) => self.watch_the_clock(m, work, deadline).await,
+            None => work.await,
+        };
+        outcome.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            span.in_scope(
+                || tracing::error!(panic = %what, "processing panicked; the message will be retried"),
+            );
+            Verdict::Retry
+        })
     }
 
     /// Runs one message's work; if it is still running [`Policy::out_of_time_margin`] before the
@@ -391,13 +267,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
         tracing::warn!(message_id = %m.message_id, "still running near the invocation's deadline: marking its lease out of time");
         for job in parse_jobs(&m.body).unwrap_or_default() {
-            if let Err(e) = self
-                .control
-                .mark_out_of_time(self.stage, job.image_id, &m.holder())
-                .await
-            {
-                tracing::warn!(error = %e, "could not mark the lease out of time; a timeout will count as a crash");
-            }
+            self.gate.mark_out_of_time(job.image_id, &m.holder()).await;
         }
         work.await
     }
@@ -412,20 +282,20 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
         let now = Timestamp::now();
         for job in parse_jobs(&m.body).unwrap_or_default() {
-            match self.control.lease(self.stage, job.image_id).await {
-                Ok(Some(lease))
-                    if lease.holder == m.message_id
-                        && lease.receive < m.receive_count
-                        && lease.until < now
-                        && lease.attempts < 2 =>
-                {
-                    return true
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "could not read the lease"),
+            if self
+                .gate
+                .abandoned_once(job.image_id, &m.holder(), now)
+                .await
+            {
+                return true;
             }
         }
         false
+    }
+
+    /// The images table's row writer, with the policy's attempts.
+    fn rows(&self) -> RowWriter<'_, R> {
+        RowWriter::new(&self.images, self.policy.write_attempts)
     }
 
     async fn handle_message(&self, m: &Message) -> Verdict {
@@ -434,7 +304,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Err(e) => {
                 // Not ours to drop silently: it goes to the DLQ after its receives, for a human.
                 tracing::error!(error = %e, "unreadable message");
-                self.back_off(m).await;
+                self.queue.back_off(m).await;
                 return Verdict::Retry;
             }
         };
@@ -442,85 +312,53 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             tracing::info!("no originals in this message (test event or other prefix); skipped");
             return Verdict::Ack;
         }
-
-        let probing = match self.admit().await {
-            Ok(Admission::Proceed) => false,
-            Ok(Admission::Probe) => {
-                tracing::info!("circuit half-open: this message is the probe");
-                true
-            }
-            Ok(Admission::DeferUntil(until)) => {
-                if !self.deferred_too_long(m) {
-                    return self.defer(m, until).await;
-                }
-                tracing::warn!(
-                    deferred_since = ?m.deferred_since,
-                    "circuit open, but this message has been deferred for the longest allowed: working on it (it fails on its last receive if the outage goes on)"
-                );
-                false
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "circuit breaker unreadable; retrying later");
-                if is_last_receive(m.receive_count)
-                    && !self.deferred_too_long(m)
-                    && self.defer_after_cooldown(m).await == Verdict::Ack
-                {
-                    // The control table's outage outlasted the receives: wait like a deferral.
-                    return Verdict::Ack;
-                }
-                if is_last_receive(m.receive_count) {
-                    // Give up on the row now rather than leave it `processing` behind the DLQ.
-                    for job in &jobs {
-                        let message = format!(
-                            "gave up after {MAX_RECEIVES} attempts: the circuit breaker could not be read ({e})"
-                        );
-                        if let Err(e) = self
-                            .finish_failed(job, ErrorKind::Transient, &message)
-                            .await
-                        {
-                            tracing::error!(error = %e, "could not mark the image failed");
-                        }
-                    }
-                    self.dead_letter_now(m).await;
-                } else {
-                    self.back_off(m).await;
-                }
-                return Verdict::Retry;
-            }
+        let probing = match self.pass_the_breaker(m, &jobs).await {
+            ControlFlow::Continue(probing) => probing,
+            ControlFlow::Break(verdict) => return verdict,
         };
 
         let mut verdict = Verdict::Ack;
-        // Jobs whose last receive failed: (job, reason, whether a dependency's outage caused it).
-        let mut gave_up: Vec<(&Job, String, bool)> = Vec::new();
+        // Jobs whose last receive failed, with the reason, and whether only dependencies'
+        // outages caused them.
+        let mut gave_up: Vec<(&Job, String)> = Vec::new();
+        let mut outages_only = true;
         for job in &jobs {
             tracing::Span::current().record("image_id", tracing::field::display(job.image_id));
-            match self.process(job, m).await {
+            match self
+                .work
+                .run(job, &m.holder(), self.rows(), &self.gate)
+                .await
+            {
                 Ok(Ran::Busy { until }) => {
                     // A duplicate delivery of this very message while its attempt runs: the live
                     // attempt decides. Come back when its lease runs out (it will have released
                     // it, or died); on the last receive, leave the message to the live attempt
                     // (the stale-row sweep ends a row that attempt could not).
                     if !is_last_receive(m.receive_count) {
-                        self.hide_until(m, until).await;
+                        self.queue.hide_until(m, until).await;
                         verdict = Verdict::Retry;
                     }
                 }
                 Ok(ran) => {
                     // Only a stage that really ran tells the probe the dependencies are back.
                     if probing && ran == Ran::Yes {
-                        self.breaker_success().await;
+                        self.gate.record_success().await;
                     }
                 }
                 Err(JobFailure::Permanent { kind, message, .. }) => {
                     // The file was bad, the dependencies answered: a probe that gets here passed.
                     if probing {
-                        self.breaker_success().await;
+                        self.gate.record_success().await;
                     }
                     crate::metrics::failure(self.stage, kind);
                     tracing::warn!(error_kind = kind.as_str(), reason = %message, "permanent failure; not retried");
-                    if let Err(e) = self.finish_failed(job, kind, &message).await {
+                    if let Err(e) = self
+                        .rows()
+                        .finish_failed(self.stage, job.image_id, kind, &message)
+                        .await
+                    {
                         tracing::error!(error = %e, "could not record the failure; retrying");
-                        self.back_off(m).await;
+                        self.queue.back_off(m).await;
                         verdict = Verdict::Retry;
                     }
                 }
@@ -528,16 +366,19 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     verdict = Verdict::Retry;
                     let outage = failure.counts_against_breaker();
                     if outage {
-                        self.breaker_failure().await;
+                        self.gate.record_failure().await;
                     }
                     crate::metrics::failure(self.stage, ErrorKind::Transient);
                     let reason = failure.to_string();
                     if is_last_receive(m.receive_count) {
-                        gave_up.push((job, reason, outage));
+                        outages_only &= outage;
+                        gave_up.push((job, reason));
                     } else {
                         tracing::warn!(reason = %reason, "transient failure; backing off");
-                        self.note_transient(job, &reason).await;
-                        self.back_off(m).await;
+                        self.rows()
+                            .note_transient(self.stage, job.image_id, &reason)
+                            .await;
+                        self.queue.back_off(m).await;
                     }
                 }
             }
@@ -546,158 +387,80 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             return verdict;
         }
         // An outage outlasted the receives (the first images of an outage spend theirs before
-        // the circuit opens): the message waits like a deferred one, as a fresh copy after the
-        // breaker's cool-down, within the same cap on its total deferral. Anything else (a
-        // refusal, a lost race every time, the cap reached) fails the image on to the DLQ.
-        if gave_up.iter().all(|(_, _, outage)| *outage)
-            && !self.deferred_too_long(m)
-            && self.defer_after_cooldown(m).await == Verdict::Ack
-        {
-            for (job, reason, _) in &gave_up {
-                self.note_transient(job, reason).await;
+        // the circuit opens): the message waits like a deferred one. Anything else (a refusal,
+        // a lost race every time, the cap reached) fails the image on to the DLQ.
+        if outages_only && self.wait_out(m).await {
+            for (job, reason) in &gave_up {
+                self.rows()
+                    .note_transient(self.stage, job.image_id, reason)
+                    .await;
             }
             return Verdict::Ack;
         }
-        for (job, reason, _) in &gave_up {
+        self.give_up(m, &gave_up).await
+    }
+
+    /// Asks the circuit breaker: go ahead (as the half-open probe, or not), or what became of
+    /// the message instead (deferred while open; retried, or given up on its last receive,
+    /// when the breaker cannot be read).
+    async fn pass_the_breaker(&self, m: &Message, jobs: &[Job]) -> ControlFlow<Verdict, bool> {
+        match self.gate.admit().await {
+            Ok(Admission::Proceed) => ControlFlow::Continue(false),
+            Ok(Admission::Probe) => {
+                tracing::info!("circuit half-open: this message is the probe");
+                ControlFlow::Continue(true)
+            }
+            Ok(Admission::DeferUntil(until)) => {
+                if !self.queue.deferred_too_long(m) {
+                    return ControlFlow::Break(self.queue.defer(m, until).await);
+                }
+                tracing::warn!(
+                    deferred_since = ?m.deferred_since,
+                    "circuit open, but this message has been deferred for the longest allowed: working on it (it fails on its last receive if the outage goes on)"
+                );
+                ControlFlow::Continue(false)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "circuit breaker unreadable; retrying later");
+                if !is_last_receive(m.receive_count) {
+                    self.queue.back_off(m).await;
+                    return ControlFlow::Break(Verdict::Retry);
+                }
+                // The control table's outage outlasted the receives: wait like a deferral.
+                if self.wait_out(m).await {
+                    return ControlFlow::Break(Verdict::Ack);
+                }
+                // Give up on the row now rather than leave it `processing` behind the DLQ.
+                let reason = format!("the circuit breaker could not be read ({e})");
+                let gave_up: Vec<(&Job, String)> =
+                    jobs.iter().map(|j| (j, reason.clone())).collect();
+                ControlFlow::Break(self.give_up(m, &gave_up).await)
+            }
+        }
+    }
+
+    /// On the last receive, an outage is waited out like a deferral: a fresh copy after the
+    /// breaker's cool-down, within the same cap on the message's total deferral. Whether the
+    /// message was deferred so.
+    async fn wait_out(&self, m: &Message) -> bool {
+        !self.queue.deferred_too_long(m) && self.queue.defer_after_cooldown(m).await == Verdict::Ack
+    }
+
+    /// The last receive failed: marks each job's stage failed with its reason, and hurries the
+    /// message to the DLQ.
+    async fn give_up(&self, m: &Message, gave_up: &[(&Job, String)]) -> Verdict {
+        for (job, reason) in gave_up {
             let message = format!("gave up after {MAX_RECEIVES} attempts: {reason}");
             tracing::error!(reason = %reason, "last attempt failed; marking failed before the DLQ");
             if let Err(e) = self
-                .finish_failed(job, ErrorKind::Transient, &message)
+                .rows()
+                .finish_failed(self.stage, job.image_id, ErrorKind::Transient, &message)
                 .await
             {
                 tracing::error!(error = %e, "could not mark the image failed; the sweeper will");
             }
         }
-        self.dead_letter_now(m).await;
+        self.queue.dead_letter_now(m).await;
         Verdict::Retry
-    }
-
-    /// A message kept after its last receive goes to the DLQ on its next receive: make it
-    /// visible now rather than after the queue's whole visibility timeout (180 s), so the DLQ
-    /// (and its alarm) holds it within seconds. Its row is already marked failed.
-    async fn dead_letter_now(&self, m: &Message) {
-        if let Err(e) = self
-            .queue
-            .delay(self.stage, &m.receipt_handle, Duration::ZERO)
-            .await
-        {
-            tracing::warn!(error = %e, "could not hurry the message to the DLQ; it goes after the visibility timeout");
-        }
-    }
-
-    /// Hides the message until `until` (a live attempt's lease), plus a little jitter.
-    async fn hide_until(&self, m: &Message, until: Timestamp) {
-        let wait_ms = until.unix_millis() - Timestamp::now().unix_millis();
-        let jitter_ms = (crate::retry::jitter() * 2000.0) as i64;
-        let delay =
-            Duration::from_millis(u64::try_from(wait_ms + jitter_ms).unwrap_or(0).max(1000));
-        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
-            tracing::warn!(error = %e, "could not hide the duplicate; it comes back after the visibility timeout");
-        }
-    }
-
-    /// Hides the message for the backoff delay of its receive count.
-    async fn back_off(&self, m: &Message) {
-        let delay = self.policy.backoff.random_delay(m.receive_count);
-        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
-            // The queue's own visibility timeout then applies: slower, but nothing is lost.
-            tracing::warn!(error = %e, "could not set the backoff visibility");
-        }
-    }
-
-    /// Re-sends a message not started before the deadline as a fresh copy, visible at once.
-    async fn requeue_now(&self, m: &Message) -> Verdict {
-        match self
-            .queue
-            .requeue(self.stage, &m.body, Duration::ZERO, m.deferred_since)
-            .await
-        {
-            Ok(()) => Verdict::Ack,
-            Err(e) => {
-                tracing::warn!(message_id = %m.message_id, error = %e, "could not re-send; keeping the message");
-                Verdict::Retry
-            }
-        }
-    }
-
-    /// Whether the message's deferrals began longer ago than [`Policy::max_deferral`].
-    fn deferred_too_long(&self, m: &Message) -> bool {
-        m.deferred_since.is_some_and(|since| {
-            Timestamp::now().unix_millis() - since.unix_millis()
-                > self.policy.max_deferral.as_millis() as i64
-        })
-    }
-
-    /// Defers the message by the breaker's cool-down (see [`Self::defer`]).
-    async fn defer_after_cooldown(&self, m: &Message) -> Verdict {
-        let cooldown = i64::try_from(self.policy.breaker.cooldown.as_secs()).unwrap_or(60);
-        self.defer(m, Timestamp::now().plus_secs(cooldown)).await
-    }
-
-    /// The circuit is open: re-send the message as a delayed copy (carrying when its deferrals
-    /// began) and drop the original.
-    async fn defer(&self, m: &Message, until: Timestamp) -> Verdict {
-        let now = Timestamp::now();
-        let since = m.deferred_since.unwrap_or(now);
-        let wait_ms = until.unix_millis() - now.unix_millis();
-        // Spread the herd over a few seconds after the cool-down.
-        let jitter_ms = (crate::retry::jitter() * 5000.0) as i64;
-        let delay =
-            Duration::from_millis(u64::try_from(wait_ms + jitter_ms).unwrap_or(0).max(1000));
-        match self
-            .queue
-            .requeue(self.stage, &m.body, delay, Some(since))
-            .await
-        {
-            Ok(()) => {
-                tracing::info!(
-                    delay_secs = delay.as_secs(),
-                    "circuit open; message deferred"
-                );
-                Verdict::Ack
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "could not defer; keeping the message");
-                if is_last_receive(m.receive_count) {
-                    tracing::error!("last receive and the deferral failed: the sweeper marks the row failed from the DLQ");
-                }
-                self.back_off(m).await;
-                Verdict::Retry
-            }
-        }
-    }
-}
-
-impl<S, R, Q, C> Processor<S, R, Q, C> {
-    /// The ports (tests inspect them).
-    pub fn ports(&self) -> (&S, &R, &Q, &C) {
-        (&self.store, &self.images, &self.queue, &self.control)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_dependency_failures_count_against_the_breaker_and_keep_their_source() {
-        use std::error::Error as _;
-        let timeout = JobFailure::from(RepoError::Unavailable("timeout".into()));
-        assert!(timeout.counts_against_breaker());
-        assert!(timeout.source().is_some(), "the repository error is kept");
-        assert!(JobFailure::from(StoreError::Unavailable("503".into())).counts_against_breaker());
-        let race = JobFailure::from(RepoError::Conflict);
-        assert_eq!(race.to_string(), "the image row changed concurrently");
-        assert!(!race.counts_against_breaker());
-        let gone = JobFailure::from(StoreError::NotFound("k".into()));
-        assert!(matches!(
-            gone,
-            JobFailure::Permanent {
-                kind: ErrorKind::Permanent,
-                ..
-            }
-        ));
-        assert!(gone.source().is_some());
-        assert!(!gone.counts_against_breaker());
     }
 }

@@ -1,18 +1,26 @@
-//! The pipeline's writes to the image row. Every change is a read-decide-write with a condition
-//! on the row's `version`, made by one helper ([`Processor::modify`]) that re-reads and decides
-//! again when another writer got there first.
+//! [`RowWriter`]: the writes to image rows. Every change is a read-decide-write with a condition
+//! on the row's `version`, made by one helper that decides again on the row that won when another
+//! writer got there first. The processors write through it, and so does the sweep
+//! ([`crate::ops::sweep`]).
 
 use std::time::Duration;
 
-use crate::domain::{
-    ContentType, ErrorKind, ImageId, ImageRecord, Job, NewImage, Status, Timestamp,
-    TransitionError, UploadState,
-};
-use crate::ports::{
-    ControlStore, ImageRepository, JobQueue, ObjectStore, RepoError, StoredObject, Written,
-};
+use crate::domain::{ErrorKind, ImageId, ImageRecord, Stage, Status, Timestamp, TransitionError};
+use crate::ports::{ImageRepository, RepoError, Written};
 
-use super::{JobFailure, Processor};
+/// Why a row write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    /// The table failed or refused the call.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The change is not allowed from the status the row has now.
+    #[error("status changed under us: {0}")]
+    Transition(#[source] TransitionError),
+    /// Every attempt lost its race with another writer.
+    #[error("the image row kept changing concurrently")]
+    KeptChanging,
+}
 
 /// A short random pause after losing a conditional write, so racing writers spread out.
 pub(super) async fn contention_pause(attempt: u32) {
@@ -20,92 +28,94 @@ pub(super) async fn contention_pause(attempt: u32) {
     tokio::time::sleep(Duration::from_millis(ms)).await;
 }
 
-/// The one retry-on-conflict helper: reads row `id` and applies `change` until a write
-/// conditional on the version it read succeeds (at most `attempts` times). `change` returns
-/// `Ok(false)` when nothing needs writing. `None` when the row does not exist.
-pub async fn modify_row<R: ImageRepository>(
-    images: &R,
-    id: ImageId,
+/// Conditional writes to the rows of one images table, each retried on conflict at most
+/// `attempts` times.
+#[derive(Debug)]
+pub struct RowWriter<'a, R> {
+    images: &'a R,
     attempts: u32,
-    change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
-) -> Result<Option<ImageRecord>, JobFailure> {
-    modify_known(images, id, None, attempts, change).await
 }
 
-/// [`modify_row`] starting from `known`, a row this writer has just read or written, so the
-/// first write needs no read of its own. A write that loses the race comes back with the row
-/// that won ([`ImageRepository::update_or_current`]), and `change` decides again on that one.
-pub async fn modify_known<R: ImageRepository>(
-    images: &R,
-    id: ImageId,
-    known: Option<ImageRecord>,
-    attempts: u32,
-    change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
-) -> Result<Option<ImageRecord>, JobFailure> {
-    let mut current = match known {
-        Some(row) => Some(row),
-        None => images.get(id).await?,
-    };
-    for attempt in 0..attempts {
-        let Some(mut record) = current.take() else {
-            return Ok(None);
-        };
-        let before = record.clone();
-        match change(&mut record) {
-            Ok(false) => return Ok(Some(before)),
-            Ok(true) => {}
-            Err(e) => {
-                return Err(JobFailure::Retryable {
-                    reason: format!("status changed under us: {e}"),
-                    source: Some(Box::new(e)),
-                });
-            }
-        }
-        match images.update_or_current(&mut record).await? {
-            Written::Done => return Ok(Some(record)),
-            Written::Lost(now) => {
-                current = now.map(|row| *row);
-                contention_pause(attempt).await;
-            }
-        }
+impl<R> Clone for RowWriter<'_, R> {
+    fn clone(&self) -> Self {
+        *self
     }
-    Err(JobFailure::retryable(
-        "the image row kept changing concurrently",
-    ))
 }
 
-impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor<S, R, Q, C> {
-    /// [`modify_row`] on this job's row with the policy's attempts.
-    pub(super) async fn modify(
-        &self,
-        job: &Job,
-        change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
-    ) -> Result<Option<ImageRecord>, JobFailure> {
-        self.modify_from(job, None, change).await
+impl<R> Copy for RowWriter<'_, R> {}
+
+impl<'a, R: ImageRepository> RowWriter<'a, R> {
+    /// Writes to `images`, trying each change at most `attempts` times.
+    pub fn new(images: &'a R, attempts: u32) -> Self {
+        RowWriter { images, attempts }
     }
 
-    /// [`modify_known`] on this job's row, from the row this attempt last read or wrote.
-    pub(super) async fn modify_from(
+    /// Reads row `id` and applies `change` until a write conditional on the version it read
+    /// succeeds. `change` returns `Ok(false)` when nothing needs writing (the row is returned as
+    /// read). `None` when the row does not exist.
+    pub async fn modify(
         &self,
-        job: &Job,
-        known: Option<ImageRecord>,
+        id: ImageId,
         change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
-    ) -> Result<Option<ImageRecord>, JobFailure> {
-        modify_known(
-            &self.images,
-            job.image_id,
-            known,
-            self.policy.write_attempts,
-            change,
-        )
-        .await
+    ) -> Result<Option<ImageRecord>, RowError> {
+        let current = self.images.get(id).await?;
+        self.write(current, change).await
     }
 
-    /// Keeps a transient failure's reason on the row while the stage waits for its retry.
-    pub(super) async fn note_transient(&self, job: &Job, reason: &str) {
-        let stage = self.stage;
+    /// [`Self::modify`] starting from `known`, a row this writer has just read or written, so
+    /// the first write needs no read of its own. A write that loses the race comes back with the
+    /// row that won ([`ImageRepository::update_or_current`]), and `change` decides again on that
+    /// one.
+    pub async fn modify_from(
+        &self,
+        known: ImageRecord,
+        change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
+    ) -> Result<Option<ImageRecord>, RowError> {
+        self.write(Some(known), change).await
+    }
+
+    async fn write(
+        &self,
+        mut current: Option<ImageRecord>,
+        change: impl Fn(&mut ImageRecord) -> Result<bool, TransitionError>,
+    ) -> Result<Option<ImageRecord>, RowError> {
+        for attempt in 0..self.attempts {
+            let Some(mut record) = current.take() else {
+                return Ok(None);
+            };
+            let before = record.clone();
+            if !change(&mut record).map_err(RowError::Transition)? {
+                return Ok(Some(before));
+            }
+            match self.images.update_or_current(&mut record).await? {
+                Written::Done => return Ok(Some(record)),
+                Written::Lost(now) => {
+                    current = now.map(|row| *row);
+                    contention_pause(attempt).await;
+                }
+            }
+        }
+        Err(RowError::KeptChanging)
+    }
+
+    /// The row, if it exists.
+    pub async fn read(&self, id: ImageId) -> Result<Option<ImageRecord>, RepoError> {
+        self.images.get(id).await
+    }
+
+    /// Creates `record` unless a row with its id exists already (then that row stands).
+    pub async fn create_if_absent(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        match self.images.create(record).await {
+            Ok(()) | Err(RepoError::Conflict) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Keeps a transient failure's reason on the row while `stage` waits for its retry (a
+    /// failure to do so is logged: the retry goes ahead anyway).
+    pub async fn note_transient(&self, stage: Stage, id: ImageId, reason: &str) {
         let result = self
-            .modify(job, |r| {
+            .modify(id, |r| {
                 if r.stage_status(stage) != Status::Processing {
                     return Ok(false);
                 }
@@ -118,15 +128,15 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         }
     }
 
-    /// Fails the stage for good with `message`, unless it already ended.
-    pub(super) async fn finish_failed(
+    /// Fails `stage` for good with `message`, unless it already ended.
+    pub async fn finish_failed(
         &self,
-        job: &Job,
+        stage: Stage,
+        id: ImageId,
         kind: ErrorKind,
         message: &str,
-    ) -> Result<(), JobFailure> {
-        let stage = self.stage;
-        self.modify(job, |r| {
+    ) -> Result<(), RowError> {
+        self.modify(id, |r| {
             if r.stage_status(stage).is_terminal() {
                 return Ok(false);
             }
@@ -136,46 +146,103 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         .await?;
         Ok(())
     }
+}
 
-    /// Reads the row, adopting an original that has none: an object under
-    /// `originals/{owner}/{image_id}` with no row (e.g. put there by a migration) becomes a new
-    /// image of the key's owner, typed by its magic bytes.
-    pub(super) async fn row_or_adopt(
-        &self,
-        job: &Job,
-        original: &mut Option<StoredObject>,
-    ) -> Result<ImageRecord, JobFailure> {
-        if let Some(r) = self.images.get(job.image_id).await? {
-            return Ok(r);
-        }
-        let object = self.store.get(&job.key, None).await?;
-        let Some(content_type) = ContentType::sniff(&object.bytes) else {
-            return Err(JobFailure::permanent(
-                ErrorKind::Rejected,
-                "an original without a row is not a recognisable image; ignored",
-            ));
-        };
-        let record = ImageRecord::new(
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{ContentType, NewImage, UploadState};
+    use crate::testing::MemoryImages;
+
+    fn stored(images: &MemoryImages) -> ImageRecord {
+        let row = ImageRecord::new(
             NewImage {
-                image_id: job.image_id,
-                owner_id: job.owner.clone(),
+                image_id: ImageId::new(),
+                owner_id: "alice".parse().unwrap(),
                 filename: None,
-                content_type,
-                byte_size: object.bytes.len() as u64,
+                content_type: ContentType::Jpeg,
+                byte_size: 10,
                 sha256: None,
                 upload_state: UploadState::Stored,
             },
             Timestamp::now(),
         );
-        tracing::info!(owner = %job.owner, "adopting an original that had no row");
-        match self.images.create(&record).await {
-            Ok(()) | Err(RepoError::Conflict) => {}
-            Err(e) => return Err(e.into()),
-        }
-        *original = Some(object);
-        self.images
-            .get(job.image_id)
-            .await?
-            .ok_or_else(|| JobFailure::retryable("the adopted row vanished"))
+        images.insert(row.clone());
+        row
+    }
+
+    fn begin(r: &mut ImageRecord) -> Result<bool, TransitionError> {
+        r.begin(Stage::Thumbnail, Timestamp::now()).map(|()| true)
+    }
+
+    #[tokio::test]
+    async fn a_change_that_writes_nothing_returns_the_row_as_read_and_a_missing_row_is_none() {
+        let images = MemoryImages::default();
+        let row = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        let read = rows.modify(row.image_id, |_| Ok(false)).await.unwrap();
+        assert_eq!(read, Some(row.clone()));
+        assert_eq!(images.rows(), vec![row]);
+        assert!(rows.modify(ImageId::new(), begin).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_write_from_a_stale_row_decides_again_on_the_row_that_won() {
+        let images = MemoryImages::default();
+        let stale = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        rows.modify(stale.image_id, |r| {
+            r.filename = Some("renamed.jpg".into());
+            Ok(true)
+        })
+        .await
+        .unwrap();
+        let written = rows.modify_from(stale, begin).await.unwrap().unwrap();
+        assert_eq!(written.thumbnail_status, Status::Processing);
+        assert_eq!(
+            written.filename.as_deref(),
+            Some("renamed.jpg"),
+            "the winner's change is kept"
+        );
+        assert_eq!(images.rows(), vec![written]);
+    }
+
+    #[tokio::test]
+    async fn a_writer_that_loses_every_race_gives_up_and_a_refused_transition_is_reported() {
+        let images = MemoryImages::default();
+        let stale = stored(&images);
+        let rows = RowWriter::new(&images, 1);
+        rows.modify(stale.image_id, begin).await.unwrap();
+        let lost = rows.modify_from(stale.clone(), begin).await;
+        assert!(matches!(lost, Err(RowError::KeptChanging)), "{lost:?}");
+        let refused = rows
+            .modify(stale.image_id, |r| {
+                r.complete(Stage::Variant, Default::default(), Timestamp::now())
+                    .map(|()| true)
+            })
+            .await;
+        assert!(
+            matches!(refused, Err(RowError::Transition(_))),
+            "{refused:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failing_a_stage_leaves_one_that_ended_alone() {
+        let images = MemoryImages::default();
+        let row = stored(&images);
+        let rows = RowWriter::new(&images, 4);
+        let id = row.image_id;
+        rows.finish_failed(Stage::Thumbnail, id, ErrorKind::Permanent, "corrupt")
+            .await
+            .unwrap();
+        rows.finish_failed(Stage::Thumbnail, id, ErrorKind::Transient, "again")
+            .await
+            .unwrap();
+        let failed = rows.read(id).await.unwrap().unwrap();
+        assert_eq!(failed.thumbnail_status, Status::Failed);
+        assert_eq!(failed.processing_error.as_deref(), Some("corrupt"));
+        assert_eq!(failed.error_kind, Some(ErrorKind::Permanent));
     }
 }

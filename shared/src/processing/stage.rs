@@ -1,6 +1,7 @@
-//! One job of a stage: check the row and the lease, fetch the original, check its bytes against
-//! the row (declared type and size), render every spec from one decode, store the derivatives
-//! under deterministic keys, complete the stage.
+//! [`StageWork`]: one job of a stage, over the bucket: check the row and the lease, fetch the
+//! original, check its bytes against the row (declared type and size), render every spec from
+//! one decode, store the derivatives under deterministic keys, complete the stage. The row
+//! writes go through the [`RowWriter`], the lease through the [`Gate`].
 //!
 //! Write-once originals: the bucket keeps versions, and the first attempt pins the version it
 //! processes on the row (the version the "Object Created" event names; when the event names none,
@@ -12,18 +13,20 @@
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    Derivative, ErrorKind, ImageRecord, Job, ObjectKey, Origin, Stage, StageResult, Status,
-    Timestamp, UploadState,
+    ContentType, Derivative, ErrorKind, ImageRecord, Job, NewImage, ObjectKey, Origin, Stage,
+    StageResult, Status, Timestamp, UploadState,
 };
-use crate::engine;
+use crate::engine::{self, Limits, Spec};
 use crate::metrics;
-use crate::ports::{ControlStore, ImageRepository, JobQueue, Lease, ObjectStore, StoredObject};
+use crate::ports::{ControlStore, Holder, ImageRepository, Lease, ObjectStore, StoredObject};
 
-use super::{JobFailure, Message, Processor};
+use super::gate::Gate;
+use super::rows::RowWriter;
+use super::JobFailure;
 
 /// Whether a job that ended well touched its dependencies (what a half-open probe needs to know).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Ran {
+pub enum Ran {
     /// The stage ran: the original was read and the outcome written.
     Yes,
     /// Nothing to do (already ended, a duplicate, someone else's lease).
@@ -44,12 +47,39 @@ pub const CRASHED: &str = "processing crashed twice: the process died while work
 pub const TIMED_OUT: &str = "processing ran out of time twice: this image takes longer than the \
                              function's time limit allows here; retry it later, or send a smaller file";
 
-impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor<S, R, Q, C> {
-    /// Runs the stage for `job` unless it has ended, is leased elsewhere, or crashed before.
-    pub(super) async fn process(&self, job: &Job, m: &Message) -> Result<Ran, JobFailure> {
+/// The work of one stage: what it renders, within which limits, and the bucket it reads the
+/// originals from and stores the derivatives in.
+#[derive(Debug)]
+pub struct StageWork<S> {
+    stage: Stage,
+    specs: Vec<Spec>,
+    limits: Limits,
+    store: S,
+}
+
+impl<S: ObjectStore> StageWork<S> {
+    /// `stage` rendering `specs` within `limits`, over `store`.
+    pub fn new(stage: Stage, specs: Vec<Spec>, limits: Limits, store: S) -> Self {
+        StageWork {
+            stage,
+            specs,
+            limits,
+            store,
+        }
+    }
+
+    /// Runs the stage for `job`, as `holder` (a receive of its message), unless it has ended,
+    /// is leased elsewhere, or crashed before.
+    pub async fn run<R: ImageRepository, C: ControlStore>(
+        &self,
+        job: &Job,
+        holder: &Holder<'_>,
+        rows: RowWriter<'_, R>,
+        gate: &Gate<C>,
+    ) -> Result<Ran, JobFailure> {
         let stage = self.stage;
         let mut original = None;
-        let row = self.row_or_adopt(job, &mut original).await?;
+        let row = self.row_or_adopt(job, rows, &mut original).await?;
         if row.owner_id != job.owner {
             return Err(JobFailure::permanent(
                 ErrorKind::Rejected,
@@ -73,8 +103,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             Status::Pending | Status::Processing => {}
         }
 
-        let holder = m.holder();
-        match self.take_lease(job.image_id, &holder).await? {
+        match gate.take_lease(job.image_id, holder).await? {
             Lease::HeldElsewhere => {
                 tracing::info!(
                     "another worker holds this image's lease; duplicate delivery dropped"
@@ -112,21 +141,62 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                     ran_out_of_time,
                     "the previous attempt at this message died; failing the stage"
                 );
-                let failed = self.finish_failed(job, ErrorKind::Permanent, reason).await;
-                self.release_lease(job.image_id, &holder).await;
-                return failed.map(|()| Ran::Yes);
+                let failed = rows
+                    .finish_failed(stage, job.image_id, ErrorKind::Permanent, reason)
+                    .await;
+                gate.release_lease(job.image_id, holder).await;
+                return failed.map(|()| Ran::Yes).map_err(JobFailure::from);
             }
             Lease::Taken => {}
         }
-        let result = self.run_stage(job, &row, original).await;
+        let result = self.render_and_store(job, &row, original, rows).await;
         // A completed stage keeps its lease until it runs out (the control table's TTL then
         // removes it): a completed stage is never reset, and every reader of the lease checks
         // the row first, so a release would be a write per stage that decides nothing. Any
         // other ending releases it: a failed stage can be retried by its owner at once.
         if !matches!(result, Ok(Status::Completed)) {
-            self.release_lease(job.image_id, &holder).await;
+            gate.release_lease(job.image_id, holder).await;
         }
         result.map(|_| Ran::Yes)
+    }
+
+    /// Reads the row, adopting an original that has none: an object under
+    /// `originals/{owner}/{image_id}` with no row (e.g. put there by a migration) becomes a new
+    /// image of the key's owner, typed by its magic bytes.
+    async fn row_or_adopt<R: ImageRepository>(
+        &self,
+        job: &Job,
+        rows: RowWriter<'_, R>,
+        original: &mut Option<StoredObject>,
+    ) -> Result<ImageRecord, JobFailure> {
+        if let Some(r) = rows.read(job.image_id).await? {
+            return Ok(r);
+        }
+        let object = self.store.get(&job.key, None).await?;
+        let Some(content_type) = ContentType::sniff(&object.bytes) else {
+            return Err(JobFailure::permanent(
+                ErrorKind::Rejected,
+                "an original without a row is not a recognisable image; ignored",
+            ));
+        };
+        let record = ImageRecord::new(
+            NewImage {
+                image_id: job.image_id,
+                owner_id: job.owner.clone(),
+                filename: None,
+                content_type,
+                byte_size: object.bytes.len() as u64,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::now(),
+        );
+        tracing::info!(owner = %job.owner, "adopting an original that had no row");
+        rows.create_if_absent(&record).await?;
+        *original = Some(object);
+        rows.read(job.image_id)
+            .await?
+            .ok_or_else(|| JobFailure::retryable("the adopted row vanished"))
     }
 
     /// A storage event for an image whose original is pinned: a write that landed on the key
@@ -161,11 +231,14 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         Ok(version.is_some())
     }
 
-    async fn run_stage(
+    /// Begins the stage on the row, checks and renders the original, stores the derivatives and
+    /// completes the stage; returns the stage's status as the row has it at the end.
+    async fn render_and_store<R: ImageRepository>(
         &self,
         job: &Job,
         read: &ImageRecord,
         original: Option<StoredObject>,
+        rows: RowWriter<'_, R>,
     ) -> Result<Status, JobFailure> {
         let stage = self.stage;
         // The version to pin if the row has none yet: the event's, or the adopted object's.
@@ -176,8 +249,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             _ => None,
         };
         // From the row just read: no second read unless another writer got in between.
-        let begun = self
-            .modify_from(job, Some(read.clone()), |r| match r.stage_status(stage) {
+        let begun = rows
+            .modify_from(read.clone(), |r| match r.stage_status(stage) {
                 Status::Completed | Status::Failed => Ok(false),
                 _ => {
                     if r.upload_state == UploadState::AwaitingUpload {
@@ -206,7 +279,7 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
             }
         }
 
-        let (bytes, row) = self.original(job, row, original).await?;
+        let (bytes, row) = self.original(job, row, original, rows).await?;
         if let Err(mismatch) = row.content_type.check_bytes(&bytes) {
             return Err(JobFailure::Permanent {
                 kind: ErrorKind::Rejected,
@@ -281,8 +354,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
                 None
             },
         };
-        let ended = self
-            .modify_from(job, Some(row), |r| match r.stage_status(stage) {
+        let ended = rows
+            .modify_from(row, |r| match r.stage_status(stage) {
                 Status::Processing => r
                     .complete(stage, result.clone(), Timestamp::now())
                     .map(|()| true),
@@ -300,11 +373,12 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
     /// as from the local emulator, or a row from before versioning), the version this read got
     /// is pinned now, unless another attempt pinned one meanwhile: then that one is read.
     /// Returns the bytes and the row as this attempt last knows it (`row`, or after the pin).
-    async fn original(
+    async fn original<R: ImageRepository>(
         &self,
         job: &Job,
         row: ImageRecord,
         adopted: Option<StoredObject>,
+        rows: RowWriter<'_, R>,
     ) -> Result<(Vec<u8>, ImageRecord), JobFailure> {
         let pinned = row.original_version.as_deref();
         let object = match adopted {
@@ -317,8 +391,8 @@ impl<S: ObjectStore, R: ImageRepository, Q: JobQueue, C: ControlStore> Processor
         let Some(read) = object.version.clone() else {
             return Ok((object.bytes, row)); // a bucket without versioning
         };
-        let after = self
-            .modify_from(job, Some(row), |r| {
+        let after = rows
+            .modify_from(row, |r| {
                 if r.original_version.is_some() {
                     return Ok(false);
                 }
@@ -347,4 +421,164 @@ async fn off_the_runtime<T: Send + 'static>(
         return Ok(work());
     }
     tokio::task::spawn_blocking(work).await
+}
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::domain::{ImageId, OwnerId};
+    use crate::engine::{default_thumbnail_specs, samples::png_rgba16_one_colour};
+    use crate::faults::{Faulty, Switch};
+    use crate::ports::LeaseView;
+    use crate::processing::Policy;
+    use crate::testing::{MemoryControl, MemoryImages, MemoryStore};
+
+    /// The thumbnail stage over fakes; the test keeps a handle to the control table.
+    struct Fixture {
+        work: StageWork<MemoryStore>,
+        images: MemoryImages,
+        control: Faulty<MemoryControl, Switch>,
+        gate: Gate<Faulty<MemoryControl, Switch>>,
+    }
+
+    fn fixture() -> Fixture {
+        let control = Faulty::default();
+        Fixture {
+            work: StageWork::new(
+                Stage::Thumbnail,
+                default_thumbnail_specs(),
+                Limits::default(),
+                MemoryStore::default(),
+            ),
+            images: MemoryImages::default(),
+            gate: Gate::new(
+                Stage::Thumbnail,
+                Faulty::clone(&control),
+                &Policy::default(),
+            ),
+            control,
+        }
+    }
+
+    impl Fixture {
+        /// A PNG original of `owner` in the bucket, without a row yet, and a retry's job for it.
+        fn original(&self, owner: &str) -> Job {
+            let owner: OwnerId = owner.parse().unwrap();
+            let image_id = ImageId::new();
+            let key = ObjectKey::original(&owner, image_id);
+            let png = png_rgba16_one_colour(24, 16, [0xffff, 0x8000, 0, 0xffff]);
+            self.work.store.insert(key.as_str(), png, "image/png");
+            Job {
+                key,
+                owner,
+                image_id,
+                size: None,
+                origin: Origin::Requested,
+            }
+        }
+
+        async fn run(&self, job: &Job, message_id: &str, receive: u32) -> Result<Ran, JobFailure> {
+            let holder = Holder {
+                message_id,
+                receive,
+            };
+            let rows = RowWriter::new(&self.images, 4);
+            self.work.run(job, &holder, rows, &self.gate).await
+        }
+
+        fn row(&self, job: &Job) -> ImageRecord {
+            let rows = self.images.rows();
+            rows.into_iter()
+                .find(|r| r.image_id == job.image_id)
+                .unwrap()
+        }
+
+        fn lease(&self, job: &Job) -> Option<LeaseView> {
+            self.control
+                .inner()
+                .lease_of(Stage::Thumbnail, job.image_id)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_original_without_a_row_is_adopted_rendered_and_completed_keeping_its_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        assert_eq!(f.run(&job, "m1", 1).await.unwrap(), Ran::Yes);
+        let row = f.row(&job);
+        assert_eq!(row.thumbnail_status, Status::Completed);
+        assert_eq!(row.content_type, ContentType::Png);
+        assert_eq!(row.thumbnails.len(), 3);
+        assert_eq!(
+            f.work.store.keys().len(),
+            4,
+            "the original and three thumbnails"
+        );
+        assert!(f.lease(&job).is_some_and(|l| l.holder == "m1"));
+        assert_eq!(
+            f.run(&job, "m2", 1).await.unwrap(),
+            Ran::Skipped,
+            "a completed stage is not redone"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_key_of_another_owner_is_rejected_before_any_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        f.run(&job, "m1", 1).await.unwrap();
+        let foreign = Job {
+            key: ObjectKey::original(&"mallory".parse().unwrap(), job.image_id),
+            owner: "mallory".parse().unwrap(),
+            ..job.clone()
+        };
+        let refused = f.run(&foreign, "m2", 1).await;
+        assert!(
+            matches!(
+                refused,
+                Err(JobFailure::Permanent {
+                    kind: ErrorKind::Rejected,
+                    ..
+                })
+            ),
+            "{refused:?}"
+        );
+        assert!(f.lease(&job).is_some_and(|l| l.holder == "m1"));
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_of_this_message_is_busy_and_of_another_a_duplicate_to_drop() {
+        let f = fixture();
+        let job = f.original("alice");
+        let until = Timestamp::now().plus_secs(60);
+        f.control
+            .inner()
+            .hold_lease(Stage::Thumbnail, job.image_id, "m1", until);
+        assert_eq!(f.run(&job, "m1", 2).await.unwrap(), Ran::Busy { until });
+        assert_eq!(f.run(&job, "m2", 1).await.unwrap(), Ran::Skipped);
+        assert_eq!(f.row(&job).thumbnail_status, Status::Pending);
+    }
+
+    #[tokio::test]
+    async fn a_second_abandonment_in_a_row_fails_the_stage_as_crashed_and_releases_the_lease() {
+        let f = fixture();
+        let job = f.original("alice");
+        f.control.inner().set_lease(
+            Stage::Thumbnail,
+            job.image_id,
+            LeaseView {
+                holder: "m1".into(),
+                receive: 2,
+                until: Timestamp::now().plus_secs(-120),
+                attempts: 2,
+                ran_out_of_time: false,
+            },
+        );
+        assert_eq!(f.run(&job, "m1", 3).await.unwrap(), Ran::Yes);
+        let row = f.row(&job);
+        assert_eq!(row.thumbnail_status, Status::Failed);
+        assert_eq!(row.processing_error.as_deref(), Some(CRASHED));
+        assert!(f.lease(&job).is_none());
+    }
 }

@@ -10,7 +10,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use safelight::engine::{default_thumbnail_specs, default_variant_specs, render, Limits};
+use safelight_engine::{default_thumbnail_specs, default_variant_specs, render, Limits};
 
 struct Counting;
 
@@ -56,7 +56,7 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
 #[test]
 fn hostile_files_fail_typed_within_a_small_memory_bound() {
     let _one_at_a_time = serial();
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut specs = default_thumbnail_specs();
     specs.extend(default_variant_specs());
     // (file, expected code, peak bytes allowed beyond the file itself)
@@ -91,7 +91,7 @@ fn a_photo_renders_within_a_bound_proportional_to_its_reduced_decode() {
     // 1024x768 JPEG, thumbnails only: the decode (2.4 MB as RGB at most) plus the resized copies
     // and encoder buffers stay well under 16 MB.
     let bytes = std::fs::read(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/photo-1024x768.jpg"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/photo-1024x768.jpg"),
     )
     .unwrap();
     let (result, peak) =
@@ -128,7 +128,7 @@ fn a_16_bit_png_is_narrowed_without_holding_a_16_bit_copy() {
     // 64 MB decoded: over the engine's KEEP_MAX (48 MiB), so no decode buffer outlives the render
     // and the bound below is about this render alone (see the next test for the kept buffer).
     let (w, h) = (4000u32, 4000u32);
-    let bytes = safelight::testing::png_rgba16_one_colour(w, h, [0xffff, 0x8000, 0, 0xffff]);
+    let bytes = safelight_engine::samples::png_rgba16_one_colour(w, h, [0xffff, 0x8000, 0, 0xffff]);
     let pixels = u64::from(w) * u64::from(h);
     let (result, peak) = peak_during(|| {
         render(
@@ -168,9 +168,13 @@ fn one_decode_buffer_of_at_most_48_mib_is_kept_for_the_next_image() {
     const KEEP_MAX: usize = 48 << 20;
     // Run on a fresh thread: the buffer is the thread's, and ends with it.
     std::thread::spawn(|| {
-        let small =
-            safelight::testing::png_rgba16_one_colour(3000, 2000, [0, 0x8000, 0xffff, 0xffff]);
-        let big = safelight::testing::png_rgba16_one_colour(4000, 4000, [0xffff, 0, 0, 0xffff]);
+        let small = safelight_engine::samples::png_rgba16_one_colour(
+            3000,
+            2000,
+            [0, 0x8000, 0xffff, 0xffff],
+        );
+        let big =
+            safelight_engine::samples::png_rgba16_one_colour(4000, 4000, [0xffff, 0, 0, 0xffff]);
         let specs = default_thumbnail_specs();
         let limits = Limits::for_memory_mb(1024);
         let decoded = 3000 * 2000 * 4;

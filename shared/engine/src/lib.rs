@@ -27,7 +27,7 @@
 //!    (alpha kept), PNG (alpha kept), AVIF (feature `avif`: ravif/rav1e, speed 8).
 //!
 //! # Codec builds
-//! - feature `turbo` (in `safelight-shared`'s default features): libjpeg-turbo (turbojpeg) for
+//! - feature `turbo` (in this crate's and `safelight-shared`'s default features): libjpeg-turbo (turbojpeg) for
 //!   JPEG decode and encode, libwebp (webp) for WebP decode and lossy encode, and the SIMD assembly of
 //!   rav1e (rav1d uses its x86-64 assembly in every build). Needs a C toolchain, cmake and nasm.
 //! - without it, pure Rust: jpeg-decoder (scaled decode at 1/8, 1/4, 1/2) and jpeg-encoder; WebP
@@ -74,6 +74,7 @@
 //! decoding API, for scaled decode) are the engine's only `unsafe` code.
 
 mod av1;
+pub mod content_type;
 mod decode;
 mod encode;
 mod error;
@@ -82,12 +83,14 @@ mod icc;
 #[cfg(feature = "turbo")]
 mod libwebp;
 mod probe;
+#[cfg(feature = "samples")]
+pub mod samples;
 mod spec;
 mod transform;
 
 use fast_image_resize::Resizer;
 
-pub use crate::domain::ContentType;
+pub use content_type::{ContentType, TypeMismatch, UnsupportedContentType};
 pub use decode::{EIGHTH_SCALE_HEADROOM, HALF_SCALE_HEADROOM, HEADROOM};
 pub use error::EngineError;
 pub use probe::Probe;

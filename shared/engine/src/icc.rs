@@ -19,7 +19,7 @@ use moxcms::{
     TransformOptions,
 };
 
-use crate::domain::ContentType;
+use crate::ContentType;
 
 use super::decode::Pixels;
 
@@ -390,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_png_profile_is_read_from_its_iccp_chunk_and_a_png_without_one_has_none() {
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
         let p3 = std::fs::read(fixtures.join("icc-display-p3.png")).unwrap();
         assert!(png_has_chunk(&p3, b"iCCP"));
         let profile = png_profile(&p3).unwrap();

@@ -2,7 +2,7 @@
 //! orientation, and the JPEG details the decoder needs. No pixel is decoded and nothing larger
 //! than the header is allocated, so limits are enforced before any pixel buffer exists.
 
-use crate::domain::ContentType;
+use crate::ContentType;
 
 use super::heif::{self, Heif};
 use super::{EngineError, Limits};

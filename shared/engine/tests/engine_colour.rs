@@ -1,4 +1,4 @@
-//! Colour management and the HEIF formats against committed fixtures (`tests/fixtures`, made by
+//! Colour management and the HEIF formats against committed fixtures (`shared/tests/fixtures`, made by
 //! `make_colour_fixtures.py`): embedded ICC profiles converted to sRGB and compared with
 //! LittleCMS's conversion of the same file, AVIF originals (orientation, alpha, colour), AVIF
 //! output, and HEIC refused with its reason. Runs with either codec build.
@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 
-use safelight::engine::{probe, render, Limits, Output, OutputFormat, Spec};
-use safelight::ContentType;
+use safelight_engine::ContentType;
+use safelight_engine::{probe, render, Limits, Output, OutputFormat, Spec};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
+        .join("../tests/fixtures")
         .join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -290,7 +290,7 @@ fn an_iphone_like_heic_is_refused_as_unsupported_with_its_upright_size_and_the_r
 #[test]
 fn avif_outputs_are_avif_files_that_decode_to_the_right_size_and_colour() {
     let bytes = fixture("icc-display-p3.jpg");
-    let specs = safelight::engine::parse_specs("32:jpeg+webp+avif").unwrap();
+    let specs = safelight_engine::parse_specs("32:jpeg+webp+avif").unwrap();
     let r = render(&bytes, &specs, &Limits::default()).unwrap();
     let avif = r
         .outputs

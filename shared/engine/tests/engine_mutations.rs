@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 
-use safelight::engine::{probe, render, Limits, OutputFormat, Spec};
+use safelight_engine::{probe, render, Limits, OutputFormat, Spec};
 
 /// xorshift64*: reproducible without a dependency.
 struct Rng(u64);
@@ -59,7 +59,7 @@ fn mutate(rng: &mut Rng, original: &[u8]) -> Vec<u8> {
 
 #[test]
 fn mutated_corpus_files_never_panic_and_always_give_outputs_or_typed_errors() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -124,7 +124,7 @@ pub(crate) fn decode(
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
-    use crate::engine::transform;
+    use crate::transform;
 
     /// A photo-like test card: smooth gradients, hard edges and fine stripes, as lossy WebP.
     fn card(width: u32, height: u32, alpha: bool) -> (Vec<u8>, Vec<u8>) {

@@ -15,7 +15,7 @@
 use std::io::Cursor;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use crate::domain::ContentType;
+use crate::ContentType;
 
 use super::av1;
 use super::heif::{Coding, Heif};

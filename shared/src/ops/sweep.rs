@@ -49,8 +49,7 @@ use crate::ports::{
     ImageRepository, JobQueue, ObjectStore, QueueAdmin, QueueError, RepoError, StatusIndex,
     StoreError,
 };
-use crate::processing::rows::modify_row;
-use crate::processing::JobFailure;
+use crate::processing::{RowError, RowWriter};
 use crate::retry::MAX_RECEIVES;
 
 /// SQS counts a receive's wait in whole seconds: a wait under one is a short poll.
@@ -146,7 +145,7 @@ pub enum SweepError {
     Table(#[from] RepoError),
     /// A row could not be written.
     #[error("row update: {0}")]
-    Row(#[from] JobFailure),
+    Row(#[from] RowError),
     /// The bucket could not say whether an original exists.
     #[error("object storage: {0}")]
     Store(#[from] StoreError),
@@ -213,6 +212,11 @@ where
     S: ObjectStore,
     Q: JobQueue,
 {
+    /// The images table's row writer, with the policy's attempts.
+    fn rows(&self) -> RowWriter<'a, R> {
+        RowWriter::new(self.ports.images, self.policy.write_attempts)
+    }
+
     /// A sweep over the images table, the DLQs, the bucket and the processing queues.
     pub fn new(ports: SweepPorts<'a, R, A, S, Q>, policy: SweepPolicy) -> Self {
         Sweeper { ports, policy }
@@ -314,20 +318,17 @@ where
                 let jobs = parse_jobs(&letter.body).unwrap_or_default();
                 let mut work_done = !jobs.is_empty();
                 for job in jobs {
-                    let failed = modify_row(
-                        self.ports.images,
-                        job.image_id,
-                        self.policy.write_attempts,
-                        |r| {
+                    let failed = self
+                        .rows()
+                        .modify(job.image_id, |r| {
                             if r.stage_status(stage).is_terminal() || r.updated_at >= stale_before {
                                 return Ok(false);
                             }
                             let reason = dead_letter_reason(stage, r);
                             r.fail(stage, ErrorKind::Transient, &reason, now)
                                 .map(|()| true)
-                        },
-                    )
-                    .await?;
+                        })
+                        .await?;
                     if failed.as_ref().is_some_and(|r| {
                         r.stage_status(stage) == Status::Failed && r.updated_at == now
                     }) {
@@ -421,31 +422,25 @@ where
         };
         if self.ports.store.head(&row.original_key).await?.is_some() {
             // It did arrive; its processing has not started yet (a backlog, an open circuit).
-            let found = modify_row(
-                self.ports.images,
-                row.image_id,
-                self.policy.write_attempts,
-                |r| Ok(waiting(r) && r.upload_arrived(now)),
-            )
-            .await?;
+            let found = self
+                .rows()
+                .modify(row.image_id, |r| Ok(waiting(r) && r.upload_arrived(now)))
+                .await?;
             if found.is_some_and(|r| r.upload_state == UploadState::Stored && r.updated_at == now) {
                 tracing::info!(image_id = %row.image_id, "the upload link expired but the original is stored: the row says so, not expired");
                 report.uploads_found += 1;
             }
             return Ok(());
         }
-        let expired = modify_row(
-            self.ports.images,
-            row.image_id,
-            self.policy.write_attempts,
-            |r| {
+        let expired = self
+            .rows()
+            .modify(row.image_id, |r| {
                 if !waiting(r) {
                     return Ok(false);
                 }
                 r.expire_upload(now).map(|()| true)
-            },
-        )
-        .await?;
+            })
+            .await?;
         if expired.is_some_and(|r| r.upload_state == UploadState::Expired) {
             tracing::info!(image_id = %row.image_id, "upload never came; row expired");
             report.uploads_expired += 1;
@@ -507,27 +502,29 @@ where
         report: &mut SweepReport,
     ) -> Result<(), SweepError> {
         let policy = &self.policy;
-        let written = modify_row(self.ports.images, id, policy.write_attempts, |r| {
-            if r.processing_status.is_terminal()
-                || r.updated_at >= stuck_before
-                || r.upload_state == UploadState::AwaitingUpload
-            {
-                // It moved on (or was retried) since the page was read.
-                return Ok(false);
-            }
-            if r.sweep_requeues >= policy.max_sweep_requeues {
-                let reason = never_finished_reason(policy, r);
-                for stage in Stage::ALL {
-                    if !r.stage_status(stage).is_terminal() {
-                        r.fail(stage, ErrorKind::Transient, &reason, now)?;
-                    }
+        let written = self
+            .rows()
+            .modify(id, |r| {
+                if r.processing_status.is_terminal()
+                    || r.updated_at >= stuck_before
+                    || r.upload_state == UploadState::AwaitingUpload
+                {
+                    // It moved on (or was retried) since the page was read.
+                    return Ok(false);
                 }
-            } else {
-                r.note_sweep_requeue(now);
-            }
-            Ok(true)
-        })
-        .await?;
+                if r.sweep_requeues >= policy.max_sweep_requeues {
+                    let reason = never_finished_reason(policy, r);
+                    for stage in Stage::ALL {
+                        if !r.stage_status(stage).is_terminal() {
+                            r.fail(stage, ErrorKind::Transient, &reason, now)?;
+                        }
+                    }
+                } else {
+                    r.note_sweep_requeue(now);
+                }
+                Ok(true)
+            })
+            .await?;
         let Some(row) = written.filter(|r| r.updated_at == now) else {
             return Ok(());
         };

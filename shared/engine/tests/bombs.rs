@@ -1,5 +1,5 @@
-//! Bounded memory, proved file by file: every file of the bomb corpus (`fixtures/bombs.rs`, one
-//! of each class of issue 17), every regression fixture and every fuzz finding
+//! Bounded memory, proved file by file: every file of the bomb corpus
+//! (`shared/tests/fixtures/bombs.rs`, one of each class of issue 17), every regression fixture and every fuzz finding
 //! (`fuzz/regressions/`) is rendered with the processors' specs while this binary counts every
 //! byte the process has allocated: `malloc` and friends are replaced here (test binary only), so
 //! the count covers the C codecs (libjpeg-turbo, libwebp) as well as Rust's heap. Each render's
@@ -8,14 +8,14 @@
 
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "fixtures/bombs.rs"]
+#[path = "../../tests/fixtures/bombs.rs"]
 mod bombs;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 
 use bombs::Outcome;
-use safelight::engine::{default_thumbnail_specs, default_variant_specs, render, Limits, Spec};
+use safelight_engine::{default_thumbnail_specs, default_variant_specs, render, Limits, Spec};
 
 /// Counts the process's live heap bytes (by `malloc_usable_size`) and their peak, forwarding
 /// to glibc's allocator. Replacing `malloc` in the executable replaces it for every library in
@@ -159,7 +159,7 @@ fn peak_during<T>(f: impl FnOnce() -> T) -> (T, u64) {
 const MIB: u64 = 1 << 20;
 
 fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures")
 }
 
 /// The processors' specs: thumbnails and variants (one process may render either).
@@ -242,7 +242,7 @@ fn every_file_of_the_corpus_renders_within_three_quarters_of_a_1024_128_or_32_mb
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let mut files = images_in(&fixtures());
     files.extend(
-        images_in(&root.join("../fuzz/regressions"))
+        images_in(&root.join("../../fuzz/regressions"))
             .into_iter()
             // With overflow checks (this debug build) rav1d panics in a worker thread on it and
             // the decode waits forever for that thread (fuzz/regressions/README.md); release
@@ -332,7 +332,7 @@ fn vm_hwm_kib() -> u64 {
 /// Peak RSS of rendering each bomb with the processors' specs under a 1024 MB function's limits,
 /// each in a process of its own (this test run again with `SAFELIGHT_RENDER_BOMB`): the figures
 /// of issue 17's closing note. Prints a table; not a check (the tests above are).
-/// `cargo test -p safelight-shared --test bombs -- --ignored --nocapture peak_rss`
+/// `cargo test -p safelight-engine --test bombs -- --ignored --nocapture peak_rss`
 #[test]
 #[ignore = "measures and prints; run by hand"]
 fn peak_rss_of_each_bomb_in_a_process_of_its_own() {
