@@ -464,6 +464,42 @@ mod tests {
     }
 
     #[test]
+    fn a_post_policy_signature_is_the_one_aws_computes() {
+        // Pinned from the hand-derived SigV4 chain this replaced, and checked against an
+        // independent HMAC-SHA256 computation of the signing key and the policy's signature.
+        let constraints = UploadConstraints {
+            content_type: "image/jpeg".into(),
+            content_length: 5678,
+            sha256_base64: Some("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=".into()),
+        };
+        let fields = PostPolicy {
+            bucket: "safelight-images",
+            key: "originals/owner/01JABCDEFGHJKMNPQRSTVWXYZ0",
+            constraints: &constraints,
+            region: "us-east-1",
+            access_key_id: "AKIAIOSFODNN7EXAMPLE",
+            secret_access_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            session_token: None,
+            now: SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000),
+            expires_in: Duration::from_secs(900),
+        }
+        .fields();
+        assert_eq!(
+            fields["policy"],
+            "eyJjb25kaXRpb25zIjpbeyJidWNrZXQiOiJzYWZlbGlnaHQtaW1hZ2VzIn0seyJDb250ZW50LVR5cGUiOiJpbWFnZS9qcGVnIn0seyJrZXkiOiJvcmlnaW5hbHMvb3duZXIvMDFKQUJDREVGR0hKS01OUFFSU1RWV1hZWjAifSx7IngtYW16LWFsZ29yaXRobSI6IkFXUzQtSE1BQy1TSEEyNTYifSx7IngtYW16LWNoZWNrc3VtLXNoYTI1NiI6Im40YlFnWWhNZldXYUwrcWd4VnJRRmFPL1R4c3JDNElzMFYxc0ZiRHdDZ2c9In0seyJ4LWFtei1jcmVkZW50aWFsIjoiQUtJQUlPU0ZPRE5ON0VYQU1QTEUvMjAyNTEyMDYvdXMtZWFzdC0xL3MzL2F3czRfcmVxdWVzdCJ9LHsieC1hbXotZGF0ZSI6IjIwMjUxMjA2VDA1NDY0MFoifSxbImNvbnRlbnQtbGVuZ3RoLXJhbmdlIiw1Njc4LDU2NzhdXSwiZXhwaXJhdGlvbiI6IjIwMjUtMTItMDZUMDY6MDE6NDAuMDAwWiJ9"
+        );
+        assert_eq!(
+            fields["x-amz-signature"],
+            "f59f09841749e5f4c5d4b1e8a138fc65d88c3e0418b5fe7022b9d0fe778c6a2e"
+        );
+        assert_eq!(fields["x-amz-date"], "20251206T054640Z");
+        assert_eq!(
+            fields["x-amz-credential"],
+            "AKIAIOSFODNN7EXAMPLE/20251206/us-east-1/s3/aws4_request"
+        );
+    }
+
+    #[test]
     fn post_policy_pins_bucket_key_type_and_size_and_signs_itself() {
         let constraints = UploadConstraints {
             content_type: "image/png".into(),
