@@ -136,7 +136,7 @@ impl DynamoControl {
             self.table.clone(),
             wanted
                 .build()
-                .map_err(|e| RepoError::Malformed(e.to_string()))?,
+                .map_err(|e| RepoError::malformed("a batch read request", e))?,
         )]);
         let mut found = HashMap::new();
         for _ in 0..5 {
@@ -320,7 +320,7 @@ impl MarkerStore for DynamoControl {
         out.item
             .map(|item| {
                 let row: MarkerRow = serde_dynamo::from_item(item)
-                    .map_err(|e| RepoError::Malformed(e.to_string()))?;
+                    .map_err(|e| RepoError::malformed("a migration marker", e))?;
                 Ok((row.marker, row.version))
             })
             .transpose()
@@ -337,7 +337,8 @@ impl MarkerStore for DynamoControl {
             version: expected_version + 1,
             marker: marker.clone(),
         };
-        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        let item = serde_dynamo::to_item(&row)
+            .map_err(|e| RepoError::malformed("a migration marker", e))?;
         let mut put = self
             .client
             .put_item()
@@ -379,7 +380,7 @@ impl ControlStore for DynamoControl {
             None => Ok((Breaker::default(), 0)),
             Some(item) => {
                 let row: BreakerRow = serde_dynamo::from_item(item)
-                    .map_err(|e| RepoError::Malformed(e.to_string()))?;
+                    .map_err(|e| RepoError::malformed("a breaker", e))?;
                 Ok((row.breaker, row.version))
             }
         }
@@ -396,7 +397,7 @@ impl ControlStore for DynamoControl {
             version: expected_version + 1,
             breaker: breaker.clone(),
         };
-        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::malformed("a breaker", e))?;
         let mut put = self
             .client
             .put_item()

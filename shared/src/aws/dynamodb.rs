@@ -85,7 +85,7 @@ where
 
 /// Reads an item as a record.
 pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, RepoError> {
-    serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
+    serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("an image record", e))
 }
 
 /// Writes a record as an item, with the `status_key` of `by_status_v2` derived from its status
@@ -94,7 +94,7 @@ pub fn item_from_record(
     record: &ImageRecord,
 ) -> Result<HashMap<String, AttributeValue>, RepoError> {
     let mut item: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        serde_dynamo::to_item(record).map_err(|e| RepoError::malformed("an image record", e))?;
     if let Some(key) = status_index::status_key(record) {
         item.insert(STATUS_KEY.to_owned(), AttributeValue::S(key));
     }
@@ -342,11 +342,13 @@ impl AwaitingUploads for DynamoImages {
                 .await
                 .map_err(sdk_failure)?;
             for item in page.items() {
+                const WHAT: &str = "an awaiting upload's created_at";
                 let at = item
                     .get("created_at")
                     .and_then(|v| v.as_s().ok())
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .ok_or_else(|| RepoError::Malformed("created_at is not a timestamp".into()))?;
+                    .ok_or_else(|| RepoError::malformed(WHAT, "not a text attribute"))?
+                    .parse::<Timestamp>()
+                    .map_err(|e| RepoError::malformed(WHAT, e))?;
                 out.push(at);
             }
             match page.last_evaluated_key {
@@ -492,7 +494,7 @@ impl BackfillRows for DynamoImages {
             }
         }
         let legacy: LegacyRow =
-            serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))?;
+            serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("a legacy row", e))?;
         Ok(Some(StoredRow::Legacy(legacy)))
     }
 
