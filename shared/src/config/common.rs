@@ -188,6 +188,14 @@ mod tests {
         Config::read(&Env::from_vars(pairs.iter().copied()))
     }
 
+    /// Each of `cases` (one variable set to one value) is refused, naming the variable.
+    fn each_refused_by_name(cases: &[(&str, &str)]) {
+        for &(name, value) in cases {
+            let err = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t"), (name, value)]).unwrap_err();
+            assert!(err.to_string().contains(name), "{name}={value}: {err}");
+        }
+    }
+
     #[test]
     fn defaults_apply_and_a_missing_bucket_is_named() {
         assert_eq!(
@@ -218,16 +226,13 @@ mod tests {
         .unwrap();
         assert_eq!(c.owner_limits.uploads_per_minute, 5);
         assert_eq!(c.owner_limits.max_connections, 2);
-        for (name, value) in [
+        each_refused_by_name(&[
             ("UPLOADS_PER_MINUTE", "0"),
             ("MAX_AWAITING_UPLOADS", "1001"),
             ("MAX_CONNECTIONS_PER_OWNER", "many"),
             ("RESUME_PAGE_SIZE", "5000"),
             ("RESUME_PAGE_SIZE", "9"),
-        ] {
-            let err = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t"), (name, value)]).unwrap_err();
-            assert!(err.to_string().contains(name), "{name}: {err}");
-        }
+        ]);
     }
 
     #[test]
@@ -245,16 +250,13 @@ mod tests {
                 ..
             }
         ));
-        for (name, value) in [
+        each_refused_by_name(&[
             ("MAX_UPLOAD_BYTES", "lots"),
             ("MAX_UPLOAD_BYTES", "0"),
             ("MAX_UPLOAD_BYTES", "5368709121"),
             ("LINK_WINDOW_SECS", "9"),
             ("LINK_WINDOW_SECS", "259201"),
-        ] {
-            let err = from(&[("BUCKET", "b"), ("IMAGES_TABLE", "t"), (name, value)]).unwrap_err();
-            assert!(err.to_string().contains(name), "{name}: {err}");
-        }
+        ]);
     }
 
     #[test]
