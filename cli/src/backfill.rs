@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use backfill::{settings_from_lookup, Backfill};
+use backfill::{settings_from, Backfill};
 use indicatif::{ProgressBar, ProgressStyle};
 use safelight::aws::{DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::{BackfillCounts, BackfillReport, BackfillRequest, CostModel};
@@ -169,8 +169,8 @@ async fn main() -> Result<()> {
         Some(path) => stack_env(path)?,
         None => std::env::vars().collect(),
     };
-    let lookup = |name: &str| vars.get(name).cloned();
-    let mut settings = settings_from_lookup(lookup)?;
+    let env = safelight::config::Env::from_vars(vars.iter().map(|(k, v)| (k.as_str(), v)));
+    let mut settings = settings_from(&env)?;
     if let Some(n) = &args.concurrency {
         settings.concurrency = n.parse().context("--concurrency")?;
     }
@@ -196,7 +196,7 @@ async fn main() -> Result<()> {
         return Ok(());
     }
 
-    let config = safelight::Config::from_lookup(lookup)?;
+    let config = safelight::Config::read(&env)?;
     let need = |v: &Option<String>, name: &'static str| {
         safelight::Config::require(v, name).map(str::to_owned)
     };

@@ -18,8 +18,10 @@ pub const CONNECTIONS_RETRY_AFTER_SECS: u64 = 30;
 /// when one of them arrives, usually much sooner than its link expires.
 pub const AWAITING_RETRY_AFTER_CAP_SECS: u64 = 10;
 
-/// The per-owner limits, with their defaults and bounds (see [`OwnerLimits::bounded`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The per-owner limits, with their defaults (read from the environment, with their bounds, by
+/// [`crate::config::Config`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(default)]
 pub struct OwnerLimits {
     /// `UPLOADS_PER_MINUTE`: upload requests an owner may make per minute (default 300).
     pub uploads_per_minute: u32,
@@ -27,9 +29,11 @@ pub struct OwnerLimits {
     /// and whose link still works (default 50).
     pub max_awaiting_uploads: u32,
     /// `MAX_CONNECTIONS_PER_OWNER`: open WebSocket connections per owner (default 10).
+    #[serde(rename = "max_connections_per_owner")]
     pub max_connections: u32,
     /// `RESUME_PAGE_SIZE`: notices one `resume` replays before it answers with a continuation
     /// (default 100).
+    #[serde(rename = "resume_page_size")]
     pub resume_page: u32,
 }
 
@@ -42,44 +46,6 @@ impl Default for OwnerLimits {
             resume_page: 100,
         }
     }
-}
-
-/// One limit's name (its environment variable) and bounds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Bounds {
-    /// The environment variable.
-    pub name: &'static str,
-    /// The least value allowed.
-    pub min: u32,
-    /// The greatest value allowed.
-    pub max: u32,
-}
-
-impl OwnerLimits {
-    /// The bounds of each setting, in field order.
-    pub const BOUNDS: [Bounds; 4] = [
-        Bounds {
-            name: "UPLOADS_PER_MINUTE",
-            min: 1,
-            max: 100_000,
-        },
-        Bounds {
-            name: "MAX_AWAITING_UPLOADS",
-            min: 1,
-            max: 1_000,
-        },
-        Bounds {
-            name: "MAX_CONNECTIONS_PER_OWNER",
-            min: 1,
-            max: 1_000,
-        },
-        // A page is posted frame by frame within the ws function's 10 s timeout.
-        Bounds {
-            name: "RESUME_PAGE_SIZE",
-            min: 10,
-            max: 500,
-        },
-    ];
 }
 
 /// Why a request is refused, and when to try again.

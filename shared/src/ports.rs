@@ -35,9 +35,15 @@ pub enum RepoError {
     /// A conditional write lost a race: the row changed (or exists) since it was read.
     #[error("the image row changed concurrently")]
     Conflict,
-    /// A stored row could not be read as an image record.
-    #[error("stored image row is malformed: {0}")]
-    Malformed(String),
+    /// A stored row could not be read as `what` (or a value could not be written as one).
+    #[error("stored image row is malformed: {what}: {source}")]
+    Malformed {
+        /// What the row was read as.
+        what: &'static str,
+        /// Why it could not be.
+        #[source]
+        source: BoxError,
+    },
     /// A pagination cursor that this API did not hand out.
     #[error("invalid pagination cursor")]
     BadCursor,
@@ -48,6 +54,16 @@ pub enum RepoError {
     /// unusable KMS key, a missing table (a permissions or configuration problem).
     #[error("table refused the call (a permissions or configuration problem): {0}")]
     Refused(#[source] BoxError),
+}
+
+impl RepoError {
+    /// A row that could not be read (or written) as `what`, and why: an error, or a message.
+    pub fn malformed(what: &'static str, source: impl Into<BoxError>) -> Self {
+        RepoError::Malformed {
+            what,
+            source: source.into(),
+        }
+    }
 }
 
 /// What a presigned upload must carry; the signature covers every field.
@@ -379,12 +395,28 @@ pub trait ControlStore: Send + Sync {
 /// Failures of the connections table, the notice log and the WebSocket management API.
 #[derive(Debug, thiserror::Error)]
 pub enum RealtimeError {
-    /// A stored row could not be read back.
-    #[error("stored realtime row is malformed: {0}")]
-    Malformed(String),
+    /// A stored row could not be read back as `what` (or a value could not be written as one).
+    #[error("stored realtime row is malformed: {what}: {source}")]
+    Malformed {
+        /// What the row was read as.
+        what: &'static str,
+        /// Why it could not be.
+        #[source]
+        source: BoxError,
+    },
     /// The table or API failed or could not be reached; retrying may help.
     #[error("realtime storage or delivery failed: {0}")]
     Unavailable(#[source] BoxError),
+}
+
+impl RealtimeError {
+    /// A row that could not be read (or written) as `what`, and why: an error, or a message.
+    pub fn malformed(what: &'static str, source: impl Into<BoxError>) -> Self {
+        RealtimeError::Malformed {
+            what,
+            source: source.into(),
+        }
+    }
 }
 
 /// A WebSocket connection of an owner (a row of the connections table).

@@ -487,9 +487,9 @@ impl NoticeLog for MemoryNotices {
         done: bool,
     ) -> Result<(), RealtimeError> {
         let mut deliveries = lock(&self.deliveries);
-        let d = deliveries
-            .get_mut(key)
-            .ok_or_else(|| RealtimeError::Malformed(format!("no delivery record {key}")))?;
+        let d = deliveries.get_mut(key).ok_or_else(|| {
+            RealtimeError::malformed("a delivery record", format!("no delivery record {key}"))
+        })?;
         d.delivered = delivered.clone();
         d.done = done;
         Ok(())

@@ -9,13 +9,14 @@
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use safelight::config::ConfigError;
+use safelight::config::{Bounds, ConfigError, Env, Settings};
 use safelight::ops::backfill::{
     backfill, BackfillCounts, BackfillError, BackfillPorts, BackfillReport, BackfillRequest,
     BackfillSettings, CostModel, StopWhen, PAGE,
 };
 use safelight::ports::{BackfillRows, ImageRepository, JobQueue, MarkerStore, OriginalsSource};
 use safelight::{ProcessingConfig, Stage};
+use serde::Deserialize;
 
 /// Time kept back from the invocation's deadline to record the checkpoint and answer.
 pub const DEADLINE_MARGIN: Duration = Duration::from_secs(30);
@@ -30,35 +31,51 @@ pub struct Backfill<S, R, Q, M> {
     settings: BackfillSettings,
 }
 
+/// The backfill's own variables.
+#[derive(Debug, Deserialize)]
+#[serde(default)]
+struct BackfillVars {
+    backfill_concurrency: u32,
+    processor_memory_mb: u32,
+    processor_concurrency: u32,
+}
+
+impl Default for BackfillVars {
+    fn default() -> Self {
+        BackfillVars {
+            backfill_concurrency: 16,
+            processor_memory_mb: 1024,
+            processor_concurrency: 10,
+        }
+    }
+}
+
+impl Settings for BackfillVars {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Bounds::new("BACKFILL_CONCURRENCY", 1, 100_000).check(self.backfill_concurrency)?;
+        Bounds::new("PROCESSOR_MEMORY_MB", 1, 100_000).check(self.processor_memory_mb)?;
+        Bounds::new("PROCESSOR_CONCURRENCY", 1, 100_000).check(self.processor_concurrency)
+    }
+}
+
+/// Reads the settings from the process environment (see [`settings_from`]).
+pub fn settings_from_env() -> Result<BackfillSettings, ConfigError> {
+    settings_from(&Env::process())
+}
+
 /// Reads the settings: `BACKFILL_CONCURRENCY` (default 16) originals side by side, the outputs
 /// per stage from `THUMBNAIL_SPECS` / `VARIANT_SPECS` (else the defaults), and the cost model's
 /// `PROCESSOR_MEMORY_MB` (1024) and `PROCESSOR_CONCURRENCY` (10).
-pub fn settings_from_lookup(
-    lookup: impl Fn(&str) -> Option<String>,
-) -> Result<BackfillSettings, ConfigError> {
-    let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-    let number = |name: &'static str, default: u32| -> Result<u32, ConfigError> {
-        get(name).map_or(Ok(default), |v| {
-            v.trim()
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (1..=100_000).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name,
-                    reason: format!("{v:?} is not a whole number between 1 and 100000"),
-                })
-        })
-    };
-    let thumbnails = ProcessingConfig::from_lookup(Stage::Thumbnail, &lookup)?;
-    let variants = ProcessingConfig::from_lookup(Stage::Variant, &lookup)?;
-    let outputs = |c: &ProcessingConfig| c.specs.len() as u64;
+pub fn settings_from(env: &Env) -> Result<BackfillSettings, ConfigError> {
+    let vars: BackfillVars = env.read()?;
+    let outputs = |stage| ProcessingConfig::read(stage, env).map(|c| c.specs.len() as u64);
     Ok(BackfillSettings {
-        concurrency: number("BACKFILL_CONCURRENCY", 16)? as usize,
+        concurrency: vars.backfill_concurrency as usize,
         page: PAGE,
-        outputs: (outputs(&thumbnails), outputs(&variants)),
+        outputs: (outputs(Stage::Thumbnail)?, outputs(Stage::Variant)?),
         cost: CostModel {
-            memory_mb: number("PROCESSOR_MEMORY_MB", 1024)?,
-            concurrency: number("PROCESSOR_CONCURRENCY", 10)?,
+            memory_mb: vars.processor_memory_mb,
+            concurrency: vars.processor_concurrency,
             ..CostModel::default()
         },
     })

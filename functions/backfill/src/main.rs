@@ -5,7 +5,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use backfill::{deadline_from_epoch_millis, settings_from_lookup, Backfill};
+use backfill::{deadline_from_epoch_millis, settings_from_env, Backfill};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, DynamoControl, DynamoImages, S3Store, SqsQueues};
@@ -16,7 +16,7 @@ use safelight::Config;
 async fn main() -> Result<(), Error> {
     let telemetry = Telemetry::init()?;
     let config = Config::from_env()?;
-    let settings = settings_from_lookup(|name| std::env::var(name).ok())?;
+    let settings = settings_from_env()?;
     let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use backfill::{settings_from_lookup, Backfill};
+use backfill::{settings_from, Backfill};
 use safelight::ops::backfill::{
     BackfillReport, BackfillRequest, BackfillSettings, LegacyRow, RunState, MIGRATION,
 };
@@ -20,7 +20,7 @@ use serde_json::Value;
 type Handler = Backfill<MemoryStore, MemoryImages, MemoryQueue, MemoryMarkers>;
 
 fn settings() -> BackfillSettings {
-    let mut s = settings_from_lookup(|_| None).unwrap();
+    let mut s = settings_from(&Default::default()).unwrap();
     s.page = 10;
     s
 }

@@ -271,7 +271,7 @@ where
                 let last_seq = notices.iter().map(|n| n.seq).fold(since, u64::max);
                 for notice in notices {
                     let frame = serde_json::to_value(notice)
-                        .map_err(|e| RealtimeError::Malformed(e.to_string()))?;
+                        .map_err(|e| RealtimeError::malformed("a notice frame", e))?;
                     if !self.send(connection_id, &frame).await? {
                         return Ok(response(200));
                     }

@@ -17,7 +17,7 @@ async fn main() -> Result<(), Error> {
     let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
-    let key_cache = KeyCachePolicy::from_lookup(|name| std::env::var(name).ok())?;
+    let key_cache = KeyCachePolicy::from_env()?;
     let sdk = aws::load_sdk_config().await;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let handler = Ws::new(

@@ -34,6 +34,7 @@ use jsonwebtoken::errors::ErrorKind as JwtErrorKind;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
+use safelight::config::{secs, Bounds, Env, Settings};
 use safelight::{ConfigError, OwnerId, Timestamp};
 use serde::Deserialize;
 
@@ -47,13 +48,18 @@ pub const KEYS_TTL: Duration = Duration::from_secs(600);
 pub const KEYS_GRACE: Duration = Duration::from_secs(3600);
 
 /// When the issuer's keys are fetched again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct KeyCachePolicy {
-    /// How long fetched keys are used before they are fetched again ([`KEYS_TTL`]).
+    /// How long fetched keys are used before they are fetched again ([`KEYS_TTL`];
+    /// `JWKS_CACHE_TTL_SECS`, 60 to 86400).
+    #[serde(rename = "jwks_cache_ttl_secs", deserialize_with = "secs")]
     pub ttl: Duration,
     /// How long past `ttl` they keep serving while re-fetches fail ([`KEYS_GRACE`]).
+    #[serde(skip)]
     pub grace: Duration,
     /// The shortest time between two fetch attempts after the first ([`REFETCH_INTERVAL`]).
+    #[serde(skip)]
     pub refetch_interval: Duration,
 }
 
@@ -67,24 +73,17 @@ impl Default for KeyCachePolicy {
     }
 }
 
+impl Settings for KeyCachePolicy {
+    fn validate(&self) -> Result<(), ConfigError> {
+        Bounds::new("JWKS_CACHE_TTL_SECS", 60, 86_400).check_secs(self.ttl)
+    }
+}
+
 impl KeyCachePolicy {
-    /// The policy with `JWKS_CACHE_TTL_SECS` (60..=86400) read through `lookup`; the rest default.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        const NAME: &str = "JWKS_CACHE_TTL_SECS";
-        let mut policy = KeyCachePolicy::default();
-        if let Some(v) = lookup(NAME).filter(|v| !v.trim().is_empty()) {
-            let secs = v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|n| (60..=86_400).contains(n))
-                .ok_or(ConfigError::Invalid {
-                    name: NAME,
-                    reason: format!("{v:?} is not a whole number of seconds between 60 and 86400"),
-                })?;
-            policy.ttl = Duration::from_secs(secs);
-        }
-        Ok(policy)
+    /// The policy with `JWKS_CACHE_TTL_SECS` read from the process environment; the rest
+    /// default.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Env::process().read()
     }
 }
 
@@ -669,13 +668,14 @@ mod tests {
 
     #[test]
     fn the_ttl_is_read_from_jwks_cache_ttl_secs_and_a_bad_value_is_named() {
-        let p = KeyCachePolicy::from_lookup(|_| None).unwrap();
+        let read =
+            |value: &str| Env::from_vars([("JWKS_CACHE_TTL_SECS", value)]).read::<KeyCachePolicy>();
+        let p: KeyCachePolicy = Env::default().read().unwrap();
         assert_eq!(p, KeyCachePolicy::default());
         assert_eq!(p.ttl, Duration::from_secs(600));
-        let p = KeyCachePolicy::from_lookup(|k| (k == "JWKS_CACHE_TTL_SECS").then(|| "300".into()));
-        assert_eq!(p.unwrap().ttl, Duration::from_secs(300));
+        assert_eq!(read("300").unwrap().ttl, Duration::from_secs(300));
         for bad in ["0", "59", "86401", "ten"] {
-            let err = KeyCachePolicy::from_lookup(|_| Some(bad.into())).unwrap_err();
+            let err = read(bad).unwrap_err();
             assert!(err.to_string().contains("JWKS_CACHE_TTL_SECS"), "{err}");
         }
     }

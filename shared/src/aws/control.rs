@@ -289,7 +289,7 @@ impl MarkerStore for DynamoControl {
         out.item
             .map(|item| {
                 let row: MarkerRow = serde_dynamo::from_item(item)
-                    .map_err(|e| RepoError::Malformed(e.to_string()))?;
+                    .map_err(|e| RepoError::malformed("a migration marker", e))?;
                 Ok((row.marker, row.version))
             })
             .transpose()
@@ -306,7 +306,8 @@ impl MarkerStore for DynamoControl {
             version: expected_version + 1,
             marker: marker.clone(),
         };
-        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        let item = serde_dynamo::to_item(&row)
+            .map_err(|e| RepoError::malformed("a migration marker", e))?;
         let mut put = self
             .client
             .put_item()
@@ -348,7 +349,7 @@ impl ControlStore for DynamoControl {
             None => Ok((Breaker::default(), 0)),
             Some(item) => {
                 let row: BreakerRow = serde_dynamo::from_item(item)
-                    .map_err(|e| RepoError::Malformed(e.to_string()))?;
+                    .map_err(|e| RepoError::malformed("a breaker", e))?;
                 Ok((row.breaker, row.version))
             }
         }
@@ -365,7 +366,7 @@ impl ControlStore for DynamoControl {
             version: expected_version + 1,
             breaker: breaker.clone(),
         };
-        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::malformed("a breaker", e))?;
         let mut put = self
             .client
             .put_item()

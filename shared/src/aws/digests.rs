@@ -96,11 +96,11 @@ impl DigestIndex for DynamoDigests {
             .item()
             .and_then(|item| item.get("image_id"))
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| RepoError::Malformed("a digest claim without an image_id".into()))?;
+            .ok_or_else(|| RepoError::malformed("a digest claim", "no image_id"))?;
         holder
             .parse()
             .map(Some)
-            .map_err(|e| RepoError::Malformed(format!("a digest claim's image_id: {e}")))
+            .map_err(|e| RepoError::malformed("a digest claim's image_id", e))
     }
 
     async fn reclaim(

@@ -108,7 +108,7 @@ pub(super) async fn batch_get(
             table.to_owned(),
             wanted
                 .build()
-                .map_err(|e| RepoError::Malformed(e.to_string()))?,
+                .map_err(|e| RepoError::malformed("a batch read request", e))?,
         )]);
         let mut tries = 0;
         loop {
@@ -146,7 +146,7 @@ pub(super) async fn batch_get(
 
 /// Reads an item as a record.
 pub fn record_from_item(item: HashMap<String, AttributeValue>) -> Result<ImageRecord, RepoError> {
-    serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))
+    serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("an image record", e))
 }
 
 /// Writes a record as an item, with the `status_key` of `by_status_v2` derived from its status
@@ -155,7 +155,7 @@ pub fn item_from_record(
     record: &ImageRecord,
 ) -> Result<HashMap<String, AttributeValue>, RepoError> {
     let mut item: HashMap<String, AttributeValue> =
-        serde_dynamo::to_item(record).map_err(|e| RepoError::Malformed(e.to_string()))?;
+        serde_dynamo::to_item(record).map_err(|e| RepoError::malformed("an image record", e))?;
     if let Some(key) = status_index::status_key(record) {
         item.insert(STATUS_KEY.to_owned(), AttributeValue::S(key));
         // The index's sort key: a row written before `status_since` gets it now (its last
@@ -407,11 +407,13 @@ impl AwaitingUploads for DynamoImages {
                 .await
                 .map_err(sdk_failure)?;
             for item in page.items() {
+                const WHAT: &str = "an awaiting upload's created_at";
                 let at = item
                     .get("created_at")
                     .and_then(|v| v.as_s().ok())
-                    .and_then(|t| t.parse::<Timestamp>().ok())
-                    .ok_or_else(|| RepoError::Malformed("created_at is not a timestamp".into()))?;
+                    .ok_or_else(|| RepoError::malformed(WHAT, "not a text attribute"))?
+                    .parse::<Timestamp>()
+                    .map_err(|e| RepoError::malformed(WHAT, e))?;
                 out.push(at);
             }
             match page.last_evaluated_key {
@@ -512,15 +514,15 @@ fn entry_from_keys(item: &HashMap<String, AttributeValue>) -> Result<Entry, Repo
     let text = |name: &str| {
         item.get(name)
             .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| RepoError::Malformed(format!("index entry without {name}")))
+            .ok_or_else(|| RepoError::malformed("a status index entry", format!("no {name}")))
     };
     Ok(Entry {
         since: text(status_index::SORT_KEY)?
             .parse()
-            .map_err(|_| RepoError::Malformed("index entry's status_since".to_owned()))?,
+            .map_err(|e| RepoError::malformed("a status index entry's status_since", e))?,
         id: text("image_id")?
             .parse()
-            .map_err(|_| RepoError::Malformed("index entry's image_id".to_owned()))?,
+            .map_err(|e| RepoError::malformed("a status index entry's image_id", e))?,
     })
 }
 
@@ -593,7 +595,7 @@ impl BackfillRows for DynamoImages {
             }
         }
         let legacy: LegacyRow =
-            serde_dynamo::from_item(item).map_err(|e| RepoError::Malformed(e.to_string()))?;
+            serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("a legacy row", e))?;
         Ok(Some(StoredRow::Legacy(legacy)))
     }
 

@@ -10,7 +10,7 @@ use super::{
 use crate::config::{Config, ProcessingConfig};
 use crate::domain::{Stage, Timestamp};
 use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
-use crate::processing::{Ports, Processor};
+use crate::processing::{Policy, Ports, Processor};
 
 /// Runs one SQS event through the processor and answers with the messages to keep. `deadline`
 /// is the invocation's (the Lambda context's `deadline`, epoch milliseconds).
@@ -54,7 +54,12 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
         stage,
         processing.specs,
         processing.limits,
-        processing.policy,
+        Policy {
+            backoff: processing.backoff,
+            breaker: processing.breaker,
+            lease: processing.lease,
+            ..Policy::default()
+        },
         Ports {
             store: faults.wrap(S3Store::new(&sdk, &config.bucket)),
             images: faults.wrap(DynamoImages::new(&sdk, &config.images_table)),

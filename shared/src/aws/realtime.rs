@@ -23,8 +23,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use aws_sdk_dynamodb::Client;
+use serde::{Deserialize, Serialize};
 
-use crate::domain::{Notice, OwnerId, Timestamp};
+use crate::domain::{ImageId, Notice, OwnerId, Timestamp};
 use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError, Replay};
 
 type Item = HashMap<String, AttributeValue>;
@@ -33,35 +34,137 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RealtimeEr
     RealtimeError::Unavailable(Box::new(e))
 }
 
-fn malformed(what: &str) -> RealtimeError {
-    RealtimeError::Malformed(what.to_owned())
+/// `row` as an item.
+fn to_item<T: Serialize>(what: &'static str, row: &T) -> Result<Item, RealtimeError> {
+    serde_dynamo::to_item(row).map_err(|e| RealtimeError::malformed(what, e))
 }
 
-fn s(v: impl Into<String>) -> AttributeValue {
-    AttributeValue::S(v.into())
+/// `item` as a `T`.
+fn from_item<T: for<'de> Deserialize<'de>>(
+    what: &'static str,
+    item: Item,
+) -> Result<T, RealtimeError> {
+    serde_dynamo::from_item(item).map_err(|e| RealtimeError::malformed(what, e))
 }
 
-fn n(v: impl ToString) -> AttributeValue {
-    AttributeValue::N(v.to_string())
+/// An absent `expires_at` (epoch seconds) never expires.
+fn expired(expires_at: Option<i64>, now: Timestamp) -> bool {
+    expires_at.is_some_and(|at| at <= now.unix_seconds())
 }
 
-fn text<'a>(item: &'a Item, name: &str) -> Result<&'a str, RealtimeError> {
-    item.get(name)
-        .and_then(|v| v.as_s().ok())
-        .map(String::as_str)
-        .ok_or_else(|| malformed(&format!("missing text attribute {name}")))
+/// A row of the connections table.
+#[derive(Debug, Serialize, Deserialize)]
+struct ConnectionRow {
+    connection_id: String,
+    owner_id: OwnerId,
+    /// RFC 3339.
+    connected_at: Timestamp,
+    /// TTL, epoch seconds.
+    expires_at: i64,
 }
 
-fn number<T: std::str::FromStr>(item: &Item, name: &str) -> Result<T, RealtimeError> {
-    item.get(name)
-        .and_then(|v| v.as_n().ok())
-        .and_then(|v| v.parse().ok())
-        .ok_or_else(|| malformed(&format!("missing numeric attribute {name}")))
+impl From<&Connection> for ConnectionRow {
+    fn from(c: &Connection) -> Self {
+        ConnectionRow {
+            connection_id: c.connection_id.clone(),
+            owner_id: c.owner.clone(),
+            connected_at: c.connected_at,
+            expires_at: c.expires_at.unix_seconds(),
+        }
+    }
 }
 
-/// An absent `expires_at` never expires.
-fn expired(item: &Item, now: Timestamp) -> bool {
-    number::<i64>(item, "expires_at").is_ok_and(|at| at <= now.unix_seconds())
+impl From<ConnectionRow> for Connection {
+    fn from(row: ConnectionRow) -> Self {
+        Connection {
+            connection_id: row.connection_id,
+            owner: row.owner_id,
+            connected_at: row.connected_at,
+            expires_at: Timestamp::from_unix_millis(row.expires_at.saturating_mul(1000)),
+        }
+    }
+}
+
+/// A connection row read back, unless it expired.
+fn live_connection(item: Item, now: Timestamp) -> Result<Option<Connection>, RealtimeError> {
+    let row: ConnectionRow = from_item("a connection", item)?;
+    Ok((!expired(Some(row.expires_at), now)).then(|| row.into()))
+}
+
+/// A delivery record of the notices table.
+#[derive(Debug, Serialize, Deserialize)]
+struct DeliveryRow {
+    /// `delivery#{key}`.
+    owner_id: String,
+    /// Always 0.
+    seq: u64,
+    owner: OwnerId,
+    /// The notice's JSON frame.
+    notice: String,
+    #[serde(default)]
+    delivered: BTreeSet<String>,
+    #[serde(default)]
+    done: bool,
+    /// TTL, epoch seconds.
+    expires_at: i64,
+}
+
+impl DeliveryRow {
+    fn new(key: &str, d: &Delivery) -> Result<Self, RealtimeError> {
+        Ok(DeliveryRow {
+            owner_id: delivery_pk(key),
+            seq: 0,
+            owner: d.owner.clone(),
+            notice: notice_json(&d.notice)?,
+            delivered: d.delivered.clone(),
+            done: d.done,
+            expires_at: d.expires_at.unix_seconds(),
+        })
+    }
+}
+
+fn delivery_from_item(item: Item) -> Result<Delivery, RealtimeError> {
+    let row: DeliveryRow = from_item("a delivery record", item)?;
+    Ok(Delivery {
+        owner: row.owner,
+        notice: notice_from_json(&row.notice)?,
+        delivered: row.delivered,
+        done: row.done,
+        expires_at: Timestamp::from_unix_millis(row.expires_at.saturating_mul(1000)),
+    })
+}
+
+/// A notice of the notices table.
+#[derive(Debug, Serialize)]
+struct NoticeRow<'a> {
+    owner_id: &'a OwnerId,
+    seq: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    image_id: ImageId,
+    /// The JSON frame as sent.
+    notice: String,
+    /// TTL, epoch seconds.
+    expires_at: i64,
+    /// When it reached the log (epoch milliseconds): a resume finds notices numbered before
+    /// another but stored after it.
+    stored_at: i64,
+}
+
+/// A row of an owner's slice of the notices table as a replay reads it: a notice, or the
+/// counter (seq 0, no `notice`).
+#[derive(Debug, Deserialize)]
+struct LoggedRow {
+    seq: u64,
+    notice: Option<String>,
+    stored_at: Option<i64>,
+    expires_at: Option<i64>,
+}
+
+/// The owner's counter row, as `ADD` leaves it.
+#[derive(Debug, Deserialize)]
+struct CounterRow {
+    last_seq: u64,
 }
 
 /// The connections table.
@@ -81,30 +184,12 @@ impl DynamoConnections {
     }
 }
 
-fn connection_from_item(item: &Item) -> Result<Connection, RealtimeError> {
-    Ok(Connection {
-        connection_id: text(item, "connection_id")?.to_owned(),
-        owner: text(item, "owner_id")?
-            .parse()
-            .map_err(|e: crate::domain::IdError| RealtimeError::Malformed(e.to_string()))?,
-        connected_at: text(item, "connected_at")?
-            .parse()
-            .map_err(|_| malformed("connected_at is not a timestamp"))?,
-        expires_at: Timestamp::from_unix_millis(
-            number::<i64>(item, "expires_at")?.saturating_mul(1000),
-        ),
-    })
-}
-
 impl ConnectionRepository for DynamoConnections {
     async fn put(&self, c: &Connection) -> Result<(), RealtimeError> {
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("connection_id", s(&c.connection_id))
-            .item("owner_id", s(c.owner.as_str()))
-            .item("connected_at", s(c.connected_at.to_string()))
-            .item("expires_at", n(c.expires_at.unix_seconds()))
+            .set_item(Some(to_item("a connection", &ConnectionRow::from(c))?))
             .send()
             .await
             .map_err(unavailable)?;
@@ -120,22 +205,22 @@ impl ConnectionRepository for DynamoConnections {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("connection_id", s(connection_id))
+            .key("connection_id", AttributeValue::S(connection_id.to_owned()))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        out.item
-            .filter(|item| !expired(item, now))
-            .map(|item| connection_from_item(&item))
-            .transpose()
+        match out.item {
+            Some(item) => live_connection(item, now),
+            None => Ok(None),
+        }
     }
 
     async fn delete(&self, connection_id: &str) -> Result<(), RealtimeError> {
         self.client
             .delete_item()
             .table_name(&self.table)
-            .key("connection_id", s(connection_id))
+            .key("connection_id", AttributeValue::S(connection_id.to_owned()))
             .send()
             .await
             .map_err(unavailable)?;
@@ -156,15 +241,13 @@ impl ConnectionRepository for DynamoConnections {
                 .table_name(&self.table)
                 .index_name("by_owner")
                 .key_condition_expression("owner_id = :owner")
-                .expression_attribute_values(":owner", s(owner.as_str()))
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(unavailable)?;
-            for item in page.items() {
-                if !expired(item, now) {
-                    out.push(connection_from_item(item)?);
-                }
+            for item in page.items.unwrap_or_default() {
+                out.extend(live_connection(item, now)?);
             }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() => start = Some(key),
@@ -195,13 +278,13 @@ impl DynamoNotices {
             .client
             .get_item()
             .table_name(&self.table)
-            .key("owner_id", s(delivery_pk(key)))
-            .key("seq", n(0))
+            .key("owner_id", AttributeValue::S(delivery_pk(key)))
+            .key("seq", AttributeValue::N("0".into()))
             .consistent_read(true)
             .send()
             .await
             .map_err(unavailable)?;
-        out.item.map(|item| delivery_from_item(&item)).transpose()
+        out.item.map(delivery_from_item).transpose()
     }
 }
 
@@ -210,42 +293,11 @@ fn delivery_pk(key: &str) -> String {
 }
 
 fn notice_json(notice: &Notice) -> Result<String, RealtimeError> {
-    serde_json::to_string(notice).map_err(|e| RealtimeError::Malformed(e.to_string()))
+    serde_json::to_string(notice).map_err(|e| RealtimeError::malformed("a notice frame", e))
 }
 
 fn notice_from_json(json: &str) -> Result<Notice, RealtimeError> {
-    serde_json::from_str(json).map_err(|e| RealtimeError::Malformed(e.to_string()))
-}
-
-fn delivery_from_item(item: &Item) -> Result<Delivery, RealtimeError> {
-    let delivered = match item.get("delivered") {
-        None => BTreeSet::new(),
-        Some(v) => v
-            .as_l()
-            .map_err(|_| malformed("delivered is not a list"))?
-            .iter()
-            .filter_map(|v| v.as_s().ok().cloned())
-            .collect(),
-    };
-    Ok(Delivery {
-        owner: text(item, "owner")?
-            .parse()
-            .map_err(|e: crate::domain::IdError| RealtimeError::Malformed(e.to_string()))?,
-        notice: notice_from_json(text(item, "notice")?)?,
-        delivered,
-        done: item
-            .get("done")
-            .and_then(|v| v.as_bool().ok())
-            .copied()
-            .unwrap_or(false),
-        expires_at: Timestamp::from_unix_millis(
-            number::<i64>(item, "expires_at")?.saturating_mul(1000),
-        ),
-    })
-}
-
-fn id_list(ids: &BTreeSet<String>) -> AttributeValue {
-    AttributeValue::L(ids.iter().map(|id| s(id.as_str())).collect())
+    serde_json::from_str(json).map_err(|e| RealtimeError::malformed("a notice frame", e))
 }
 
 impl NoticeLog for DynamoNotices {
@@ -254,16 +306,17 @@ impl NoticeLog for DynamoNotices {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("owner_id", s(owner.as_str()))
-            .key("seq", n(0))
+            .key("owner_id", AttributeValue::S(owner.to_string()))
+            .key("seq", AttributeValue::N("0".into()))
             .update_expression("ADD last_seq :one")
-            .expression_attribute_values(":one", n(1))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::UpdatedNew)
             .send()
             .await
             .map_err(unavailable)?;
-        let attributes = out.attributes.unwrap_or_default();
-        number(&attributes, "last_seq")
+        let counter: CounterRow =
+            from_item("a notice counter", out.attributes.unwrap_or_default())?;
+        Ok(counter.last_seq)
     }
 
     async fn claim(&self, key: &str, d: &Delivery) -> Result<Delivery, RealtimeError> {
@@ -271,13 +324,10 @@ impl NoticeLog for DynamoNotices {
             .client
             .put_item()
             .table_name(&self.table)
-            .item("owner_id", s(delivery_pk(key)))
-            .item("seq", n(0))
-            .item("owner", s(d.owner.as_str()))
-            .item("notice", s(notice_json(&d.notice)?))
-            .item("delivered", id_list(&d.delivered))
-            .item("done", AttributeValue::Bool(d.done))
-            .item("expires_at", n(d.expires_at.unix_seconds()))
+            .set_item(Some(to_item(
+                "a delivery record",
+                &DeliveryRow::new(key, d)?,
+            )?))
             .condition_expression("attribute_not_exists(owner_id)")
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
@@ -289,11 +339,14 @@ impl NoticeLog for DynamoNotices {
                 // return it is read.
                 if let PutItemError::ConditionalCheckFailedException(refused) = e.err() {
                     if let Some(won) = refused.item().filter(|item| !item.is_empty()) {
-                        return delivery_from_item(won);
+                        return delivery_from_item(won.clone());
                     }
                 }
                 self.read_delivery(key).await?.ok_or_else(|| {
-                    malformed("a delivery record vanished between the claim and the read")
+                    RealtimeError::malformed(
+                        "a delivery record",
+                        "it vanished between the claim and the read",
+                    )
                 })
             }
             Err(e) => Err(unavailable(e)),
@@ -309,11 +362,15 @@ impl NoticeLog for DynamoNotices {
         self.client
             .update_item()
             .table_name(&self.table)
-            .key("owner_id", s(delivery_pk(key)))
-            .key("seq", n(0))
+            .key("owner_id", AttributeValue::S(delivery_pk(key)))
+            .key("seq", AttributeValue::N("0".into()))
             .update_expression("SET delivered = :delivered, done = :done")
             .condition_expression("attribute_exists(owner_id)")
-            .expression_attribute_values(":delivered", id_list(delivered))
+            .expression_attribute_values(
+                ":delivered",
+                serde_dynamo::to_attribute_value(delivered)
+                    .map_err(|e| RealtimeError::malformed("a delivery record", e))?,
+            )
             .expression_attribute_values(":done", AttributeValue::Bool(done))
             .send()
             .await
@@ -328,20 +385,24 @@ impl NoticeLog for DynamoNotices {
         expires_at: Timestamp,
     ) -> Result<(), RealtimeError> {
         if notice.seq == 0 {
-            return Err(malformed("seq 0 is the counter row, not a notice"));
+            return Err(RealtimeError::malformed(
+                "a notice",
+                "seq 0 is the counter row, not a notice",
+            ));
         }
+        let row = NoticeRow {
+            owner_id: owner,
+            seq: notice.seq,
+            kind: notice.kind.as_str(),
+            image_id: notice.image_id,
+            notice: notice_json(notice)?,
+            expires_at: expires_at.unix_seconds(),
+            stored_at: Timestamp::now().unix_millis(),
+        };
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("owner_id", s(owner.as_str()))
-            .item("seq", n(notice.seq))
-            .item("type", s(notice.kind.as_str()))
-            .item("image_id", s(notice.image_id.to_string()))
-            .item("notice", s(notice_json(notice)?))
-            .item("expires_at", n(expires_at.unix_seconds()))
-            // When it reached the log: a resume finds notices numbered before another but
-            // stored after it.
-            .item("stored_at", n(Timestamp::now().unix_millis()))
+            .set_item(Some(to_item("a notice", &row)?))
             .send()
             .await
             .map_err(unavailable)?;
@@ -372,8 +433,8 @@ impl NoticeLog for DynamoNotices {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("owner_id = :owner AND seq > :from")
-                .expression_attribute_values(":owner", s(owner.as_str()))
-                .expression_attribute_values(":from", n(from))
+                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+                .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
                 .scan_index_forward(true)
                 .consistent_read(true)
                 .limit(left)
@@ -381,12 +442,12 @@ impl NoticeLog for DynamoNotices {
                 .send()
                 .await
                 .map_err(unavailable)?;
-            items.extend(
-                page.items()
-                    .iter()
-                    .filter(|item| item.contains_key("notice"))
-                    .cloned(),
-            );
+            for item in page.items.unwrap_or_default() {
+                let row: LoggedRow = from_item("a notice", item)?;
+                if row.notice.is_some() {
+                    items.push(row);
+                }
+            }
             match page.last_evaluated_key {
                 Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
                 Some(key) if !key.is_empty() => {
@@ -396,27 +457,18 @@ impl NoticeLog for DynamoNotices {
                 _ => break,
             }
         }
-        let number = |item: &HashMap<String, AttributeValue>, name: &str| {
-            item.get(name)
-                .and_then(|v| v.as_n().ok())
-                .and_then(|v| v.parse::<i64>().ok())
-        };
-        let seq_of = |item: &HashMap<String, AttributeValue>| {
-            number(item, "seq")
-                .and_then(|v| u64::try_from(v).ok())
-                .unwrap_or(0)
-        };
         let after_stored = items
             .iter()
-            .find(|item| seq_of(item) == after)
-            .and_then(|item| number(item, "stored_at"));
+            .find(|row| row.seq == after)
+            .and_then(|row| row.stored_at);
         let mut out = Vec::new();
-        for item in &items {
-            let seq = seq_of(item);
-            let late = seq < after
-                && matches!((number(item, "stored_at"), after_stored), (Some(t), Some(a)) if t > a);
-            if (seq > after || late) && !expired(item, now) {
-                out.push(notice_from_json(text(item, "notice")?)?);
+        for row in &items {
+            let late = row.seq < after
+                && matches!((row.stored_at, after_stored), (Some(t), Some(a)) if t > a);
+            if let Some(notice) = row.notice.as_deref() {
+                if (row.seq > after || late) && !expired(row.expires_at, now) {
+                    out.push(notice_from_json(notice)?);
+                }
             }
         }
         // The sort key orders them already; sorting again guards against an emulator that
@@ -430,7 +482,7 @@ impl NoticeLog for DynamoNotices {
         let next = out
             .last()
             .map(|notice| notice.seq)
-            .or_else(|| items.iter().map(seq_of).max())
+            .or_else(|| items.iter().map(|row| row.seq).max())
             .filter(|seq| more && *seq > after);
         Ok(Replay { notices: out, next })
     }
@@ -439,33 +491,142 @@ impl NoticeLog for DynamoNotices {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{ContentType, ImageRecord, NewImage, NoticeType, UploadState};
+
+    fn st(v: &str) -> AttributeValue {
+        AttributeValue::S(v.to_owned())
+    }
+
+    fn nu(v: &str) -> AttributeValue {
+        AttributeValue::N(v.to_owned())
+    }
+
+    fn item<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
+        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+    }
 
     #[test]
     fn rows_past_their_expiry_count_as_absent_and_rows_without_one_do_not_expire() {
         let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        let with = |secs: i64| Item::from([("expires_at".to_owned(), n(secs))]);
-        assert!(expired(&with(now.unix_seconds() - 1), now));
-        assert!(expired(&with(now.unix_seconds()), now));
-        assert!(!expired(&with(now.unix_seconds() + 1), now));
-        assert!(!expired(&Item::new(), now));
+        assert!(expired(Some(now.unix_seconds() - 1), now));
+        assert!(expired(Some(now.unix_seconds()), now));
+        assert!(!expired(Some(now.unix_seconds() + 1), now));
+        assert!(!expired(None, now));
     }
 
     #[test]
     fn a_connection_row_reads_back() {
-        let item = Item::from([
-            ("connection_id".to_owned(), s("abc=")),
-            ("owner_id".to_owned(), s("u1")),
-            ("connected_at".to_owned(), s("2026-11-28T10:00:00.000Z")),
-            ("expires_at".to_owned(), n(1_900_000_000)),
+        let row = item([
+            ("connection_id", st("abc=")),
+            ("owner_id", st("u1")),
+            ("connected_at", st("2026-11-28T10:00:00.000Z")),
+            ("expires_at", nu("1900000000")),
         ]);
-        let c = connection_from_item(&item).unwrap();
+        let now = Timestamp::from_unix_millis(1_800_000_000_000);
+        let c = live_connection(row.clone(), now).unwrap().unwrap();
         assert_eq!(c.connection_id, "abc=");
         assert_eq!(c.owner.as_str(), "u1");
         assert_eq!(c.expires_at.unix_seconds(), 1_900_000_000);
-        let bad = Item::from([("connection_id".to_owned(), s("abc="))]);
+        let later = Timestamp::from_unix_millis(1_900_000_000_000);
+        assert_eq!(live_connection(row, later).unwrap(), None, "expired");
+        let bad = item([("connection_id", st("abc="))]);
         assert!(matches!(
-            connection_from_item(&bad),
-            Err(RealtimeError::Malformed(_))
+            live_connection(bad, now),
+            Err(RealtimeError::Malformed { .. })
         ));
+    }
+
+    #[test]
+    fn a_connection_is_written_with_the_tables_attribute_names_and_types() {
+        let c = Connection {
+            connection_id: "abc=".into(),
+            owner: "u1".parse().unwrap(),
+            connected_at: "2026-11-28T10:00:00.000Z".parse().unwrap(),
+            expires_at: Timestamp::from_unix_millis(1_900_000_000_000),
+        };
+        assert_eq!(
+            to_item("a connection", &ConnectionRow::from(&c)).unwrap(),
+            item([
+                ("connection_id", st("abc=")),
+                ("owner_id", st("u1")),
+                ("connected_at", st("2026-11-28T10:00:00.000Z")),
+                ("expires_at", nu("1900000000")),
+            ])
+        );
+    }
+
+    fn notice() -> Notice {
+        let record = ImageRecord::new(
+            NewImage {
+                image_id: "01JABCDEFGHJKMNPQRSTVWXYZ0".parse().unwrap(),
+                owner_id: "u1".parse().unwrap(),
+                filename: None,
+                content_type: ContentType::Jpeg,
+                byte_size: 10,
+                sha256: None,
+                upload_state: UploadState::Stored,
+            },
+            Timestamp::from_unix_millis(1_800_000_000_000),
+        );
+        Notice::new(NoticeType::Failed, &record, 7)
+    }
+
+    #[test]
+    fn a_delivery_record_is_written_and_read_with_the_tables_attribute_names_and_types() {
+        let d = Delivery {
+            owner: "u1".parse().unwrap(),
+            notice: notice(),
+            delivered: BTreeSet::from(["c1".to_owned(), "c2".to_owned()]),
+            done: true,
+            expires_at: Timestamp::from_unix_millis(1_900_000_000_000),
+        };
+        let json = serde_json::to_string(&d.notice).unwrap();
+        let written = to_item("a delivery record", &DeliveryRow::new("k", &d).unwrap()).unwrap();
+        assert_eq!(
+            written,
+            item([
+                ("owner_id", st("delivery#k")),
+                ("seq", nu("0")),
+                ("owner", st("u1")),
+                ("notice", st(&json)),
+                ("delivered", AttributeValue::L(vec![st("c1"), st("c2")])),
+                ("done", AttributeValue::Bool(true)),
+                ("expires_at", nu("1900000000")),
+            ])
+        );
+        assert_eq!(delivery_from_item(written).unwrap(), d);
+        assert_eq!(
+            serde_dynamo::to_attribute_value::<_, AttributeValue>(&BTreeSet::<String>::new())
+                .unwrap(),
+            AttributeValue::L(vec![]),
+            "progress with nothing delivered is an empty list"
+        );
+    }
+
+    #[test]
+    fn a_notice_is_written_with_the_tables_attribute_names_and_types() {
+        let n = notice();
+        let owner: OwnerId = "u1".parse().unwrap();
+        let row = NoticeRow {
+            owner_id: &owner,
+            seq: n.seq,
+            kind: n.kind.as_str(),
+            image_id: n.image_id,
+            notice: serde_json::to_string(&n).unwrap(),
+            expires_at: 1_900_000_000,
+            stored_at: 1_800_000_000_123,
+        };
+        assert_eq!(
+            to_item("a notice", &row).unwrap(),
+            item([
+                ("owner_id", st("u1")),
+                ("seq", nu("7")),
+                ("type", st(n.kind.as_str())),
+                ("image_id", st("01JABCDEFGHJKMNPQRSTVWXYZ0")),
+                ("notice", st(&serde_json::to_string(&n).unwrap())),
+                ("expires_at", nu("1900000000")),
+                ("stored_at", nu("1800000000123")),
+            ])
+        );
     }
 }

@@ -1,25 +1,35 @@
-//! Tunables of the operations, read once at cold start from the environment.
+//! Tunables of the operations, read once at cold start from the environment (see
+//! [`crate::config`]).
 
 use std::time::Duration;
 
+use serde::Deserialize;
+
 use crate::breaker::BreakerConfig;
-use crate::config::ConfigError;
+use crate::config::{secs, Bounds, BreakerSettings, ConfigError, Env};
 use crate::domain::DEFAULT_ADMIN_SCOPE;
 
+const RETRY_RATE_PER_SEC: Bounds = Bounds::new("RETRY_RATE_PER_SEC", 1, 1000);
+const RETRY_CALL_BUDGET_SECS: Bounds = Bounds::new("RETRY_CALL_BUDGET_SECS", 1, 25)
+    .because("API Gateway gives an HTTP API integration 30 s");
+
 /// What the admin routes and the migration need beyond [`crate::Config`].
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default)]
 pub struct OpsSettings {
     /// `THUMBNAILS_DLQ_URL`
     pub thumbnails_dlq_url: Option<String>,
     /// `VARIANTS_DLQ_URL`
     pub variants_dlq_url: Option<String>,
-    /// The processors' breaker settings (`BREAKER_THRESHOLD`, `BREAKER_WINDOW_SECS`,
-    /// `BREAKER_COOLDOWN_SECS`), to show failures within the same window.
+    /// The processors' breaker settings ([`BreakerSettings`]: `BREAKER_THRESHOLD`,
+    /// `BREAKER_WINDOW_SECS`, `BREAKER_COOLDOWN_SECS`), to show failures within the same window.
+    #[serde(skip)]
     pub breaker: BreakerConfig,
     /// `RETRY_RATE_PER_SEC` (default 20): images retry-all-failed re-enqueues per second.
     pub retry_rate_per_sec: u32,
     /// `RETRY_CALL_BUDGET_SECS` (default 20): how long one retry-all-failed call works before it
     /// answers with a cursor (API Gateway gives an HTTP API integration 30 s).
+    #[serde(rename = "retry_call_budget_secs", deserialize_with = "secs")]
     pub retry_call_budget: Duration,
     /// `ADMIN_SCOPE` (default [`DEFAULT_ADMIN_SCOPE`]): the OAuth scope a token needs for the
     /// admin routes; the same value the template puts in their `AuthorizationScopes`.
@@ -42,69 +52,31 @@ impl Default for OpsSettings {
 impl OpsSettings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::read(&Env::process())
     }
 
-    /// Reads settings through `lookup` (tests pass a map).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &'static str| lookup(name).filter(|v| !v.trim().is_empty());
-        let number = |name: &'static str, default: u64, max: u64| -> Result<u64, ConfigError> {
-            get(name).map_or(Ok(default), |v| {
-                v.trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| (1..=max).contains(n))
-                    .ok_or(ConfigError::Invalid {
-                        name,
-                        reason: format!("{v:?} is not a whole number between 1 and {max}"),
-                    })
-            })
+    /// Reads `env`, checking each setting's bounds.
+    pub fn read(env: &Env) -> Result<Self, ConfigError> {
+        let settings = OpsSettings {
+            breaker: env.read::<BreakerSettings>()?.into(),
+            ..env.parse()?
         };
-        let defaults = OpsSettings::default();
-        let admin_scope = match get("ADMIN_SCOPE") {
-            None => defaults.admin_scope.clone(),
-            // One scope token (RFC 6749 section 3.3): printable ASCII without space, `"` or `\`.
-            Some(v)
-                if v.bytes()
-                    .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\') =>
-            {
-                v
-            }
-            Some(v) => {
-                return Err(ConfigError::Invalid {
-                    name: "ADMIN_SCOPE",
-                    reason: format!(
-                        "{v:?} is not one OAuth scope (no spaces, quotes or backslashes)"
-                    ),
-                })
-            }
-        };
-        let secs = |name, default: Duration, max| {
-            number(name, default.as_secs(), max).map(Duration::from_secs)
-        };
-        Ok(OpsSettings {
-            thumbnails_dlq_url: get("THUMBNAILS_DLQ_URL"),
-            variants_dlq_url: get("VARIANTS_DLQ_URL"),
-            breaker: BreakerConfig {
-                threshold: u32::try_from(number(
-                    "BREAKER_THRESHOLD",
-                    u64::from(defaults.breaker.threshold),
-                    1_000_000,
-                )?)
-                .unwrap_or(u32::MAX),
-                window: secs("BREAKER_WINDOW_SECS", defaults.breaker.window, 86_400 * 30)?,
-                cooldown: secs("BREAKER_COOLDOWN_SECS", defaults.breaker.cooldown, 86_400)?,
-                ..defaults.breaker
-            },
-            retry_rate_per_sec: u32::try_from(number(
-                "RETRY_RATE_PER_SEC",
-                u64::from(defaults.retry_rate_per_sec),
-                1000,
-            )?)
-            .unwrap_or(1000),
-            retry_call_budget: secs("RETRY_CALL_BUDGET_SECS", defaults.retry_call_budget, 25)?,
-            admin_scope,
-        })
+        RETRY_RATE_PER_SEC.check(settings.retry_rate_per_sec)?;
+        RETRY_CALL_BUDGET_SECS.check_secs(settings.retry_call_budget)?;
+        // One scope token (RFC 6749 section 3.3): printable ASCII without space, `"` or `\`.
+        let scope = &settings.admin_scope;
+        if !scope
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\')
+        {
+            return Err(ConfigError::Invalid {
+                name: "ADMIN_SCOPE",
+                reason: format!(
+                    "{scope:?} is not one OAuth scope (no spaces, quotes or backslashes)"
+                ),
+            });
+        }
+        Ok(settings)
     }
 }
 
@@ -112,30 +84,45 @@ impl OpsSettings {
 mod tests {
     use super::*;
 
+    fn read(name: &str, value: &str) -> Result<OpsSettings, ConfigError> {
+        OpsSettings::read(&Env::from_vars([(name, value)]))
+    }
+
     #[test]
     fn defaults_apply_and_a_bad_rate_is_named() {
-        let s = OpsSettings::from_lookup(|_| None).unwrap();
+        let s = OpsSettings::read(&Env::default()).unwrap();
         assert_eq!(s, OpsSettings::default());
-        let err = OpsSettings::from_lookup(|k| (k == "RETRY_RATE_PER_SEC").then(|| "0".into()))
-            .unwrap_err();
+        let err = read("RETRY_RATE_PER_SEC", "0").unwrap_err();
         assert!(err.to_string().contains("RETRY_RATE_PER_SEC"), "{err}");
-        let err =
-            OpsSettings::from_lookup(|k| (k == "RETRY_CALL_BUDGET_SECS").then(|| "60".into()))
-                .unwrap_err();
+        let err = read("RETRY_CALL_BUDGET_SECS", "60").unwrap_err();
         assert!(err.to_string().contains("between 1 and 25"), "{err}");
+    }
+
+    #[test]
+    fn the_retry_rate_agrees_with_the_template() {
+        let s = OpsSettings::default();
+        crate::config::template::agrees(RETRY_RATE_PER_SEC, s.retry_rate_per_sec);
+    }
+
+    #[test]
+    fn the_breaker_is_the_processors_with_the_same_bounds() {
+        assert_eq!(read("BREAKER_THRESHOLD", "7").unwrap().breaker.threshold, 7);
+        let err = read("BREAKER_THRESHOLD", "0").unwrap_err();
+        assert!(err.to_string().contains("BREAKER_THRESHOLD"), "{err}");
     }
 
     #[test]
     fn the_admin_scope_defaults_to_safelight_admin_and_must_be_one_scope() {
         assert_eq!(
-            OpsSettings::from_lookup(|_| None).unwrap().admin_scope,
+            OpsSettings::read(&Env::default()).unwrap().admin_scope,
             "safelight/admin"
         );
-        let named = OpsSettings::from_lookup(|k| (k == "ADMIN_SCOPE").then(|| "ops/admin".into()));
-        assert_eq!(named.unwrap().admin_scope, "ops/admin");
+        assert_eq!(
+            read("ADMIN_SCOPE", "ops/admin").unwrap().admin_scope,
+            "ops/admin"
+        );
         for bad in ["safelight/admin openid", "a\"b"] {
-            let err =
-                OpsSettings::from_lookup(|k| (k == "ADMIN_SCOPE").then(|| bad.into())).unwrap_err();
+            let err = read("ADMIN_SCOPE", bad).unwrap_err();
             assert!(err.to_string().contains("ADMIN_SCOPE"), "{err}");
         }
     }
