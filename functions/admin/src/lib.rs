@@ -103,13 +103,11 @@ where
     /// The routes, answered by this handler. Every request needs the admin scope (see
     /// [`Operator`]) before anything else, an unknown route included (then 404).
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/admin/processing-queue", get(Self::queue))
             .route("/api/admin/retry-all-failed", post(Self::retry_all))
-            .route("/api/admin/circuits/{stage}/reset", post(Self::reset))
-            .fallback(Self::no_route)
-            .method_not_allowed_fallback(Self::no_route)
-            .with_state(self)
+            .route("/api/admin/circuits/{stage}/reset", post(Self::reset));
+        http::or_else(routes, Self::no_route).with_state(self)
     }
 
     async fn no_route(_operator: Operator) -> ApiError {

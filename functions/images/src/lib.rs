@@ -155,14 +155,12 @@ where
     /// The routes, answered by this handler. Every route needs the caller's identity (401
     /// without); a request that matches none is 404.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
+        let routes = Router::new()
             .route("/api/images", get(Self::list))
             .route("/api/images/{id}", get(Self::get))
             .route("/api/images/{id}/processing-status", get(Self::status))
-            .route("/api/images/{id}/retry-processing", post(Self::retry))
-            .fallback(http::no_route)
-            .method_not_allowed_fallback(http::no_route)
-            .with_state(self)
+            .route("/api/images/{id}/retry-processing", post(Self::retry));
+        http::or_else(routes, http::no_route).with_state(self)
     }
 
     /// The caller's own image, or 404.

@@ -230,11 +230,8 @@ where
     /// The route, answered by this handler: `POST /api/images/upload`, with the caller's
     /// identity (401 without); any other request is 404.
     pub fn router(self: Arc<Self>) -> Router {
-        Router::new()
-            .route("/api/images/upload", post(Self::upload))
-            .fallback(http::no_route)
-            .method_not_allowed_fallback(http::no_route)
-            .with_state(self)
+        let routes = Router::new().route("/api/images/upload", post(Self::upload));
+        http::or_else(routes, http::no_route).with_state(self)
     }
 
     async fn upload(

@@ -4,9 +4,11 @@
 //! [`crate::aws::runtime::run_http`] runs one on Lambda.
 
 use axum::extract::FromRequestParts;
+use axum::handler::Handler;
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Router;
 use lambda_http::aws_lambda_events::query_map::QueryMap;
 use lambda_http::request::RequestContext;
 use lambda_http::RequestExt as _;
@@ -56,6 +58,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Query {
 /// Answers a request no route matched (any path, any method), once the caller is known: 404.
 pub async fn no_route(_caller: Identity) -> ApiError {
     ApiError::not_found("route")
+}
+
+/// `routes` with `rest` answering what they do not route: another path, or another method on
+/// one of their paths (so there is no bare 405).
+pub fn or_else<S, H, T>(routes: Router<S>, rest: H) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    H: Handler<T, S> + Clone,
+    T: 'static,
+{
+    routes
+        .method_not_allowed_fallback(rest.clone())
+        .fallback(rest)
 }
 
 /// A JSON response.

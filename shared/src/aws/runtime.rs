@@ -128,3 +128,92 @@ pub async fn invoke(
         Err(e) => panic!("not an API Gateway response: {e}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
+    use axum::routing::post;
+    use serde_json::{json, Value};
+
+    use super::*;
+    use crate::aws::http::{self, Query};
+    use crate::domain::Identity;
+
+    /// A router with one route that echoes its caller, its query and its body's length.
+    fn router() -> Router {
+        let echo = |caller: Identity, query: Query, body: axum::body::Bytes| async move {
+            let limit = query.first("limit").map(str::to_owned);
+            http::json(200, &json!([caller.owner.as_str(), limit, body.len()]))
+        };
+        http::or_else(Router::new().route("/api/echo", post(echo)), http::no_route)
+    }
+
+    /// An API Gateway event (payload 2.0) as the authorizer passes it on.
+    fn event(method: &str, path: &str, body: Option<&str>, base64: bool) -> Value {
+        json!({
+            "version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "limit=7",
+            "headers": {"host": "api.example.com"},
+            "requestContext": {
+                "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"},
+                "authorizer": {"jwt": {"claims": {"sub": "alice"}, "scopes": null}},
+                "stage": "$default", "requestId": "r", "accountId": "1", "apiId": "a",
+                "domainName": "api.example.com", "domainPrefix": "api", "time": "t", "timeEpoch": 0
+            },
+            "body": body, "isBase64Encoded": base64
+        })
+    }
+
+    /// The response Lambda hands back to API Gateway.
+    async fn call(event: Value) -> Value {
+        let event = LambdaEvent::new(
+            serde_json::from_value(event).unwrap(),
+            lambda_runtime::Context::default(),
+        );
+        serde_json::to_value(answer(app(router()), event).await).unwrap()
+    }
+
+    fn answered(response: &Value) -> (i64, Value) {
+        let body = response["body"].as_str().unwrap();
+        (
+            response["statusCode"].as_i64().unwrap(),
+            serde_json::from_str(body).unwrap(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_route_gets_the_callers_identity_its_query_and_its_decoded_body() {
+        let response = call(event("POST", "/api/echo", Some("AAEC"), true)).await;
+        assert_eq!(answered(&response), (200, json!(["alice", "7", 3])));
+        assert_eq!(response["headers"]["content-type"], "application/json");
+        assert_eq!(response["headers"]["cache-control"], "no-store");
+        assert_eq!(response["isBase64Encoded"], false);
+    }
+
+    #[tokio::test]
+    async fn a_body_flagged_base64_that_is_not_is_refused_with_the_apis_400() {
+        let response = call(event("POST", "/api/echo", Some("%%% no %%%"), true)).await;
+        let (status, body) = answered(&response);
+        assert_eq!((status, &body["error"]["code"]), (400, &json!("bad_body")));
+        assert_eq!(response["headers"]["cache-control"], "no-store");
+    }
+
+    #[tokio::test]
+    async fn another_path_or_another_method_is_404_and_slashes_around_a_path_are_trimmed() {
+        for (method, path) in [("POST", "/api/nope"), ("GET", "/api/echo"), ("DELETE", "/")] {
+            let (status, body) = answered(&call(event(method, path, None, false)).await);
+            assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
+        }
+        let (status, _) = answered(&call(event("POST", "//api/echo/", None, false)).await);
+        assert_eq!(status, 200);
+    }
+
+    #[tokio::test]
+    async fn without_the_authorizers_claims_every_path_is_401() {
+        for path in ["/api/echo", "/api/nope"] {
+            let mut e = event("POST", path, None, false);
+            e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+            assert_eq!(answered(&call(e).await).0, 401, "{path}");
+        }
+    }
+}
