@@ -70,9 +70,11 @@ fn app(router: Router) -> App {
     NormalizePath::trim_trailing_slash(router.layer(DefaultBodyLimit::disable()))
 }
 
-/// One invocation: the event as an `http::Request` to `app`, its response as API Gateway's.
-/// (An axum router is always ready, so the adapter is called without waiting for it, and is not
-/// held across the await, which keeps this future `Send`.)
+/// One invocation: the event as an `http::Request` to `app`, its response as API Gateway's,
+/// through lambda_http's `Adapter` (what `lambda_http::run` wraps; public, hidden from its docs),
+/// so a body that is not base64 can be refused before it converts the event. An axum router is
+/// always ready, so the adapter is called without waiting for it, and is not held across the
+/// await, which keeps this future `Send`.
 async fn answer(app: App, mut event: LambdaEvent<LambdaRequest>) -> impl Serialize {
     let pending = match undecodable_body(&mut event.payload) {
         None => Adapter::from(app).call(event),
@@ -202,7 +204,10 @@ mod tests {
     async fn another_path_or_another_method_is_404_and_slashes_around_a_path_are_trimmed() {
         for (method, path) in [("POST", "/api/nope"), ("GET", "/api/echo"), ("DELETE", "/")] {
             let (status, body) = answered(&call(event(method, path, None, false)).await);
-            assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")));
+            assert_eq!(
+                (status, body["error"]["code"].clone()),
+                (404, json!("not_found"))
+            );
         }
         let (status, _) = answered(&call(event("POST", "//api/echo/", None, false)).await);
         assert_eq!(status, 200);
@@ -212,7 +217,10 @@ mod tests {
     async fn without_the_authorizers_claims_every_path_is_401() {
         for path in ["/api/echo", "/api/nope"] {
             let mut e = event("POST", path, None, false);
-            e["requestContext"].as_object_mut().unwrap().remove("authorizer");
+            e["requestContext"]
+                .as_object_mut()
+                .unwrap()
+                .remove("authorizer");
             assert_eq!(answered(&call(e).await).0, 401, "{path}");
         }
     }
