@@ -1,7 +1,4 @@
 //! Lambda wiring for the `upload` function.
-// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
-// default layout depth of 128.
-#![recursion_limit = "256"]
 
 use std::sync::Arc;
 
