@@ -4,13 +4,16 @@
   derived from the files (a route added to one and not the other is named);
 - a route behind the JWT authorizer is an operation that requires the bearer scheme, an open route
   (AuthorizationType NONE) an operation with `security: []`;
-- path parameters match the path's `{name}` segments; every `$ref` resolves; operation ids are unique.
+- path parameters match the path's `{name}` segments; every `$ref` resolves; operation ids are unique;
+- each route's function routes exactly its routes: the `.route("/path", method(...))` calls of the
+  axum `Router` in `functions/<fn>/src/` are the template's routes whose integration invokes it.
 """
 
 from __future__ import annotations
 
 import re
 import sys
+import tempfile
 import unittest
 from pathlib import Path
 
@@ -138,7 +141,59 @@ class TheOpenApiDocumentDescribesTheTemplatesHttpApi(unittest.TestCase):
                     self.fail(f"unresolved $ref {ref}: {err}")
 
 
+# One `.route("/path", get(...))` (or `post`, ... ; a chain `get(a).post(b)` is several).
+RUST_ROUTE = re.compile(r'\.route\(\s*"([^"]+)",\s*((?:\.?(?:get|post|put|delete|patch)\([^()]*\))+)')
+RUST_METHOD = re.compile(r"(get|post|put|delete|patch)\(")
+
+
+def routed_by_crate(crate: Path) -> set[str]:
+    """`METHOD /path` for every route the crate's axum routers declare."""
+    out = set()
+    for src in sorted(crate.glob("src/**/*.rs")):
+        for path, calls in RUST_ROUTE.findall(src.read_text()):
+            out |= {f"{m.upper()} {path}" for m in RUST_METHOD.findall(calls)}
+    return out
+
+
+def routes_by_crate(template: dict) -> dict[Path, set[str]]:
+    """The function crate each HTTP route's integration invokes -> its route keys."""
+    res = template["Resources"]
+    out: dict[Path, set[str]] = {}
+    for key, (_, route) in http_routes(template).items():
+        target = props(route)["Target"]["Fn::Sub"].removeprefix("integrations/${").removesuffix("}")
+        function = props(res[target])["IntegrationUri"]["Fn::GetAtt"][0]
+        crate = (ROOT / "infra" / props(res[function])["CodeUri"]).resolve()
+        out.setdefault(crate, set()).add(key)
+    return out
+
+
+class TheFunctionsRouteTheTemplatesRoutes(unittest.TestCase):
+    def test_each_function_routes_exactly_the_routes_that_invoke_it(self):
+        expected = routes_by_crate(release.load_template())
+        self.assertEqual(len(expected), 3, "upload, images and admin serve the HTTP API")
+        for crate, keys in sorted(expected.items()):
+            with self.subTest(crate=crate.name):
+                self.assertEqual(routed_by_crate(crate), keys)
+
+
 class TheRouteCheckNoticesADifference(unittest.TestCase):
+    def test_a_route_missing_from_a_router_or_from_the_template_is_reported(self):
+        crate = (ROOT / "functions" / "images").resolve()
+        expected = routes_by_crate(release.load_template())[crate]
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "src").mkdir()
+            (Path(tmp) / "src" / "lib.rs").write_text(
+                'Router::new()\n    .route("/api/images", get(Self::list))\n'
+                '    .route("/api/images/{id}", get(Self::get).delete(Self::remove))\n'
+            )
+            routed = routed_by_crate(Path(tmp))
+        self.assertEqual(routed, {"GET /api/images", "GET /api/images/{id}", "DELETE /api/images/{id}"})
+        self.assertEqual(sorted(routed - expected), ["DELETE /api/images/{id}"])
+        self.assertEqual(
+            sorted(expected - routed),
+            ["GET /api/images/{id}/processing-status", "POST /api/images/{id}/retry-processing"],
+        )
+
     def test_a_route_missing_from_the_document_is_reported(self):
         template = release.load_template()
         routes = dict(http_routes(template))

@@ -10,10 +10,12 @@
 //! Usage: `cargo run --release -p safelight-e2e --bin upload_bench -- [requests]` with the stack
 //! up (`make dev`). Prints a markdown table.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use aws_lambda_events::apigw::ApiGatewayV2httpRequest;
+use safelight::aws::runtime::invoke;
 use safelight::aws::{DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight_e2e::Stack;
 use serde_json::json;
@@ -52,7 +54,7 @@ async fn main() -> Result<()> {
         .and_then(|a| a.parse().ok())
         .unwrap_or(500);
     let stack = Stack::load().await?;
-    let handler = Upload::new(
+    let handler = Arc::new(Upload::new(
         S3Store::new(&stack.sdk, stack.var("SAFELIGHT_BUCKET")?),
         DynamoImages::new(&stack.sdk, stack.var("SAFELIGHT_IMAGES_TABLE")?),
         DynamoDigests::new(&stack.sdk, stack.var("SAFELIGHT_CONTROL_TABLE")?),
@@ -62,7 +64,8 @@ async fn main() -> Result<()> {
             presign_expires: Duration::from_secs(900),
             owner: safelight::limits::OwnerLimits::default(),
         },
-    );
+    ))
+    .router();
     let event: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../events/upload-presign.json"
@@ -77,7 +80,7 @@ async fn main() -> Result<()> {
 
     // Warm up connections and caches.
     for _ in 0..20 {
-        handler.handle(&request).await;
+        invoke(handler.clone(), request.clone()).await;
     }
 
     let ddb = stack.dynamodb();
@@ -105,7 +108,7 @@ async fn main() -> Result<()> {
         anchor.push(t.elapsed());
 
         let t = Instant::now();
-        let resp = handler.handle(&request).await;
+        let resp = invoke(handler.clone(), request.clone()).await;
         inside.push(t.elapsed());
         anyhow::ensure!(
             resp.status_code == 201,

@@ -16,9 +16,16 @@
 //! `admin action`, with the `action`, the `caller` (the token's `sub`; never the token) and what
 //! was done, so an operator's log query answers who retried or reset what, and when.
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::http::Method;
-use safelight::aws::apigw_http;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use safelight::aws::http;
 use safelight::ops::circuits::reset_circuit;
 use safelight::ops::queue_view::{queue_view, ViewPorts};
 use safelight::ops::retry_all::{
@@ -51,74 +58,67 @@ pub struct Admin<R, Q, A, C, T> {
     settings: OpsSettings,
 }
 
-enum Route {
-    Queue,
-    RetryAll,
-    Reset(String),
-}
+/// The caller, once its token carries the admin scope: 401 without a verified identity, 403
+/// without the scope.
+struct Operator(Identity);
 
-fn route(request: &ApiGatewayV2httpRequest) -> Option<Route> {
-    let path = request
-        .request_context
-        .http
-        .path
-        .as_deref()
-        .or(request.raw_path.as_deref())
-        .unwrap_or_default();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let method = &request.request_context.http.method;
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["api", "admin", "processing-queue"]) => Some(Route::Queue),
-        (&Method::POST, ["api", "admin", "retry-all-failed"]) => Some(Route::RetryAll),
-        (&Method::POST, ["api", "admin", "circuits", seg, "reset"]) => Some(Route::Reset(
-            apigw_http::path_param(request, "stage")
-                .unwrap_or(seg)
-                .to_owned(),
-        )),
-        _ => None,
+impl<R, Q, A, C, T> FromRequestParts<Arc<Admin<R, Q, A, C, T>>> for Operator
+where
+    Admin<R, Q, A, C, T>: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        admin: &Arc<Admin<R, Q, A, C, T>>,
+    ) -> Result<Self, ApiError> {
+        let identity = Identity::from_request_parts(parts, admin).await?;
+        let scope = &admin.settings.admin_scope;
+        if !identity.has_scope(scope) {
+            tracing::warn!(
+                caller = %identity.owner,
+                "admin route refused: the token lacks the admin scope"
+            );
+            return Err(ApiError::forbidden(format!(
+                "this route is for administrators (the {scope} scope)"
+            )));
+        }
+        Ok(Operator(identity))
     }
 }
 
 impl<R, Q, A, C, T> Admin<R, Q, A, C, T>
 where
-    R: ImageRepository + StatusIndex,
-    Q: JobQueue,
-    A: QueueAdmin,
-    C: ControlStore,
-    T: ThroughputLog,
+    R: ImageRepository + StatusIndex + 'static,
+    Q: JobQueue + 'static,
+    A: QueueAdmin + 'static,
+    C: ControlStore + 'static,
+    T: ThroughputLog + 'static,
 {
     /// A handler over the given ports.
     pub fn new(ports: AdminPorts<R, Q, A, C, T>, settings: OpsSettings) -> Self {
         Admin { ports, settings }
     }
 
-    /// Handles one API Gateway request; every outcome is an HTTP response.
-    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let result = async {
-            let identity = apigw_http::identity(request)?;
-            if !identity.has_scope(&self.settings.admin_scope) {
-                tracing::warn!(
-                    caller = %identity.owner,
-                    "admin route refused: the token lacks the admin scope"
-                );
-                return Err(ApiError::forbidden(format!(
-                    "this route is for administrators (the {} scope)",
-                    self.settings.admin_scope
-                )));
-            }
-            // Boxed: keeps the futures' types shallow enough for the compiler's layout queries.
-            match route(request).ok_or_else(|| ApiError::not_found("route"))? {
-                Route::Queue => Box::pin(self.queue()).await,
-                Route::RetryAll => Box::pin(self.retry_all(&identity, request)).await,
-                Route::Reset(stage) => Box::pin(self.reset(&identity, &stage)).await,
-            }
-        }
-        .await;
-        result.unwrap_or_else(|e| apigw_http::error(&e))
+    /// The routes, answered by this handler. Every request needs the admin scope (see
+    /// [`Operator`]) before anything else, an unknown route included (then 404).
+    pub fn router(self: Arc<Self>) -> Router {
+        let routes = Router::new()
+            .route("/api/admin/processing-queue", get(Self::queue))
+            .route("/api/admin/retry-all-failed", post(Self::retry_all))
+            .route("/api/admin/circuits/{stage}/reset", post(Self::reset));
+        http::or_else(routes, Self::no_route).with_state(self)
     }
 
-    async fn queue(&self) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let p = &self.ports;
+    async fn no_route(_operator: Operator) -> ApiError {
+        ApiError::not_found("route")
+    }
+
+    async fn queue(
+        State(this): State<Arc<Self>>,
+        _operator: Operator,
+    ) -> Result<Response, ApiError> {
+        let p = &this.ports;
         let view = queue_view(
             ViewPorts {
                 index: &p.images,
@@ -126,7 +126,7 @@ where
                 control: &p.control,
                 throughput: &p.throughput,
             },
-            &self.settings.breaker,
+            &this.settings.breaker,
             Timestamp::now(),
         )
         .await
@@ -134,15 +134,14 @@ where
             tracing::error!(error = %e, "the processing-queue view failed");
             ApiError::unavailable()
         })?;
-        Ok(apigw_http::json(200, &view))
+        Ok(http::json(200, &view))
     }
 
     async fn retry_all(
-        &self,
-        identity: &Identity,
-        request: &ApiGatewayV2httpRequest,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let body = apigw_http::body_bytes(request)?;
+        State(this): State<Arc<Self>>,
+        Operator(identity): Operator,
+        body: Bytes,
+    ) -> Result<Response, ApiError> {
         let ask: RetryAllRequest = if body.iter().all(u8::is_ascii_whitespace) {
             RetryAllRequest::default()
         } else {
@@ -163,7 +162,7 @@ where
                 _ => return Err(bad("the body is not a JSON object".into())),
             }
         };
-        let p = &self.ports;
+        let p = &this.ports;
         let report = retry_all_failed(
             RetryPorts {
                 images: &p.images,
@@ -172,8 +171,8 @@ where
             },
             &ask,
             RetryLimits {
-                rate_per_sec: self.settings.retry_rate_per_sec,
-                budget: self.settings.retry_call_budget,
+                rate_per_sec: this.settings.retry_rate_per_sec,
+                budget: this.settings.retry_call_budget,
             },
         )
         .await
@@ -201,21 +200,21 @@ where
             done = report.done,
             "admin action"
         );
-        Ok(apigw_http::json(200, &report))
+        Ok(http::json(200, &report))
     }
 
     async fn reset(
-        &self,
-        identity: &Identity,
-        stage: &str,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let stage = match stage {
-            "thumbnail" => Stage::Thumbnail,
-            "variant" => Stage::Variant,
+        State(this): State<Arc<Self>>,
+        Operator(identity): Operator,
+        stage: Result<Path<String>, PathRejection>,
+    ) -> Result<Response, ApiError> {
+        let stage = match stage.as_ref().map(|Path(s)| s.as_str()) {
+            Ok("thumbnail") => Stage::Thumbnail,
+            Ok("variant") => Stage::Variant,
             _ => return Err(ApiError::not_found("circuit")),
         };
         let done = reset_circuit(
-            &self.ports.control,
+            &this.ports.control,
             stage,
             identity.owner.as_str(),
             Timestamp::now(),
@@ -237,7 +236,7 @@ where
             previous_state = ?done.previous_state,
             "admin action"
         );
-        Ok(apigw_http::json(200, &done))
+        Ok(http::json(200, &done))
     }
 }
 

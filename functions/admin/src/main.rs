@@ -1,12 +1,11 @@
 //! Lambda wiring for the `admin` function.
-// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
-// default layout depth of 128.
-#![recursion_limit = "256"]
+
+use std::sync::Arc;
 
 use admin::{Admin, AdminPorts};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl, DynamoImages, SqsQueues};
+use safelight::aws::{self, runtime, DynamoControl, DynamoImages, SqsQueues};
 use safelight::{Config, OpsSettings};
 
 #[tokio::main]
@@ -40,11 +39,5 @@ async fn main() -> Result<(), Error> {
         },
         settings,
     );
-    let (handler, telemetry) = (&handler, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let response = handler.handle(&event.payload).await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
-    .await
+    runtime::run_http(&telemetry, Arc::new(handler).router()).await
 }

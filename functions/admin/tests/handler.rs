@@ -21,8 +21,8 @@ use serde_json::{json, Value};
 
 type Handler = Admin<MemoryImages, MemoryQueue, MemoryDeadLetters, MemoryControl, MemoryThroughput>;
 
-fn handler_with(settings: OpsSettings) -> Handler {
-    Admin::new(
+fn handler_with(settings: OpsSettings) -> Arc<Handler> {
+    Arc::new(Admin::new(
         AdminPorts {
             images: MemoryImages::default(),
             queue: MemoryQueue::default(),
@@ -31,14 +31,25 @@ fn handler_with(settings: OpsSettings) -> Handler {
             throughput: MemoryThroughput::default(),
         },
         settings,
-    )
+    ))
 }
 
-fn handler() -> Handler {
+fn handler() -> Arc<Handler> {
     handler_with(OpsSettings {
         retry_rate_per_sec: 1000,
         ..OpsSettings::default()
     })
+}
+
+/// The handler's router as Lambda runs it: an API Gateway event in, its response out.
+trait Handle {
+    async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse;
+}
+
+impl Handle for Arc<Handler> {
+    async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
+    }
 }
 
 fn event(name: &str) -> Value {
@@ -617,7 +628,7 @@ async fn an_image_failed_in_both_stages_is_requeued_once_for_both_and_its_second
 
 #[tokio::test(start_paused = true)]
 async fn two_concurrent_runs_enqueue_each_failed_image_exactly_once() {
-    let h = Arc::new(handler());
+    let h = handler();
     let mut images = Vec::new();
     for i in 0..40 {
         let f = failed(&h, &format!("u{}", i % 3));

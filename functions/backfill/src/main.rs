@@ -6,9 +6,9 @@
 use std::sync::atomic::AtomicBool;
 
 use backfill::{deadline_from_epoch_millis, settings_from_env, Backfill};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl, DynamoImages, S3Store, SqsQueues};
+use safelight::aws::{self, runtime, DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::BackfillRequest;
 use safelight::Config;
 
@@ -33,17 +33,16 @@ async fn main() -> Result<(), Error> {
         faults.wrap(DynamoControl::new(&sdk, control)),
         settings,
     );
-    let (handler, telemetry) = (&handler, &telemetry);
+    let handler = &handler;
     let never = &AtomicBool::new(false);
-    lambda_runtime::run(service_fn(
+    runtime::run(
+        &telemetry,
         move |event: LambdaEvent<BackfillRequest>| async move {
             let deadline = deadline_from_epoch_millis(event.context.deadline);
-            let report = handler
+            Ok(handler
                 .run(event.payload, Some(deadline), never, |_| {})
-                .await;
-            telemetry.flush(&event.context.request_id);
-            Ok::<_, Error>(report?)
+                .await?)
         },
-    ))
+    )
     .await
 }

@@ -13,9 +13,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
-use aws_lambda_events::http::Method;
-use safelight::aws::apigw_http;
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use safelight::aws::http::{self, Query};
+use safelight::aws::telemetry;
 use safelight::ops::retry::{retry_image, RetryError};
 use safelight::ports::{Downloads, ImageRepository, JobQueue, RepoError};
 use safelight::{
@@ -107,40 +113,30 @@ struct RetryAccepted {
     requeued: Vec<safelight::Stage>,
 }
 
-enum Route {
-    List,
-    Get(String),
-    Status(String),
-    Retry(String),
-}
+/// The `{id}` of an image route. Putting it on the request span ([`telemetry::tag_image`]) when
+/// it is an image id; a segment that is not text names no one's image.
+struct IdSegment(String);
 
-/// Routes by method and path, so the handler does not depend on the route key's spelling.
-fn route(request: &ApiGatewayV2httpRequest) -> Option<Route> {
-    let path = request
-        .request_context
-        .http
-        .path
-        .as_deref()
-        .or(request.raw_path.as_deref())
-        .unwrap_or_default();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    // API Gateway's path parameter wins; the path segment is the fallback.
-    let id = |seg: &str| {
-        apigw_http::path_param(request, "id")
-            .unwrap_or(seg)
-            .to_owned()
-    };
-    let method = &request.request_context.http.method;
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["api", "images"]) => Some(Route::List),
-        (&Method::GET, ["api", "images", seg]) => Some(Route::Get(id(seg))),
-        (&Method::GET, ["api", "images", seg, "processing-status"]) => Some(Route::Status(id(seg))),
-        (&Method::POST, ["api", "images", seg, "retry-processing"]) => Some(Route::Retry(id(seg))),
-        _ => None,
+impl<S: Send + Sync> FromRequestParts<S> for IdSegment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(id) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::not_found("image"))?;
+        if let Ok(id) = id.parse::<ImageId>() {
+            telemetry::tag_image(id);
+        }
+        Ok(IdSegment(id))
     }
 }
 
-impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
+impl<D, R, Q> Images<D, R, Q>
+where
+    D: Downloads + 'static,
+    R: ImageRepository + 'static,
+    Q: JobQueue + 'static,
+{
     /// A handler over the given ports, signing download links for `link_window`.
     pub fn new(links: D, images: R, queue: Q, link_window: Duration) -> Self {
         Images {
@@ -156,25 +152,15 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
         LinkWindow::containing(Timestamp::now(), self.link_window)
     }
 
-    /// Handles one API Gateway request; every outcome is an HTTP response.
-    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        let result = async {
-            let identity = apigw_http::identity(request)?;
-            let route = route(request).ok_or_else(|| ApiError::not_found("route"))?;
-            if let Route::Get(id) | Route::Status(id) | Route::Retry(id) = &route {
-                if let Ok(id) = id.parse::<ImageId>() {
-                    safelight::aws::telemetry::tag_image(id);
-                }
-            }
-            match route {
-                Route::List => self.list(&identity, request).await,
-                Route::Get(id) => self.get(&identity, &id).await,
-                Route::Status(id) => self.status(&identity, &id).await,
-                Route::Retry(id) => self.retry(&identity, &id).await,
-            }
-        }
-        .await;
-        result.unwrap_or_else(|e| apigw_http::error(&e))
+    /// The routes, answered by this handler. Every route needs the caller's identity (401
+    /// without); a request that matches none is 404.
+    pub fn router(self: Arc<Self>) -> Router {
+        let routes = Router::new()
+            .route("/api/images", get(Self::list))
+            .route("/api/images/{id}", get(Self::get))
+            .route("/api/images/{id}/processing-status", get(Self::status))
+            .route("/api/images/{id}/retry-processing", post(Self::retry));
+        http::or_else(routes, http::no_route).with_state(self)
     }
 
     /// The caller's own image, or 404.
@@ -187,12 +173,12 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
     }
 
     async fn status(
-        &self,
-        identity: &Identity,
-        id: &str,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let r = self.own(identity, id).await?;
-        Ok(apigw_http::json(
+        State(this): State<Arc<Self>>,
+        identity: Identity,
+        IdSegment(id): IdSegment,
+    ) -> Result<Response, ApiError> {
+        let r = this.own(&identity, &id).await?;
+        Ok(http::json(
             200,
             &ProcessingStatus {
                 image_id: r.image_id,
@@ -234,15 +220,15 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
     }
 
     async fn get(
-        &self,
-        identity: &Identity,
-        id: &str,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let r = self.own(identity, id).await?;
-        let window = self.window();
+        State(this): State<Arc<Self>>,
+        identity: Identity,
+        IdSegment(id): IdSegment,
+    ) -> Result<Response, ApiError> {
+        let r = this.own(&identity, &id).await?;
+        let window = this.window();
         let original_url = match r.upload_state {
             UploadState::Stored => Some(
-                self.links
+                this.links
                     .link(&r.original_key, r.original_version.as_deref(), window)
                     .await
                     .map_err(store_failed)?,
@@ -263,18 +249,18 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
             created_at: r.created_at,
             updated_at: r.updated_at,
             original_url,
-            thumbnails: self.urls(&r.thumbnails, window).await?,
-            variants: self.urls(&r.variants, window).await?,
+            thumbnails: this.urls(&r.thumbnails, window).await?,
+            variants: this.urls(&r.variants, window).await?,
         };
-        Ok(apigw_http::json(200, &view))
+        Ok(http::json(200, &view))
     }
 
     async fn list(
-        &self,
-        identity: &Identity,
-        request: &ApiGatewayV2httpRequest,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let limit = match apigw_http::query_param(request, "limit") {
+        State(this): State<Arc<Self>>,
+        identity: Identity,
+        query: Query,
+    ) -> Result<Response, ApiError> {
+        let limit = match query.first("limit") {
             None => DEFAULT_PAGE,
             Some(v) => v
                 .parse::<u32>()
@@ -287,8 +273,8 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
                     )
                 })?,
         };
-        let cursor = apigw_http::query_param(request, "cursor");
-        let page = self
+        let cursor = query.first("cursor");
+        let page = this
             .images
             .list_by_owner(&identity.owner, limit, cursor)
             .await
@@ -298,11 +284,11 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
                 }
                 other => repo_failed(other),
             })?;
-        let window = self.window();
+        let window = this.window();
         let mut items = Vec::with_capacity(page.items.len());
         for r in page.items {
-            let thumbnails = self.urls(&r.thumbnails, window).await?;
-            let variants = self.urls(&r.variants, window).await?;
+            let thumbnails = this.urls(&r.thumbnails, window).await?;
+            let variants = this.urls(&r.variants, window).await?;
             // The smallest thumbnail is the list's preview.
             let thumbnail_url = r
                 .thumbnails
@@ -322,7 +308,7 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
                 variants,
             });
         }
-        Ok(apigw_http::json(
+        Ok(http::json(
             200,
             &ImageList {
                 items,
@@ -332,14 +318,14 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
     }
 
     async fn retry(
-        &self,
-        identity: &Identity,
-        id: &str,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+        State(this): State<Arc<Self>>,
+        identity: Identity,
+        IdSegment(id): IdSegment,
+    ) -> Result<Response, ApiError> {
         let id: ImageId = id.parse().map_err(|_| ApiError::not_found("image"))?;
         let retried = retry_image(
-            &self.images,
-            &self.queue,
+            &this.images,
+            &this.queue,
             &identity.owner,
             id,
             Timestamp::now(),
@@ -355,7 +341,7 @@ impl<D: Downloads, R: ImageRepository, Q: JobQueue> Images<D, R, Q> {
                 ApiError::unavailable()
             }
         })?;
-        Ok(apigw_http::json(
+        Ok(http::json(
             202,
             &RetryAccepted {
                 image_id: retried.record.image_id,

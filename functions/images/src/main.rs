@@ -1,14 +1,12 @@
 //! Lambda wiring for the `images` function.
-// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
-// default layout depth of 128.
-#![recursion_limit = "256"]
+
+use std::sync::Arc;
 
 use images::Images;
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, Delivery, DynamoImages, S3Store, SqsQueues};
+use lambda_runtime::Error;
+use safelight::aws::telemetry::Telemetry;
+use safelight::aws::{self, runtime, Delivery, DynamoImages, S3Store, SqsQueues};
 use safelight::Config;
-use tracing::Instrument as _;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -32,14 +30,5 @@ async fn main() -> Result<(), Error> {
         )),
         config.link_window,
     );
-    let (handler, telemetry) = (&handler, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let response = handler
-            .handle(&event.payload)
-            .instrument(telemetry::request_span())
-            .await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
-    .await
+    runtime::run_http(&telemetry, Arc::new(handler).router()).await
 }

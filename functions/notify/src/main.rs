@@ -3,10 +3,10 @@
 // default layout depth of 128.
 #![recursion_limit = "256"]
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use notify::{deadline_from_epoch_millis, Notify};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoControl};
+use safelight::aws::{self, runtime, DynamoControl};
 use safelight::Config;
 
 #[tokio::main]
@@ -19,12 +19,10 @@ async fn main() -> Result<(), Error> {
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let throughput = faults.wrap(DynamoControl::new(&sdk, control));
     let handler = Notify::new(connections, notices, poster, throughput);
-    let (handler, telemetry) = (&handler, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
+    let handler = &handler;
+    runtime::run(&telemetry, move |event: LambdaEvent<_>| async move {
         let deadline = deadline_from_epoch_millis(event.context.deadline);
-        let response = handler.handle(&event.payload, deadline).await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
+        Ok(handler.handle(&event.payload, deadline).await)
+    })
     .await
 }

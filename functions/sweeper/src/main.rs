@@ -5,9 +5,9 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
-use safelight::aws::{self, DynamoImages, S3Store, SqsQueues};
+use safelight::aws::{self, runtime, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
 
@@ -48,14 +48,13 @@ async fn main() -> Result<(), Error> {
             ..SweepPolicy::default()
         },
     );
-    let (sweeper, telemetry) = (&sweeper, &telemetry);
-    lambda_runtime::run(service_fn(
+    let sweeper = &sweeper;
+    runtime::run(
+        &telemetry,
         move |event: LambdaEvent<serde_json::Value>| async move {
             let budget = sweeper::budget(remaining(event.context.deadline));
-            let report = sweeper::handle(sweeper, budget).await;
-            telemetry.flush(&event.context.request_id);
-            Ok::<_, Error>(report?)
+            Ok(sweeper::handle(sweeper, budget).await?)
         },
-    ))
+    )
     .await
 }

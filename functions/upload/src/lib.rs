@@ -25,13 +25,19 @@
 
 pub mod dedupe;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use dedupe::{Declared, Known};
-use safelight::aws::apigw_http;
+use safelight::aws::http::{self, Query};
 use safelight::config::MAX_DIRECT_UPLOAD_BYTES;
 use safelight::limits::{self, OwnerLimits};
 use safelight::ports::{
@@ -205,10 +211,10 @@ fn sha256_base64(hex_digest: &str) -> Result<String, ApiError> {
 
 impl<S, R, D, L> Upload<S, R, D, L>
 where
-    S: ObjectStore,
-    R: ImageRepository + AwaitingUploads,
-    D: DigestIndex,
-    L: RateCounter,
+    S: ObjectStore + 'static,
+    R: ImageRepository + AwaitingUploads + 'static,
+    D: DigestIndex + 'static,
+    L: RateCounter + 'static,
 {
     /// A handler over the given ports.
     pub fn new(store: S, images: R, digests: D, rates: L, limits: Limits) -> Self {
@@ -221,21 +227,25 @@ where
         }
     }
 
-    /// Handles one API Gateway request; every outcome is an HTTP response.
-    pub async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        match self.route(request).await {
-            Ok(response) => response,
-            Err(err) => apigw_http::error(&err),
-        }
+    /// The route, answered by this handler: `POST /api/images/upload`, with the caller's
+    /// identity (401 without); any other request is 404.
+    pub fn router(self: Arc<Self>) -> Router {
+        let routes = Router::new().route("/api/images/upload", post(Self::upload));
+        http::or_else(routes, http::no_route).with_state(self)
     }
 
-    async fn route(
-        &self,
-        request: &ApiGatewayV2httpRequest,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
-        let identity = apigw_http::identity(request)?;
-        self.check_rate(&identity).await?;
-        let declared = apigw_http::header(request, "content-type").unwrap_or_default();
+    async fn upload(
+        State(this): State<Arc<Self>>,
+        identity: Identity,
+        query: Query,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, ApiError> {
+        this.check_rate(&identity).await?;
+        let declared = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
         let essence = declared
             .split(';')
             .next()
@@ -243,8 +253,7 @@ where
             .trim()
             .to_ascii_lowercase();
         if essence == "application/json" {
-            let body = apigw_http::body_bytes(request)?;
-            self.presign(&identity, &body).await
+            this.presign(&identity, &body).await
         } else if essence.starts_with("image/") {
             let content_type: ContentType =
                 declared
@@ -252,11 +261,12 @@ where
                     .map_err(|e: safelight::UnsupportedContentType| {
                         ApiError::new(415, "unsupported_type", e.to_string())
                     })?;
-            let body = apigw_http::body_bytes(request)?;
-            let filename = apigw_http::header(request, "x-filename")
-                .or_else(|| apigw_http::query_param(request, "filename"))
+            let filename = headers
+                .get("x-filename")
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| query.first("filename"))
                 .and_then(clean_filename);
-            self.store_direct(&identity, content_type, body, filename)
+            this.store_direct(&identity, content_type, body.into(), filename)
                 .await
         } else if essence.is_empty() {
             Err(ApiError::new(
@@ -316,11 +326,7 @@ where
         }
     }
 
-    async fn presign(
-        &self,
-        identity: &Identity,
-        body: &[u8],
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    async fn presign(&self, identity: &Identity, body: &[u8]) -> Result<Response, ApiError> {
         if body.is_empty() {
             return Err(ApiError::bad_request(
                 "empty_body",
@@ -398,7 +404,7 @@ where
             };
             match self.known(identity, declared, image_id).await? {
                 Known::New => {}
-                Known::Duplicate(row) => return Ok(apigw_http::json(200, &Duplicate::of(&row))),
+                Known::Duplicate(row) => return Ok(http::json(200, &Duplicate::of(&row))),
                 Known::Resume(row, left) => {
                     return self
                         .links(row.image_id, &row.original_key, &constraints, left)
@@ -446,7 +452,7 @@ where
         key: &ObjectKey,
         constraints: &UploadConstraints,
         expires: Duration,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    ) -> Result<Response, ApiError> {
         safelight::aws::telemetry::tag_image(image_id);
         let put = self
             .store
@@ -458,7 +464,7 @@ where
             .presign_post(key, constraints, expires)
             .await
             .map_err(storage_failed)?;
-        Ok(apigw_http::json(
+        Ok(http::json(
             201,
             &PresignedUpload {
                 image_id,
@@ -475,7 +481,7 @@ where
         content_type: ContentType,
         body: Vec<u8>,
         filename: Option<String>,
-    ) -> Result<ApiGatewayV2httpResponse, ApiError> {
+    ) -> Result<Response, ApiError> {
         if body.is_empty() {
             return Err(ApiError::bad_request(
                 "empty_body",
@@ -518,7 +524,7 @@ where
         };
         match self.known(identity, declared, image_id).await? {
             Known::New => {}
-            Known::Duplicate(row) => return Ok(apigw_http::json(200, &Duplicate::of(&row))),
+            Known::Duplicate(row) => return Ok(http::json(200, &Duplicate::of(&row))),
             // An earlier presigned attempt of these bytes never sent them: here they are. The
             // row stays `awaiting_upload` until processing sees the object, as after a PUT.
             Known::Resume(row, _) => {
@@ -527,7 +533,7 @@ where
                     .await
                     .map_err(storage_failed)?;
                 tracing::info!(image_id = %row.image_id, "original stored for the image awaiting it");
-                return Ok(apigw_http::json(
+                return Ok(http::json(
                     202,
                     &Accepted {
                         image_id: row.image_id,
@@ -549,7 +555,7 @@ where
             return Err(storage_failed(e));
         }
         tracing::info!(image_id = %image_id, content_type = %content_type, size = record.byte_size, "original stored");
-        Ok(apigw_http::json(
+        Ok(http::json(
             202,
             &Accepted {
                 image_id,

@@ -1,13 +1,11 @@
 //! Lambda wiring for the `upload` function.
-// The handler's futures behind the fault decorator (local builds) nest deeper than rustc's
-// default layout depth of 128.
-#![recursion_limit = "256"]
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use safelight::aws::telemetry::{self, Telemetry};
-use safelight::aws::{self, DynamoDigests, DynamoImages, DynamoRates, S3Store};
+use std::sync::Arc;
+
+use lambda_runtime::Error;
+use safelight::aws::telemetry::Telemetry;
+use safelight::aws::{self, runtime, DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight::Config;
-use tracing::Instrument as _;
 use upload::{Limits, Upload};
 
 #[tokio::main]
@@ -28,14 +26,5 @@ async fn main() -> Result<(), Error> {
             owner: config.owner_limits,
         },
     );
-    let (handler, telemetry) = (&handler, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let response = handler
-            .handle(&event.payload)
-            .instrument(telemetry::request_span())
-            .await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
-    .await
+    runtime::run_http(&telemetry, Arc::new(handler).router()).await
 }

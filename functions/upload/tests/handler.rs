@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::apigw::{ApiGatewayV2httpRequest, ApiGatewayV2httpResponse};
@@ -19,12 +20,12 @@ use upload::{Limits, Upload};
 type Handler =
     Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests, Faulty<MemoryRates, Switch>>;
 
-fn handler() -> Handler {
+fn handler() -> Arc<Handler> {
     handler_with(OwnerLimits::default())
 }
 
-fn handler_with(owner: OwnerLimits) -> Handler {
-    Upload::new(
+fn handler_with(owner: OwnerLimits) -> Arc<Handler> {
+    Arc::new(Upload::new(
         Faulty::default(),
         MemoryImages::default(),
         MemoryDigests::default(),
@@ -34,7 +35,18 @@ fn handler_with(owner: OwnerLimits) -> Handler {
             presign_expires: Duration::from_secs(900),
             owner,
         },
-    )
+    ))
+}
+
+/// The handler's router as Lambda runs it: an API Gateway event in, its response out.
+trait Handle {
+    async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse;
+}
+
+impl Handle for Arc<Handler> {
+    async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
+    }
 }
 
 fn event(name: &str) -> Value {

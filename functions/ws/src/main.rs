@@ -3,9 +3,9 @@
 // default layout depth of 128.
 #![recursion_limit = "256"]
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
-use safelight::aws;
+use lambda_runtime::{Error, LambdaEvent};
 use safelight::aws::telemetry::Telemetry;
+use safelight::aws::{self, runtime};
 use safelight::Config;
 use ws::token::KeyCachePolicy;
 use ws::{HttpJwks, JwtVerifier, Ws};
@@ -27,11 +27,9 @@ async fn main() -> Result<(), Error> {
         JwtVerifier::new(HttpJwks::new(issuer)?, issuer, audience).with_key_cache(key_cache),
     )
     .with_limits(config.owner_limits);
-    let (handler, telemetry) = (&handler, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<_>| async move {
-        let response = handler.handle(&event.payload).await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
+    let handler = &handler;
+    runtime::run(&telemetry, move |event: LambdaEvent<_>| async move {
+        Ok(handler.handle(&event.payload).await)
+    })
     .await
 }

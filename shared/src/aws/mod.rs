@@ -1,6 +1,5 @@
 //! AWS adapters: one module per service, implementing the ports in `crate::ports`.
 
-pub mod apigw_http;
 pub mod apigw_management;
 pub mod cloudfront;
 pub mod control;
@@ -8,9 +7,11 @@ pub mod delivery;
 pub mod digests;
 pub mod dynamodb;
 pub mod faults;
+pub mod http;
 pub mod processor;
 pub mod rates;
 pub mod realtime;
+pub mod runtime;
 pub mod s3;
 pub mod sqs;
 pub mod telemetry;

@@ -2,7 +2,7 @@
 //! and SQS, fed by the SQS event source with partial batch responses.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::{Error, LambdaEvent};
 
 use super::{
     load_sdk_config, sqs, DynamoControl, DynamoImages, FaultInjection, S3Store, SqsQueues,
@@ -67,14 +67,12 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
             control: faults.wrap(DynamoControl::new(&sdk, control_table)),
         },
     );
-    let (processor, telemetry) = (&processor, &telemetry);
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+    let processor = &processor;
+    super::runtime::run(&telemetry, move |event: LambdaEvent<SqsEvent>| async move {
         let deadline = i64::try_from(event.context.deadline)
             .ok()
             .map(Timestamp::from_unix_millis);
-        let response = handle_sqs(processor, &event.payload, deadline).await;
-        telemetry.flush(&event.context.request_id);
-        Ok::<_, Error>(response)
-    }))
+        Ok(handle_sqs(processor, &event.payload, deadline).await)
+    })
     .await
 }
