@@ -46,6 +46,7 @@
 
 mod failure;
 mod gate;
+mod original;
 mod policy;
 mod redelivery;
 mod rows;
