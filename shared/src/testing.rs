@@ -198,7 +198,7 @@ impl crate::ports::Downloads for MemoryStore {
 #[derive(Debug, Default)]
 pub struct MemoryImages {
     rows: Mutex<BTreeMap<ImageId, ImageRecord>>,
-    legacy: Mutex<BTreeMap<ImageId, crate::ops::backfill::LegacyRow>>,
+    legacy: Mutex<BTreeMap<ImageId, crate::domain::LegacyRow>>,
     /// Rows written before `by_status_v2` existed: without a `status_key` (so not in the index)
     /// until a write through the repository or the backfill gives them one.
     unindexed: Mutex<std::collections::BTreeSet<ImageId>>,
@@ -1085,7 +1085,7 @@ pub use crate::engine::samples::png_rgba16_one_colour;
 
 impl MemoryImages {
     /// Puts a legacy row (one an older system wrote, without the status fields) directly.
-    pub fn insert_legacy(&self, id: ImageId, row: crate::ops::backfill::LegacyRow) {
+    pub fn insert_legacy(&self, id: ImageId, row: crate::domain::LegacyRow) {
         lock(&self.legacy).insert(id, row);
     }
 
@@ -1198,7 +1198,7 @@ impl crate::ports::OriginalsSource for MemoryStore {
 /// Migration markers in memory.
 #[derive(Debug, Default)]
 pub struct MemoryMarkers {
-    markers: Mutex<BTreeMap<String, (crate::ops::backfill::Marker, u64)>>,
+    markers: Mutex<BTreeMap<String, (crate::domain::Marker, u64)>>,
     /// The completed total's seed, once set.
     pub completed_seed: Mutex<Option<i64>>,
     /// The completed total's counted part as this store sees it (test setup).
@@ -1207,12 +1207,12 @@ pub struct MemoryMarkers {
 
 impl MemoryMarkers {
     /// A marker as stored.
-    pub fn marker(&self, name: &str) -> Option<crate::ops::backfill::Marker> {
+    pub fn marker(&self, name: &str) -> Option<crate::domain::Marker> {
         lock(&self.markers).get(name).map(|(m, _)| m.clone())
     }
 
     /// Replaces a marker (test setup).
-    pub fn set(&self, name: &str, marker: crate::ops::backfill::Marker) {
+    pub fn set(&self, name: &str, marker: crate::domain::Marker) {
         let mut all = lock(&self.markers);
         let v = all.get(name).map_or(0, |(_, v)| *v) + 1;
         all.insert(name.to_owned(), (marker, v));
@@ -1223,14 +1223,14 @@ impl crate::ports::MarkerStore for MemoryMarkers {
     async fn load_marker(
         &self,
         name: &str,
-    ) -> Result<Option<(crate::ops::backfill::Marker, u64)>, RepoError> {
+    ) -> Result<Option<(crate::domain::Marker, u64)>, RepoError> {
         Ok(lock(&self.markers).get(name).cloned())
     }
 
     async fn save_marker(
         &self,
         name: &str,
-        marker: &crate::ops::backfill::Marker,
+        marker: &crate::domain::Marker,
         expected_version: u64,
     ) -> Result<(), RepoError> {
         let mut all = lock(&self.markers);

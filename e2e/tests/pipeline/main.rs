@@ -383,7 +383,7 @@ async fn concurrent_failures_lose_no_count_and_open_the_circuit_exactly_once() -
         .zip(&msgs)
         .map(|(w, m)| w.handle_batch(std::slice::from_ref(m)));
     futures::future::join_all(runs).await;
-    let (breaker, _) = rig.control().load_breaker(Stage::Thumbnail).await?;
+    let (breaker, _) = counting.control().load_breaker(Stage::Thumbnail).await?;
     assert_eq!(
         breaker.failures.len(),
         12,

@@ -18,8 +18,8 @@ use aws_sdk_dynamodb::Client;
 
 use super::dynamodb::{batch_get, sdk_failure};
 use crate::breaker::Breaker;
+use crate::domain::Marker;
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ops::backfill::Marker;
 use crate::ops::minute_start;
 use crate::ports::{
     ControlStore, Holder, Lease, LeaseView, MarkerStore, MinuteCount, Outcome, RepoError,

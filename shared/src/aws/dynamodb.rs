@@ -14,8 +14,8 @@ use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
 use base64::Engine as _;
 
+use crate::domain::LegacyRow;
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status, Timestamp};
-use crate::ops::backfill::LegacyRow;
 use crate::ports::{
     AwaitingUploads, BackfillRows, ImageRepository, Page, RepoError, StatusIndex, StoredRow,
     Written,

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::{Call, InjectedFault, Injector, Port};
 use crate::breaker::Breaker;
+use crate::domain::Marker;
 use crate::domain::{
     ImageId, ImageRecord, LinkWindow, Notice, ObjectKey, OwnerId, RetryMessage, Stage, Status,
     Timestamp,
 };
-use crate::ops::backfill::Marker;
 use crate::ports::{
     AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
     ControlStore, DeadLetter, Delivery, DigestIndex, Downloads, Holder, ImageRepository, JobQueue,

@@ -41,11 +41,14 @@
 //! Layout: this module is the batch loop and what becomes of each message; it works through
 //! four collaborators, each a type of its own: `Gate` (the circuit breaker and the leases, over
 //! the control table), [`RowWriter`] (conditional row writes, retried on conflict), `StageWork`
-//! (one job: fetch, check, render, store, complete, over the bucket) and `Redelivery` (when a
-//! kept message comes back, over the queue). [`JobFailure`] classifies what went wrong.
+//! (one job: fetch, check, render, store, complete, over the bucket; `original` reads, adopts
+//! and pins the original) and `Redelivery` (when a kept message comes back, over the queue).
+//! [`JobFailure`] classifies what went wrong; [`Message`] and [`Policy`] are the inputs.
 
 mod failure;
 mod gate;
+mod message;
+mod original;
 mod policy;
 mod redelivery;
 mod rows;
@@ -62,10 +65,11 @@ use crate::breaker::Admission;
 use crate::domain::{ErrorKind, Job, Stage, Timestamp};
 use crate::engine::{Limits, Spec};
 use crate::events::parse_jobs;
-use crate::ports::{ControlStore, Holder, ImageRepository, JobQueue, ObjectStore};
+use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
 use crate::retry::{is_last_receive, MAX_RECEIVES};
 
 pub use failure::{Dependency, JobFailure};
+pub use message::Message;
 pub use policy::Policy;
 pub use rows::{RowError, RowWriter};
 pub use stage::{CRASHED, TIMED_OUT};
@@ -73,32 +77,6 @@ pub use stage::{CRASHED, TIMED_OUT};
 use gate::Gate;
 use redelivery::{Redelivery, Verdict};
 use stage::{Ran, StageWork};
-
-/// One received SQS message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Message {
-    /// SQS message id (the batch-failure identifier).
-    pub message_id: String,
-    /// Receipt handle, for visibility changes.
-    pub receipt_handle: String,
-    /// The body: an S3, EventBridge or Safelight event.
-    pub body: String,
-    /// `ApproximateReceiveCount` (1 on the first receive).
-    pub receive_count: u32,
-    /// When the chain of circuit-breaker deferrals this message belongs to began (the
-    /// `safelight-deferred-since` attribute of a deferred copy); `None` for a fresh message.
-    pub deferred_since: Option<Timestamp>,
-}
-
-impl Message {
-    /// This receive of this message, as the holder of a processing lease.
-    pub fn holder(&self) -> Holder<'_> {
-        Holder {
-            message_id: &self.message_id,
-            receive: self.receive_count,
-        }
-    }
-}
 
 /// The pipeline for one stage, over its ports.
 #[derive(Debug)]

@@ -2,25 +2,19 @@
 //! original, check its bytes against the row (declared type and size), render every spec from
 //! one decode, store the derivatives under deterministic keys, complete the stage. The row
 //! writes go through the [`RowWriter`], the lease through the [`Gate`].
-//!
-//! Write-once originals: the bucket keeps versions, and the first attempt pins the version it
-//! processes on the row (the version the "Object Created" event names; when the event names none,
-//! as the local emulator's does not, the key's current version). Every read of the original then
-//! names the pinned version, and a write that lands on the key later is not the image: its event
-//! is ignored and the version it made is deleted, so the pinned one stays the current one (a
-//! lifecycle rule expires non-current versions, which must never include the pinned one).
 
 use std::collections::BTreeMap;
 
 use crate::domain::{
-    ContentType, Derivative, ErrorKind, ImageRecord, Job, NewImage, ObjectKey, Origin, Stage,
-    StageResult, Status, Timestamp, UploadState,
+    Derivative, ErrorKind, ImageRecord, Job, ObjectKey, Origin, Stage, StageResult, Status,
+    Timestamp, UploadState,
 };
 use crate::engine::{self, Limits, Spec};
 use crate::metrics;
 use crate::ports::{ControlStore, Holder, ImageRepository, Lease, ObjectStore, StoredObject};
 
 use super::gate::Gate;
+use super::original;
 use super::rows::RowWriter;
 use super::JobFailure;
 
@@ -78,8 +72,7 @@ impl<S: ObjectStore> StageWork<S> {
         gate: &Gate<C>,
     ) -> Result<Ran, JobFailure> {
         let stage = self.stage;
-        let mut original = None;
-        let row = self.row_or_adopt(job, rows, &mut original).await?;
+        let (row, original) = original::row_or_adopt(&self.store, rows, job).await?;
         if row.owner_id != job.owner {
             return Err(JobFailure::permanent(
                 ErrorKind::Rejected,
@@ -87,7 +80,7 @@ impl<S: ObjectStore> StageWork<S> {
             ));
         }
         if let Some(pinned) = row.original_version.clone() {
-            if self.keep_pinned_current(job, &pinned).await? {
+            if original::keep_pinned_current(&self.store, job, &pinned).await? {
                 return Ok(Ran::Skipped);
             }
         }
@@ -160,77 +153,6 @@ impl<S: ObjectStore> StageWork<S> {
         result.map(|_| Ran::Yes)
     }
 
-    /// Reads the row, adopting an original that has none: an object under
-    /// `originals/{owner}/{image_id}` with no row (e.g. put there by a migration) becomes a new
-    /// image of the key's owner, typed by its magic bytes.
-    async fn row_or_adopt<R: ImageRepository>(
-        &self,
-        job: &Job,
-        rows: RowWriter<'_, R>,
-        original: &mut Option<StoredObject>,
-    ) -> Result<ImageRecord, JobFailure> {
-        if let Some(r) = rows.read(job.image_id).await? {
-            return Ok(r);
-        }
-        let object = self.store.get(&job.key, None).await?;
-        let Some(content_type) = ContentType::sniff(&object.bytes) else {
-            return Err(JobFailure::permanent(
-                ErrorKind::Rejected,
-                "an original without a row is not a recognisable image; ignored",
-            ));
-        };
-        let record = ImageRecord::new(
-            NewImage {
-                image_id: job.image_id,
-                owner_id: job.owner.clone(),
-                filename: None,
-                content_type,
-                byte_size: object.bytes.len() as u64,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            Timestamp::now(),
-        );
-        tracing::info!(owner = %job.owner, "adopting an original that had no row");
-        rows.create_if_absent(&record).await?;
-        *original = Some(object);
-        rows.read(job.image_id)
-            .await?
-            .ok_or_else(|| JobFailure::retryable("the adopted row vanished"))
-    }
-
-    /// A storage event for an image whose original is pinned: a write that landed on the key
-    /// after the pinned version is not the image. Deletes it (the pinned version becomes current
-    /// again) and says whether this job is such a write's event, to be ignored.
-    async fn keep_pinned_current(&self, job: &Job, pinned: &str) -> Result<bool, JobFailure> {
-        let Origin::Stored { version } = &job.origin else {
-            return Ok(false);
-        };
-        let intruder = match version {
-            Some(v) if v == pinned => return Ok(false),
-            Some(v) => Some(v.clone()),
-            // No version in the event (the local emulator's EventBridge detail): look at what
-            // is current now.
-            None => self
-                .store
-                .head(&job.key)
-                .await?
-                .and_then(|meta| meta.version)
-                .filter(|current| current != pinned),
-        };
-        let Some(intruder) = intruder else {
-            return Ok(false);
-        };
-        tracing::warn!(
-            version = %intruder,
-            pinned = %pinned,
-            "a later write to a processed original is not the image: removing that version, keeping the processed one"
-        );
-        self.store.delete_version(&job.key, &intruder).await?;
-        // Without a version in the event this may be the event of the pinned write itself.
-        Ok(version.is_some())
-    }
-
     /// Begins the stage on the row, checks and renders the original, stores the derivatives and
     /// completes the stage; returns the stage's status as the row has it at the end.
     async fn render_and_store<R: ImageRepository>(
@@ -279,7 +201,7 @@ impl<S: ObjectStore> StageWork<S> {
             }
         }
 
-        let (bytes, row) = self.original(job, row, original, rows).await?;
+        let (bytes, row) = original::pinned_bytes(&self.store, rows, job, row, original).await?;
         if let Err(mismatch) = row.content_type.check_bytes(&bytes) {
             return Err(JobFailure::Permanent {
                 kind: ErrorKind::Rejected,
@@ -368,46 +290,6 @@ impl<S: ObjectStore> StageWork<S> {
         tracing::info!("stage completed");
         Ok(ended)
     }
-
-    /// The pinned version of the original. When none is pinned yet (no version in the event,
-    /// as from the local emulator, or a row from before versioning), the version this read got
-    /// is pinned now, unless another attempt pinned one meanwhile: then that one is read.
-    /// Returns the bytes and the row as this attempt last knows it (`row`, or after the pin).
-    async fn original<R: ImageRepository>(
-        &self,
-        job: &Job,
-        row: ImageRecord,
-        adopted: Option<StoredObject>,
-        rows: RowWriter<'_, R>,
-    ) -> Result<(Vec<u8>, ImageRecord), JobFailure> {
-        let pinned = row.original_version.as_deref();
-        let object = match adopted {
-            Some(object) if object.version.as_deref() == pinned => object,
-            _ => self.store.get(&job.key, pinned).await?,
-        };
-        if pinned.is_some() {
-            return Ok((object.bytes, row));
-        }
-        let Some(read) = object.version.clone() else {
-            return Ok((object.bytes, row)); // a bucket without versioning
-        };
-        let after = rows
-            .modify_from(row, |r| {
-                if r.original_version.is_some() {
-                    return Ok(false);
-                }
-                r.original_version = Some(read.clone());
-                Ok(true)
-            })
-            .await?
-            .ok_or_else(|| JobFailure::retryable("the image row disappeared"))?;
-        match after.original_version.clone() {
-            Some(won) if won != read => {
-                Ok((self.store.get(&job.key, Some(&won)).await?.bytes, after))
-            }
-            _ => Ok((object.bytes, after)),
-        }
-    }
 }
 
 /// Runs CPU-bound work on the blocking pool. Under the simulator (feature `testing`, its clock
@@ -427,7 +309,7 @@ async fn off_the_runtime<T: Send + 'static>(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::{ImageId, OwnerId};
+    use crate::domain::{ContentType, ImageId, OwnerId};
     use crate::engine::{default_thumbnail_specs, samples::png_rgba16_one_colour};
     use crate::faults::{Faulty, Switch};
     use crate::ports::LeaseView;
