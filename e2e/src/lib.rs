@@ -348,6 +348,3 @@ impl Stack {
         }
     }
 }
-
-/// Real encoded pictures, from the test kit (the suites and the `proof` driver use them).
-pub use testkit::{jpeg, png};

@@ -10,8 +10,9 @@ use std::time::Duration;
 use anyhow::Result;
 use futures::future::join_all;
 use safelight::ImageId;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
+use testkit::jpeg;
 
 use crate::socket::Socket;
 use crate::{code, settled, terminal, SETTLE};
