@@ -50,3 +50,16 @@ pub fn event(name: &str) -> serde_json::Value {
         .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
+
+/// The path of a file of the engine's committed corpus, `shared/tests/fixtures/{name}`.
+pub fn corpus_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/tests/fixtures")
+        .join(name)
+}
+
+/// The bytes of `shared/tests/fixtures/{name}`.
+pub fn corpus(name: &str) -> Vec<u8> {
+    let path = corpus_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}

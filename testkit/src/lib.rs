@@ -18,6 +18,6 @@ pub mod fixtures;
 pub mod records;
 pub mod status;
 
-pub use fixtures::{event, jpeg, png};
+pub use fixtures::{corpus, event, jpeg, png};
 pub use records::{image, ImageBuilder};
 pub use status::{settled, terminal};

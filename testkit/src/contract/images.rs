@@ -7,21 +7,21 @@ use safelight::{ImageRecord, Timestamp};
 use super::fresh_owner;
 use crate::records::image_of;
 
-fn row() -> ImageRecord {
+fn fresh_row() -> ImageRecord {
     image_of(&fresh_owner()).filename("contract.jpg").build()
 }
 
 /// A row reads back as it was written; an unknown id reads as `None`.
 pub async fn a_created_row_reads_back_as_written<R: ImageRepository>(repo: &R) {
-    let r = row();
+    let r = fresh_row();
     repo.create(&r).await.expect("create");
     assert_eq!(repo.get(r.image_id).await.expect("get"), Some(r));
-    assert_eq!(repo.get(row().image_id).await.expect("get"), None);
+    assert_eq!(repo.get(fresh_row().image_id).await.expect("get"), None);
 }
 
 /// `create` refuses an id that exists (`Conflict`) and leaves the row as it was.
 pub async fn create_refuses_an_id_that_exists<R: ImageRepository>(repo: &R) {
-    let r = row();
+    let r = fresh_row();
     repo.create(&r).await.expect("create");
     let mut other = r.clone();
     other.filename = Some("other.jpg".into());
@@ -36,7 +36,7 @@ pub async fn create_refuses_an_id_that_exists<R: ImageRepository>(repo: &R) {
 pub async fn an_update_with_the_version_read_replaces_the_row_and_bumps_it<R: ImageRepository>(
     repo: &R,
 ) {
-    let mut r = row();
+    let mut r = fresh_row();
     repo.create(&r).await.expect("create");
     r.filename = Some("renamed.jpg".into());
     repo.update(&mut r).await.expect("update");
@@ -55,7 +55,7 @@ pub async fn an_update_with_a_stale_version_is_a_conflict_and_changes_nothing<
 >(
     repo: &R,
 ) {
-    let mut first = row();
+    let mut first = fresh_row();
     repo.create(&first).await.expect("create");
     let mut stale = first.clone();
     first.filename = Some("winner.jpg".into());
@@ -73,7 +73,7 @@ pub async fn an_update_with_a_stale_version_is_a_conflict_and_changes_nothing<
 pub async fn an_update_of_a_missing_row_is_a_conflict_and_creates_nothing<R: ImageRepository>(
     repo: &R,
 ) {
-    let mut r = row();
+    let mut r = fresh_row();
     assert!(matches!(
         repo.update(&mut r).await,
         Err(RepoError::Conflict)
@@ -86,7 +86,7 @@ pub async fn an_update_of_a_missing_row_is_a_conflict_and_creates_nothing<R: Ima
 pub async fn update_or_current_answers_a_lost_race_with_the_row_that_won<R: ImageRepository>(
     repo: &R,
 ) {
-    let mut r = row();
+    let mut r = fresh_row();
     repo.create(&r).await.expect("create");
     let mut stale = r.clone();
     r.filename = Some("winner.jpg".into());
@@ -111,7 +111,7 @@ pub async fn update_or_current_answers_a_lost_race_with_the_row_that_won<R: Imag
 
 /// `delete` removes the row; deleting it again is fine.
 pub async fn delete_removes_the_row_and_deleting_again_is_fine<R: ImageRepository>(repo: &R) {
-    let r = row();
+    let r = fresh_row();
     repo.create(&r).await.expect("create");
     repo.delete(r.image_id).await.expect("delete");
     assert_eq!(repo.get(r.image_id).await.expect("get"), None);
@@ -129,7 +129,7 @@ pub async fn owner_pages_walk_the_owners_rows_newest_first<R: ImageRepository>(r
         repo.create(&r).await.expect("create");
         mine.push(r.image_id);
     }
-    repo.create(&row()).await.expect("another owner's row");
+    repo.create(&fresh_row()).await.expect("another owner's row");
     mine.reverse();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
