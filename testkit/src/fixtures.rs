@@ -51,11 +51,14 @@ pub fn event(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{} is not JSON: {e}", path.display()))
 }
 
+/// The engine's committed corpus, `shared/tests/fixtures`.
+pub fn corpus_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures")
+}
+
 /// The path of a file of the engine's committed corpus, `shared/tests/fixtures/{name}`.
 pub fn corpus_path(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures")
-        .join(name)
+    corpus_dir().join(name)
 }
 
 /// The bytes of `shared/tests/fixtures/{name}`.

@@ -23,7 +23,6 @@ mod probing;
 mod socket;
 mod tokens;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -34,13 +33,7 @@ use serde_json::Value;
 pub const SETTLE: Duration = Duration::from_secs(90);
 
 /// A fixture of the engine's regression corpus.
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
+pub use testkit::corpus as fixture;
 pub use testkit::{settled, terminal};
 
 /// The `error.code` of an error answer.

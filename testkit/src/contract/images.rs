@@ -129,7 +129,9 @@ pub async fn owner_pages_walk_the_owners_rows_newest_first<R: ImageRepository>(r
         repo.create(&r).await.expect("create");
         mine.push(r.image_id);
     }
-    repo.create(&fresh_row()).await.expect("another owner's row");
+    repo.create(&fresh_row())
+        .await
+        .expect("another owner's row");
     mine.reverse();
     let mut seen = Vec::new();
     let mut cursor: Option<String> = None;
