@@ -22,6 +22,26 @@ fn clock() -> (Timestamp, Timestamp) {
     (now, now.plus_secs(60))
 }
 
+/// A new image whose lease the first receive of message `m1` has taken: the image, when, until.
+async fn taken<C: ControlStore>(c: &C) -> (ImageId, Timestamp, Timestamp) {
+    let image = ImageId::new();
+    let (now, until) = clock();
+    let took = c
+        .acquire_lease(STAGE, image, &holder("m1", 1), until, now)
+        .await
+        .expect("take");
+    assert_eq!(took, Lease::Taken);
+    (image, now, until)
+}
+
+/// The image's lease, which must be held.
+async fn held<C: ControlStore>(c: &C, image: ImageId) -> LeaseView {
+    c.lease(STAGE, image)
+        .await
+        .expect("read")
+        .expect("the lease is held")
+}
+
 fn breaker(times_opened: u64) -> Breaker {
     Breaker {
         state: CircuitState::Open,
@@ -97,11 +117,7 @@ pub async fn a_free_lease_is_taken_and_reads_back_as_its_holders<C: ControlStore
 /// A live lease (its time not run out, up to and including its last millisecond) is not taken by
 /// another message, and stays its holder's.
 pub async fn a_live_lease_is_held_elsewhere_for_another_message<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, now, until) = taken(c).await;
     let before = c.lease(STAGE, image).await.expect("read");
     for at in [now, until] {
         assert_eq!(
@@ -117,11 +133,7 @@ pub async fn a_live_lease_is_held_elsewhere_for_another_message<C: ControlStore>
 /// A live lease asked for again by its own message (a duplicate delivery) is `Running` until its
 /// time, and not taken.
 pub async fn a_live_lease_asked_for_by_its_own_message_is_running<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, now, until) = taken(c).await;
     let before = c.lease(STAGE, image).await.expect("read");
     assert_eq!(
         c.acquire_lease(STAGE, image, &holder("m1", 2), until.plus_secs(60), now)
@@ -134,11 +146,7 @@ pub async fn a_live_lease_asked_for_by_its_own_message_is_running<C: ControlStor
 
 /// A lease whose time has run out is taken by another message, and the take is counted.
 pub async fn a_lease_run_out_is_taken_by_another_message_and_counted<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, _, until) = taken(c).await;
     let later = until.plus_secs(1);
     let next_until = later.plus_secs(60);
     assert_eq!(
@@ -162,11 +170,7 @@ pub async fn a_lease_run_out_is_taken_by_another_message_and_counted<C: ControlS
 /// A lease run out under an earlier receive of the same message is `Abandoned`, with the takes
 /// since its last release; the new receive holds it.
 pub async fn a_lease_run_out_under_its_own_message_is_abandoned<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, _, until) = taken(c).await;
     let second = until.plus_secs(1);
     assert_eq!(
         c.acquire_lease(STAGE, image, &holder("m1", 2), second.plus_secs(60), second)
@@ -187,23 +191,19 @@ pub async fn a_lease_run_out_under_its_own_message_is_abandoned<C: ControlStore>
             ran_out_of_time: false
         }
     );
-    let view = c.lease(STAGE, image).await.expect("read").expect("held");
+    let view = held(c, image).await;
     assert_eq!((view.receive, view.attempts), (3, 3));
 }
 
 /// Only the receive holding the lease marks it out of time; the next take reports the mark and
 /// clears it.
 pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, _, until) = taken(c).await;
     for other in [holder("m1", 2), holder("m2", 1)] {
         c.mark_out_of_time(STAGE, image, &other)
             .await
             .expect("mark");
-        let view = c.lease(STAGE, image).await.expect("read").expect("held");
+        let view = held(c, image).await;
         assert!(
             !view.ran_out_of_time,
             "{other:?} marked a lease it does not hold"
@@ -212,7 +212,7 @@ pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStor
     c.mark_out_of_time(STAGE, image, &holder("m1", 1))
         .await
         .expect("mark");
-    let view = c.lease(STAGE, image).await.expect("read").expect("held");
+    let view = held(c, image).await;
     assert!(view.ran_out_of_time);
     let later = until.plus_secs(1);
     assert_eq!(
@@ -224,18 +224,14 @@ pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStor
             ran_out_of_time: true
         }
     );
-    let view = c.lease(STAGE, image).await.expect("read").expect("held");
+    let view = held(c, image).await;
     assert!(!view.ran_out_of_time, "the new take kept the old mark");
 }
 
 /// Only the receive holding the lease releases it; after a release the lease is free and its
 /// takes are counted from one again.
 pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C) {
-    let image = ImageId::new();
-    let (now, until) = clock();
-    c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let (image, now, until) = taken(c).await;
     for other in [holder("m1", 2), holder("m2", 1)] {
         c.release_lease(STAGE, image, &other)
             .await
@@ -255,7 +251,7 @@ pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C)
             .expect("take"),
         Lease::Taken
     );
-    let view = c.lease(STAGE, image).await.expect("read").expect("held");
+    let view = held(c, image).await;
     assert_eq!(view.attempts, 1);
 }
 
