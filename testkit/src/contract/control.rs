@@ -22,14 +22,38 @@ fn clock() -> (Timestamp, Timestamp) {
     (now, now.plus_secs(60))
 }
 
+/// What a take of a lease run out under the same message answers.
+fn abandoned(attempts: u32, ran_out_of_time: bool) -> Lease {
+    Lease::Abandoned {
+        attempts,
+        ran_out_of_time,
+    }
+}
+
+/// Receive `receive` of `message` asks for the image's lease at `at`, for a minute.
+async fn take_at<C: ControlStore>(
+    c: &C,
+    image: ImageId,
+    message: &str,
+    receive: u32,
+    at: Timestamp,
+) -> Lease {
+    c.acquire_lease(
+        STAGE,
+        image,
+        &holder(message, receive),
+        at.plus_secs(60),
+        at,
+    )
+    .await
+    .expect("take")
+}
+
 /// A new image whose lease the first receive of message `m1` has taken: the image, when, until.
 async fn taken<C: ControlStore>(c: &C) -> (ImageId, Timestamp, Timestamp) {
     let image = ImageId::new();
     let (now, until) = clock();
-    let took = c
-        .acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-        .await
-        .expect("take");
+    let took = take_at(c, image, "m1", 1, now).await;
     assert_eq!(took, Lease::Taken);
     (image, now, until)
 }
@@ -95,12 +119,7 @@ pub async fn a_free_lease_is_taken_and_reads_back_as_its_holders<C: ControlStore
     let image = ImageId::new();
     let (now, until) = clock();
     assert_eq!(c.lease(STAGE, image).await.expect("read"), None);
-    assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 1), until, now)
-            .await
-            .expect("take"),
-        Lease::Taken
-    );
+    assert_eq!(take_at(c, image, "m1", 1, now).await, Lease::Taken);
     assert_eq!(
         c.lease(STAGE, image).await.expect("read"),
         Some(LeaseView {
@@ -120,12 +139,7 @@ pub async fn a_live_lease_is_held_elsewhere_for_another_message<C: ControlStore>
     let (image, now, until) = taken(c).await;
     let before = c.lease(STAGE, image).await.expect("read");
     for at in [now, until] {
-        assert_eq!(
-            c.acquire_lease(STAGE, image, &holder("m2", 1), until.plus_secs(60), at)
-                .await
-                .expect("take"),
-            Lease::HeldElsewhere
-        );
+        assert_eq!(take_at(c, image, "m2", 1, at).await, Lease::HeldElsewhere);
     }
     assert_eq!(c.lease(STAGE, image).await.expect("read"), before);
 }
@@ -136,9 +150,7 @@ pub async fn a_live_lease_asked_for_by_its_own_message_is_running<C: ControlStor
     let (image, now, until) = taken(c).await;
     let before = c.lease(STAGE, image).await.expect("read");
     assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 2), until.plus_secs(60), now)
-            .await
-            .expect("take"),
+        take_at(c, image, "m1", 2, now).await,
         Lease::Running { until }
     );
     assert_eq!(c.lease(STAGE, image).await.expect("read"), before);
@@ -149,12 +161,7 @@ pub async fn a_lease_run_out_is_taken_by_another_message_and_counted<C: ControlS
     let (image, _, until) = taken(c).await;
     let later = until.plus_secs(1);
     let next_until = later.plus_secs(60);
-    assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m2", 3), next_until, later)
-            .await
-            .expect("take"),
-        Lease::Taken
-    );
+    assert_eq!(take_at(c, image, "m2", 3, later).await, Lease::Taken);
     assert_eq!(
         c.lease(STAGE, image).await.expect("read"),
         Some(LeaseView {
@@ -173,24 +180,11 @@ pub async fn a_lease_run_out_under_its_own_message_is_abandoned<C: ControlStore>
     let (image, _, until) = taken(c).await;
     let second = until.plus_secs(1);
     assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 2), second.plus_secs(60), second)
-            .await
-            .expect("take"),
-        Lease::Abandoned {
-            attempts: 1,
-            ran_out_of_time: false
-        }
+        take_at(c, image, "m1", 2, second).await,
+        abandoned(1, false)
     );
     let third = second.plus_secs(61);
-    assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 3), third.plus_secs(60), third)
-            .await
-            .expect("take"),
-        Lease::Abandoned {
-            attempts: 2,
-            ran_out_of_time: false
-        }
-    );
+    assert_eq!(take_at(c, image, "m1", 3, third).await, abandoned(2, false));
     let view = held(c, image).await;
     assert_eq!((view.receive, view.attempts), (3, 3));
 }
@@ -215,15 +209,7 @@ pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStor
     let view = held(c, image).await;
     assert!(view.ran_out_of_time);
     let later = until.plus_secs(1);
-    assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 2), later.plus_secs(60), later)
-            .await
-            .expect("take"),
-        Lease::Abandoned {
-            attempts: 1,
-            ran_out_of_time: true
-        }
-    );
+    assert_eq!(take_at(c, image, "m1", 2, later).await, abandoned(1, true));
     let view = held(c, image).await;
     assert!(!view.ran_out_of_time, "the new take kept the old mark");
 }
@@ -231,7 +217,7 @@ pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStor
 /// Only the receive holding the lease releases it; after a release the lease is free and its
 /// takes are counted from one again.
 pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C) {
-    let (image, now, until) = taken(c).await;
+    let (image, now, _) = taken(c).await;
     for other in [holder("m1", 2), holder("m2", 1)] {
         c.release_lease(STAGE, image, &other)
             .await
@@ -245,12 +231,7 @@ pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C)
         .await
         .expect("release");
     assert_eq!(c.lease(STAGE, image).await.expect("read"), None);
-    assert_eq!(
-        c.acquire_lease(STAGE, image, &holder("m1", 2), until, now)
-            .await
-            .expect("take"),
-        Lease::Taken
-    );
+    assert_eq!(take_at(c, image, "m1", 2, now).await, Lease::Taken);
     let view = held(c, image).await;
     assert_eq!(view.attempts, 1);
 }
