@@ -238,14 +238,27 @@ impl Stack {
         self.call(req, token).await
     }
 
+    /// Asks for a presigned upload of `size` bytes of `content_type` named `filename`; returns
+    /// the status and the answer.
+    pub async fn presign(
+        &self,
+        token: &str,
+        filename: &str,
+        content_type: &str,
+        size: usize,
+    ) -> Result<(u16, Value)> {
+        self.post_json(
+            "/api/images/upload",
+            Some(token),
+            &serde_json::json!({"filename": filename, "content_type": content_type, "size": size}),
+        )
+        .await
+    }
+
     /// Asks for a presigned upload and PUTs `bytes` with the signed headers. Returns the image id.
     pub async fn upload(&self, token: &str, content_type: &str, bytes: &[u8]) -> Result<String> {
         let (status, body) = self
-            .post_json(
-                "/api/images/upload",
-                Some(token),
-                &serde_json::json!({"filename": "photo", "content_type": content_type, "size": bytes.len()}),
-            )
+            .presign(token, "photo", content_type, bytes.len())
             .await?;
         if status != 201 {
             bail!("upload request answered {status}: {body}");
@@ -334,32 +347,4 @@ impl Stack {
             }
         }
     }
-}
-
-/// A real JPEG photo-like image (gradient with detail) of the given size.
-pub fn jpeg(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbImage::from_fn(width, height, |x, y| {
-        image::Rgb([
-            (x * 255 / width.max(1)) as u8,
-            (y * 255 / height.max(1)) as u8,
-            ((x ^ y) & 0xff) as u8,
-        ])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
-        .unwrap_or_default();
-    out.into_inner()
-}
-
-/// A real PNG of the given size.
-pub fn png(width: u32, height: u32) -> Vec<u8> {
-    let img = image::RgbaImage::from_fn(width, height, |x, y| {
-        image::Rgba([x as u8, y as u8, 128, 255])
-    });
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgba8(img)
-        .write_to(&mut out, image::ImageFormat::Png)
-        .unwrap_or_default();
-    out.into_inner()
 }

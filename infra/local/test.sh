@@ -4,10 +4,12 @@
 #   2. make lint (rustfmt, clippy -D warnings, cfn-lint, ESLint, sam validate --lint), then the offline
 #      checks of infra/: template invariants, OpenAPI document against the routes, function crates
 #      against the template's cargo-lambda builds (~1 s)
-#   3. unit tests: every test target but the `safelight-e2e` suites
+#   3. unit tests: every test target but the `safelight-e2e` suites (cargo-nextest, profile
+#      `default` of .config/nextest.toml), then the doctests
 #   4. the local stack (emulator + issuer + functions from infra/template.yaml), smoke checks of its
 #      wiring, the drift check (local vs AWS deployment: documented parameter overrides only),
-#      then each integration suite of the `safelight-e2e` crate with a reset between suites
+#      then each integration suite of the `safelight-e2e` crate (nextest profile `e2e`) with a
+#      reset between suites
 #   5. the browser side (web/): typecheck, Vitest unit tests, the production build and its JS size
 #      budget; then, on a freshly reset stack, Playwright tests in Debian's Chromium
 #   6. stop the test stack, also on failure (a `make dev` stack, if any, is left alone)
@@ -40,6 +42,11 @@ SECONDS=0
 
 step "setup"
 "$STACK" setup
+# The tests run under cargo-nextest (preinstalled on the dev and CI machines).
+cargo nextest --version >/dev/null 2>&1 || {
+  echo "cargo-nextest is missing: install it with 'cargo install --locked cargo-nextest'" >&2
+  exit 1
+}
 
 step "lint"
 make --no-print-directory lint
@@ -47,30 +54,16 @@ make --no-print-directory lint
 step "offline checks of infra/ (template invariants, OpenAPI vs routes, functions vs template)"
 .venv/bin/python -m unittest discover -s infra/tests -v
 
-# Test targets: the integration suites are the `safelight-e2e` crate's; everything else is a unit
-# test. Every cargo call selects the whole workspace, so one feature resolution (one build of the
-# dependency graph) serves the unit tests, the suites and the function binaries alike.
-read -r -a unit_tests < <(cargo metadata --no-deps --format-version 1 | .venv/bin/python -c '
-import json, sys
-pkgs = json.load(sys.stdin)["packages"]
-print(" ".join(sorted({t["name"] for p in pkgs if p["name"] != "'"$E2E"'" for t in p["targets"] if "test" in t["kind"]})))') || true
-read -r -a suites < <(cargo metadata --no-deps --format-version 1 | .venv/bin/python -c '
-import json, sys
-pkgs = json.load(sys.stdin)["packages"]
-print(" ".join(t["name"] for p in pkgs if p["name"] == "'"$E2E"'" for t in p["targets"] if "test" in t["kind"]))') || true
-for suite in "${suites[@]}"; do
-  for unit in "${unit_tests[@]}"; do
-    [ "$suite" != "$unit" ] || { echo "test target name '$suite' is both an e2e suite and a unit test: rename one" >&2; exit 1; }
-  done
-done
-
+# The unit tests and the integration suites (the `safelight-e2e` crate's test targets) are told
+# apart by the cargo-nextest profiles in .config/nextest.toml: `default` runs every unit test in
+# parallel, `e2e` the suites. Every cargo call selects the whole workspace, so one feature
+# resolution (one build of the dependency graph) serves the unit tests, the suites and the
+# function binaries alike.
 step "building the tests"
-cargo test --workspace --no-run
+cargo nextest run --workspace --no-run
 
 step "unit tests"
-unit_args=(--lib --bins)
-for t in "${unit_tests[@]}"; do unit_args+=(--test "$t"); done
-cargo test --workspace "${unit_args[@]}"
+cargo nextest run --workspace
 cargo test --workspace --doc
 
 step "web: lint (ESLint), typecheck, unit tests (Vitest), build, JS size budget"
@@ -90,11 +83,12 @@ step "smoke checks of the stack's wiring"
 step "drift check: the local stack vs the AWS deployment"
 .venv/bin/python infra/local/drift.py
 
-for suite in "${suites[@]}"; do
-  # Every suite starts from a freshly deployed, empty stack.
+# One suite a directory of e2e/tests; every suite starts from a freshly deployed, empty stack.
+for dir in e2e/tests/*/; do
+  suite="$(basename "$dir")"
   "$STACK" reset
   step "integration suite: $suite"
-  cargo test --workspace --test "$suite"
+  cargo nextest run --workspace --profile e2e -E "binary_id($E2E::$suite)"
 done
 
 # The browser tests: the gallery and the dashboard in real Chromium against a fresh stack.

@@ -6,9 +6,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use safelight_e2e::{jpeg, png, Stack};
+use safelight_e2e::Stack;
 use serde_json::json;
 use sha2::Digest;
+use testkit::{jpeg, png};
 
 /// After a refusal: no row in the user's list and no object under their originals.
 async fn assert_nothing_left(stack: &Stack, sub: &str, token: &str) -> Result<()> {
@@ -52,11 +53,7 @@ async fn a_presigned_put_of_a_real_jpeg_lands_and_the_status_row_is_visible() ->
     let (sub, token) = stack.fresh_user().await?;
     let photo = jpeg(640, 480);
     let (status, body) = stack
-        .post_json(
-            "/api/images/upload",
-            Some(&token),
-            &json!({"filename": "cat.jpg", "content_type": "image/jpeg", "size": photo.len()}),
-        )
+        .presign(&token, "cat.jpg", "image/jpeg", photo.len())
         .await?;
     assert_eq!(status, 201, "{body}");
     let id = body["image_id"].as_str().unwrap();
@@ -164,11 +161,7 @@ async fn a_presigned_put_reused_after_processing_is_refused_and_changes_nothing(
     let (sub, token) = stack.fresh_user().await?;
     let photo = jpeg(800, 600);
     let (status, body) = stack
-        .post_json(
-            "/api/images/upload",
-            Some(&token),
-            &json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": photo.len()}),
-        )
+        .presign(&token, "a.jpg", "image/jpeg", photo.len())
         .await?;
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["upload"]["headers"]["if-none-match"], "*", "{body}");
@@ -203,11 +196,7 @@ async fn a_presigned_put_reused_while_the_image_is_processing_is_refused() -> Re
     let (sub, token) = stack.fresh_user().await?;
     let photo = jpeg(1600, 1200);
     let (status, body) = stack
-        .post_json(
-            "/api/images/upload",
-            Some(&token),
-            &json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": photo.len()}),
-        )
+        .presign(&token, "a.jpg", "image/jpeg", photo.len())
         .await?;
     assert_eq!(status, 201, "{body}");
     assert_eq!(
@@ -239,11 +228,7 @@ async fn the_post_policy_accepts_the_file_and_refuses_a_larger_or_smaller_one() 
     let (sub, token) = stack.fresh_user().await?;
     let photo = png(64, 64);
     let (status, body) = stack
-        .post_json(
-            "/api/images/upload",
-            Some(&token),
-            &json!({"filename": "a.png", "content_type": "image/png", "size": photo.len()}),
-        )
+        .presign(&token, "a.png", "image/png", photo.len())
         .await?;
     assert_eq!(status, 201, "{body}");
     let post = &body["upload_post"];

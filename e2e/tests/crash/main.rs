@@ -13,17 +13,11 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use safelight_e2e::{jpeg, Stack};
-use serde_json::Value;
+use safelight_e2e::Stack;
+use testkit::jpeg;
+use testkit::terminal;
 
 const THUMBNAIL_FN: &str = "SAFELIGHT_THUMBNAIL_FUNCTION";
-
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["processing_status"].as_str(),
-        Some("completed" | "failed")
-    )
-}
 
 async fn held(stack: &Stack, queue_var: &str) -> Result<u64> {
     stack.queue_depth(queue_var).await

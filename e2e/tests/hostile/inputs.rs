@@ -4,14 +4,14 @@
 //! `shared/tests/fixtures/bombs.rs`) through the whole pipeline ends in its stated outcome on its
 //! first attempt, and no processor process grows past its function's memory size.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use futures::future::join_all;
 use safelight::ImageId;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
+use testkit::jpeg;
 
 use crate::socket::Socket;
 use crate::{code, settled, terminal, SETTLE};
@@ -456,8 +456,7 @@ async fn every_bomb_class_ends_in_its_outcome_on_the_first_attempt_within_the_fu
 ) -> Result<()> {
     let stack = Stack::load().await?;
     let (_, token) = stack.fresh_user().await?;
-    let fixtures = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tests/fixtures");
-    let corpus = bombs::corpus(&fixtures);
+    let corpus = bombs::corpus(&testkit::fixtures::corpus_dir());
     let mut ids = Vec::new();
     for bomb in &corpus {
         ids.push(stack.upload(&token, bomb.content_type, &bomb.bytes).await?);

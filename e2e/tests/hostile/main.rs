@@ -23,38 +23,18 @@ mod probing;
 mod socket;
 mod tokens;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Result;
 use safelight_e2e::Stack;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 /// How long a pipeline case waits for a terminal state.
 pub const SETTLE: Duration = Duration::from_secs(90);
 
 /// A fixture of the engine's regression corpus.
-pub fn fixture(name: &str) -> Vec<u8> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/tests/fixtures")
-        .join(name);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-/// `processing_status` is `completed` or `failed`.
-pub fn terminal(v: &Value) -> bool {
-    matches!(
-        v["processing_status"].as_str(),
-        Some("completed" | "failed")
-    )
-}
-
-/// Both stages are `completed` or `failed` (`processing_status` turns `failed` with the first).
-pub fn settled(v: &Value) -> bool {
-    ["thumbnail_status", "variant_status"]
-        .iter()
-        .all(|s| matches!(v[*s].as_str(), Some("completed" | "failed")))
-}
+pub use testkit::corpus as fixture;
+pub use testkit::{settled, terminal};
 
 /// The `error.code` of an error answer.
 pub fn code(body: &Value) -> &str {
@@ -69,13 +49,7 @@ pub async fn presign(
     content_type: &str,
     size: usize,
 ) -> Result<Value> {
-    let (status, body) = stack
-        .post_json(
-            "/api/images/upload",
-            Some(token),
-            &json!({"filename": filename, "content_type": content_type, "size": size}),
-        )
-        .await?;
+    let (status, body) = stack.presign(token, filename, content_type, size).await?;
     assert_eq!(status, 201, "presign {filename:?}: {body}");
     Ok(body)
 }

@@ -7,8 +7,9 @@ use anyhow::Result;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use safelight::ImageId;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
+use testkit::jpeg;
 
 use crate::socket::Socket;
 use crate::{code, fixture, settled, SETTLE};

@@ -72,13 +72,7 @@ async fn the_http_api_refuses_every_hostile_token_with_401_and_writes_nothing() 
     for (name, token) in hostile_tokens(&stack, &sub).await? {
         let (status, body) = stack.get("/api/images", Some(&token)).await?;
         assert_eq!(status, 401, "{name}: GET /api/images answered {body}");
-        let (status, body) = stack
-            .post_json(
-                "/api/images/upload",
-                Some(&token),
-                &json!({"filename": "a.jpg", "content_type": "image/jpeg", "size": 100}),
-            )
-            .await?;
+        let (status, body) = stack.presign(&token, "a.jpg", "image/jpeg", 100).await?;
         assert_eq!(status, 401, "{name}: upload answered {body}");
     }
     let (_, list) = stack.get("/api/images", Some(&genuine)).await?;

@@ -14,8 +14,9 @@ use anyhow::{bail, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::stream::{self, StreamExt, TryStreamExt};
 use safelight::aws::dynamodb::item_from_record;
-use safelight::{ContentType, ImageId, ImageRecord, NewImage, Stage, StageResult, Timestamp};
-use safelight_e2e::{jpeg, Stack};
+use safelight::{Stage, StageResult, Timestamp};
+use safelight_e2e::Stack;
+use testkit::jpeg;
 
 use crate::socket::{Socket, COMPLETE};
 
@@ -202,20 +203,8 @@ async fn fan_out(stack: &Stack, target: usize, sub: &str, token: &str) -> Result
     );
 
     // One change of one row: notify fans its three notices out to every socket.
-    let owner = sub.parse()?;
     let now = Timestamp::now();
-    let mut row = ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: owner,
-            filename: None,
-            content_type: ContentType::Jpeg,
-            byte_size: 1,
-            sha256: None,
-            upload_state: safelight::UploadState::Stored,
-        },
-        now,
-    );
+    let mut row = testkit::image(sub).size(1).created(now).build();
     row.begin(Stage::Thumbnail, now)?;
     row.begin(Stage::Variant, now)?;
     row.complete(Stage::Thumbnail, StageResult::default(), now)?;

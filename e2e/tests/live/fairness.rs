@@ -8,8 +8,9 @@ use anyhow::{bail, Result};
 use aws_sdk_dynamodb::types::{AttributeValue, PutRequest, WriteRequest};
 use futures::stream::{self, StreamExt};
 use safelight::limits::OwnerLimits;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
+use testkit::jpeg;
 
 use super::socket::{of_image, Socket, COMPLETE};
 use super::{is_terminal_for, wait_connections, SETTLE};
@@ -150,18 +151,7 @@ async fn an_owner_past_their_limits_gets_429_with_retry_after_while_another_owne
 
 /// A stored notice row as `notify` writes it (see `safelight::aws::realtime`).
 fn notice_item(owner: &str, seq: u64, expires_at: i64) -> Result<WriteRequest> {
-    let record = safelight::ImageRecord::new(
-        safelight::NewImage {
-            image_id: safelight::ImageId::new(),
-            owner_id: owner.parse()?,
-            filename: None,
-            content_type: safelight::ContentType::Jpeg,
-            byte_size: 1,
-            sha256: None,
-            upload_state: safelight::UploadState::Stored,
-        },
-        safelight::Timestamp::now(),
-    );
+    let record = testkit::image(owner).size(1).build();
     let notice = safelight::Notice::new(safelight::NoticeType::ThumbnailComplete, &record, seq);
     let s = |v: String| AttributeValue::S(v);
     let n = |v: String| AttributeValue::N(v);

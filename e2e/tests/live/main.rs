@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use aws_sdk_dynamodb::types::AttributeValue;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
 use socket::{count, of_image, types, Socket, COMPLETE, FAILED, THUMBNAIL, VARIANT};
+use testkit::jpeg;
 
 /// Upper bound for an upload to be processed on a loaded 2-core machine.
 const SETTLE: Duration = Duration::from_secs(90);
@@ -338,7 +339,7 @@ async fn notices_are_numbered_per_owner_and_two_sockets_of_one_owner_both_hear_t
     let mut phone = Socket::open(&stack, &token).await?;
     wait_connections(&stack, &a, 2).await?;
     let id = stack
-        .upload(&token, "image/png", &safelight_e2e::png(640, 480))
+        .upload(&token, "image/png", &testkit::png(640, 480))
         .await?;
     let mut by_socket: HashMap<&str, Vec<u64>> = HashMap::new();
     for (name, ws) in [("laptop", &mut laptop), ("phone", &mut phone)] {

@@ -16,12 +16,11 @@ use anyhow::{bail, Context, Result};
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use safelight::aws::dynamodb::item_from_record;
-use safelight::{
-    ContentType, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage, StageResult, Timestamp,
-    UploadState,
-};
-use safelight_e2e::{jpeg, Stack};
+use safelight::{ImageId, ImageRecord, ObjectKey, OwnerId, Stage, StageResult, Timestamp};
+use safelight_e2e::Stack;
 use serde_json::{json, Value};
+use testkit::jpeg;
+use testkit::terminal;
 use tokio::sync::{Mutex, MutexGuard};
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -121,13 +120,6 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> String {
         .unwrap_or_default()
 }
 
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["processing_status"].as_str(),
-        Some("completed" | "failed")
-    )
-}
-
 // ------------------------------------------------------------------------------ access
 
 #[tokio::test]
@@ -199,11 +191,7 @@ async fn the_queue_view_counts_equal_the_rows_statuses_after_a_mixed_run() -> Re
     // Two uploads asked for and never sent: pending rows.
     for _ in 0..2 {
         let (status, _) = stack
-            .post_json(
-                "/api/images/upload",
-                Some(&token),
-                &json!({"filename": "later.jpg", "content_type": "image/jpeg", "size": 1234}),
-            )
+            .presign(&token, "later.jpg", "image/jpeg", 1234)
             .await?;
         assert_eq!(status, 201);
     }
@@ -510,18 +498,12 @@ async fn failed_images_and_dead_letters_of_a_permanent_fault_come_back_and_compl
 // ------------------------------------------------------------------------------ migration
 
 fn record(id: ImageId, owner: &OwnerId, size: usize) -> ImageRecord {
-    let mut r = ImageRecord::new(
-        NewImage {
-            image_id: id,
-            owner_id: owner.clone(),
-            filename: Some("before.jpg".into()),
-            content_type: ContentType::Jpeg,
-            byte_size: size as u64,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::now().plus_secs(-7200),
-    );
+    let mut r = testkit::records::image_of(owner)
+        .id(id)
+        .filename("before.jpg")
+        .size(size as u64)
+        .age_secs(7200)
+        .build();
     r.updated_at = Timestamp::now().plus_secs(-3600);
     r
 }

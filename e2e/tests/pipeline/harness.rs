@@ -17,9 +17,7 @@ use safelight::aws::{
 use safelight::engine::{default_thumbnail_specs, Limits};
 use safelight::ports::{ImageRepository, ObjectStore};
 use safelight::processing::{Message, Policy, Ports, Processor};
-use safelight::{
-    ContentType, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage, Timestamp, UploadState,
-};
+use safelight::{ImageId, ImageRecord, ObjectKey, Stage};
 use safelight_e2e::Stack;
 
 pub type Rig = Processor<
@@ -152,19 +150,7 @@ impl Harness {
 
     /// Stores an original with its row, as an upload would.
     pub async fn seed(&self, bytes: Vec<u8>) -> Result<ImageRecord> {
-        let owner: OwnerId = "rig-user".parse()?;
-        let record = ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: owner,
-                filename: None,
-                content_type: ContentType::Jpeg,
-                byte_size: bytes.len() as u64,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            Timestamp::now(),
-        );
+        let record = testkit::image("rig-user").size(bytes.len() as u64).build();
         let sdk = &self.stack.sdk;
         DynamoImages::new(sdk, &self.images_table)
             .create(&record)

@@ -14,17 +14,12 @@ use safelight::ports::ControlStore;
 use safelight::processing::Policy;
 use safelight::retry::Backoff;
 use safelight::{Stage, Status};
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::Value;
+use testkit::jpeg;
+use testkit::terminal;
 
 const SETTLE: Duration = Duration::from_secs(60);
-
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["processing_status"].as_str(),
-        Some("completed" | "failed")
-    )
-}
 
 fn longest_edge(bytes: &[u8]) -> (u32, u32, u32) {
     let img = image::load_from_memory(bytes).expect("derivative decodes");
@@ -517,23 +512,18 @@ async fn read_row(stack: &Stack, id: safelight::ImageId) -> Result<safelight::Im
 #[tokio::test]
 async fn the_sweeper_fails_a_row_stuck_behind_a_dead_letter_keeps_the_message_and_expires_an_upload_that_never_came(
 ) -> Result<()> {
-    use safelight::{
-        ContentType, ImageId, ImageRecord, NewImage, RetryMessage, Timestamp, UploadState,
-    };
+    use safelight::{RetryMessage, Timestamp, UploadState};
     let stack = Stack::load().await?;
     let long_ago = Timestamp::now().plus_secs(-3600);
-    let new = |state| NewImage {
-        image_id: ImageId::new(),
-        owner_id: "t-sweep".parse().expect("owner"),
-        filename: None,
-        content_type: ContentType::Jpeg,
-        byte_size: 1000,
-        sha256: None,
-        upload_state: state,
+    let new = |state| {
+        testkit::image("t-sweep")
+            .state(state)
+            .created(long_ago)
+            .build()
     };
     // What a process that died on its last receive leaves: the row processing, the message in
     // the DLQ.
-    let mut stuck = ImageRecord::new(new(UploadState::Stored), long_ago);
+    let mut stuck = new(UploadState::Stored);
     stuck.begin(Stage::Thumbnail, long_ago)?;
     seed_row(&stack, &stuck).await?;
     let body = RetryMessage::new(stuck.image_id, stuck.original_key.clone(), Stage::Thumbnail);
@@ -545,7 +535,7 @@ async fn the_sweeper_fails_a_row_stuck_behind_a_dead_letter_keeps_the_message_an
         .message_body(serde_json::to_string(&body)?)
         .send()
         .await?;
-    let abandoned = ImageRecord::new(new(UploadState::AwaitingUpload), long_ago);
+    let abandoned = new(UploadState::AwaitingUpload);
     seed_row(&stack, &abandoned).await?;
 
     let answer = stack

@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use safelight_e2e::{jpeg, Stack};
+use safelight_e2e::Stack;
 use serde_json::Value;
+use testkit::jpeg;
+use testkit::terminal;
 use tokio::sync::Mutex;
 
 const SETTLE: Duration = Duration::from_secs(120);
@@ -18,13 +20,6 @@ const THUMBNAIL_FN: &str = "SAFELIGHT_THUMBNAIL_FUNCTION";
 
 /// One test at a time: a configuration change kills the function's in-flight invocations.
 static TURN: Mutex<()> = Mutex::const_new(());
-
-fn terminal(v: &Value) -> bool {
-    matches!(
-        v["processing_status"].as_str(),
-        Some("completed" | "failed")
-    )
-}
 
 async fn user(stack: &Stack, tag: &str) -> Result<(String, String)> {
     let sub = format!("t-{tag}-{}", ulid::Ulid::new().to_string().to_lowercase());
@@ -207,18 +202,12 @@ fn new_row(
     upload_state: safelight::UploadState,
     age_secs: i64,
 ) -> safelight::ImageRecord {
-    safelight::ImageRecord::new(
-        safelight::NewImage {
-            image_id: safelight::ImageId::new(),
-            owner_id: owner.parse().expect("owner"),
-            filename: Some("held.jpg".into()),
-            content_type: safelight::ContentType::Jpeg,
-            byte_size: bytes.len() as u64,
-            sha256: None,
-            upload_state,
-        },
-        safelight::Timestamp::now().plus_secs(-age_secs),
-    )
+    testkit::image(owner)
+        .filename("held.jpg")
+        .size(bytes.len() as u64)
+        .state(upload_state)
+        .age_secs(age_secs)
+        .build()
 }
 
 async fn put_original(stack: &Stack, row: &safelight::ImageRecord, bytes: Vec<u8>) -> Result<()> {

@@ -14,10 +14,11 @@ use safelight::testing::{
     MemoryControl, MemoryDeadLetters, MemoryImages, MemoryQueue, MemoryThroughput,
 };
 use safelight::{
-    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, OpsSettings, Stage, StageResult,
-    Status, Timestamp, UploadState,
+    ErrorKind, ImageId, ImageRecord, OpsSettings, Stage, StageResult, Status, Timestamp,
+    UploadState,
 };
 use serde_json::{json, Value};
+use testkit::event;
 
 type Handler = Admin<MemoryImages, MemoryQueue, MemoryDeadLetters, MemoryControl, MemoryThroughput>;
 
@@ -52,11 +53,6 @@ impl Handle for Arc<Handler> {
     }
 }
 
-fn event(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
 fn request(name: &str) -> ApiGatewayV2httpRequest {
     serde_json::from_value(event(name)).unwrap()
 }
@@ -75,18 +71,7 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
 }
 
 fn row(h: &Handler, owner: &str) -> ImageRecord {
-    let r = ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: owner.parse().unwrap(),
-            filename: None,
-            content_type: ContentType::Jpeg,
-            byte_size: 1000,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::now().plus_secs(-600),
-    );
+    let r = testkit::image(owner).age_secs(600).build();
     h.ports().images.insert(r.clone());
     r
 }

@@ -12,8 +12,8 @@ use safelight::ops::backfill::{
 use safelight::ports::ObjectStore;
 use safelight::testing::{MemoryImages, MemoryMarkers, MemoryQueue, MemoryStore};
 use safelight::{
-    ContentType, Derivative, ImageId, ImageRecord, NewImage, ObjectKey, OwnerId, Stage,
-    StageResult, Status, Timestamp, UploadState,
+    ContentType, Derivative, ImageId, ImageRecord, ObjectKey, OwnerId, Stage, StageResult, Status,
+    Timestamp, UploadState,
 };
 use serde_json::Value;
 
@@ -35,32 +35,16 @@ fn handler() -> Handler {
     )
 }
 
-fn jpeg() -> Vec<u8> {
-    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 9]));
-    let mut out = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(img)
-        .write_to(&mut out, image::ImageFormat::Jpeg)
-        .unwrap();
-    out.into_inner()
-}
-
 fn owner(i: usize) -> OwnerId {
     format!("user-{}", i % 4).parse().unwrap()
 }
 
 fn record(id: ImageId, who: &OwnerId) -> ImageRecord {
-    ImageRecord::new(
-        NewImage {
-            image_id: id,
-            owner_id: who.clone(),
-            filename: Some("old.jpg".into()),
-            content_type: ContentType::Jpeg,
-            byte_size: 1000,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::now().plus_secs(-86_400),
-    )
+    testkit::records::image_of(who)
+        .id(id)
+        .filename("old.jpg")
+        .age_secs(86_400)
+        .build()
 }
 
 fn derivative(id: ImageId, name: &str) -> Derivative {
@@ -86,7 +70,7 @@ struct Seeded {
 /// plus an object that is not an image and one whose row belongs to someone else.
 async fn seed(h: &Handler) -> Seeded {
     let (store, images, _, _) = h.ports();
-    let bytes = jpeg();
+    let bytes = testkit::jpeg(64, 48);
     let mut s = Seeded {
         no_row: vec![],
         half_done: vec![],

@@ -10,10 +10,11 @@ use images::Images;
 use safelight::faults::{Faulty, Switch};
 use safelight::testing::{MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{
-    ContentType, Derivative, ErrorKind, ImageId, ImageRecord, NewImage, ObjectKey, Stage,
-    StageResult, Status, Timestamp, UploadState,
+    Derivative, ErrorKind, ImageId, ImageRecord, ObjectKey, Stage, StageResult, Status, Timestamp,
+    UploadState,
 };
 use serde_json::{json, Value};
+use testkit::event;
 
 type Handler = Images<MemoryStore, MemoryImages, Faulty<MemoryQueue, Switch>>;
 
@@ -35,11 +36,6 @@ impl Handle for Arc<Handler> {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
     }
-}
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 /// The sample event for `name`, aimed at image `id` and called by `sub`.
@@ -67,18 +63,10 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
 }
 
 fn row(h: &Handler, owner: &str, created_ms: i64) -> ImageRecord {
-    let r = ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: owner.parse().unwrap(),
-            filename: Some("cat.jpg".into()),
-            content_type: ContentType::Jpeg,
-            byte_size: 1000,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::from_unix_millis(created_ms),
-    );
+    let r = testkit::image(owner)
+        .filename("cat.jpg")
+        .created(Timestamp::from_unix_millis(created_ms))
+        .build();
     h.images().insert(r.clone());
     r
 }

@@ -13,10 +13,7 @@ use safelight::faults::{Faulty, Switch};
 use safelight::ports::Connection;
 use safelight::ports::ThroughputLog;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster, MemoryThroughput};
-use safelight::{
-    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, NoticeType, OwnerId, Stage,
-    StageResult, Timestamp, UploadState,
-};
+use safelight::{ErrorKind, ImageRecord, NoticeType, OwnerId, Stage, StageResult, Timestamp};
 use serde_json::{json, Value};
 
 type Handler =
@@ -61,18 +58,7 @@ fn h_poster(h: &Handler) -> &MemoryPoster {
 }
 
 fn row(who: &str) -> ImageRecord {
-    ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: owner(who),
-            filename: Some("harbour.jpg".into()),
-            content_type: ContentType::Jpeg,
-            byte_size: 1000,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::now(),
-    )
+    testkit::image(who).filename("harbour.jpg").build()
 }
 
 /// The row's history as the pipeline writes it: started, thumbnail done, variant done.

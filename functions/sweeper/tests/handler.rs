@@ -11,25 +11,18 @@ use safelight::faults::{Faulty, Switch};
 use safelight::sweep::{SweepPolicy, SweepPorts, SweepReport, Sweeper};
 use safelight::testing::{MemoryDeadLetters, MemoryImages, MemoryQueue, MemoryStore};
 use safelight::{
-    ContentType, ErrorKind, ImageId, ImageRecord, NewImage, RetryMessage, Stage, StageResult,
-    Status, Timestamp, UploadState,
+    ErrorKind, ImageId, ImageRecord, RetryMessage, Stage, StageResult, Status, Timestamp,
+    UploadState,
 };
 
 const BUDGET: Duration = Duration::from_secs(50);
 
 fn row(upload_state: UploadState, at: Timestamp) -> ImageRecord {
-    ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: "u1".parse().unwrap(),
-            filename: None,
-            content_type: ContentType::Jpeg,
-            byte_size: 10,
-            sha256: None,
-            upload_state,
-        },
-        at,
-    )
+    testkit::image("u1")
+        .size(10)
+        .state(upload_state)
+        .created(at)
+        .build()
 }
 
 /// The fakes a sweep runs over; the test keeps them and looks at them afterwards.

@@ -8,20 +8,12 @@ use safelight::engine::{default_thumbnail_specs, Limits};
 use safelight::faults::{Faulty, Switch};
 use safelight::processing::{Policy, Ports, Processor};
 use safelight::testing::{MemoryControl, MemoryImages, MemoryQueue, MemoryStore};
-use safelight::{ContentType, ImageRecord, NewImage, Status, Timestamp, UploadState};
+use safelight::{ImageRecord, Status, UploadState};
+use testkit::corpus as fixture;
 use thumbnail::{handle_sqs, STAGE};
 
 fn sample(name: &str) -> SqsEvent {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn fixture(name: &str) -> Vec<u8> {
-    std::fs::read(format!(
-        "{}/../../shared/tests/fixtures/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap()
+    serde_json::from_value(testkit::event(name)).unwrap()
 }
 
 /// The thumbnail processor over the fakes, with the test's own handles to its bucket and table
@@ -62,18 +54,11 @@ fn processor() -> Rig {
 
 /// Stores `bytes` as the original the sample events name, with its row.
 fn seed(p: &Rig, bytes: Vec<u8>) -> ImageRecord {
-    let r = ImageRecord::new(
-        NewImage {
-            image_id: "01KB4XV6Z0R8QW3M5T7N9P1C2D".parse().unwrap(),
-            owner_id: "demo-user".parse().unwrap(),
-            filename: None,
-            content_type: ContentType::Jpeg,
-            byte_size: bytes.len() as u64,
-            sha256: None,
-            upload_state: UploadState::AwaitingUpload,
-        },
-        Timestamp::now(),
-    );
+    let r = testkit::image("demo-user")
+        .id("01KB4XV6Z0R8QW3M5T7N9P1C2D".parse().unwrap())
+        .size(bytes.len() as u64)
+        .state(UploadState::AwaitingUpload)
+        .build();
     p.store
         .inner()
         .insert(r.original_key.as_str(), bytes, "image/jpeg");

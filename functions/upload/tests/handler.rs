@@ -14,6 +14,7 @@ use safelight::limits::OwnerLimits;
 use safelight::testing::{MemoryDigests, MemoryImages, MemoryRates, MemoryStore};
 use safelight::{ContentType, Status, UploadState};
 use serde_json::{json, Value};
+use testkit::event;
 use upload::{Limits, Upload};
 
 /// The upload handler over the fakes; its store fails while the store's switch is on.
@@ -47,11 +48,6 @@ impl Handle for Arc<Handler> {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
     }
-}
-
-fn event(name: &str) -> Value {
-    let path = format!("{}/../../events/{name}", env!("CARGO_MANIFEST_DIR"));
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn request(v: Value) -> ApiGatewayV2httpRequest {

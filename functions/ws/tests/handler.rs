@@ -14,10 +14,7 @@ use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use safelight::ports::Connection;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster};
-use safelight::{
-    ContentType, ImageId, ImageRecord, NewImage, Notice, NoticeType, OwnerId, Timestamp,
-    UploadState,
-};
+use safelight::{ContentType, Notice, NoticeType, OwnerId, Timestamp};
 use serde_json::{json, Value};
 use ws::token::BoxError;
 use ws::{JwtVerifier, KeySource, Ws};
@@ -115,10 +112,7 @@ fn valid(sub: &str) -> String {
 }
 
 fn event(name: &str) -> ApiGatewayWebsocketProxyRequest {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../events")
-        .join(name);
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    serde_json::from_value(testkit::event(name)).unwrap()
 }
 
 fn connect_request(connection_id: &str, token: Option<&str>) -> ApiGatewayWebsocketProxyRequest {
@@ -143,18 +137,10 @@ async fn connect(h: &Handler, connection_id: &str, token: Option<&str>) -> ApiGa
 }
 
 fn notice(seq: u64) -> Notice {
-    let record = ImageRecord::new(
-        NewImage {
-            image_id: ImageId::new(),
-            owner_id: "alice".parse().unwrap(),
-            filename: None,
-            content_type: ContentType::Png,
-            byte_size: 1,
-            sha256: None,
-            upload_state: UploadState::Stored,
-        },
-        Timestamp::now(),
-    );
+    let record = testkit::image("alice")
+        .content_type(ContentType::Png)
+        .size(1)
+        .build();
     Notice::new(NoticeType::ThumbnailComplete, &record, seq)
 }
 
