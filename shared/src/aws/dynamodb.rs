@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -46,30 +47,17 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError 
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
 pub(super) fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    E: super::ServiceError,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
-    if super::is_refusal(e.code()) {
-        RepoError::Refused(Box::new(e))
-    } else {
-        RepoError::Unavailable(Box::new(e))
-    }
+    super::sdk_failure_as(e, RepoError::Refused, RepoError::Unavailable)
 }
 
 /// A conditional write's answer: `true` when written, `false` when its condition failed (the
 /// write was refused, nothing changed), an error otherwise.
 pub(super) fn written<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, RepoError>
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    E: super::ServiceError,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
@@ -142,6 +130,26 @@ pub(super) async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// A paged query's answer: a `ValidationException` means the start key the caller's cursor
+/// named is not one of this index's (a forged or stale cursor), so `BadCursor`; any other
+/// failure is the table's.
+fn cursor_query<R>(
+    out: Result<QueryOutput, SdkError<QueryError, R>>,
+) -> Result<QueryOutput, RepoError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(out) => Ok(out),
+        Err(SdkError::ServiceError(e))
+            if e.err().meta().code() == Some("ValidationException") =>
+        {
+            Err(RepoError::BadCursor)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// Reads an item as a record.
@@ -302,15 +310,7 @@ impl ImageRepository for DynamoImages {
             .set_exclusive_start_key(start)
             .send()
             .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(SdkError::ServiceError(e))
-                if e.err().meta().code() == Some("ValidationException") =>
-            {
-                return Err(RepoError::BadCursor)
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+        let out = cursor_query(out)?;
         OWNER_CURSOR.page(out)
     }
 
@@ -489,15 +489,7 @@ impl DynamoImages {
             .set_exclusive_start_key(start)
             .send()
             .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(SdkError::ServiceError(e))
-                if e.err().meta().code() == Some("ValidationException") =>
-            {
-                return Err(RepoError::BadCursor)
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+        let out = cursor_query(out)?;
         let items = out
             .items
             .unwrap_or_default()
@@ -726,9 +718,9 @@ mod tests {
     use super::*;
     use crate::domain::{ContentType, NewImage, Stage, UploadState};
 
-    #[test]
-    fn a_record_survives_the_trip_through_a_dynamodb_item() {
-        let record = ImageRecord::new(
+    /// A fresh PNG row of owner `u1`.
+    fn row(upload_state: UploadState, at: Timestamp) -> ImageRecord {
+        ImageRecord::new(
             NewImage {
                 image_id: ImageId::new(),
                 owner_id: "u1".parse().unwrap(),
@@ -736,10 +728,15 @@ mod tests {
                 content_type: ContentType::Png,
                 byte_size: 42,
                 sha256: None,
-                upload_state: UploadState::AwaitingUpload,
+                upload_state,
             },
-            Timestamp::now(),
-        );
+            at,
+        )
+    }
+
+    #[test]
+    fn a_record_survives_the_trip_through_a_dynamodb_item() {
+        let record = row(UploadState::AwaitingUpload, Timestamp::now());
         let item = item_from_record(&record).unwrap();
         assert_eq!(
             item["processing_status"],
@@ -799,18 +796,7 @@ mod tests {
 
     #[test]
     fn every_put_carries_the_status_key_of_its_status_and_a_completed_row_none() {
-        let mut record = ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 42,
-                sha256: None,
-                upload_state: UploadState::AwaitingUpload,
-            },
-            Timestamp::now(),
-        );
+        let mut record = row(UploadState::AwaitingUpload, Timestamp::now());
         let n = status_index::shard(record.image_id);
         for status in [Status::Pending, Status::Processing, Status::Failed] {
             record.processing_status = status;
@@ -832,18 +818,7 @@ mod tests {
     #[test]
     fn the_index_sort_key_moves_only_with_the_status_and_an_older_row_gets_it_at_its_next_put() {
         let t = |ms| Timestamp::from_unix_millis(ms);
-        let mut record = ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 42,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            t(1_000),
-        );
+        let mut record = row(UploadState::Stored, t(1_000));
         let since = |r: &ImageRecord| item_from_record(r).unwrap()[status_index::SORT_KEY].clone();
         assert_eq!(since(&record), AttributeValue::S(t(1_000).to_string()));
         record.begin(Stage::Thumbnail, t(2_000)).unwrap();
