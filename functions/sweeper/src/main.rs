@@ -6,7 +6,6 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
@@ -21,15 +20,17 @@ fn remaining(deadline_ms: u64) -> Duration {
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let settings = OpsSettings::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
-    let sdk = aws::load_sdk_config().await;
     let queues = faults.wrap(
         SqsQueues::new(&sdk, Some(thumbnails.to_owned()), Some(variants.to_owned()))
             .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url),
