@@ -3,20 +3,10 @@
 // default layout depth of 128.
 #![recursion_limit = "256"]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{Error, LambdaEvent};
 use safelight::aws::{self, runtime, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
-
-/// Time left until the invocation's deadline (milliseconds since the epoch).
-fn remaining(deadline_ms: u64) -> Duration {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -53,7 +43,7 @@ async fn main() -> Result<(), Error> {
     runtime::run(
         &telemetry,
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let budget = sweeper::budget(remaining(event.context.deadline));
+            let budget = sweeper::budget(safelight::domain::time::until_epoch_millis(event.context.deadline));
             Ok(sweeper::handle(sweeper, budget).await?)
         },
     )
