@@ -320,21 +320,9 @@ mod tests {
 #[allow(clippy::unwrap_used)]
 mod merging {
     use super::*;
-    use crate::domain::{ContentType, NewImage, UploadState};
 
     fn at(ms: i64) -> Entry {
-        Entry::of(&ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 1,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            Timestamp::from_unix_millis(ms),
-        ))
+        Entry::of(&super::through_the_fake::row(ms))
     }
 
     #[test]
@@ -384,7 +372,8 @@ mod through_the_fake {
     use crate::ports::{BackfillRows as _, ImageRepository as _, StatusIndex as _};
     use crate::testing::MemoryImages;
 
-    fn row(at_ms: i64) -> ImageRecord {
+    /// A stored PNG row of owner `u1`, created at `at_ms`.
+    pub(super) fn row(at_ms: i64) -> ImageRecord {
         ImageRecord::new(
             NewImage {
                 image_id: ImageId::new(),

@@ -4,20 +4,21 @@ use std::sync::Arc;
 
 use admin::{Admin, AdminPorts};
 use lambda_runtime::Error;
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoControl, DynamoImages, SqsQueues};
 use safelight::{Config, OpsSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let settings = OpsSettings::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
-    let sdk = aws::load_sdk_config().await;
     let queues = faults.wrap(
         SqsQueues::new(
             &sdk,

@@ -135,9 +135,6 @@ where
 /// The instant to stop starting pages: the invocation's deadline (milliseconds since the epoch,
 /// from the Lambda context) minus [`DEADLINE_MARGIN`].
 pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let left = safelight::domain::time::until_epoch_millis(deadline_ms);
     Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }

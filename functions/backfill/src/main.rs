@@ -7,21 +7,22 @@ use std::sync::atomic::AtomicBool;
 
 use backfill::{deadline_from_epoch_millis, settings_from_env, Backfill};
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::BackfillRequest;
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let settings = settings_from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
-    let sdk = aws::load_sdk_config().await;
     let handler = Backfill::new(
         faults.wrap(S3Store::new(&sdk, &config.bucket)),
         faults.wrap(DynamoImages::new(&sdk, &config.images_table)),

@@ -4,16 +4,17 @@ use std::sync::Arc;
 
 use images::Images;
 use lambda_runtime::Error;
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, Delivery, DynamoImages, S3Store, SqsQueues};
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
-    let sdk = aws::load_sdk_config().await;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let links = Delivery::new(
         &sdk,
         config.delivery.as_ref(),

@@ -114,10 +114,7 @@ pub fn delivery_key(event_id: &str, kind: NoticeType) -> String {
 /// The instant to stop starting sends: the invocation deadline (Lambda's context gives it in
 /// milliseconds since the epoch) minus [`DEADLINE_MARGIN`].
 pub fn deadline_from_epoch_millis(deadline_ms: u64) -> Instant {
-    let now_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    let left = Duration::from_millis(deadline_ms.saturating_sub(now_ms));
+    let left = safelight::domain::time::until_epoch_millis(deadline_ms);
     Instant::now() + left.saturating_sub(DEADLINE_MARGIN)
 }
 

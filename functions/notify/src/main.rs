@@ -5,16 +5,17 @@
 
 use lambda_runtime::{Error, LambdaEvent};
 use notify::{deadline_from_epoch_millis, Notify};
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoControl};
 use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
-    let sdk = aws::load_sdk_config().await;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let throughput = faults.wrap(DynamoControl::new(&sdk, control));

@@ -3,33 +3,24 @@
 // default layout depth of 128.
 #![recursion_limit = "256"]
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
 
-/// Time left until the invocation's deadline (milliseconds since the epoch).
-fn remaining(deadline_ms: u64) -> Duration {
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-    Duration::from_millis(deadline_ms.saturating_sub(now_ms))
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let settings = OpsSettings::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
-    let sdk = aws::load_sdk_config().await;
     let queues = faults.wrap(
         SqsQueues::new(&sdk, Some(thumbnails.to_owned()), Some(variants.to_owned()))
             .with_dead_letter_queues(settings.thumbnails_dlq_url, settings.variants_dlq_url),
@@ -52,7 +43,7 @@ async fn main() -> Result<(), Error> {
     runtime::run(
         &telemetry,
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let budget = sweeper::budget(remaining(event.context.deadline));
+            let budget = sweeper::budget(safelight::domain::time::until_epoch_millis(event.context.deadline));
             Ok(sweeper::handle(sweeper, budget).await?)
         },
     )

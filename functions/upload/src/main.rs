@@ -3,17 +3,18 @@
 use std::sync::Arc;
 
 use lambda_runtime::Error;
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime, DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight::Config;
 use upload::{Limits, Upload};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
-    let sdk = aws::load_sdk_config().await;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let control_table = safelight::Config::require(&config.control_table, "CONTROL_TABLE")?;
     let handler = Upload::new(
         faults.wrap(S3Store::new(&sdk, &config.bucket)),

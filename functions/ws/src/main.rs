@@ -4,7 +4,6 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::telemetry::Telemetry;
 use safelight::aws::{self, runtime};
 use safelight::Config;
 use ws::token::KeyCachePolicy;
@@ -12,13 +11,15 @@ use ws::{HttpJwks, JwtVerifier, Ws};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let telemetry = Telemetry::init()?;
-    let config = Config::from_env()?;
-    let faults = aws::FaultInjection::parse(config.faults.as_deref())?;
+    let runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = runtime::Start::load().await?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
     let key_cache = KeyCachePolicy::from_env()?;
-    let sdk = aws::load_sdk_config().await;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let handler = Ws::new(
         connections,

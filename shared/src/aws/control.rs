@@ -119,6 +119,37 @@ pub fn completed_key(n: i64) -> String {
 pub const COMPLETED_SEED: &str = "completed#seed";
 
 impl DynamoControl {
+    /// Puts a versioned item (a breaker row, a migration marker) if its stored version is still
+    /// `expected_version` (absent when 0); `Conflict` when another writer got there first.
+    async fn put_versioned(
+        &self,
+        item: HashMap<String, AttributeValue>,
+        expected_version: u64,
+    ) -> Result<(), RepoError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item));
+        let put = if expected_version == 0 {
+            put.condition_expression("attribute_not_exists(pk)")
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(
+                    ":expected",
+                    AttributeValue::N(expected_version.to_string()),
+                )
+        };
+        match put.send().await {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(RepoError::Conflict)
+            }
+            Err(e) => Err(sdk_failure(e)),
+        }
+    }
+
     /// The items with these keys (absent ones are left out), by key.
     async fn batch_get(
         &self,
@@ -308,28 +339,7 @@ impl MarkerStore for DynamoControl {
         };
         let item = serde_dynamo::to_item(&row)
             .map_err(|e| RepoError::malformed("a migration marker", e))?;
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        put = if expected_version == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("#v = :expected")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(
-                    ":expected",
-                    AttributeValue::N(expected_version.to_string()),
-                )
-        };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(RepoError::Conflict)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
+        self.put_versioned(item, expected_version).await
     }
 }
 
@@ -367,28 +377,7 @@ impl ControlStore for DynamoControl {
             breaker: breaker.clone(),
         };
         let item = serde_dynamo::to_item(&row).map_err(|e| RepoError::malformed("a breaker", e))?;
-        let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item));
-        put = if expected_version == 0 {
-            put.condition_expression("attribute_not_exists(pk)")
-        } else {
-            put.condition_expression("#v = :expected")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(
-                    ":expected",
-                    AttributeValue::N(expected_version.to_string()),
-                )
-        };
-        match put.send().await {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(RepoError::Conflict)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
+        self.put_versioned(item, expected_version).await
     }
 
     async fn acquire_lease(

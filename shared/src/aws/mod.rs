@@ -59,6 +59,44 @@ pub fn realtime_ports(
     ))
 }
 
+/// What an SDK operation's error must offer to be told apart as a refusal or an outage.
+pub(crate) trait ServiceError:
+    aws_smithy_types::error::metadata::ProvideErrorMetadata
+    + std::error::Error
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<T> ServiceError for T where
+    T: aws_smithy_types::error::metadata::ProvideErrorMetadata
+        + std::error::Error
+        + Send
+        + Sync
+        + 'static
+{
+}
+
+/// An SDK call's failure as a port's error: `refused` for a refusal (see [`is_refusal`]), else
+/// `unavailable`; the SDK error is kept as the source.
+pub(crate) fn sdk_failure_as<E, R, T>(
+    e: aws_sdk_s3::error::SdkError<E, R>,
+    refused: fn(crate::ports::BoxError) -> T,
+    unavailable: fn(crate::ports::BoxError) -> T,
+) -> T
+where
+    E: ServiceError,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
+    if is_refusal(e.code()) {
+        refused(Box::new(e))
+    } else {
+        unavailable(Box::new(e))
+    }
+}
+
 /// Whether an AWS error code is a refusal that retrying soon will not fix: access denied, an
 /// unusable KMS key, a missing bucket or table. The pipeline retries these like any failure but
 /// does not let them hold the circuit breaker open (they must surface as failed images, dead

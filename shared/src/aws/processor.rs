@@ -4,9 +4,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use lambda_runtime::{Error, LambdaEvent};
 
-use super::{
-    load_sdk_config, sqs, DynamoControl, DynamoImages, FaultInjection, S3Store, SqsQueues,
-};
+use super::{sqs, DynamoControl, DynamoImages, S3Store, SqsQueues};
 use crate::config::{Config, ProcessingConfig};
 use crate::domain::{Stage, Timestamp};
 use crate::ports::{ControlStore, ImageRepository, JobQueue, ObjectStore};
@@ -34,8 +32,12 @@ where
 
 /// Cold start and the Lambda loop for a processing function.
 pub async fn run(stage: Stage) -> Result<(), Error> {
-    let telemetry = super::telemetry::Telemetry::init()?;
-    let config = Config::from_env()?;
+    let super::runtime::Start {
+        telemetry,
+        config,
+        faults,
+        sdk,
+    } = super::runtime::Start::load().await?;
     let processing = ProcessingConfig::from_env(stage)?;
     let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let (thumbnails, variants) = match stage {
@@ -48,8 +50,6 @@ pub async fn run(stage: Stage) -> Result<(), Error> {
             Some(Config::require(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?.to_owned()),
         ),
     };
-    let faults = FaultInjection::parse(config.faults.as_deref())?;
-    let sdk = load_sdk_config().await;
     let processor = Processor::new(
         stage,
         processing.specs,

@@ -62,19 +62,10 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> StoreError
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
 fn sdk_failure<E, R>(e: SdkError<E, R>) -> StoreError
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    E: super::ServiceError,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
-    if super::is_refusal(e.code()) {
-        StoreError::Refused(Box::new(e))
-    } else {
-        StoreError::Unavailable(Box::new(e))
-    }
+    super::sdk_failure_as(e, StoreError::Refused, StoreError::Unavailable)
 }
 
 fn presigning(expires_in: Duration) -> Result<PresigningConfig, StoreError> {

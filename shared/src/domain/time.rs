@@ -44,6 +44,15 @@ impl Timestamp {
     }
 }
 
+/// How long until `deadline_ms` (milliseconds since the Unix epoch, as a Lambda context gives an
+/// invocation's deadline) by the wall clock; zero once it has passed.
+pub fn until_epoch_millis(deadline_ms: u64) -> std::time::Duration {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    std::time::Duration::from_millis(deadline_ms.saturating_sub(now_ms))
+}
+
 fn unix_millis(t: OffsetDateTime) -> i64 {
     i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(0)
 }

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::{QueryError, QueryOutput};
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, Select};
 use aws_sdk_dynamodb::Client;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
@@ -21,6 +22,9 @@ use crate::ports::{
     Written,
 };
 use crate::status_index::{self, Entry, Position, ShardRead};
+
+mod backfill;
+mod status;
 
 /// The images table.
 #[derive(Debug, Clone)]
@@ -46,30 +50,17 @@ fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RepoError 
 /// An SDK call's failure: a refusal (see [`super::is_refusal`]) or unavailable.
 pub(super) fn sdk_failure<E, R>(e: SdkError<E, R>) -> RepoError
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    E: super::ServiceError,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
-    use aws_smithy_types::error::metadata::ProvideErrorMetadata as _;
-    if super::is_refusal(e.code()) {
-        RepoError::Refused(Box::new(e))
-    } else {
-        RepoError::Unavailable(Box::new(e))
-    }
+    super::sdk_failure_as(e, RepoError::Refused, RepoError::Unavailable)
 }
 
 /// A conditional write's answer: `true` when written, `false` when its condition failed (the
 /// write was refused, nothing changed), an error otherwise.
 pub(super) fn written<T, E, R>(result: Result<T, SdkError<E, R>>) -> Result<bool, RepoError>
 where
-    E: aws_smithy_types::error::metadata::ProvideErrorMetadata
-        + std::error::Error
-        + Send
-        + Sync
-        + 'static,
+    E: super::ServiceError,
     R: std::fmt::Debug + Send + Sync + 'static,
 {
     match result {
@@ -142,6 +133,26 @@ pub(super) async fn batch_get(
         }
     }
     Ok(found)
+}
+
+/// A paged query's answer: a `ValidationException` means the start key the caller's cursor
+/// named is not one of this index's (a forged or stale cursor), so `BadCursor`; any other
+/// failure is the table's.
+fn cursor_query<R>(
+    out: Result<QueryOutput, SdkError<QueryError, R>>,
+) -> Result<QueryOutput, RepoError>
+where
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    match out {
+        Ok(out) => Ok(out),
+        Err(SdkError::ServiceError(e))
+            if e.err().meta().code() == Some("ValidationException") =>
+        {
+            Err(RepoError::BadCursor)
+        }
+        Err(e) => Err(unavailable(e)),
+    }
 }
 
 /// Reads an item as a record.
@@ -302,15 +313,7 @@ impl ImageRepository for DynamoImages {
             .set_exclusive_start_key(start)
             .send()
             .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(SdkError::ServiceError(e))
-                if e.err().meta().code() == Some("ValidationException") =>
-            {
-                return Err(RepoError::BadCursor)
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
+        let out = cursor_query(out)?;
         OWNER_CURSOR.page(out)
     }
 
@@ -424,311 +427,14 @@ impl AwaitingUploads for DynamoImages {
     }
 }
 
-impl DynamoImages {
-    /// One COUNT of shard `n` of `status`, page by page.
-    async fn count_shard(&self, status: Status, n: usize) -> Result<u64, RepoError> {
-        let mut total = 0_u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(status_index::INDEX)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", STATUS_KEY)
-                .expression_attribute_values(
-                    ":k",
-                    AttributeValue::S(status_index::shard_key(status, n)),
-                )
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_failure)?;
-            total += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(total),
-            }
-        }
-    }
-
-    /// Up to `limit` entries of shard `n` of `status` from `position` (the index projects the
-    /// keys only).
-    async fn read_shard(
-        &self,
-        status: Status,
-        n: usize,
-        position: Position,
-        oldest_first: bool,
-        limit: u32,
-    ) -> Result<(usize, ShardRead), RepoError> {
-        let key = status_index::shard_key(status, n);
-        let start = match position {
-            Position::After(e) => Some(HashMap::from([
-                ("image_id".to_owned(), AttributeValue::S(e.id.to_string())),
-                (
-                    status_index::SORT_KEY.to_owned(),
-                    AttributeValue::S(e.since.to_string()),
-                ),
-                (STATUS_KEY.to_owned(), AttributeValue::S(key.clone())),
-            ])),
-            Position::Start | Position::Done => None,
-        };
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(status_index::INDEX)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", STATUS_KEY)
-            .expression_attribute_values(":k", AttributeValue::S(key))
-            .scan_index_forward(oldest_first)
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            Err(SdkError::ServiceError(e))
-                if e.err().meta().code() == Some("ValidationException") =>
-            {
-                return Err(RepoError::BadCursor)
-            }
-            Err(e) => return Err(unavailable(e)),
-        };
-        let items = out
-            .items
-            .unwrap_or_default()
-            .iter()
-            .map(entry_from_keys)
-            .collect::<Result<Vec<_>, _>>()?;
-        let more = out.last_evaluated_key.is_some_and(|k| !k.is_empty());
-        Ok((n, ShardRead { items, more }))
-    }
-}
-
-/// An index entry from the keys a `KEYS_ONLY` query returns.
-fn entry_from_keys(item: &HashMap<String, AttributeValue>) -> Result<Entry, RepoError> {
-    let text = |name: &str| {
-        item.get(name)
-            .and_then(|v| v.as_s().ok())
-            .ok_or_else(|| RepoError::malformed("a status index entry", format!("no {name}")))
-    };
-    Ok(Entry {
-        since: text(status_index::SORT_KEY)?
-            .parse()
-            .map_err(|e| RepoError::malformed("a status index entry's status_since", e))?,
-        id: text("image_id")?
-            .parse()
-            .map_err(|e| RepoError::malformed("a status index entry's image_id", e))?,
-    })
-}
-
-impl StatusIndex for DynamoImages {
-    async fn count_by_status(&self, status: Status) -> Result<u64, RepoError> {
-        if !status_index::indexed(status) {
-            return Ok(0);
-        }
-        let counts = futures::future::try_join_all(
-            (0..status_index::SHARDS).map(|n| self.count_shard(status, n)),
-        )
-        .await?;
-        Ok(counts.into_iter().sum())
-    }
-
-    async fn page_by_status(
-        &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        if !status_index::indexed(status) {
-            return Ok(Page {
-                items: Vec::new(),
-                next: None,
-            });
-        }
-        let cursor = cursor
-            .map(status_index::Cursor::decode)
-            .transpose()?
-            .unwrap_or_default();
-        let reads = futures::future::try_join_all(
-            cursor
-                .open_shards()
-                .map(|(n, p)| self.read_shard(status, n, p, oldest_first, limit)),
-        )
-        .await?;
-        let page = status_index::merge(&cursor, reads, oldest_first, limit);
-        let ids: Vec<String> = page.items.iter().map(|e| e.id.to_string()).collect();
-        let rows = batch_get(&self.client, &self.table, "image_id", &ids)
-            .await?
-            .into_iter()
-            .map(record_from_item)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page {
-            items: status_index::rows_in_order(&page.items, rows, status),
-            next: page.next,
-        })
-    }
-}
-
-impl BackfillRows for DynamoImages {
-    async fn read_row(&self, id: ImageId) -> Result<Option<StoredRow>, RepoError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("image_id", AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_failure)?;
-        let Some(item) = out.item else {
-            return Ok(None);
-        };
-        if item.contains_key("version") {
-            if let Ok(record) = record_from_item(item.clone()) {
-                return Ok(Some(StoredRow::Current(Box::new(record))));
-            }
-        }
-        let legacy: LegacyRow =
-            serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("a legacy row", e))?;
-        Ok(Some(StoredRow::Legacy(legacy)))
-    }
-
-    async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
-        let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(record)?))
-            .condition_expression("attribute_exists(image_id) AND attribute_not_exists(#v)")
-            .expression_attribute_names("#v", "version")
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(RepoError::Conflict)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
-    }
-
-    async fn page_unindexed(
-        &self,
-        status: Status,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        let start = cursor
-            .map(|c| LEGACY_STATUS_CURSOR.decode(status.as_str().to_owned(), c))
-            .transpose()?;
-        let out = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(LEGACY_BY_STATUS)
-            .key_condition_expression("processing_status = :s")
-            .filter_expression("attribute_not_exists(#k)")
-            .expression_attribute_names("#k", STATUS_KEY)
-            .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
-            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
-            .set_exclusive_start_key(start)
-            .send()
-            .await;
-        let out = match out {
-            Ok(out) => out,
-            // The old index is gone (dropped by `KeepLegacyStatusIndex=false` once every row had
-            // its key): nothing is left to index.
-            Err(SdkError::ServiceError(e))
-                if e.err().meta().code() == Some("ValidationException")
-                    && e.err()
-                        .meta()
-                        .message()
-                        .is_some_and(|m| m.contains("index")) =>
-            {
-                tracing::info!("the by_status index is gone: no rows left to index");
-                return Ok(Page {
-                    items: Vec::new(),
-                    next: None,
-                });
-            }
-            Err(e) => return Err(sdk_failure(e)),
-        };
-        LEGACY_STATUS_CURSOR.page(out)
-    }
-
-    async fn count_completed(&self) -> Result<u64, RepoError> {
-        let mut total = 0_u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LEGACY_BY_STATUS)
-                .key_condition_expression("processing_status = :s")
-                .expression_attribute_values(
-                    ":s",
-                    AttributeValue::S(Status::Completed.as_str().to_owned()),
-                )
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_failure)?;
-            total += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(total),
-            }
-        }
-    }
-
-    async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
-        let Some(key) = status_index::status_key(record) else {
-            return Ok(false);
-        };
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("image_id", AttributeValue::S(record.image_id.to_string()))
-            .update_expression("SET #k = :k, #s = if_not_exists(#s, :s)")
-            .condition_expression("#v = :v AND attribute_not_exists(#k)")
-            .expression_attribute_names("#k", STATUS_KEY)
-            .expression_attribute_names("#s", status_index::SORT_KEY)
-            .expression_attribute_names("#v", "version")
-            .expression_attribute_values(":k", AttributeValue::S(key))
-            .expression_attribute_values(":s", AttributeValue::S(record.status_since().to_string()))
-            .expression_attribute_values(":v", AttributeValue::N(record.version.to_string()))
-            .send()
-            .await;
-        written(result)
-    }
-}
-
-/// The old `by_status` index (`processing_status`, `updated_at`), read only by the backfill to
-/// find rows written before `by_status_v2`; dropped in the release after.
-const LEGACY_BY_STATUS: &str = "by_status";
-
-const LEGACY_STATUS_CURSOR: IndexCursor = IndexCursor {
-    partition_key: "processing_status",
-    sort_key: "updated_at",
-};
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::domain::{ContentType, NewImage, Stage, UploadState};
 
-    #[test]
-    fn a_record_survives_the_trip_through_a_dynamodb_item() {
-        let record = ImageRecord::new(
+    /// A fresh PNG row of owner `u1`.
+    fn row(upload_state: UploadState, at: Timestamp) -> ImageRecord {
+        ImageRecord::new(
             NewImage {
                 image_id: ImageId::new(),
                 owner_id: "u1".parse().unwrap(),
@@ -736,10 +442,15 @@ mod tests {
                 content_type: ContentType::Png,
                 byte_size: 42,
                 sha256: None,
-                upload_state: UploadState::AwaitingUpload,
+                upload_state,
             },
-            Timestamp::now(),
-        );
+            at,
+        )
+    }
+
+    #[test]
+    fn a_record_survives_the_trip_through_a_dynamodb_item() {
+        let record = row(UploadState::AwaitingUpload, Timestamp::now());
         let item = item_from_record(&record).unwrap();
         assert_eq!(
             item["processing_status"],
@@ -799,18 +510,7 @@ mod tests {
 
     #[test]
     fn every_put_carries_the_status_key_of_its_status_and_a_completed_row_none() {
-        let mut record = ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 42,
-                sha256: None,
-                upload_state: UploadState::AwaitingUpload,
-            },
-            Timestamp::now(),
-        );
+        let mut record = row(UploadState::AwaitingUpload, Timestamp::now());
         let n = status_index::shard(record.image_id);
         for status in [Status::Pending, Status::Processing, Status::Failed] {
             record.processing_status = status;
@@ -832,18 +532,7 @@ mod tests {
     #[test]
     fn the_index_sort_key_moves_only_with_the_status_and_an_older_row_gets_it_at_its_next_put() {
         let t = |ms| Timestamp::from_unix_millis(ms);
-        let mut record = ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 42,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            t(1_000),
-        );
+        let mut record = row(UploadState::Stored, t(1_000));
         let since = |r: &ImageRecord| item_from_record(r).unwrap()[status_index::SORT_KEY].clone();
         assert_eq!(since(&record), AttributeValue::S(t(1_000).to_string()));
         record.begin(Stage::Thumbnail, t(2_000)).unwrap();

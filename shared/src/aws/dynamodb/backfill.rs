@@ -1,0 +1,150 @@
+//! `BackfillRows`: the migration's reads and writes of the images table, through the old
+//! `by_status` index while it exists.
+
+use super::*;
+
+impl BackfillRows for DynamoImages {
+    async fn read_row(&self, id: ImageId) -> Result<Option<StoredRow>, RepoError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("image_id", AttributeValue::S(id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(sdk_failure)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        if item.contains_key("version") {
+            if let Ok(record) = record_from_item(item.clone()) {
+                return Ok(Some(StoredRow::Current(Box::new(record))));
+            }
+        }
+        let legacy: LegacyRow =
+            serde_dynamo::from_item(item).map_err(|e| RepoError::malformed("a legacy row", e))?;
+        Ok(Some(StoredRow::Legacy(legacy)))
+    }
+
+    async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item_from_record(record)?))
+            .condition_expression("attribute_exists(image_id) AND attribute_not_exists(#v)")
+            .expression_attribute_names("#v", "version")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                Err(RepoError::Conflict)
+            }
+            Err(e) => Err(sdk_failure(e)),
+        }
+    }
+
+    async fn page_unindexed(
+        &self,
+        status: Status,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<ImageRecord>, RepoError> {
+        let start = cursor
+            .map(|c| LEGACY_STATUS_CURSOR.decode(status.as_str().to_owned(), c))
+            .transpose()?;
+        let out = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(LEGACY_BY_STATUS)
+            .key_condition_expression("processing_status = :s")
+            .filter_expression("attribute_not_exists(#k)")
+            .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_values(":s", AttributeValue::S(status.as_str().to_owned()))
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .set_exclusive_start_key(start)
+            .send()
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            // The old index is gone (dropped by `KeepLegacyStatusIndex=false` once every row had
+            // its key): nothing is left to index.
+            Err(SdkError::ServiceError(e))
+                if e.err().meta().code() == Some("ValidationException")
+                    && e.err()
+                        .meta()
+                        .message()
+                        .is_some_and(|m| m.contains("index")) =>
+            {
+                tracing::info!("the by_status index is gone: no rows left to index");
+                return Ok(Page {
+                    items: Vec::new(),
+                    next: None,
+                });
+            }
+            Err(e) => return Err(sdk_failure(e)),
+        };
+        LEGACY_STATUS_CURSOR.page(out)
+    }
+
+    async fn count_completed(&self) -> Result<u64, RepoError> {
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(LEGACY_BY_STATUS)
+                .key_condition_expression("processing_status = :s")
+                .expression_attribute_values(
+                    ":s",
+                    AttributeValue::S(Status::Completed.as_str().to_owned()),
+                )
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(key) if !key.is_empty() => start = Some(key),
+                _ => return Ok(total),
+            }
+        }
+    }
+
+    async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {
+        let Some(key) = status_index::status_key(record) else {
+            return Ok(false);
+        };
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("image_id", AttributeValue::S(record.image_id.to_string()))
+            .update_expression("SET #k = :k, #s = if_not_exists(#s, :s)")
+            .condition_expression("#v = :v AND attribute_not_exists(#k)")
+            .expression_attribute_names("#k", STATUS_KEY)
+            .expression_attribute_names("#s", status_index::SORT_KEY)
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":k", AttributeValue::S(key))
+            .expression_attribute_values(":s", AttributeValue::S(record.status_since().to_string()))
+            .expression_attribute_values(":v", AttributeValue::N(record.version.to_string()))
+            .send()
+            .await;
+        written(result)
+    }
+}
+
+/// The old `by_status` index (`processing_status`, `updated_at`), read only by the backfill to
+/// find rows written before `by_status_v2`; dropped in the release after.
+const LEGACY_BY_STATUS: &str = "by_status";
+
+const LEGACY_STATUS_CURSOR: IndexCursor = IndexCursor {
+    partition_key: "processing_status",
+    sort_key: "updated_at",
+};

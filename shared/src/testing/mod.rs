@@ -1,0 +1,44 @@
+//! In-memory fakes of the ports, for handler tests (feature `testing`). They keep the semantics
+//! handlers rely on: not-found, conditional create, version-checked update, newest-first paging.
+//! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
+//! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
+//! AWS adapters), and turns the switch on.
+//! Also the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
+//! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+use crate::breaker::Breaker;
+use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
+use crate::ports::{
+    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore,
+    Page, PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
+    UploadConstraints,
+};
+use crate::domain::Status;
+use crate::ports::{
+    DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
+};
+use std::collections::BTreeSet;
+use crate::domain::Notice;
+use crate::ports::{
+    Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
+    RealtimeError,
+};
+
+mod control;
+mod images;
+mod queues;
+mod realtime;
+mod store;
+
+pub use control::*;
+pub use images::*;
+pub use queues::*;
+pub use realtime::*;
+pub use store::*;
+pub use crate::engine::samples::png_rgba16_one_colour;
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
