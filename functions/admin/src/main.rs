@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use admin::{Admin, AdminPorts};
 use lambda_runtime::Error;
-use safelight::aws::{self, runtime, DynamoControl, DynamoImages, SqsQueues};
+use safelight::aws::{runtime, DynamoControl, DynamoImages, SqsQueues};
 use safelight::{Config, OpsSettings};
 
 #[tokio::main]

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use backfill::{deadline_from_epoch_millis, settings_from_env, Backfill};
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::{self, runtime, DynamoControl, DynamoImages, S3Store, SqsQueues};
+use safelight::aws::{runtime, DynamoControl, DynamoImages, S3Store, SqsQueues};
 use safelight::ops::backfill::BackfillRequest;
 use safelight::Config;
 

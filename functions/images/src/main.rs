@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use images::Images;
 use lambda_runtime::Error;
-use safelight::aws::{self, runtime, Delivery, DynamoImages, S3Store, SqsQueues};
-use safelight::Config;
+use safelight::aws::{runtime, Delivery, DynamoImages, S3Store, SqsQueues};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {

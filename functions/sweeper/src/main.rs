@@ -4,7 +4,7 @@
 #![recursion_limit = "256"]
 
 use lambda_runtime::{Error, LambdaEvent};
-use safelight::aws::{self, runtime, DynamoImages, S3Store, SqsQueues};
+use safelight::aws::{runtime, DynamoImages, S3Store, SqsQueues};
 use safelight::sweep::{SweepPolicy, SweepPorts, Sweeper};
 use safelight::{Config, OpsSettings};
 
@@ -43,7 +43,9 @@ async fn main() -> Result<(), Error> {
     runtime::run(
         &telemetry,
         move |event: LambdaEvent<serde_json::Value>| async move {
-            let budget = sweeper::budget(safelight::domain::time::until_epoch_millis(event.context.deadline));
+            let budget = sweeper::budget(safelight::domain::time::until_epoch_millis(
+                event.context.deadline,
+            ));
             Ok(sweeper::handle(sweeper, budget).await?)
         },
     )

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use lambda_runtime::Error;
-use safelight::aws::{self, runtime, DynamoDigests, DynamoImages, DynamoRates, S3Store};
+use safelight::aws::{runtime, DynamoDigests, DynamoImages, DynamoRates, S3Store};
 use safelight::Config;
 use upload::{Limits, Upload};
 
@@ -15,7 +15,7 @@ async fn main() -> Result<(), Error> {
         faults,
         sdk,
     } = runtime::Start::load().await?;
-    let control_table = safelight::Config::require(&config.control_table, "CONTROL_TABLE")?;
+    let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let handler = Upload::new(
         faults.wrap(S3Store::new(&sdk, &config.bucket)),
         faults.wrap(DynamoImages::new(&sdk, &config.images_table)),

@@ -61,11 +61,7 @@ pub fn realtime_ports(
 
 /// What an SDK operation's error must offer to be told apart as a refusal or an outage.
 pub(crate) trait ServiceError:
-    aws_smithy_types::error::metadata::ProvideErrorMetadata
-    + std::error::Error
-    + Send
-    + Sync
-    + 'static
+    aws_smithy_types::error::metadata::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static
 {
 }
 

@@ -197,7 +197,6 @@ impl ControlStore for MemoryControl {
     }
 }
 
-
 /// Per-minute throughput counters in memory.
 #[derive(Debug, Default)]
 pub struct MemoryThroughput {
@@ -240,7 +239,6 @@ impl ThroughputLog for MemoryThroughput {
         Ok(counted + *lock(&self.completed_seed))
     }
 }
-
 
 /// Migration markers in memory.
 #[derive(Debug, Default)]
@@ -304,7 +302,6 @@ impl crate::ports::MarkerStore for MemoryMarkers {
         Ok(true)
     }
 }
-
 
 /// The per-owner request counters in memory, with the adapter's conditional `ADD`.
 #[derive(Debug, Default)]

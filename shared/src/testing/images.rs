@@ -106,9 +106,6 @@ impl ImageRepository for MemoryImages {
     }
 }
 
-
-
-
 /// As `by_status_v2` holds them: the rows of shard `n` of `status` with a `status_key`, in the
 /// index's order (`status_since`, `image_id`).
 impl MemoryImages {
@@ -195,8 +192,6 @@ impl StatusIndex for MemoryImages {
     }
 }
 
-
-
 impl MemoryImages {
     /// Puts a legacy row (one an older system wrote, without the status fields) directly.
     pub fn insert_legacy(&self, id: ImageId, row: crate::domain::LegacyRow) {
@@ -275,7 +270,6 @@ impl crate::ports::BackfillRows for MemoryImages {
         }
     }
 }
-
 
 /// Rows awaiting their bytes, from the rows in memory (what the `by_owner` query reads).
 impl crate::ports::AwaitingUploads for MemoryImages {

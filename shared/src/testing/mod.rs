@@ -6,26 +6,26 @@
 //! Also the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
 //! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
 
-use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
 use crate::breaker::Breaker;
+use crate::domain::Notice;
+use crate::domain::Status;
 use crate::domain::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Timestamp};
+use crate::ports::{
+    Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
+    RealtimeError,
+};
 use crate::ports::{
     ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore,
     Page, PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
     UploadConstraints,
 };
-use crate::domain::Status;
 use crate::ports::{
     DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
 };
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use crate::domain::Notice;
-use crate::ports::{
-    Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
-    RealtimeError,
-};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
 
 mod control;
 mod images;
@@ -33,12 +33,12 @@ mod queues;
 mod realtime;
 mod store;
 
+pub use crate::engine::samples::png_rgba16_one_colour;
 pub use control::*;
 pub use images::*;
 pub use queues::*;
 pub use realtime::*;
 pub use store::*;
-pub use crate::engine::samples::png_rgba16_one_colour;
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }

@@ -61,7 +61,6 @@ impl JobQueue for MemoryQueue {
     }
 }
 
-
 /// A dead letter in memory: (message id, body, hidden until).
 type Letter = (String, String, Option<tokio::time::Instant>);
 

@@ -174,7 +174,6 @@ impl crate::ports::Downloads for MemoryStore {
     }
 }
 
-
 impl crate::ports::OriginalsSource for MemoryStore {
     async fn list_originals(
         &self,

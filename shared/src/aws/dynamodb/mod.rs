@@ -146,9 +146,7 @@ where
 {
     match out {
         Ok(out) => Ok(out),
-        Err(SdkError::ServiceError(e))
-            if e.err().meta().code() == Some("ValidationException") =>
-        {
+        Err(SdkError::ServiceError(e)) if e.err().meta().code() == Some("ValidationException") => {
             Err(RepoError::BadCursor)
         }
         Err(e) => Err(unavailable(e)),
