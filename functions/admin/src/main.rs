@@ -9,12 +9,7 @@ use safelight::{Config, OpsSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let settings = OpsSettings::from_env()?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;

@@ -13,12 +13,7 @@ use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let settings = settings_from_env()?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let thumbnails = Config::require(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;

@@ -8,12 +8,7 @@ use safelight::aws::{runtime, Delivery, DynamoImages, S3Store, SqsQueues};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let links = Delivery::new(
         &sdk,
         config.delivery.as_ref(),

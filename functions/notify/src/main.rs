@@ -10,12 +10,7 @@ use safelight::Config;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let (connections, notices, poster) = aws::realtime_ports(&sdk, &config, &faults)?;
     let control = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let throughput = faults.wrap(DynamoControl::new(&sdk, control));

@@ -10,12 +10,7 @@ use safelight::{Config, OpsSettings};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let settings = OpsSettings::from_env()?;
     Config::require(&settings.thumbnails_dlq_url, "THUMBNAILS_DLQ_URL")?;
     Config::require(&settings.variants_dlq_url, "VARIANTS_DLQ_URL")?;

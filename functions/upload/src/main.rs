@@ -9,12 +9,7 @@ use upload::{Limits, Upload};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let handler = Upload::new(
         faults.wrap(S3Store::new(&sdk, &config.bucket)),

@@ -11,12 +11,7 @@ use ws::{HttpJwks, JwtVerifier, Ws};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = runtime::start().await?;
     let issuer = Config::require(&config.jwt_issuer, "JWT_ISSUER")?;
     let audience = Config::require(&config.jwt_audience, "JWT_AUDIENCE")?;
     let key_cache = KeyCachePolicy::from_env()?;

@@ -32,12 +32,7 @@ where
 
 /// Cold start and the Lambda loop for a processing function.
 pub async fn run(stage: Stage) -> Result<(), Error> {
-    let super::runtime::Start {
-        telemetry,
-        config,
-        faults,
-        sdk,
-    } = super::runtime::Start::load().await?;
+    let (telemetry, config, faults, sdk) = super::runtime::start().await?;
     let processing = ProcessingConfig::from_env(stage)?;
     let control_table = Config::require(&config.control_table, "CONTROL_TABLE")?;
     let (thumbnails, variants) = match stage {

@@ -24,40 +24,23 @@ use tracing::Instrument as _;
 use super::telemetry::{self, Telemetry};
 use crate::api::ApiError;
 
-/// What every function's wiring starts from: its telemetry, its configuration, the fault
-/// injection the configuration asks for (local builds only) and the SDK's configuration.
-pub struct Start {
-    /// Logs and metrics.
-    pub telemetry: Telemetry,
-    /// The settings every function reads.
-    pub config: crate::Config,
-    /// What to wrap the adapters in (nothing in an AWS build).
-    pub faults: super::FaultInjection,
-    /// The AWS SDK's configuration.
-    pub sdk: aws_config::SdkConfig,
-}
-
-impl std::fmt::Debug for Start {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Start").finish_non_exhaustive()
-    }
-}
-
-impl Start {
-    /// Starts the telemetry, reads the configuration (an error names the variable) and the
-    /// fault injection it asks for, and loads the SDK's configuration.
-    pub async fn load() -> Result<Self, Error> {
-        let telemetry = Telemetry::init()?;
-        let config = crate::Config::from_env()?;
-        let faults = super::FaultInjection::parse(config.faults.as_deref())?;
-        let sdk = super::load_sdk_config().await;
-        Ok(Start {
-            telemetry,
-            config,
-            faults,
-            sdk,
-        })
-    }
+/// What every function's wiring starts from, in one call: its telemetry (started), its
+/// configuration (an error names the variable), the fault injection the configuration asks for
+/// (local builds only; nothing in an AWS build) and the SDK's configuration.
+pub async fn start() -> Result<
+    (
+        Telemetry,
+        crate::Config,
+        super::FaultInjection,
+        aws_config::SdkConfig,
+    ),
+    Error,
+> {
+    let telemetry = Telemetry::init()?;
+    let config = crate::Config::from_env()?;
+    let faults = super::FaultInjection::parse(config.faults.as_deref())?;
+    let sdk = super::load_sdk_config().await;
+    Ok((telemetry, config, faults, sdk))
 }
 
 /// Runs `handler` on every invocation; each invocation's metrics are written when it ends.
