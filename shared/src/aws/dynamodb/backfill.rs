@@ -91,30 +91,12 @@ impl BackfillRows for DynamoImages {
     }
 
     async fn count_completed(&self) -> Result<u64, RepoError> {
-        let mut total = 0_u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(LEGACY_BY_STATUS)
-                .key_condition_expression("processing_status = :s")
-                .expression_attribute_values(
-                    ":s",
-                    AttributeValue::S(Status::Completed.as_str().to_owned()),
-                )
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_failure)?;
-            total += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(total),
-            }
-        }
+        self.count_where(
+            LEGACY_BY_STATUS,
+            "processing_status",
+            Status::Completed.as_str().to_owned(),
+        )
+        .await
     }
 
     async fn index_row(&self, record: &ImageRecord) -> Result<bool, RepoError> {

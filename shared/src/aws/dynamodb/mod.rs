@@ -376,6 +376,34 @@ impl ImageRepository for DynamoImages {
     }
 }
 
+impl DynamoImages {
+    /// How many entries of `index` have `key = value`: `Select=COUNT` queries, page by page.
+    async fn count_where(&self, index: &str, key: &str, value: String) -> Result<u64, RepoError> {
+        let mut total = 0_u64;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(index)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", key)
+                .expression_attribute_values(":k", AttributeValue::S(value.clone()))
+                .select(Select::Count)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(sdk_failure)?;
+            total += u64::try_from(out.count).unwrap_or(0);
+            match out.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(total),
+            }
+        }
+    }
+}
+
 /// One bounded query of the `by_owner` index: the owner's rows created after `after` (at most
 /// the presigned link's lifetime ago, so at most the upload rate times that lifetime), filtered
 /// to `awaiting_upload`, projecting only `created_at`.

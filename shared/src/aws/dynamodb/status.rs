@@ -4,33 +4,14 @@
 use super::*;
 
 impl DynamoImages {
-    /// One COUNT of shard `n` of `status`, page by page.
+    /// One COUNT of shard `n` of `status`.
     async fn count_shard(&self, status: Status, n: usize) -> Result<u64, RepoError> {
-        let mut total = 0_u64;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name(status_index::INDEX)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", STATUS_KEY)
-                .expression_attribute_values(
-                    ":k",
-                    AttributeValue::S(status_index::shard_key(status, n)),
-                )
-                .select(Select::Count)
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(sdk_failure)?;
-            total += u64::try_from(out.count).unwrap_or(0);
-            match out.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(total),
-            }
-        }
+        self.count_where(
+            status_index::INDEX,
+            STATUS_KEY,
+            status_index::shard_key(status, n),
+        )
+        .await
     }
 
     /// Up to `limit` entries of shard `n` of `status` from `position` (the index projects the
