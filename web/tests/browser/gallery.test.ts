@@ -14,6 +14,7 @@ import {
   api,
   cardStatuses,
   dropFiles,
+  eventually,
   freshSub,
   launch,
   openPage,
@@ -184,8 +185,10 @@ describe('the gallery', () => {
     const resume = fromPage.find((f) => f.action === 'resume');
     expect(resume, 'the page asked for a replay').toBeDefined();
     expect(Number(resume!.since)).toBe(firstSeq);
-    const resumed = fromServer.find((f) => f.type === 'resumed');
-    expect(Number(resumed?.replayed)).toBeGreaterThan(0);
+    // The server posts `resumed` after the replayed notices, so the page can show every status
+    // before the frame reaches this side of the proxy.
+    const resumed = await eventually("the server's `resumed` frame", 30_000, () => fromServer.find((f) => f.type === 'resumed'));
+    expect(Number(resumed.replayed)).toBeGreaterThan(0);
     expect(w.loads()).toBe(1);
     expect(sockets.length).toBeGreaterThanOrEqual(2);
     expect(w.errors).toEqual([]);

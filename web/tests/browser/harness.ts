@@ -168,6 +168,21 @@ export async function dropFiles(page: Page, files: Array<{ name: string; type: s
   await page.dispatchEvent('[data-testid=dropzone]', 'drop', { dataTransfer });
 }
 
+/**
+ * Polls `probe` every 250 ms until it returns a value other than `undefined`; throws naming `what`
+ * after `timeoutMs`. For events that arrive on their own schedule (a frame the server sends after
+ * the ones the page has already acted on), never for timing claims.
+ */
+export async function eventually<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const got = await probe();
+    if (got !== undefined) return got;
+    if (Date.now() > deadline) throw new Error(`${what}: not seen in ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 /** Status of each card by file name, as the page shows it. */
 export async function cardStatuses(page: Page): Promise<Record<string, string>> {
   return page.$$eval('[data-testid=image-card]', (cards) =>
