@@ -13,38 +13,25 @@ overrides. Run by `make test` after the local deploy; alone after `make dev`:
    with samconfig.toml: after a guided `make deploy` that file holds the deployer's own answers
    (issuer, origins, memory sizes), choices of that deployment rather than drift of the local
    stack.
-The emulator fix-ups after a deploy (infra/local/stackctl.py `fixups`) change no template or
+The emulator fix-ups after a deploy (infra/local/fixups.py) change no template or
 parameter; each names the emulator difference it papers over.
 """
 
 from __future__ import annotations
 
-import os
+import copy
 import re
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
-TEMPLATE = ROOT / "infra" / "template.yaml"
+from stackenv import ROOT, client, load_template, read_env
+
 README = ROOT / "README.md"
 SECTION = "What the local stack overrides"
 REWRITTEN_BY_SAM_DEPLOY = {"AWS::Serverless::Function": "CodeUri", "AWS::Serverless::LayerVersion": "ContentUri"}
 
 
-def load_env() -> dict[str, str]:
-    env = {}
-    for line in (LOCAL / "stack.env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            env[k] = v.strip("'")
-    return env
-
-
 def normalise(template: dict) -> dict:
     """The template without what `sam deploy` rewrites when it uploads artifacts."""
-    import copy
-
     t = copy.deepcopy(template)
     for res in t.get("Resources", {}).values():
         key = REWRITTEN_BY_SAM_DEPLOY.get(res.get("Type"))
@@ -96,24 +83,14 @@ def aws_parameters(template: dict) -> dict[str, str | None]:
 
 
 def main() -> int:
-    import boto3
     from cfnlint.decode import cfn_yaml
 
-    env = load_env()
-    cfn = boto3.client(
-        "cloudformation",
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        region_name=env["AWS_REGION"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
+    env = read_env()
+    cfn = client("cloudformation", env["AWS_ENDPOINT_URL"], env["AWS_REGION"])
     stack = env["SAFELIGHT_STACK_NAME"]
-    ours = cfn_yaml.load(str(TEMPLATE))
+    ours = load_template()
     body = cfn.get_template(StackName=stack, TemplateStage="Original")["TemplateBody"]
-    if isinstance(body, str):
-        deployed = cfn_yaml.loads(body)
-    else:
-        deployed = body
+    deployed = cfn_yaml.loads(body) if isinstance(body, str) else body
     problems = [f"template drift {d}" for d in differences(normalise(ours), normalise(deployed))]
 
     local = {

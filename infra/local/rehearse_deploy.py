@@ -19,14 +19,13 @@ your samconfig.toml is never touched), with the AWS SDKs pointed at `make dev`'s
 The built template is infra/template.yaml with each CodeUri pointed at the native binaries
 `make dev` built (.local/functions/<fn>/), since the emulator runs functions as local processes;
 `make package`'s arm64 build is what AWS gets. One emulator difference is bridged, as in
-infra/local/stackctl.py: the emulator serves plain http, so the bucket's TLS-only statement
+infra/local/fixups.py: the emulator serves plain http, so the bucket's TLS-only statement
 (Deny unless aws:SecureTransport) is removed from the rehearsal stack before the backfill runs.
 Exit status 1 with the failed step named.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -35,8 +34,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
+from fixups import drop_tls_only_statements
+from stackenv import LOCAL, ROOT, TEMPLATE, client, load_template, read_env, stack_outputs
+
 STACK = "rehearsal"
 REGION = "us-east-1"
 # Delivery=s3: the emulator cannot deploy the CloudFront distribution (see infra/local/stack.sh).
@@ -49,15 +49,6 @@ class Failed(Exception):
 
 def log(msg: str) -> None:
     print(f"\033[1m[rehearse]\033[0m {msg}", file=sys.stderr, flush=True)
-
-
-def stack_env() -> dict[str, str]:
-    env = {}
-    for line in (LOCAL / "stack.env").read_text().splitlines():
-        if "=" in line and not line.startswith("#"):
-            k, v = line.split("=", 1)
-            env[k] = v.strip("'")
-    return env
 
 
 def scratch_repo(tmp: Path) -> None:
@@ -76,7 +67,7 @@ def scratch_repo(tmp: Path) -> None:
     (tmp / ".venv").symlink_to((ROOT / ".venv").resolve())
     built = tmp / ".aws-sam" / "build"
     built.mkdir(parents=True)
-    text = (ROOT / "infra" / "template.yaml").read_text()
+    text = TEMPLATE.read_text()
     text, n = re.subn(r"CodeUri: \.\./functions/([a-z]+)", lambda m: f"CodeUri: {LOCAL / 'functions' / m.group(1)}", text)
     missing = [m for m in re.findall(r"(?m)^ +CodeUri: (\S+)$", text) if not (Path(m) / "bootstrap").exists()]
     if not n or missing:
@@ -86,12 +77,9 @@ def scratch_repo(tmp: Path) -> None:
 
 def guided_answers() -> str:
     """stdin for `sam deploy --guided`: the README's first-run answers, in SAM's order."""
-    from cfnlint.decode import cfn_yaml
-
-    env = stack_env()
-    answers = dict(ANSWERS, JwtIssuer=env["SAFELIGHT_ISSUER_URL"])
+    answers = dict(ANSWERS, JwtIssuer=read_env()["SAFELIGHT_ISSUER_URL"])
     lines = [STACK, REGION]
-    lines += [answers.get(name, "") for name in cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))["Parameters"]]
+    lines += [answers.get(name, "") for name in load_template()["Parameters"]]
     # Confirm changes before deploy, Allow IAM role creation, Disable rollback, Save arguments,
     # config file, config environment: the defaults. Then "Deploy this changeset?": y.
     lines += ["", "", "", "", "", "", "y"]
@@ -111,13 +99,10 @@ def run(tmp: Path, env: dict, args: list[str], stdin: str = "", what: str = "") 
 def main() -> int:
     import boto3
 
-    senv = stack_env()
-    kw = dict(endpoint_url=senv["AWS_ENDPOINT_URL"], region_name=REGION, aws_access_key_id="test",
-              aws_secret_access_key="test")
+    endpoint = read_env()["AWS_ENDPOINT_URL"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(AWS_ENDPOINT_URL=senv["AWS_ENDPOINT_URL"], AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test",
-               SAM_CLI_TELEMETRY="0")
-    cfn = boto3.client("cloudformation", **kw)
+    env.update(AWS_ENDPOINT_URL=endpoint, AWS_ACCESS_KEY_ID="test", AWS_SECRET_ACCESS_KEY="test", SAM_CLI_TELEMETRY="0")
+    cfn = client("cloudformation", endpoint, REGION)
     (LOCAL / "logs" / "rehearse-deploy.log").unlink(missing_ok=True)
     with tempfile.TemporaryDirectory(prefix="safelight-rehearsal-") as d:
         tmp = Path(d)
@@ -139,17 +124,12 @@ def main() -> int:
             for want in (f'stack_name = "{STACK}"', f'region = "{REGION}"', "JwtIssuer=", "AllowedOrigins="):
                 if want not in saved:
                     raise Failed(f"the guided run did not save {want} to samconfig.toml")
-            outputs = {o["OutputKey"]: o["OutputValue"] for o in cfn.describe_stacks(StackName=STACK)["Stacks"][0]["Outputs"]}
+            outputs = stack_outputs(cfn, STACK)
 
             # Emulator difference (plain http only): lift the TLS-only statement, as stackctl does.
-            s3 = boto3.client("s3", **kw)
+            s3 = client("s3", endpoint, REGION)
             bucket = outputs["BucketName"]
-            policy = json.loads(s3.get_bucket_policy(Bucket=bucket)["Policy"])
-            keep = [st for st in policy["Statement"] if "aws:SecureTransport" not in json.dumps(st)]
-            if keep:
-                s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps(dict(policy, Statement=keep)))
-            else:
-                s3.delete_bucket_policy(Bucket=bucket)
+            drop_tls_only_statements(s3, bucket)
 
             log("2. the post-deploy migration finds the saved stack and region by itself")
             out = run(tmp, env, ["infra/post_deploy.py"])
@@ -176,7 +156,7 @@ def main() -> int:
                 status = cfn.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"]
             except cfn.exceptions.ClientError:
                 status = "DELETE_COMPLETE"  # AWS's answer for a deleted stack: it does not exist
-            groups = boto3.client("logs", **kw).describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}/")["logGroups"]
+            groups = client("logs", endpoint, REGION).describe_log_groups(logGroupNamePrefix=f"/aws/lambda/{STACK}/")["logGroups"]
             buckets = [b["Name"] for b in s3.list_buckets()["Buckets"]]
             if status != "DELETE_COMPLETE" or groups or bucket in buckets:
                 raise Failed(f"after destroy: stack {status}, log groups {[g['logGroupName'] for g in groups]}, "
