@@ -56,6 +56,7 @@ def scratch_repo(tmp: Path) -> None:
     (tmp / "infra").mkdir()
     for name in ("release.py", "post_deploy.py", "template.yaml"):
         shutil.copy2(ROOT / "infra" / name, tmp / "infra" / name)
+    shutil.copytree(ROOT / "infra" / "releasing", tmp / "infra" / "releasing", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "samconfig.toml", tmp / "samconfig.toml")
     # Delivery=s3 before the first deploy, as a deployer without CloudFront would set it: the
     # deploy tooling then makes no CloudFront signing key (and the guided question defaults to it).

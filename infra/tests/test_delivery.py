@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "infra"))
 
 from checks.invariants import as_list, ref_target, resources  # noqa: E402
 import release  # noqa: E402
+from releasing import deploy  # noqa: E402 - where samconfig.toml is read
 
 TEMPLATE = release.load_template()
 
@@ -600,12 +601,12 @@ class DeployKeepsOneSigningKeyPerStack(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             config = Path(d) / "samconfig.toml"
             config.write_text('version = 0.1\n[default.deploy.parameters]\nparameter_overrides = "Architecture=arm64 JwtIssuer=\\"https://id.example.com\\""\n')
-            original = release.SAMCONFIG
-            release.SAMCONFIG = config
+            original = deploy.SAMCONFIG
+            deploy.SAMCONFIG = config
             try:
                 args = release.overrides_args({"DeliveryPublicKey": public, "DeliveryPrivateKeySecretArn": SECRET_ARN, "DeliveryKeySlot": "a"})
             finally:
-                release.SAMCONFIG = original
+                deploy.SAMCONFIG = original
         self.assertEqual(args[0], "--parameter-overrides")
         parsed = CfnParameterOverridesType().convert(tuple(args[1:]), None, None)
         self.assertEqual(parsed, {"Architecture": "arm64", "JwtIssuer": "https://id.example.com", "DeliveryPublicKey": public,

@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "infra"))
 
 import release  # noqa: E402
+from releasing import package  # noqa: E402 - where the packaging checks read their paths
 
 MARKER = release.fault_marker()
 
@@ -55,7 +56,7 @@ class TheMarkerIsTheFaultModules(unittest.TestCase):
         with tempfile.TemporaryDirectory() as tmp:
             module = Path(tmp) / "mod.rs"
             module.write_text("pub const OTHER: &str = \"x\";\n")
-            with mock.patch.object(release, "ROOT", Path(tmp)):
+            with mock.patch.object(package, "ROOT", Path(tmp)):
                 with self.assertRaisesRegex(release.ReleaseError, "MARKER"):
                     release.fault_marker(module)
 
@@ -86,9 +87,9 @@ class TheZipsHoldNoFaultInjection(unittest.TestCase):
                 (build / logical).mkdir(parents=True)
                 binary(build / logical, "bootstrap", payload)
             facts = {"machine": "AArch64", "class": "ELF64", "max_glibc": (2, 17), "needed": []}
-            with mock.patch.multiple(release, BUILD_DIR=build, DIST=dist, ROOT=tmp), \
-                    mock.patch.object(release, "check_binary", return_value=facts), \
-                    mock.patch.object(release, "fault_marker", return_value=MARKER):
+            with mock.patch.multiple(package, BUILD_DIR=build, DIST=dist, ROOT=tmp), \
+                    mock.patch.object(package, "check_binary", return_value=facts), \
+                    mock.patch.object(package, "fault_marker", return_value=MARKER):
                 with self.assertRaisesRegex(release.ReleaseError, "function upload "):
                     release.check_and_zip({"images": "Clean", "upload": "Faulty"})
             self.assertTrue((dist / "images.zip").exists())
