@@ -14,23 +14,12 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
-STACK="$ROOT/infra/local/stack.sh"
+# shellcheck source=infra/local/own_stack.sh
+source "$ROOT/infra/local/own_stack.sh"
 export LOCAL_PROFILE="${PROOF_PROFILE:-local}"
 export CARGO_TARGET_DIR="${PROOF_TARGET_DIR:-$ROOT/target/proof}"
-export SAFELIGHT_LOCAL_DIR="$ROOT/.local/proof"
-export EMULATOR_PORT="${PROOF_EMULATOR_PORT:-4568}" ISSUER_PORT="${PROOF_ISSUER_PORT:-4592}"
-export SAFELIGHT_STACK_ENV="$SAFELIGHT_LOCAL_DIR/stack.env"
 CORPUS="$ROOT/bench/corpus/proof"
-
-step() { printf '\n\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  step "stopping the proof stack"
-  "$STACK" down || true
-  exit "$rc"
-}
-SECONDS=0
+own_stack proof "${PROOF_EMULATOR_PORT:-4568}" "${PROOF_ISSUER_PORT:-4592}"
 
 step "setup"
 "$STACK" setup
@@ -59,7 +48,7 @@ build_start=$SECONDS
 cargo build --profile "$LOCAL_PROFILE" --workspace --bin proof
 build_secs=$((SECONDS - build_start))
 
-trap cleanup EXIT
+trap stop_own_stack EXIT
 step "a fresh proof stack (emulator on 127.0.0.1:$EMULATOR_PORT, state in .local/proof)"
 "$STACK" start
 "$STACK" reset

@@ -19,26 +19,14 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
-STACK="$ROOT/infra/local/stack.sh"
+# shellcheck source=infra/local/own_stack.sh
+source "$ROOT/infra/local/own_stack.sh"
 export LOCAL_PROFILE="${LOCAL_PROFILE:-dev}"
-# Its own stack, beside any `make dev` one: own state dir and ports, so running the tests never
-# resets a stack someone is using. The suites find it through SAFELIGHT_STACK_ENV.
-export SAFELIGHT_LOCAL_DIR="$ROOT/.local/test"
-export EMULATOR_PORT="${TEST_EMULATOR_PORT:-4567}" ISSUER_PORT="${TEST_ISSUER_PORT:-4591}"
-export SAFELIGHT_STACK_ENV="$SAFELIGHT_LOCAL_DIR/stack.env"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 E2E=safelight-e2e
-
-step() { printf '\n\033[1m==> [%dm%02ds] %s\033[0m\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*"; }
-cleanup() {
-  local rc=$?
-  trap - EXIT
-  step "stopping the test stack"
-  "$STACK" down || true
-  exit "$rc"
-}
-trap cleanup EXIT
-SECONDS=0
+# Its own stack, beside any `make dev` one, so running the tests never resets a stack someone is using.
+own_stack test "${TEST_EMULATOR_PORT:-4567}" "${TEST_ISSUER_PORT:-4591}"
+trap stop_own_stack EXIT
 
 step "setup"
 "$STACK" setup
