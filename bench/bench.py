@@ -146,7 +146,7 @@ def main():
     a = ap.parse_args()
 
     tools = [t for t in TOOLS if os.path.exists(TOOLS[t][0]) or not TOOLS[t][0].startswith("/")]
-    rows_a, rows_b, quality_rows, notes = [], [], [], []
+    rows_a, rows_b = [], []
     results = {"a": {}, "b": {}, "floor": {}, "rss": {}, "tp": {}, "quality": {}}
 
     inputs = ["4mp.jpg", "12mp.jpg", "24mp.jpg"] if not a.quick else ["12mp.jpg"]
@@ -293,6 +293,11 @@ def goals(rows_a, rows_b, floor, rss, q, tp):
     return out
 
 
+def table(columns, rows):
+    """A Markdown table: the header, its rule, a line per row of cells."""
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)] + ["| " + " | ".join(r) + " |" for r in rows]
+
+
 def cell(med, t, key=None):
     """`ms (ratio to sharp)`, plus the ratio's range over the rounds when known."""
     if t not in med:
@@ -364,6 +369,10 @@ def headroom_section(sweep, q):
 
 
 def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q, rows_c, avif_out, sweep):
+    def set_table(rows):  # the default sets of one original: b1 thumbnails, b2 variants
+        return table(["input", "job", *tools], ([inp, "b1 thumbnails" if job == "thumbs" else "b2 variants",
+                                                 *(cell(med, t, (inp, job)) for t in tools)] for inp, job, med, _ in rows))
+
     L = []
     cpu = version(["sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])
     L.append("# Benchmarks: Safelight's image engine side by side\n")
@@ -384,27 +393,17 @@ def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q, rows_c, avif_out, 
     L.extend(goals(rows_a, rows_b, floor, rss, q, tp))
     L.append("Where the time goes in the cells that miss (perf profiles, by hand): [bench/PROFILE.md](bench/PROFILE.md).\n")
     L.append("## (a) One output: ms (ratio to sharp, and its range over the rounds)\n")
-    L.append("| input | job | " + " | ".join(tools) + " |")
-    L.append("|---|---|" + "---|" * len(tools))
-    for inp, job, med, _ in rows_a:
-        L.append(f"| {inp} | {job} q80 | " + " | ".join(cell(med, t, (inp, job)) for t in tools) + " |")
+    L.extend(table(["input", "job", *tools], ([inp, f"{job} q80", *(cell(med, t, (inp, job)) for t in tools)]
+                                            for inp, job, med, _ in rows_a)))
 
     L.append("\n## (b) One original -> a default set: ms (ratio to sharp, and its range over the rounds)\n")
     L.append("b1 = thumbnails 150/300/600 JPEG; b2 = variants 1280/2048 as JPEG and WebP.\n")
-    L.append("| input | job | " + " | ".join(tools) + " |")
-    L.append("|---|---|" + "---|" * len(tools))
-    for inp, job, med, _ in rows_b:
-        label = "b1 thumbnails" if job == "thumbs" else "b2 variants"
-        L.append(f"| {inp} | {label} | " + " | ".join(cell(med, t, (inp, job)) for t in tools) + " |")
+    L.extend(set_table(rows_b))
 
     L.append("\n## (c) New formats and colour\n")
     L.append("AVIF originals (`12mp.avif`: the 12 MP picture, libavif/aom q75 4:2:0) and a Display P3-tagged JPEG (`12mp-p3.jpg`: the same JPEG plus the profile) "
              "through the default sets; a tool that cannot read the input shows `-`; the AVIF rows compare Safelight with sharp only, at half the timed runs (the others take seconds per AVIF decode). Safelight converts the P3 outputs to sRGB (moxcms); sharp does too (lcms2).\n")
-    L.append("| input | job | " + " | ".join(tools) + " |")
-    L.append("|---|---|" + "---|" * len(tools))
-    for inp, job, med, _ in rows_c:
-        label = "b1 thumbnails" if job == "thumbs" else "b2 variants"
-        L.append(f"| {inp} | {label} | " + " | ".join(cell(med, t, (inp, job)) for t in tools) + " |")
+    L.extend(set_table(rows_c))
     cost = []
     for job in ("thumbs", "variants"):
         plain = next((m for i, j, m, _ in rows_b if i == "12mp.jpg" and j == job), None)
@@ -444,25 +443,19 @@ def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q, rows_c, avif_out, 
 
     L.append("\n## Peak RSS of one process (MB, ratio to sharp)\n")
     L.append("Whole-process maximum resident set (`wait4`), so each runtime's own baseline (Node.js, CPython + libvips) is included.\n")
-    L.append("| render | " + " | ".join(tools) + " |")
-    L.append("|---|" + "---|" * len(tools))
-    for label, m in rss.items():
-        L.append(f"| {label} | " + " | ".join(f"{m[t]:.0f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools) + " |")
+    L.extend(table(["render", *tools], ([label, *(f"{m[t]:.0f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools)]
+                                        for label, m in rss.items())))
 
     L.append("\n## Throughput with 2 workers (images/s, ratio to sharp; higher is better)\n")
     L.append("Two worker processes of the tool at once, one thread each, unpinned.\n")
-    L.append("| job | " + " | ".join(tools) + " |")
-    L.append("|---|" + "---|" * len(tools))
-    for label, m in tp.items():
-        L.append(f"| {label} | " + " | ".join(f"{m[t]:.1f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools) + " |")
+    L.extend(table(["job", *tools], ([label, *(f"{m[t]:.1f} ({fmt_ratio(m[t] / m['sharp'])})" for t in tools)]
+                                     for label, m in tp.items())))
 
     L.extend(headroom_section(sweep, q))
 
     L.append("\n## Quality and size (JPEG originals)\n")
     L.append("DSSIM of each output against a float reference (the original decoded, resized in linear light with f32 Lanczos3); 0 is identical, **lower is better**. Bytes in parentheses. "
              "A Safelight figure in bold is more than 2% worse than sharp's.\n")
-    L.append("| input | output | " + " | ".join(tools) + " |")
-    L.append("|---|---|" + "---|" * len(tools))
 
     def q_cell(m, t):
         if t not in m:
@@ -470,9 +463,7 @@ def write_report(a, tools, rows_a, rows_b, floor, rss, tp, q, rows_c, avif_out, 
         text = f"{m[t][0]:.5f} ({m[t][1]:,})"
         worse = t == "safelight" and "sharp" in m and m[t][0] > m["sharp"][0] * 1.02
         return f"**{text}**" if worse else text
-    for key, m in q.items():
-        inp, out = key.split(" ", 1)
-        L.append(f"| {inp} | {out} | " + " | ".join(q_cell(m, t) for t in tools) + " |")
+    L.extend(table(["input", "output", *tools], ([*key.split(" ", 1), *(q_cell(m, t) for t in tools)] for key, m in q.items())))
     L.append("")
     with open(a.out, "w") as f:
         f.write("\n".join(L) + "\n")

@@ -17,12 +17,10 @@ absolute times several-fold, so the report gives ratios to the anchor next to mi
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,7 +32,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-LOCAL = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
+sys.path.insert(0, str(ROOT / "infra" / "local"))
+from stackenv import LOCAL, read_env  # noqa: E402 - the local stack's state, as infra/local reads it
+
 MANIFEST = ROOT / "dist" / "lambda" / "manifest.json"
 BUILD_INFO = ROOT / "dist" / "lambda" / "build.json"  # make package's duration and load
 NOTES_MARK = "<!-- Notes below this line are kept by make report. -->"
@@ -85,16 +85,6 @@ def build_anchor() -> Path:
         ).stdout
     )
     return Path(meta["target_directory"]) / "lambda" / ANCHOR / "bootstrap"
-
-
-def stack_env() -> dict[str, str]:
-    env = {}
-    for name in ("stack.env", "watch.env"):
-        for line in (LOCAL / name).read_text().splitlines():
-            if "=" in line and not line.startswith("#"):
-                k, v = line.split("=", 1)
-                env[k] = v.strip("'")
-    return env
 
 
 def ensure_stack() -> bool:
@@ -394,7 +384,7 @@ def main() -> int:
     prefix = ensure_qemu()
     anchor_bin = build_anchor()
     started = ensure_stack()
-    env = stack_env()
+    env = read_env("stack.env", "watch.env")
     fn_env = {k: v for k, v in env.items() if not k.startswith("SAFELIGHT_")}
     events = Events(env)
     events.pause_processing(True)

@@ -5,21 +5,9 @@ Image.thumbnail() (draft-mode JPEG shrink, reducing_gap), EXIF transpose, one op
 for several outputs, draft for the largest once, then thumbnail() copies from largest to smallest.
 """
 import io
-import json
-import os
-import sys
-import time
 
+import harness
 from PIL import Image, ImageOps
-
-
-def outputs_for(job):
-    if job == "thumbs":
-        return [(str(e), e, "jpeg") for e in (600, 300, 150)]
-    if job == "variants":
-        return [(str(e), e, f) for e in (2048, 1280) for f in ("jpeg", "webp")]
-    fmt, edge = job.split(":")
-    return [(edge, int(edge), fmt)]
 
 
 def once(buf, outs):
@@ -43,24 +31,5 @@ def once(buf, outs):
     return res
 
 
-def main():
-    job, inp, iters, out_dir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-    buf = open(inp, "rb").read()
-    outs = outputs_for(job)
-    last = once(buf, outs)
-    ms = []
-    for _ in range(iters):
-        t = time.perf_counter()
-        last = once(buf, outs)
-        ms.append((time.perf_counter() - t) * 1e3)
-    os.makedirs(out_dir, exist_ok=True)
-    files = []
-    for name, fmt, data, w, h in last:
-        p = os.path.join(out_dir, f"{name}.{'webp' if fmt == 'webp' else 'jpg'}")
-        open(p, "wb").write(data)
-        files.append({"path": p, "bytes": len(data), "width": w, "height": h})
-    print(json.dumps({"ms": ms, "outputs": files}))
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(once, largest_first=True)

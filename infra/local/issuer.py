@@ -45,9 +45,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from stackenv import LOCAL, ROOT, read_env
 
-ROOT = Path(__file__).resolve().parents[2]
-STATE = Path(os.environ.get("SAFELIGHT_LOCAL_DIR", ROOT / ".local"))
 HOST = "127.0.0.1"
 PORT = int(os.environ.get("ISSUER_PORT", "4590"))
 ISSUER = os.environ.get("ISSUER_URL", f"http://{HOST}:{PORT}")
@@ -99,10 +98,10 @@ def jwk_of(key: rsa.RSAPrivateKey) -> dict:
     return {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid_of(key), "n": b64url(n), "e": b64url(e)}
 
 
-SIGNING_KEY = load_or_create_key(STATE / "issuer" / "signing-key.pem")
+SIGNING_KEY = load_or_create_key(LOCAL / "issuer" / "signing-key.pem")
 # Never published: tokens signed with it must be refused (`forge=1`). Same kid on purpose, so the
 # refusal comes from the signature check and not from an unknown key id.
-FORGERY_KEY = load_or_create_key(STATE / "issuer" / "forgery-key.pem")
+FORGERY_KEY = load_or_create_key(LOCAL / "issuer" / "forgery-key.pem")
 KID = kid_of(SIGNING_KEY)
 
 
@@ -149,15 +148,11 @@ def mint(params: dict[str, str]) -> tuple[int, dict]:
 
 
 def read_stack_env() -> dict[str, str]:
-    env: dict[str, str] = {}
+    """`.local/stack.env`; empty until the first deploy wrote it."""
     try:
-        for line in (STATE / "stack.env").read_text().splitlines():
-            if "=" in line and not line.lstrip().startswith("#"):
-                k, v = line.split("=", 1)
-                env[k.strip()] = v.strip().strip("'\"")
+        return read_env()
     except FileNotFoundError:
-        pass
-    return env
+        return {}
 
 
 class Handler(BaseHTTPRequestHandler):
