@@ -24,23 +24,22 @@ import shutil
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "infra" / "local"))
-from stackenv import LOCAL, read_env  # noqa: E402 - the local stack's state, as infra/local reads it
+sys.path[:0] = [str(ROOT / "infra"), str(ROOT / "infra" / "local")]
+from releasing import BUILD_DIR, env_with_tools  # noqa: E402 - make package's build, as infra/ names it
+from releasing.package import target_dir  # noqa: E402
+from runtime_api import RuntimeApi, spawn, stop  # noqa: E402
+from stackenv import LOCAL, client, read_env  # noqa: E402 - the local stack's state, as infra/local reads it
 
 MANIFEST = ROOT / "dist" / "lambda" / "manifest.json"
 BUILD_INFO = ROOT / "dist" / "lambda" / "build.json"  # make package's duration and load
 NOTES_MARK = "<!-- Notes below this line are kept by make report. -->"
-BUILD_DIR = ROOT / ".aws-sam" / "build"
 OUT = ROOT / "bench" / "RELEASE.md"
-VENV_BIN = ROOT / ".venv" / "bin"
 # FUNCTIONS=upload,images limits the run to those functions.
 COLD_RUNS = int(os.environ.get("COLD_RUNS", "5"))
 WARM_RUNS = int(os.environ.get("WARM_RUNS", "5"))
@@ -72,19 +71,13 @@ def ensure_qemu() -> list[str]:
 
 def build_anchor() -> Path:
     log(f"building the anchor ({ANCHOR}) like the functions: cargo lambda build --release --arm64")
-    env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
     subprocess.run(
         ["cargo", "lambda", "build", "--release", "--arm64", "--bin", ANCHOR],
         cwd=ROOT / "bench" / "hello-lambda",
-        env=env,
+        env=env_with_tools(),
         check=True,
     )
-    meta = json.loads(
-        subprocess.run(
-            ["cargo", "metadata", "--no-deps", "--format-version", "1"], cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout
-    )
-    return Path(meta["target_directory"]) / "lambda" / ANCHOR / "bootstrap"
+    return target_dir() / "lambda" / ANCHOR / "bootstrap"
 
 
 def ensure_stack() -> bool:
@@ -101,123 +94,6 @@ def ensure_stack() -> bool:
     return True
 
 
-# ------------------------------------------------------- Lambda Runtime API
-class RuntimeApi:
-    """The Lambda Runtime API (2018-06-01) for one process: hands out queued events on `/next`,
-    timestamps what the process does."""
-
-    def __init__(self) -> None:
-        self.events: list[bytes] = []
-        self.cond = threading.Condition()
-        self.first_next: float | None = None
-        self.handed_out: dict[str, float] = {}
-        self.done: dict[str, tuple[float, int, bytes]] = {}
-        self.init_error: bytes | None = None
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args) -> None:
-                pass
-
-            def _reply(self, status: int, body: bytes = b"", headers: dict | None = None) -> None:
-                self.send_response(status)
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def do_GET(self) -> None:
-                if not self.path.endswith("/runtime/invocation/next"):
-                    return self._reply(404)
-                now = time.perf_counter()
-                with api.cond:
-                    if api.first_next is None:
-                        api.first_next = now
-                    api.cond.notify_all()
-                    while not api.events:
-                        api.cond.wait()
-                    body = api.events.pop(0)
-                    rid = str(uuid.uuid4())
-                    api.handed_out[rid] = time.perf_counter()
-                deadline = int(time.time() * 1000) + 60_000
-                self._reply(
-                    200,
-                    body,
-                    {
-                        "Lambda-Runtime-Aws-Request-Id": rid,
-                        "Lambda-Runtime-Deadline-Ms": str(deadline),
-                        "Lambda-Runtime-Invoked-Function-Arn": "arn:aws:lambda:us-east-1:000000000000:function:report",
-                        "Lambda-Runtime-Trace-Id": "Root=1-00000000-000000000000000000000000",
-                        "Content-Type": "application/json",
-                    },
-                )
-
-            def do_POST(self) -> None:
-                now = time.perf_counter()
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                parts = self.path.strip("/").split("/")
-                with api.cond:
-                    if parts[-2:] == ["init", "error"]:
-                        api.init_error = body
-                    elif parts[-1] in ("response", "error"):
-                        api.done[parts[-2]] = (now, 200 if parts[-1] == "response" else 500, body)
-                    api.cond.notify_all()
-                self._reply(202, b'{"status":"OK"}')
-
-        class Server(ThreadingHTTPServer):
-            def handle_error(self, request, client_address) -> None:
-                pass  # the process was stopped mid-request: expected between runs
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
-        self.address = f"127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, pred, timeout: float, what: str) -> None:
-        with self.cond:
-            if not self.cond.wait_for(lambda: pred() or self.init_error is not None, timeout):
-                raise TimeoutError(f"timed out waiting for {what}")
-            if self.init_error is not None:
-                raise RuntimeError(f"init error: {self.init_error[:300]!r}")
-
-    def invoke(self, event: dict, timeout: float = 120) -> tuple[float, int, bytes]:
-        """Queues one event; returns (handler seconds, status, response body)."""
-        with self.cond:
-            before = set(self.handed_out)
-            self.events.append(json.dumps(event).encode())
-            self.cond.notify_all()
-        self.wait(lambda: set(self.handed_out) - before, timeout, "the invocation to be taken")
-        rid = (set(self.handed_out) - before).pop()
-        self.wait(lambda: rid in self.done, timeout, "the response")
-        end, status, body = self.done[rid]
-        return end - self.handed_out[rid], status, body
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def spawn(prefix: list[str], binary: Path, name: str, env: dict[str, str], api: RuntimeApi, log_file) -> tuple[subprocess.Popen, float]:
-    proc_env = {
-        "PATH": os.environ.get("PATH", ""),
-        "AWS_LAMBDA_RUNTIME_API": api.address,
-        "AWS_LAMBDA_FUNCTION_NAME": name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": "report",
-        "AWS_LAMBDA_LOG_FORMAT": "JSON",
-        "_HANDLER": "bootstrap",
-        **env,
-    }
-    start = time.perf_counter()
-    proc = subprocess.Popen([*prefix, str(binary)], env=proc_env, stdout=log_file, stderr=log_file)
-    return proc, start
-
-
 # ------------------------------------------------------------------- events
 def load_event(name: str) -> dict:
     return json.loads((ROOT / "events" / name).read_text())
@@ -227,16 +103,8 @@ class Events:
     """A real event per invocation, against the local stack."""
 
     def __init__(self, env: dict[str, str]) -> None:
-        import boto3
-
         self.env = env
-        kw = dict(
-            endpoint_url=env["AWS_ENDPOINT_URL"],
-            region_name=env["AWS_REGION"],
-            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-        )
-        self.lam = boto3.client("lambda", **kw)
+        self.lam = client("lambda", env["AWS_ENDPOINT_URL"], env["AWS_REGION"])
         self.owner = "report-" + uuid.uuid4().hex[:8]
         self.token = urllib.request.urlopen(f"{env['SAFELIGHT_TOKEN_URL']}?sub={self.owner}", timeout=10).read().decode().strip()
 
@@ -310,15 +178,6 @@ class Events:
 
 
 # ---------------------------------------------------------------- measuring
-def stop(proc: subprocess.Popen, api: RuntimeApi) -> None:
-    proc.terminate()
-    try:
-        proc.wait(5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    api.close()
-
-
 def invoke_ok(api: RuntimeApi, name: str, events: Events | None) -> float:
     """One invocation with a fresh event; its handler milliseconds. Fails on an error response."""
     event = events.for_function(name) if events else {"hello": "world"}
