@@ -32,29 +32,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from releasing import ReleaseError, load_template  # noqa: F401 - the tools' and tests' names
-from releasing.delivery_key import (  # noqa: F401
-    DELIVERY_KEYS,
-    delivers_by_cloudfront,
-    delivery_parameters,
-    new_key_pair,
-    public_key_pem,
-)
-from releasing.deploy import cmd_deploy, cmd_destroy, cmd_target, deploy_target, overrides_args  # noqa: F401
-from releasing.package import (  # noqa: F401
-    FAULTS_MODULE,
-    check_and_zip,
-    check_binary,
-    check_fault_control,
-    check_functions_match,
-    check_no_fault_injection,
-    cmd_check_built,
-    cmd_check_functions,
-    cmd_package,
-    elf_facts,
-    fault_marker,
-    workspace_functions,
-)
+# Every name of infra/releasing/, re-exported: post_deploy.py and the tests use `release.<name>`.
+from releasing import *  # noqa: F401,F403
+from releasing.delivery_key import *  # noqa: F401,F403
+from releasing.deploy import *  # noqa: F401,F403
+from releasing.package import *  # noqa: F401,F403
+from releasing import ReleaseError
+from releasing.deploy import cmd_deploy, cmd_destroy, cmd_target
+from releasing.package import cmd_check_built, cmd_check_functions, cmd_package
 
 COMMANDS = {
     "check-functions": cmd_check_functions,

@@ -75,11 +75,8 @@ def documented_overrides() -> set[str]:
 
 def aws_parameters(template: dict) -> dict[str, str | None]:
     """The parameters the template deploys with when nobody overrides them: its defaults."""
-    values: dict[str, str | None] = {}
-    for name, spec in template.get("Parameters", {}).items():
-        default = spec.get("Default")
-        values[name] = None if default is None else str(default)
-    return values
+    return {name: None if spec.get("Default") is None else str(spec["Default"])
+            for name, spec in template.get("Parameters", {}).items()}
 
 
 def main() -> int:
