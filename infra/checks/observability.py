@@ -8,20 +8,8 @@ import json
 import re
 from typing import Any
 
-from checks.template import (
-    Template,
-    alarm_dimension,
-    alarm_queue_metrics,
-    alarms,
-    as_list,
-    dead_letter_queues,
-    event_sources,
-    functions,
-    props,
-    ref_target,
-    resolve,
-    resources,
-)
+from checks.template import (Template, alarm_dimension, alarm_queue_metrics, alarms, as_list, dead_letter_queues,
+                             event_sources, functions, props, ref_target, resolve, resources)
 
 # A DLQ's letters: visible ones and the ones a reader (the sweeper's peek) holds in flight.
 DLQ_LETTER_METRICS = ("ApproximateNumberOfMessagesVisible", "ApproximateNumberOfMessagesNotVisible")

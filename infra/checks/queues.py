@@ -4,20 +4,8 @@ for every asynchronous event, encryption, and a function's access to the queues 
 
 from __future__ import annotations
 
-from checks.template import (
-    Template,
-    as_list,
-    consumed_queues,
-    event_sources,
-    eventbridge_events,
-    function_setting,
-    functions,
-    policy_statements,
-    props,
-    ref_target,
-    resolve,
-    resources,
-)
+from checks.template import (Template, as_list, consumed_queues, event_sources, eventbridge_events, function_setting,
+                             functions, policy_statements, props, ref_target, resolve, resources)
 
 REDRIVE_RECEIVES = 3
 VISIBILITY_FACTOR = 6

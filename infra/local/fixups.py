@@ -8,16 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
-from stackenv import (
-    FUNCTIONS,
-    PROXY_VAR,
-    describe_stack,
-    function_env,
-    load_template,
-    physical_ids,
-    stack_outputs,
-    update_function_env,
-)
+from stackenv import (FUNCTIONS, PROXY_VAR, describe_stack, function_env, load_template, physical_ids, stack_outputs,
+                      update_function_env)
 
 
 def apply(client, stack: str, watch_addr: str | None) -> None:

@@ -10,12 +10,8 @@ import subprocess
 import tomllib
 
 from releasing import BUILD_DIR, ROOT, TEMPLATE, VENV_BIN, ReleaseError, env_with_tools, log
-from releasing.delivery_key import (
-    SECRET_RECOVERY_DAYS,
-    delivers_by_cloudfront,
-    delivery_parameters,
-    delivery_secret_prefix,
-)
+from releasing.delivery_key import (SECRET_RECOVERY_DAYS, delivers_by_cloudfront, delivery_parameters,
+                                    delivery_secret_prefix)
 
 SAMCONFIG = ROOT / "samconfig.toml"
 
