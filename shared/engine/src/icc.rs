@@ -376,12 +376,7 @@ mod tests {
     fn an_srgb_profile_leaves_pixels_almost_unchanged() {
         let srgb = ColorProfile::new_srgb().encode().unwrap();
         let t = ToSrgb::new(&srgb).unwrap();
-        let px = Pixels {
-            width: 2,
-            height: 1,
-            channels: 3,
-            data: vec![10, 128, 250, 200, 100, 50],
-        };
+        let px = Pixels::new(2, 1, 3, vec![10, 128, 250, 200, 100, 50]);
         let out = t.apply(px.clone());
         for (a, b) in out.data.iter().zip(&px.data) {
             assert!(a.abs_diff(*b) <= 1, "{:?} vs {:?}", out.data, px.data);
