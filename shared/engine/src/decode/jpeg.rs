@@ -14,7 +14,9 @@ use crate::probe::Header;
 use crate::EngineError;
 
 /// Decodes a JPEG at a size whose longest edge is at least `min_long` (see [`super::decode`]),
-/// refusing first a file cut short.
+/// refusing first a file cut short. `fast_upsample` is libjpeg-turbo's option (jpeg-decoder
+/// upsamples chroma one way).
+#[cfg_attr(not(feature = "turbo"), allow(unused_variables))]
 pub(super) fn decode(
     bytes: &[u8],
     header: &Header,
@@ -28,7 +30,14 @@ pub(super) fn decode(
     if !scan.windows(2).rev().any(|w| w == [0xFF, 0xD9]) {
         return Err(EngineError::Truncated { format: "jpeg" });
     }
-    decode_jpeg(bytes, header, min_long, fast_upsample)
+    #[cfg(feature = "turbo")]
+    {
+        turbo(bytes, header, min_long, fast_upsample)
+    }
+    #[cfg(not(feature = "turbo"))]
+    {
+        pure(bytes, header, min_long)
+    }
 }
 
 /// Converts CMYK as libjpeg delivers it for Adobe files (inverted: 255 = no ink) to RGB.
@@ -43,8 +52,9 @@ fn inverted_cmyk_to_rgb(cmyk: &[u8]) -> Vec<u8> {
     rgb
 }
 
+/// libjpeg-turbo, at the DCT scale the budget was checked at.
 #[cfg(feature = "turbo")]
-fn decode_jpeg(
+fn turbo(
     bytes: &[u8],
     header: &Header,
     min_long: u32,
@@ -133,13 +143,9 @@ fn classify_turbo(msg: &str) -> EngineError {
     }
 }
 
+/// jpeg-decoder (pure Rust), which picks the same DCT scale as libjpeg-turbo would.
 #[cfg(not(feature = "turbo"))]
-fn decode_jpeg(
-    bytes: &[u8],
-    header: &Header,
-    min_long: u32,
-    _fast_upsample: bool,
-) -> Result<Pixels, EngineError> {
+fn pure(bytes: &[u8], header: &Header, min_long: u32) -> Result<Pixels, EngineError> {
     use jpeg_decoder::{Decoder, PixelFormat};
     const F: &str = "jpeg";
     let mut d = Decoder::new(Cursor::new(bytes));
