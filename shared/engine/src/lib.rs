@@ -1,6 +1,6 @@
 //! The image engine: bytes in, bytes out, no AWS types.
 //!
-//! [`probe`] reads format, size and orientation from the header alone. [`render`] decodes an
+//! [`probe()`] reads format, size and orientation from the header alone. [`render`] decodes an
 //! original **once** and produces every requested [`Spec`] from that decode, plus a thumbhash
 //! placeholder from the smallest output.
 //!

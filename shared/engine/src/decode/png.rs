@@ -11,7 +11,7 @@ use crate::EngineError;
 
 /// What the `png` crate may hold beside the pixels: the chunks it keeps (an `iCCP` profile
 /// compressed and inflated, `eXIf`) and a row buffer. A profile is at most
-/// [`MAX_PROFILE_BYTES`](super::icc::MAX_PROFILE_BYTES) (used) and a row at most 16384 x 8
+/// [`MAX_PROFILE_BYTES`](crate::icc::MAX_PROFILE_BYTES) (used) and a row at most 16384 x 8
 /// bytes; anything past this allowance is refused as too large (`EngineError::MetadataLimit`), so
 /// a chunk that inflates to gigabytes stops here. Text chunks are not read at all.
 pub(crate) const PNG_METADATA_LIMIT: usize = 16 << 20;

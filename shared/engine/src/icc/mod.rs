@@ -11,7 +11,7 @@
 //! reason is logged at `warn`. CMYK profiles are not applied (CMYK JPEGs keep their naive
 //! conversion).
 //!
-//! [`embedded`] finds the profile in the container; this module builds and applies the
+//! The `embedded` module finds the profile in the container; this one builds and applies the
 //! conversion ([`ToSrgb`]).
 
 mod embedded;
@@ -24,9 +24,8 @@ use moxcms::{
     TransformOptions,
 };
 
-use crate::ContentType;
-
 use crate::decode::Pixels;
+use crate::ContentType;
 use embedded::embedded;
 
 /// Largest profile accepted (a profile is usually 0.5-4 KB; LUT profiles reach ~1 MB).

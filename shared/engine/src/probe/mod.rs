@@ -15,7 +15,7 @@ mod webp;
 
 use crate::{ContentType, EngineError, Limits};
 
-/// What [`probe`](super::probe) learns from the header.
+/// What [`probe`](fn@crate::probe) learns from the header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Probe {
     /// The format, from the magic bytes (whatever the upload claimed).
