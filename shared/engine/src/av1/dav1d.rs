@@ -94,7 +94,7 @@ pub(crate) fn decode(obus: &[u8], declared: (u32, u32)) -> Result<Frame, EngineE
     // failed decode already released, and the panic cannot unwind out of its `extern "C"` API
     // (memorysafety/rav1d#1497; fixes proposed in #1496 and #1503, not released). With two, a decode
     // error comes back as an error code from the frame worker. The price is frame threading's
-    // separate parsing pass and coefficient buffer (budgeted in `decode::working_set`): +22% time
+    // separate parsing pass and coefficient buffer (budgeted in `decode::budget::working_set`): +22% time
     // on one core for a 12 MP AVIF (README). Back to one context when a release has the fix.
     settings.n_threads = 2;
     settings.max_frame_delay = 2;

@@ -4,7 +4,7 @@
 //! buffer exists.
 
 use crate::probe::Header;
-use crate::ContentType;
+use crate::{ContentType, EngineError, Limits};
 
 /// Shrink-on-load (JPEG DCT scaling at 1/8 and 1/4, libwebp's scaled WebP decode) keeps the
 /// decode's longest edge at least this multiple of the largest output's, so the final resampling
@@ -50,6 +50,39 @@ pub(crate) fn jpeg_scale(long: u32, largest: u32, headroom: ScaleHeadroom) -> u3
     .map_or(1, |(d, _)| d)
 }
 
+/// Refuses, before anything is decoded, a decode whose estimated peak ([`working_set`]) is over
+/// the budget ([`Limits::max_decode_bytes`]); the error names the frame when one counts at its
+/// own size.
+pub(crate) fn check_budget(
+    header: &Header,
+    largest: u32,
+    min_long: u32,
+    limits: &Limits,
+) -> Result<(), EngineError> {
+    let needed = working_set(header, largest, min_long);
+    if needed <= limits.max_decode_bytes {
+        return Ok(());
+    }
+    const MIB: u64 = 1024 * 1024;
+    let (needed_mib, budget_mib) = (needed.div_ceil(MIB), limits.max_decode_bytes / MIB);
+    Err(match header.frame {
+        Some((frame_width, frame_height)) => EngineError::FrameBudget {
+            width: header.width,
+            height: header.height,
+            frame_width,
+            frame_height,
+            needed_mib,
+            budget_mib,
+        },
+        None => EngineError::DecodeBudget {
+            width: header.width,
+            height: header.height,
+            needed_mib,
+            budget_mib,
+        },
+    })
+}
+
 /// The estimated peak bytes of decoding `header` with shrink-on-load to at least `min_long` px on
 /// the longest edge, for outputs whose largest has `largest` px there, and of the first resampling
 /// from that decode: the 8-bit pixels at the size the decoder produces, what the decoder holds
@@ -59,7 +92,7 @@ pub(crate) fn jpeg_scale(long: u32, largest: u32, headroom: ScaleHeadroom) -> u3
 /// output scale is counted at that size: a multi-scan JPEG's coefficients
 /// ([`Header::jpeg_full_buffer`]), a lossless JPEG (never scaled), a GIF frame or an AVIF tile
 /// or alpha plane larger than the canvas ([`Header::frame`]).
-pub(crate) fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
+fn working_set(header: &Header, largest: u32, min_long: u32) -> u64 {
     let (mut w, mut h) = (u64::from(header.width), u64::from(header.height));
     let frame = header
         .frame

@@ -26,7 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use crate::probe::{format_name, Header};
 use crate::{ContentType, EngineError, Limits};
 
-pub(crate) use budget::{jpeg_scale, working_set, ScaleHeadroom};
+pub(crate) use budget::{check_budget, jpeg_scale, ScaleHeadroom};
 pub use budget::{EIGHTH_SCALE_HEADROOM, HALF_SCALE_HEADROOM, HEADROOM};
 pub(crate) use buffer::recycle;
 pub(crate) use png::{png_decoder, PNG_METADATA_LIMIT};

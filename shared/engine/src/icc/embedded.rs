@@ -3,6 +3,7 @@
 //! Read from the container, never decoded; a profile over [`MAX_PROFILE_BYTES`] is not returned.
 
 use super::MAX_PROFILE_BYTES;
+use crate::chunks::{jpeg_segments, png_chunks, riff_chunks};
 use crate::decode::{png_decoder, PNG_METADATA_LIMIT};
 use crate::ContentType;
 
@@ -46,21 +47,10 @@ fn png_profile(b: &[u8]) -> Option<Vec<u8>> {
 
 /// Whether a PNG has a chunk of `kind` before its image data.
 fn png_has_chunk(b: &[u8], kind: &[u8; 4]) -> bool {
-    let mut pos = 8usize;
-    while let (Some(len), Some(k)) = (b.get(pos..pos + 4), b.get(pos + 4..pos + 8)) {
-        if k == kind {
-            return true;
-        }
-        if k == b"IDAT" {
-            return false;
-        }
-        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-        match pos.checked_add(12 + len) {
-            Some(next) => pos = next,
-            None => return false,
-        }
-    }
-    false
+    png_chunks(b)
+        .map(|(k, _)| k)
+        .take_while(|&k| k != b"IDAT")
+        .any(|k| k == kind)
 }
 
 /// The ICC profile of a JPEG: its `APP2 "ICC_PROFILE\0"` segments (sequence number, count,
@@ -69,31 +59,16 @@ fn jpeg_profile(b: &[u8]) -> Option<Vec<u8>> {
     const TAG: &[u8] = b"ICC_PROFILE\0";
     let mut chunks: Vec<(u8, &[u8])> = Vec::new();
     let mut count = 0u8;
-    let mut pos = 2usize;
-    loop {
-        while *b.get(pos)? != 0xFF {
-            pos += 1;
-        }
-        while *b.get(pos)? == 0xFF {
-            pos += 1;
-        }
-        let marker = *b.get(pos)?;
-        pos += 1;
-        match marker {
-            0x00 | 0x01 | 0xD0..=0xD8 => continue,
-            0xD9 | 0xDA => break,
-            _ => {}
-        }
-        let len = usize::from(u16::from_be_bytes([*b.get(pos)?, *b.get(pos + 1)?]));
-        let seg = b.get(pos + 2..pos.checked_add(len)?)?;
+    jpeg_segments(b, |marker, seg| {
         if marker == 0xE2 {
             if let Some([seq, n, data @ ..]) = seg.strip_prefix(TAG) {
                 count = *n;
                 chunks.push((*seq, data));
             }
         }
-        pos += len.max(2);
-    }
+        Ok(())
+    })
+    .ok()?;
     if chunks.is_empty() || usize::from(count) != chunks.len() {
         return None;
     }
@@ -123,18 +98,15 @@ fn webp_profile(b: &[u8]) -> Option<Vec<u8>> {
     if b.get(12..16)? != b"VP8X" {
         return None;
     }
-    let mut pos = 12usize;
-    while let (Some(kind), Some(len)) = (b.get(pos..pos + 4), b.get(pos + 4..pos + 8)) {
-        let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    for (kind, data) in riff_chunks(b) {
         if kind == b"ICCP" {
-            let data = b.get(pos + 8..pos.checked_add(8 + len)?)?;
+            let data = data?;
             return (data.len() <= MAX_PROFILE_BYTES).then(|| data.to_vec());
         }
         if matches!(kind, b"VP8 " | b"VP8L" | b"ANIM") {
             // The profile precedes the image data (and the animation) when present.
             return None;
         }
-        pos = pos.checked_add(8 + len + (len & 1))?;
     }
     None
 }

@@ -1,6 +1,6 @@
 //! EXIF orientation from a TIFF-structured block (JPEG `APP1`, PNG `eXIf`, WebP `EXIF`).
 
-use super::bytes::{u16_be, u16_le, u32_be, u32_le};
+use crate::bytes::{u16_be, u16_le, u32_be, u32_le};
 
 /// The orientation tag (0x0112) of IFD0 in a TIFF-structured EXIF block, if valid (1-8).
 pub(super) fn exif_orientation(tiff: &[u8]) -> Option<u8> {

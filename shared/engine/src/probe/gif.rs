@@ -1,7 +1,7 @@
 //! GIF headers: the logical screen and the first frame's descriptor.
 
-use super::bytes::u16_le;
 use super::{zero_sized, Header};
+use crate::bytes::u16_le;
 use crate::{ContentType, EngineError};
 
 /// GIF: the logical screen size (frames are composited onto it) and the first frame's size,

@@ -1,88 +1,22 @@
 //! JPEG headers: the marker segments up to the first scan.
 
-use super::bytes::u16_be;
 use super::exif::exif_orientation;
 use super::{zero_sized, Header};
+use crate::bytes::u16_be;
+use crate::chunks::jpeg_segments;
 use crate::{ContentType, EngineError};
 
 /// JPEG: walks the marker segments up to the first SOS, taking the first SOF and the first EXIF
 /// orientation.
 pub(super) fn header(b: &[u8]) -> Result<Header, EngineError> {
     const F: &str = "jpeg";
-    let truncated = EngineError::Truncated { format: F };
-    let mut pos = 2;
     let mut frame: Option<JpegFrame> = None;
     let mut orientation = None;
-    loop {
-        // Skip anything up to the next marker (libjpeg tolerates stray bytes here), then fill bytes.
-        while *b.get(pos).ok_or(truncated.clone())? != 0xFF {
-            pos += 1;
-        }
-        while *b.get(pos).ok_or(truncated.clone())? == 0xFF {
-            pos += 1;
-        }
-        let marker = b[pos];
-        pos += 1;
-        match marker {
-            0x00 | 0x01 | 0xD0..=0xD8 => continue,
-            0x02..=0xBF => return Err(EngineError::corrupt(F, "invalid marker in the header")),
-            0xD9 => {
-                return Err(EngineError::corrupt(
-                    F,
-                    "the file ends before any image data",
-                ))
-            }
-            0xDA => break,
-            _ => {}
-        }
-        let len = usize::from(u16_be(b, pos).ok_or(truncated.clone())?);
-        if len < 2 {
-            return Err(EngineError::corrupt(
-                F,
-                "a marker segment has an invalid length",
-            ));
-        }
-        let seg = b.get(pos + 2..pos + len).ok_or(truncated.clone())?;
+    let pos = jpeg_segments(b, |marker, seg| {
         match marker {
             // Start of frame, any coding process (C4 DHT, C8 JPG and CC DAC are not frames).
             0xC0..=0xCF if !matches!(marker, 0xC4 | 0xC8 | 0xCC) && frame.is_none() => {
-                let precision = *seg.first().ok_or(truncated.clone())?;
-                let height = u16_be(seg, 1).ok_or(truncated.clone())?;
-                let width = u16_be(seg, 3).ok_or(truncated.clone())?;
-                let comps = *seg.get(5).ok_or(truncated.clone())?;
-                if height == 0 {
-                    return Err(EngineError::Unsupported(
-                        "jpeg images whose height is given after the scan (DNL) are not supported"
-                            .into(),
-                    ));
-                }
-                if width == 0 {
-                    return Err(zero_sized(F));
-                }
-                if !matches!(comps, 1 | 3 | 4) {
-                    return Err(EngineError::Unsupported(format!(
-                        "jpeg images with {comps} colour components are not supported"
-                    )));
-                }
-                // Each component: id, sampling factors (H << 4 | V), quantisation table.
-                let sampling = (0..usize::from(comps))
-                    .map(|i| seg.get(7 + 3 * i).map(|hv| (hv >> 4, hv & 15)))
-                    .collect::<Option<Vec<(u8, u8)>>>()
-                    .ok_or(truncated.clone())?;
-                if sampling
-                    .iter()
-                    .any(|&(h, v)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
-                {
-                    return Err(EngineError::corrupt(F, "invalid sampling factors"));
-                }
-                frame = Some(JpegFrame {
-                    width: u32::from(width),
-                    height: u32::from(height),
-                    precision,
-                    progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
-                    lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
-                    sampling,
-                });
+                frame = Some(JpegFrame::parse(marker, seg)?);
             }
             0xE1 if orientation.is_none() => {
                 if let Some(tiff) = seg.strip_prefix(b"Exif\0\0") {
@@ -91,8 +25,8 @@ pub(super) fn header(b: &[u8]) -> Result<Header, EngineError> {
             }
             _ => {}
         }
-        pos += len;
-    }
+        Ok(())
+    })?;
     let frame = frame
         .ok_or_else(|| EngineError::corrupt(F, "the image data starts before the frame header"))?;
     // The first scan's component count (SOS: length, then Ns). A file cut before it is left for
@@ -121,6 +55,48 @@ struct JpegFrame {
 }
 
 impl JpegFrame {
+    /// Reads a start-of-frame segment (`marker` C0-CF but C4, C8, CC; `seg` its payload).
+    fn parse(marker: u8, seg: &[u8]) -> Result<Self, EngineError> {
+        const F: &str = "jpeg";
+        let truncated = EngineError::Truncated { format: F };
+        let precision = *seg.first().ok_or(truncated.clone())?;
+        let height = u16_be(seg, 1).ok_or(truncated.clone())?;
+        let width = u16_be(seg, 3).ok_or(truncated.clone())?;
+        let comps = *seg.get(5).ok_or(truncated.clone())?;
+        if height == 0 {
+            return Err(EngineError::Unsupported(
+                "jpeg images whose height is given after the scan (DNL) are not supported".into(),
+            ));
+        }
+        if width == 0 {
+            return Err(zero_sized(F));
+        }
+        if !matches!(comps, 1 | 3 | 4) {
+            return Err(EngineError::Unsupported(format!(
+                "jpeg images with {comps} colour components are not supported"
+            )));
+        }
+        // Each component: id, sampling factors (H << 4 | V), quantisation table.
+        let sampling = (0..usize::from(comps))
+            .map(|i| seg.get(7 + 3 * i).map(|hv| (hv >> 4, hv & 15)))
+            .collect::<Option<Vec<(u8, u8)>>>()
+            .ok_or(truncated.clone())?;
+        if sampling
+            .iter()
+            .any(|&(h, v)| !(1..=4).contains(&h) || !(1..=4).contains(&v))
+        {
+            return Err(EngineError::corrupt(F, "invalid sampling factors"));
+        }
+        Ok(JpegFrame {
+            width: u32::from(width),
+            height: u32::from(height),
+            precision,
+            progressive: matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE),
+            lossless: matches!(marker, 0xC3 | 0xC7 | 0xCB | 0xCF),
+            sampling,
+        })
+    }
+
     /// What libjpeg-turbo allocates for the whole image when it must read every scan before
     /// output (`has_multiple_scans`: progressive, or a first scan with fewer components than the
     /// frame): per component, its blocks (rounded up to whole MCUs) of 64 two-byte coefficients,

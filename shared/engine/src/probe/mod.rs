@@ -5,7 +5,6 @@
 //! One module per format reads its header into a [`Header`]; this one sniffs the format, checks
 //! the [`Limits`] and says what the header means for the caller ([`Probe`]).
 
-mod bytes;
 mod exif;
 mod gif;
 mod heif;

@@ -1,8 +1,9 @@
 //! PNG headers: `IHDR`, then the chunks before the image data.
 
-use super::bytes::u32_be;
 use super::exif::chunk_orientation;
 use super::{zero_sized, Header};
+use crate::bytes::u32_be;
+use crate::chunks::png_chunks;
 use crate::{ContentType, EngineError};
 
 /// PNG: IHDR, then the chunks before the first IDAT for an `eXIf` orientation.
@@ -17,26 +18,17 @@ pub(super) fn header(b: &[u8]) -> Result<Header, EngineError> {
     if width == 0 || height == 0 {
         return Err(zero_sized(F));
     }
-    // Chunks: length(4) type(4) data(length) crc(4).
     // A cut before IDAT is left for the decoder to report: the header itself is complete.
-    let mut pos = 8usize;
     let mut orientation = 1;
     // Colour types 4 (gray + alpha) and 6 (RGBA) have alpha; a tRNS chunk adds it to the others.
     let mut alpha = matches!(b.get(25), Some(4 | 6));
-    while let (Some(len), Some(kind)) = (u32_be(b, pos), b.get(pos + 4..pos + 8)) {
+    for (kind, data) in png_chunks(b) {
         if kind == b"IDAT" || kind == b"IEND" {
             break;
         }
         alpha |= kind == b"tRNS";
-        let len = len as usize;
-        if kind == b"eXIf" {
-            if let Some(data) = b.get(pos + 8..pos.saturating_add(8 + len)) {
-                orientation = chunk_orientation(data);
-            }
-        }
-        match pos.checked_add(12 + len) {
-            Some(next) => pos = next,
-            None => break,
+        if let (b"eXIf", Some(data)) = (kind, data) {
+            orientation = chunk_orientation(data);
         }
     }
     Ok(Header {

@@ -1,8 +1,9 @@
 //! WebP headers: the first chunk of the RIFF file, and an `EXIF` chunk of the extended format.
 
-use super::bytes::{u16_le, u24_le, u32_le};
 use super::exif::chunk_orientation;
 use super::{zero_sized, Header};
+use crate::bytes::{u16_le, u24_le, u32_le};
+use crate::chunks::riff_chunks;
 use crate::{ContentType, EngineError};
 
 /// WebP: the first chunk gives the size (VP8, VP8L or VP8X canvas); an EXIF chunk may give the
@@ -37,23 +38,14 @@ pub(super) fn header(b: &[u8]) -> Result<Header, EngineError> {
     if width == 0 || height == 0 {
         return Err(zero_sized(F));
     }
-    let mut orientation = 1;
-    if extended {
-        let mut pos = 12usize;
-        while let (Some(kind), Some(len)) = (b.get(pos..pos + 4), u32_le(b, pos + 4)) {
-            let len = len as usize;
-            if kind == b"EXIF" {
-                if let Some(data) = b.get(pos + 8..pos + 8 + len) {
-                    orientation = chunk_orientation(data);
-                }
-                break;
-            }
-            match pos.checked_add(8 + len + (len & 1)) {
-                Some(next) => pos = next,
-                None => break,
-            }
-        }
-    }
+    let orientation = if extended {
+        riff_chunks(b)
+            .find(|&(kind, _)| kind == b"EXIF")
+            .and_then(|(_, data)| data)
+            .map_or(1, chunk_orientation)
+    } else {
+        1
+    };
     Ok(Header {
         orientation,
         // Lossy VP8 without VP8X has no alpha; anything else may.
