@@ -73,15 +73,30 @@ fn jpeg(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
 
 const WEBP_MAX_SIDE: u32 = 16_383;
 
-/// Lossy, libwebp's default method (4), alpha kept.
-#[cfg(feature = "turbo")]
-fn webp(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
+/// Refuses pixels with a side longer than WebP can hold.
+fn check_webp_side(px: &Pixels) -> Result<(), EngineError> {
     if px.width.max(px.height) > WEBP_MAX_SIDE {
         return Err(failed(
             OutputFormat::Webp,
             "a webp side cannot exceed 16383 px",
         ));
     }
+    Ok(())
+}
+
+/// The `image` crate's name for the layout of `px`: RGBA or RGB, 8 bits a channel.
+fn color_type(px: &Pixels) -> image::ExtendedColorType {
+    if px.channels == 4 {
+        image::ExtendedColorType::Rgba8
+    } else {
+        image::ExtendedColorType::Rgb8
+    }
+}
+
+/// Lossy, libwebp's default method (4), alpha kept.
+#[cfg(feature = "turbo")]
+fn webp(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
+    check_webp_side(px)?;
     let layout = if px.channels == 4 {
         webp::PixelLayout::Rgba
     } else {
@@ -98,20 +113,10 @@ fn webp(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
 #[cfg(not(feature = "turbo"))]
 fn webp(px: &Pixels, _quality: u8) -> Result<Vec<u8>, EngineError> {
     use image::codecs::webp::WebPEncoder;
-    if px.width.max(px.height) > WEBP_MAX_SIDE {
-        return Err(failed(
-            OutputFormat::Webp,
-            "a webp side cannot exceed 16383 px",
-        ));
-    }
-    let color = if px.channels == 4 {
-        image::ExtendedColorType::Rgba8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
+    check_webp_side(px)?;
     let mut out = Vec::new();
     WebPEncoder::new_lossless(&mut out)
-        .encode(&px.data, px.width, px.height, color)
+        .encode(&px.data, px.width, px.height, color_type(px))
         .map_err(|e| failed(OutputFormat::Webp, e))?;
     Ok(out)
 }
@@ -119,14 +124,9 @@ fn webp(px: &Pixels, _quality: u8) -> Result<Vec<u8>, EngineError> {
 fn png(px: &Pixels) -> Result<Vec<u8>, EngineError> {
     use image::codecs::png::{CompressionType, FilterType, PngEncoder};
     use image::ImageEncoder as _;
-    let color = if px.channels == 4 {
-        image::ExtendedColorType::Rgba8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
     let mut out = Vec::new();
     PngEncoder::new_with_quality(&mut out, CompressionType::Default, FilterType::Adaptive)
-        .write_image(&px.data, px.width, px.height, color)
+        .write_image(&px.data, px.width, px.height, color_type(px))
         .map_err(|e| failed(OutputFormat::Png, e))?;
     Ok(out)
 }
@@ -135,15 +135,10 @@ fn png(px: &Pixels) -> Result<Vec<u8>, EngineError> {
 fn avif(px: &Pixels, quality: u8) -> Result<Vec<u8>, EngineError> {
     use image::codecs::avif::AvifEncoder;
     use image::ImageEncoder as _;
-    let color = if px.channels == 4 {
-        image::ExtendedColorType::Rgba8
-    } else {
-        image::ExtendedColorType::Rgb8
-    };
     let mut out = Vec::new();
     // Speed 8 of 1-10: AVIF is slow to encode; this keeps a 2048 px output within seconds.
     AvifEncoder::new_with_speed_quality(&mut out, 8, quality)
-        .write_image(&px.data, px.width, px.height, color)
+        .write_image(&px.data, px.width, px.height, color_type(px))
         .map_err(|e| failed(OutputFormat::Avif, e))?;
     Ok(out)
 }

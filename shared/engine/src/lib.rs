@@ -1,6 +1,6 @@
 //! The image engine: bytes in, bytes out, no AWS types.
 //!
-//! [`probe`] reads format, size and orientation from the header alone. [`render`] decodes an
+//! [`probe()`] reads format, size and orientation from the header alone. [`render`] decodes an
 //! original **once** and produces every requested [`Spec`] from that decode, plus a thumbhash
 //! placeholder from the smallest output.
 //!
@@ -74,6 +74,8 @@
 //! decoding API, for scaled decode) are the engine's only `unsafe` code.
 
 mod av1;
+mod bytes;
+mod chunks;
 pub mod content_type;
 mod decode;
 mod encode;
@@ -263,27 +265,7 @@ pub fn render_with(
         }
         _ => (f64::from(largest) * headroom).ceil() as u32,
     };
-    let needed = decode::working_set(&header, largest, min_long);
-    if needed > limits.max_decode_bytes {
-        const MIB: u64 = 1024 * 1024;
-        let (needed_mib, budget_mib) = (needed.div_ceil(MIB), limits.max_decode_bytes / MIB);
-        return Err(match header.frame {
-            Some((frame_width, frame_height)) => EngineError::FrameBudget {
-                width: header.width,
-                height: header.height,
-                frame_width,
-                frame_height,
-                needed_mib,
-                budget_mib,
-            },
-            None => EngineError::DecodeBudget {
-                width: header.width,
-                height: header.height,
-                needed_mib,
-                budget_mib,
-            },
-        });
-    }
+    decode::check_budget(&header, largest, min_long, limits)?;
     // Only when every output is a downscale of the original: fast upsampling's blockier chroma
     // edges are then averaged away by the resampler.
     let fast_upsample = options.fast_chroma_upsampling && largest < header.width.max(header.height);

@@ -112,12 +112,7 @@ pub(crate) fn decode(
     if (config.output.width, config.output.height) != (c_w, c_h) {
         return Err(EngineError::corrupt(F, "libwebp decoded another size than asked").into());
     }
-    Ok(Pixels {
-        width: out_w,
-        height: out_h,
-        channels,
-        data,
-    })
+    Ok(Pixels::new(out_w, out_h, channels, data))
 }
 
 #[cfg(test)]

@@ -37,12 +37,7 @@ pub(crate) fn resize(
     resizer
         .resize(&src_view, &mut dst, &options)
         .map_err(|e| fail(&e))?;
-    Ok(Pixels {
-        width,
-        height,
-        channels: src.channels,
-        data: dst.into_vec(),
-    })
+    Ok(Pixels::new(width, height, src.channels, dst.into_vec()))
 }
 
 /// Turns pixels stored with EXIF `orientation` (1-8) upright.
@@ -71,12 +66,7 @@ pub(crate) fn orient(src: Pixels, orientation: u8) -> Pixels {
             out[d..d + c].copy_from_slice(&src.data[s..s + c]);
         }
     }
-    Pixels {
-        width: dw as u32,
-        height: dh as u32,
-        channels: src.channels,
-        data: out,
-    }
+    Pixels::new(dw as u32, dh as u32, src.channels, out)
 }
 
 /// Composites RGBA over white, giving RGB (for JPEG). RGB passes through.
@@ -91,12 +81,7 @@ pub(crate) fn flatten_on_white(src: &Pixels) -> Pixels {
             data.push(((u32::from(v) * a + 255 * (255 - a) + 127) / 255) as u8);
         }
     }
-    Pixels {
-        width: src.width,
-        height: src.height,
-        channels: 3,
-        data,
-    }
+    Pixels::new(src.width, src.height, 3, data)
 }
 
 /// The thumbhash of upright pixels, base64 (standard alphabet, padded).
@@ -132,12 +117,7 @@ mod tests {
     /// A 3x2 RGB image whose pixels are numbered 0-5 in the red channel, row by row.
     fn numbered() -> Pixels {
         let data = (0u8..6).flat_map(|i| [i, 0, 0]).collect();
-        Pixels {
-            width: 3,
-            height: 2,
-            channels: 3,
-            data,
-        }
+        Pixels::new(3, 2, 3, data)
     }
 
     fn reds(p: &Pixels) -> Vec<u8> {
@@ -167,12 +147,7 @@ mod tests {
 
     #[test]
     fn transparent_pixels_flatten_to_white_and_opaque_ones_keep_their_colour() {
-        let rgba = Pixels {
-            width: 3,
-            height: 1,
-            channels: 4,
-            data: vec![10, 20, 30, 0, 10, 20, 30, 255, 0, 0, 0, 128],
-        };
+        let rgba = Pixels::new(3, 1, 4, vec![10, 20, 30, 0, 10, 20, 30, 255, 0, 0, 0, 128]);
         let rgb = flatten_on_white(&rgba);
         assert_eq!(rgb.channels, 3);
         assert_eq!(rgb.data, [255, 255, 255, 10, 20, 30, 127, 127, 127]);
@@ -180,12 +155,7 @@ mod tests {
 
     #[test]
     fn resizing_keeps_a_flat_colour_and_hits_the_requested_size() {
-        let src = Pixels {
-            width: 400,
-            height: 300,
-            channels: 3,
-            data: [200, 100, 50].repeat(400 * 300),
-        };
+        let src = Pixels::new(400, 300, 3, [200, 100, 50].repeat(400 * 300));
         let out = resize(&mut Resizer::new(), &src, 40, 30).unwrap();
         assert_eq!(
             (out.width, out.height, out.data.len()),
@@ -196,12 +166,7 @@ mod tests {
 
     #[test]
     fn placeholders_are_base64_thumbhashes_that_decode_back() {
-        let src = Pixels {
-            width: 300,
-            height: 150,
-            channels: 3,
-            data: [0, 0, 255].repeat(300 * 150),
-        };
+        let src = Pixels::new(300, 150, 3, [0, 0, 255].repeat(300 * 150));
         let hash = placeholder(&mut Resizer::new(), &src).unwrap();
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(hash)

@@ -10,7 +10,12 @@
 //! Every offset and length is checked; nothing is allocated in proportion to a declared count
 //! before the bytes holding those entries are known to exist.
 
-use super::EngineError;
+mod boxes;
+mod tables;
+
+use crate::EngineError;
+use boxes::{boxes, find, Reader};
+use tables::{item_infos, item_locations, property_associations, references, Location};
 
 /// Which coding the primary item uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,79 +76,6 @@ pub(crate) struct Heif<'a> {
     pub grid: Option<Grid>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Location {
-    item: u32,
-    /// 0: file offsets, 1: offsets into `idat`.
-    method: u8,
-    extents: Vec<(u64, u64)>,
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn new(b: &'a [u8]) -> Self {
-        Reader { b, pos: 0 }
-    }
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        let s = self.b.get(self.pos..self.pos.checked_add(n)?)?;
-        self.pos += n;
-        Some(s)
-    }
-    fn u8(&mut self) -> Option<u8> {
-        Some(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Option<u16> {
-        let s = self.take(2)?;
-        Some(u16::from_be_bytes([s[0], s[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        let s = self.take(4)?;
-        Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
-    }
-    /// A big-endian unsigned integer of 0, 4 or 8 bytes (iloc field sizes; also 2 for indexes).
-    fn uint(&mut self, size: u8) -> Option<u64> {
-        match size {
-            0 => Some(0),
-            2 => self.u16().map(u64::from),
-            4 => self.u32().map(u64::from),
-            8 => Some(u64::from(self.u32()?) << 32 | u64::from(self.u32()?)),
-            _ => None,
-        }
-    }
-    fn rest(&self) -> &'a [u8] {
-        self.b.get(self.pos..).unwrap_or_default()
-    }
-}
-
-/// Iterates the boxes laid out in `b`: `(type, payload)`. Stops at the first malformed header.
-fn boxes(b: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
-    let mut pos = 0usize;
-    std::iter::from_fn(move || {
-        let mut r = Reader::new(b.get(pos..)?);
-        let size = r.u32()?;
-        let kind: [u8; 4] = r.take(4)?.try_into().ok()?;
-        let (header, size) = match size {
-            0 => (8, b.len() - pos),
-            1 => (16, usize::try_from(r.uint(8)?).ok()?),
-            s => (8, s as usize),
-        };
-        if size < header {
-            return None;
-        }
-        let payload = b.get(pos + header..pos.checked_add(size)?)?;
-        pos += size;
-        Some((kind, payload))
-    })
-}
-
-fn find<'a>(b: &'a [u8], kind: &[u8; 4]) -> Option<&'a [u8]> {
-    boxes(b).find(|(k, _)| k == kind).map(|(_, p)| p)
-}
-
 /// The brands of a leading `ftyp` box (major first), if the file starts with one.
 pub(crate) fn brands(b: &[u8]) -> Option<Vec<[u8; 4]>> {
     let (kind, payload) = boxes(b).next()?;
@@ -197,10 +129,8 @@ impl<'a> Heif<'a> {
         let primary = find(meta, b"pitm")
             .and_then(|p| {
                 let mut r = Reader::new(p);
-                match r.u32()? >> 24 {
-                    0 => r.u16().map(u32::from),
-                    _ => r.u32(),
-                }
+                let version = r.u32()? >> 24;
+                r.id(version != 0)
             })
             .ok_or_else(|| corrupt("no primary item (pitm)"))?;
         let items = find(meta, b"iinf")
@@ -420,134 +350,6 @@ impl<'a> Heif<'a> {
             .find(|(id, _)| *id == item)
             .map(|(_, k)| *k)
     }
-}
-
-/// `iinf`: (item id, item type) of each `infe` v2/v3 entry.
-fn item_infos(p: &[u8]) -> Option<Vec<(u32, [u8; 4])>> {
-    let mut r = Reader::new(p);
-    let version = r.u32()? >> 24;
-    if version == 0 {
-        r.u16()?;
-    } else {
-        r.u32()?;
-    }
-    let mut out = Vec::new();
-    for (kind, infe) in boxes(r.rest()) {
-        if &kind != b"infe" {
-            continue;
-        }
-        let mut r = Reader::new(infe);
-        let version = r.u32()? >> 24;
-        let id = match version {
-            2 => u32::from(r.u16()?),
-            3 => r.u32()?,
-            _ => continue,
-        };
-        r.u16()?;
-        let item_type: [u8; 4] = r.take(4)?.try_into().ok()?;
-        out.push((id, item_type));
-    }
-    Some(out)
-}
-
-/// `iloc`: where each item's bytes are.
-fn item_locations(p: &[u8]) -> Option<Vec<Location>> {
-    let mut r = Reader::new(p);
-    let version = (r.u32()? >> 24) as u8;
-    let sizes = r.u16()?;
-    let offset_size = (sizes >> 12) as u8;
-    let length_size = ((sizes >> 8) & 0xF) as u8;
-    let base_size = ((sizes >> 4) & 0xF) as u8;
-    let index_size = if version >= 1 { (sizes & 0xF) as u8 } else { 0 };
-    let count = if version < 2 {
-        u32::from(r.u16()?)
-    } else {
-        r.u32()?
-    };
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let item = if version < 2 {
-            u32::from(r.u16()?)
-        } else {
-            r.u32()?
-        };
-        let method = if version >= 1 {
-            (r.u16()? & 0xF) as u8
-        } else {
-            0
-        };
-        r.u16()?; // data_reference_index
-        let base = r.uint(base_size)?;
-        let extents = r.u16()?;
-        let mut list = Vec::new();
-        for _ in 0..extents {
-            if index_size > 0 {
-                r.uint(index_size)?;
-            }
-            let offset = base.checked_add(r.uint(offset_size)?)?;
-            let length = r.uint(length_size)?;
-            list.push((offset, length));
-        }
-        out.push(Location {
-            item,
-            method,
-            extents: list,
-        });
-    }
-    Some(out)
-}
-
-/// `iref`: (reference type, from item, to items).
-fn references(p: &[u8]) -> Vec<([u8; 4], u32, Vec<u32>)> {
-    let mut r = Reader::new(p);
-    let Some(version) = r.u32().map(|v| v >> 24) else {
-        return Vec::new();
-    };
-    let wide = version != 0;
-    boxes(r.rest())
-        .filter_map(|(kind, p)| {
-            let mut r = Reader::new(p);
-            let id = |r: &mut Reader<'_>| {
-                if wide {
-                    r.u32()
-                } else {
-                    r.u16().map(u32::from)
-                }
-            };
-            let from = id(&mut r)?;
-            let count = r.u16()?;
-            let to: Option<Vec<u32>> = (0..count).map(|_| id(&mut r)).collect();
-            Some((kind, from, to?))
-        })
-        .collect()
-}
-
-/// `ipma`: (item id, 1-based property indexes).
-fn property_associations(p: &[u8]) -> Option<Vec<(u32, Vec<u16>)>> {
-    let mut r = Reader::new(p);
-    let vf = r.u32()?;
-    let (version, flags) = (vf >> 24, vf & 0xFF_FFFF);
-    let count = r.u32()?;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let item = if version < 1 {
-            u32::from(r.u16()?)
-        } else {
-            r.u32()?
-        };
-        let n = r.u8()?;
-        let mut indexes = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let index = if flags & 1 != 0 {
-                r.u16()? & 0x7FFF
-            } else {
-                u16::from(r.u8()? & 0x7F)
-            };
-            indexes.push(index);
-        }
-        out.push((item, indexes));
-    }
-    Some(out)
 }
 
 #[cfg(test)]
