@@ -15,6 +15,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes};
 use aws_sdk_dynamodb::Client;
 
+use crate::domain::OwnerId;
 use crate::ports::RepoError;
 
 /// A DynamoDB item (or key).
@@ -78,6 +79,15 @@ impl Table {
     /// A `Query` on this table.
     pub(crate) fn query(&self) -> QueryFluentBuilder {
         self.client.query().table_name(&self.name)
+    }
+
+    /// A `Query` of the `by_owner` index (partition key `owner_id`) under `key_condition`, which
+    /// names the owner `:owner`.
+    pub(crate) fn owner_query(&self, owner: &OwnerId, key_condition: &str) -> QueryFluentBuilder {
+        self.query()
+            .index_name("by_owner")
+            .key_condition_expression(key_condition)
+            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
     }
 }
 

@@ -20,9 +20,6 @@ const THROUGHPUT_TTL_SECS: i64 = 2 * 3600;
 /// partition limit is 1000 WCU/s); the chart sums them.
 pub const THROUGHPUT_SHARDS: u32 = 16;
 
-/// BatchGetItem's most keys per request.
-const BATCH_GET_KEYS: usize = 100;
-
 /// The key of one shard of the throughput counters of the minute starting at `minute`.
 pub fn throughput_key(minute: Timestamp, shard: u32) -> String {
     format!("throughput#{minute}#{shard}")
@@ -116,10 +113,7 @@ impl ThroughputLog for DynamoControl {
             .iter()
             .flat_map(|m| (0..THROUGHPUT_SHARDS).map(|shard| throughput_key(*m, shard)))
             .collect();
-        let mut found = HashMap::new();
-        for chunk in keys.chunks(BATCH_GET_KEYS) {
-            found.extend(self.batch_get(chunk).await?);
-        }
+        let found = self.batch_get(&keys).await?;
         Ok(wanted
             .into_iter()
             .map(|minute| {

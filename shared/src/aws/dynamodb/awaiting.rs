@@ -19,12 +19,9 @@ impl AwaitingUploads for DynamoImages {
     ) -> Result<Vec<Timestamp>, RepoError> {
         let mut pages = Pages::new(
             self.table
-                .query()
-                .index_name("by_owner")
-                .key_condition_expression("owner_id = :owner AND created_at > :after")
+                .owner_query(owner, "owner_id = :owner AND created_at > :after")
                 .filter_expression("upload_state = :awaiting")
                 .projection_expression("created_at")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
                 .expression_attribute_values(":after", AttributeValue::S(after.to_string()))
                 .expression_attribute_values(
                     ":awaiting",

@@ -4,7 +4,7 @@
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use super::{item_from_record, record_from_item, DynamoImages, IndexCursor, STATUS_KEY};
+use super::{record_from_item, DynamoImages, IndexCursor, STATUS_KEY};
 use crate::aws::table::{self, sdk_failure, written, written_or_conflict};
 use crate::domain::{ImageId, ImageRecord, LegacyRow, Status};
 use crate::ports::{BackfillRows, Page, RepoError, StoredRow};
@@ -27,10 +27,10 @@ impl BackfillRows for DynamoImages {
 
     async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
         let result = self
-            .table
-            .put()
-            .set_item(Some(item_from_record(record)?))
-            .condition_expression("attribute_exists(image_id) AND attribute_not_exists(#v)")
+            .put_record(
+                record,
+                "attribute_exists(image_id) AND attribute_not_exists(#v)",
+            )?
             .expression_attribute_names("#v", "version")
             .send()
             .await;

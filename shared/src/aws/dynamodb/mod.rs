@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use aws_config::SdkConfig;
+use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
 
 use crate::aws::table::{self, key, sdk_failure, written_or_conflict, Pages, Put, Table};
@@ -40,6 +41,19 @@ impl DynamoImages {
             .get(key("image_id", id.to_string()))
             .await
             .map_err(sdk_failure)
+    }
+
+    /// A put of `record` (as [`item_from_record`] writes it) under `condition`.
+    fn put_record(
+        &self,
+        record: &ImageRecord,
+        condition: &str,
+    ) -> Result<PutItemFluentBuilder, RepoError> {
+        Ok(self
+            .table
+            .put()
+            .set_item(Some(item_from_record(record)?))
+            .condition_expression(condition))
     }
 
     /// How many entries of `index` have `key = value`: `Select=COUNT` queries, page by page.
@@ -89,10 +103,7 @@ pub const STATUS_KEY: &str = "status_key";
 impl ImageRepository for DynamoImages {
     async fn create(&self, record: &ImageRecord) -> Result<(), RepoError> {
         let result = self
-            .table
-            .put()
-            .set_item(Some(item_from_record(record)?))
-            .condition_expression("attribute_not_exists(image_id)")
+            .put_record(record, "attribute_not_exists(image_id)")?
             .send()
             .await;
         written_or_conflict(result)
@@ -113,10 +124,7 @@ impl ImageRepository for DynamoImages {
             .transpose()?;
         let out = self
             .table
-            .query()
-            .index_name("by_owner")
-            .key_condition_expression("owner_id = :owner")
-            .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
+            .owner_query(owner, "owner_id = :owner")
             .scan_index_forward(false)
             .limit(i32::try_from(limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
@@ -138,10 +146,7 @@ impl ImageRepository for DynamoImages {
         let mut next = record.clone();
         next.version = expected + 1;
         let result = self
-            .table
-            .put()
-            .set_item(Some(item_from_record(&next)?))
-            .condition_expression("#v = :expected")
+            .put_record(&next, "#v = :expected")?
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)

@@ -2,7 +2,6 @@
 //! `connected_at` (RFC 3339), `expires_at` (TTL, epoch seconds).
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::types::AttributeValue;
 use serde::{Deserialize, Serialize};
 
 use super::{expired, from_item, to_item, unavailable};
@@ -105,13 +104,7 @@ impl ConnectionRepository for DynamoConnections {
         owner: &OwnerId,
         now: Timestamp,
     ) -> Result<Vec<Connection>, RealtimeError> {
-        let mut pages = Pages::new(
-            self.table
-                .query()
-                .index_name("by_owner")
-                .key_condition_expression("owner_id = :owner")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string())),
-        );
+        let mut pages = Pages::new(self.table.owner_query(owner, "owner_id = :owner"));
         let mut out = Vec::new();
         while let Some(page) = pages.next().await.map_err(unavailable)? {
             for item in page.items.unwrap_or_default() {
