@@ -117,14 +117,14 @@ impl ThroughputLog for DynamoControl {
         Ok(wanted
             .into_iter()
             .map(|minute| {
-                let (processed, failed) = (0..THROUGHPUT_SHARDS)
+                let shards: Vec<&Item> = (0..THROUGHPUT_SHARDS)
                     .filter_map(|shard| found.get(&throughput_key(minute, shard)))
-                    .map(|item| (number(item, "processed"), number(item, "failed")))
-                    .fold((0, 0), |(p, f), (dp, df)| (p + dp, f + df));
+                    .collect();
+                let sum = |field: &str| shards.iter().map(|item| number(item, field)).sum();
                 MinuteCount {
                     minute,
-                    processed,
-                    failed,
+                    processed: sum("processed"),
+                    failed: sum("failed"),
                 }
             })
             .collect())
