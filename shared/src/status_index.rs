@@ -275,6 +275,24 @@ pub fn after(entry: &Entry, position: Position, oldest_first: bool) -> bool {
     }
 }
 
+/// A fresh PNG row of owner `u1` (for the unit tests of the index and of the adapters that
+/// store it).
+#[cfg(test)]
+pub(crate) fn test_row(upload_state: crate::domain::UploadState, at: Timestamp) -> ImageRecord {
+    ImageRecord::new(
+        crate::domain::NewImage {
+            image_id: ImageId::new(),
+            owner_id: "u1".parse().unwrap(),
+            filename: None,
+            content_type: crate::domain::ContentType::Png,
+            byte_size: 1,
+            sha256: None,
+            upload_state,
+        },
+        at,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,25 +385,14 @@ mod merging {
 #[allow(clippy::unwrap_used)]
 mod through_the_fake {
     use super::*;
-    use crate::domain::{ContentType, NewImage, Stage, StageResult, UploadState};
+    use crate::domain::{Stage, StageResult, UploadState};
     use crate::ops::backfill::{index_pass, StopWhen};
     use crate::ports::{BackfillRows as _, ImageRepository as _, StatusIndex as _};
     use crate::testing::MemoryImages;
 
     /// A stored PNG row of owner `u1`, created at `at_ms`.
     pub(super) fn row(at_ms: i64) -> ImageRecord {
-        ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Png,
-                byte_size: 1,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
-            Timestamp::from_unix_millis(at_ms),
-        )
+        test_row(UploadState::Stored, Timestamp::from_unix_millis(at_ms))
     }
 
     /// 120 pending rows over few distinct times (many ties), so every shard holds some.

@@ -338,20 +338,22 @@ mod tests {
         )
     }
 
+    /// The parts (as [`parts`] splits them) of the test signer's URL for `path` until
+    /// [`EXPIRES`].
+    fn signed_parts(path: &str) -> (String, String, String, String) {
+        parts(&signer().signed_url(path, EXPIRES).expect("signs"))
+    }
+
+    /// Standard base64 from CloudFront's URL-safe substitutions.
+    fn from_url_safe(s: &str) -> String {
+        s.replace('-', "+").replace('_', "=").replace('~', "/")
+    }
+
     fn verifies(resource: &str, expires: &str, signature: &str) -> bool {
         let policy = format!(
             r#"{{"Statement":[{{"Resource":"{resource}","Condition":{{"DateLessThan":{{"AWS:EpochTime":{expires}}}}}}}]}}"#
         );
-        let standard: String = signature
-            .chars()
-            .map(|c| match c {
-                '-' => '+',
-                '_' => '=',
-                '~' => '/',
-                c => c,
-            })
-            .collect();
-        let bytes = STANDARD.decode(standard).expect("base64");
+        let bytes = STANDARD.decode(from_url_safe(signature)).expect("base64");
         let signature = Signature::try_from(bytes.as_slice()).expect("a signature");
         VerifyingKey::<Sha1>::new(key().to_public_key())
             .verify(policy.as_bytes(), &signature)
@@ -385,10 +387,7 @@ mod tests {
 
     #[test]
     fn the_signature_verifies_with_the_public_key_over_the_documented_canned_policy() {
-        let url = signer()
-            .signed_url("variants/01JABC/display.jpg", EXPIRES)
-            .expect("signs");
-        let (resource, expires, signature, _) = parts(&url);
+        let (resource, expires, signature, _) = signed_parts("variants/01JABC/display.jpg");
         assert!(verifies(&resource, &expires, &signature));
         // The policy is bound to the resource and the expiry: change either and it fails.
         assert!(!verifies(
@@ -412,9 +411,8 @@ mod tests {
                 .to_owned()
         };
         assert_eq!(field("Key-Pair-Id"), KEY_ID);
-        let unsafe_b64 = |s: String| s.replace('-', "+").replace('_', "=").replace('~', "/");
         let policy = STANDARD
-            .decode(unsafe_b64(field("Policy")))
+            .decode(from_url_safe(&field("Policy")))
             .expect("base64");
         let policy = String::from_utf8(policy).expect("utf-8");
         assert_eq!(
@@ -423,7 +421,7 @@ mod tests {
             "the wildcard names the image's directory under any prefix"
         );
         let signature = STANDARD
-            .decode(unsafe_b64(field("Signature")))
+            .decode(from_url_safe(&field("Signature")))
             .expect("base64");
         let verifying = VerifyingKey::<Sha1>::new(key().to_public_key());
         let signature = Signature::try_from(signature.as_slice()).expect("signature");
@@ -472,8 +470,7 @@ mod tests {
     #[test]
     fn unusual_key_characters_are_percent_encoded_in_the_url_and_the_signed_policy_alike() {
         let key = "originals/auth0|abc/été photo+1?#%&=.jpg";
-        let url = signer().signed_url(key, EXPIRES).expect("signs");
-        let (resource, expires, signature, _) = parts(&url);
+        let (resource, expires, signature, _) = signed_parts(key);
         assert_eq!(
             resource,
             format!(

@@ -3,9 +3,9 @@
 //! puts (absent, or still naming the image it replaces), so the index cannot be raced.
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
+
+use super::table::{self, sdk_failure, written, Table};
 
 use crate::domain::{ImageId, OwnerId, Timestamp};
 use crate::ports::{DigestIndex, RepoError};
@@ -13,16 +13,14 @@ use crate::ports::{DigestIndex, RepoError};
 /// The digest index in the control table.
 #[derive(Debug, Clone)]
 pub struct DynamoDigests {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoDigests {
     /// An adapter on `table` (the control table).
     pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoDigests {
-            client: Client::new(config),
-            table: table.into(),
+            table: Table::new(config, table),
         }
     }
 
@@ -36,9 +34,8 @@ impl DynamoDigests {
         from: Option<ImageId>,
     ) -> Result<bool, RepoError> {
         let mut put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+            .table
+            .put()
             .item("pk", AttributeValue::S(digest_key(owner, sha256)))
             .item("image_id", AttributeValue::S(to.to_string()))
             .item(
@@ -49,24 +46,13 @@ impl DynamoDigests {
         if let Some(from) = from {
             put = put.expression_attribute_values(":from", AttributeValue::S(from.to_string()));
         }
-        match put.send().await {
-            Ok(_) => Ok(true),
-            Err(e) if conditional_check_failed(&e) => Ok(false),
-            Err(e) => Err(super::dynamodb::sdk_failure(e)),
-        }
+        written(put.send().await)
     }
 }
 
 /// The item's key: owner ids cannot contain `#`, digests are hex.
 pub fn digest_key(owner: &OwnerId, sha256: &str) -> String {
     format!("digest#{owner}#{sha256}")
-}
-
-fn conditional_check_failed<R>(
-    e: &SdkError<aws_sdk_dynamodb::operation::put_item::PutItemError, R>,
-) -> bool {
-    e.as_service_error()
-        .is_some_and(|s| s.is_conditional_check_failed_exception())
 }
 
 impl DigestIndex for DynamoDigests {
@@ -83,17 +69,13 @@ impl DigestIndex for DynamoDigests {
             return Ok(None);
         }
         // Held: read who holds it (strongly, the claim may be a moment old).
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(digest_key(owner, sha256)))
-            .consistent_read(true)
-            .send()
+        let item = self
+            .table
+            .get(table::key("pk", digest_key(owner, sha256)))
             .await
-            .map_err(super::dynamodb::sdk_failure)?;
-        let holder = out
-            .item()
+            .map_err(sdk_failure)?;
+        let holder = item
+            .as_ref()
             .and_then(|item| item.get("image_id"))
             .and_then(|v| v.as_s().ok())
             .ok_or_else(|| RepoError::malformed("a digest claim", "no image_id"))?;

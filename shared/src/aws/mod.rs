@@ -14,6 +14,7 @@ pub mod realtime;
 pub mod runtime;
 pub mod s3;
 pub mod sqs;
+mod table;
 pub mod telemetry;
 
 pub use apigw_management::ApiGwPoster;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::Client;
+
+use super::table::{self, written, Table};
 
 use crate::domain::{OwnerId, Timestamp};
 use crate::ports::{RateCounter, RepoError};
@@ -17,16 +18,14 @@ use crate::ports::{RateCounter, RepoError};
 /// The request counters in the control table.
 #[derive(Debug, Clone)]
 pub struct DynamoRates {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoRates {
     /// An adapter on `table` (the control table).
     pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoRates {
-            client: Client::new(config),
-            table: table.into(),
+            table: Table::new(config, table),
         }
     }
 }
@@ -49,10 +48,8 @@ impl RateCounter for DynamoRates {
             .plus_secs(window_secs.saturating_mul(2))
             .unix_seconds();
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", AttributeValue::S(rate_key(owner, window_start)))
+            .table
+            .update(table::key("pk", rate_key(owner, window_start)))
             .update_expression("ADD requests :one SET expires_at = :exp")
             .condition_expression("attribute_not_exists(requests) OR requests < :limit")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
@@ -60,7 +57,7 @@ impl RateCounter for DynamoRates {
             .expression_attribute_values(":exp", AttributeValue::N(expires_at.to_string()))
             .send()
             .await;
-        super::dynamodb::written(result)
+        written(result)
     }
 }
 

@@ -1,20 +1,18 @@
 //! `BackfillRows`: the migration's reads and writes of the images table, through the old
 //! `by_status` index while it exists.
 
-use super::*;
+use aws_sdk_dynamodb::error::SdkError;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{record_from_item, DynamoImages, IndexCursor, STATUS_KEY};
+use crate::aws::table::{self, sdk_failure, written, written_or_conflict};
+use crate::domain::{ImageId, ImageRecord, LegacyRow, Status};
+use crate::ports::{BackfillRows, Page, RepoError, StoredRow};
+use crate::status_index;
 
 impl BackfillRows for DynamoImages {
     async fn read_row(&self, id: ImageId) -> Result<Option<StoredRow>, RepoError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("image_id", AttributeValue::S(id.to_string()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(sdk_failure)?;
-        let Some(item) = out.item else {
+        let Some(item) = self.item(id).await? else {
             return Ok(None);
         };
         if item.contains_key("version") {
@@ -29,21 +27,14 @@ impl BackfillRows for DynamoImages {
 
     async fn replace_legacy(&self, record: &ImageRecord) -> Result<(), RepoError> {
         let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item_from_record(record)?))
-            .condition_expression("attribute_exists(image_id) AND attribute_not_exists(#v)")
+            .put_record(
+                record,
+                "attribute_exists(image_id) AND attribute_not_exists(#v)",
+            )?
             .expression_attribute_names("#v", "version")
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Err(RepoError::Conflict)
-            }
-            Err(e) => Err(sdk_failure(e)),
-        }
+        written_or_conflict(result)
     }
 
     async fn page_unindexed(
@@ -56,9 +47,8 @@ impl BackfillRows for DynamoImages {
             .map(|c| LEGACY_STATUS_CURSOR.decode(status.as_str().to_owned(), c))
             .transpose()?;
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .index_name(LEGACY_BY_STATUS)
             .key_condition_expression("processing_status = :s")
             .filter_expression("attribute_not_exists(#k)")
@@ -104,10 +94,8 @@ impl BackfillRows for DynamoImages {
             return Ok(false);
         };
         let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("image_id", AttributeValue::S(record.image_id.to_string()))
+            .table
+            .update(table::key("image_id", record.image_id.to_string()))
             .update_expression("SET #k = :k, #s = if_not_exists(#s, :s)")
             .condition_expression("#v = :v AND attribute_not_exists(#k)")
             .expression_attribute_names("#k", STATUS_KEY)

@@ -1,7 +1,15 @@
 //! `StatusIndex` over `by_status_v2` (see [`crate::status_index`]): COUNT queries of the shards,
 //! pages merged over them, the page's rows fetched by id.
 
-use super::*;
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+use super::{cursor_query, record_from_item, DynamoImages, STATUS_KEY};
+use crate::aws::table::{batch_get, Item};
+use crate::domain::{ImageRecord, Status};
+use crate::ports::{Page, RepoError, StatusIndex};
+use crate::status_index::{self, Entry, Position, ShardRead};
 
 impl DynamoImages {
     /// One COUNT of shard `n` of `status`.
@@ -37,9 +45,8 @@ impl DynamoImages {
             Position::Start | Position::Done => None,
         };
         let out = self
-            .client
+            .table
             .query()
-            .table_name(&self.table)
             .index_name(status_index::INDEX)
             .key_condition_expression("#k = :k")
             .expression_attribute_names("#k", STATUS_KEY)
@@ -62,7 +69,7 @@ impl DynamoImages {
 }
 
 /// An index entry from the keys a `KEYS_ONLY` query returns.
-fn entry_from_keys(item: &HashMap<String, AttributeValue>) -> Result<Entry, RepoError> {
+fn entry_from_keys(item: &Item) -> Result<Entry, RepoError> {
     let text = |name: &str| {
         item.get(name)
             .and_then(|v| v.as_s().ok())
@@ -115,7 +122,7 @@ impl StatusIndex for DynamoImages {
         .await?;
         let page = status_index::merge(&cursor, reads, oldest_first, limit);
         let ids: Vec<String> = page.items.iter().map(|e| e.id.to_string()).collect();
-        let rows = batch_get(&self.client, &self.table, "image_id", &ids)
+        let rows = batch_get(&self.table, "image_id", &ids)
             .await?
             .into_iter()
             .map(record_from_item)

@@ -1,10 +1,4 @@
-//! DynamoDB adapters for live notices: the connections table (`ConnectionRepository`) and the
-//! notices table (`NoticeLog`).
-//!
-//! Connections table (pk `connection_id`, GSI `by_owner`): `connection_id`, `owner_id`,
-//! `connected_at` (RFC 3339), `expires_at` (TTL, epoch seconds).
-//!
-//! Notices table (pk `owner_id`, sk `seq`) holds three kinds of rows:
+//! The notices table (pk `owner_id`, sk `seq`) holds three kinds of rows:
 //! - notices: `owner_id` = the owner, `seq` >= 1, `type`, `image_id`, `notice` (the JSON frame as
 //!   sent), `expires_at` (24 h);
 //! - the owner's counter: `owner_id` = the owner, `seq` = 0, `last_seq` (`ADD` makes it atomic);
@@ -19,77 +13,13 @@
 use std::collections::{BTreeSet, HashMap};
 
 use aws_config::SdkConfig;
-use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
-use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
+use super::{expired, from_item, to_item, unavailable};
+use crate::aws::table::{self, Item, Pages, Put, Table};
 use crate::domain::{ImageId, Notice, OwnerId, Timestamp};
-use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError, Replay};
-
-type Item = HashMap<String, AttributeValue>;
-
-fn unavailable<E: std::error::Error + Send + Sync + 'static>(e: E) -> RealtimeError {
-    RealtimeError::Unavailable(Box::new(e))
-}
-
-/// `row` as an item.
-fn to_item<T: Serialize>(what: &'static str, row: &T) -> Result<Item, RealtimeError> {
-    serde_dynamo::to_item(row).map_err(|e| RealtimeError::malformed(what, e))
-}
-
-/// `item` as a `T`.
-fn from_item<T: for<'de> Deserialize<'de>>(
-    what: &'static str,
-    item: Item,
-) -> Result<T, RealtimeError> {
-    serde_dynamo::from_item(item).map_err(|e| RealtimeError::malformed(what, e))
-}
-
-/// An absent `expires_at` (epoch seconds) never expires.
-fn expired(expires_at: Option<i64>, now: Timestamp) -> bool {
-    expires_at.is_some_and(|at| at <= now.unix_seconds())
-}
-
-/// A row of the connections table.
-#[derive(Debug, Serialize, Deserialize)]
-struct ConnectionRow {
-    connection_id: String,
-    owner_id: OwnerId,
-    /// RFC 3339.
-    connected_at: Timestamp,
-    /// TTL, epoch seconds.
-    expires_at: i64,
-}
-
-impl From<&Connection> for ConnectionRow {
-    fn from(c: &Connection) -> Self {
-        ConnectionRow {
-            connection_id: c.connection_id.clone(),
-            owner_id: c.owner.clone(),
-            connected_at: c.connected_at,
-            expires_at: c.expires_at.unix_seconds(),
-        }
-    }
-}
-
-impl From<ConnectionRow> for Connection {
-    fn from(row: ConnectionRow) -> Self {
-        Connection {
-            connection_id: row.connection_id,
-            owner: row.owner_id,
-            connected_at: row.connected_at,
-            expires_at: Timestamp::from_unix_millis(row.expires_at.saturating_mul(1000)),
-        }
-    }
-}
-
-/// A connection row read back, unless it expired.
-fn live_connection(item: Item, now: Timestamp) -> Result<Option<Connection>, RealtimeError> {
-    let row: ConnectionRow = from_item("a connection", item)?;
-    Ok((!expired(Some(row.expires_at), now)).then(|| row.into()))
-}
+use crate::ports::{Delivery, NoticeLog, RealtimeError, Replay};
 
 /// A delivery record of the notices table.
 #[derive(Debug, Serialize, Deserialize)]
@@ -167,129 +97,41 @@ struct CounterRow {
     last_seq: u64,
 }
 
-/// The connections table.
-#[derive(Debug, Clone)]
-pub struct DynamoConnections {
-    client: Client,
-    table: String,
-}
-
-impl DynamoConnections {
-    /// A repository on `table`.
-    pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
-        DynamoConnections {
-            client: Client::new(config),
-            table: table.into(),
-        }
-    }
-}
-
-impl ConnectionRepository for DynamoConnections {
-    async fn put(&self, c: &Connection) -> Result<(), RealtimeError> {
-        self.client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(to_item("a connection", &ConnectionRow::from(c))?))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn get(
-        &self,
-        connection_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, RealtimeError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("connection_id", AttributeValue::S(connection_id.to_owned()))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(unavailable)?;
-        match out.item {
-            Some(item) => live_connection(item, now),
-            None => Ok(None),
-        }
-    }
-
-    async fn delete(&self, connection_id: &str) -> Result<(), RealtimeError> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .key("connection_id", AttributeValue::S(connection_id.to_owned()))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
-    }
-
-    async fn for_owner(
-        &self,
-        owner: &OwnerId,
-        now: Timestamp,
-    ) -> Result<Vec<Connection>, RealtimeError> {
-        let mut out = Vec::new();
-        let mut start = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .index_name("by_owner")
-                .key_condition_expression("owner_id = :owner")
-                .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
-                .set_exclusive_start_key(start)
-                .send()
-                .await
-                .map_err(unavailable)?;
-            for item in page.items.unwrap_or_default() {
-                out.extend(live_connection(item, now)?);
-            }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() => start = Some(key),
-                _ => return Ok(out),
-            }
-        }
-    }
-}
-
 /// The notices table: counters, the replay log and delivery records.
 #[derive(Debug, Clone)]
 pub struct DynamoNotices {
-    client: Client,
-    table: String,
+    table: Table,
 }
 
 impl DynamoNotices {
     /// A log on `table`.
     pub fn new(config: &SdkConfig, table: impl Into<String>) -> Self {
         DynamoNotices {
-            client: Client::new(config),
-            table: table.into(),
+            table: Table::new(config, table),
         }
     }
 
     async fn read_delivery(&self, key: &str) -> Result<Option<Delivery>, RealtimeError> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("owner_id", AttributeValue::S(delivery_pk(key)))
-            .key("seq", AttributeValue::N("0".into()))
-            .consistent_read(true)
-            .send()
+        let item = self
+            .table
+            .get(seq_zero(delivery_pk(key)))
             .await
             .map_err(unavailable)?;
-        out.item.map(delivery_from_item).transpose()
+        item.map(delivery_from_item).transpose()
     }
 }
 
 fn delivery_pk(key: &str) -> String {
     format!("delivery#{key}")
+}
+
+/// The key of the row with `seq` 0 in the partition `owner_id`: an owner's counter, or (with
+/// [`delivery_pk`]) a delivery record.
+fn seq_zero(owner_id: String) -> Item {
+    HashMap::from([
+        ("owner_id".to_owned(), AttributeValue::S(owner_id)),
+        ("seq".to_owned(), AttributeValue::N("0".into())),
+    ])
 }
 
 fn notice_json(notice: &Notice) -> Result<String, RealtimeError> {
@@ -303,11 +145,8 @@ fn notice_from_json(json: &str) -> Result<Notice, RealtimeError> {
 impl NoticeLog for DynamoNotices {
     async fn next_seq(&self, owner: &OwnerId) -> Result<u64, RealtimeError> {
         let out = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("owner_id", AttributeValue::S(owner.to_string()))
-            .key("seq", AttributeValue::N("0".into()))
+            .table
+            .update(seq_zero(owner.to_string()))
             .update_expression("ADD last_seq :one")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .return_values(ReturnValue::UpdatedNew)
@@ -321,9 +160,8 @@ impl NoticeLog for DynamoNotices {
 
     async fn claim(&self, key: &str, d: &Delivery) -> Result<Delivery, RealtimeError> {
         let result = self
-            .client
-            .put_item()
-            .table_name(&self.table)
+            .table
+            .put()
             .set_item(Some(to_item(
                 "a delivery record",
                 &DeliveryRow::new(key, d)?,
@@ -332,24 +170,17 @@ impl NoticeLog for DynamoNotices {
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match result {
-            Ok(_) => Ok(d.clone()),
-            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                // The record that won comes back with the refusal; a store that does not
-                // return it is read.
-                if let PutItemError::ConditionalCheckFailedException(refused) = e.err() {
-                    if let Some(won) = refused.item().filter(|item| !item.is_empty()) {
-                        return delivery_from_item(won.clone());
-                    }
-                }
-                self.read_delivery(key).await?.ok_or_else(|| {
-                    RealtimeError::malformed(
-                        "a delivery record",
-                        "it vanished between the claim and the read",
-                    )
-                })
-            }
-            Err(e) => Err(unavailable(e)),
+        match table::put_or_current(result, unavailable)? {
+            Put::Written => Ok(d.clone()),
+            // The record that won comes back with the refusal; a store that does not return it
+            // is read.
+            Put::Refused(Some(won)) => delivery_from_item(won),
+            Put::Refused(None) => self.read_delivery(key).await?.ok_or_else(|| {
+                RealtimeError::malformed(
+                    "a delivery record",
+                    "it vanished between the claim and the read",
+                )
+            }),
         }
     }
 
@@ -359,11 +190,8 @@ impl NoticeLog for DynamoNotices {
         delivered: &BTreeSet<String>,
         done: bool,
     ) -> Result<(), RealtimeError> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("owner_id", AttributeValue::S(delivery_pk(key)))
-            .key("seq", AttributeValue::N("0".into()))
+        self.table
+            .update(seq_zero(delivery_pk(key)))
             .update_expression("SET delivered = :delivered, done = :done")
             .condition_expression("attribute_exists(owner_id)")
             .expression_attribute_values(
@@ -399,9 +227,8 @@ impl NoticeLog for DynamoNotices {
             expires_at: expires_at.unix_seconds(),
             stored_at: Timestamp::now().unix_millis(),
         };
-        self.client
-            .put_item()
-            .table_name(&self.table)
+        self.table
+            .put()
             .set_item(Some(to_item("a notice", &row)?))
             .send()
             .await
@@ -423,40 +250,34 @@ impl NoticeLog for DynamoNotices {
             .unwrap_or(usize::MAX)
             .saturating_add(limit)
             .saturating_add(1);
-        let mut items = Vec::new();
-        let mut start = None;
-        let mut capped = false;
-        loop {
-            let left = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
-            let page = self
-                .client
+        let mut pages = Pages::new(
+            self.table
                 .query()
-                .table_name(&self.table)
                 .key_condition_expression("owner_id = :owner AND seq > :from")
                 .expression_attribute_values(":owner", AttributeValue::S(owner.to_string()))
                 .expression_attribute_values(":from", AttributeValue::N(from.to_string()))
                 .scan_index_forward(true)
-                .consistent_read(true)
-                .limit(left)
-                .set_exclusive_start_key(start)
-                .send()
+                .consistent_read(true),
+        );
+        let mut items = Vec::new();
+        while items.len() < want {
+            let left = i32::try_from(want - items.len()).unwrap_or(i32::MAX);
+            let Some(page) = pages
+                .next_with(|query| query.limit(left))
                 .await
-                .map_err(unavailable)?;
+                .map_err(unavailable)?
+            else {
+                break;
+            };
             for item in page.items.unwrap_or_default() {
                 let row: LoggedRow = from_item("a notice", item)?;
                 if row.notice.is_some() {
                     items.push(row);
                 }
             }
-            match page.last_evaluated_key {
-                Some(key) if !key.is_empty() && items.len() < want => start = Some(key),
-                Some(key) if !key.is_empty() => {
-                    capped = true;
-                    break;
-                }
-                _ => break,
-            }
         }
+        // Stopped with pages left: the slice was capped.
+        let capped = pages.more();
         let after_stored = items
             .iter()
             .find(|row| row.seq == after)
@@ -490,84 +311,16 @@ impl NoticeLog for DynamoNotices {
 
 #[cfg(test)]
 mod tests {
+    use super::super::items::{item, nu, st};
     use super::*;
-    use crate::domain::{ContentType, ImageRecord, NewImage, NoticeType, UploadState};
-
-    fn st(v: &str) -> AttributeValue {
-        AttributeValue::S(v.to_owned())
-    }
-
-    fn nu(v: &str) -> AttributeValue {
-        AttributeValue::N(v.to_owned())
-    }
-
-    fn item<const N: usize>(pairs: [(&str, AttributeValue); N]) -> Item {
-        pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-    }
-
-    #[test]
-    fn rows_past_their_expiry_count_as_absent_and_rows_without_one_do_not_expire() {
-        let now = Timestamp::from_unix_millis(1_700_000_000_000);
-        assert!(expired(Some(now.unix_seconds() - 1), now));
-        assert!(expired(Some(now.unix_seconds()), now));
-        assert!(!expired(Some(now.unix_seconds() + 1), now));
-        assert!(!expired(None, now));
-    }
-
-    #[test]
-    fn a_connection_row_reads_back() {
-        let row = item([
-            ("connection_id", st("abc=")),
-            ("owner_id", st("u1")),
-            ("connected_at", st("2026-11-28T10:00:00.000Z")),
-            ("expires_at", nu("1900000000")),
-        ]);
-        let now = Timestamp::from_unix_millis(1_800_000_000_000);
-        let c = live_connection(row.clone(), now).unwrap().unwrap();
-        assert_eq!(c.connection_id, "abc=");
-        assert_eq!(c.owner.as_str(), "u1");
-        assert_eq!(c.expires_at.unix_seconds(), 1_900_000_000);
-        let later = Timestamp::from_unix_millis(1_900_000_000_000);
-        assert_eq!(live_connection(row, later).unwrap(), None, "expired");
-        let bad = item([("connection_id", st("abc="))]);
-        assert!(matches!(
-            live_connection(bad, now),
-            Err(RealtimeError::Malformed { .. })
-        ));
-    }
-
-    #[test]
-    fn a_connection_is_written_with_the_tables_attribute_names_and_types() {
-        let c = Connection {
-            connection_id: "abc=".into(),
-            owner: "u1".parse().unwrap(),
-            connected_at: "2026-11-28T10:00:00.000Z".parse().unwrap(),
-            expires_at: Timestamp::from_unix_millis(1_900_000_000_000),
-        };
-        assert_eq!(
-            to_item("a connection", &ConnectionRow::from(&c)).unwrap(),
-            item([
-                ("connection_id", st("abc=")),
-                ("owner_id", st("u1")),
-                ("connected_at", st("2026-11-28T10:00:00.000Z")),
-                ("expires_at", nu("1900000000")),
-            ])
-        );
-    }
+    use crate::domain::{NoticeType, UploadState};
 
     fn notice() -> Notice {
-        let record = ImageRecord::new(
-            NewImage {
-                image_id: "01JABCDEFGHJKMNPQRSTVWXYZ0".parse().unwrap(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Jpeg,
-                byte_size: 10,
-                sha256: None,
-                upload_state: UploadState::Stored,
-            },
+        let mut record = crate::status_index::test_row(
+            UploadState::Stored,
             Timestamp::from_unix_millis(1_800_000_000_000),
         );
+        record.image_id = "01JABCDEFGHJKMNPQRSTVWXYZ0".parse().unwrap();
         Notice::new(NoticeType::Failed, &record, 7)
     }
 
