@@ -46,7 +46,7 @@ use crate::ports::{
 pub use decide::{decide, Decision, Left};
 pub use estimate::{CostModel, Estimate};
 pub use index::index_pass;
-use page::page_pass;
+use page::PagePass;
 use start::{plan_start, Start};
 
 /// The marker's name: a new version of the migration gets a new name, hence runs again.
@@ -192,7 +192,13 @@ where
                 .store
                 .list_originals(after.as_deref(), settings.page)
                 .await?;
-            let (c, s) = page_pass(&ports, &page.items, None, settings, now).await?;
+            let pass = PagePass {
+                ports: &ports,
+                settings,
+                started_at: None,
+                now,
+            };
+            let (c, s) = pass.run(&page.items).await?;
             counts.add(&c);
             stages = (stages.0 + s.0, stages.1 + s.1);
             progress(&counts);
@@ -277,14 +283,13 @@ where
                 .store
                 .list_originals(marker.checkpoint.as_deref(), settings.page)
                 .await?;
-            let (c, s) = page_pass(
-                &ports,
-                &page.items,
-                Some(marker.started_at),
+            let pass = PagePass {
+                ports: &ports,
                 settings,
-                Timestamp::now(),
-            )
-            .await?;
+                started_at: Some(marker.started_at),
+                now: Timestamp::now(),
+            };
+            let (c, s) = pass.run(&page.items).await?;
             marker.counts.add(&c);
             stages = (stages.0 + s.0, stages.1 + s.1);
             if let Some(last) = page.items.last() {
