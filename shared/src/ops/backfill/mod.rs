@@ -40,9 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::domain::migration::{f64_bits, BackfillCounts, LegacyRow, Marker, RunState};
 use crate::domain::Timestamp;
-use crate::ports::{
-    BackfillRows, ImageRepository, JobQueue, MarkerStore, QueueError, RepoError, StoreError,
-};
+use crate::ports::{BackfillRows, ImageRepository, JobQueue, MarkerStore, RepoError};
 pub use decide::{decide, Decision, Left};
 pub use estimate::{CostModel, Estimate};
 pub use index::index_pass;
@@ -104,19 +102,9 @@ fn stages_by_name<S: serde::Serializer>(stages: &(u64, u64), s: S) -> Result<S::
     map.end()
 }
 
-/// Why a call stopped with an error (the marker records it; the next start resumes).
-#[derive(Debug, thiserror::Error)]
-pub enum BackfillError {
-    /// The bucket failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// A table failed.
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    /// A queue failed.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-}
+/// Why a call stopped with an error (the marker records it; the next start resumes): the
+/// bucket, a table or a queue failed.
+pub type BackfillError = super::PortError;
 
 /// The ports a run uses.
 #[derive(Debug)]
