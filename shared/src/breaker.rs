@@ -338,6 +338,15 @@ mod tests {
         Timestamp::from_unix_millis(1_800_000_000_000 + secs * 1000)
     }
 
+    /// A breaker opened by five failures in the first five seconds (its cool-down ends at 64 s).
+    fn opened(cfg: &BreakerConfig) -> Breaker {
+        let mut b = Breaker::default();
+        for i in 0..5 {
+            b.record_failure(at(i), 1, cfg);
+        }
+        b
+    }
+
     #[test]
     fn the_fifth_failure_in_the_window_opens_the_circuit_once() {
         let cfg = BreakerConfig::default();
@@ -376,10 +385,7 @@ mod tests {
     #[test]
     fn open_defers_then_admits_exactly_one_probe_whose_success_closes() {
         let cfg = BreakerConfig::default();
-        let mut b = Breaker::default();
-        for i in 0..5 {
-            b.record_failure(at(i), 1, &cfg);
-        }
+        let mut b = opened(&cfg);
         assert_eq!(
             b.admit(at(10), &cfg),
             (Admission::DeferUntil(at(64)), false)
@@ -400,10 +406,7 @@ mod tests {
     #[test]
     fn a_failed_probe_reopens_for_another_cool_down() {
         let cfg = BreakerConfig::default();
-        let mut b = Breaker::default();
-        for i in 0..5 {
-            b.record_failure(at(i), 1, &cfg);
-        }
+        let mut b = opened(&cfg);
         b.admit(at(70), &cfg);
         assert!(b.record_failure(at(71), 1, &cfg));
         assert_eq!(b.state, CircuitState::Open);
@@ -414,10 +417,7 @@ mod tests {
     #[test]
     fn a_reset_by_hand_closes_an_open_circuit_and_records_who_and_when() {
         let cfg = BreakerConfig::default();
-        let mut b = Breaker::default();
-        for i in 0..5 {
-            b.record_failure(at(i), 1, &cfg);
-        }
+        let mut b = opened(&cfg);
         assert_eq!(b.failures_in_window(at(10), &cfg), 5);
         assert_eq!(b.next_probe_in_secs(at(10)), Some(54));
         b.reset(at(20), "ops-admin");
@@ -565,12 +565,8 @@ mod tests {
             "read in the future: not trusted"
         );
 
-        let mut b = Breaker::default();
-        for i in 0..5 {
-            b.record_failure(at(i), 1, &cfg);
-        }
         let open = CachedCircuit {
-            breaker: b,
+            breaker: opened(&cfg),
             version: 8,
             at: at(62),
         };
@@ -600,10 +596,7 @@ mod tests {
     #[test]
     fn a_lost_probe_is_taken_over_after_its_lease() {
         let cfg = BreakerConfig::default();
-        let mut b = Breaker::default();
-        for i in 0..5 {
-            b.record_failure(at(i), 1, &cfg);
-        }
+        let mut b = opened(&cfg);
         assert_eq!(b.admit(at(64), &cfg).0, Admission::Probe);
         assert_eq!(
             b.admit(at(95), &cfg).0,

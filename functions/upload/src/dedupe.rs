@@ -102,21 +102,14 @@ fn reuse(row: ImageRecord, declared: Declared<'_>, now: Timestamp) -> Option<Kno
 #[cfg(test)]
 mod tests {
     use super::*;
-    use safelight::{ContentType, NewImage};
 
+    /// A 100-byte JPEG of owner `u1` in `state`, created at `created`.
     fn row(state: UploadState, created: Timestamp) -> ImageRecord {
-        ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Jpeg,
-                byte_size: 100,
-                sha256: None,
-                upload_state: state,
-            },
-            created,
-        )
+        testkit::image("u1")
+            .size(100)
+            .state(state)
+            .created(created)
+            .build()
     }
 
     fn declared() -> Declared<'static> {

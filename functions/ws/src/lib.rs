@@ -156,6 +156,9 @@ where
         let connection_id = ctx.connection_id.as_deref().unwrap_or_default();
         let span = tracing::info_span!("ws", route, connection_id);
         let result = async {
+            if connection_id.is_empty() {
+                return Err(WsError::BadEvent("no connection id"));
+            }
             match route {
                 "$connect" => self.connect(request, connection_id).await,
                 "$disconnect" => self.disconnect(connection_id).await,
@@ -179,9 +182,6 @@ where
         request: &ApiGatewayWebsocketProxyRequest,
         connection_id: &str,
     ) -> Result<ApiGatewayProxyResponse, WsError> {
-        if connection_id.is_empty() {
-            return Err(WsError::BadEvent("no connection id"));
-        }
         let Some(token) = request
             .query_string_parameters
             .first("token")
@@ -221,9 +221,6 @@ where
     }
 
     async fn disconnect(&self, connection_id: &str) -> Result<ApiGatewayProxyResponse, WsError> {
-        if connection_id.is_empty() {
-            return Err(WsError::BadEvent("no connection id"));
-        }
         self.connections.delete(connection_id).await?;
         tracing::info!("disconnected");
         Ok(response(200))
@@ -234,9 +231,6 @@ where
         request: &ApiGatewayWebsocketProxyRequest,
         connection_id: &str,
     ) -> Result<ApiGatewayProxyResponse, WsError> {
-        if connection_id.is_empty() {
-            return Err(WsError::BadEvent("no connection id"));
-        }
         let now = Timestamp::now();
         let Some(connection) = self.connections.get(connection_id, now).await? else {
             // Connected before its row expired or was removed: it has no owner any more.

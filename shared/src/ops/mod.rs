@@ -23,6 +23,22 @@ pub mod sweep;
 pub use settings::OpsSettings;
 
 use crate::domain::Timestamp;
+use crate::ports::{QueueError, RepoError, StoreError};
+
+/// A port call of an operation failed; the operation stops there (every write it made is a
+/// conditional or idempotent one, so the next call carries on).
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    /// The bucket failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A table failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// A queue failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
 
 /// The start of the minute `at` falls in (the key of its throughput counter).
 pub fn minute_start(at: Timestamp) -> Timestamp {

@@ -7,10 +7,7 @@ use serde::Serialize;
 use super::circuits::CircuitView;
 use crate::breaker::BreakerConfig;
 use crate::domain::{ErrorKind, ImageId, OwnerId, Stage, Status, Timestamp, UploadState};
-use crate::ports::{
-    ControlStore, MinuteCount, QueueAdmin, QueueDepth, QueueError, RepoError, StatusIndex,
-    ThroughputLog,
-};
+use crate::ports::{ControlStore, MinuteCount, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog};
 
 /// How many recent failures the view lists.
 pub const RECENT_FAILURES: u32 = 20;
@@ -95,16 +92,8 @@ pub struct QueueView {
     pub throughput: Vec<MinuteCount>,
 }
 
-/// Why the view could not be put together.
-#[derive(Debug, thiserror::Error)]
-pub enum ViewError {
-    /// The images or control table failed.
-    #[error(transparent)]
-    Repo(#[from] RepoError),
-    /// A queue's attributes could not be read.
-    #[error(transparent)]
-    Queue(#[from] QueueError),
-}
+/// Why the view could not be put together: a table or a queue's attributes could not be read.
+pub type ViewError = super::PortError;
 
 /// The ports the view reads.
 #[derive(Debug)]

@@ -140,12 +140,19 @@ mod tests {
         r
     }
 
+    /// A table holding one failed image of `u1`, and that row.
+    fn with_failed_row(now: Timestamp) -> (MemoryImages, ImageRecord) {
+        let images = MemoryImages::default();
+        let row = failed_row("u1", now);
+        images.insert(row.clone());
+        (images, row)
+    }
+
     #[tokio::test]
     async fn a_retry_resets_the_failed_stage_and_enqueues_it_once() {
         let now = Timestamp::now();
-        let (images, queue) = (MemoryImages::default(), MemoryQueue::default());
-        let row = failed_row("u1", now);
-        images.insert(row.clone());
+        let (images, row) = with_failed_row(now);
+        let queue = MemoryQueue::default();
         let owner: OwnerId = "u1".parse().unwrap();
         let done = retry_image(&images, &queue, &owner, row.image_id, now)
             .await
@@ -163,9 +170,8 @@ mod tests {
     #[tokio::test]
     async fn another_owners_image_is_not_found_and_left_alone() {
         let now = Timestamp::now();
-        let (images, queue) = (MemoryImages::default(), MemoryQueue::default());
-        let row = failed_row("u1", now);
-        images.insert(row.clone());
+        let (images, row) = with_failed_row(now);
+        let queue = MemoryQueue::default();
         let other: OwnerId = "u2".parse().unwrap();
         assert!(matches!(
             retry_image(&images, &queue, &other, row.image_id, now).await,
@@ -178,10 +184,9 @@ mod tests {
     #[tokio::test]
     async fn a_send_that_fails_puts_the_row_back_to_failed_with_its_reason() {
         let now = Timestamp::now();
-        let (images, switch) = (MemoryImages::default(), Switch::default());
+        let (images, row) = with_failed_row(now);
+        let switch = Switch::default();
         let queue = Faulty::new(MemoryQueue::default(), switch.clone());
-        let row = failed_row("u1", now);
-        images.insert(row.clone());
         switch.fail(true);
         let owner: OwnerId = "u1".parse().unwrap();
         assert!(matches!(

@@ -25,6 +25,8 @@
 //! Fetching lazily (not at init) means an issuer hiccup fails some connects with 500 instead of
 //! crash-looping the function. Time comes from a [`Clock`], so tests move it by hand.
 
+mod jwks;
+
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Mutex;
@@ -37,6 +39,8 @@ use jsonwebtoken::{decode, decode_header, Algorithm, DecodingKey, Validation};
 use safelight::config::{secs, Bounds, Env, Settings};
 use safelight::{ConfigError, OwnerId, Timestamp};
 use serde::Deserialize;
+
+pub use jwks::HttpJwks;
 
 /// The shortest time between two JWKS fetch attempts after the first.
 pub const REFETCH_INTERVAL: Duration = Duration::from_secs(10);
@@ -352,53 +356,6 @@ impl<K: KeySource, C: Clock> TokenVerifier for JwtVerifier<K, C> {
     }
 }
 
-/// The issuer's JWKS over HTTP(S), found through OpenID discovery.
-#[derive(Debug, Clone)]
-pub struct HttpJwks {
-    http: reqwest::Client,
-    issuer: String,
-}
-
-#[derive(Debug, Deserialize)]
-struct Discovery {
-    jwks_uri: String,
-}
-
-impl HttpJwks {
-    /// Keys of `issuer` (its `/.well-known/openid-configuration` names the JWKS URL).
-    pub fn new(issuer: &str) -> Result<Self, reqwest::Error> {
-        Ok(HttpJwks {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(3))
-                .build()?,
-            issuer: issuer.trim_end_matches('/').to_owned(),
-        })
-    }
-}
-
-impl KeySource for HttpJwks {
-    async fn fetch(&self) -> Result<JwkSet, BoxError> {
-        let discovery: Discovery = self
-            .http
-            .get(format!("{}/.well-known/openid-configuration", self.issuer))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        let keys: JwkSet = self
-            .http
-            .get(&discovery.jwks_uri)
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        tracing::info!(keys = keys.keys.len(), "fetched the issuer's signing keys");
-        Ok(keys)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
@@ -409,8 +366,8 @@ mod tests {
 
     use super::*;
 
-    const PUBLISHED: &str = include_str!("../tests/keys/jwks-published.json");
-    const ROTATED: &str = include_str!("../tests/keys/jwks-rotated.json");
+    const PUBLISHED: &str = include_str!("../../tests/keys/jwks-published.json");
+    const ROTATED: &str = include_str!("../../tests/keys/jwks-rotated.json");
 
     fn set(json: &str) -> JwkSet {
         serde_json::from_str(json).unwrap()

@@ -30,19 +30,20 @@
 //! `dry_run` reads counts only (failed rows from the index, DLQ depths from queue attributes) and
 //! changes nothing.
 
+mod cursor;
+mod letters;
+mod pacer;
+
 use std::time::Duration;
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
-use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::retry::{requeue_failed, RetryError};
-use crate::domain::{ImageRecord, Job, Stage, Status, Timestamp};
-use crate::events::parse_jobs;
-use crate::ports::{
-    DeadLetter, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
-};
+use crate::domain::{Stage, Status, Timestamp};
+use crate::ports::{ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex};
+use cursor::Cursor;
+use letters::{Fate, Run};
+use pacer::Pacer;
 
 /// How long a received dead letter stays hidden while it is handled, and how long a skipped
 /// one stays hidden so the same run does not receive it again.
@@ -105,36 +106,6 @@ pub enum RetryAllError {
     Queue(#[from] QueueError),
 }
 
-/// Where a run is.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-struct Cursor {
-    /// When the run started: rows changed after it are not this run's business.
-    started_at: Timestamp,
-    /// The DLQ being drained, or `None` for the failed-rows phase.
-    dlq: Option<Stage>,
-    /// Letters of that DLQ this run left in it, hidden for [`SKIP_HIDE`] (skipped).
-    #[serde(default, skip_serializing_if = "is_zero")]
-    left_hidden: u64,
-    /// The failed-rows phase's page cursor.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    rows: Option<String>,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
-}
-
-impl Cursor {
-    fn encode(&self) -> Option<String> {
-        serde_json::to_vec(self).ok().map(|j| B64URL.encode(j))
-    }
-
-    fn decode(text: &str) -> Result<Cursor, RetryAllError> {
-        let json = B64URL.decode(text).map_err(|_| RetryAllError::BadCursor)?;
-        serde_json::from_slice(&json).map_err(|_| RetryAllError::BadCursor)
-    }
-}
-
 /// Limits of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryLimits {
@@ -153,38 +124,6 @@ pub struct RetryPorts<'a, R, Q, A> {
     pub queue: &'a Q,
     /// The queues' DLQs.
     pub admin: &'a A,
-}
-
-/// Spaces enqueues `1 / rate` seconds apart.
-#[derive(Debug)]
-struct Pacer {
-    gap: Duration,
-    next: Instant,
-}
-
-impl Pacer {
-    fn new(rate_per_sec: u32) -> Self {
-        Pacer {
-            gap: Duration::from_secs(1) / rate_per_sec.max(1),
-            next: Instant::now(),
-        }
-    }
-
-    async fn wait(&mut self) {
-        let now = Instant::now();
-        if self.next > now {
-            tokio::time::sleep(self.next - now).await;
-        }
-        self.next = self.next.max(now) + self.gap;
-    }
-}
-
-/// What became of one dead letter.
-enum Fate {
-    Requeued,
-    Redriven,
-    Duplicate,
-    Skip(&'static str),
 }
 
 /// One call of a run.
@@ -312,139 +251,5 @@ impl RetryAllReport {
         self.next_cursor = None;
         self.done = true;
         self
-    }
-}
-
-struct Run<'p, 'a, R, Q, A> {
-    ports: &'p RetryPorts<'a, R, Q, A>,
-    started_at: Timestamp,
-}
-
-impl<R, Q, A> Run<'_, '_, R, Q, A>
-where
-    R: ImageRepository + StatusIndex,
-    Q: JobQueue,
-    A: QueueAdmin,
-{
-    async fn dead_letter(
-        &self,
-        stage: Stage,
-        letter: &DeadLetter,
-        pacer: &mut Pacer,
-    ) -> Result<Fate, RetryAllError> {
-        let jobs = match parse_jobs(&letter.body) {
-            Ok(jobs) => jobs,
-            Err(_) => return Ok(Fate::Skip("unreadable body")),
-        };
-        let mut fate = Fate::Duplicate;
-        for job in &jobs {
-            match self.job_fate(stage, job, letter, pacer).await? {
-                Fate::Skip(why) => return Ok(Fate::Skip(why)),
-                Fate::Requeued => fate = Fate::Requeued,
-                Fate::Redriven if !matches!(fate, Fate::Requeued) => fate = Fate::Redriven,
-                _ => {}
-            }
-        }
-        self.ports
-            .admin
-            .delete_dead_letter(stage, &letter.receipt_handle)
-            .await?;
-        Ok(fate)
-    }
-
-    async fn job_fate(
-        &self,
-        stage: Stage,
-        job: &Job,
-        letter: &DeadLetter,
-        pacer: &mut Pacer,
-    ) -> Result<Fate, RetryAllError> {
-        for _ in 0..RESET_ATTEMPTS {
-            let row = self.ports.images.get(job.image_id).await?;
-            if let Some(row) = &row {
-                if row.owner_id != job.owner {
-                    return Ok(Fate::Skip("the key's owner is not the row's owner"));
-                }
-            }
-            // No row (the processor adopts the original), or the event of a later write to the
-            // original whatever the stage's state (a failed image reset by an earlier letter of
-            // this run is pending now): the processor deletes that version (the pinned one must
-            // stay current). Either way the letter goes back to work as it is.
-            let Some(row) = row.filter(|r| !r.is_later_write(job)) else {
-                pacer.wait().await;
-                self.ports
-                    .queue
-                    .requeue(stage, &letter.body, Duration::ZERO, None)
-                    .await?;
-                return Ok(Fate::Redriven);
-            };
-            let changed_in_run = row.updated_at >= self.started_at;
-            match row.stage_status(stage) {
-                Status::Completed => return Ok(Fate::Duplicate),
-                Status::Pending if changed_in_run => return Ok(Fate::Duplicate),
-                Status::Failed if !changed_in_run => {
-                    if self.reset_and_enqueue(row, pacer).await?.is_some() {
-                        return Ok(Fate::Requeued);
-                    }
-                    // Lost the race: someone else changed the row; decide again on what it is now.
-                }
-                Status::Failed => return Ok(Fate::Skip("failed again during this run")),
-                Status::Pending | Status::Processing => {
-                    return Ok(Fate::Skip("not marked failed yet"))
-                }
-            }
-        }
-        Ok(Fate::Skip("the row kept changing"))
-    }
-
-    /// The conditional reset ([`requeue_failed`]); the winner enqueues the reset stages. `None`
-    /// when another writer changed the row first (it is not failed any more, or someone else
-    /// re-queued it).
-    async fn reset_and_enqueue(
-        &self,
-        before: ImageRecord,
-        pacer: &mut Pacer,
-    ) -> Result<Option<Vec<Stage>>, RetryAllError> {
-        pacer.wait().await;
-        match requeue_failed(
-            self.ports.images,
-            self.ports.queue,
-            before,
-            Timestamp::now(),
-        )
-        .await
-        {
-            Ok(retried) => Ok(retried.map(|r| r.stages)),
-            Err(RetryError::NotFailed(_)) => Ok(None),
-            Err(RetryError::Repo(e)) => Err(e.into()),
-            Err(RetryError::Queue(e)) => Err(e.into()),
-            // Not returned by a single reset.
-            Err(RetryError::NotFound | RetryError::Busy) => Ok(None),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_cursor_round_trips_and_garbage_is_refused() {
-        let c = Cursor {
-            started_at: Timestamp::from_unix_millis(1_800_000_000_000),
-            dlq: Some(Stage::Variant),
-            left_hidden: 3,
-            rows: None,
-        };
-        let text = c.encode().unwrap();
-        assert_eq!(Cursor::decode(&text).unwrap(), c);
-        assert!(matches!(
-            Cursor::decode("not a cursor!"),
-            Err(RetryAllError::BadCursor)
-        ));
-        assert!(matches!(
-            Cursor::decode(&B64URL.encode(b"{\"x\":1}")),
-            Err(RetryAllError::BadCursor)
-        ));
     }
 }
