@@ -22,8 +22,8 @@ use crate::domain::Marker;
 use crate::domain::{ImageId, Stage, Timestamp};
 use crate::ops::minute_start;
 use crate::ports::{
-    ControlStore, Holder, Lease, LeaseView, MarkerStore, MinuteCount, Outcome, RepoError,
-    ThroughputLog,
+    ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, MarkerStore, MinuteCount,
+    Outcome, RepoError, ThroughputLog,
 };
 
 /// The control table.
@@ -380,14 +380,14 @@ impl ControlStore for DynamoControl {
         self.put_versioned(item, expected_version).await
     }
 
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Lease, RepoError> {
+    async fn acquire_lease(&self, request: &LeaseRequest<'_>) -> Result<Lease, RepoError> {
+        let LeaseRequest {
+            lease,
+            holder,
+            until,
+            now,
+        } = *request;
+        let LeaseKey { stage, image } = lease;
         // One conditional update when the lease is free or run out: take it, count the takes
         // since the last release (a release deletes the item), clear the previous holder's
         // out-of-time mark, return the old row. A live lease is only read, to tell a duplicate
@@ -437,7 +437,7 @@ impl ControlStore for DynamoControl {
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(match self.lease(stage, image).await? {
+                Ok(match self.lease(lease).await? {
                     Some(live) if live.holder == holder.message_id => {
                         Lease::Running { until: live.until }
                     }
@@ -451,10 +451,10 @@ impl ControlStore for DynamoControl {
 
     async fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
+        let LeaseKey { stage, image } = lease;
         let result = self
             .client
             .update_item()
@@ -477,7 +477,8 @@ impl ControlStore for DynamoControl {
         }
     }
 
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
+    async fn lease(&self, lease: LeaseKey) -> Result<Option<LeaseView>, RepoError> {
+        let LeaseKey { stage, image } = lease;
         let out = self
             .client
             .get_item()
@@ -490,12 +491,8 @@ impl ControlStore for DynamoControl {
         Ok(out.item.as_ref().map(lease_view))
     }
 
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
+    async fn release_lease(&self, lease: LeaseKey, holder: &Holder<'_>) -> Result<(), RepoError> {
+        let LeaseKey { stage, image } = lease;
         let result = self
             .client
             .delete_item()

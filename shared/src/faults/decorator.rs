@@ -15,10 +15,11 @@ use crate::domain::{
 use crate::ports::{
     AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
     ControlStore, DeadLetter, Delivery, DigestIndex, Downloads, Holder, ImageRepository, JobQueue,
-    Lease, LeaseView, ListedOriginal, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore,
-    OriginalsSource, Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, QueueAdmin,
-    QueueDepth, QueueError, RateCounter, RealtimeError, Replay, RepoError, StatusIndex, StoreError,
-    StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
+    Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal, MarkerStore, MinuteCount, NoticeLog,
+    ObjectMeta, ObjectStore, OriginalsSource, Outcome, Page, PostOutcome, PresignedPost,
+    PresignedRequest, QueueAdmin, QueueDepth, QueueError, RateCounter, RealtimeError, Replay,
+    RepoError, StatusIndex, StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints,
+    Written,
 };
 
 /// A port (`inner`) whose calls first go through `injector`. Presigning is local computation
@@ -212,11 +213,10 @@ decorate! {
     ControlStore: ControlStore, RepoError, repo;
     fn load_breaker(stage: Stage) -> (Breaker, u64);
     fn save_breaker(stage: Stage, breaker: &Breaker, expected_version: u64) -> ();
-    fn acquire_lease(stage: Stage, image: ImageId, holder: &Holder<'_>, until: Timestamp, now: Timestamp)
-        -> Lease;
-    fn mark_out_of_time(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
-    fn lease(stage: Stage, image: ImageId) -> Option<LeaseView>;
-    fn release_lease(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
+    fn acquire_lease(request: &LeaseRequest<'_>) -> Lease;
+    fn mark_out_of_time(lease: LeaseKey, holder: &Holder<'_>) -> ();
+    fn lease(lease: LeaseKey) -> Option<LeaseView>;
+    fn release_lease(lease: LeaseKey, holder: &Holder<'_>) -> ();
 }
 
 decorate! {

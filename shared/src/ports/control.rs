@@ -15,6 +15,28 @@ pub struct Holder<'a> {
     pub receive: u32,
 }
 
+/// Which processing lease: the one of an image at a stage (one item of the control table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct LeaseKey {
+    /// The stage processing the image.
+    pub stage: Stage,
+    /// The image.
+    pub image: ImageId,
+}
+
+/// A request to take a processing lease (see [`ControlStore::acquire_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRequest<'a> {
+    /// The lease.
+    pub lease: LeaseKey,
+    /// The receive that takes it.
+    pub holder: Holder<'a>,
+    /// Until when it is to be held.
+    pub until: Timestamp,
+    /// The time now: a lease held until before it has run out.
+    pub now: Timestamp,
+}
+
 /// What taking a processing lease found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lease {
@@ -77,38 +99,32 @@ pub trait ControlStore: Send + Sync {
         breaker: &Breaker,
         expected_version: u64,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
-    /// Takes the processing lease for (stage, image) until `until` if it is free or its time
-    /// has run out (`now` is past its `until`), counting the takes since its last release. Every
-    /// attempt releases its lease when it ends, so finding it run out under an earlier receive of
-    /// the same message means that receive's attempt never ended ([`Lease::Abandoned`]); finding
-    /// it live under the same message is a duplicate delivery ([`Lease::Running`]).
+    /// Takes the processing lease `request.lease` for `request.holder` until `request.until` if
+    /// it is free or its time has run out (`request.now` is past its `until`), counting the takes
+    /// since its last release. Every attempt releases its lease when it ends, so finding it run
+    /// out under an earlier receive of the same message means that receive's attempt never ended
+    /// ([`Lease::Abandoned`]); finding it live under the same message is a duplicate delivery
+    /// ([`Lease::Running`]).
     fn acquire_lease(
         &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
+        request: &LeaseRequest<'_>,
     ) -> impl Future<Output = Result<Lease, RepoError>> + Send;
     /// Records on the lease, if `holder` (that very receive) still holds it, that its attempt is
     /// about to run out of the invocation's time (so the next attempt knows it was not a crash).
     fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
-    /// Reads the lease of (stage, image) without taking it; `None` when there is none.
+    /// Reads the lease without taking it; `None` when there is none.
     fn lease(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
     ) -> impl Future<Output = Result<Option<LeaseView>, RepoError>> + Send;
     /// Gives the lease up if `holder` (that very receive) still holds it.
     fn release_lease(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
 }

@@ -11,7 +11,10 @@ mod realtime;
 mod store;
 mod uploads;
 
-pub use control::{ControlStore, Holder, Lease, LeaseView, MinuteCount, Outcome, ThroughputLog};
+pub use control::{
+    ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, MinuteCount, Outcome,
+    ThroughputLog,
+};
 pub use images::{ImageRepository, RepoError, StatusIndex, Written};
 pub use migration::{BackfillRows, ListedOriginal, MarkerStore, OriginalsSource, StoredRow};
 pub use queues::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};

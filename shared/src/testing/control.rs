@@ -57,7 +57,7 @@ impl crate::ports::DigestIndex for MemoryDigests {
 #[derive(Debug, Default)]
 pub struct MemoryControl {
     breakers: Mutex<BTreeMap<Stage, (Breaker, u64)>>,
-    leases: Mutex<BTreeMap<(Stage, ImageId), LeaseView>>,
+    leases: Mutex<BTreeMap<LeaseKey, LeaseView>>,
 }
 
 impl MemoryControl {
@@ -94,12 +94,12 @@ impl MemoryControl {
 
     /// Stores a lease as given (test setup).
     pub fn set_lease(&self, stage: Stage, image: ImageId, lease: LeaseView) {
-        lock(&self.leases).insert((stage, image), lease);
+        lock(&self.leases).insert(LeaseKey { stage, image }, lease);
     }
 
     /// A lease as stored.
     pub fn lease_of(&self, stage: Stage, image: ImageId) -> Option<LeaseView> {
-        lock(&self.leases).get(&(stage, image)).cloned()
+        lock(&self.leases).get(&LeaseKey { stage, image }).cloned()
     }
 }
 
@@ -126,16 +126,15 @@ impl ControlStore for MemoryControl {
         Ok(())
     }
 
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Lease, RepoError> {
+    async fn acquire_lease(&self, request: &LeaseRequest<'_>) -> Result<Lease, RepoError> {
+        let LeaseRequest {
+            lease: key,
+            holder,
+            until,
+            now,
+        } = *request;
         let mut leases = lock(&self.leases);
-        let old = leases.get(&(stage, image)).cloned();
+        let old = leases.get(&key).cloned();
         let lease = match &old {
             None => Lease::Taken,
             Some(l) if l.until >= now && l.holder == holder.message_id => {
@@ -150,7 +149,7 @@ impl ControlStore for MemoryControl {
         };
         let attempts = old.map_or(0, |l| l.attempts) + 1;
         leases.insert(
-            (stage, image),
+            key,
             LeaseView {
                 holder: holder.message_id.to_owned(),
                 receive: holder.receive,
@@ -164,11 +163,10 @@ impl ControlStore for MemoryControl {
 
     async fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
-        if let Some(l) = lock(&self.leases).get_mut(&(stage, image)) {
+        if let Some(l) = lock(&self.leases).get_mut(&lease) {
             if l.is_held_by(holder) {
                 l.ran_out_of_time = true;
             }
@@ -176,22 +174,14 @@ impl ControlStore for MemoryControl {
         Ok(())
     }
 
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
-        Ok(self.lease_of(stage, image))
+    async fn lease(&self, lease: LeaseKey) -> Result<Option<LeaseView>, RepoError> {
+        Ok(self.lease_of(lease.stage, lease.image))
     }
 
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
+    async fn release_lease(&self, lease: LeaseKey, holder: &Holder<'_>) -> Result<(), RepoError> {
         let mut leases = lock(&self.leases);
-        if leases
-            .get(&(stage, image))
-            .is_some_and(|l| l.is_held_by(holder))
-        {
-            leases.remove(&(stage, image));
+        if leases.get(&lease).is_some_and(|l| l.is_held_by(holder)) {
+            leases.remove(&lease);
         }
         Ok(())
     }

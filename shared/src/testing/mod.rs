@@ -15,9 +15,9 @@ use crate::ports::{
     RealtimeError,
 };
 use crate::ports::{
-    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore,
-    Page, PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
-    UploadConstraints,
+    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView,
+    ObjectMeta, ObjectStore, Page, PresignedPost, PresignedRequest, QueueError, RepoError,
+    StoreError, StoredObject, UploadConstraints,
 };
 use crate::ports::{
     DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
