@@ -14,12 +14,12 @@ use crate::domain::{
 };
 use crate::ports::{
     AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
-    ControlStore, DeadLetter, Delivery, DigestIndex, Downloads, Holder, ImageRepository, JobQueue,
-    Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal, MarkerStore, MinuteCount, NoticeLog,
-    ObjectMeta, ObjectStore, OriginalsSource, Outcome, Page, PostOutcome, PresignedPost,
-    PresignedRequest, QueueAdmin, QueueDepth, QueueError, RateCounter, RealtimeError, Replay,
-    RepoError, StatusIndex, StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints,
-    Written,
+    ControlStore, DeadLetter, DeadLetterReceive, Delivery, DigestClaim, DigestIndex, Downloads,
+    Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal,
+    MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore, OriginalsSource, Outcome, Page,
+    PostOutcome, PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError, RateCounter,
+    RealtimeError, Receipt, Replay, RepoError, Requeue, StatusIndex, StoreError, StoredObject,
+    StoredRow, ThroughputLog, UploadConstraints, Written,
 };
 
 /// A port (`inner`) whose calls first go through `injector`. Presigning is local computation
@@ -196,17 +196,16 @@ decorate! {
 decorate! {
     JobQueue: JobQueue, QueueError, queue;
     fn enqueue(message: &RetryMessage) -> ();
-    fn delay(stage: Stage, receipt_handle: &str, delay: Duration) -> ();
-    fn requeue(stage: Stage, body: &str, delay: Duration, since: Option<Timestamp>) -> ();
+    fn delay(receipt: Receipt<'_>, delay: Duration) -> ();
+    fn requeue(copy: &Requeue<'_>) -> ();
 }
 
 decorate! {
     QueueAdmin: QueueAdmin, QueueError, queue;
     fn depth(stage: Stage, dead_letters: bool) -> QueueDepth;
-    fn receive_dead_letters(stage: Stage, max: u32, hide_for: Duration, wait: Duration)
-        -> Vec<DeadLetter>;
-    fn delete_dead_letter(stage: Stage, receipt_handle: &str) -> ();
-    fn release_dead_letter(stage: Stage, receipt_handle: &str, after: Duration) -> ();
+    fn receive_dead_letters(request: &DeadLetterReceive) -> Vec<DeadLetter>;
+    fn delete_dead_letter(receipt: Receipt<'_>) -> ();
+    fn release_dead_letter(receipt: Receipt<'_>, after: Duration) -> ();
 }
 
 decorate! {
@@ -260,31 +259,21 @@ impl<T: DigestIndex, I: Injector> DigestIndex for Faulty<T, I> {
     /// A claim is a conditional write and, when the digest is held, a read of its holder: the
     /// read is entered after the port answered "held" (failing it there is what failing the
     /// real read does: the claim stays unmade, the caller sees an outage).
-    async fn claim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
-    ) -> Result<Option<ImageId>, RepoError> {
+    async fn claim(&self, claim: &DigestClaim<'_>) -> Result<Option<ImageId>, RepoError> {
         let port = Port::DigestIndex;
         self.enter(port, "claim", None).await.map_err(repo)?;
-        let holder = self.inner.claim(owner, sha256, image).await?;
+        let holder = self.inner.claim(claim).await?;
         if holder.is_some() {
             self.enter(port, "claim_read", None).await.map_err(repo)?;
         }
         Ok(holder)
     }
 
-    async fn reclaim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        from: ImageId,
-        to: ImageId,
-    ) -> Result<bool, RepoError> {
-        let port = Port::DigestIndex;
-        self.enter(port, "reclaim", None).await.map_err(repo)?;
-        self.inner.reclaim(owner, sha256, from, to).await
+    async fn reclaim(&self, claim: &DigestClaim<'_>, from: ImageId) -> Result<bool, RepoError> {
+        self.enter(Port::DigestIndex, "reclaim", None)
+            .await
+            .map_err(repo)?;
+        self.inner.reclaim(claim, from).await
     }
 }
 
@@ -298,6 +287,14 @@ mod tests {
 
     fn spec(spec: &str) -> Faults {
         Faults::parse(Some(spec)).unwrap()
+    }
+
+    fn ab(owner: &OwnerId, image: ImageId) -> DigestClaim<'_> {
+        DigestClaim {
+            owner,
+            sha256: "ab",
+            image,
+        }
     }
 
     fn key(owner: &str) -> ObjectKey {
@@ -370,14 +367,11 @@ mod tests {
         let digests = Faulty::new(MemoryDigests::default(), spec("ddb_get:1"));
         let owner: OwnerId = "u1".parse().unwrap();
         let (first, second) = (ImageId::new(), ImageId::new());
-        assert_eq!(digests.claim(&owner, "ab", first).await.unwrap(), None);
-        assert!(digests.claim(&owner, "ab", second).await.is_err());
+        assert_eq!(digests.claim(&ab(&owner, first)).await.unwrap(), None);
+        assert!(digests.claim(&ab(&owner, second)).await.is_err());
         let clean = Faulty::new(MemoryDigests::default(), spec("ddb_put:0"));
-        assert_eq!(clean.claim(&owner, "ab", first).await.unwrap(), None);
-        assert_eq!(
-            clean.claim(&owner, "ab", second).await.unwrap(),
-            Some(first)
-        );
+        assert_eq!(clean.claim(&ab(&owner, first)).await.unwrap(), None);
+        assert_eq!(clean.claim(&ab(&owner, second)).await.unwrap(), Some(first));
     }
 
     #[tokio::test]

@@ -41,7 +41,8 @@ use super::retry::{requeue_failed, RetryError};
 use crate::domain::{ImageRecord, Job, Stage, Status, Timestamp};
 use crate::events::parse_jobs;
 use crate::ports::{
-    DeadLetter, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
+    DeadLetter, DeadLetterReceive, ImageRepository, JobQueue, QueueAdmin, QueueError, Receipt,
+    RepoError, Requeue, StatusIndex,
 };
 
 /// How long a received dead letter stays hidden while it is handled, and how long a skipped
@@ -235,7 +236,12 @@ where
         }
         let letters = ports
             .admin
-            .receive_dead_letters(stage, 10, SKIP_HIDE, DLQ_WAIT)
+            .receive_dead_letters(&DeadLetterReceive {
+                stage,
+                max: 10,
+                hide_for: SKIP_HIDE,
+                wait: DLQ_WAIT,
+            })
             .await?;
         if letters.is_empty() {
             // Nothing visible; letters hidden by another reader are not done with yet.
@@ -347,7 +353,10 @@ where
         }
         self.ports
             .admin
-            .delete_dead_letter(stage, &letter.receipt_handle)
+            .delete_dead_letter(Receipt {
+                stage,
+                handle: &letter.receipt_handle,
+            })
             .await?;
         Ok(fate)
     }
@@ -374,7 +383,12 @@ where
                 pacer.wait().await;
                 self.ports
                     .queue
-                    .requeue(stage, &letter.body, Duration::ZERO, None)
+                    .requeue(&Requeue {
+                        stage,
+                        body: &letter.body,
+                        delay: Duration::ZERO,
+                        deferred_since: None,
+                    })
                     .await?;
                 return Ok(Fate::Redriven);
             };

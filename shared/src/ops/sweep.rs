@@ -46,8 +46,8 @@ use crate::domain::UploadState;
 use crate::domain::{ErrorKind, ImageId, ImageRecord, RetryMessage, Stage, Status, Timestamp};
 use crate::events::parse_jobs;
 use crate::ports::{
-    ImageRepository, JobQueue, ObjectStore, QueueAdmin, QueueError, RepoError, StatusIndex,
-    StoreError,
+    DeadLetterReceive, ImageRepository, JobQueue, ObjectStore, QueueAdmin, QueueError, Receipt,
+    RepoError, StatusIndex, StoreError,
 };
 use crate::processing::{RowError, RowWriter};
 use crate::retry::MAX_RECEIVES;
@@ -290,7 +290,12 @@ where
             let letters = self
                 .ports
                 .dead_letters
-                .receive_dead_letters(stage, 10, left + self.policy.hold_margin, wait)
+                .receive_dead_letters(&DeadLetterReceive {
+                    stage,
+                    max: 10,
+                    hide_for: left + self.policy.hold_margin,
+                    wait,
+                })
                 .await?;
             if letters.is_empty() {
                 // Letters another reader holds (a retry-all run) are not seen: not finished. The
@@ -343,7 +348,10 @@ where
                     // for operators to redrive, and the DLQ keeps only what failed.
                     self.ports
                         .dead_letters
-                        .delete_dead_letter(stage, &letter.receipt_handle)
+                        .delete_dead_letter(Receipt {
+                            stage,
+                            handle: &letter.receipt_handle,
+                        })
                         .await?;
                     report.done_letters_deleted += 1;
                 } else {
@@ -360,7 +368,13 @@ where
             if let Err(e) = self
                 .ports
                 .dead_letters
-                .release_dead_letter(*stage, receipt_handle, Duration::ZERO)
+                .release_dead_letter(
+                    Receipt {
+                        stage: *stage,
+                        handle: receipt_handle,
+                    },
+                    Duration::ZERO,
+                )
                 .await
             {
                 tracing::warn!(%stage, error = %e, "could not release a dead letter; it comes back when its hold ends");

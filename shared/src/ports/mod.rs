@@ -17,7 +17,9 @@ pub use control::{
 };
 pub use images::{ImageRepository, RepoError, StatusIndex, Written};
 pub use migration::{BackfillRows, ListedOriginal, MarkerStore, OriginalsSource, StoredRow};
-pub use queues::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};
+pub use queues::{
+    DeadLetter, DeadLetterReceive, JobQueue, QueueAdmin, QueueDepth, QueueError, Receipt, Requeue,
+};
 pub use realtime::{
     Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
     RealtimeError, Replay, LATE_LOOKBACK,
@@ -26,7 +28,7 @@ pub use store::{
     Downloads, ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
     UploadConstraints,
 };
-pub use uploads::{AwaitingUploads, DigestIndex, RateCounter};
+pub use uploads::{AwaitingUploads, DigestClaim, DigestIndex, RateCounter};
 
 /// A boxed error source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

@@ -1,4 +1,5 @@
-//! What the upload function asks before it creates an image: the owner's digests, request counters and uploads still awaiting their bytes.
+//! What the upload function asks before it creates an image: the owner's digests, request
+//! counters and uploads still awaiting their bytes.
 
 use std::future::Future;
 use std::time::Duration;
@@ -6,27 +7,33 @@ use std::time::Duration;
 use super::RepoError;
 use crate::domain::{ImageId, OwnerId, Timestamp};
 
+/// A claim of an owner's digest for an image (see [`DigestIndex`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DigestClaim<'a> {
+    /// Whose bytes.
+    pub owner: &'a OwnerId,
+    /// Their SHA-256, lowercase hex.
+    pub sha256: &'a str,
+    /// The image made of them.
+    pub image: ImageId,
+}
+
 /// An owner's index of the exact bytes they uploaded: a SHA-256 digest -> the image made of
 /// them. A claim is a conditional write, so two uploads of the same bytes, however close, cannot
 /// both create an image.
 pub trait DigestIndex: Send + Sync {
-    /// Claims `sha256` (lowercase hex) of `owner` for `image`: `None` when the claim is made,
-    /// else the image that holds it.
+    /// Makes `claim`: `None` when it is made, else the image that holds the digest.
     fn claim(
         &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
+        claim: &DigestClaim<'_>,
     ) -> impl Future<Output = Result<Option<ImageId>, RepoError>> + Send;
-    /// Moves the claim from `from` (an image that will never show these bytes: expired,
-    /// rejected, failed or gone) to `to`; `false` when the claim no longer names `from` (another
-    /// upload moved it first).
+    /// Moves the digest's claim from `from` (an image that will never show these bytes:
+    /// expired, rejected, failed or gone) to `claim.image`; `false` when the claim no longer
+    /// names `from` (another upload moved it first).
     fn reclaim(
         &self,
-        owner: &OwnerId,
-        sha256: &str,
+        claim: &DigestClaim<'_>,
         from: ImageId,
-        to: ImageId,
     ) -> impl Future<Output = Result<bool, RepoError>> + Send;
 }
 

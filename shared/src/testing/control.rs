@@ -1,6 +1,7 @@
 //! The control table in memory: breakers, leases, digests, counters, markers, rate windows.
 
 use super::*;
+use crate::ports::DigestClaim;
 
 /// The owners' digest index in memory, with the adapter's conditional writes.
 #[derive(Debug, Default)]
@@ -18,34 +19,23 @@ impl MemoryDigests {
 }
 
 impl crate::ports::DigestIndex for MemoryDigests {
-    async fn claim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
-    ) -> Result<Option<ImageId>, RepoError> {
+    async fn claim(&self, claim: &DigestClaim<'_>) -> Result<Option<ImageId>, RepoError> {
         let mut claims = lock(&self.claims);
-        let slot = claims.entry((owner.clone(), sha256.to_owned()));
+        let slot = claims.entry((claim.owner.clone(), claim.sha256.to_owned()));
         match slot {
             std::collections::btree_map::Entry::Occupied(held) => Ok(Some(*held.get())),
             std::collections::btree_map::Entry::Vacant(free) => {
-                free.insert(image);
+                free.insert(claim.image);
                 Ok(None)
             }
         }
     }
 
-    async fn reclaim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        from: ImageId,
-        to: ImageId,
-    ) -> Result<bool, RepoError> {
+    async fn reclaim(&self, claim: &DigestClaim<'_>, from: ImageId) -> Result<bool, RepoError> {
         let mut claims = lock(&self.claims);
-        match claims.get_mut(&(owner.clone(), sha256.to_owned())) {
+        match claims.get_mut(&(claim.owner.clone(), claim.sha256.to_owned())) {
             Some(held) if *held == from => {
-                *held = to;
+                *held = claim.image;
                 Ok(true)
             }
             _ => Ok(false),

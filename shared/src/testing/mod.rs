@@ -20,7 +20,8 @@ use crate::ports::{
     StoreError, StoredObject, UploadConstraints,
 };
 use crate::ports::{
-    DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
+    DeadLetter, DeadLetterReceive, MinuteCount, Outcome, QueueAdmin, QueueDepth, Receipt, Requeue,
+    StatusIndex, ThroughputLog,
 };
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
