@@ -562,11 +562,7 @@ impl QueueAdmin for SimQueues {
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        receipt: Receipt<'_>,
-        after: Duration,
-    ) -> Result<(), QueueError> {
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
         let Receipt {
             stage,
             handle: receipt_handle,
@@ -575,7 +571,7 @@ impl QueueAdmin for SimQueues {
         self.world
             .state()
             .queues
-            .release_dead(stage, receipt_handle, after.as_millis() as i64, now)
+            .release_dead(stage, receipt_handle, 0, now)
             .map_err(|e| QueueError::Unavailable(e.into()))
     }
 }

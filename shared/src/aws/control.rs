@@ -20,7 +20,7 @@ use super::dynamodb::{batch_get, sdk_failure};
 use crate::breaker::Breaker;
 use crate::domain::Marker;
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ops::minute_start;
+use crate::ops::{minute_start, recent_minutes};
 use crate::ports::{
     ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, MarkerStore, MinuteCount,
     Outcome, RepoError, ThroughputLog,
@@ -227,11 +227,7 @@ impl ThroughputLog for DynamoControl {
     }
 
     async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let last = minute_start(now).unix_millis();
-        let wanted: Vec<Timestamp> = (0..i64::from(minutes.clamp(1, 100)))
-            .rev()
-            .map(|i| Timestamp::from_unix_millis(last - i * 60_000))
-            .collect();
+        let wanted: Vec<Timestamp> = recent_minutes(now, minutes).collect();
         let keys: Vec<String> = wanted
             .iter()
             .flat_map(|m| (0..THROUGHPUT_SHARDS).map(|shard| throughput_key(*m, shard)))
@@ -240,20 +236,12 @@ impl ThroughputLog for DynamoControl {
         for chunk in keys.chunks(BATCH_GET_KEYS) {
             found.extend(self.batch_get(chunk).await?);
         }
-        Ok(wanted
-            .into_iter()
-            .map(|minute| {
-                let (processed, failed) = (0..THROUGHPUT_SHARDS)
-                    .filter_map(|shard| found.get(&throughput_key(minute, shard)))
-                    .map(|item| (number(item, "processed"), number(item, "failed")))
-                    .fold((0, 0), |(p, f), (dp, df)| (p + dp, f + df));
-                MinuteCount {
-                    minute,
-                    processed,
-                    failed,
-                }
-            })
-            .collect())
+        Ok(MinuteCount::tally(wanted, |minute| {
+            (0..THROUGHPUT_SHARDS)
+                .filter_map(|shard| found.get(&throughput_key(minute, shard)))
+                .map(|item| (number(item, "processed"), number(item, "failed")))
+                .fold((0, 0), |(p, f), (dp, df)| (p + dp, f + df))
+        }))
     }
 
     async fn completed_total(&self) -> Result<u64, RepoError> {

@@ -200,16 +200,12 @@ impl QueueAdmin for SqsQueues {
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        receipt: Receipt<'_>,
-        after: Duration,
-    ) -> Result<(), QueueError> {
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
             .queue_url(self.dlq_url(receipt.stage)?)
             .receipt_handle(receipt.handle)
-            .visibility_timeout(i32::try_from(after.min(MAX_VISIBILITY).as_secs()).unwrap_or(0))
+            .visibility_timeout(0)
             .send()
             .await
             .map_err(unavailable)?;

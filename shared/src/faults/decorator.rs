@@ -205,7 +205,7 @@ decorate! {
     fn depth(stage: Stage, dead_letters: bool) -> QueueDepth;
     fn receive_dead_letters(request: &DeadLetterReceive) -> Vec<DeadLetter>;
     fn delete_dead_letter(receipt: Receipt<'_>) -> ();
-    fn release_dead_letter(receipt: Receipt<'_>, after: Duration) -> ();
+    fn release_dead_letter(receipt: Receipt<'_>) -> ();
 }
 
 decorate! {
@@ -281,7 +281,7 @@ impl<T: DigestIndex, I: Injector> DigestIndex for Faulty<T, I> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::{ContentType, NewImage, UploadState};
+    use crate::domain::UploadState;
     use crate::faults::{Faults, Switch};
     use crate::testing::{MemoryDigests, MemoryImages, MemoryStore};
 
@@ -302,18 +302,10 @@ mod tests {
     }
 
     fn row() -> ImageRecord {
-        ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Jpeg,
-                byte_size: 1,
-                sha256: None,
-                upload_state: UploadState::AwaitingUpload,
-            },
-            Timestamp::now(),
-        )
+        crate::testing::image("u1")
+            .size(1)
+            .state(UploadState::AwaitingUpload)
+            .build()
     }
 
     #[tokio::test]

@@ -368,13 +368,10 @@ where
             if let Err(e) = self
                 .ports
                 .dead_letters
-                .release_dead_letter(
-                    Receipt {
-                        stage: *stage,
-                        handle: receipt_handle,
-                    },
-                    Duration::ZERO,
-                )
+                .release_dead_letter(Receipt {
+                    stage: *stage,
+                    handle: receipt_handle,
+                })
                 .await
             {
                 tracing::warn!(%stage, error = %e, "could not release a dead letter; it comes back when its hold ends");

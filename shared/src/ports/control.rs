@@ -149,6 +149,26 @@ pub struct MinuteCount {
     pub failed: u64,
 }
 
+impl MinuteCount {
+    /// The counts of `minutes`, in their order: `count` gives each one's (processed, failed).
+    pub fn tally(
+        minutes: impl IntoIterator<Item = Timestamp>,
+        mut count: impl FnMut(Timestamp) -> (u64, u64),
+    ) -> Vec<MinuteCount> {
+        minutes
+            .into_iter()
+            .map(|minute| {
+                let (processed, failed) = count(minute);
+                MinuteCount {
+                    minute,
+                    processed,
+                    failed,
+                }
+            })
+            .collect()
+    }
+}
+
 /// Per-minute throughput counters (in `CONTROL_TABLE`, `throughput#{minute}#{shard}`, with a TTL):
 /// incremented atomically by the `notify` stream consumer, read 60 at a time by the admin view,
 /// so the chart needs no scan. Also the completed total (`completed#{n}`, sharded, kept), the

@@ -127,10 +127,9 @@ pub trait QueueAdmin: Send + Sync {
         &self,
         receipt: Receipt<'_>,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
-    /// Makes a received DLQ message visible again after `after` (it stays in the DLQ).
+    /// Makes a received DLQ message visible again at once (it stays in the DLQ).
     fn release_dead_letter(
         &self,
         receipt: Receipt<'_>,
-        after: Duration,
     ) -> impl Future<Output = Result<(), QueueError>> + Send;
 }

@@ -197,20 +197,11 @@ impl ThroughputLog for MemoryThroughput {
     }
 
     async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let last = crate::ops::minute_start(now).unix_millis();
         let all = lock(&self.minutes);
-        Ok((0..i64::from(minutes))
-            .rev()
-            .map(|i| {
-                let minute = Timestamp::from_unix_millis(last - i * 60_000);
-                let (processed, failed) = all.get(&minute).copied().unwrap_or_default();
-                MinuteCount {
-                    minute,
-                    processed,
-                    failed,
-                }
-            })
-            .collect())
+        Ok(MinuteCount::tally(
+            crate::ops::recent_minutes(now, minutes),
+            |minute| all.get(&minute).copied().unwrap_or_default(),
+        ))
     }
 
     async fn completed_total(&self) -> Result<u64, RepoError> {

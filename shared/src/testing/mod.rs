@@ -3,7 +3,8 @@
 //! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
 //! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
 //! AWS adapters), and turns the switch on.
-//! Also the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
+//! Also [`image`], the builder of image rows every suite uses (re-exported by `testkit`), and
+//! the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
 //! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
 
 use crate::breaker::Breaker;
@@ -32,6 +33,7 @@ mod control;
 mod images;
 mod queues;
 mod realtime;
+mod records;
 mod store;
 
 pub use crate::engine::samples::png_rgba16_one_colour;
@@ -39,6 +41,7 @@ pub use control::*;
 pub use images::*;
 pub use queues::*;
 pub use realtime::*;
+pub use records::{image, image_of, ImageBuilder};
 pub use store::*;
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

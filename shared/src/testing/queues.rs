@@ -188,12 +188,8 @@ impl QueueAdmin for MemoryDeadLetters {
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        receipt: Receipt<'_>,
-        after: Duration,
-    ) -> Result<(), QueueError> {
-        let at = tokio::time::Instant::now() + after;
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
+        let at = tokio::time::Instant::now();
         for (id, _, until) in lock(&self.letters)
             .entry(receipt.stage)
             .or_default()
