@@ -26,7 +26,10 @@ use aws_sdk_dynamodb::Client;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{ImageId, Notice, OwnerId, Timestamp};
-use crate::ports::{Connection, ConnectionRepository, Delivery, NoticeLog, RealtimeError, Replay};
+use crate::ports::{
+    Connection, ConnectionRepository, Delivery, LogEntry, NoticeLog, Progress, RealtimeError,
+    Replay, ReplayQuery,
+};
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -356,9 +359,9 @@ impl NoticeLog for DynamoNotices {
     async fn record_progress(
         &self,
         key: &str,
-        delivered: &BTreeSet<String>,
-        done: bool,
+        progress: &Progress<'_>,
     ) -> Result<(), RealtimeError> {
+        let Progress { delivered, done } = *progress;
         self.client
             .update_item()
             .table_name(&self.table)
@@ -378,12 +381,8 @@ impl NoticeLog for DynamoNotices {
         Ok(())
     }
 
-    async fn append(
-        &self,
-        owner: &OwnerId,
-        notice: &Notice,
-        expires_at: Timestamp,
-    ) -> Result<(), RealtimeError> {
+    async fn append(&self, entry: &LogEntry<'_>) -> Result<(), RealtimeError> {
+        let (owner, notice, expires_at) = (entry.owner, entry.notice, entry.expires_at);
         if notice.seq == 0 {
             return Err(RealtimeError::malformed(
                 "a notice",
@@ -409,13 +408,13 @@ impl NoticeLog for DynamoNotices {
         Ok(())
     }
 
-    async fn since(
-        &self,
-        owner: &OwnerId,
-        after: u64,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Replay, RealtimeError> {
+    async fn since(&self, query: &ReplayQuery<'_>) -> Result<Replay, RealtimeError> {
+        let ReplayQuery {
+            owner,
+            after,
+            now,
+            limit,
+        } = *query;
         // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at), then at most
         // one page and one more notice: a resume reads a bounded slice of the log, however long.
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);

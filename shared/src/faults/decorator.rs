@@ -1,6 +1,5 @@
 //! [`Faulty`]: every port trait, implemented for a port behind an [`Injector`].
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,17 +8,16 @@ use super::{Call, InjectedFault, Injector, Port};
 use crate::breaker::Breaker;
 use crate::domain::Marker;
 use crate::domain::{
-    ImageId, ImageRecord, LinkWindow, Notice, ObjectKey, OwnerId, RetryMessage, Stage, Status,
-    Timestamp,
+    ImageId, ImageRecord, LinkWindow, ObjectKey, OwnerId, RetryMessage, Stage, Status, Timestamp,
 };
 use crate::ports::{
     AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
     ControlStore, DeadLetter, DeadLetterReceive, Delivery, DigestClaim, DigestIndex, Downloads,
     Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal,
-    MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore, OriginalsSource, Outcome, Page,
-    PostOutcome, PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError, RateCounter,
-    RealtimeError, Receipt, Replay, RepoError, Requeue, StatusIndex, StoreError, StoredObject,
-    StoredRow, ThroughputLog, UploadConstraints, Written,
+    LogEntry, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore, OriginalsSource,
+    Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, Progress, QueueAdmin, QueueDepth,
+    QueueError, RateCounter, RealtimeError, Receipt, Replay, ReplayQuery, RepoError, Requeue,
+    StatusIndex, StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
 };
 
 /// A port (`inner`) whose calls first go through `injector`. Presigning is local computation
@@ -245,9 +243,9 @@ decorate! {
     NoticeLog: NoticeLog, RealtimeError, realtime;
     fn next_seq(owner: &OwnerId) -> u64;
     fn claim(key: &str, delivery: &Delivery) -> Delivery;
-    fn record_progress(key: &str, delivered: &BTreeSet<String>, done: bool) -> ();
-    fn append(owner: &OwnerId, notice: &Notice, expires_at: Timestamp) -> ();
-    fn since(owner: &OwnerId, after: u64, now: Timestamp, limit: usize) -> Replay;
+    fn record_progress(key: &str, progress: &Progress<'_>) -> ();
+    fn append(entry: &LogEntry<'_>) -> ();
+    fn since(query: &ReplayQuery<'_>) -> Replay;
 }
 
 decorate! {

@@ -21,8 +21,8 @@ pub use queues::{
     DeadLetter, DeadLetterReceive, JobQueue, QueueAdmin, QueueDepth, QueueError, Receipt, Requeue,
 };
 pub use realtime::{
-    Connection, ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, PostOutcome,
-    RealtimeError, Replay, LATE_LOOKBACK,
+    Connection, ConnectionPoster, ConnectionRepository, Delivery, LogEntry, NoticeLog, PostOutcome,
+    Progress, RealtimeError, Replay, ReplayQuery, LATE_LOOKBACK,
 };
 pub use store::{
     Downloads, ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,

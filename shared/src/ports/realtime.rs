@@ -88,6 +88,39 @@ pub struct Delivery {
     pub expires_at: Timestamp,
 }
 
+/// What a delivery record has reached (see [`NoticeLog::record_progress`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress<'a> {
+    /// Connections that got the notice (or turned out to be gone).
+    pub delivered: &'a BTreeSet<String>,
+    /// Every connection of the owner was served.
+    pub done: bool,
+}
+
+/// A notice to keep in its owner's replay log (see [`NoticeLog::append`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEntry<'a> {
+    /// Whose log.
+    pub owner: &'a OwnerId,
+    /// The notice, numbered.
+    pub notice: &'a Notice,
+    /// When it may be forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// Which page of an owner's replay log (see [`NoticeLog::since`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplayQuery<'a> {
+    /// Whose log.
+    pub owner: &'a OwnerId,
+    /// The last seq the client has: the page starts after it.
+    pub after: u64,
+    /// The time now: notices expired at it are left out.
+    pub now: Timestamp,
+    /// At most how many notices numbered after `after`.
+    pub limit: usize,
+}
+
 /// How far below `since` a resume looks for notices that arrived late.
 pub const LATE_LOOKBACK: u64 = 100;
 
@@ -106,18 +139,15 @@ pub trait NoticeLog: Send + Sync {
     fn record_progress(
         &self,
         key: &str,
-        delivered: &BTreeSet<String>,
-        done: bool,
+        progress: &Progress<'_>,
     ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
-    /// Appends a notice to the owner's replay log (writing the same notice again is a no-op).
+    /// Appends a notice to its owner's replay log (writing the same notice again is a no-op).
     fn append(
         &self,
-        owner: &OwnerId,
-        notice: &Notice,
-        expires_at: Timestamp,
+        entry: &LogEntry<'_>,
     ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
-    /// The first `limit` of the owner's stored notices with `seq > after`, and (first, not
-    /// counted against `limit`) the late ones:
+    /// The first `limit` of the owner's stored notices with `seq > after` (see
+    /// [`ReplayQuery`]), and (first, not counted against `limit`) the late ones:
     /// numbered below `after` (by at most [`LATE_LOOKBACK`]) but stored after notice `after` was,
     /// i.e. numbered before another and arriving after it (two stream shards of one owner). In
     /// `seq` order, without those expired at `now`. A client dedupes by (image, seq), so a late
@@ -125,10 +155,7 @@ pub trait NoticeLog: Send + Sync {
     /// the next page.
     fn since(
         &self,
-        owner: &OwnerId,
-        after: u64,
-        now: Timestamp,
-        limit: usize,
+        query: &ReplayQuery<'_>,
     ) -> impl Future<Output = Result<Replay, RealtimeError>> + Send;
 }
 
