@@ -369,13 +369,8 @@ impl ControlStore for DynamoControl {
     }
 
     async fn acquire_lease(&self, request: &LeaseRequest<'_>) -> Result<Lease, RepoError> {
-        let LeaseRequest {
-            lease,
-            holder,
-            until,
-            now,
-        } = *request;
-        let LeaseKey { stage, image } = lease;
+        let (holder, until, now) = (request.holder, request.until, request.now);
+        let LeaseKey { stage, image } = request.lease;
         // One conditional update when the lease is free or run out: take it, count the takes
         // since the last release (a release deletes the item), clear the previous holder's
         // out-of-time mark, return the old row. A live lease is only read, to tell a duplicate
@@ -425,7 +420,7 @@ impl ControlStore for DynamoControl {
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(match self.lease(lease).await? {
+                Ok(match self.lease(request.lease).await? {
                     Some(live) if live.holder == holder.message_id => {
                         Lease::Running { until: live.until }
                     }

@@ -409,12 +409,7 @@ impl NoticeLog for DynamoNotices {
     }
 
     async fn since(&self, query: &ReplayQuery<'_>) -> Result<Replay, RealtimeError> {
-        let ReplayQuery {
-            owner,
-            after,
-            now,
-            limit,
-        } = *query;
+        let (owner, after, now, limit) = (query.owner, query.after, query.now, query.limit);
         // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at), then at most
         // one page and one more notice: a resume reads a bounded slice of the log, however long.
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);

@@ -154,22 +154,16 @@ impl QueueAdmin for MemoryDeadLetters {
         &self,
         request: &DeadLetterReceive,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        let DeadLetterReceive {
-            stage,
-            max,
-            hide_for,
-            wait,
-        } = *request;
-        lock(&self.receives).push((stage, wait));
+        lock(&self.receives).push((request.stage, request.wait));
         // SQS counts the wait in whole seconds, at most 20.
-        let wait = Duration::from_secs(wait.as_secs().min(20));
+        let wait = Duration::from_secs(request.wait.as_secs().min(20));
         if wait.is_zero() && *lock(&self.short_polls_miss) {
             return Ok(Vec::new());
         }
         let give_up = tokio::time::Instant::now() + wait;
         loop {
             let now = tokio::time::Instant::now();
-            let (out, next_visible) = self.take(stage, max, now + hide_for);
+            let (out, next_visible) = self.take(request.stage, request.max, now + request.hide_for);
             if !out.is_empty() || now >= give_up {
                 return Ok(out);
             }
