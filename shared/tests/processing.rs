@@ -970,33 +970,26 @@ impl safelight::ports::ControlStore for FlakyRelease {
     }
     async fn acquire_lease(
         &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &safelight::ports::Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
+        request: &safelight::ports::LeaseRequest<'_>,
     ) -> Result<safelight::ports::Lease, safelight::ports::RepoError> {
-        self.0.acquire_lease(stage, image, holder, until, now).await
+        self.0.acquire_lease(request).await
     }
     async fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: safelight::ports::LeaseKey,
         holder: &safelight::ports::Holder<'_>,
     ) -> Result<(), safelight::ports::RepoError> {
-        self.0.mark_out_of_time(stage, image, holder).await
+        self.0.mark_out_of_time(lease, holder).await
     }
     async fn lease(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: safelight::ports::LeaseKey,
     ) -> Result<Option<safelight::ports::LeaseView>, safelight::ports::RepoError> {
-        self.0.lease(stage, image).await
+        self.0.lease(lease).await
     }
     async fn release_lease(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: safelight::ports::LeaseKey,
         holder: &safelight::ports::Holder<'_>,
     ) -> Result<(), safelight::ports::RepoError> {
         let left = self.1.load(std::sync::atomic::Ordering::SeqCst);
@@ -1004,7 +997,7 @@ impl safelight::ports::ControlStore for FlakyRelease {
             self.1.store(left - 1, std::sync::atomic::Ordering::SeqCst);
             return Err(safelight::ports::RepoError::Unavailable("throttled".into()));
         }
-        self.0.release_lease(stage, image, holder).await
+        self.0.release_lease(lease, holder).await
     }
 }
 

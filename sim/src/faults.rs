@@ -16,9 +16,9 @@ use std::time::Duration;
 use safelight::domain::notice::transitions;
 use safelight::faults::{self, Call, InjectedFault, Injector};
 use safelight::ports::{
-    DeadLetter, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page, PresignedPost,
-    PresignedRequest, QueueAdmin, QueueDepth, QueueError, RepoError, StatusIndex, StoreError,
-    StoredObject, UploadConstraints,
+    DeadLetter, DeadLetterReceive, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page,
+    PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError, Receipt, RepoError,
+    Requeue, StatusIndex, StoreError, StoredObject, UploadConstraints,
 };
 use safelight::processing::Message;
 use safelight::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Status};
@@ -474,12 +474,11 @@ impl JobQueue for SimQueues {
         Ok(())
     }
 
-    async fn delay(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
+    async fn delay(&self, receipt: Receipt<'_>, delay: Duration) -> Result<(), QueueError> {
+        let Receipt {
+            stage,
+            handle: receipt_handle,
+        } = receipt;
         let now = self.world.now_ms();
         let result = self.world.state().queues.change_visibility(
             stage,
@@ -490,13 +489,13 @@ impl JobQueue for SimQueues {
         result.map_err(|e| QueueError::Unavailable(e.into()))
     }
 
-    async fn requeue(
-        &self,
-        stage: Stage,
-        body: &str,
-        delay: Duration,
-        deferred_since: Option<safelight::Timestamp>,
-    ) -> Result<(), QueueError> {
+    async fn requeue(&self, copy: &Requeue<'_>) -> Result<(), QueueError> {
+        let Requeue {
+            stage,
+            body,
+            delay,
+            deferred_since,
+        } = *copy;
         let now = self.world.now_ms();
         if let Some(since) = deferred_since.filter(|_| !delay.is_zero()) {
             deferred_past_cap(&self.world, stage, body, now - since.unix_millis());
@@ -524,11 +523,14 @@ impl QueueAdmin for SimQueues {
 
     async fn receive_dead_letters(
         &self,
-        stage: Stage,
-        max: u32,
-        hide_for: Duration,
-        wait: Duration,
+        request: &DeadLetterReceive,
     ) -> Result<Vec<DeadLetter>, QueueError> {
+        let DeadLetterReceive {
+            stage,
+            max,
+            hide_for,
+            wait,
+        } = *request;
         let long = wait >= Duration::from_secs(1);
         let ready = {
             let now = self.world.now_ms();
@@ -551,26 +553,25 @@ impl QueueAdmin for SimQueues {
         ))
     }
 
-    async fn delete_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-    ) -> Result<(), QueueError> {
+    async fn delete_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
+        let Receipt {
+            stage,
+            handle: receipt_handle,
+        } = receipt;
         self.world.state().queues.delete_dead(stage, receipt_handle);
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        after: Duration,
-    ) -> Result<(), QueueError> {
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
+        let Receipt {
+            stage,
+            handle: receipt_handle,
+        } = receipt;
         let now = self.world.now_ms();
         self.world
             .state()
             .queues
-            .release_dead(stage, receipt_handle, after.as_millis() as i64, now)
+            .release_dead(stage, receipt_handle, 0, now)
             .map_err(|e| QueueError::Unavailable(e.into()))
     }
 }

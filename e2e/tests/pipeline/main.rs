@@ -593,15 +593,24 @@ fn redelivered(
 #[tokio::test]
 async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonment_fails_the_image(
 ) -> Result<()> {
-    use safelight::ports::{Holder, Lease};
+    use safelight::ports::{Holder, Lease, LeaseKey, LeaseRequest};
     let rig = Harness::new(Duration::from_secs(30)).await?;
     let holder = |message_id, receive| Holder {
         message_id,
         receive,
     };
+    let key = |image| LeaseKey {
+        stage: Stage::Thumbnail,
+        image,
+    };
+    let take = |image, holder, until, now| LeaseRequest {
+        lease: key(image),
+        holder,
+        until,
+        now,
+    };
     let p = rig.processor("", Policy::default())?;
     let control = rig.control();
-    let stage = Stage::Thumbnail;
     let now = safelight::Timestamp::now();
     let expired = now.plus_secs(-1);
 
@@ -610,14 +619,14 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     let slow = rig.seed(jpeg(800, 600)).await?;
     assert_eq!(
         control
-            .acquire_lease(stage, slow.image_id, &holder("m-slow", 1), expired, now)
+            .acquire_lease(&take(slow.image_id, holder("m-slow", 1), expired, now))
             .await?,
         Lease::Taken
     );
     control
-        .mark_out_of_time(stage, slow.image_id, &holder("m-slow", 1))
+        .mark_out_of_time(key(slow.image_id), &holder("m-slow", 1))
         .await?;
-    let lease = control.lease(stage, slow.image_id).await?.expect("stored");
+    let lease = control.lease(key(slow.image_id)).await?.expect("stored");
     assert_eq!(
         (lease.attempts, lease.ran_out_of_time),
         (1, true),
@@ -625,7 +634,7 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     );
     // Another holder cannot mark it.
     control
-        .mark_out_of_time(stage, slow.image_id, &holder("someone-else", 1))
+        .mark_out_of_time(key(slow.image_id), &holder("someone-else", 1))
         .await?;
     assert!(p
         .handle_batch(&[redelivered(&rig, &slow.original_key, "m-slow", 2)])
@@ -638,7 +647,7 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     // A completed stage leaves its lease to run out (no release write): it is held by the
     // attempt that completed it until its TTL removes it.
     let left = control
-        .lease(stage, slow.image_id)
+        .lease(key(slow.image_id))
         .await?
         .expect("left to run out");
     assert_eq!(
@@ -650,14 +659,14 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     // Twice abandoned (the second attempt, alone, ran out of time again): failed with the reason.
     let slower = rig.seed(jpeg(800, 600)).await?;
     control
-        .acquire_lease(stage, slower.image_id, &holder("m-slower", 1), expired, now)
+        .acquire_lease(&take(slower.image_id, holder("m-slower", 1), expired, now))
         .await?;
     control
-        .mark_out_of_time(stage, slower.image_id, &holder("m-slower", 1))
+        .mark_out_of_time(key(slower.image_id), &holder("m-slower", 1))
         .await?;
     assert_eq!(
         control
-            .acquire_lease(stage, slower.image_id, &holder("m-slower", 2), expired, now)
+            .acquire_lease(&take(slower.image_id, holder("m-slower", 2), expired, now))
             .await?,
         Lease::Abandoned {
             attempts: 1,
@@ -665,17 +674,14 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
         },
         "the re-attempt finds the first one's mark, and the take clears it"
     );
-    let lease = control
-        .lease(stage, slower.image_id)
-        .await?
-        .expect("stored");
+    let lease = control.lease(key(slower.image_id)).await?.expect("stored");
     assert_eq!(
         (lease.attempts, lease.ran_out_of_time),
         (2, false),
         "{lease:?}"
     );
     control
-        .mark_out_of_time(stage, slower.image_id, &holder("m-slower", 2))
+        .mark_out_of_time(key(slower.image_id), &holder("m-slower", 2))
         .await?;
     assert!(p
         .handle_batch(&[redelivered(&rig, &slower.original_key, "m-slower", 3)])
@@ -699,32 +705,32 @@ async fn a_lease_marked_out_of_time_gets_one_more_attempt_and_a_second_abandonme
     let until = now.plus_secs(60);
     assert_eq!(
         control
-            .acquire_lease(stage, live.image_id, &holder("m-live", 1), until, now)
+            .acquire_lease(&take(live.image_id, holder("m-live", 1), until, now))
             .await?,
         Lease::Taken
     );
     assert_eq!(
         control
-            .acquire_lease(stage, live.image_id, &holder("m-live", 2), until, now)
+            .acquire_lease(&take(live.image_id, holder("m-live", 2), until, now))
             .await?,
         Lease::Running { until }
     );
     assert_eq!(
         control
-            .acquire_lease(stage, live.image_id, &holder("m-other", 1), until, now)
+            .acquire_lease(&take(live.image_id, holder("m-other", 1), until, now))
             .await?,
         Lease::HeldElsewhere
     );
     control
-        .release_lease(stage, live.image_id, &holder("m-live", 2))
+        .release_lease(key(live.image_id), &holder("m-live", 2))
         .await?;
     assert!(
-        control.lease(stage, live.image_id).await?.is_some(),
+        control.lease(key(live.image_id)).await?.is_some(),
         "a duplicate's release leaves the live attempt's lease"
     );
     control
-        .release_lease(stage, live.image_id, &holder("m-live", 1))
+        .release_lease(key(live.image_id), &holder("m-live", 1))
         .await?;
-    assert!(control.lease(stage, live.image_id).await?.is_none());
+    assert!(control.lease(key(live.image_id)).await?.is_none());
     Ok(())
 }

@@ -43,8 +43,8 @@ use futures::stream::{self, StreamExt};
 use futures::FutureExt;
 use safelight::notice::{transitions, DELIVERY_TTL_SECS, NOTICE_TTL_SECS};
 use safelight::ports::{
-    ConnectionPoster, ConnectionRepository, Delivery, NoticeLog, Outcome, PostOutcome,
-    RealtimeError, ThroughputLog,
+    ConnectionPoster, ConnectionRepository, Delivery, LogEntry, NoticeLog, Outcome, PostOutcome,
+    Progress, RealtimeError, ThroughputLog,
 };
 use safelight::{ImageRecord, Notice, NoticeType, Timestamp};
 use tracing::Instrument;
@@ -244,7 +244,13 @@ where
         // sends each only to the connections it did not reach.
         for one in sent.iter().filter(|one| !one.recorded) {
             self.notices
-                .record_progress(&one.key, &one.served, one.done)
+                .record_progress(
+                    &one.key,
+                    &Progress {
+                        delivered: &one.served,
+                        done: one.done,
+                    },
+                )
                 .await?;
         }
         Err(failure)
@@ -311,7 +317,11 @@ where
         let owner = &delivery.owner;
         let notice = &delivery.notice;
         self.notices
-            .append(owner, notice, now.plus_secs(NOTICE_TTL_SECS))
+            .append(&LogEntry {
+                owner,
+                notice,
+                expires_at: now.plus_secs(NOTICE_TTL_SECS),
+            })
             .await?;
         let payload = serde_json::to_vec(notice)?;
         let mut served = delivery.delivered.clone();

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use safelight::ports::{DigestIndex, ImageRepository};
+use safelight::ports::{DigestClaim, DigestIndex, ImageRepository};
 use safelight::{ImageId, ImageRecord, OwnerId, Status, Timestamp, UploadState};
 
 /// Rounds of claim-and-check before giving up (each lost round means another upload of the
@@ -55,8 +55,13 @@ pub async fn resolve<D: DigestIndex, R: ImageRepository>(
     declared: Declared<'_>,
     fresh: ImageId,
 ) -> Result<Known, DedupeError> {
+    let claim = DigestClaim {
+        owner,
+        sha256: declared.sha256,
+        image: fresh,
+    };
     for _ in 0..ROUNDS {
-        let Some(holder) = digests.claim(owner, declared.sha256, fresh).await? else {
+        let Some(holder) = digests.claim(&claim).await? else {
             return Ok(Known::New);
         };
         if holder == fresh {
@@ -69,10 +74,7 @@ pub async fn resolve<D: DigestIndex, R: ImageRepository>(
             }
         }
         // Expired, rejected, failed or gone: these bytes get a new image.
-        if digests
-            .reclaim(owner, declared.sha256, holder, fresh)
-            .await?
-        {
+        if digests.reclaim(&claim, holder).await? {
             return Ok(Known::New);
         }
     }

@@ -33,6 +33,7 @@ use safelight::limits::{self, OwnerLimits};
 use safelight::notice::CONNECTION_TTL_SECS;
 use safelight::ports::{
     Connection, ConnectionPoster, ConnectionRepository, NoticeLog, PostOutcome, RealtimeError,
+    ReplayQuery,
 };
 use safelight::Timestamp;
 use serde::Deserialize;
@@ -259,7 +260,12 @@ where
                 let page = usize::try_from(self.limits.resume_page).unwrap_or(usize::MAX);
                 let replay = self
                     .notices
-                    .since(&connection.owner, since, now, page)
+                    .since(&ReplayQuery {
+                        owner: &connection.owner,
+                        after: since,
+                        now,
+                        limit: page,
+                    })
                     .await?;
                 let notices = &replay.notices;
                 let last_seq = notices.iter().map(|n| n.seq).fold(since, u64::max);

@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::table::{self, sdk_failure, written, Table};
 
 use crate::domain::{ImageId, OwnerId, Timestamp};
-use crate::ports::{DigestIndex, RepoError};
+use crate::ports::{DigestClaim, DigestIndex, RepoError};
 
 /// The digest index in the control table.
 #[derive(Debug, Clone)]
@@ -56,14 +56,10 @@ pub fn digest_key(owner: &OwnerId, sha256: &str) -> String {
 }
 
 impl DigestIndex for DynamoDigests {
-    async fn claim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
-    ) -> Result<Option<ImageId>, RepoError> {
+    async fn claim(&self, claim: &DigestClaim<'_>) -> Result<Option<ImageId>, RepoError> {
+        let (owner, sha256) = (claim.owner, claim.sha256);
         if self
-            .put_if(owner, sha256, image, "attribute_not_exists(pk)", None)
+            .put_if(owner, sha256, claim.image, "attribute_not_exists(pk)", None)
             .await?
         {
             return Ok(None);
@@ -85,13 +81,8 @@ impl DigestIndex for DynamoDigests {
             .map_err(|e| RepoError::malformed("a digest claim's image_id", e))
     }
 
-    async fn reclaim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        from: ImageId,
-        to: ImageId,
-    ) -> Result<bool, RepoError> {
+    async fn reclaim(&self, claim: &DigestClaim<'_>, from: ImageId) -> Result<bool, RepoError> {
+        let (owner, sha256, to) = (claim.owner, claim.sha256, claim.image);
         self.put_if(owner, sha256, to, "image_id = :from", Some(from))
             .await
     }

@@ -9,8 +9,10 @@ use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_sdk_sqs::Client;
 
-use crate::domain::{RetryMessage, Stage, Timestamp};
-use crate::ports::{DeadLetter, JobQueue, QueueAdmin, QueueDepth, QueueError};
+use crate::domain::{RetryMessage, Stage};
+use crate::ports::{
+    DeadLetter, DeadLetterReceive, JobQueue, QueueAdmin, QueueDepth, QueueError, Receipt, Requeue,
+};
 use crate::processing::Message;
 
 /// SQS's longest message delay (15 minutes).
@@ -93,17 +95,12 @@ impl JobQueue for SqsQueues {
         Ok(())
     }
 
-    async fn delay(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
+    async fn delay(&self, receipt: Receipt<'_>, delay: Duration) -> Result<(), QueueError> {
         let secs = delay.min(MAX_VISIBILITY).as_secs();
         self.client
             .change_message_visibility()
-            .queue_url(self.url(stage)?)
-            .receipt_handle(receipt_handle)
+            .queue_url(self.url(receipt.stage)?)
+            .receipt_handle(receipt.handle)
             .visibility_timeout(i32::try_from(secs).unwrap_or(i32::MAX))
             .send()
             .await
@@ -111,21 +108,15 @@ impl JobQueue for SqsQueues {
         Ok(())
     }
 
-    async fn requeue(
-        &self,
-        stage: Stage,
-        body: &str,
-        delay: Duration,
-        deferred_since: Option<Timestamp>,
-    ) -> Result<(), QueueError> {
-        let secs = delay.min(MAX_DELAY).as_secs();
+    async fn requeue(&self, copy: &Requeue<'_>) -> Result<(), QueueError> {
+        let secs = copy.delay.min(MAX_DELAY).as_secs();
         let mut send = self
             .client
             .send_message()
-            .queue_url(self.url(stage)?)
-            .message_body(body)
+            .queue_url(self.url(copy.stage)?)
+            .message_body(copy.body)
             .delay_seconds(i32::try_from(secs).unwrap_or(0));
-        if let Some(since) = deferred_since {
+        if let Some(since) = copy.deferred_since {
             let attribute = aws_sdk_sqs::types::MessageAttributeValue::builder()
                 .data_type("String")
                 .string_value(since.to_string())
@@ -172,20 +163,17 @@ impl QueueAdmin for SqsQueues {
 
     async fn receive_dead_letters(
         &self,
-        stage: Stage,
-        max: u32,
-        hide_for: Duration,
-        wait: Duration,
+        request: &DeadLetterReceive,
     ) -> Result<Vec<DeadLetter>, QueueError> {
         let out = self
             .client
             .receive_message()
-            .queue_url(self.dlq_url(stage)?)
-            .max_number_of_messages(i32::try_from(max.clamp(1, 10)).unwrap_or(10))
+            .queue_url(self.dlq_url(request.stage)?)
+            .max_number_of_messages(i32::try_from(request.max.clamp(1, 10)).unwrap_or(10))
             .visibility_timeout(
-                i32::try_from(hide_for.min(MAX_VISIBILITY).as_secs()).unwrap_or(i32::MAX),
+                i32::try_from(request.hide_for.min(MAX_VISIBILITY).as_secs()).unwrap_or(i32::MAX),
             )
-            .wait_time_seconds(i32::try_from(wait.min(MAX_WAIT).as_secs()).unwrap_or(0))
+            .wait_time_seconds(i32::try_from(request.wait.min(MAX_WAIT).as_secs()).unwrap_or(0))
             .send()
             .await
             .map_err(unavailable)?;
@@ -201,32 +189,23 @@ impl QueueAdmin for SqsQueues {
             .collect())
     }
 
-    async fn delete_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-    ) -> Result<(), QueueError> {
+    async fn delete_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
         self.client
             .delete_message()
-            .queue_url(self.dlq_url(stage)?)
-            .receipt_handle(receipt_handle)
+            .queue_url(self.dlq_url(receipt.stage)?)
+            .receipt_handle(receipt.handle)
             .send()
             .await
             .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        after: Duration,
-    ) -> Result<(), QueueError> {
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
         self.client
             .change_message_visibility()
-            .queue_url(self.dlq_url(stage)?)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(i32::try_from(after.min(MAX_VISIBILITY).as_secs()).unwrap_or(0))
+            .queue_url(self.dlq_url(receipt.stage)?)
+            .receipt_handle(receipt.handle)
+            .visibility_timeout(0)
             .send()
             .await
             .map_err(unavailable)?;

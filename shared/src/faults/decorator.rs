@@ -1,6 +1,5 @@
 //! [`Faulty`]: every port trait, implemented for a port behind an [`Injector`].
 
-use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,16 +8,16 @@ use super::{Call, InjectedFault, Injector, Port};
 use crate::breaker::Breaker;
 use crate::domain::Marker;
 use crate::domain::{
-    ImageId, ImageRecord, LinkWindow, Notice, ObjectKey, OwnerId, RetryMessage, Stage, Status,
-    Timestamp,
+    ImageId, ImageRecord, LinkWindow, ObjectKey, OwnerId, RetryMessage, Stage, Status, Timestamp,
 };
 use crate::ports::{
     AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
-    ControlStore, DeadLetter, Delivery, DigestIndex, Downloads, Holder, ImageRepository, JobQueue,
-    Lease, LeaseView, ListedOriginal, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore,
-    OriginalsSource, Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, QueueAdmin,
-    QueueDepth, QueueError, RateCounter, RealtimeError, Replay, RepoError, StatusIndex, StoreError,
-    StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
+    ControlStore, DeadLetter, DeadLetterReceive, Delivery, DigestClaim, DigestIndex, Downloads,
+    Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal,
+    LogEntry, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore, OriginalsSource,
+    Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, Progress, QueueAdmin, QueueDepth,
+    QueueError, RateCounter, RealtimeError, Receipt, Replay, ReplayQuery, RepoError, Requeue,
+    StatusIndex, StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
 };
 
 /// A port (`inner`) whose calls first go through `injector`. Presigning is local computation
@@ -195,28 +194,26 @@ decorate! {
 decorate! {
     JobQueue: JobQueue, QueueError, queue;
     fn enqueue(message: &RetryMessage) -> ();
-    fn delay(stage: Stage, receipt_handle: &str, delay: Duration) -> ();
-    fn requeue(stage: Stage, body: &str, delay: Duration, since: Option<Timestamp>) -> ();
+    fn delay(receipt: Receipt<'_>, delay: Duration) -> ();
+    fn requeue(copy: &Requeue<'_>) -> ();
 }
 
 decorate! {
     QueueAdmin: QueueAdmin, QueueError, queue;
     fn depth(stage: Stage, dead_letters: bool) -> QueueDepth;
-    fn receive_dead_letters(stage: Stage, max: u32, hide_for: Duration, wait: Duration)
-        -> Vec<DeadLetter>;
-    fn delete_dead_letter(stage: Stage, receipt_handle: &str) -> ();
-    fn release_dead_letter(stage: Stage, receipt_handle: &str, after: Duration) -> ();
+    fn receive_dead_letters(request: &DeadLetterReceive) -> Vec<DeadLetter>;
+    fn delete_dead_letter(receipt: Receipt<'_>) -> ();
+    fn release_dead_letter(receipt: Receipt<'_>) -> ();
 }
 
 decorate! {
     ControlStore: ControlStore, RepoError, repo;
     fn load_breaker(stage: Stage) -> (Breaker, u64);
     fn save_breaker(stage: Stage, breaker: &Breaker, expected_version: u64) -> ();
-    fn acquire_lease(stage: Stage, image: ImageId, holder: &Holder<'_>, until: Timestamp, now: Timestamp)
-        -> Lease;
-    fn mark_out_of_time(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
-    fn lease(stage: Stage, image: ImageId) -> Option<LeaseView>;
-    fn release_lease(stage: Stage, image: ImageId, holder: &Holder<'_>) -> ();
+    fn acquire_lease(request: &LeaseRequest<'_>) -> Lease;
+    fn mark_out_of_time(lease: LeaseKey, holder: &Holder<'_>) -> ();
+    fn lease(lease: LeaseKey) -> Option<LeaseView>;
+    fn release_lease(lease: LeaseKey, holder: &Holder<'_>) -> ();
 }
 
 decorate! {
@@ -246,9 +243,9 @@ decorate! {
     NoticeLog: NoticeLog, RealtimeError, realtime;
     fn next_seq(owner: &OwnerId) -> u64;
     fn claim(key: &str, delivery: &Delivery) -> Delivery;
-    fn record_progress(key: &str, delivered: &BTreeSet<String>, done: bool) -> ();
-    fn append(owner: &OwnerId, notice: &Notice, expires_at: Timestamp) -> ();
-    fn since(owner: &OwnerId, after: u64, now: Timestamp, limit: usize) -> Replay;
+    fn record_progress(key: &str, progress: &Progress<'_>) -> ();
+    fn append(entry: &LogEntry<'_>) -> ();
+    fn since(query: &ReplayQuery<'_>) -> Replay;
 }
 
 decorate! {
@@ -260,31 +257,21 @@ impl<T: DigestIndex, I: Injector> DigestIndex for Faulty<T, I> {
     /// A claim is a conditional write and, when the digest is held, a read of its holder: the
     /// read is entered after the port answered "held" (failing it there is what failing the
     /// real read does: the claim stays unmade, the caller sees an outage).
-    async fn claim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
-    ) -> Result<Option<ImageId>, RepoError> {
+    async fn claim(&self, claim: &DigestClaim<'_>) -> Result<Option<ImageId>, RepoError> {
         let port = Port::DigestIndex;
         self.enter(port, "claim", None).await.map_err(repo)?;
-        let holder = self.inner.claim(owner, sha256, image).await?;
+        let holder = self.inner.claim(claim).await?;
         if holder.is_some() {
             self.enter(port, "claim_read", None).await.map_err(repo)?;
         }
         Ok(holder)
     }
 
-    async fn reclaim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        from: ImageId,
-        to: ImageId,
-    ) -> Result<bool, RepoError> {
-        let port = Port::DigestIndex;
-        self.enter(port, "reclaim", None).await.map_err(repo)?;
-        self.inner.reclaim(owner, sha256, from, to).await
+    async fn reclaim(&self, claim: &DigestClaim<'_>, from: ImageId) -> Result<bool, RepoError> {
+        self.enter(Port::DigestIndex, "reclaim", None)
+            .await
+            .map_err(repo)?;
+        self.inner.reclaim(claim, from).await
     }
 }
 
@@ -292,7 +279,7 @@ impl<T: DigestIndex, I: Injector> DigestIndex for Faulty<T, I> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::domain::{ContentType, NewImage, UploadState};
+    use crate::domain::UploadState;
     use crate::faults::{Faults, Switch};
     use crate::testing::{MemoryDigests, MemoryImages, MemoryStore};
 
@@ -300,23 +287,23 @@ mod tests {
         Faults::parse(Some(spec)).unwrap()
     }
 
+    fn ab(owner: &OwnerId, image: ImageId) -> DigestClaim<'_> {
+        DigestClaim {
+            owner,
+            sha256: "ab",
+            image,
+        }
+    }
+
     fn key(owner: &str) -> ObjectKey {
         ObjectKey::original(&owner.parse().unwrap(), ImageId::new())
     }
 
     fn row() -> ImageRecord {
-        ImageRecord::new(
-            NewImage {
-                image_id: ImageId::new(),
-                owner_id: "u1".parse().unwrap(),
-                filename: None,
-                content_type: ContentType::Jpeg,
-                byte_size: 1,
-                sha256: None,
-                upload_state: UploadState::AwaitingUpload,
-            },
-            Timestamp::now(),
-        )
+        crate::testing::image("u1")
+            .size(1)
+            .state(UploadState::AwaitingUpload)
+            .build()
     }
 
     #[tokio::test]
@@ -370,14 +357,11 @@ mod tests {
         let digests = Faulty::new(MemoryDigests::default(), spec("ddb_get:1"));
         let owner: OwnerId = "u1".parse().unwrap();
         let (first, second) = (ImageId::new(), ImageId::new());
-        assert_eq!(digests.claim(&owner, "ab", first).await.unwrap(), None);
-        assert!(digests.claim(&owner, "ab", second).await.is_err());
+        assert_eq!(digests.claim(&ab(&owner, first)).await.unwrap(), None);
+        assert!(digests.claim(&ab(&owner, second)).await.is_err());
         let clean = Faulty::new(MemoryDigests::default(), spec("ddb_put:0"));
-        assert_eq!(clean.claim(&owner, "ab", first).await.unwrap(), None);
-        assert_eq!(
-            clean.claim(&owner, "ab", second).await.unwrap(),
-            Some(first)
-        );
+        assert_eq!(clean.claim(&ab(&owner, first)).await.unwrap(), None);
+        assert_eq!(clean.claim(&ab(&owner, second)).await.unwrap(), Some(first));
     }
 
     #[tokio::test]

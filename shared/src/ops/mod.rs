@@ -46,6 +46,15 @@ pub fn minute_start(at: Timestamp) -> Timestamp {
     Timestamp::from_unix_millis(ms - ms.rem_euclid(60_000))
 }
 
+/// The `minutes` whole minutes (1 to 100) ending with the one of `now`, oldest first: the window
+/// [`ThroughputLog::recent`](crate::ports::ThroughputLog::recent) answers for.
+pub fn recent_minutes(now: Timestamp, minutes: u32) -> impl Iterator<Item = Timestamp> {
+    let last = minute_start(now).unix_millis();
+    (0..i64::from(minutes.clamp(1, 100)))
+        .rev()
+        .map(move |i| Timestamp::from_unix_millis(last - i * 60_000))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -56,5 +65,17 @@ mod tests {
         assert_eq!(minute_start(t).unix_millis(), 1_800_000_000_000);
         assert_eq!(minute_start(minute_start(t)), minute_start(t));
         assert_eq!(minute_start(t).unix_millis() % 60_000, 0);
+    }
+
+    #[test]
+    fn the_recent_minutes_end_with_the_current_one_oldest_first_and_number_1_to_100() {
+        let now = Timestamp::from_unix_millis(1_800_000_059_999);
+        let three: Vec<i64> = recent_minutes(now, 3).map(|m| m.unix_millis()).collect();
+        assert_eq!(
+            three,
+            [1_799_999_880_000, 1_799_999_940_000, 1_800_000_000_000]
+        );
+        assert_eq!(recent_minutes(now, 0).count(), 1);
+        assert_eq!(recent_minutes(now, 500).count(), 100);
     }
 }

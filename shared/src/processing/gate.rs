@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::breaker::{Admission, AttemptWindow, Breaker, BreakerConfig, CachedCircuit};
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ports::{ControlStore, Holder, Lease, RepoError};
+use crate::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, RepoError};
 
 use super::rows::contention_pause;
 use super::Policy;
@@ -160,6 +160,14 @@ impl<C: ControlStore> Gate<C> {
         }
     }
 
+    /// The lease of `image` at this gate's stage.
+    fn lease_key(&self, image: ImageId) -> LeaseKey {
+        LeaseKey {
+            stage: self.stage,
+            image,
+        }
+    }
+
     /// Takes the (stage, image) lease for this receive of a message for [`Policy::lease`].
     pub async fn take_lease(
         &self,
@@ -169,7 +177,12 @@ impl<C: ControlStore> Gate<C> {
         let now = Timestamp::now();
         let until = Timestamp::from_unix_millis(now.unix_millis() + self.lease.as_millis() as i64);
         self.control
-            .acquire_lease(self.stage, image, holder, until, now)
+            .acquire_lease(&LeaseRequest {
+                lease: self.lease_key(image),
+                holder: *holder,
+                until,
+                now,
+            })
             .await
     }
 
@@ -179,7 +192,11 @@ impl<C: ControlStore> Gate<C> {
     /// itself.
     pub async fn release_lease(&self, image: ImageId, holder: &Holder<'_>) {
         for attempt in 0..RELEASE_TRIES {
-            match self.control.release_lease(self.stage, image, holder).await {
+            match self
+                .control
+                .release_lease(self.lease_key(image), holder)
+                .await
+            {
                 Ok(()) => return,
                 Err(e) if attempt + 1 == RELEASE_TRIES => {
                     tracing::warn!(error = %e, "could not release the lease; it expires by itself");
@@ -194,7 +211,7 @@ impl<C: ControlStore> Gate<C> {
     pub async fn mark_out_of_time(&self, image: ImageId, holder: &Holder<'_>) {
         if let Err(e) = self
             .control
-            .mark_out_of_time(self.stage, image, holder)
+            .mark_out_of_time(self.lease_key(image), holder)
             .await
         {
             tracing::warn!(error = %e, "could not mark the lease out of time; a timeout will count as a crash");
@@ -209,7 +226,7 @@ impl<C: ControlStore> Gate<C> {
         holder: &Holder<'_>,
         now: Timestamp,
     ) -> bool {
-        match self.control.lease(self.stage, image).await {
+        match self.control.lease(self.lease_key(image)).await {
             Ok(Some(lease)) => {
                 lease.holder == holder.message_id
                     && lease.receive < holder.receive

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use crate::domain::{Stage, Timestamp};
-use crate::ports::JobQueue;
+use crate::ports::{JobQueue, Receipt, Requeue};
 use crate::retry::{is_last_receive, Backoff};
 
 use super::{Message, Policy};
@@ -49,10 +49,18 @@ impl<Q: JobQueue> Redelivery<Q> {
         }
     }
 
+    /// The message as received from this stage's queue.
+    fn receipt<'a>(&self, m: &'a Message) -> Receipt<'a> {
+        Receipt {
+            stage: self.stage,
+            handle: &m.receipt_handle,
+        }
+    }
+
     /// Hides the message for the backoff delay of its receive count.
     pub async fn back_off(&self, m: &Message) {
         let delay = self.backoff.random_delay(m.receive_count);
-        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
+        if let Err(e) = self.queue.delay(self.receipt(m), delay).await {
             // The queue's own visibility timeout then applies: slower, but nothing is lost.
             tracing::warn!(error = %e, "could not set the backoff visibility");
         }
@@ -61,7 +69,7 @@ impl<Q: JobQueue> Redelivery<Q> {
     /// Hides the message until `until` (a live attempt's lease), plus a little jitter.
     pub async fn hide_until(&self, m: &Message, until: Timestamp) {
         let delay = jittered(until.unix_millis() - Timestamp::now().unix_millis(), 2000.0);
-        if let Err(e) = self.queue.delay(self.stage, &m.receipt_handle, delay).await {
+        if let Err(e) = self.queue.delay(self.receipt(m), delay).await {
             tracing::warn!(error = %e, "could not hide the duplicate; it comes back after the visibility timeout");
         }
     }
@@ -70,11 +78,7 @@ impl<Q: JobQueue> Redelivery<Q> {
     /// visible now rather than after the queue's whole visibility timeout (180 s), so the DLQ
     /// (and its alarm) holds it within seconds. Its row is already marked failed.
     pub async fn dead_letter_now(&self, m: &Message) {
-        if let Err(e) = self
-            .queue
-            .delay(self.stage, &m.receipt_handle, Duration::ZERO)
-            .await
-        {
+        if let Err(e) = self.queue.delay(self.receipt(m), Duration::ZERO).await {
             tracing::warn!(error = %e, "could not hurry the message to the DLQ; it goes after the visibility timeout");
         }
     }
@@ -83,7 +87,12 @@ impl<Q: JobQueue> Redelivery<Q> {
     pub async fn resend_now(&self, m: &Message) -> Verdict {
         match self
             .queue
-            .requeue(self.stage, &m.body, Duration::ZERO, m.deferred_since)
+            .requeue(&Requeue {
+                stage: self.stage,
+                body: &m.body,
+                delay: Duration::ZERO,
+                deferred_since: m.deferred_since,
+            })
             .await
         {
             Ok(()) => Verdict::Ack,
@@ -118,7 +127,12 @@ impl<Q: JobQueue> Redelivery<Q> {
         let delay = jittered(until.unix_millis() - now.unix_millis(), 5000.0);
         match self
             .queue
-            .requeue(self.stage, &m.body, delay, Some(since))
+            .requeue(&Requeue {
+                stage: self.stage,
+                body: &m.body,
+                delay,
+                deferred_since: Some(since),
+            })
             .await
         {
             Ok(()) => {

@@ -1,6 +1,7 @@
 //! The control table in memory: breakers, leases, digests, counters, markers, rate windows.
 
 use super::*;
+use crate::ports::DigestClaim;
 
 /// The owners' digest index in memory, with the adapter's conditional writes.
 #[derive(Debug, Default)]
@@ -18,34 +19,23 @@ impl MemoryDigests {
 }
 
 impl crate::ports::DigestIndex for MemoryDigests {
-    async fn claim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        image: ImageId,
-    ) -> Result<Option<ImageId>, RepoError> {
+    async fn claim(&self, claim: &DigestClaim<'_>) -> Result<Option<ImageId>, RepoError> {
         let mut claims = lock(&self.claims);
-        let slot = claims.entry((owner.clone(), sha256.to_owned()));
+        let slot = claims.entry((claim.owner.clone(), claim.sha256.to_owned()));
         match slot {
             std::collections::btree_map::Entry::Occupied(held) => Ok(Some(*held.get())),
             std::collections::btree_map::Entry::Vacant(free) => {
-                free.insert(image);
+                free.insert(claim.image);
                 Ok(None)
             }
         }
     }
 
-    async fn reclaim(
-        &self,
-        owner: &OwnerId,
-        sha256: &str,
-        from: ImageId,
-        to: ImageId,
-    ) -> Result<bool, RepoError> {
+    async fn reclaim(&self, claim: &DigestClaim<'_>, from: ImageId) -> Result<bool, RepoError> {
         let mut claims = lock(&self.claims);
-        match claims.get_mut(&(owner.clone(), sha256.to_owned())) {
+        match claims.get_mut(&(claim.owner.clone(), claim.sha256.to_owned())) {
             Some(held) if *held == from => {
-                *held = to;
+                *held = claim.image;
                 Ok(true)
             }
             _ => Ok(false),
@@ -57,7 +47,7 @@ impl crate::ports::DigestIndex for MemoryDigests {
 #[derive(Debug, Default)]
 pub struct MemoryControl {
     breakers: Mutex<BTreeMap<Stage, (Breaker, u64)>>,
-    leases: Mutex<BTreeMap<(Stage, ImageId), LeaseView>>,
+    leases: Mutex<BTreeMap<LeaseKey, LeaseView>>,
 }
 
 impl MemoryControl {
@@ -94,12 +84,12 @@ impl MemoryControl {
 
     /// Stores a lease as given (test setup).
     pub fn set_lease(&self, stage: Stage, image: ImageId, lease: LeaseView) {
-        lock(&self.leases).insert((stage, image), lease);
+        lock(&self.leases).insert(LeaseKey { stage, image }, lease);
     }
 
     /// A lease as stored.
     pub fn lease_of(&self, stage: Stage, image: ImageId) -> Option<LeaseView> {
-        lock(&self.leases).get(&(stage, image)).cloned()
+        lock(&self.leases).get(&LeaseKey { stage, image }).cloned()
     }
 }
 
@@ -126,16 +116,15 @@ impl ControlStore for MemoryControl {
         Ok(())
     }
 
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Lease, RepoError> {
+    async fn acquire_lease(&self, request: &LeaseRequest<'_>) -> Result<Lease, RepoError> {
+        let LeaseRequest {
+            lease: key,
+            holder,
+            until,
+            now,
+        } = *request;
         let mut leases = lock(&self.leases);
-        let old = leases.get(&(stage, image)).cloned();
+        let old = leases.get(&key).cloned();
         let lease = match &old {
             None => Lease::Taken,
             Some(l) if l.until >= now && l.holder == holder.message_id => {
@@ -150,7 +139,7 @@ impl ControlStore for MemoryControl {
         };
         let attempts = old.map_or(0, |l| l.attempts) + 1;
         leases.insert(
-            (stage, image),
+            key,
             LeaseView {
                 holder: holder.message_id.to_owned(),
                 receive: holder.receive,
@@ -164,11 +153,10 @@ impl ControlStore for MemoryControl {
 
     async fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
-        if let Some(l) = lock(&self.leases).get_mut(&(stage, image)) {
+        if let Some(l) = lock(&self.leases).get_mut(&lease) {
             if l.is_held_by(holder) {
                 l.ran_out_of_time = true;
             }
@@ -176,22 +164,14 @@ impl ControlStore for MemoryControl {
         Ok(())
     }
 
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
-        Ok(self.lease_of(stage, image))
+    async fn lease(&self, lease: LeaseKey) -> Result<Option<LeaseView>, RepoError> {
+        Ok(self.lease_of(lease.stage, lease.image))
     }
 
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
+    async fn release_lease(&self, lease: LeaseKey, holder: &Holder<'_>) -> Result<(), RepoError> {
         let mut leases = lock(&self.leases);
-        if leases
-            .get(&(stage, image))
-            .is_some_and(|l| l.is_held_by(holder))
-        {
-            leases.remove(&(stage, image));
+        if leases.get(&lease).is_some_and(|l| l.is_held_by(holder)) {
+            leases.remove(&lease);
         }
         Ok(())
     }
@@ -217,20 +197,11 @@ impl ThroughputLog for MemoryThroughput {
     }
 
     async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let last = crate::ops::minute_start(now).unix_millis();
         let all = lock(&self.minutes);
-        Ok((0..i64::from(minutes))
-            .rev()
-            .map(|i| {
-                let minute = Timestamp::from_unix_millis(last - i * 60_000);
-                let (processed, failed) = all.get(&minute).copied().unwrap_or_default();
-                MinuteCount {
-                    minute,
-                    processed,
-                    failed,
-                }
-            })
-            .collect())
+        Ok(MinuteCount::tally(
+            crate::ops::recent_minutes(now, minutes),
+            |minute| all.get(&minute).copied().unwrap_or_default(),
+        ))
     }
 
     async fn completed_total(&self) -> Result<u64, RepoError> {

@@ -3,7 +3,8 @@
 //! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
 //! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
 //! AWS adapters), and turns the switch on.
-//! Also the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
+//! Also [`image`], the builder of image rows every suite uses (re-exported by `testkit`), and
+//! the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
 //! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
 
 use crate::breaker::Breaker;
@@ -15,12 +16,13 @@ use crate::ports::{
     RealtimeError,
 };
 use crate::ports::{
-    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseView, ObjectMeta, ObjectStore,
-    Page, PresignedPost, PresignedRequest, QueueError, RepoError, StoreError, StoredObject,
-    UploadConstraints,
+    ControlStore, Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView,
+    ObjectMeta, ObjectStore, Page, PresignedPost, PresignedRequest, QueueError, RepoError,
+    StoreError, StoredObject, UploadConstraints,
 };
 use crate::ports::{
-    DeadLetter, MinuteCount, Outcome, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog,
+    DeadLetter, DeadLetterReceive, MinuteCount, Outcome, QueueAdmin, QueueDepth, Receipt, Requeue,
+    StatusIndex, ThroughputLog,
 };
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
@@ -31,6 +33,7 @@ mod control;
 mod images;
 mod queues;
 mod realtime;
+mod records;
 mod store;
 
 pub use crate::engine::samples::png_rgba16_one_colour;
@@ -38,6 +41,7 @@ pub use control::*;
 pub use images::*;
 pub use queues::*;
 pub use realtime::*;
+pub use records::{image, image_of, ImageBuilder};
 pub use store::*;
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

@@ -38,25 +38,14 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn delay(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        delay: Duration,
-    ) -> Result<(), QueueError> {
-        lock(&self.delays).push((stage, receipt_handle.to_owned(), delay));
+    async fn delay(&self, receipt: Receipt<'_>, delay: Duration) -> Result<(), QueueError> {
+        lock(&self.delays).push((receipt.stage, receipt.handle.to_owned(), delay));
         Ok(())
     }
 
-    async fn requeue(
-        &self,
-        stage: Stage,
-        body: &str,
-        delay: Duration,
-        deferred_since: Option<Timestamp>,
-    ) -> Result<(), QueueError> {
-        lock(&self.requeued).push((stage, body.to_owned(), delay));
-        lock(&self.deferred_since).push(deferred_since);
+    async fn requeue(&self, copy: &Requeue<'_>) -> Result<(), QueueError> {
+        lock(&self.requeued).push((copy.stage, copy.body.to_owned(), copy.delay));
+        lock(&self.deferred_since).push(copy.deferred_since);
         Ok(())
     }
 }
@@ -163,21 +152,18 @@ impl QueueAdmin for MemoryDeadLetters {
 
     async fn receive_dead_letters(
         &self,
-        stage: Stage,
-        max: u32,
-        hide_for: Duration,
-        wait: Duration,
+        request: &DeadLetterReceive,
     ) -> Result<Vec<DeadLetter>, QueueError> {
-        lock(&self.receives).push((stage, wait));
+        lock(&self.receives).push((request.stage, request.wait));
         // SQS counts the wait in whole seconds, at most 20.
-        let wait = Duration::from_secs(wait.as_secs().min(20));
+        let wait = Duration::from_secs(request.wait.as_secs().min(20));
         if wait.is_zero() && *lock(&self.short_polls_miss) {
             return Ok(Vec::new());
         }
         let give_up = tokio::time::Instant::now() + wait;
         loop {
             let now = tokio::time::Instant::now();
-            let (out, next_visible) = self.take(stage, max, now + hide_for);
+            let (out, next_visible) = self.take(request.stage, request.max, now + request.hide_for);
             if !out.is_empty() || now >= give_up {
                 return Ok(out);
             }
@@ -188,27 +174,22 @@ impl QueueAdmin for MemoryDeadLetters {
         }
     }
 
-    async fn delete_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-    ) -> Result<(), QueueError> {
+    async fn delete_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
         lock(&self.letters)
-            .entry(stage)
+            .entry(receipt.stage)
             .or_default()
-            .retain(|(id, _, _)| id != receipt_handle);
+            .retain(|(id, _, _)| id != receipt.handle);
         Ok(())
     }
 
-    async fn release_dead_letter(
-        &self,
-        stage: Stage,
-        receipt_handle: &str,
-        after: Duration,
-    ) -> Result<(), QueueError> {
-        let at = tokio::time::Instant::now() + after;
-        for (id, _, until) in lock(&self.letters).entry(stage).or_default().iter_mut() {
-            if id == receipt_handle {
+    async fn release_dead_letter(&self, receipt: Receipt<'_>) -> Result<(), QueueError> {
+        let at = tokio::time::Instant::now();
+        for (id, _, until) in lock(&self.letters)
+            .entry(receipt.stage)
+            .or_default()
+            .iter_mut()
+        {
+            if id == receipt.handle {
                 *until = Some(at);
             }
         }

@@ -1,6 +1,7 @@
 //! The live-notice tables and the WebSocket management API in memory.
 
 use super::*;
+use crate::ports::{LogEntry, Progress, ReplayQuery};
 
 fn realtime_failure(what: &str) -> RealtimeError {
     RealtimeError::Unavailable(format!("{what} set to fail").into())
@@ -118,35 +119,24 @@ impl NoticeLog for MemoryNotices {
     async fn record_progress(
         &self,
         key: &str,
-        delivered: &BTreeSet<String>,
-        done: bool,
+        progress: &Progress<'_>,
     ) -> Result<(), RealtimeError> {
         let mut deliveries = lock(&self.deliveries);
         let d = deliveries.get_mut(key).ok_or_else(|| {
             RealtimeError::malformed("a delivery record", format!("no delivery record {key}"))
         })?;
-        d.delivered = delivered.clone();
-        d.done = done;
+        d.delivered = progress.delivered.clone();
+        d.done = progress.done;
         Ok(())
     }
 
-    async fn append(
-        &self,
-        owner: &OwnerId,
-        notice: &Notice,
-        expires_at: Timestamp,
-    ) -> Result<(), RealtimeError> {
-        self.insert(owner, notice.clone(), expires_at);
+    async fn append(&self, entry: &LogEntry<'_>) -> Result<(), RealtimeError> {
+        self.insert(entry.owner, entry.notice.clone(), entry.expires_at);
         Ok(())
     }
 
-    async fn since(
-        &self,
-        owner: &OwnerId,
-        after: u64,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<crate::ports::Replay, RealtimeError> {
+    async fn since(&self, query: &ReplayQuery<'_>) -> Result<crate::ports::Replay, RealtimeError> {
+        let (owner, after, now, limit) = (query.owner, query.after, query.now, query.limit);
         let log = lock(&self.log);
         let after_stored = log.get(&(owner.clone(), after)).map(|(_, _, o)| *o);
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK);

@@ -4,7 +4,7 @@
 //! The breaker rules write the stage's one breaker row: give them a store of their own.
 
 use safelight::breaker::{Breaker, CircuitState};
-use safelight::ports::{ControlStore, Holder, Lease, LeaseView, RepoError};
+use safelight::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError};
 use safelight::{ImageId, Stage, Timestamp};
 
 const STAGE: Stage = Stage::Thumbnail;
@@ -13,6 +13,14 @@ fn holder(message_id: &str, receive: u32) -> Holder<'_> {
     Holder {
         message_id,
         receive,
+    }
+}
+
+/// The lease of `image` at [`STAGE`].
+fn key(image: ImageId) -> LeaseKey {
+    LeaseKey {
+        stage: STAGE,
+        image,
     }
 }
 
@@ -38,13 +46,12 @@ async fn take_at<C: ControlStore>(
     receive: u32,
     at: Timestamp,
 ) -> Lease {
-    c.acquire_lease(
-        STAGE,
-        image,
-        &holder(message, receive),
-        at.plus_secs(60),
-        at,
-    )
+    c.acquire_lease(&LeaseRequest {
+        lease: key(image),
+        holder: holder(message, receive),
+        until: at.plus_secs(60),
+        now: at,
+    })
     .await
     .expect("take")
 }
@@ -60,7 +67,7 @@ async fn taken<C: ControlStore>(c: &C) -> (ImageId, Timestamp, Timestamp) {
 
 /// The image's lease, which must be held.
 async fn held<C: ControlStore>(c: &C, image: ImageId) -> LeaseView {
-    c.lease(STAGE, image)
+    c.lease(key(image))
         .await
         .expect("read")
         .expect("the lease is held")
@@ -118,10 +125,10 @@ pub async fn a_breaker_write_needs_the_version_it_read<C: ControlStore>(c: &C) {
 pub async fn a_free_lease_is_taken_and_reads_back_as_its_holders<C: ControlStore>(c: &C) {
     let image = ImageId::new();
     let (now, until) = clock();
-    assert_eq!(c.lease(STAGE, image).await.expect("read"), None);
+    assert_eq!(c.lease(key(image)).await.expect("read"), None);
     assert_eq!(take_at(c, image, "m1", 1, now).await, Lease::Taken);
     assert_eq!(
-        c.lease(STAGE, image).await.expect("read"),
+        c.lease(key(image)).await.expect("read"),
         Some(LeaseView {
             holder: "m1".into(),
             receive: 1,
@@ -130,30 +137,38 @@ pub async fn a_free_lease_is_taken_and_reads_back_as_its_holders<C: ControlStore
             ran_out_of_time: false,
         })
     );
-    assert_eq!(c.lease(Stage::Variant, image).await.expect("read"), None);
+    assert_eq!(
+        c.lease(LeaseKey {
+            stage: Stage::Variant,
+            image,
+        })
+        .await
+        .expect("read"),
+        None
+    );
 }
 
 /// A live lease (its time not run out, up to and including its last millisecond) is not taken by
 /// another message, and stays its holder's.
 pub async fn a_live_lease_is_held_elsewhere_for_another_message<C: ControlStore>(c: &C) {
     let (image, now, until) = taken(c).await;
-    let before = c.lease(STAGE, image).await.expect("read");
+    let before = c.lease(key(image)).await.expect("read");
     for at in [now, until] {
         assert_eq!(take_at(c, image, "m2", 1, at).await, Lease::HeldElsewhere);
     }
-    assert_eq!(c.lease(STAGE, image).await.expect("read"), before);
+    assert_eq!(c.lease(key(image)).await.expect("read"), before);
 }
 
 /// A live lease asked for again by its own message (a duplicate delivery) is `Running` until its
 /// time, and not taken.
 pub async fn a_live_lease_asked_for_by_its_own_message_is_running<C: ControlStore>(c: &C) {
     let (image, now, until) = taken(c).await;
-    let before = c.lease(STAGE, image).await.expect("read");
+    let before = c.lease(key(image)).await.expect("read");
     assert_eq!(
         take_at(c, image, "m1", 2, now).await,
         Lease::Running { until }
     );
-    assert_eq!(c.lease(STAGE, image).await.expect("read"), before);
+    assert_eq!(c.lease(key(image)).await.expect("read"), before);
 }
 
 /// A lease whose time has run out is taken by another message, and the take is counted.
@@ -163,7 +178,7 @@ pub async fn a_lease_run_out_is_taken_by_another_message_and_counted<C: ControlS
     let next_until = later.plus_secs(60);
     assert_eq!(take_at(c, image, "m2", 3, later).await, Lease::Taken);
     assert_eq!(
-        c.lease(STAGE, image).await.expect("read"),
+        c.lease(key(image)).await.expect("read"),
         Some(LeaseView {
             holder: "m2".into(),
             receive: 3,
@@ -194,16 +209,14 @@ pub async fn a_lease_run_out_under_its_own_message_is_abandoned<C: ControlStore>
 pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStore>(c: &C) {
     let (image, _, until) = taken(c).await;
     for other in [holder("m1", 2), holder("m2", 1)] {
-        c.mark_out_of_time(STAGE, image, &other)
-            .await
-            .expect("mark");
+        c.mark_out_of_time(key(image), &other).await.expect("mark");
         let view = held(c, image).await;
         assert!(
             !view.ran_out_of_time,
             "{other:?} marked a lease it does not hold"
         );
     }
-    c.mark_out_of_time(STAGE, image, &holder("m1", 1))
+    c.mark_out_of_time(key(image), &holder("m1", 1))
         .await
         .expect("mark");
     let view = held(c, image).await;
@@ -219,18 +232,16 @@ pub async fn only_the_holding_receive_marks_the_lease_out_of_time<C: ControlStor
 pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C) {
     let (image, now, _) = taken(c).await;
     for other in [holder("m1", 2), holder("m2", 1)] {
-        c.release_lease(STAGE, image, &other)
-            .await
-            .expect("release");
+        c.release_lease(key(image), &other).await.expect("release");
         assert!(
-            c.lease(STAGE, image).await.expect("read").is_some(),
+            c.lease(key(image)).await.expect("read").is_some(),
             "{other:?} released a lease it does not hold"
         );
     }
-    c.release_lease(STAGE, image, &holder("m1", 1))
+    c.release_lease(key(image), &holder("m1", 1))
         .await
         .expect("release");
-    assert_eq!(c.lease(STAGE, image).await.expect("read"), None);
+    assert_eq!(c.lease(key(image)).await.expect("read"), None);
     assert_eq!(take_at(c, image, "m1", 2, now).await, Lease::Taken);
     let view = held(c, image).await;
     assert_eq!(view.attempts, 1);
@@ -239,13 +250,13 @@ pub async fn only_the_holding_receive_releases_the_lease<C: ControlStore>(c: &C)
 /// Marking or releasing a lease nobody holds is fine and creates nothing.
 pub async fn marking_or_releasing_a_missing_lease_is_a_no_op<C: ControlStore>(c: &C) {
     let image = ImageId::new();
-    c.mark_out_of_time(STAGE, image, &holder("m1", 1))
+    c.mark_out_of_time(key(image), &holder("m1", 1))
         .await
         .expect("mark");
-    c.release_lease(STAGE, image, &holder("m1", 1))
+    c.release_lease(key(image), &holder("m1", 1))
         .await
         .expect("release");
-    assert_eq!(c.lease(STAGE, image).await.expect("read"), None);
+    assert_eq!(c.lease(key(image)).await.expect("read"), None);
 }
 
 /// The breaker rules as tests of the store `make` evaluates to (a store of their own: they write

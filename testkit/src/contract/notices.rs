@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use safelight::ports::{Delivery, NoticeLog};
+use safelight::ports::{Delivery, LogEntry, NoticeLog, Progress, ReplayQuery};
 use safelight::{Notice, NoticeType, OwnerId, Timestamp};
 
 use super::fresh_owner;
@@ -58,15 +58,27 @@ pub async fn recorded_progress_is_what_a_later_claim_gets<N: NoticeLog>(log: &N)
     let first = delivery(&owner, 1);
     log.claim(&key, &first).await.expect("claim");
     let some = BTreeSet::from(["c1".to_owned()]);
-    log.record_progress(&key, &some, false)
-        .await
-        .expect("progress");
+    log.record_progress(
+        &key,
+        &Progress {
+            delivered: &some,
+            done: false,
+        },
+    )
+    .await
+    .expect("progress");
     let again = log.claim(&key, &delivery(&owner, 2)).await.expect("claim");
     assert_eq!((again.delivered, again.done), (some, false));
     let all = BTreeSet::from(["c1".to_owned(), "c2".to_owned()]);
-    log.record_progress(&key, &all, true)
-        .await
-        .expect("progress");
+    log.record_progress(
+        &key,
+        &Progress {
+            delivered: &all,
+            done: true,
+        },
+    )
+    .await
+    .expect("progress");
     let again = log.claim(&key, &delivery(&owner, 2)).await.expect("claim");
     assert_eq!(again.notice, first.notice);
     assert_eq!((again.delivered, again.done), (all, true));
@@ -79,27 +91,63 @@ pub async fn a_replay_holds_the_owners_live_notices_in_order_once<N: NoticeLog>(
     let owner = fresh_owner();
     let live = in_secs(3600);
     for seq in [1, 2, 2, 3, 4] {
-        log.append(&owner, &notice(&owner, seq), live)
-            .await
-            .expect("append");
+        log.append(&LogEntry {
+            owner: &owner,
+            notice: &notice(&owner, seq),
+            expires_at: live,
+        })
+        .await
+        .expect("append");
     }
-    log.append(&owner, &notice(&owner, 5), in_secs(-3600))
-        .await
-        .expect("append");
+    log.append(&LogEntry {
+        owner: &owner,
+        notice: &notice(&owner, 5),
+        expires_at: in_secs(-3600),
+    })
+    .await
+    .expect("append");
     let other = fresh_owner();
-    log.append(&other, &notice(&other, 6), live)
-        .await
-        .expect("append");
+    log.append(&LogEntry {
+        owner: &other,
+        notice: &notice(&other, 6),
+        expires_at: live,
+    })
+    .await
+    .expect("append");
     let now = Timestamp::now();
     let seqs = |notices: &[Notice]| notices.iter().map(|n| n.seq).collect::<Vec<_>>();
-    let all = log.since(&owner, 0, now, 10).await.expect("replay");
+    let all = log
+        .since(&ReplayQuery {
+            owner: &owner,
+            after: 0,
+            now,
+            limit: 10,
+        })
+        .await
+        .expect("replay");
     assert_eq!((seqs(&all.notices), all.next), (vec![1, 2, 3, 4], None));
-    let rest = log.since(&owner, 2, now, 10).await.expect("replay");
+    let rest = log
+        .since(&ReplayQuery {
+            owner: &owner,
+            after: 2,
+            now,
+            limit: 10,
+        })
+        .await
+        .expect("replay");
     assert_eq!(seqs(&rest.notices), vec![3, 4]);
     let mut paged = Vec::new();
     let mut after = 0;
     for _ in 0..10 {
-        let page = log.since(&owner, after, now, 2).await.expect("replay");
+        let page = log
+            .since(&ReplayQuery {
+                owner: &owner,
+                after,
+                now,
+                limit: 2,
+            })
+            .await
+            .expect("replay");
         assert!(page.notices.len() <= 2, "a page longer than its limit");
         paged.extend(seqs(&page.notices));
         match page.next {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::aws::table::{self, batch_get, sdk_failure, written, written_or_conflict, Item, Table};
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ports::{ControlStore, Holder, Lease, LeaseView, RepoError};
+use crate::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError};
 
 mod markers;
 mod throughput;
@@ -190,14 +190,9 @@ impl ControlStore for DynamoControl {
             .await
     }
 
-    async fn acquire_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-        until: Timestamp,
-        now: Timestamp,
-    ) -> Result<Lease, RepoError> {
+    async fn acquire_lease(&self, request: &LeaseRequest<'_>) -> Result<Lease, RepoError> {
+        let (holder, until, now) = (request.holder, request.until, request.now);
+        let LeaseKey { stage, image } = request.lease;
         // One conditional update when the lease is free or run out: take it, count the takes
         // since the last release (a release deletes the item), clear the previous holder's
         // out-of-time mark, return the old row. A live lease is only read, to tell a duplicate
@@ -245,7 +240,7 @@ impl ControlStore for DynamoControl {
                 })
             }
             Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
-                Ok(match self.lease(stage, image).await? {
+                Ok(match self.lease(request.lease).await? {
                     Some(live) if live.holder == holder.message_id => {
                         Lease::Running { until: live.until }
                     }
@@ -259,10 +254,10 @@ impl ControlStore for DynamoControl {
 
     async fn mark_out_of_time(
         &self,
-        stage: Stage,
-        image: ImageId,
+        lease: LeaseKey,
         holder: &Holder<'_>,
     ) -> Result<(), RepoError> {
+        let LeaseKey { stage, image } = lease;
         let result = self
             .table
             .update(pk(lease_key(stage, image)))
@@ -278,7 +273,8 @@ impl ControlStore for DynamoControl {
         written(result).map(drop)
     }
 
-    async fn lease(&self, stage: Stage, image: ImageId) -> Result<Option<LeaseView>, RepoError> {
+    async fn lease(&self, lease: LeaseKey) -> Result<Option<LeaseView>, RepoError> {
+        let LeaseKey { stage, image } = lease;
         let item = self
             .table
             .get(pk(lease_key(stage, image)))
@@ -287,12 +283,8 @@ impl ControlStore for DynamoControl {
         Ok(item.as_ref().map(lease_view))
     }
 
-    async fn release_lease(
-        &self,
-        stage: Stage,
-        image: ImageId,
-        holder: &Holder<'_>,
-    ) -> Result<(), RepoError> {
+    async fn release_lease(&self, lease: LeaseKey, holder: &Holder<'_>) -> Result<(), RepoError> {
+        let LeaseKey { stage, image } = lease;
         let result = self
             .table
             .delete(pk(lease_key(stage, image)))

@@ -9,7 +9,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{pk, DynamoControl};
 use crate::aws::table::{sdk_failure, Item};
 use crate::domain::Timestamp;
-use crate::ops::minute_start;
+use crate::ops::{minute_start, recent_minutes};
 use crate::ports::{MinuteCount, Outcome, RepoError, ThroughputLog};
 
 /// How long a throughput counter is kept (the chart shows an hour).
@@ -104,30 +104,19 @@ impl ThroughputLog for DynamoControl {
     }
 
     async fn recent(&self, now: Timestamp, minutes: u32) -> Result<Vec<MinuteCount>, RepoError> {
-        let last = minute_start(now).unix_millis();
-        let wanted: Vec<Timestamp> = (0..i64::from(minutes.clamp(1, 100)))
-            .rev()
-            .map(|i| Timestamp::from_unix_millis(last - i * 60_000))
-            .collect();
+        let wanted: Vec<Timestamp> = recent_minutes(now, minutes).collect();
         let keys: Vec<String> = wanted
             .iter()
             .flat_map(|m| (0..THROUGHPUT_SHARDS).map(|shard| throughput_key(*m, shard)))
             .collect();
         let found = self.batch_get(&keys).await?;
-        Ok(wanted
-            .into_iter()
-            .map(|minute| {
-                let shards: Vec<&Item> = (0..THROUGHPUT_SHARDS)
-                    .filter_map(|shard| found.get(&throughput_key(minute, shard)))
-                    .collect();
-                let sum = |field: &str| shards.iter().map(|item| number(item, field)).sum();
-                MinuteCount {
-                    minute,
-                    processed: sum("processed"),
-                    failed: sum("failed"),
-                }
-            })
-            .collect())
+        Ok(MinuteCount::tally(wanted, |minute| {
+            let shards: Vec<&Item> = (0..THROUGHPUT_SHARDS)
+                .filter_map(|shard| found.get(&throughput_key(minute, shard)))
+                .collect();
+            let sum = |field: &str| shards.iter().map(|item| number(item, field)).sum();
+            (sum("processed"), sum("failed"))
+        }))
     }
 
     async fn completed_total(&self) -> Result<u64, RepoError> {

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::{expired, from_item, to_item, unavailable};
 use crate::aws::table::{self, Item, Pages, Put, Table};
 use crate::domain::{ImageId, Notice, OwnerId, Timestamp};
-use crate::ports::{Delivery, NoticeLog, RealtimeError, Replay};
+use crate::ports::{Delivery, LogEntry, NoticeLog, Progress, RealtimeError, Replay, ReplayQuery};
 
 /// A delivery record of the notices table.
 #[derive(Debug, Serialize, Deserialize)]
@@ -187,9 +187,9 @@ impl NoticeLog for DynamoNotices {
     async fn record_progress(
         &self,
         key: &str,
-        delivered: &BTreeSet<String>,
-        done: bool,
+        progress: &Progress<'_>,
     ) -> Result<(), RealtimeError> {
+        let Progress { delivered, done } = *progress;
         self.table
             .update(seq_zero(delivery_pk(key)))
             .update_expression("SET delivered = :delivered, done = :done")
@@ -206,12 +206,8 @@ impl NoticeLog for DynamoNotices {
         Ok(())
     }
 
-    async fn append(
-        &self,
-        owner: &OwnerId,
-        notice: &Notice,
-        expires_at: Timestamp,
-    ) -> Result<(), RealtimeError> {
+    async fn append(&self, entry: &LogEntry<'_>) -> Result<(), RealtimeError> {
+        let (owner, notice, expires_at) = (entry.owner, entry.notice, entry.expires_at);
         if notice.seq == 0 {
             return Err(RealtimeError::malformed(
                 "a notice",
@@ -236,13 +232,8 @@ impl NoticeLog for DynamoNotices {
         Ok(())
     }
 
-    async fn since(
-        &self,
-        owner: &OwnerId,
-        after: u64,
-        now: Timestamp,
-        limit: usize,
-    ) -> Result<Replay, RealtimeError> {
+    async fn since(&self, query: &ReplayQuery<'_>) -> Result<Replay, RealtimeError> {
+        let (owner, after, now, limit) = (query.owner, query.after, query.now, query.limit);
         // From LATE_LOOKBACK below `after` (and `after` itself, for its stored_at), then at most
         // one page and one more notice: a resume reads a bounded slice of the log, however long.
         let from = after.saturating_sub(crate::ports::LATE_LOOKBACK + 1);

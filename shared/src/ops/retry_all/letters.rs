@@ -8,7 +8,9 @@ use super::{RetryAllError, RetryPorts, RESET_ATTEMPTS};
 use crate::domain::{ImageRecord, Job, Stage, Status, Timestamp};
 use crate::events::parse_jobs;
 use crate::ops::retry::{requeue_failed, RetryError};
-use crate::ports::{DeadLetter, ImageRepository, JobQueue, QueueAdmin, StatusIndex};
+use crate::ports::{
+    DeadLetter, ImageRepository, JobQueue, QueueAdmin, Receipt, Requeue, StatusIndex,
+};
 
 /// What became of one dead letter.
 pub(super) enum Fate {
@@ -51,7 +53,10 @@ where
         }
         self.ports
             .admin
-            .delete_dead_letter(stage, &letter.receipt_handle)
+            .delete_dead_letter(Receipt {
+                stage,
+                handle: &letter.receipt_handle,
+            })
             .await?;
         Ok(fate)
     }
@@ -78,7 +83,12 @@ where
                 pacer.wait().await;
                 self.ports
                     .queue
-                    .requeue(stage, &letter.body, Duration::ZERO, None)
+                    .requeue(&Requeue {
+                        stage,
+                        body: &letter.body,
+                        delay: Duration::ZERO,
+                        deferred_since: None,
+                    })
                     .await?;
                 return Ok(Fate::Redriven);
             };

@@ -40,7 +40,9 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::domain::{Stage, Status, Timestamp};
-use crate::ports::{ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex};
+use crate::ports::{
+    DeadLetterReceive, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
+};
 use cursor::Cursor;
 use letters::{Fate, Run};
 use pacer::Pacer;
@@ -174,7 +176,12 @@ where
         }
         let letters = ports
             .admin
-            .receive_dead_letters(stage, 10, SKIP_HIDE, DLQ_WAIT)
+            .receive_dead_letters(&DeadLetterReceive {
+                stage,
+                max: 10,
+                hide_for: SKIP_HIDE,
+                wait: DLQ_WAIT,
+            })
             .await?;
         if letters.is_empty() {
             // Nothing visible; letters hidden by another reader are not done with yet.

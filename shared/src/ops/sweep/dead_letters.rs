@@ -2,7 +2,6 @@
 //! when its row went stale, letters whose work was done deleted, the rest released.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -11,7 +10,7 @@ use super::{
 };
 use crate::domain::{ErrorKind, ImageRecord, Stage, Status, Timestamp};
 use crate::events::parse_jobs;
-use crate::ports::{ImageRepository, QueueAdmin};
+use crate::ports::{DeadLetterReceive, ImageRepository, QueueAdmin, Receipt};
 use crate::retry::MAX_RECEIVES;
 
 /// Whether a dead letter's job is done: its stage completed, and the letter is not the event of
@@ -84,7 +83,12 @@ impl<R: ImageRepository, A: QueueAdmin, S, Q> Sweeper<'_, R, A, S, Q> {
             let letters = self
                 .ports
                 .dead_letters
-                .receive_dead_letters(stage, 10, left + self.policy.hold_margin, wait)
+                .receive_dead_letters(&DeadLetterReceive {
+                    stage,
+                    max: 10,
+                    hide_for: left + self.policy.hold_margin,
+                    wait,
+                })
                 .await?;
             if letters.is_empty() {
                 // Letters another reader holds (a retry-all run) are not seen: not finished. The
@@ -137,7 +141,10 @@ impl<R: ImageRepository, A: QueueAdmin, S, Q> Sweeper<'_, R, A, S, Q> {
                     // for operators to redrive, and the DLQ keeps only what failed.
                     self.ports
                         .dead_letters
-                        .delete_dead_letter(stage, &letter.receipt_handle)
+                        .delete_dead_letter(Receipt {
+                            stage,
+                            handle: &letter.receipt_handle,
+                        })
                         .await?;
                     report.done_letters_deleted += 1;
                 } else {
@@ -154,7 +161,10 @@ impl<R: ImageRepository, A: QueueAdmin, S, Q> Sweeper<'_, R, A, S, Q> {
             if let Err(e) = self
                 .ports
                 .dead_letters
-                .release_dead_letter(*stage, receipt_handle, Duration::ZERO)
+                .release_dead_letter(Receipt {
+                    stage: *stage,
+                    handle: receipt_handle,
+                })
                 .await
             {
                 tracing::warn!(%stage, error = %e, "could not release a dead letter; it comes back when its hold ends");
