@@ -125,11 +125,6 @@ where
         )
         .await
     }
-
-    /// The ports (tests inspect them).
-    pub fn ports(&self) -> (&S, &R, &Q, &M) {
-        (&self.store, &self.rows, &self.queue, &self.markers)
-    }
 }
 
 /// The instant to stop starting pages: the invocation's deadline (milliseconds since the epoch,

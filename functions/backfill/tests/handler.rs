@@ -25,14 +25,34 @@ fn settings() -> BackfillSettings {
     s
 }
 
-fn handler() -> Handler {
-    Backfill::new(
-        MemoryStore::default(),
-        MemoryImages::default(),
-        MemoryQueue::default(),
-        MemoryMarkers::default(),
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Handler,
+    store: MemoryStore,
+    images: MemoryImages,
+    queue: MemoryQueue,
+    markers: MemoryMarkers,
+}
+
+fn handler() -> Fixture {
+    let store = MemoryStore::default();
+    let images = MemoryImages::default();
+    let queue = MemoryQueue::default();
+    let markers = MemoryMarkers::default();
+    let handler = Backfill::new(
+        store.clone(),
+        images.clone(),
+        queue.clone(),
+        markers.clone(),
         settings(),
-    )
+    );
+    Fixture {
+        handler,
+        store,
+        images,
+        queue,
+        markers,
+    }
 }
 
 fn owner(i: usize) -> OwnerId {
@@ -68,8 +88,8 @@ struct Seeded {
 /// 50 originals: 20 without a row, 10 half-done rows (thumbnails done, variants never started),
 /// 5 legacy rows without the status fields (2 of them with thumbnails recorded), 15 completed;
 /// plus an object that is not an image and one whose row belongs to someone else.
-async fn seed(h: &Handler) -> Seeded {
-    let (store, images, _, _) = h.ports();
+async fn seed(h: &Fixture) -> Seeded {
+    let (store, images) = (&h.store, &h.images);
     let bytes = testkit::jpeg(64, 48);
     let mut s = Seeded {
         no_row: vec![],
@@ -139,8 +159,9 @@ async fn seed(h: &Handler) -> Seeded {
     s
 }
 
-async fn run(h: &Handler, request: BackfillRequest) -> BackfillReport {
-    h.run(request, None, &AtomicBool::new(false), |_| {})
+async fn run(h: &Fixture, request: BackfillRequest) -> BackfillReport {
+    h.handler
+        .run(request, None, &AtomicBool::new(false), |_| {})
         .await
         .unwrap()
 }
@@ -154,7 +175,7 @@ fn sorted(mut rows: Vec<ImageRecord>) -> Vec<ImageRecord> {
 async fn a_dry_run_reports_what_the_migration_would_do_and_writes_nothing() {
     let h = handler();
     seed(&h).await;
-    let rows_before = sorted(h.ports().1.rows());
+    let rows_before = sorted(h.images.rows());
     let r = run(
         &h,
         BackfillRequest {
@@ -184,10 +205,10 @@ async fn a_dry_run_reports_what_the_migration_would_do_and_writes_nothing() {
     assert_eq!(r.refused, None);
     assert_eq!(r.start, "dry_run");
 
-    assert_eq!(sorted(h.ports().1.rows()), rows_before, "rows unchanged");
-    assert_eq!(h.ports().1.legacy_ids().len(), 5, "legacy rows unchanged");
-    assert!(h.ports().2.sent().is_empty(), "nothing enqueued");
-    assert_eq!(h.ports().3.marker(MIGRATION), None, "not even the marker");
+    assert_eq!(sorted(h.images.rows()), rows_before, "rows unchanged");
+    assert_eq!(h.images.legacy_ids().len(), 5, "legacy rows unchanged");
+    assert!(h.queue.sent().is_empty(), "nothing enqueued");
+    assert_eq!(h.markers.marker(MIGRATION), None, "not even the marker");
 }
 
 #[tokio::test]
@@ -201,7 +222,7 @@ async fn the_run_creates_and_repairs_rows_enqueues_only_missing_stages_and_leave
     assert_eq!(r.counts.rows_repaired, 5);
     assert_eq!(r.counts.rows_requeued, 10);
 
-    let sent = h.ports().2.sent();
+    let sent = h.queue.sent();
     assert_eq!(sent.len(), 58);
     let stages_of = |id: ImageId| -> Vec<Stage> {
         let mut v: Vec<Stage> = sent
@@ -212,7 +233,7 @@ async fn the_run_creates_and_repairs_rows_enqueues_only_missing_stages_and_leave
         v.sort_by_key(|s| s.as_str());
         v
     };
-    let rows = h.ports().1.rows();
+    let rows = h.images.rows();
     let row = |id: ImageId| rows.iter().find(|r| r.image_id == id).unwrap().clone();
     for id in &s.no_row {
         assert_eq!(stages_of(*id), vec![Stage::Thumbnail, Stage::Variant]);
@@ -244,7 +265,7 @@ async fn the_run_creates_and_repairs_rows_enqueues_only_missing_stages_and_leave
             assert_eq!(stages_of(*id), vec![Stage::Thumbnail, Stage::Variant]);
         }
     }
-    assert!(h.ports().1.legacy_ids().is_empty());
+    assert!(h.images.legacy_ids().is_empty());
     for c in &s.completed {
         assert_eq!(&row(c.image_id), c, "completed images untouched");
         assert!(stages_of(c.image_id).is_empty());
@@ -252,7 +273,7 @@ async fn the_run_creates_and_repairs_rows_enqueues_only_missing_stages_and_leave
     assert!(sent
         .iter()
         .all(|m| m.key.as_str().starts_with("originals/user-")));
-    let marker = h.ports().3.marker(MIGRATION).unwrap();
+    let marker = h.markers.marker(MIGRATION).unwrap();
     assert_eq!(marker.state, RunState::Completed);
     assert_eq!(marker.counts.rows_created, 20);
     assert_eq!(marker.lease_until_ms, 0);
@@ -264,7 +285,7 @@ async fn a_second_automatic_run_is_refused_and_force_changes_nothing_for_complet
     let s = seed(&h).await;
     let first = run(&h, BackfillRequest::default()).await;
     let first_id = first.run_id.clone().unwrap();
-    let sent = h.ports().2.sent().len();
+    let sent = h.queue.sent().len();
 
     let again = run(&h, BackfillRequest::default()).await;
     assert_eq!(again.start, "refused");
@@ -273,11 +294,7 @@ async fn a_second_automatic_run_is_refused_and_force_changes_nothing_for_complet
         why.contains("already ran") && why.contains(&first_id),
         "{why}"
     );
-    assert_eq!(
-        h.ports().2.sent().len(),
-        sent,
-        "a refused run enqueues nothing"
-    );
+    assert_eq!(h.queue.sent().len(), sent, "a refused run enqueues nothing");
 
     // The dry run says the same.
     let dry = run(
@@ -291,7 +308,7 @@ async fn a_second_automatic_run_is_refused_and_force_changes_nothing_for_complet
     assert!(dry.refused.unwrap().contains("already ran"));
 
     // Everything completes (as the processors would), then a forced run changes nothing.
-    let (_, images, _, _) = h.ports();
+    let images = &h.images;
     for mut r in images.rows() {
         let t = Timestamp::now().plus_secs(-10);
         for st in Stage::ALL {
@@ -317,7 +334,7 @@ async fn a_second_automatic_run_is_refused_and_force_changes_nothing_for_complet
     assert_eq!(forced.counts.completed, 50, "{:?}", forced.counts);
     assert_eq!(forced.counts.stages_enqueued, 0);
     assert_eq!(sorted(images.rows()), before);
-    assert_eq!(h.ports().2.sent().len(), sent);
+    assert_eq!(h.queue.sent().len(), sent);
     assert!(s
         .completed
         .iter()
@@ -331,6 +348,7 @@ async fn an_interrupted_run_resumes_from_its_checkpoint_without_enqueueing_twice
     let interrupted = AtomicBool::new(false);
     let mut pages = 0;
     let first = h
+        .handler
         .run(BackfillRequest::default(), None, &interrupted, |_| {
             pages += 1;
             if pages == 2 {
@@ -340,10 +358,10 @@ async fn an_interrupted_run_resumes_from_its_checkpoint_without_enqueueing_twice
         .await
         .unwrap();
     assert!(!first.done);
-    let marker = h.ports().3.marker(MIGRATION).unwrap();
+    let marker = h.markers.marker(MIGRATION).unwrap();
     assert_eq!(marker.state, RunState::Stopped);
     assert!(marker.checkpoint.is_some());
-    let partial = h.ports().2.sent().len();
+    let partial = h.queue.sent().len();
     assert!(partial > 0 && partial < 58, "{partial}");
 
     // A new automatic start resumes the same run, not a second one.
@@ -351,7 +369,7 @@ async fn an_interrupted_run_resumes_from_its_checkpoint_without_enqueueing_twice
     assert_eq!(second.start, "resumed");
     assert_eq!(second.run_id, first.run_id);
     assert!(second.done);
-    let sent = h.ports().2.sent();
+    let sent = h.queue.sent();
     assert_eq!(sent.len(), 58, "every missing stage once");
     let mut keys: Vec<(ImageId, &str)> = sent
         .iter()
@@ -369,13 +387,14 @@ async fn a_run_whose_process_died_is_taken_over_after_its_lease_but_not_before()
     seed(&h).await;
     let interrupted = AtomicBool::new(true);
     // Take the run, stop at once, then make it look alive (as a crashed process leaves it).
-    h.run(BackfillRequest::default(), None, &interrupted, |_| {})
+    h.handler
+        .run(BackfillRequest::default(), None, &interrupted, |_| {})
         .await
         .unwrap();
-    let mut m = h.ports().3.marker(MIGRATION).unwrap();
+    let mut m = h.markers.marker(MIGRATION).unwrap();
     m.state = RunState::Running;
     m.lease_until_ms = Timestamp::now().unix_millis() + 60_000;
-    h.ports().3.set(MIGRATION, m.clone());
+    h.markers.set(MIGRATION, m.clone());
     let busy = run(
         &h,
         BackfillRequest {
@@ -388,7 +407,7 @@ async fn a_run_whose_process_died_is_taken_over_after_its_lease_but_not_before()
     assert!(busy.refused.unwrap().contains("in progress"));
 
     m.lease_until_ms = Timestamp::now().unix_millis() - 1;
-    h.ports().3.set(MIGRATION, m);
+    h.markers.set(MIGRATION, m);
     let taken = run(&h, BackfillRequest::default()).await;
     assert_eq!(taken.start, "resumed");
     assert!(taken.done);

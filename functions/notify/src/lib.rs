@@ -148,26 +148,6 @@ where
         }
     }
 
-    /// The throughput counters (tests inspect them).
-    pub fn throughput(&self) -> &T {
-        &self.throughput
-    }
-
-    /// The connections table (tests inspect it).
-    pub fn connections(&self) -> &C {
-        &self.connections
-    }
-
-    /// The notice log (tests inspect it).
-    pub fn notices(&self) -> &N {
-        &self.notices
-    }
-
-    /// The management API (tests inspect it).
-    pub fn poster(&self) -> &P {
-        &self.poster
-    }
-
     /// Handles a batch; failed records (and those after them) are reported for a retry. No new
     /// chunk of sends starts after `deadline` (see [`deadline_from_epoch_millis`]).
     pub async fn handle(&self, event: &Event, deadline: Instant) -> DynamoDbEventResponse {

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::dynamodb::Event;
+use aws_lambda_events::streams::DynamoDbEventResponse;
 use notify::{delivery_key, Notify};
 use safelight::faults::{Faulty, Switch};
 use safelight::ports::Connection;
@@ -19,13 +20,43 @@ use serde_json::{json, Value};
 type Handler =
     Notify<MemoryConnections, Faulty<MemoryNotices, Switch>, MemoryPoster, MemoryThroughput>;
 
-fn handler() -> Handler {
-    Notify::new(
-        MemoryConnections::default(),
-        Faulty::new(MemoryNotices::default(), Switch::default()),
-        MemoryPoster::default(),
-        MemoryThroughput::default(),
-    )
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Handler,
+    connections: MemoryConnections,
+    notices: MemoryNotices,
+    /// Fails every call to the notice log while on.
+    log_outage: Switch,
+    poster: MemoryPoster,
+    throughput: MemoryThroughput,
+}
+
+fn handler() -> Fixture {
+    let connections = MemoryConnections::default();
+    let notices = MemoryNotices::default();
+    let log_outage = Switch::default();
+    let poster = MemoryPoster::default();
+    let throughput = MemoryThroughput::default();
+    let handler = Notify::new(
+        connections.clone(),
+        Faulty::new(notices.clone(), log_outage.clone()),
+        poster.clone(),
+        throughput.clone(),
+    );
+    Fixture {
+        handler,
+        connections,
+        notices,
+        log_outage,
+        poster,
+        throughput,
+    }
+}
+
+impl Fixture {
+    async fn handle(&self, event: &Event, deadline: Instant) -> DynamoDbEventResponse {
+        self.handler.handle(event, deadline).await
+    }
 }
 
 /// A deadline that never interferes.
@@ -37,24 +68,14 @@ fn owner(name: &str) -> OwnerId {
     name.parse().unwrap()
 }
 
-fn connect(h: &Handler, id: &str, who: &str) {
+fn connect(h: &Fixture, id: &str, who: &str) {
     let now = Timestamp::now();
-    h_connections(h).insert(Connection {
+    h.connections.insert(Connection {
         connection_id: id.into(),
         owner: owner(who),
         connected_at: now,
         expires_at: now.plus_secs(7200),
     });
-}
-
-fn h_connections(h: &Handler) -> &MemoryConnections {
-    h.connections()
-}
-fn h_notices(h: &Handler) -> &MemoryNotices {
-    h.notices().inner()
-}
-fn h_poster(h: &Handler) -> &MemoryPoster {
-    h.poster()
 }
 
 fn row(who: &str) -> ImageRecord {
@@ -130,7 +151,7 @@ fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().map(|f| f["seq"].as_u64().unwrap()).collect()
 }
 
-fn failures(r: &aws_lambda_events::streams::DynamoDbEventResponse) -> Vec<String> {
+fn failures(r: &DynamoDbEventResponse) -> Vec<String> {
     r.batch_item_failures
         .iter()
         .map(|f| f.item_identifier.clone().unwrap())
@@ -155,7 +176,7 @@ async fn an_upload_history_sends_thumbnail_then_variant_then_complete_to_every_o
         .await;
     assert!(r.batch_item_failures.is_empty());
     for socket in ["a-laptop", "a-phone"] {
-        let frames = h_poster(&h).frames_to(socket);
+        let frames = h.poster.frames_to(socket);
         assert_eq!(
             types(&frames),
             ["thumbnail_complete", "variant_complete", "complete"]
@@ -164,7 +185,7 @@ async fn an_upload_history_sends_thumbnail_then_variant_then_complete_to_every_o
         assert_eq!(frames[2]["image_id"], done.image_id.to_string());
         assert_eq!(frames[2]["status"]["processing_status"], "completed");
     }
-    let stored = h_notices(&h).stored(&owner("alice"));
+    let stored = h.notices.stored(&owner("alice"));
     assert_eq!(
         stored.iter().map(|n| n.seq).collect::<Vec<_>>(),
         [1, 2, 3],
@@ -187,14 +208,14 @@ async fn another_owner_gets_nothing_and_keeps_an_own_sequence() {
         far(),
     )
     .await;
-    let to_alice = h_poster(&h).frames_to("alice-1");
-    let to_bob = h_poster(&h).frames_to("bob-1");
+    let to_alice = h.poster.frames_to("alice-1");
+    let to_bob = h.poster.frames_to("bob-1");
     assert_eq!(to_alice.len(), 1);
     assert_eq!(to_bob.len(), 1);
     assert_eq!(to_alice[0]["image_id"], a_thumb.image_id.to_string());
     assert_eq!(to_bob[0]["image_id"], b_thumb.image_id.to_string());
     assert_eq!(seqs(&to_bob), [1], "bob's numbering does not see alice's");
-    assert!(h_notices(&h).stored(&owner("bob"))[0].image_id == b_thumb.image_id);
+    assert!(h.notices.stored(&owner("bob"))[0].image_id == b_thumb.image_id);
 }
 
 #[tokio::test]
@@ -208,21 +229,21 @@ async fn a_redelivered_record_keeps_its_numbers_and_stores_nothing_again() {
     h.handle(&event, far()).await;
     h.handle(&event, far()).await;
     h.handle(&event, far()).await;
-    let frames = h_poster(&h).frames_to("c1");
+    let frames = h.poster.frames_to("c1");
     assert_eq!(
         types(&frames),
         ["variant_complete", "complete"].repeat(3),
         "sent again, as the same notices"
     );
     assert_eq!(seqs(&frames), [1, 2].repeat(3), "with the same numbers");
-    assert_eq!(h_notices(&h).stored(&owner("alice")).len(), 2);
+    assert_eq!(h.notices.stored(&owner("alice")).len(), 2);
     // The next change is numbered after them (the redeliveries' drawn numbers are gaps).
     let mut retried = done.clone();
     retried.processing_status = safelight::Status::Failed;
     retried.processing_error = Some("x".into());
     h.handle(&batch(&[("e4", Some(&done), Some(&retried))]), far())
         .await;
-    let last = *seqs(&h_poster(&h).frames_to("c1")).last().unwrap_or(&0);
+    let last = *seqs(&h.poster.frames_to("c1")).last().unwrap_or(&0);
     assert!(last > 2, "seq {last} comes after the numbers already sent");
 }
 
@@ -234,7 +255,7 @@ async fn a_record_that_succeeded_writes_no_progress() {
     h.handle(&batch(&[("e5", Some(&thumb), Some(&done))]), far())
         .await;
     for kind in [NoticeType::VariantComplete, NoticeType::Complete] {
-        let d = h_notices(&h).deliveries()[&delivery_key("e5", kind)].clone();
+        let d = h.notices.deliveries()[&delivery_key("e5", kind)].clone();
         assert!(
             !d.done && d.delivered.is_empty(),
             "{kind}: no progress write"
@@ -247,7 +268,7 @@ async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_
     let h = handler();
     connect(&h, "ok", "alice");
     connect(&h, "flaky", "alice");
-    h_poster(&h).set_failing("flaky", true);
+    h.poster.set_failing("flaky", true);
     let (started, thumb, done) = history("alice");
     let event = batch(&[
         ("e1", Some(&started), Some(&thumb)),
@@ -259,26 +280,26 @@ async fn a_failed_send_reports_the_record_and_the_retry_reaches_only_the_socket_
         ["1000", "1001"],
         "the failed record and everything after it are retried, in order"
     );
-    assert_eq!(types(&h_poster(&h).frames_to("ok")), ["thumbnail_complete"]);
+    assert_eq!(types(&h.poster.frames_to("ok")), ["thumbnail_complete"]);
     assert_eq!(
-        h_notices(&h).stored(&owner("alice")).len(),
+        h.notices.stored(&owner("alice")).len(),
         1,
         "stored before sending, so a resume finds it even though a send failed"
     );
 
-    h_poster(&h).set_failing("flaky", false);
+    h.poster.set_failing("flaky", false);
     let r = h.handle(&event, far()).await;
     assert!(r.batch_item_failures.is_empty());
     assert_eq!(
-        types(&h_poster(&h).frames_to("ok")),
+        types(&h.poster.frames_to("ok")),
         ["thumbnail_complete", "variant_complete", "complete"],
         "no duplicate for the socket that already had it"
     );
     assert_eq!(
-        types(&h_poster(&h).frames_to("flaky")),
+        types(&h.poster.frames_to("flaky")),
         ["thumbnail_complete", "variant_complete", "complete"]
     );
-    let to_flaky = seqs(&h_poster(&h).frames_to("flaky"));
+    let to_flaky = seqs(&h.poster.frames_to("flaky"));
     assert_eq!(to_flaky[0], 1, "the retry resends the same numbered notice");
     assert!(
         to_flaky.windows(2).all(|w| w[0] < w[1]),
@@ -291,25 +312,25 @@ async fn a_gone_connection_is_forgotten_on_the_first_410_without_failing_the_rec
     let h = handler();
     connect(&h, "live", "alice");
     connect(&h, "stale", "alice");
-    h_poster(&h).make_gone("stale");
+    h.poster.make_gone("stale");
     let (started, thumb, done) = history("alice");
     let r = h
         .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert!(r.batch_item_failures.is_empty());
-    assert_eq!(h_connections(&h).ids(), ["live"]);
-    assert_eq!(h_poster(&h).frames_to("live").len(), 1);
+    assert_eq!(h.connections.ids(), ["live"]);
+    assert_eq!(h.poster.frames_to("live").len(), 1);
     // Later notices do not try it again.
     h.handle(&batch(&[("e2", Some(&thumb), Some(&done))]), far())
         .await;
-    assert!(h_poster(&h).frames().iter().all(|(c, _)| c == "live"));
+    assert!(h.poster.frames().iter().all(|(c, _)| c == "live"));
 }
 
 #[tokio::test]
 async fn an_expired_connection_row_is_not_sent_to() {
     let h = handler();
     let past = Timestamp::now().plus_secs(-10);
-    h_connections(&h).insert(Connection {
+    h.connections.insert(Connection {
         connection_id: "old".into(),
         owner: owner("alice"),
         connected_at: past.plus_secs(-7200),
@@ -320,8 +341,8 @@ async fn an_expired_connection_row_is_not_sent_to() {
         .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert!(r.batch_item_failures.is_empty());
-    assert!(h_poster(&h).frames().is_empty());
-    assert_eq!(h_notices(&h).stored(&owner("alice")).len(), 1);
+    assert!(h.poster.frames().is_empty());
+    assert_eq!(h.notices.stored(&owner("alice")).len(), 1);
 }
 
 #[tokio::test]
@@ -355,7 +376,7 @@ async fn a_permanent_failure_sends_one_failed_notice_with_a_readable_reason() {
         far(),
     )
     .await;
-    let frames = h_poster(&h).frames_to("c1");
+    let frames = h.poster.frames_to("c1");
     assert_eq!(types(&frames), ["failed"]);
     assert_eq!(frames[0]["error"], "the file is not a decodable image");
     assert_eq!(frames[0]["error_kind"], "permanent");
@@ -376,20 +397,20 @@ async fn inserts_removals_and_rows_that_are_not_images_send_nothing() {
         serde_dynamo::to_item(json!({"pk": "something else"})).unwrap();
     let r = h.handle(&event, far()).await;
     assert!(r.batch_item_failures.is_empty());
-    assert!(h_poster(&h).frames().is_empty());
+    assert!(h.poster.frames().is_empty());
 }
 
 #[tokio::test]
 async fn a_log_outage_fails_the_record_before_anything_is_sent() {
     let h = handler();
     connect(&h, "c1", "alice");
-    h.notices().injector().fail(true);
+    h.log_outage.fail(true);
     let (started, thumb, _) = history("alice");
     let r = h
         .handle(&batch(&[("e1", Some(&started), Some(&thumb))]), far())
         .await;
     assert_eq!(failures(&r), ["1000"]);
-    assert!(h_poster(&h).frames().is_empty(), "never sent unless stored");
+    assert!(h.poster.frames().is_empty(), "never sent unless stored");
 }
 
 #[tokio::test]
@@ -411,12 +432,12 @@ async fn completed_and_failed_images_are_counted_once_per_minute_even_when_redel
         let r = h.handle(&load(file), far()).await;
         assert!(r.batch_item_failures.is_empty(), "{file}");
     }
-    let minutes = h.throughput().recent(Timestamp::now(), 2).await.unwrap();
+    let minutes = h.throughput.recent(Timestamp::now(), 2).await.unwrap();
     let processed: u64 = minutes.iter().map(|m| m.processed).sum();
     let failed: u64 = minutes.iter().map(|m| m.failed).sum();
     assert_eq!((processed, failed), (1, 1), "{minutes:?}");
     assert_eq!(
-        h.throughput().completed_total().await.unwrap(),
+        h.throughput.completed_total().await.unwrap(),
         1,
         "the completed total counts the image once, redelivered or not"
     );
@@ -441,7 +462,7 @@ async fn the_sample_stream_events_parse_and_produce_their_notices() {
         connect(&h, "c1", "demo");
         let r = h.handle(&load(file), far()).await;
         assert!(r.batch_item_failures.is_empty(), "{file}");
-        assert_eq!(types(&h_poster(&h).frames_to("c1")), expected, "{file}");
+        assert_eq!(types(&h.poster.frames_to("c1")), expected, "{file}");
     }
 }
 
@@ -466,7 +487,7 @@ async fn a_fan_out_that_runs_out_of_time_stops_between_chunks_and_the_retry_serv
         assert!(invocations < 10, "no progress");
     }
     assert_eq!(invocations, 3);
-    let frames = h_poster(&h).frames();
+    let frames = h.poster.frames();
     assert_eq!(frames.len(), total, "every tab exactly once");
     let distinct: std::collections::BTreeSet<_> = frames.iter().map(|(c, _)| c).collect();
     assert_eq!(distinct.len(), total);

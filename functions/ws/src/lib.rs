@@ -132,21 +132,6 @@ where
         Ws { limits, ..self }
     }
 
-    /// The connections table (tests inspect it).
-    pub fn connections(&self) -> &C {
-        &self.connections
-    }
-
-    /// The notice log (tests inspect it).
-    pub fn notices(&self) -> &N {
-        &self.notices
-    }
-
-    /// The management API (tests inspect it).
-    pub fn poster(&self) -> &P {
-        &self.poster
-    }
-
     /// Handles one WebSocket event; never fails (errors become a 500 response and a log line).
     pub async fn handle(
         &self,

@@ -12,6 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use aws_lambda_events::apigw::{ApiGatewayProxyResponse, ApiGatewayWebsocketProxyRequest};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
+use safelight::limits::OwnerLimits;
 use safelight::ports::Connection;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster};
 use safelight::{ContentType, Notice, NoticeType, OwnerId, Timestamp};
@@ -68,16 +69,46 @@ impl KeySource for &'static Keys {
 
 type Handler = Ws<MemoryConnections, MemoryNotices, MemoryPoster, JwtVerifier<&'static Keys>>;
 
-fn handler_with(keys: &'static Keys) -> Handler {
-    Ws::new(
-        MemoryConnections::default(),
-        MemoryNotices::default(),
-        MemoryPoster::default(),
-        JwtVerifier::new(keys, ISSUER, AUDIENCE).with_refetch_interval(Duration::ZERO),
-    )
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Handler,
+    connections: MemoryConnections,
+    notices: MemoryNotices,
+    poster: MemoryPoster,
 }
 
-fn handler() -> (Handler, &'static Keys) {
+impl Fixture {
+    async fn handle(&self, request: &ApiGatewayWebsocketProxyRequest) -> ApiGatewayProxyResponse {
+        self.handler.handle(request).await
+    }
+
+    fn with_limits(self, limits: OwnerLimits) -> Self {
+        Fixture {
+            handler: self.handler.with_limits(limits),
+            ..self
+        }
+    }
+}
+
+fn handler_with(keys: &'static Keys) -> Fixture {
+    let connections = MemoryConnections::default();
+    let notices = MemoryNotices::default();
+    let poster = MemoryPoster::default();
+    let handler = Ws::new(
+        connections.clone(),
+        notices.clone(),
+        poster.clone(),
+        JwtVerifier::new(keys, ISSUER, AUDIENCE).with_refetch_interval(Duration::ZERO),
+    );
+    Fixture {
+        handler,
+        connections,
+        notices,
+        poster,
+    }
+}
+
+fn handler() -> (Fixture, &'static Keys) {
     let keys: &'static Keys = Box::leak(Box::new(Keys::serving(&["jwks-published.json"])));
     (handler_with(keys), keys)
 }
@@ -132,7 +163,7 @@ fn message(connection_id: &str, body: &str) -> ApiGatewayWebsocketProxyRequest {
     e
 }
 
-async fn connect(h: &Handler, connection_id: &str, token: Option<&str>) -> ApiGatewayProxyResponse {
+async fn connect(h: &Fixture, connection_id: &str, token: Option<&str>) -> ApiGatewayProxyResponse {
     h.handle(&connect_request(connection_id, token)).await
 }
 
@@ -158,7 +189,7 @@ async fn a_valid_token_registers_the_connection_for_its_subject_for_at_most_two_
     );
     let r = connect(&h, "conn-1", Some(&long)).await;
     assert_eq!(r.status_code, 200);
-    let stored = h.connections().row("conn-1").unwrap();
+    let stored = h.connections.row("conn-1").unwrap();
     assert_eq!(stored.owner, owner("alice"));
     let ttl = stored.expires_at.unix_seconds() - stored.connected_at.unix_seconds();
     assert_eq!(ttl, 7200);
@@ -174,7 +205,7 @@ async fn a_connection_row_never_outlives_the_token_that_opened_it() {
         json!({"sub": "alice", "exp": exp}),
     );
     assert_eq!(connect(&h, "conn-1", Some(&short)).await.status_code, 200);
-    let stored = h.connections().row("conn-1").unwrap();
+    let stored = h.connections.row("conn-1").unwrap();
     assert_eq!(stored.expires_at.unix_seconds(), exp);
 }
 
@@ -234,7 +265,7 @@ async fn missing_expired_forged_and_foreign_tokens_are_refused_with_401_and_stor
         let r = connect(&h, "conn-x", t.as_deref()).await;
         assert_eq!(r.status_code, 401, "{why}");
     }
-    assert!(h.connections().ids().is_empty());
+    assert!(h.connections.ids().is_empty());
 }
 
 #[tokio::test]
@@ -292,10 +323,10 @@ async fn an_unreachable_issuer_is_a_server_error_not_a_refusal() {
 async fn disconnect_removes_the_row() {
     let (h, _) = handler();
     connect(&h, "Xk3bJcrEjoECJ-A=", Some(&valid("alice"))).await;
-    assert_eq!(h.connections().ids().len(), 1);
+    assert_eq!(h.connections.ids().len(), 1);
     let r = h.handle(&event("ws-disconnect.json")).await;
     assert_eq!(r.status_code, 200);
-    assert!(h.connections().ids().is_empty());
+    assert!(h.connections.ids().is_empty());
 }
 
 #[tokio::test]
@@ -306,7 +337,7 @@ async fn ping_gets_a_pong_frame_on_the_callers_connection() {
     assert_eq!(r.status_code, 200);
     assert!(r.body.is_none(), "frames go through PostToConnection only");
     assert_eq!(
-        h.poster().frames_to("Xk3bJcrEjoECJ-A="),
+        h.poster.frames_to("Xk3bJcrEjoECJ-A="),
         [json!({"type": "pong"})]
     );
 }
@@ -319,17 +350,17 @@ async fn resume_replays_the_callers_unexpired_notices_after_since_in_order() {
     let alice = owner("alice");
     // Stored out of order (4 before 3), but none numbered before another arrives after it.
     for seq in [1, 2, 4, 3, 5] {
-        h.notices().insert(&alice, notice(seq), later);
+        h.notices.insert(&alice, notice(seq), later);
     }
     // Expired (the emulator keeps such rows): skipped.
-    h.notices()
+    h.notices
         .insert(&alice, notice(6), Timestamp::now().plus_secs(-1));
     // Someone else's: never replayed to alice.
-    h.notices().insert(&owner("bob"), notice(7), later);
+    h.notices.insert(&owner("bob"), notice(7), later);
 
     h.handle(&message("me", r#"{"action":"resume","since":2}"#))
         .await;
-    let frames = h.poster().frames_to("me");
+    let frames = h.poster.frames_to("me");
     let seqs: Vec<u64> = frames
         .iter()
         .filter(|f| f["type"] == "image:processing:thumbnail_complete")
@@ -346,7 +377,7 @@ async fn resume_replays_the_callers_unexpired_notices_after_since_in_order() {
         .await;
     assert_eq!(sample.status_code, 200);
     assert_eq!(
-        h.poster().frames_to("me").last().unwrap(),
+        h.poster.frames_to("me").last().unwrap(),
         &json!({"type": "resumed", "since": 5, "replayed": 0, "last_seq": 5})
     );
 }
@@ -364,7 +395,7 @@ async fn unknown_or_malformed_frames_get_an_error_frame() {
     ] {
         let r = h.handle(&message("me", body)).await;
         assert_eq!(r.status_code, 200, "{body}");
-        let last = h.poster().frames_to("me").pop().unwrap();
+        let last = h.poster.frames_to("me").pop().unwrap();
         assert_eq!(last["type"], "error", "{body}");
         assert_eq!(last["code"], code, "{body}");
     }
@@ -374,18 +405,18 @@ async fn unknown_or_malformed_frames_get_an_error_frame() {
 async fn a_frame_from_a_connection_without_a_live_row_is_told_to_reconnect() {
     let (h, _) = handler();
     let past = Timestamp::now().plus_secs(-1);
-    h.connections().insert(Connection {
+    h.connections.insert(Connection {
         connection_id: "expired".into(),
         owner: owner("alice"),
         connected_at: past.plus_secs(-7200),
         expires_at: past,
     });
-    h.notices()
+    h.notices
         .insert(&owner("alice"), notice(1), Timestamp::now().plus_secs(60));
     for id in ["expired", "never-connected"] {
         h.handle(&message(id, r#"{"action":"resume","since":0}"#))
             .await;
-        let frames = h.poster().frames_to(id);
+        let frames = h.poster.frames_to(id);
         assert_eq!(frames.len(), 1, "{id}: nothing replayed");
         assert_eq!(frames[0]["code"], "unknown_connection");
     }
@@ -395,14 +426,14 @@ async fn a_frame_from_a_connection_without_a_live_row_is_told_to_reconnect() {
 async fn a_replay_to_a_connection_that_is_gone_stops_and_forgets_it() {
     let (h, _) = handler();
     connect(&h, "me", Some(&valid("alice"))).await;
-    h.notices()
+    h.notices
         .insert(&owner("alice"), notice(1), Timestamp::now().plus_secs(60));
-    h.poster().make_gone("me");
+    h.poster.make_gone("me");
     let r = h
         .handle(&message("me", r#"{"action":"resume","since":0}"#))
         .await;
     assert_eq!(r.status_code, 200);
-    assert!(h.connections().ids().is_empty());
+    assert!(h.connections.ids().is_empty());
 }
 
 #[tokio::test]
@@ -410,11 +441,11 @@ async fn the_sample_resume_event_replays_everything_kept() {
     let (h, _) = handler();
     connect(&h, "Xk3bJcrEjoECJ-A=", Some(&valid("alice"))).await;
     let later = Timestamp::now().plus_secs(60);
-    h.notices().insert(&owner("alice"), notice(1), later);
-    h.notices().insert(&owner("alice"), notice(2), later);
+    h.notices.insert(&owner("alice"), notice(1), later);
+    h.notices.insert(&owner("alice"), notice(2), later);
     let r = h.handle(&event("ws-resume.json")).await;
     assert_eq!(r.status_code, 200);
-    let frames = h.poster().frames_to("Xk3bJcrEjoECJ-A=");
+    let frames = h.poster.frames_to("Xk3bJcrEjoECJ-A=");
     let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
     assert_eq!(seqs, [1, 2]);
     assert_eq!(frames[2]["type"], "resumed");
@@ -429,12 +460,12 @@ async fn resume_also_replays_a_notice_numbered_before_since_that_arrived_after_i
     // Two stream shards: 6 was numbered before 7 but stored after it. A client that saw 7 and
     // resumes from it must still get 6.
     for seq in [5, 7, 6] {
-        h.notices().insert(&alice, notice(seq), later);
+        h.notices.insert(&alice, notice(seq), later);
     }
     h.handle(&message("me", r#"{"action":"resume","since":7}"#))
         .await;
     let seqs: Vec<u64> = h
-        .poster()
+        .poster
         .frames_to("me")
         .iter()
         .filter(|f| f["type"] == "image:processing:thumbnail_complete")
@@ -445,12 +476,12 @@ async fn resume_also_replays_a_notice_numbered_before_since_that_arrived_after_i
 
 // ------------------------------------------------------------------------------ fairness
 
-fn limited(max_connections: u32, resume_page: u32) -> Handler {
+fn limited(max_connections: u32, resume_page: u32) -> Fixture {
     let (h, _) = handler();
-    h.with_limits(safelight::limits::OwnerLimits {
+    h.with_limits(OwnerLimits {
         max_connections,
         resume_page,
-        ..safelight::limits::OwnerLimits::default()
+        ..OwnerLimits::default()
     })
 }
 
@@ -474,7 +505,7 @@ async fn an_owner_at_the_connection_limit_is_refused_with_429_and_retry_after_wh
         .parse()
         .unwrap();
     assert_eq!(retry, safelight::limits::CONNECTIONS_RETRY_AFTER_SECS);
-    assert!(h.connections().row("a-3").is_none(), "nothing stored");
+    assert!(h.connections.row("a-3").is_none(), "nothing stored");
     assert_eq!(
         connect(&h, "b-1", Some(&valid("bob"))).await.status_code,
         200,
@@ -493,9 +524,9 @@ async fn an_owner_at_the_connection_limit_is_refused_with_429_and_retry_after_wh
         connect(&h, "a-4", Some(&valid("alice"))).await.status_code,
         200
     );
-    let mut stale = h.connections().row("a-2").unwrap();
+    let mut stale = h.connections.row("a-2").unwrap();
     stale.expires_at = Timestamp::now().plus_secs(-1);
-    h.connections().insert(stale);
+    h.connections.insert(stale);
     assert_eq!(
         connect(&h, "a-5", Some(&valid("alice"))).await.status_code,
         200
@@ -508,11 +539,11 @@ async fn an_owner_at_the_connection_limit_is_refused_with_429_and_retry_after_wh
 
 /// Follows `resume:more` frames from `since` as a client does; returns the notices' seqs in
 /// the order received and the number of pages.
-async fn resume_all(h: &Handler, connection_id: &str, since: u64) -> (Vec<u64>, usize) {
+async fn resume_all(h: &Fixture, connection_id: &str, since: u64) -> (Vec<u64>, usize) {
     let mut since = since;
     let mut pages = 0;
     loop {
-        let before = h.poster().frames_to(connection_id).len();
+        let before = h.poster.frames_to(connection_id).len();
         let r = h
             .handle(&message(
                 connection_id,
@@ -522,7 +553,7 @@ async fn resume_all(h: &Handler, connection_id: &str, since: u64) -> (Vec<u64>, 
         assert_eq!(r.status_code, 200);
         pages += 1;
         assert!(pages <= 100, "resume never ends");
-        let frames = h.poster().frames_to(connection_id);
+        let frames = h.poster.frames_to(connection_id);
         let end = frames.last().unwrap().clone();
         let page: Vec<u64> = frames[before..]
             .iter()
@@ -546,8 +577,8 @@ async fn resume_all(h: &Handler, connection_id: &str, since: u64) -> (Vec<u64>, 
     }
 }
 
-fn frames_seqs(h: &Handler, connection_id: &str) -> Vec<u64> {
-    h.poster()
+fn frames_seqs(h: &Fixture, connection_id: &str) -> Vec<u64> {
+    h.poster
         .frames_to(connection_id)
         .iter()
         .filter_map(|f| f["seq"].as_u64())
@@ -561,7 +592,7 @@ async fn a_resume_from_zero_after_5000_notices_comes_back_in_bounded_pages_the_c
     let alice = owner("alice");
     let later = Timestamp::now().plus_secs(3600);
     for seq in 1..=5000 {
-        h.notices().insert(&alice, notice(seq), later);
+        h.notices.insert(&alice, notice(seq), later);
     }
     let (seqs, pages) = resume_all(&h, "me", 0).await;
     assert_eq!(pages, 50);
@@ -571,7 +602,7 @@ async fn a_resume_from_zero_after_5000_notices_comes_back_in_bounded_pages_the_c
         "every notice once, in order"
     );
     assert_eq!(
-        h.poster().frames_to("me").last().unwrap(),
+        h.poster.frames_to("me").last().unwrap(),
         &json!({"type": "resumed", "since": 4900, "replayed": 100, "last_seq": 5000})
     );
 }
@@ -583,24 +614,24 @@ async fn the_first_page_of_a_resume_keeps_the_old_contract_when_it_holds_everyth
     let alice = owner("alice");
     let later = Timestamp::now().plus_secs(3600);
     for seq in 1..=10 {
-        h.notices().insert(&alice, notice(seq), later);
+        h.notices.insert(&alice, notice(seq), later);
     }
     h.handle(&message("me", r#"{"action":"resume","since":0}"#))
         .await;
-    let frames = h.poster().frames_to("me");
+    let frames = h.poster.frames_to("me");
     assert_eq!(frames.len(), 11, "ten notices, then the end");
     assert_eq!(
         frames.last().unwrap(),
         &json!({"type": "resumed", "since": 0, "replayed": 10, "last_seq": 10})
     );
     // One more: the first page ends with a continuation instead.
-    h.notices().insert(&alice, notice(11), later);
+    h.notices.insert(&alice, notice(11), later);
     connect(&h, "me-again", Some(&valid("alice"))).await;
     let (seqs, pages) = resume_all(&h, "me-again", 0).await;
     assert_eq!(pages, 2);
     assert_eq!(seqs, (1..=11).collect::<Vec<_>>());
     assert_eq!(
-        h.poster().frames_to("me-again")[10],
+        h.poster.frames_to("me-again")[10],
         json!({"type": "resume:more", "since": 0, "replayed": 10, "after": 10})
     );
 }
@@ -612,16 +643,16 @@ async fn a_late_notice_below_since_does_not_count_against_the_page() {
     let alice = owner("alice");
     let later = Timestamp::now().plus_secs(3600);
     for seq in (1..=29).filter(|s| *s != 5) {
-        h.notices().insert(&alice, notice(seq), later);
+        h.notices.insert(&alice, notice(seq), later);
     }
     // Numbered 5, stored after 8: a page from 8 replays it first, plus ten after 8.
-    h.notices().insert(&alice, notice(5), later);
+    h.notices.insert(&alice, notice(5), later);
     h.handle(&message("me", r#"{"action":"resume","since":8}"#))
         .await;
     let seqs = frames_seqs(&h, "me");
     assert_eq!(seqs, [5, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18]);
     assert_eq!(
-        h.poster().frames_to("me").last().unwrap(),
+        h.poster.frames_to("me").last().unwrap(),
         &json!({"type": "resume:more", "since": 8, "replayed": 11, "after": 18})
     );
 }

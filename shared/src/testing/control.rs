@@ -4,9 +4,9 @@ use super::*;
 use crate::ports::DigestClaim;
 
 /// The owners' digest index in memory, with the adapter's conditional writes.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryDigests {
-    claims: Mutex<BTreeMap<(OwnerId, String), ImageId>>,
+    claims: Arc<Mutex<BTreeMap<(OwnerId, String), ImageId>>>,
 }
 
 impl MemoryDigests {
@@ -44,10 +44,10 @@ impl crate::ports::DigestIndex for MemoryDigests {
 }
 
 /// The control table in memory: breakers with versions, and leases.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryControl {
-    breakers: Mutex<BTreeMap<Stage, (Breaker, u64)>>,
-    leases: Mutex<BTreeMap<LeaseKey, LeaseView>>,
+    breakers: Arc<Mutex<BTreeMap<Stage, (Breaker, u64)>>>,
+    leases: Arc<Mutex<BTreeMap<LeaseKey, LeaseView>>>,
 }
 
 impl MemoryControl {
@@ -178,11 +178,11 @@ impl ControlStore for MemoryControl {
 }
 
 /// Per-minute throughput counters in memory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryThroughput {
-    minutes: Mutex<BTreeMap<Timestamp, (u64, u64)>>,
+    minutes: Arc<Mutex<BTreeMap<Timestamp, (u64, u64)>>>,
     /// The completed total's seed (`completed#seed`).
-    pub completed_seed: Mutex<u64>,
+    pub completed_seed: Arc<Mutex<u64>>,
 }
 
 impl ThroughputLog for MemoryThroughput {
@@ -212,13 +212,13 @@ impl ThroughputLog for MemoryThroughput {
 }
 
 /// Migration markers in memory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryMarkers {
-    markers: Mutex<BTreeMap<String, (crate::domain::Marker, u64)>>,
+    markers: Arc<Mutex<BTreeMap<String, (crate::domain::Marker, u64)>>>,
     /// The completed total's seed, once set.
-    pub completed_seed: Mutex<Option<i64>>,
+    pub completed_seed: Arc<Mutex<Option<i64>>>,
     /// The completed total's counted part as this store sees it (test setup).
-    pub counted: Mutex<u64>,
+    pub counted: Arc<Mutex<u64>>,
 }
 
 impl MemoryMarkers {
@@ -275,9 +275,9 @@ impl crate::ports::MarkerStore for MemoryMarkers {
 }
 
 /// The per-owner request counters in memory, with the adapter's conditional `ADD`.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryRates {
-    counts: Mutex<BTreeMap<(OwnerId, Timestamp), u32>>,
+    counts: Arc<Mutex<BTreeMap<(OwnerId, Timestamp), u32>>>,
 }
 
 impl MemoryRates {

@@ -3,13 +3,13 @@
 use super::*;
 
 /// The images table in memory.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryImages {
-    rows: Mutex<BTreeMap<ImageId, ImageRecord>>,
-    legacy: Mutex<BTreeMap<ImageId, crate::domain::LegacyRow>>,
+    rows: Arc<Mutex<BTreeMap<ImageId, ImageRecord>>>,
+    legacy: Arc<Mutex<BTreeMap<ImageId, crate::domain::LegacyRow>>>,
     /// Rows written before `by_status_v2` existed: without a `status_key` (so not in the index)
     /// until a write through the repository or the backfill gives them one.
-    unindexed: Mutex<std::collections::BTreeSet<ImageId>>,
+    unindexed: Arc<Mutex<std::collections::BTreeSet<ImageId>>>,
 }
 
 impl MemoryImages {

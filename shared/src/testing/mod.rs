@@ -3,6 +3,9 @@
 //! They hold no failure switch of their own: a test that needs a port to fail wraps the fake in
 //! the fault decorator, `faults::Faulty<MemoryStore, faults::Switch>` (as the local stack wraps the
 //! AWS adapters), and turns the switch on.
+//! Each fake is a handle, like an SDK client: its clones share one state, so a test keeps a
+//! clone of each port it inspects and hands another to the code under test (production types
+//! need no accessor for tests).
 //! Also [`image`], the builder of image rows every suite uses (re-exported by `testkit`), and
 //! the engine's generator of the decode-budget sample ([`png_rgba16_one_colour`]), for the
 //! pipeline suite, the simulation and `cargo run -p safelight-e2e --bin bomb`.
@@ -26,7 +29,7 @@ use crate::ports::{
 };
 use std::collections::BTreeMap;
 use std::collections::BTreeSet;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 mod control;

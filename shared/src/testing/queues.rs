@@ -3,16 +3,16 @@
 use super::*;
 
 /// The job queues in memory: what was sent and what was delayed.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryQueue {
     /// Messages sent, in order.
-    pub sent: Mutex<Vec<RetryMessage>>,
+    pub sent: Arc<Mutex<Vec<RetryMessage>>>,
     /// Visibility changes: (stage, receipt handle, delay).
-    pub delays: Mutex<Vec<(Stage, String, Duration)>>,
+    pub delays: Arc<Mutex<Vec<(Stage, String, Duration)>>>,
     /// Deferred copies: (stage, body, delay).
-    pub requeued: Mutex<Vec<(Stage, String, Duration)>>,
+    pub requeued: Arc<Mutex<Vec<(Stage, String, Duration)>>>,
     /// The `deferred_since` each copy carried, in the order of `requeued`.
-    pub deferred_since: Mutex<Vec<Option<Timestamp>>>,
+    pub deferred_since: Arc<Mutex<Vec<Option<Timestamp>>>>,
 }
 
 impl MemoryQueue {
@@ -55,17 +55,17 @@ type Letter = (String, String, Option<tokio::time::Instant>);
 
 /// The dead-letter queues in memory. Time is tokio's, so a paused test clock drives the hiding
 /// and the long polls.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryDeadLetters {
     /// Per stage, oldest first.
-    letters: Mutex<BTreeMap<Stage, Vec<Letter>>>,
+    letters: Arc<Mutex<BTreeMap<Stage, Vec<Letter>>>>,
     /// Depths the processing queues report (test setup).
-    pub queue_depths: Mutex<BTreeMap<Stage, QueueDepth>>,
+    pub queue_depths: Arc<Mutex<BTreeMap<Stage, QueueDepth>>>,
     /// When set, a receive that does not wait (an SQS short poll, which samples some of the
     /// queue's servers) answers empty even when letters are visible, as SQS may.
-    pub short_polls_miss: Mutex<bool>,
+    pub short_polls_miss: Arc<Mutex<bool>>,
     /// Receives so far: (stage, wait asked for).
-    pub receives: Mutex<Vec<(Stage, Duration)>>,
+    pub receives: Arc<Mutex<Vec<(Stage, Duration)>>>,
 }
 
 impl MemoryDeadLetters {

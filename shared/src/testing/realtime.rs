@@ -8,9 +8,9 @@ fn realtime_failure(what: &str) -> RealtimeError {
 }
 
 /// The connections table in memory (expired rows stay, as in the emulator, and reads skip them).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryConnections {
-    rows: Mutex<BTreeMap<String, Connection>>,
+    rows: Arc<Mutex<BTreeMap<String, Connection>>>,
 }
 
 impl MemoryConnections {
@@ -69,12 +69,12 @@ impl ConnectionRepository for MemoryConnections {
 type Logged = (Notice, Timestamp, u64);
 
 /// The notices table in memory: counters, the log (with expiry) and delivery records.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryNotices {
-    counters: Mutex<BTreeMap<OwnerId, u64>>,
-    log: Mutex<BTreeMap<(OwnerId, u64), Logged>>,
-    stored: std::sync::atomic::AtomicU64,
-    deliveries: Mutex<BTreeMap<String, Delivery>>,
+    counters: Arc<Mutex<BTreeMap<OwnerId, u64>>>,
+    log: Arc<Mutex<BTreeMap<(OwnerId, u64), Logged>>>,
+    stored: Arc<std::sync::atomic::AtomicU64>,
+    deliveries: Arc<Mutex<BTreeMap<String, Delivery>>>,
 }
 
 impl MemoryNotices {
@@ -162,13 +162,13 @@ impl NoticeLog for MemoryNotices {
 
 /// The WebSocket management API in memory: frames per connection; some connections can be made
 /// gone (410) or failing (5xx).
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryPoster {
-    frames: Mutex<Vec<(String, String)>>,
+    frames: Arc<Mutex<Vec<(String, String)>>>,
     /// Connections that answer `410 Gone`.
-    pub gone: Mutex<BTreeSet<String>>,
+    pub gone: Arc<Mutex<BTreeSet<String>>>,
     /// Connections whose posts fail as unavailable.
-    pub failing: Mutex<BTreeSet<String>>,
+    pub failing: Arc<Mutex<BTreeSet<String>>>,
 }
 
 impl MemoryPoster {

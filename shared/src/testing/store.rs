@@ -3,10 +3,10 @@
 use super::*;
 
 /// A bucket in memory with versioning: key -> its versions, oldest first, the last one current.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct MemoryStore {
-    objects: Mutex<BTreeMap<String, Vec<MemoryVersion>>>,
-    minted: Mutex<u64>,
+    objects: Arc<Mutex<BTreeMap<String, Vec<MemoryVersion>>>>,
+    minted: Arc<Mutex<u64>>,
 }
 
 #[derive(Debug, Clone)]
