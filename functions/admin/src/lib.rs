@@ -239,10 +239,3 @@ where
         Ok(http::json(200, &done))
     }
 }
-
-impl<R, Q, A, C, T> Admin<R, Q, A, C, T> {
-    /// The ports (tests inspect them).
-    pub fn ports(&self) -> &AdminPorts<R, Q, A, C, T> {
-        &self.ports
-    }
-}

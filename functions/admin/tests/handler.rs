@@ -22,20 +22,37 @@ use testkit::event;
 
 type Handler = Admin<MemoryImages, MemoryQueue, MemoryDeadLetters, MemoryControl, MemoryThroughput>;
 
-fn handler_with(settings: OpsSettings) -> Arc<Handler> {
-    Arc::new(Admin::new(
-        AdminPorts {
-            images: MemoryImages::default(),
-            queue: MemoryQueue::default(),
-            dead_letters: MemoryDeadLetters::default(),
-            control: MemoryControl::default(),
-            throughput: MemoryThroughput::default(),
-        },
-        settings,
-    ))
+type Ports =
+    AdminPorts<MemoryImages, MemoryQueue, MemoryDeadLetters, MemoryControl, MemoryThroughput>;
+
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Arc<Handler>,
+    ports: Ports,
 }
 
-fn handler() -> Arc<Handler> {
+fn handler_with(settings: OpsSettings) -> Fixture {
+    let ports = Ports {
+        images: MemoryImages::default(),
+        queue: MemoryQueue::default(),
+        dead_letters: MemoryDeadLetters::default(),
+        control: MemoryControl::default(),
+        throughput: MemoryThroughput::default(),
+    };
+    let handler = Arc::new(Admin::new(
+        AdminPorts {
+            images: ports.images.clone(),
+            queue: ports.queue.clone(),
+            dead_letters: ports.dead_letters.clone(),
+            control: ports.control.clone(),
+            throughput: ports.throughput.clone(),
+        },
+        settings,
+    ));
+    Fixture { handler, ports }
+}
+
+fn handler() -> Fixture {
     handler_with(OpsSettings {
         retry_rate_per_sec: 1000,
         ..OpsSettings::default()
@@ -50,6 +67,12 @@ trait Handle {
 impl Handle for Arc<Handler> {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
         safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
+    }
+}
+
+impl Handle for Fixture {
+    async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
+        self.handler.handle(request).await
     }
 }
 
@@ -70,14 +93,14 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
     }
 }
 
-fn row(h: &Handler, owner: &str) -> ImageRecord {
+fn row(h: &Fixture, owner: &str) -> ImageRecord {
     let r = testkit::image(owner).age_secs(600).build();
-    h.ports().images.insert(r.clone());
+    h.ports.images.insert(r.clone());
     r
 }
 
 /// A row whose thumbnail stage gave up after its receives (its message then sits in the DLQ).
-fn failed(h: &Handler, owner: &str) -> ImageRecord {
+fn failed(h: &Fixture, owner: &str) -> ImageRecord {
     let mut r = row(h, owner);
     let t = Timestamp::now().plus_secs(-60);
     r.begin(Stage::Thumbnail, t).unwrap();
@@ -91,37 +114,37 @@ fn failed(h: &Handler, owner: &str) -> ImageRecord {
         t,
     )
     .unwrap();
-    h.ports().images.insert(r.clone());
+    h.ports.images.insert(r.clone());
     r
 }
 
-fn completed(h: &Handler, owner: &str) -> ImageRecord {
+fn completed(h: &Fixture, owner: &str) -> ImageRecord {
     let mut r = row(h, owner);
     let t = Timestamp::now().plus_secs(-60);
     for s in Stage::ALL {
         r.begin(s, t).unwrap();
         r.complete(s, StageResult::default(), t).unwrap();
     }
-    h.ports().images.insert(r.clone());
+    h.ports.images.insert(r.clone());
     r
 }
 
-fn dead_letter_for(h: &Handler, r: &ImageRecord, stage: Stage) {
+fn dead_letter_for(h: &Fixture, r: &ImageRecord, stage: Stage) {
     let body = json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
         "detail": {"bucket": {"name": "b"}, "object": {"key": r.original_key.as_str(), "size": 1}}});
-    h.ports().dead_letters.push(stage, &body.to_string());
+    h.ports.dead_letters.push(stage, &body.to_string());
 }
 
 /// A dead letter of the "Object Created" event of one version of `r`'s original.
-fn dead_letter_of_version(h: &Handler, r: &ImageRecord, stage: Stage, version: &str) {
+fn dead_letter_of_version(h: &Fixture, r: &ImageRecord, stage: Stage, version: &str) {
     let body = json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
         "detail": {"bucket": {"name": "b"}, "object": {"key": r.original_key.as_str(), "size": 1,
             "version-id": version}}});
-    h.ports().dead_letters.push(stage, &body.to_string());
+    h.ports.dead_letters.push(stage, &body.to_string());
 }
 
-fn status_of(h: &Handler, id: ImageId) -> ImageRecord {
-    h.ports()
+fn status_of(h: &Fixture, id: ImageId) -> ImageRecord {
+    h.ports
         .images
         .rows()
         .into_iter()
@@ -176,10 +199,10 @@ async fn a_caller_without_the_admin_scope_gets_403_on_every_admin_route_whatever
         }
     }
     assert!(
-        h.ports().queue.sent().is_empty(),
+        h.ports.queue.sent().is_empty(),
         "a refused call did nothing"
     );
-    assert_eq!(h.ports().dead_letters.bodies(Stage::Thumbnail).len(), 1);
+    assert_eq!(h.ports.dead_letters.bodies(Stage::Thumbnail).len(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -324,9 +347,9 @@ async fn the_queue_view_counts_rows_by_status_and_shows_queues_breakers_failures
     let mut awaiting = row(&h, "u3");
     awaiting.upload_state = UploadState::AwaitingUpload;
     awaiting.updated_at = Timestamp::now().plus_secs(-3600);
-    h.ports().images.insert(awaiting);
+    h.ports.images.insert(awaiting);
     dead_letter_for(&h, &f1, Stage::Thumbnail);
-    h.ports().dead_letters.queue_depths.lock().unwrap().insert(
+    h.ports.dead_letters.queue_depths.lock().unwrap().insert(
         Stage::Variant,
         QueueDepth {
             visible: 4,
@@ -335,17 +358,17 @@ async fn the_queue_view_counts_rows_by_status_and_shows_queues_breakers_failures
         },
     );
     let now = Timestamp::now();
-    h.ports()
+    h.ports
         .throughput
         .count(now, Outcome::Processed)
         .await
         .unwrap();
-    h.ports()
+    h.ports
         .throughput
         .count(now, Outcome::Processed)
         .await
         .unwrap();
-    h.ports()
+    h.ports
         .throughput
         .count(now, Outcome::Failed)
         .await
@@ -407,7 +430,7 @@ async fn a_forced_open_breaker_shows_as_open_and_the_reset_closes_it_recording_w
     for _ in 0..5 {
         b.record_failure(now, 1, &cfg);
     }
-    h.ports().control.set_breaker(Stage::Thumbnail, b);
+    h.ports.control.set_breaker(Stage::Thumbnail, b);
 
     let v = body(&h.handle(&request("admin-processing-queue.json")).await);
     let c = &v["circuits"][0];
@@ -429,7 +452,7 @@ async fn a_forced_open_breaker_shows_as_open_and_the_reset_closes_it_recording_w
     assert_eq!(done["state"], "closed");
     assert_eq!(done["previous_state"], "open");
     assert_eq!(done["reset_by"], "ops-admin");
-    let stored = h.ports().control.breaker(Stage::Thumbnail);
+    let stored = h.ports.control.breaker(Stage::Thumbnail);
     assert_eq!(stored.reset_by.as_deref(), Some("ops-admin"));
     assert!(stored.failures.is_empty());
 
@@ -484,7 +507,7 @@ async fn a_dry_run_reports_failed_images_and_dead_letters_and_changes_nothing() 
     let f2 = failed(&h, "u2");
     completed(&h, "u1");
     dead_letter_for(&h, &f1, Stage::Thumbnail);
-    let before = h.ports().images.rows();
+    let before = h.ports.images.rows();
 
     let r = h
         .handle(&request("admin-retry-all-failed-dry-run.json"))
@@ -495,14 +518,14 @@ async fn a_dry_run_reports_failed_images_and_dead_letters_and_changes_nothing() 
     assert_eq!(v["images_requeued"], 2);
     assert_eq!(v["messages_redriven"], 1);
     assert_eq!(v["done"], true);
-    let mut after = h.ports().images.rows();
+    let mut after = h.ports.images.rows();
     let mut before = before;
     before.sort_by_key(|r| r.image_id);
     after.sort_by_key(|r| r.image_id);
     assert_eq!(after, before);
-    assert!(h.ports().queue.sent().is_empty());
-    assert!(h.ports().queue.requeued().is_empty());
-    assert_eq!(h.ports().dead_letters.bodies(Stage::Thumbnail).len(), 1);
+    assert!(h.ports.queue.sent().is_empty());
+    assert!(h.ports.queue.requeued().is_empty());
+    assert_eq!(h.ports.dead_letters.bodies(Stage::Thumbnail).len(), 1);
     assert_eq!(status_of(&h, f2.image_id).processing_status, Status::Failed);
 }
 
@@ -515,7 +538,7 @@ async fn retry_all_redrives_every_letter_of_a_later_write_whatever_the_images_st
     let h = handler();
     let mut r = failed(&h, "u1");
     r.original_version = Some("v1".into());
-    h.ports().images.insert(r.clone());
+    h.ports.images.insert(r.clone());
     dead_letter_of_version(&h, &r, Stage::Thumbnail, "v1");
     dead_letter_of_version(&h, &r, Stage::Thumbnail, "v2");
     dead_letter_of_version(&h, &r, Stage::Variant, "v2");
@@ -528,7 +551,7 @@ async fn retry_all_redrives_every_letter_of_a_later_write_whatever_the_images_st
     );
     assert_eq!(v["duplicates_removed"], 0, "{v}");
     let redriven: Vec<(Stage, bool)> = h
-        .ports()
+        .ports
         .queue
         .requeued()
         .iter()
@@ -562,7 +585,7 @@ async fn retry_all_failed_brings_dead_letters_back_and_requeues_failed_rows_with
     assert_eq!(v["done"], true);
     assert_eq!(v["next_cursor"], Value::Null);
 
-    let sent = h.ports().queue.sent();
+    let sent = h.ports.queue.sent();
     assert_eq!(sent.len(), 2, "one message per failed stage: {sent:?}");
     assert!(sent.iter().all(|m| m.stage == Stage::Thumbnail));
     for r in [&with_letter, &without_letter] {
@@ -575,8 +598,8 @@ async fn retry_all_failed_brings_dead_letters_back_and_requeues_failed_rows_with
         );
         assert_eq!(now.processing_error, None);
     }
-    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
-    assert!(h.ports().dead_letters.bodies(Stage::Variant).is_empty());
+    assert!(h.ports.dead_letters.bodies(Stage::Thumbnail).is_empty());
+    assert!(h.ports.dead_letters.bodies(Stage::Variant).is_empty());
 
     // Nothing is failed any more: a second run finds nothing to do.
     let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);
@@ -587,7 +610,7 @@ async fn retry_all_failed_brings_dead_letters_back_and_requeues_failed_rows_with
         ),
         (Some(0), Some(0))
     );
-    assert_eq!(h.ports().queue.sent().len(), 2);
+    assert_eq!(h.ports.queue.sent().len(), 2);
 }
 
 #[tokio::test(start_paused = true)]
@@ -599,7 +622,7 @@ async fn an_image_failed_in_both_stages_is_requeued_once_for_both_and_its_second
         r.begin(s, t).unwrap();
         r.fail(s, ErrorKind::Transient, "gave up", t).unwrap();
     }
-    h.ports().images.insert(r.clone());
+    h.ports.images.insert(r.clone());
     dead_letter_for(&h, &r, Stage::Thumbnail);
     dead_letter_for(&h, &r, Stage::Variant);
 
@@ -607,7 +630,7 @@ async fn an_image_failed_in_both_stages_is_requeued_once_for_both_and_its_second
     assert_eq!(v["images_requeued"], 1, "{v}");
     assert_eq!(v["messages_redriven"], 1, "{v}");
     assert_eq!(v["duplicates_removed"], 1, "{v}");
-    let stages: Vec<Stage> = h.ports().queue.sent().iter().map(|m| m.stage).collect();
+    let stages: Vec<Stage> = h.ports.queue.sent().iter().map(|m| m.stage).collect();
     assert_eq!(stages, vec![Stage::Thumbnail, Stage::Variant]);
 }
 
@@ -643,16 +666,19 @@ async fn two_concurrent_runs_enqueue_each_failed_image_exactly_once() {
             cursor = v["next_cursor"].clone();
         }
     };
-    let (a, b) = tokio::join!(tokio::spawn(run(h.clone())), tokio::spawn(run(h.clone())));
+    let (a, b) = tokio::join!(
+        tokio::spawn(run(h.handler.clone())),
+        tokio::spawn(run(h.handler.clone()))
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     assert_eq!(a.0 + b.0, 40, "images re-enqueued: {a:?} + {b:?}");
-    let sent = h.ports().queue.sent();
+    let sent = h.ports.queue.sent();
     let mut ids: Vec<ImageId> = sent.iter().map(|m| m.image_id).collect();
     ids.sort();
     ids.dedup();
     assert_eq!(sent.len(), 40, "each image enqueued once");
     assert_eq!(ids.len(), 40);
-    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
+    assert!(h.ports.dead_letters.bodies(Stage::Thumbnail).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -689,7 +715,7 @@ async fn a_run_longer_than_one_call_continues_through_its_cursor_at_the_bounded_
         assert!(calls < 20, "the run does not end: {v}");
     }
     assert_eq!(total, 10);
-    assert_eq!(h.ports().queue.sent().len(), 10);
+    assert_eq!(h.ports.queue.sent().len(), 10);
 }
 
 #[tokio::test(start_paused = true)]
@@ -701,14 +727,14 @@ async fn a_row_that_fails_again_during_the_run_is_left_for_the_next_run() {
     let later = Timestamp::now().plus_secs(3600);
     again.updated_at = later;
     again.status_since = Some(later);
-    h.ports().images.insert(again);
+    h.ports.images.insert(again);
     dead_letter_for(&h, &f, Stage::Thumbnail);
     let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);
     assert_eq!(v["images_requeued"], 0, "{v}");
     assert_eq!(v["skipped"], 1, "{v}");
     assert_eq!(v["done"], true);
     assert_eq!(
-        h.ports().dead_letters.bodies(Stage::Thumbnail).len(),
+        h.ports.dead_letters.bodies(Stage::Thumbnail).len(),
         1,
         "left in the DLQ"
     );
@@ -717,13 +743,13 @@ async fn a_row_that_fails_again_during_the_run_is_left_for_the_next_run() {
 #[tokio::test(start_paused = true)]
 async fn retry_all_reads_the_dlqs_with_long_polls_so_a_short_poll_sampling_empty_misses_nothing() {
     let h = handler();
-    *h.ports().dead_letters.short_polls_miss.lock().unwrap() = true;
+    *h.ports.dead_letters.short_polls_miss.lock().unwrap() = true;
     let f = failed(&h, "u1");
     dead_letter_for(&h, &f, Stage::Thumbnail);
     let v = body(&h.handle(&request("admin-retry-all-failed.json")).await);
     assert_eq!(v["messages_redriven"], 1, "{v}");
     assert_eq!(v["done"], true, "{v}");
-    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
+    assert!(h.ports.dead_letters.bodies(Stage::Thumbnail).is_empty());
 }
 
 #[tokio::test(start_paused = true)]
@@ -732,7 +758,7 @@ async fn retry_all_is_not_done_while_a_sweep_holds_dead_letters_and_brings_them_
     let f = failed(&h, "u1");
     dead_letter_for(&h, &f, Stage::Thumbnail);
     // The sweeper has received it and keeps it hidden until its sweep ends.
-    h.ports()
+    h.ports
         .dead_letters
         .hide_all(Stage::Thumbnail, Duration::from_secs(30));
 
@@ -761,6 +787,6 @@ async fn retry_all_is_not_done_while_a_sweep_holds_dead_letters_and_brings_them_
         cursor = v["next_cursor"].clone();
     }
     assert_eq!(requeued, 1);
-    assert!(h.ports().dead_letters.bodies(Stage::Thumbnail).is_empty());
+    assert!(h.ports.dead_letters.bodies(Stage::Thumbnail).is_empty());
     assert_eq!(status_of(&h, f.image_id).thumbnail_status, Status::Pending);
 }

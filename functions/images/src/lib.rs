@@ -352,18 +352,6 @@ where
     }
 }
 
-impl<D, R, Q> Images<D, R, Q> {
-    /// The repository port (tests inspect it).
-    pub fn images(&self) -> &R {
-        &self.images
-    }
-
-    /// The queue port (tests inspect it).
-    pub fn queue(&self) -> &Q {
-        &self.queue
-    }
-}
-
 fn store_failed(e: safelight::ports::StoreError) -> ApiError {
     tracing::error!(error = %e, "object storage call failed");
     ApiError::unavailable()

@@ -18,13 +18,31 @@ use testkit::event;
 
 type Handler = Images<MemoryStore, MemoryImages, Faulty<MemoryQueue, Switch>>;
 
-fn handler() -> Arc<Handler> {
-    Arc::new(Images::new(
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Arc<Handler>,
+    images: MemoryImages,
+    queue: MemoryQueue,
+    /// Fails every call to the queue while on.
+    queue_outage: Switch,
+}
+
+fn handler() -> Fixture {
+    let images = MemoryImages::default();
+    let queue = MemoryQueue::default();
+    let queue_outage = Switch::default();
+    let handler = Arc::new(Images::new(
         MemoryStore::default(),
-        MemoryImages::default(),
-        Faulty::new(MemoryQueue::default(), Switch::default()),
+        images.clone(),
+        Faulty::new(queue.clone(), queue_outage.clone()),
         images::DEFAULT_LINK_WINDOW,
-    ))
+    ));
+    Fixture {
+        handler,
+        images,
+        queue,
+        queue_outage,
+    }
 }
 
 /// The handler's router as Lambda runs it: an API Gateway event in, its response out.
@@ -32,9 +50,10 @@ trait Handle {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse;
 }
 
-impl Handle for Arc<Handler> {
+impl Handle for Fixture {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
+        let router = Arc::clone(&self.handler).router();
+        safelight::aws::runtime::invoke(router, request.clone()).await
     }
 }
 
@@ -62,16 +81,16 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
     }
 }
 
-fn row(h: &Handler, owner: &str, created_ms: i64) -> ImageRecord {
+fn row(h: &Fixture, owner: &str, created_ms: i64) -> ImageRecord {
     let r = testkit::image(owner)
         .filename("cat.jpg")
         .created(Timestamp::from_unix_millis(created_ms))
         .build();
-    h.images().insert(r.clone());
+    h.images.insert(r.clone());
     r
 }
 
-fn failed_row(h: &Handler, owner: &str) -> ImageRecord {
+fn failed_row(h: &Fixture, owner: &str) -> ImageRecord {
     let mut r = row(h, owner, 1_000);
     let now = Timestamp::now();
     r.begin(Stage::Thumbnail, now).unwrap();
@@ -99,7 +118,7 @@ fn failed_row(h: &Handler, owner: &str) -> ImageRecord {
         now,
     )
     .unwrap();
-    h.images().insert(r.clone());
+    h.images.insert(r.clone());
     r
 }
 
@@ -248,12 +267,12 @@ async fn retrying_a_failed_image_requeues_only_the_failed_stage() {
         .handle(&request("images-retry.json", Some(r.image_id), "alice"))
         .await;
     assert_eq!(resp.status_code, 202, "{:?}", resp.body);
-    let sent = h.queue().inner().sent();
+    let sent = h.queue.sent();
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].stage, Stage::Variant);
     assert_eq!(sent[0].key, r.original_key);
     let stored = h
-        .images()
+        .images
         .rows()
         .into_iter()
         .find(|x| x.image_id == r.image_id)
@@ -272,20 +291,20 @@ async fn retrying_an_image_that_has_not_failed_is_a_conflict() {
         .await;
     assert_eq!(resp.status_code, 409);
     assert_eq!(body(&resp)["error"]["code"], "not_failed");
-    assert!(h.queue().inner().sent().is_empty());
+    assert!(h.queue.sent().is_empty());
 }
 
 #[tokio::test]
 async fn a_retry_that_cannot_be_enqueued_leaves_the_image_failed() {
     let h = handler();
     let r = failed_row(&h, "alice");
-    h.queue().injector().fail(true);
+    h.queue_outage.fail(true);
     let resp = h
         .handle(&request("images-retry.json", Some(r.image_id), "alice"))
         .await;
     assert_eq!(resp.status_code, 503);
     let stored = h
-        .images()
+        .images
         .rows()
         .into_iter()
         .find(|x| x.image_id == r.image_id)
@@ -303,14 +322,14 @@ async fn retrying_an_upload_taken_for_expired_requeues_both_stages_and_counts_it
     let mut r = row(&h, "alice", 1_000);
     r.upload_state = UploadState::AwaitingUpload;
     r.expire_upload(Timestamp::from_unix_millis(2_000)).unwrap();
-    h.images().insert(r.clone());
+    h.images.insert(r.clone());
     let resp = h
         .handle(&request("images-retry.json", Some(r.image_id), "alice"))
         .await;
     assert_eq!(resp.status_code, 202, "{:?}", resp.body);
     assert_eq!(body(&resp)["requeued"], json!(["thumbnail", "variant"]));
     let stored = h
-        .images()
+        .images
         .rows()
         .into_iter()
         .find(|x| x.image_id == r.image_id)
@@ -320,7 +339,7 @@ async fn retrying_an_upload_taken_for_expired_requeues_both_stages_and_counts_it
         UploadState::Stored,
         "an original that arrived late is processed and shown"
     );
-    assert_eq!(h.queue().inner().sent().len(), 2);
+    assert_eq!(h.queue.sent().len(), 2);
 }
 
 #[tokio::test]

@@ -218,25 +218,3 @@ impl<S, R: ImageRepository, D: DigestIndex, L> Upload<S, R, D, L> {
         })
     }
 }
-
-impl<S, R, D, L> Upload<S, R, D, L> {
-    /// The object store port (tests inspect it).
-    pub fn store(&self) -> &S {
-        &self.store
-    }
-
-    /// The repository port (tests inspect it).
-    pub fn images(&self) -> &R {
-        &self.images
-    }
-
-    /// The digest index port (tests inspect it).
-    pub fn digests(&self) -> &D {
-        &self.digests
-    }
-
-    /// The request counters (tests inspect them).
-    pub fn rates(&self) -> &L {
-        &self.rates
-    }
-}

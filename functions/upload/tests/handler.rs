@@ -21,22 +21,47 @@ use upload::{Limits, Upload};
 type Handler =
     Upload<Faulty<MemoryStore, Switch>, MemoryImages, MemoryDigests, Faulty<MemoryRates, Switch>>;
 
-fn handler() -> Arc<Handler> {
+/// The handler and the test's handles on its ports: clones of the fakes it was given.
+struct Fixture {
+    handler: Arc<Handler>,
+    store: MemoryStore,
+    /// Fails every call to the object store while on.
+    store_outage: Switch,
+    images: MemoryImages,
+    rates: MemoryRates,
+    /// Fails every call to the request counters while on.
+    rates_outage: Switch,
+}
+
+fn handler() -> Fixture {
     handler_with(OwnerLimits::default())
 }
 
-fn handler_with(owner: OwnerLimits) -> Arc<Handler> {
-    Arc::new(Upload::new(
-        Faulty::default(),
-        MemoryImages::default(),
+fn handler_with(owner: OwnerLimits) -> Fixture {
+    let store = MemoryStore::default();
+    let store_outage = Switch::default();
+    let images = MemoryImages::default();
+    let rates = MemoryRates::default();
+    let rates_outage = Switch::default();
+    let handler = Arc::new(Upload::new(
+        Faulty::new(store.clone(), store_outage.clone()),
+        images.clone(),
         MemoryDigests::default(),
-        Faulty::default(),
+        Faulty::new(rates.clone(), rates_outage.clone()),
         Limits {
             max_upload_bytes: 25 * 1024 * 1024,
             presign_expires: Duration::from_secs(900),
             owner,
         },
-    ))
+    ));
+    Fixture {
+        handler,
+        store,
+        store_outage,
+        images,
+        rates,
+        rates_outage,
+    }
 }
 
 /// The handler's router as Lambda runs it: an API Gateway event in, its response out.
@@ -44,9 +69,10 @@ trait Handle {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse;
 }
 
-impl Handle for Arc<Handler> {
+impl Handle for Fixture {
     async fn handle(&self, request: &ApiGatewayV2httpRequest) -> ApiGatewayV2httpResponse {
-        safelight::aws::runtime::invoke(Arc::clone(self).router(), request.clone()).await
+        let router = Arc::clone(&self.handler).router();
+        safelight::aws::runtime::invoke(router, request.clone()).await
     }
 }
 
@@ -74,7 +100,7 @@ fn body(r: &ApiGatewayV2httpResponse) -> Value {
     }
 }
 
-fn assert_refused(h: &Handler, r: &ApiGatewayV2httpResponse, status: i64, code: &str) {
+fn assert_refused(h: &Fixture, r: &ApiGatewayV2httpResponse, status: i64, code: &str) {
     assert_eq!(r.status_code, status, "{:?}", r.body);
     assert_eq!(body(r)["error"]["code"], code);
     assert!(body(r)["error"]["message"]
@@ -92,12 +118,12 @@ trait Inspect {
     fn store_keys(&self) -> Vec<String>;
 }
 
-impl Inspect for Handler {
+impl Inspect for Fixture {
     fn images_rows(&self) -> Vec<safelight::ImageRecord> {
-        self.images().rows()
+        self.images.rows()
     }
     fn store_keys(&self) -> Vec<String> {
-        self.store().inner().keys()
+        self.store.keys()
     }
 }
 
@@ -156,7 +182,7 @@ async fn a_small_image_body_is_stored_under_a_server_made_key_with_a_row() {
     let id = body(&r)["image_id"].as_str().unwrap().to_owned();
     assert_eq!(body(&r)["status"], "pending");
     let key = format!("originals/demo-user/{id}");
-    let (bytes, ct) = h.store().inner().object(&key).expect("original stored");
+    let (bytes, ct) = h.store.object(&key).expect("original stored");
     assert_eq!(bytes, tiny_png());
     assert_eq!(ct, "image/png");
     let row = &h.images_rows()[0];
@@ -301,7 +327,7 @@ async fn a_client_file_name_never_reaches_the_object_key() {
 #[tokio::test]
 async fn a_storage_failure_on_the_fast_path_leaves_no_row_behind() {
     let h = handler();
-    h.store().injector().fail(true);
+    h.store_outage.fail(true);
     let r = h.handle(&request(event("upload-direct.json"))).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());
@@ -316,16 +342,16 @@ fn presign_of(bytes: &[u8]) -> ApiGatewayV2httpRequest {
 }
 
 /// The row made for `id`, after the bytes arrived and processing finished.
-fn arrive_and_complete(h: &Handler, id: &str) {
+fn arrive_and_complete(h: &Fixture, id: &str) {
     let mut row = h
-        .images()
+        .images
         .rows()
         .into_iter()
         .find(|r| r.image_id.to_string() == id)
         .unwrap();
     row.upload_state = UploadState::Stored;
     row.processing_status = Status::Completed;
-    h.images().insert(row);
+    h.images.insert(row);
 }
 
 #[tokio::test]
@@ -348,14 +374,14 @@ async fn the_same_bytes_again_answer_with_the_existing_image_and_create_nothing(
         json!(format!("/api/images/{id}/processing-status"))
     );
     assert!(v.get("upload").is_none(), "nothing to send");
-    assert_eq!(h.images().rows().len(), 1, "no second row");
+    assert_eq!(h.images.rows().len(), 1, "no second row");
 
     // The small-file path knows the same bytes too, and stores nothing.
     let direct = h.handle(&direct_request("image/png", &bytes)).await;
     assert_eq!(direct.status_code, 200, "{:?}", direct.body);
     assert_eq!(body(&direct)["duplicate_of"], json!(id));
-    assert_eq!(h.images().rows().len(), 1);
-    assert!(h.store().inner().keys().is_empty(), "no object written");
+    assert_eq!(h.images.rows().len(), 1);
+    assert!(h.store.keys().is_empty(), "no object written");
 }
 
 #[tokio::test]
@@ -394,7 +420,7 @@ async fn an_upload_that_never_sent_its_bytes_is_resumed_with_the_same_image() {
         "the same image, a new link"
     );
     assert_eq!(again["upload"]["url"], first["upload"]["url"]);
-    assert_eq!(h.images().rows().len(), 1);
+    assert_eq!(h.images.rows().len(), 1);
 }
 
 #[tokio::test]
@@ -403,13 +429,13 @@ async fn bytes_of_a_failed_or_expired_image_make_a_new_one() {
         let h = handler();
         let bytes = tiny_png();
         let first = body(&h.handle(&presign_of(&bytes)).await);
-        let mut row = h.images().rows().pop().unwrap();
+        let mut row = h.images.rows().pop().unwrap();
         row.upload_state = state;
-        h.images().insert(row);
+        h.images.insert(row);
         let again = h.handle(&presign_of(&bytes)).await;
         assert_eq!(again.status_code, 201);
         assert_ne!(body(&again)["image_id"], first["image_id"], "{state:?}");
-        assert_eq!(h.images().rows().len(), 2);
+        assert_eq!(h.images.rows().len(), 2);
     }
 }
 
@@ -424,7 +450,7 @@ async fn concurrent_uploads_of_the_same_bytes_make_one_image() {
         .map(|a| body(a)["image_id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 1, "{ids:?}");
-    assert_eq!(h.images().rows().len(), 1, "the losers' rows are removed");
+    assert_eq!(h.images.rows().len(), 1, "the losers' rows are removed");
 }
 
 // ------------------------------------------------------------------------------ fairness
@@ -515,7 +541,7 @@ async fn the_upload_rate_counts_per_minute_so_the_next_minute_is_served_again() 
     let owner: safelight::OwnerId = "u".parse().unwrap();
     let window = safelight::Timestamp::from_unix_millis(minute);
     assert_eq!(
-        h.rates().inner().count(&owner, window),
+        h.rates.count(&owner, window),
         1,
         "the refusal was not counted"
     );
@@ -564,7 +590,7 @@ async fn uploads_awaiting_their_bytes_are_limited_per_owner_and_an_arrival_or_ex
 #[tokio::test]
 async fn a_limit_that_cannot_be_checked_answers_503_and_is_never_skipped() {
     let h = handler();
-    h.rates().injector().fail(true);
+    h.rates_outage.fail(true);
     let r = h.handle(&presign_as("u", 0)).await;
     assert_eq!(r.status_code, 503);
     assert!(h.images_rows().is_empty());

@@ -17,7 +17,7 @@ use safelight::ports::Connection;
 use safelight::testing::{MemoryConnections, MemoryNotices, MemoryPoster};
 use safelight::{ContentType, Notice, NoticeType, OwnerId, Timestamp};
 use serde_json::{json, Value};
-use ws::token::BoxError;
+use ws::token::{BoxError, KeyCachePolicy};
 use ws::{JwtVerifier, KeySource, Ws};
 
 const ISSUER: &str = "https://issuer.test";
@@ -98,7 +98,10 @@ fn handler_with(keys: &'static Keys) -> Fixture {
         connections.clone(),
         notices.clone(),
         poster.clone(),
-        JwtVerifier::new(keys, ISSUER, AUDIENCE).with_refetch_interval(Duration::ZERO),
+        JwtVerifier::new(keys, ISSUER, AUDIENCE).with_key_cache(KeyCachePolicy {
+            refetch_interval: Duration::ZERO,
+            ..KeyCachePolicy::default()
+        }),
     );
     Fixture {
         handler,

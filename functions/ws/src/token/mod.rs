@@ -236,12 +236,6 @@ impl<K: KeySource, C: Clock> JwtVerifier<K, C> {
         self
     }
 
-    /// Changes the minimum time between fetch attempts (tests use zero).
-    pub fn with_refetch_interval(mut self, interval: Duration) -> Self {
-        self.policy.refetch_interval = interval;
-        self
-    }
-
     fn plan(&self, pick: impl Fn(&JwkSet) -> Option<Jwk>) -> Plan {
         let now = self.clock.now();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
