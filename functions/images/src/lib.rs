@@ -23,7 +23,7 @@ use axum::Router;
 use safelight::aws::http::{self, Query};
 use safelight::aws::telemetry;
 use safelight::ops::retry::{retry_image, RetryError};
-use safelight::ports::{Downloads, ImageRepository, JobQueue, RepoError};
+use safelight::ports::{Downloads, ImageRepository, JobQueue, ObjectRef, PageRequest, RepoError};
 use safelight::{
     ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, LinkWindow,
     Status, StatusSnapshot, Timestamp, UploadState,
@@ -202,7 +202,7 @@ where
         for (name, d) in map {
             let url = self
                 .links
-                .link(&d.key, None, window)
+                .link(ObjectRef::current(&d.key), window)
                 .await
                 .map_err(store_failed)?;
             out.insert(
@@ -227,12 +227,18 @@ where
         let r = this.own(&identity, &id).await?;
         let window = this.window();
         let original_url = match r.upload_state {
-            UploadState::Stored => Some(
-                this.links
-                    .link(&r.original_key, r.original_version.as_deref(), window)
-                    .await
-                    .map_err(store_failed)?,
-            ),
+            UploadState::Stored => {
+                let original = ObjectRef {
+                    key: &r.original_key,
+                    version: r.original_version.as_deref(),
+                };
+                Some(
+                    this.links
+                        .link(original, window)
+                        .await
+                        .map_err(store_failed)?,
+                )
+            }
             UploadState::AwaitingUpload | UploadState::Rejected | UploadState::Expired => None,
         };
         let view = ImageView {
@@ -273,10 +279,13 @@ where
                     )
                 })?,
         };
-        let cursor = query.first("cursor");
         let page = this
             .images
-            .list_by_owner(&identity.owner, limit, cursor)
+            .list_by_owner(PageRequest {
+                of: &identity.owner,
+                limit,
+                cursor: query.first("cursor"),
+            })
             .await
             .map_err(|e| match e {
                 RepoError::BadCursor => {

@@ -7,7 +7,9 @@ use serde::Serialize;
 use super::circuits::CircuitView;
 use crate::breaker::BreakerConfig;
 use crate::domain::{ErrorKind, ImageId, OwnerId, Stage, Status, Timestamp, UploadState};
-use crate::ports::{ControlStore, MinuteCount, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog};
+use crate::ports::{
+    ControlStore, MinuteCount, QueueAdmin, QueueDepth, StatusIndex, StatusPage, ThroughputLog,
+};
 
 /// How many recent failures the view lists.
 pub const RECENT_FAILURES: u32 = 20;
@@ -165,7 +167,12 @@ where
     let failures = async {
         let page = ports
             .index
-            .page_by_status(Status::Failed, false, RECENT_FAILURES, None)
+            .page_by_status(StatusPage {
+                status: Status::Failed,
+                oldest_first: false,
+                limit: RECENT_FAILURES,
+                cursor: None,
+            })
             .await?;
         Ok::<_, ViewError>(
             page.items
@@ -215,12 +222,12 @@ async fn oldest_pending<R: StatusIndex>(
     let mut cursor: Option<String> = None;
     for _ in 0..OLDEST_PENDING_PAGES {
         let page = index
-            .page_by_status(
-                Status::Pending,
-                true,
-                OLDEST_PENDING_PAGE,
-                cursor.as_deref(),
-            )
+            .page_by_status(StatusPage {
+                status: Status::Pending,
+                oldest_first: true,
+                limit: OLDEST_PENDING_PAGE,
+                cursor: cursor.as_deref(),
+            })
             .await?;
         if let Some(r) = page
             .items
