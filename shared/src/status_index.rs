@@ -419,7 +419,7 @@ mod through_the_fake {
         loop {
             let page = images
                 .page_by_status(StatusPage {
-                    status: status,
+                    status,
                     oldest_first,
                     limit,
                     cursor: cursor.as_deref(),
@@ -460,12 +460,7 @@ mod through_the_fake {
     async fn a_cursor_resumes_every_shard_exactly_where_its_page_stopped() {
         let (images, all) = table();
         let first = images
-            .page_by_status(StatusPage {
-                status: Status::Pending,
-                oldest_first: true,
-                limit: 10,
-                cursor: None,
-            })
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10))
             .await
             .unwrap();
         let cursor = first.next.clone().unwrap();
@@ -480,21 +475,11 @@ mod through_the_fake {
         images.insert(behind.clone());
         images.insert(ahead.clone());
         let again = images
-            .page_by_status(StatusPage {
-                status: Status::Pending,
-                oldest_first: true,
-                limit: 10,
-                cursor: Some(&cursor),
-            })
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&cursor)))
             .await
             .unwrap();
         let twice = images
-            .page_by_status(StatusPage {
-                status: Status::Pending,
-                oldest_first: true,
-                limit: 10,
-                cursor: Some(&cursor),
-            })
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&cursor)))
             .await
             .unwrap();
         assert_eq!(
@@ -512,12 +497,7 @@ mod through_the_fake {
         let mut next = again.next;
         while let Some(c) = next {
             let page = images
-                .page_by_status(StatusPage {
-                    status: Status::Pending,
-                    oldest_first: true,
-                    limit: 10,
-                    cursor: Some(&c),
-                })
+                .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&c)))
                 .await
                 .unwrap();
             rest.extend(page.items);
@@ -527,12 +507,9 @@ mod through_the_fake {
         assert_eq!(rest.last().map(|r| r.image_id), Some(ahead.image_id));
         assert!(matches!(
             images
-                .page_by_status(StatusPage {
-                    status: Status::Pending,
-                    oldest_first: true,
-                    limit: 10,
-                    cursor: Some("not a cursor")
-                })
+                .page_by_status(
+                    StatusPage::oldest_first(Status::Pending, 10).after(Some("not a cursor"))
+                )
                 .await,
             Err(RepoError::BadCursor)
         ));
@@ -567,12 +544,7 @@ mod through_the_fake {
         ] {
             assert_eq!(images.count_by_status(s).await.unwrap(), 0, "{s:?}");
             let page = images
-                .page_by_status(StatusPage {
-                    status: s,
-                    oldest_first: true,
-                    limit: 10,
-                    cursor: None,
-                })
+                .page_by_status(StatusPage::oldest_first(s, 10))
                 .await
                 .unwrap();
             assert!(page.items.is_empty() && page.next.is_none(), "{s:?}");

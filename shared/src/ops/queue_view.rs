@@ -167,12 +167,7 @@ where
     let failures = async {
         let page = ports
             .index
-            .page_by_status(StatusPage {
-                status: Status::Failed,
-                oldest_first: false,
-                limit: RECENT_FAILURES,
-                cursor: None,
-            })
+            .page_by_status(StatusPage::newest_first(Status::Failed, RECENT_FAILURES))
             .await?;
         Ok::<_, ViewError>(
             page.items
@@ -222,12 +217,10 @@ async fn oldest_pending<R: StatusIndex>(
     let mut cursor: Option<String> = None;
     for _ in 0..OLDEST_PENDING_PAGES {
         let page = index
-            .page_by_status(StatusPage {
-                status: Status::Pending,
-                oldest_first: true,
-                limit: OLDEST_PENDING_PAGE,
-                cursor: cursor.as_deref(),
-            })
+            .page_by_status(
+                StatusPage::oldest_first(Status::Pending, OLDEST_PENDING_PAGE)
+                    .after(cursor.as_deref()),
+            )
             .await?;
         if let Some(r) = page
             .items

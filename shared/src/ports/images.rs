@@ -109,6 +109,31 @@ pub struct StatusPage<'a> {
     pub cursor: Option<&'a str>,
 }
 
+impl<'a> StatusPage<'a> {
+    /// The first page of the images with `status`, least recently updated first.
+    pub fn oldest_first(status: Status, limit: u32) -> Self {
+        StatusPage {
+            status,
+            oldest_first: true,
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// The first page of the images with `status`, most recently updated first.
+    pub fn newest_first(status: Status, limit: u32) -> Self {
+        StatusPage {
+            oldest_first: false,
+            ..Self::oldest_first(status, limit)
+        }
+    }
+
+    /// The page after the one whose `next` is `cursor` (the first page for `None`).
+    pub fn after(self, cursor: Option<&'a str>) -> Self {
+        StatusPage { cursor, ..self }
+    }
+}
+
 /// The images table's sparse, write-sharded `by_status_v2` index (`status_key`, `updated_at`;
 /// see [`crate::status_index`]): counts and pages of the `pending`, `processing` and `failed`
 /// rows without a table scan. Completed rows are not in it: their count is the completed

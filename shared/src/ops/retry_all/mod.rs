@@ -221,12 +221,9 @@ where
         }
         let page = ports
             .images
-            .page_by_status(StatusPage {
-                status: Status::Failed,
-                oldest_first: true,
-                limit: ROW_PAGE,
-                cursor: cursor.rows.as_deref(),
-            })
+            .page_by_status(
+                StatusPage::oldest_first(Status::Failed, ROW_PAGE).after(cursor.rows.as_deref()),
+            )
             .await?;
         for row in &page.items {
             if row.status_since() > cursor.started_at {

@@ -34,12 +34,9 @@ impl<R: ImageRepository + StatusIndex, A, S, Q: JobQueue> Sweeper<'_, R, A, S, Q
                 let page = self
                     .ports
                     .images
-                    .page_by_status(StatusPage {
-                        status,
-                        oldest_first: true,
-                        limit: ROW_PAGE,
-                        cursor: cursor.as_deref(),
-                    })
+                    .page_by_status(
+                        StatusPage::oldest_first(status, ROW_PAGE).after(cursor.as_deref()),
+                    )
                     .await?;
                 for row in &page.items {
                     // Oldest in its status first: past the horizon, no later row is stuck.

@@ -23,12 +23,9 @@ impl<R: ImageRepository + StatusIndex, A, S: ObjectStore, Q> Sweeper<'_, R, A, S
             let page = self
                 .ports
                 .images
-                .page_by_status(StatusPage {
-                    status: Status::Pending,
-                    oldest_first: true,
-                    limit: ROW_PAGE,
-                    cursor: cursor.as_deref(),
-                })
+                .page_by_status(
+                    StatusPage::oldest_first(Status::Pending, ROW_PAGE).after(cursor.as_deref()),
+                )
                 .await?;
             for row in &page.items {
                 // Oldest pending first: past the horizon, nothing later has expired either
