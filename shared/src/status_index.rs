@@ -387,7 +387,7 @@ mod through_the_fake {
     use super::*;
     use crate::domain::{Stage, StageResult, UploadState};
     use crate::ops::backfill::{index_pass, StopWhen};
-    use crate::ports::{BackfillRows as _, ImageRepository as _, StatusIndex as _};
+    use crate::ports::{BackfillRows as _, ImageRepository as _, StatusIndex as _, StatusPage};
     use crate::testing::MemoryImages;
 
     /// A stored PNG row of owner `u1`, created at `at_ms`.
@@ -418,7 +418,12 @@ mod through_the_fake {
         let mut cursor: Option<String> = None;
         loop {
             let page = images
-                .page_by_status(status, oldest_first, limit, cursor.as_deref())
+                .page_by_status(StatusPage {
+                    status,
+                    oldest_first,
+                    limit,
+                    cursor: cursor.as_deref(),
+                })
                 .await
                 .unwrap();
             assert!(page.items.len() <= limit as usize);
@@ -455,7 +460,7 @@ mod through_the_fake {
     async fn a_cursor_resumes_every_shard_exactly_where_its_page_stopped() {
         let (images, all) = table();
         let first = images
-            .page_by_status(Status::Pending, true, 10, None)
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10))
             .await
             .unwrap();
         let cursor = first.next.clone().unwrap();
@@ -470,11 +475,11 @@ mod through_the_fake {
         images.insert(behind.clone());
         images.insert(ahead.clone());
         let again = images
-            .page_by_status(Status::Pending, true, 10, Some(&cursor))
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&cursor)))
             .await
             .unwrap();
         let twice = images
-            .page_by_status(Status::Pending, true, 10, Some(&cursor))
+            .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&cursor)))
             .await
             .unwrap();
         assert_eq!(
@@ -492,7 +497,7 @@ mod through_the_fake {
         let mut next = again.next;
         while let Some(c) = next {
             let page = images
-                .page_by_status(Status::Pending, true, 10, Some(&c))
+                .page_by_status(StatusPage::oldest_first(Status::Pending, 10).after(Some(&c)))
                 .await
                 .unwrap();
             rest.extend(page.items);
@@ -502,7 +507,9 @@ mod through_the_fake {
         assert_eq!(rest.last().map(|r| r.image_id), Some(ahead.image_id));
         assert!(matches!(
             images
-                .page_by_status(Status::Pending, true, 10, Some("not a cursor"))
+                .page_by_status(
+                    StatusPage::oldest_first(Status::Pending, 10).after(Some("not a cursor"))
+                )
                 .await,
             Err(RepoError::BadCursor)
         ));
@@ -536,7 +543,10 @@ mod through_the_fake {
             Status::Failed,
         ] {
             assert_eq!(images.count_by_status(s).await.unwrap(), 0, "{s:?}");
-            let page = images.page_by_status(s, true, 10, None).await.unwrap();
+            let page = images
+                .page_by_status(StatusPage::oldest_first(s, 10))
+                .await
+                .unwrap();
             assert!(page.items.is_empty() && page.next.is_none(), "{s:?}");
         }
     }

@@ -10,7 +10,7 @@ use safelight::breaker::{BreakerConfig, CircuitState};
 use safelight::engine::{default_thumbnail_specs, default_variant_specs, Limits};
 use safelight::faults::{Faulty, Switch};
 use safelight::ports::{
-    ControlStore, ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError,
+    ControlStore, ObjectMeta, ObjectRef, ObjectStore, PresignedPost, PresignedRequest, StoreError,
     StoredObject, UploadConstraints,
 };
 use safelight::processing::{Message, Policy, Ports, Processor};
@@ -767,7 +767,8 @@ impl ObjectStore for PanickyStore {
     async fn put(&self, key: &ObjectKey, body: Vec<u8>, ct: &str) -> Result<(), StoreError> {
         self.0.put(key, body, ct).await
     }
-    async fn get(&self, key: &ObjectKey, v: Option<&str>) -> Result<StoredObject, StoreError> {
+    async fn get(&self, object: ObjectRef<'_>) -> Result<StoredObject, StoreError> {
+        let key = object.key;
         if key.as_str().contains("panic") {
             panic!("simulated bug");
         }
@@ -776,7 +777,7 @@ impl ObjectStore for PanickyStore {
             tokio::time::sleep(Duration::from_secs(1)).await;
             panic!("killed at the invocation's deadline");
         }
-        self.0.get(key, v).await
+        self.0.get(object).await
     }
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
         self.0.head(key).await
@@ -962,11 +963,9 @@ impl safelight::ports::ControlStore for FlakyRelease {
     }
     async fn save_breaker(
         &self,
-        stage: Stage,
-        b: &safelight::breaker::Breaker,
-        v: u64,
+        write: safelight::ports::BreakerWrite<'_>,
     ) -> Result<(), safelight::ports::RepoError> {
-        self.0.save_breaker(stage, b, v).await
+        self.0.save_breaker(write).await
     }
     async fn acquire_lease(
         &self,

@@ -16,12 +16,12 @@ use std::time::Duration;
 use safelight::domain::notice::transitions;
 use safelight::faults::{self, Call, InjectedFault, Injector};
 use safelight::ports::{
-    DeadLetter, DeadLetterReceive, ImageRepository, JobQueue, ObjectMeta, ObjectStore, Page,
-    PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError, Receipt, RepoError,
-    Requeue, StatusIndex, StoreError, StoredObject, UploadConstraints,
+    DeadLetter, DeadLetterReceive, ImageRepository, JobQueue, ObjectMeta, ObjectRef, ObjectStore,
+    OwnerPage, Page, PresignedPost, PresignedRequest, QueueAdmin, QueueDepth, QueueError, Receipt,
+    RepoError, Requeue, StatusIndex, StatusPage, StoreError, StoredObject, UploadConstraints,
 };
 use safelight::processing::Message;
-use safelight::{ImageId, ImageRecord, ObjectKey, OwnerId, RetryMessage, Stage, Status};
+use safelight::{ImageId, ImageRecord, ObjectKey, RetryMessage, Stage, Status};
 use tokio::sync::watch;
 
 use crate::world::{stage_ix, World};
@@ -285,12 +285,8 @@ impl<T: ObjectStore> ObjectStore for Watched<T> {
         self.inner.put(key, body, content_type).await
     }
 
-    async fn get(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-    ) -> Result<StoredObject, StoreError> {
-        self.inner.get(key, version).await
+    async fn get(&self, object: ObjectRef<'_>) -> Result<StoredObject, StoreError> {
+        self.inner.get(object).await
     }
 
     async fn head(&self, key: &ObjectKey) -> Result<Option<ObjectMeta>, StoreError> {
@@ -372,13 +368,8 @@ impl<T: ImageRepository> ImageRepository for Watched<T> {
         self.inner.get(id).await
     }
 
-    async fn list_by_owner(
-        &self,
-        owner: &OwnerId,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        self.inner.list_by_owner(owner, limit, cursor).await
+    async fn list_by_owner(&self, page: OwnerPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        self.inner.list_by_owner(page).await
     }
 
     async fn update(&self, record: &mut ImageRecord) -> Result<(), RepoError> {
@@ -399,16 +390,8 @@ impl<T: StatusIndex> StatusIndex for Watched<T> {
         self.inner.count_by_status(status).await
     }
 
-    async fn page_by_status(
-        &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        self.inner
-            .page_by_status(status, oldest_first, limit, cursor)
-            .await
+    async fn page_by_status(&self, page: StatusPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        self.inner.page_by_status(page).await
     }
 }
 

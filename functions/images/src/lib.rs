@@ -23,7 +23,7 @@ use axum::Router;
 use safelight::aws::http::{self, Query};
 use safelight::aws::telemetry;
 use safelight::ops::retry::{retry_image, RetryError};
-use safelight::ports::{Downloads, ImageRepository, JobQueue, RepoError};
+use safelight::ports::{Downloads, ImageRepository, JobQueue, ObjectRef, PageRequest, RepoError};
 use safelight::{
     ApiError, ContentType, Derivative, ErrorKind, Identity, ImageId, ImageRecord, LinkWindow,
     Status, StatusSnapshot, Timestamp, UploadState,
@@ -83,8 +83,8 @@ struct ImageView {
     created_at: Timestamp,
     updated_at: Timestamp,
     original_url: Option<String>,
-    thumbnails: BTreeMap<String, DerivativeView>,
-    variants: BTreeMap<String, DerivativeView>,
+    #[serde(flatten)]
+    derivatives: Derivatives,
 }
 
 #[derive(Debug, Serialize)]
@@ -96,6 +96,14 @@ struct ImageSummary {
     placeholder: Option<String>,
     created_at: Timestamp,
     thumbnail_url: Option<String>,
+    #[serde(flatten)]
+    derivatives: Derivatives,
+}
+
+/// An image's derivatives with their links, by name: the tail of both an image's view and its
+/// summary (flattened, so the JSON has `thumbnails` and `variants` in place).
+#[derive(Debug, Serialize)]
+struct Derivatives {
     thumbnails: BTreeMap<String, DerivativeView>,
     variants: BTreeMap<String, DerivativeView>,
 }
@@ -193,6 +201,18 @@ where
         ))
     }
 
+    /// The row's derivatives, each with its link for `window`.
+    async fn derivatives(
+        &self,
+        r: &ImageRecord,
+        window: LinkWindow,
+    ) -> Result<Derivatives, ApiError> {
+        Ok(Derivatives {
+            thumbnails: self.urls(&r.thumbnails, window).await?,
+            variants: self.urls(&r.variants, window).await?,
+        })
+    }
+
     async fn urls(
         &self,
         map: &BTreeMap<String, Derivative>,
@@ -202,7 +222,7 @@ where
         for (name, d) in map {
             let url = self
                 .links
-                .link(&d.key, None, window)
+                .link(ObjectRef::current(&d.key), window)
                 .await
                 .map_err(store_failed)?;
             out.insert(
@@ -227,12 +247,18 @@ where
         let r = this.own(&identity, &id).await?;
         let window = this.window();
         let original_url = match r.upload_state {
-            UploadState::Stored => Some(
-                this.links
-                    .link(&r.original_key, r.original_version.as_deref(), window)
-                    .await
-                    .map_err(store_failed)?,
-            ),
+            UploadState::Stored => {
+                let original = ObjectRef {
+                    key: &r.original_key,
+                    version: r.original_version.as_deref(),
+                };
+                Some(
+                    this.links
+                        .link(original, window)
+                        .await
+                        .map_err(store_failed)?,
+                )
+            }
             UploadState::AwaitingUpload | UploadState::Rejected | UploadState::Expired => None,
         };
         let view = ImageView {
@@ -249,8 +275,7 @@ where
             created_at: r.created_at,
             updated_at: r.updated_at,
             original_url,
-            thumbnails: this.urls(&r.thumbnails, window).await?,
-            variants: this.urls(&r.variants, window).await?,
+            derivatives: this.derivatives(&r, window).await?,
         };
         Ok(http::json(200, &view))
     }
@@ -273,10 +298,13 @@ where
                     )
                 })?,
         };
-        let cursor = query.first("cursor");
         let page = this
             .images
-            .list_by_owner(&identity.owner, limit, cursor)
+            .list_by_owner(PageRequest {
+                of: &identity.owner,
+                limit,
+                cursor: query.first("cursor"),
+            })
             .await
             .map_err(|e| match e {
                 RepoError::BadCursor => {
@@ -287,14 +315,13 @@ where
         let window = this.window();
         let mut items = Vec::with_capacity(page.items.len());
         for r in page.items {
-            let thumbnails = this.urls(&r.thumbnails, window).await?;
-            let variants = this.urls(&r.variants, window).await?;
+            let derivatives = this.derivatives(&r, window).await?;
             // The smallest thumbnail is the list's preview.
             let thumbnail_url = r
                 .thumbnails
                 .iter()
                 .min_by_key(|(_, d)| d.width.max(d.height))
-                .and_then(|(name, _)| thumbnails.get(name))
+                .and_then(|(name, _)| derivatives.thumbnails.get(name))
                 .map(|v| v.url.clone());
             items.push(ImageSummary {
                 image_id: r.image_id,
@@ -304,8 +331,7 @@ where
                 placeholder: r.placeholder,
                 created_at: r.created_at,
                 thumbnail_url,
-                thumbnails,
-                variants,
+                derivatives,
             });
         }
         Ok(http::json(
@@ -360,4 +386,46 @@ fn store_failed(e: safelight::ports::StoreError) -> ApiError {
 fn repo_failed(e: RepoError) -> ApiError {
     tracing::error!(error = %e, "image table call failed");
     ApiError::unavailable()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_summary_writes_its_derivatives_in_place_after_its_own_fields() {
+        let view = |width| DerivativeView {
+            url: "u".to_owned(),
+            width,
+            height: 1,
+            bytes: 2,
+            format: "webp".to_owned(),
+        };
+        let summary = ImageSummary {
+            image_id: "01J0000000000000000000000A".parse().unwrap(),
+            filename: None,
+            content_type: ContentType::Png,
+            processing_status: Status::Completed,
+            placeholder: None,
+            created_at: Timestamp::from_unix_millis(0),
+            thumbnail_url: Some("u".to_owned()),
+            derivatives: Derivatives {
+                thumbnails: BTreeMap::from([("150".to_owned(), view(150))]),
+                variants: BTreeMap::new(),
+            },
+        };
+        let derivative = r#"{"url":"u","width":150,"height":1,"bytes":2,"format":"webp"}"#;
+        assert_eq!(
+            serde_json::to_string(&summary).unwrap(),
+            format!(
+                concat!(
+                    r#"{{"image_id":"01J0000000000000000000000A","filename":null,"#,
+                    r#""content_type":"image/png","processing_status":"completed","#,
+                    r#""placeholder":null,"created_at":"{}","thumbnail_url":"u","#,
+                    r#""thumbnails":{{"150":{}}},"variants":{{}}}}"#
+                ),
+                "1970-01-01T00:00:00.000Z", derivative
+            )
+        );
+    }
 }

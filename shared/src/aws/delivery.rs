@@ -14,7 +14,7 @@ use super::cloudfront::{CloudFrontSigner, DeliveryError};
 use super::s3::S3Store;
 use crate::config::CdnDelivery;
 use crate::domain::{LinkWindow, ObjectKey};
-use crate::ports::{Downloads, StoreError};
+use crate::ports::{Downloads, ObjectRef, StoreError};
 
 /// The download links of one deployment.
 #[derive(Debug)]
@@ -96,16 +96,15 @@ impl Delivery {
 }
 
 impl Downloads for Delivery {
-    async fn link(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        window: LinkWindow,
-    ) -> Result<String, StoreError> {
+    async fn link(&self, object: ObjectRef<'_>, window: LinkWindow) -> Result<String, StoreError> {
         match self {
-            Delivery::S3(s3) => s3.link(key, version, window).await,
+            Delivery::S3(s3) => s3.link(object, window).await,
             Delivery::CloudFront(cdn) => cdn
-                .link(key, version, window.expires_at().unix_seconds())
+                .link(
+                    object.key,
+                    object.version,
+                    window.expires_at().unix_seconds(),
+                )
                 .map_err(|e| StoreError::Unavailable(Box::new(e))),
         }
     }

@@ -11,13 +11,14 @@ use crate::domain::{
     ImageId, ImageRecord, LinkWindow, ObjectKey, OwnerId, RetryMessage, Stage, Status, Timestamp,
 };
 use crate::ports::{
-    AwaitingUploads, BackfillRows, Connection, ConnectionPoster, ConnectionRepository,
-    ControlStore, DeadLetter, DeadLetterReceive, Delivery, DigestClaim, DigestIndex, Downloads,
-    Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest, LeaseView, ListedOriginal,
-    LogEntry, MarkerStore, MinuteCount, NoticeLog, ObjectMeta, ObjectStore, OriginalsSource,
-    Outcome, Page, PostOutcome, PresignedPost, PresignedRequest, Progress, QueueAdmin, QueueDepth,
-    QueueError, RateCounter, RealtimeError, Receipt, Replay, ReplayQuery, RepoError, Requeue,
-    StatusIndex, StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
+    AwaitingUploads, BackfillRows, BreakerWrite, Connection, ConnectionPoster,
+    ConnectionRepository, ControlStore, DeadLetter, DeadLetterReceive, Delivery, DigestClaim,
+    DigestIndex, Downloads, Holder, ImageRepository, JobQueue, Lease, LeaseKey, LeaseRequest,
+    LeaseView, ListedOriginal, LogEntry, MarkerStore, MinuteCount, NoticeLog, ObjectMeta,
+    ObjectRef, ObjectStore, OriginalsSource, Outcome, OwnerPage, Page, PageRequest, PostOutcome,
+    PresignedPost, PresignedRequest, Progress, QueueAdmin, QueueDepth, QueueError, RateCounter,
+    RealtimeError, Receipt, Replay, ReplayQuery, RepoError, Requeue, StatusIndex, StatusPage,
+    StoreError, StoredObject, StoredRow, ThroughputLog, UploadConstraints, Written,
 };
 
 /// A port (`inner`) whose calls first go through `injector`. Presigning is local computation
@@ -111,7 +112,7 @@ fn realtime(e: InjectedFault) -> RealtimeError {
 macro_rules! decorate {
     (
         $trait:ident: $port:ident, $error:ty, $conv:ident;
-        $( fn $m:ident($($a:ident: $t:ty),*) -> $ok:ty $(, key $k:ident)?; )*
+        $( fn $m:ident($($a:ident: $t:ty),*) -> $ok:ty $(, key $k:expr)?; )*
         $( pass fn $pm:ident($($pa:ident: $pt:ty),*) -> $pok:ty; )*
     ) => {
         impl<T: $trait, I: Injector> $trait for Faulty<T, I> {
@@ -136,7 +137,7 @@ macro_rules! decorate {
 decorate! {
     ObjectStore: ObjectStore, StoreError, store;
     fn put(key: &ObjectKey, body: Vec<u8>, content_type: &str) -> (), key key;
-    fn get(key: &ObjectKey, version: Option<&str>) -> StoredObject, key key;
+    fn get(object: ObjectRef<'_>) -> StoredObject, key object.key;
     fn head(key: &ObjectKey) -> Option<ObjectMeta>, key key;
     fn delete(key: &ObjectKey) -> (), key key;
     fn delete_version(key: &ObjectKey, version: &str) -> (), key key;
@@ -146,7 +147,7 @@ decorate! {
 
 decorate! {
     Downloads: ObjectStore, StoreError, store;
-    pass fn link(key: &ObjectKey, version: Option<&str>, window: LinkWindow) -> String;
+    pass fn link(object: ObjectRef<'_>, window: LinkWindow) -> String;
 }
 
 decorate! {
@@ -159,7 +160,7 @@ decorate! {
     ImageRepository: ImageRepository, RepoError, repo;
     fn create(record: &ImageRecord) -> ();
     fn get(id: ImageId) -> Option<ImageRecord>;
-    fn list_by_owner(owner: &OwnerId, limit: u32, cursor: Option<&str>) -> Page<ImageRecord>;
+    fn list_by_owner(page: OwnerPage<'_>) -> Page<ImageRecord>;
     fn update(record: &mut ImageRecord) -> ();
     fn update_or_current(record: &mut ImageRecord) -> Written;
     fn delete(id: ImageId) -> ();
@@ -178,15 +179,14 @@ decorate! {
 decorate! {
     StatusIndex: StatusIndex, RepoError, repo;
     fn count_by_status(status: Status) -> u64;
-    fn page_by_status(status: Status, oldest_first: bool, limit: u32, cursor: Option<&str>)
-        -> Page<ImageRecord>;
+    fn page_by_status(page: StatusPage<'_>) -> Page<ImageRecord>;
 }
 
 decorate! {
     BackfillRows: BackfillRows, RepoError, repo;
     fn read_row(id: ImageId) -> Option<StoredRow>;
     fn replace_legacy(record: &ImageRecord) -> ();
-    fn page_unindexed(status: Status, limit: u32, cursor: Option<&str>) -> Page<ImageRecord>;
+    fn page_unindexed(page: PageRequest<'_, Status>) -> Page<ImageRecord>;
     fn index_row(record: &ImageRecord) -> bool;
     fn count_completed() -> u64;
 }
@@ -209,7 +209,7 @@ decorate! {
 decorate! {
     ControlStore: ControlStore, RepoError, repo;
     fn load_breaker(stage: Stage) -> (Breaker, u64);
-    fn save_breaker(stage: Stage, breaker: &Breaker, expected_version: u64) -> ();
+    fn save_breaker(write: BreakerWrite<'_>) -> ();
     fn acquire_lease(request: &LeaseRequest<'_>) -> Lease;
     fn mark_out_of_time(lease: LeaseKey, holder: &Holder<'_>) -> ();
     fn lease(lease: LeaseKey) -> Option<LeaseView>;
@@ -234,7 +234,7 @@ decorate! {
 decorate! {
     ConnectionRepository: ConnectionRepository, RealtimeError, realtime;
     fn put(connection: &Connection) -> ();
-    fn get(connection_id: &str, now: Timestamp) -> Option<Connection>;
+    fn get(id: &str, now: Timestamp) -> Option<Connection>;
     fn delete(connection_id: &str) -> ();
     fn for_owner(owner: &OwnerId, now: Timestamp) -> Vec<Connection>;
 }
@@ -312,12 +312,18 @@ mod tests {
             MemoryStore::default(),
             spec("s3_get@originals/t-x/:1:denied, s3_put:1"),
         );
-        let denied = store.get(&key("t-x"), None).await.unwrap_err();
+        let denied = store
+            .get(ObjectRef::current(&key("t-x")))
+            .await
+            .unwrap_err();
         assert!(matches!(denied, StoreError::Refused(_)), "{denied}");
         assert!(denied
             .to_string()
             .contains("injected access denied in s3_get"));
-        let other = store.get(&key("t-y"), None).await.unwrap_err();
+        let other = store
+            .get(ObjectRef::current(&key("t-y")))
+            .await
+            .unwrap_err();
         assert!(
             matches!(other, StoreError::NotFound(_)),
             "reaches the store: {other}"
@@ -342,7 +348,14 @@ mod tests {
         let all = Faulty::new(MemoryImages::default(), spec("*:1"));
         assert!(all.create(&row()).await.is_err());
         let owner: OwnerId = "u1".parse().unwrap();
-        assert!(all.list_by_owner(&owner, 10, None).await.is_ok());
+        assert!(all
+            .list_by_owner(PageRequest {
+                of: &owner,
+                limit: 10,
+                cursor: None
+            })
+            .await
+            .is_ok());
     }
 
     #[tokio::test]

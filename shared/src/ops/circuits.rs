@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use crate::breaker::{Breaker, BreakerConfig, CircuitState};
 use crate::domain::{Stage, Timestamp};
-use crate::ports::{ControlStore, RepoError};
+use crate::ports::{BreakerWrite, ControlStore, RepoError};
 
 /// How often a reset re-reads and retries after losing a write race with a processor.
 const RESET_ATTEMPTS: u32 = 16;
@@ -76,7 +76,12 @@ pub async fn reset_circuit<C: ControlStore>(
         let (mut breaker, version) = control.load_breaker(stage).await?;
         let previous_state = breaker.state;
         breaker.reset(now, by);
-        match control.save_breaker(stage, &breaker, version).await {
+        let write = BreakerWrite {
+            stage,
+            breaker: &breaker,
+            expected_version: version,
+        };
+        match control.save_breaker(write).await {
             Ok(()) => {
                 tracing::info!(stage = %stage, previous = ?previous_state, by, "circuit closed by hand");
                 return Ok(ResetDone {

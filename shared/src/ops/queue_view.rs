@@ -7,7 +7,9 @@ use serde::Serialize;
 use super::circuits::CircuitView;
 use crate::breaker::BreakerConfig;
 use crate::domain::{ErrorKind, ImageId, OwnerId, Stage, Status, Timestamp, UploadState};
-use crate::ports::{ControlStore, MinuteCount, QueueAdmin, QueueDepth, StatusIndex, ThroughputLog};
+use crate::ports::{
+    ControlStore, MinuteCount, QueueAdmin, QueueDepth, StatusIndex, StatusPage, ThroughputLog,
+};
 
 /// How many recent failures the view lists.
 pub const RECENT_FAILURES: u32 = 20;
@@ -165,7 +167,7 @@ where
     let failures = async {
         let page = ports
             .index
-            .page_by_status(Status::Failed, false, RECENT_FAILURES, None)
+            .page_by_status(StatusPage::newest_first(Status::Failed, RECENT_FAILURES))
             .await?;
         Ok::<_, ViewError>(
             page.items
@@ -216,10 +218,8 @@ async fn oldest_pending<R: StatusIndex>(
     for _ in 0..OLDEST_PENDING_PAGES {
         let page = index
             .page_by_status(
-                Status::Pending,
-                true,
-                OLDEST_PENDING_PAGE,
-                cursor.as_deref(),
+                StatusPage::oldest_first(Status::Pending, OLDEST_PENDING_PAGE)
+                    .after(cursor.as_deref()),
             )
             .await?;
         if let Some(r) = page

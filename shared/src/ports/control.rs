@@ -85,6 +85,18 @@ impl LeaseView {
     }
 }
 
+/// A stage's breaker to write over the version it was read at (see
+/// [`ControlStore::save_breaker`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BreakerWrite<'a> {
+    /// Whose breaker.
+    pub stage: Stage,
+    /// The breaker to store.
+    pub breaker: &'a Breaker,
+    /// The version it was read at (0: never written).
+    pub expected_version: u64,
+}
+
 /// The control table: circuit breakers and processing leases.
 pub trait ControlStore: Send + Sync {
     /// The stage's breaker and its version (0 when never written).
@@ -92,12 +104,11 @@ pub trait ControlStore: Send + Sync {
         &self,
         stage: Stage,
     ) -> impl Future<Output = Result<(Breaker, u64), RepoError>> + Send;
-    /// Writes the breaker if it still has `expected_version`; `Conflict` otherwise.
+    /// Writes `write.breaker` if the stage's breaker still has `write.expected_version`;
+    /// `Conflict` otherwise.
     fn save_breaker(
         &self,
-        stage: Stage,
-        breaker: &Breaker,
-        expected_version: u64,
+        write: BreakerWrite<'_>,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
     /// Takes the processing lease `request.lease` for `request.holder` until `request.until` if
     /// it is free or its time has run out (`request.now` is past its `until`), counting the takes

@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{BoxError, Page};
+use super::{BoxError, Page, PageRequest};
 use crate::domain::{ImageId, ImageRecord, OwnerId, Status};
 
 /// Failures of the image repository.
@@ -60,12 +60,10 @@ pub trait ImageRepository: Send + Sync {
         &self,
         id: ImageId,
     ) -> impl Future<Output = Result<Option<ImageRecord>, RepoError>> + Send;
-    /// An owner's rows, newest first.
+    /// A page of an owner's rows, newest first.
     fn list_by_owner(
         &self,
-        owner: &OwnerId,
-        limit: u32,
-        cursor: Option<&str>,
+        page: OwnerPage<'_>,
     ) -> impl Future<Output = Result<Page<ImageRecord>, RepoError>> + Send;
     /// Replaces the row if it still has `record.version`; on success `record.version` is bumped.
     /// `Conflict` when someone else wrote first: re-read, re-apply, retry.
@@ -95,6 +93,47 @@ pub trait ImageRepository: Send + Sync {
     fn delete(&self, id: ImageId) -> impl Future<Output = Result<(), RepoError>> + Send;
 }
 
+/// Which page of an owner's rows to read (see [`ImageRepository::list_by_owner`]).
+pub type OwnerPage<'a> = PageRequest<'a, &'a OwnerId>;
+
+/// Which page of the images with a status to read (see [`StatusIndex::page_by_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusPage<'a> {
+    /// The status listed.
+    pub status: Status,
+    /// Least recently updated first (else most recently updated first).
+    pub oldest_first: bool,
+    /// At most how many images (at least one).
+    pub limit: u32,
+    /// The previous page's `next` (`None`: the first page).
+    pub cursor: Option<&'a str>,
+}
+
+impl<'a> StatusPage<'a> {
+    /// The first page of the images with `status`, least recently updated first.
+    pub fn oldest_first(status: Status, limit: u32) -> Self {
+        StatusPage {
+            status,
+            oldest_first: true,
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// The first page of the images with `status`, most recently updated first.
+    pub fn newest_first(status: Status, limit: u32) -> Self {
+        StatusPage {
+            oldest_first: false,
+            ..Self::oldest_first(status, limit)
+        }
+    }
+
+    /// The page after the one whose `next` is `cursor` (the first page for `None`).
+    pub fn after(self, cursor: Option<&'a str>) -> Self {
+        StatusPage { cursor, ..self }
+    }
+}
+
 /// The images table's sparse, write-sharded `by_status_v2` index (`status_key`, `updated_at`;
 /// see [`crate::status_index`]): counts and pages of the `pending`, `processing` and `failed`
 /// rows without a table scan. Completed rows are not in it: their count is the completed
@@ -106,14 +145,11 @@ pub trait StatusIndex: Send + Sync {
         &self,
         status: Status,
     ) -> impl Future<Output = Result<u64, RepoError>> + Send;
-    /// One page of the images with `status`, by (`updated_at`, `image_id`) merged over the
-    /// shards (oldest first when `oldest_first`); `cursor` is the previous page's `next`, and
-    /// resumes every shard where the previous page stopped taking from it.
+    /// One page of the images with `page.status`, by (`updated_at`, `image_id`) merged over the
+    /// shards (oldest first when `page.oldest_first`); `page.cursor` is the previous page's
+    /// `next`, and resumes every shard where the previous page stopped taking from it.
     fn page_by_status(
         &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
+        page: StatusPage<'_>,
     ) -> impl Future<Output = Result<Page<ImageRecord>, RepoError>> + Send;
 }

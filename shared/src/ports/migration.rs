@@ -2,7 +2,7 @@
 
 use std::future::Future;
 
-use super::{Page, RepoError, StoreError};
+use super::{Page, PageRequest, RepoError, StoreError};
 use crate::domain::{ImageId, ImageRecord, LegacyRow, Marker, ObjectKey, Status};
 
 /// An object under `originals/`, as listed.
@@ -55,14 +55,12 @@ pub trait BackfillRows: Send + Sync {
         &self,
         record: &ImageRecord,
     ) -> impl Future<Output = Result<(), RepoError>> + Send;
-    /// One page of the rows with `status` that lack `by_status_v2`'s `status_key` (written
-    /// before the index existed), read from the old `by_status` index; `cursor` is the previous
-    /// page's `next`. Removed with `by_status` in the release after.
+    /// One page of the rows with status `page.of` that lack `by_status_v2`'s `status_key`
+    /// (written before the index existed), read from the old `by_status` index. Removed with
+    /// `by_status` in the release after.
     fn page_unindexed(
         &self,
-        status: Status,
-        limit: u32,
-        cursor: Option<&str>,
+        page: PageRequest<'_, Status>,
     ) -> impl Future<Output = Result<Page<ImageRecord>, RepoError>> + Send;
     /// Gives the row its `status_key` (a conditional write on its `version` and on the key's
     /// absence); `false` when the row changed meanwhile (its writer put the key) or has it.

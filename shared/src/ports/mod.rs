@@ -12,10 +12,10 @@ mod store;
 mod uploads;
 
 pub use control::{
-    ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, MinuteCount, Outcome,
-    ThroughputLog,
+    BreakerWrite, ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, MinuteCount,
+    Outcome, ThroughputLog,
 };
-pub use images::{ImageRepository, RepoError, StatusIndex, Written};
+pub use images::{ImageRepository, OwnerPage, RepoError, StatusIndex, StatusPage, Written};
 pub use migration::{BackfillRows, ListedOriginal, MarkerStore, OriginalsSource, StoredRow};
 pub use queues::{
     DeadLetter, DeadLetterReceive, JobQueue, QueueAdmin, QueueDepth, QueueError, Receipt, Requeue,
@@ -25,8 +25,8 @@ pub use realtime::{
     Progress, RealtimeError, Replay, ReplayQuery, LATE_LOOKBACK,
 };
 pub use store::{
-    Downloads, ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
-    UploadConstraints,
+    Downloads, ObjectMeta, ObjectRef, ObjectStore, PresignedPost, PresignedRequest, StoreError,
+    StoredObject, UploadConstraints,
 };
 pub use uploads::{AwaitingUploads, DigestClaim, DigestIndex, RateCounter};
 
@@ -40,4 +40,16 @@ pub struct Page<T> {
     pub items: Vec<T>,
     /// Opaque cursor for the next page, if there is one.
     pub next: Option<String>,
+}
+
+/// Which page of a listing to read: up to `limit` items (at least one) of `of`, starting after
+/// `cursor`, the previous page's `next` (`None`: the first page).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageRequest<'a, Of> {
+    /// What is listed: an owner's rows, the rows with a status.
+    pub of: Of,
+    /// At most how many items.
+    pub limit: u32,
+    /// Where the previous page stopped.
+    pub cursor: Option<&'a str>,
 }

@@ -54,10 +54,10 @@ pub trait ConnectionRepository: Send + Sync {
         &self,
         connection: &Connection,
     ) -> impl Future<Output = Result<(), RealtimeError>> + Send;
-    /// Reads a connection unless it is absent or expired at `now`.
+    /// Reads the connection `id` unless it is absent or expired at `now`.
     fn get(
         &self,
-        connection_id: &str,
+        id: &str,
         now: Timestamp,
     ) -> impl Future<Output = Result<Option<Connection>, RealtimeError>> + Send;
     /// Removes a connection (absent is fine).

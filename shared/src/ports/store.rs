@@ -78,6 +78,22 @@ pub struct StoredObject {
     pub version: Option<String>,
 }
 
+/// One object: its current version, or the given one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObjectRef<'a> {
+    /// The object's key.
+    pub key: &'a ObjectKey,
+    /// The version (`None`: the current one).
+    pub version: Option<&'a str>,
+}
+
+impl<'a> ObjectRef<'a> {
+    /// The object's current version.
+    pub fn current(key: &'a ObjectKey) -> Self {
+        ObjectRef { key, version: None }
+    }
+}
+
 /// The bucket.
 pub trait ObjectStore: Send + Sync {
     /// Stores an object (a derivative with its [`ObjectKey::cache_control`]).
@@ -91,8 +107,7 @@ pub trait ObjectStore: Send + Sync {
     /// version does not exist).
     fn get(
         &self,
-        key: &ObjectKey,
-        version: Option<&str>,
+        object: ObjectRef<'_>,
     ) -> impl Future<Output = Result<StoredObject, StoreError>> + Send;
     /// Reads an object's metadata; `None` when it does not exist.
     fn head(
@@ -127,12 +142,11 @@ pub trait ObjectStore: Send + Sync {
 
 /// Download links for the browser: S3 presigned GETs, or a CDN's signed URLs.
 pub trait Downloads: Send + Sync {
-    /// A GET URL for `key` (of the given version when there is one), signed for `window`: the
-    /// same URL for every call within the window (see [`LinkWindow`]).
+    /// A GET URL for `object` (of the given version when there is one), signed for `window`:
+    /// the same URL for every call within the window (see [`LinkWindow`]).
     fn link(
         &self,
-        key: &ObjectKey,
-        version: Option<&str>,
+        object: ObjectRef<'_>,
         window: LinkWindow,
     ) -> impl Future<Output = Result<String, StoreError>> + Send;
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::breaker::{Admission, AttemptWindow, Breaker, BreakerConfig, CachedCircuit};
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, RepoError};
+use crate::ports::{BreakerWrite, ControlStore, Holder, Lease, LeaseKey, LeaseRequest, RepoError};
 
 use super::rows::contention_pause;
 use super::Policy;
@@ -83,7 +83,11 @@ impl<C: ControlStore> Gate<C> {
             }
             match self
                 .control
-                .save_breaker(self.stage, &breaker, version)
+                .save_breaker(BreakerWrite {
+                    stage: self.stage,
+                    breaker: &breaker,
+                    expected_version: version,
+                })
                 .await
             {
                 Ok(()) => {

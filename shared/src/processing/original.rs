@@ -11,7 +11,7 @@
 use crate::domain::{
     ContentType, ErrorKind, ImageRecord, Job, NewImage, Origin, Timestamp, UploadState,
 };
-use crate::ports::{ImageRepository, ObjectStore, StoredObject};
+use crate::ports::{ImageRepository, ObjectRef, ObjectStore, StoredObject};
 
 use super::rows::RowWriter;
 use super::JobFailure;
@@ -27,7 +27,7 @@ pub(super) async fn row_or_adopt<S: ObjectStore, R: ImageRepository>(
     if let Some(r) = rows.read(job.image_id).await? {
         return Ok((r, None));
     }
-    let object = store.get(&job.key, None).await?;
+    let object = store.get(ObjectRef::current(&job.key)).await?;
     let Some(content_type) = ContentType::sniff(&object.bytes) else {
         return Err(JobFailure::permanent(
             ErrorKind::Rejected,
@@ -104,7 +104,13 @@ pub(super) async fn pinned_bytes<S: ObjectStore, R: ImageRepository>(
     let pinned = row.original_version.as_deref();
     let object = match adopted {
         Some(object) if object.version.as_deref() == pinned => object,
-        _ => store.get(&job.key, pinned).await?,
+        _ => {
+            let object = ObjectRef {
+                key: &job.key,
+                version: pinned,
+            };
+            store.get(object).await?
+        }
     };
     if pinned.is_some() {
         return Ok((object.bytes, row));
@@ -123,7 +129,13 @@ pub(super) async fn pinned_bytes<S: ObjectStore, R: ImageRepository>(
         .await?
         .ok_or_else(|| JobFailure::retryable("the image row disappeared"))?;
     match after.original_version.clone() {
-        Some(won) if won != read => Ok((store.get(&job.key, Some(&won)).await?.bytes, after)),
+        Some(won) if won != read => {
+            let won = ObjectRef {
+                key: &job.key,
+                version: Some(&won),
+            };
+            Ok((store.get(won).await?.bytes, after))
+        }
         _ => Ok((object.bytes, after)),
     }
 }

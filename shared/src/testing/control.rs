@@ -1,7 +1,7 @@
 //! The control table in memory: breakers, leases, digests, counters, markers, rate windows.
 
 use super::*;
-use crate::ports::DigestClaim;
+use crate::ports::{BreakerWrite, DigestClaim};
 
 /// The owners' digest index in memory, with the adapter's conditional writes.
 #[derive(Debug, Default, Clone)]
@@ -101,18 +101,13 @@ impl ControlStore for MemoryControl {
             .unwrap_or_default())
     }
 
-    async fn save_breaker(
-        &self,
-        stage: Stage,
-        breaker: &Breaker,
-        expected_version: u64,
-    ) -> Result<(), RepoError> {
+    async fn save_breaker(&self, write: BreakerWrite<'_>) -> Result<(), RepoError> {
         let mut all = lock(&self.breakers);
-        let current = all.get(&stage).map_or(0, |(_, v)| *v);
-        if current != expected_version {
+        let current = all.get(&write.stage).map_or(0, |(_, v)| *v);
+        if current != write.expected_version {
             return Err(RepoError::Conflict);
         }
-        all.insert(stage, (breaker.clone(), expected_version + 1));
+        all.insert(write.stage, (write.breaker.clone(), current + 1));
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The images table in memory: rows, its status index, the backfill's reads and the awaiting uploads.
 
 use super::*;
+use crate::ports::{OwnerPage, PageRequest, StatusPage};
 
 /// The images table in memory.
 #[derive(Debug, Default, Clone)]
@@ -55,12 +56,8 @@ impl ImageRepository for MemoryImages {
         Ok(lock(&self.rows).get(&id).cloned())
     }
 
-    async fn list_by_owner(
-        &self,
-        owner: &OwnerId,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
+    async fn list_by_owner(&self, page: OwnerPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        let (owner, limit, cursor) = (page.of, page.limit, page.cursor);
         let after: Option<ImageId> = cursor
             .map(|c| c.parse().map_err(|_| RepoError::BadCursor))
             .transpose()?;
@@ -138,13 +135,9 @@ impl StatusIndex for MemoryImages {
             .sum())
     }
 
-    async fn page_by_status(
-        &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
+    async fn page_by_status(&self, page: StatusPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        let (status, oldest_first) = (page.status, page.oldest_first);
+        let (limit, cursor) = (page.limit, page.cursor);
         use crate::status_index::{after, merge, rows_in_order, Cursor, Entry, ShardRead};
         if !crate::status_index::indexed(status) {
             return Ok(Page {
@@ -226,10 +219,9 @@ impl crate::ports::BackfillRows for MemoryImages {
 
     async fn page_unindexed(
         &self,
-        status: Status,
-        limit: u32,
-        cursor: Option<&str>,
+        page: PageRequest<'_, Status>,
     ) -> Result<Page<ImageRecord>, RepoError> {
+        let (status, limit, cursor) = (page.of, page.limit, page.cursor);
         let after: Option<ImageId> = cursor
             .map(|c| c.parse().map_err(|_| RepoError::BadCursor))
             .transpose()?;

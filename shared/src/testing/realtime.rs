@@ -36,13 +36,9 @@ impl ConnectionRepository for MemoryConnections {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        connection_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, RealtimeError> {
+    async fn get(&self, id: &str, now: Timestamp) -> Result<Option<Connection>, RealtimeError> {
         Ok(lock(&self.rows)
-            .get(connection_id)
+            .get(id)
             .filter(|c| c.expires_at > now)
             .cloned())
     }

@@ -1,6 +1,8 @@
 //! The bucket in memory.
 
 use super::*;
+use crate::domain::LinkWindow;
+use crate::ports::ObjectRef;
 
 /// A bucket in memory with versioning: key -> its versions, oldest first, the last one current.
 #[derive(Debug, Default, Clone)]
@@ -72,11 +74,8 @@ impl ObjectStore for MemoryStore {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-    ) -> Result<StoredObject, StoreError> {
+    async fn get(&self, object: ObjectRef<'_>) -> Result<StoredObject, StoreError> {
+        let (key, version) = (object.key, object.version);
         let objects = lock(&self.objects);
         let versions = objects
             .get(key.as_str())
@@ -159,12 +158,8 @@ impl ObjectStore for MemoryStore {
 impl crate::ports::Downloads for MemoryStore {
     /// A fake URL that names the key, the version and the window, so tests see what the real
     /// adapters sign.
-    async fn link(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        window: crate::domain::LinkWindow,
-    ) -> Result<String, StoreError> {
+    async fn link(&self, object: ObjectRef<'_>, window: LinkWindow) -> Result<String, StoreError> {
+        let (key, version) = (object.key, object.version);
         let signed = window.signed_at.unix_millis() / 1000;
         let expires = window.lifetime.as_secs();
         Ok(match version {

@@ -4,7 +4,9 @@
 //! The breaker rules write the stage's one breaker row: give them a store of their own.
 
 use safelight::breaker::{Breaker, CircuitState};
-use safelight::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError};
+use safelight::ports::{
+    BreakerWrite, ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError,
+};
 use safelight::{ImageId, Stage, Timestamp};
 
 const STAGE: Stage = Stage::Thumbnail;
@@ -96,24 +98,25 @@ pub async fn a_breaker_never_written_is_the_default_at_version_0<C: ControlStore
     }
 }
 
+/// Writes `breaker(times_opened)` over version `version` of `STAGE`'s breaker.
+async fn save<C: ControlStore>(c: &C, times_opened: u64, version: u64) -> Result<(), RepoError> {
+    c.save_breaker(BreakerWrite {
+        stage: STAGE,
+        breaker: &breaker(times_opened),
+        expected_version: version,
+    })
+    .await
+}
+
 /// A breaker write needs the version it read: the write bumps it, a stale one is a `Conflict`
 /// that changes nothing; the stages' rows are separate.
 pub async fn a_breaker_write_needs_the_version_it_read<C: ControlStore>(c: &C) {
-    c.save_breaker(STAGE, &breaker(1), 0).await.expect("first");
+    save(c, 1, 0).await.expect("first");
     assert_eq!(c.load_breaker(STAGE).await.expect("load"), (breaker(1), 1));
-    assert!(matches!(
-        c.save_breaker(STAGE, &breaker(2), 0).await,
-        Err(RepoError::Conflict)
-    ));
-    c.save_breaker(STAGE, &breaker(2), 1).await.expect("second");
-    assert!(matches!(
-        c.save_breaker(STAGE, &breaker(3), 1).await,
-        Err(RepoError::Conflict)
-    ));
-    assert!(matches!(
-        c.save_breaker(STAGE, &breaker(3), 7).await,
-        Err(RepoError::Conflict)
-    ));
+    assert!(matches!(save(c, 2, 0).await, Err(RepoError::Conflict)));
+    save(c, 2, 1).await.expect("second");
+    assert!(matches!(save(c, 3, 1).await, Err(RepoError::Conflict)));
+    assert!(matches!(save(c, 3, 7).await, Err(RepoError::Conflict)));
     assert_eq!(c.load_breaker(STAGE).await.expect("load"), (breaker(2), 2));
     assert_eq!(
         c.load_breaker(Stage::Variant).await.expect("load"),

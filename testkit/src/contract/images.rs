@@ -1,7 +1,7 @@
 //! [`ImageRepository`]: a conditional create, version-checked replaces (and the row that won a
 //! lost race), owner pages newest first.
 
-use safelight::ports::{ImageRepository, RepoError, Written};
+use safelight::ports::{ImageRepository, PageRequest, RepoError, Written};
 use safelight::{ImageRecord, Timestamp};
 
 use super::fresh_owner;
@@ -137,7 +137,11 @@ pub async fn owner_pages_walk_the_owners_rows_newest_first<R: ImageRepository>(r
     let mut cursor: Option<String> = None;
     for _ in 0..10 {
         let page = repo
-            .list_by_owner(&owner, 2, cursor.as_deref())
+            .list_by_owner(PageRequest {
+                of: &owner,
+                limit: 2,
+                cursor: cursor.as_deref(),
+            })
             .await
             .expect("page");
         assert!(page.items.len() <= 2, "a page longer than its limit");
@@ -149,7 +153,12 @@ pub async fn owner_pages_walk_the_owners_rows_newest_first<R: ImageRepository>(r
     }
     assert_eq!(seen, mine);
     assert!(matches!(
-        repo.list_by_owner(&owner, 2, Some("not-a-cursor")).await,
+        repo.list_by_owner(PageRequest {
+            of: &owner,
+            limit: 2,
+            cursor: Some("not-a-cursor"),
+        })
+        .await,
         Err(RepoError::BadCursor)
     ));
 }

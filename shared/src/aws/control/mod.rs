@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 use crate::aws::table::{self, batch_get, sdk_failure, written, written_or_conflict, Item, Table};
 use crate::breaker::Breaker;
 use crate::domain::{ImageId, Stage, Timestamp};
-use crate::ports::{ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError};
+use crate::ports::{
+    BreakerWrite, ControlStore, Holder, Lease, LeaseKey, LeaseRequest, LeaseView, RepoError,
+};
 
 mod markers;
 mod throughput;
@@ -180,13 +182,9 @@ impl ControlStore for DynamoControl {
             .unwrap_or_default())
     }
 
-    async fn save_breaker(
-        &self,
-        stage: Stage,
-        breaker: &Breaker,
-        expected_version: u64,
-    ) -> Result<(), RepoError> {
-        self.save_versioned(breaker_key(stage), breaker, expected_version, "a breaker")
+    async fn save_breaker(&self, write: BreakerWrite<'_>) -> Result<(), RepoError> {
+        let (key, expected) = (breaker_key(write.stage), write.expected_version);
+        self.save_versioned(key, write.breaker, expected, "a breaker")
             .await
     }
 

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{record_from_item, DynamoImages, IndexCursor, STATUS_KEY};
 use crate::aws::table::{self, sdk_failure, written, written_or_conflict};
 use crate::domain::{ImageId, ImageRecord, LegacyRow, Status};
-use crate::ports::{BackfillRows, Page, RepoError, StoredRow};
+use crate::ports::{BackfillRows, Page, PageRequest, RepoError, StoredRow};
 use crate::status_index;
 
 impl BackfillRows for DynamoImages {
@@ -39,11 +39,11 @@ impl BackfillRows for DynamoImages {
 
     async fn page_unindexed(
         &self,
-        status: Status,
-        limit: u32,
-        cursor: Option<&str>,
+        page: PageRequest<'_, Status>,
     ) -> Result<Page<ImageRecord>, RepoError> {
-        let start = cursor
+        let (status, limit) = (page.of, page.limit);
+        let start = page
+            .cursor
             .map(|c| LEGACY_STATUS_CURSOR.decode(status.as_str().to_owned(), c))
             .transpose()?;
         let out = self

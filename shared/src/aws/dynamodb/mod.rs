@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::operation::put_item::builders::PutItemFluentBuilder;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure, Select};
 
 use crate::aws::table::{self, key, sdk_failure, written_or_conflict, Pages, Put, Table};
-use crate::domain::{ImageId, ImageRecord, OwnerId};
-use crate::ports::{ImageRepository, Page, RepoError, Written};
+use crate::domain::{ImageId, ImageRecord};
+use crate::ports::{ImageRepository, OwnerPage, Page, RepoError, Written};
 use crate::status_index;
 use cursor::{cursor_query, IndexCursor, OWNER_CURSOR};
 
@@ -113,20 +113,17 @@ impl ImageRepository for DynamoImages {
         self.item(id).await?.map(record_from_item).transpose()
     }
 
-    async fn list_by_owner(
-        &self,
-        owner: &OwnerId,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
-        let start = cursor
+    async fn list_by_owner(&self, page: OwnerPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        let owner = page.of;
+        let start = page
+            .cursor
             .map(|c| OWNER_CURSOR.decode(owner.to_string(), c))
             .transpose()?;
         let out = self
             .table
             .owner_query(owner, "owner_id = :owner")
             .scan_index_forward(false)
-            .limit(i32::try_from(limit).unwrap_or(i32::MAX))
+            .limit(i32::try_from(page.limit).unwrap_or(i32::MAX))
             .set_exclusive_start_key(start)
             .send()
             .await;

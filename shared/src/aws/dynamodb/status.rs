@@ -8,7 +8,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use super::{cursor_query, record_from_item, DynamoImages, STATUS_KEY};
 use crate::aws::table::{batch_get, Item};
 use crate::domain::{ImageRecord, Status};
-use crate::ports::{Page, RepoError, StatusIndex};
+use crate::ports::{Page, RepoError, StatusIndex, StatusPage};
 use crate::status_index::{self, Entry, Position, ShardRead};
 
 impl DynamoImages {
@@ -97,20 +97,16 @@ impl StatusIndex for DynamoImages {
         Ok(counts.into_iter().sum())
     }
 
-    async fn page_by_status(
-        &self,
-        status: Status,
-        oldest_first: bool,
-        limit: u32,
-        cursor: Option<&str>,
-    ) -> Result<Page<ImageRecord>, RepoError> {
+    async fn page_by_status(&self, page: StatusPage<'_>) -> Result<Page<ImageRecord>, RepoError> {
+        let (status, oldest_first, limit) = (page.status, page.oldest_first, page.limit);
         if !status_index::indexed(status) {
             return Ok(Page {
                 items: Vec::new(),
                 next: None,
             });
         }
-        let cursor = cursor
+        let cursor = page
+            .cursor
             .map(status_index::Cursor::decode)
             .transpose()?
             .unwrap_or_default();

@@ -74,14 +74,10 @@ impl ConnectionRepository for DynamoConnections {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        connection_id: &str,
-        now: Timestamp,
-    ) -> Result<Option<Connection>, RealtimeError> {
+    async fn get(&self, id: &str, now: Timestamp) -> Result<Option<Connection>, RealtimeError> {
         let item = self
             .table
-            .get(table::key("connection_id", connection_id))
+            .get(table::key("connection_id", id))
             .await
             .map_err(unavailable)?;
         match item {

@@ -13,7 +13,7 @@ use aws_sdk_s3::Client;
 
 use crate::domain::{LinkWindow, ObjectKey, Timestamp};
 use crate::ports::{
-    ObjectMeta, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
+    ObjectMeta, ObjectRef, ObjectStore, PresignedPost, PresignedRequest, StoreError, StoredObject,
     UploadConstraints,
 };
 use post_policy::PostPolicy;
@@ -106,11 +106,8 @@ impl ObjectStore for S3Store {
         Ok(())
     }
 
-    async fn get(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-    ) -> Result<StoredObject, StoreError> {
+    async fn get(&self, object: ObjectRef<'_>) -> Result<StoredObject, StoreError> {
+        let (key, version) = (object.key, object.version);
         // A GET naming a version needs `s3:GetObjectVersion` on AWS (the template grants it).
         let out = self.get_object(key, version).send().await;
         let out = match out {
@@ -267,12 +264,8 @@ impl ObjectStore for S3Store {
 impl crate::ports::Downloads for S3Store {
     /// A presigned GET signed as of the window's start (`X-Amz-Date`) for its lifetime
     /// (`X-Amz-Expires`), so the URL is the same all window long (with the same credentials).
-    async fn link(
-        &self,
-        key: &ObjectKey,
-        version: Option<&str>,
-        window: LinkWindow,
-    ) -> Result<String, StoreError> {
+    async fn link(&self, object: ObjectRef<'_>, window: LinkWindow) -> Result<String, StoreError> {
+        let (key, version) = (object.key, object.version);
         let signed_at = SystemTime::UNIX_EPOCH
             + Duration::from_millis(window.signed_at.unix_millis().max(0).unsigned_abs());
         let config = PresigningConfig::builder()

@@ -2,7 +2,7 @@
 //! `status_key`, and seeds the completed total once.
 
 use super::{BackfillError, StopWhen};
-use crate::ports::{BackfillRows, MarkerStore};
+use crate::ports::{BackfillRows, MarkerStore, PageRequest};
 
 /// Rows read per page of the index pass.
 const INDEX_PAGE: u32 = 100;
@@ -36,7 +36,11 @@ pub async fn index_pass<R: BackfillRows, M: MarkerStore>(
         let mut cursor: Option<String> = None;
         loop {
             let page = rows
-                .page_unindexed(status, INDEX_PAGE, cursor.as_deref())
+                .page_unindexed(PageRequest {
+                    of: status,
+                    limit: INDEX_PAGE,
+                    cursor: cursor.as_deref(),
+                })
                 .await?;
             for row in &page.items {
                 if dry_run || rows.index_row(row).await? {

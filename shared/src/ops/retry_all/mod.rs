@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::domain::{Stage, Status, Timestamp};
 use crate::ports::{
     DeadLetterReceive, ImageRepository, JobQueue, QueueAdmin, QueueError, RepoError, StatusIndex,
+    StatusPage,
 };
 use cursor::Cursor;
 use letters::{Fate, Run};
@@ -220,7 +221,9 @@ where
         }
         let page = ports
             .images
-            .page_by_status(Status::Failed, true, ROW_PAGE, cursor.rows.as_deref())
+            .page_by_status(
+                StatusPage::oldest_first(Status::Failed, ROW_PAGE).after(cursor.rows.as_deref()),
+            )
             .await?;
         for row in &page.items {
             if row.status_since() > cursor.started_at {

@@ -5,7 +5,7 @@ use tokio::time::Instant;
 use super::{secs, SweepError, SweepPolicy, SweepReport, Sweeper, ROW_PAGE};
 use crate::domain::UploadState;
 use crate::domain::{ErrorKind, ImageId, ImageRecord, RetryMessage, Stage, Status, Timestamp};
-use crate::ports::{ImageRepository, JobQueue, StatusIndex};
+use crate::ports::{ImageRepository, JobQueue, StatusIndex, StatusPage};
 
 /// The failure reason of a row that stayed stuck through the sweeper's re-enqueues.
 fn never_finished_reason(policy: &SweepPolicy, row: &ImageRecord) -> String {
@@ -34,7 +34,9 @@ impl<R: ImageRepository + StatusIndex, A, S, Q: JobQueue> Sweeper<'_, R, A, S, Q
                 let page = self
                     .ports
                     .images
-                    .page_by_status(status, true, ROW_PAGE, cursor.as_deref())
+                    .page_by_status(
+                        StatusPage::oldest_first(status, ROW_PAGE).after(cursor.as_deref()),
+                    )
                     .await?;
                 for row in &page.items {
                     // Oldest in its status first: past the horizon, no later row is stuck.

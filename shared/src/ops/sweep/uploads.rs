@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::{secs, SweepError, SweepReport, Sweeper, ROW_PAGE};
 use crate::domain::{ImageRecord, Status, Timestamp, UploadState};
-use crate::ports::{ImageRepository, ObjectStore, StatusIndex};
+use crate::ports::{ImageRepository, ObjectStore, StatusIndex, StatusPage};
 
 impl<R: ImageRepository + StatusIndex, A, S: ObjectStore, Q> Sweeper<'_, R, A, S, Q> {
     /// Rows still `awaiting_upload` past the link's lifetime and grace: `stored` when the bucket
@@ -23,7 +23,9 @@ impl<R: ImageRepository + StatusIndex, A, S: ObjectStore, Q> Sweeper<'_, R, A, S
             let page = self
                 .ports
                 .images
-                .page_by_status(Status::Pending, true, ROW_PAGE, cursor.as_deref())
+                .page_by_status(
+                    StatusPage::oldest_first(Status::Pending, ROW_PAGE).after(cursor.as_deref()),
+                )
                 .await?;
             for row in &page.items {
                 // Oldest pending first: past the horizon, nothing later has expired either
