@@ -69,12 +69,7 @@ fn parse_args() -> Result<Args> {
 fn stack_env(path: &str) -> Result<HashMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{path} is missing: run `make dev` first"))?;
-    let raw: HashMap<String, String> = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('\'').to_owned()))
-        .collect();
+    let raw = safelight::aws::stack_env::parse(&text);
     let mut vars = raw.clone();
     for (from, to) in [
         ("SAFELIGHT_BUCKET", "BUCKET"),
@@ -204,29 +199,12 @@ async fn main() -> Result<()> {
     let thumbnails = need(&config.thumbnails_queue_url, "THUMBNAILS_QUEUE_URL")?;
     let variants = need(&config.variants_queue_url, "VARIANTS_QUEUE_URL")?;
 
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-    if args.stack_env.is_some() {
+    let sdk = if args.stack_env.is_some() {
         // The local stack's env file: its endpoint, region and test credentials.
-        if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(region) = vars.get("AWS_REGION") {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let (Some(id), Some(secret)) = (
-            vars.get("AWS_ACCESS_KEY_ID"),
-            vars.get("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            loader = loader.credentials_provider(aws_credential_types::Credentials::new(
-                id,
-                secret,
-                None,
-                None,
-                "stack-env",
-            ));
-        }
-    }
-    let sdk = loader.load().await;
+        safelight::aws::stack_env::sdk_config(&vars).await
+    } else {
+        aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    };
     let handler = Backfill::new(
         S3Store::new(&sdk, &config.bucket),
         DynamoImages::new(&sdk, &config.images_table),

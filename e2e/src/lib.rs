@@ -40,32 +40,8 @@ impl Stack {
                 path.display()
             )
         })?;
-        let vars: HashMap<String, String> = text
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#'))
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').to_owned()))
-            .collect();
-        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
-        if let Some(endpoint) = vars.get("AWS_ENDPOINT_URL") {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(region) = vars.get("AWS_REGION") {
-            loader = loader.region(aws_config::Region::new(region.clone()));
-        }
-        if let (Some(id), Some(secret)) = (
-            vars.get("AWS_ACCESS_KEY_ID"),
-            vars.get("AWS_SECRET_ACCESS_KEY"),
-        ) {
-            loader = loader.credentials_provider(aws_sdk_s3::config::Credentials::new(
-                id,
-                secret,
-                None,
-                None,
-                "stack.env",
-            ));
-        }
-        let sdk = loader.load().await;
+        let vars = safelight::aws::stack_env::parse(&text);
+        let sdk = safelight::aws::stack_env::sdk_config(&vars).await;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()?;

@@ -14,6 +14,7 @@ pub mod realtime;
 pub mod runtime;
 pub mod s3;
 pub mod sqs;
+pub mod stack_env;
 mod table;
 pub mod telemetry;
 
