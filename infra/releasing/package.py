@@ -204,7 +204,9 @@ def build_fault_control(name: str = FAULTS_CONTROL) -> Path:
         env=env_with_tools(),
         check=True,
     )
-    return target_dir() / "aarch64-unknown-linux-gnu" / "release" / name
+    # cargo-lambda moves the linked binary out of target/<triple>/release into
+    # target/lambda/<bin>/bootstrap (measured: the former no longer exists after the build).
+    return target_dir() / "lambda" / name / "bootstrap"
 
 
 def write_zip(binary: Path, out: Path) -> None:

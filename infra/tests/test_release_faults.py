@@ -79,6 +79,20 @@ class TheZipsHoldNoFaultInjection(unittest.TestCase):
                 release.check_fault_control("ws", control, MARKER)
             release.check_fault_control("ws", binary(Path(tmp), "ws2", MARKER), MARKER)
 
+    def test_the_control_is_read_where_cargo_lambda_leaves_its_binary(self):
+        # cargo-lambda moves the binary to target/lambda/<bin>/bootstrap; a path under
+        # target/<triple>/release does not exist after its build (the first end-to-end
+        # `make package` stopped there with FileNotFoundError).
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp = Path(tmp)
+            with mock.patch.object(package, "target_dir", return_value=tmp), \
+                    mock.patch.object(package.subprocess, "run") as run:
+                built = package.build_fault_control("ws")
+            self.assertEqual(built, tmp / "lambda" / "ws" / "bootstrap")
+            command = run.call_args.args[0]
+            self.assertEqual(command[:3], ["cargo", "lambda", "build"])
+            self.assertIn("faults", command)
+
     def test_packaging_stops_at_a_faulty_bootstrap_and_writes_no_zip_for_it(self):
         with tempfile.TemporaryDirectory() as tmp:
             tmp = Path(tmp)
